@@ -1,0 +1,49 @@
+"""rediq's core: registry, context API, plugin contract, worker orchestrator and CLI.
+
+It imports no plugin package; brokers and serializers arrive through entry points.
+"""
+
+from __future__ import annotations
+
+from .app import EVENT_NAMES, Rediq
+from .broker import Broker, BrokerOptions, TaskState
+from .context import (
+    current_task_exception,
+    current_task_groups,
+    current_task_info,
+    current_task_result,
+    current_task_retried,
+    run_in_current_executor,
+)
+from .handle import TaskHandle
+from .info import TaskInfo, WorkerInfo
+from .message import TaskMessage
+from .plugins import hookimpl, make_plugin_host
+from .serializer import Serializer
+from .task import TaskCall, TaskDefinition
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVENT_NAMES",
+    "Broker",
+    "BrokerOptions",
+    "Rediq",
+    "Serializer",
+    "TaskCall",
+    "TaskDefinition",
+    "TaskHandle",
+    "TaskInfo",
+    "TaskMessage",
+    "TaskState",
+    "WorkerInfo",
+    "__version__",
+    "current_task_exception",
+    "current_task_groups",
+    "current_task_info",
+    "current_task_result",
+    "current_task_retried",
+    "hookimpl",
+    "make_plugin_host",
+    "run_in_current_executor",
+]

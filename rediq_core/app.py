@@ -1,0 +1,261 @@
+"""The application object: task and event registry, serializer, broker and enqueueing."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, ParamSpec, TypeVar, overload
+
+from . import defaults
+from .broker import Broker, BrokerOptions, TaskRecord, TaskState
+from .errors import (
+    ConfigurationError,
+    SerializationError,
+    TaskRegistrationError,
+    UnknownNameError,
+)
+from .handle import TaskHandle, raise_for_record
+from .message import TaskMessage, new_task_id
+from .options import TaskOptions, check_name
+from .plugins import PluginHost, make_plugin_host
+from .serializer import Serializer
+from .task import TaskCall, TaskDefinition
+
+__all__ = ["EVENT_NAMES", "Rediq"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+EventHandler = Callable[[], Awaitable[None]]
+
+#: The events an app can handle with ``@app.event``, in the order a task meets them.
+EVENT_NAMES: Final = (
+    "before_worker_startup",
+    "before_task_start",
+    "before_task_retry",
+    "after_task_success",
+    "after_task_failure",
+    "after_worker_shutdown",
+)
+
+
+def _require_coroutine(fn: Any, what: str) -> None:
+    if not inspect.iscoroutinefunction(inspect.unwrap(fn)):
+        raise TaskRegistrationError(
+            f"{what} {getattr(fn, '__qualname__', fn)!r} must be a coroutine function"
+            " (defined with `async def`); wrap blocking code with run_in_current_executor()"
+        )
+
+
+class Rediq:
+    """A rediq application: register tasks and events on it, enqueue through it.
+
+    :param redis_url: broker URL (``redis://``, ``rediss://``, ``unix://``).
+    :param redis_config: extra keyword arguments for the client library (redis-py).
+    :param serializer_name: how task arguments and results are encoded; ``json`` by
+        default. ``pickle``/``cloudpickle`` execute code on load: use them only with a
+        Redis that only trusted parties can write to.
+    :param accept_serializers: serializers a worker of this app will decode (default:
+        only ``serializer_name``); a message in another format is dead-lettered unread.
+    :param namespace: prefix of every key in Redis.
+    :param plugins: a plugin host (default: a fresh one from installed entry points).
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        redis_config: Mapping[str, Any] | None = None,
+        serializer_name: str = defaults.DEFAULT_SERIALIZER,
+        *,
+        accept_serializers: Iterable[str] | None = None,
+        namespace: str = defaults.DEFAULT_NAMESPACE,
+        default_queue: str = defaults.DEFAULT_QUEUE,
+        plugins: PluginHost | None = None,
+    ) -> None:
+        self.redis_url = redis_url or defaults.DEFAULT_REDIS_URL
+        self.redis_config = dict(redis_config or {})
+        self.namespace = check_name(namespace, "namespace")
+        self.default_options = TaskOptions(queue=default_queue)
+        self.plugins = plugins or make_plugin_host()
+        self.serializer_name = serializer_name
+        self.serializer = self.plugins.serializer(serializer_name)
+        self.accept_serializers = frozenset(accept_serializers or ()) | {serializer_name}
+        for name in self.accept_serializers:
+            if name not in self.plugins.serializers():
+                raise UnknownNameError(
+                    f"accept_serializers names {name!r}, which no installed plugin provides"
+                )
+        self.tasks: dict[str, TaskDefinition[Any, Any]] = {}
+        self.handlers: dict[str, list[EventHandler]] = {name: [] for name in EVENT_NAMES}
+        self._serializers: dict[str, Serializer] = {serializer_name: self.serializer}
+        self._broker: Broker | None = None
+
+    def __repr__(self) -> str:
+        return f"<Rediq {self.redis_url!r} tasks={len(self.tasks)}>"
+
+    # --- registration -----------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> TaskDefinition[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        task_name: str | None = None,
+        task_priority: int | None = None,
+        task_queue: str | None = None,
+        task_retries: int | None = None,
+        task_timeout: int | None = None,
+        result_ttl: int | None = None,
+    ) -> Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[P, Awaitable[R]] | None = None,
+        /,
+        *,
+        task_name: str | None = None,
+        task_priority: int | None = None,
+        task_queue: str | None = None,
+        task_retries: int | None = None,
+        task_timeout: int | None = None,
+        result_ttl: int | None = None,
+    ) -> TaskDefinition[P, R] | Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]:
+        """Register a coroutine function as a task (bare ``@app.task`` or with options).
+
+        :param task_name: unique name (default: the function's ``__qualname__``).
+        :param task_priority: lower runs first (default 0).
+        :param task_queue: queue name (default ``"default"``).
+        :param task_retries: retries after the first attempt (default 0).
+        :param task_timeout: milliseconds per attempt (default: none).
+        :param result_ttl: seconds to keep the result (default one day; 0 keeps nothing).
+        """
+        options = self.default_options.merged(
+            priority=task_priority, queue=task_queue, retries=task_retries,
+            timeout_ms=task_timeout, result_ttl_s=result_ttl,
+        )
+
+        def decorate(func: Callable[P, Awaitable[R]]) -> TaskDefinition[P, R]:
+            _require_coroutine(func, "task function")
+            name = check_name(task_name if task_name is not None else func.__qualname__)
+            if name in self.tasks:
+                raise TaskRegistrationError(
+                    f"a task named {name!r} is already registered"
+                    f" ({self.tasks[name].fn.__module__}); pass a unique task_name="
+                )
+            definition = TaskDefinition(self, func, name, options)
+            self.tasks[name] = definition
+            return definition
+
+        return decorate(fn) if fn is not None else decorate
+
+    @overload
+    def event(self, fn: EventHandler, /) -> EventHandler: ...
+
+    @overload
+    def event(
+        self, fn: None = None, /, *, event_name: str | None = None
+    ) -> Callable[[EventHandler], EventHandler]: ...
+
+    def event(
+        self, fn: EventHandler | None = None, /, *, event_name: str | None = None
+    ) -> EventHandler | Callable[[EventHandler], EventHandler]:
+        """Register an event handler (bare ``@app.event`` uses the function's name).
+        Several handlers of one event run in registration order."""
+
+        def decorate(func: EventHandler) -> EventHandler:
+            name = event_name if event_name is not None else getattr(func, "__name__", "")
+            if name not in self.handlers:
+                raise TaskRegistrationError(
+                    f"unknown event {name!r}; events are: {', '.join(EVENT_NAMES)}"
+                )
+            _require_coroutine(func, f"{name} handler")
+            self.handlers[name].append(func)
+            return func
+
+        return decorate(fn) if fn is not None else decorate
+
+    # --- serializers and broker -------------------------------------------------------
+
+    def serializer_for(self, name: str) -> Serializer:
+        """A serializer this app accepts; a clear error for any other name."""
+        if name not in self.accept_serializers:
+            raise UnknownNameError(
+                f"serializer {name!r} is not accepted by this app (accepted:"
+                f" {', '.join(sorted(self.accept_serializers))}); add it to accept_serializers"
+            )
+        if name not in self._serializers:
+            self._serializers[name] = self.plugins.serializer(name)
+        return self._serializers[name]
+
+    def get_broker(self) -> Broker:
+        """The app's broker, built on first use from ``redis_url``."""
+        if self._broker is None:
+            options = BrokerOptions(
+                url=self.redis_url, config=self.redis_config, namespace=self.namespace
+            )
+            self._broker = self.plugins.broker(options)
+        return self._broker
+
+    async def close(self) -> None:
+        """Close the broker's connections."""
+        if self._broker is not None:
+            await self._broker.close()
+            self._broker = None
+
+    # --- enqueueing -------------------------------------------------------------------
+
+    def build_message(self, call: TaskCall) -> TaskMessage:
+        """Serialize a call into a message; raise :class:`SerializationError` at once."""
+        options = call.resolved_options
+        try:
+            payload = self.serializer.dumps([list(call.args), call.kwargs])
+        except Exception as exc:
+            raise SerializationError(
+                f"the arguments of task {call.task.name!r} cannot be serialized with"
+                f" {self.serializer_name!r}: {exc}. Pass values this serializer can carry,"
+                " or choose another serializer_name"
+            ) from exc
+        return TaskMessage(
+            id=call.task_id or new_task_id(),
+            name=call.task.name,
+            queue=options.queue,
+            payload=payload,
+            serializer=self.serializer_name,
+            priority=options.priority,
+            max_retries=options.retries,
+            timeout_ms=options.timeout_ms,
+            result_ttl_s=options.result_ttl_s,
+            groups=call.group_names,
+            headers=dict(call.headers),
+            eta_ms=call.eta_ms,
+        )
+
+    async def enqueue_many(self, calls: Sequence[TaskCall]) -> list[TaskHandle]:
+        """Publish several calls in one pipelined round trip; one handle per call."""
+        for call in calls:
+            if call.task.app is not self:
+                raise ConfigurationError(f"task {call.task.name!r} belongs to another app")
+        messages = [self.build_message(call) for call in calls]
+        for message in messages:
+            await self.plugins.notify("rediq_before_task_enqueue", message=message)
+        outcomes = await self.get_broker().enqueue(messages)
+        for message, outcome in zip(messages, outcomes, strict=True):
+            await self.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
+        return [
+            TaskHandle(
+                self, m.id, m.queue, accepted=o.accepted, result_ttl_s=m.result_ttl_s
+            )
+            for m, o in zip(messages, outcomes, strict=True)
+        ]
+
+    def decode_result(self, record: TaskRecord) -> Any:
+        """The value of a finished record, or the error it stands for."""
+        raise_for_record(record)
+        if record.state is not TaskState.SUCCEEDED or record.result is None:
+            return None
+        return self.serializer_for(record.serializer or self.serializer_name).loads(
+            record.result
+        )

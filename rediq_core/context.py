@@ -1,0 +1,115 @@
+"""The Flask-style context API: ``current_task_*()`` and ``run_in_current_executor``.
+
+One private ``ContextVar`` per concept. The worker sets them for exactly the places the
+availability table allows (docs/context.md) and resets them by token; an accessor called
+anywhere else raises :class:`~rediq_core.errors.ContextUnavailableError` saying where it
+works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from .errors import ContextUnavailableError
+from .info import TaskInfo
+
+__all__ = [
+    "current_task_exception",
+    "current_task_groups",
+    "current_task_info",
+    "current_task_result",
+    "current_task_retried",
+    "run_in_current_executor",
+    "using",
+]
+
+T = TypeVar("T")
+
+_TASK_PLACES = "in a task function and in the before_task_start, before_task_retry,"
+_TASK_PLACES += " after_task_success and after_task_failure handlers"
+
+_task_info: ContextVar[TaskInfo] = ContextVar("rediq_task_info")
+_task_result: ContextVar[Any] = ContextVar("rediq_task_result")
+_task_exception: ContextVar[BaseException] = ContextVar("rediq_task_exception")
+_executor: ContextVar[Executor] = ContextVar("rediq_executor")
+
+
+def _get(var: ContextVar[T], accessor: str, where: str) -> T:
+    try:
+        return var.get()
+    except LookupError:
+        raise ContextUnavailableError(
+            f"{accessor}() is only available {where}; it was called outside of them"
+        ) from None
+
+
+def current_task_info() -> TaskInfo:
+    """The running task's id and options."""
+    return _get(_task_info, "current_task_info", _TASK_PLACES)
+
+
+def current_task_groups() -> tuple[str, ...]:
+    """The groups the running task was enqueued with."""
+    return _get(_task_info, "current_task_groups", _TASK_PLACES).groups
+
+
+def current_task_retried() -> int:
+    """How many times the running task has been retried: 0 on the first attempt."""
+    return _get(_task_info, "current_task_retried", _TASK_PLACES).retried
+
+
+def current_task_result() -> Any:
+    """The task's return value, in ``after_task_success`` handlers."""
+    return _get(_task_result, "current_task_result", "in after_task_success handlers")
+
+
+def current_task_exception() -> BaseException:
+    """The task's exception, in ``after_task_failure`` handlers."""
+    return _get(_task_exception, "current_task_exception", "in after_task_failure handlers")
+
+
+async def run_in_current_executor(fn: Callable[[], T]) -> T:
+    """Run a synchronous callable in the worker's executor pool and await its result.
+
+    In a thread pool the caller's context is copied, so ``current_task_info()`` works
+    inside ``fn``; a process pool carries no context (``fn`` must be picklable).
+    """
+    executor = _get(
+        _executor, "run_in_current_executor", "inside a rediq worker (tasks and event handlers)"
+    )
+    loop = asyncio.get_running_loop()
+    if isinstance(executor, ThreadPoolExecutor):
+        return await loop.run_in_executor(executor, functools.partial(contextvars.copy_context().run, fn))
+    return await loop.run_in_executor(executor, fn)
+
+
+@contextlib.contextmanager
+def using(
+    *,
+    executor: Executor | None = None,
+    task: TaskInfo | None = None,
+    result: Any = ...,
+    exception: BaseException | None = None,
+) -> Iterator[None]:
+    """Set context values for the duration of a ``with`` block (used by the worker)."""
+    tokens: list[tuple[ContextVar[Any], contextvars.Token[Any]]] = []
+    for var, value, unset in (
+        (_executor, executor, None),
+        (_task_info, task, None),
+        (_task_result, result, ...),
+        (_task_exception, exception, None),
+    ):
+        if value is not unset:
+            tokens.append((var, var.set(value)))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)

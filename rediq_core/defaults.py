@@ -1,0 +1,59 @@
+"""Every default value rediq uses, in one documented place.
+
+Change a default per task with ``@app.task(...)``, per call with
+``task(...).options(...)``, per app with ``Rediq(...)``, or per worker on the command
+line. ``docs/configuration.md`` renders this module.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Queue used by tasks registered without ``task_queue``.
+DEFAULT_QUEUE: Final = "default"
+#: Priority of tasks registered without ``task_priority``; lower runs first.
+DEFAULT_PRIORITY: Final = 0
+#: Allowed priority range (inclusive). Priorities are exact integers in Redis scores.
+PRIORITY_MIN: Final = -(2**31)
+PRIORITY_MAX: Final = 2**31 - 1
+#: Retries after the first attempt for tasks registered without ``task_retries``.
+DEFAULT_RETRIES: Final = 0
+#: Task timeout in milliseconds; ``None`` means no timeout.
+DEFAULT_TIMEOUT_MS: Final[int | None] = None
+#: How long a finished task's result (or error) is kept, in seconds. 0 keeps nothing.
+DEFAULT_RESULT_TTL_S: Final = 24 * 3600
+#: Serializer of apps created without ``serializer_name``. json never executes code on load.
+DEFAULT_SERIALIZER: Final = "json"
+#: Prefix of every Redis key rediq writes (the ``namespace`` in ``{namespace:queue}``).
+DEFAULT_NAMESPACE: Final = "rediq"
+#: Redis URL of apps created without ``redis_url``.
+DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
+
+#: Retry backoff: exponential (base * 2**retried), capped, with full jitter.
+BACKOFF_BASE_MS: Final = 1_000
+BACKOFF_CAP_MS: Final = 5 * 60_000
+BACKOFF_JITTER: Final = True
+
+#: A leased task returns to its queue if its worker does not extend the lease in time.
+LEASE_MS: Final = 30_000
+#: A live worker extends its leases this often.
+LEASE_RENEW_MS: Final = 10_000
+#: After this many deliveries (a worker died holding the task each time) a task is
+#: dead-lettered instead of being delivered again.
+MAX_DELIVERIES: Final = 5
+#: Dead-lettered tasks are kept this long, and at most this many per queue.
+DEAD_LETTER_TTL_S: Final = 7 * 24 * 3600
+DEAD_LETTER_MAX: Final = 10_000
+
+#: Worker defaults (the ``rediq worker`` options of the same names).
+WORKER_QUEUE_SIZE: Final = 200
+WORKER_TASK_CONCURRENCY: Final = 100
+EXECUTOR_POOL_NAME: Final = "thread"
+EXECUTOR_POOL_SIZE: Final[int | None] = None  # the pool's own default (CPU based)
+#: A worker's registry entry expires if it misses heartbeats for this long.
+WORKER_HEARTBEAT_TTL_S: Final = 60
+
+#: Environment variables read by the plugin manager and the CLI.
+ENV_DISABLE_PLUGINS: Final = "REDIQ_DISABLE_PLUGINS"
+ENV_DISABLE_AUTOLOAD: Final = "REDIQ_DISABLE_PLUGIN_AUTOLOAD"
+ENV_REDIS_URL: Final = "REDIQ_REDIS_URL"

@@ -1,0 +1,86 @@
+"""Every exception rediq raises on purpose, in one place.
+
+Each message says what went wrong *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerError",
+    "ConfigurationError",
+    "ContextUnavailableError",
+    "PluginError",
+    "PluginNameClash",
+    "PluginUnavailableError",
+    "RediqError",
+    "ResultNotKeptError",
+    "SerializationError",
+    "TaskCancelledError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskRegistrationError",
+    "UnknownNameError",
+]
+
+
+class RediqError(Exception):
+    """Base class of every error rediq raises on purpose."""
+
+
+class ConfigurationError(RediqError, ValueError):
+    """An option has a value rediq cannot work with."""
+
+
+class TaskRegistrationError(RediqError, TypeError):
+    """A task or event handler cannot be registered as written."""
+
+
+class ContextUnavailableError(RediqError, LookupError):
+    """A ``current_*`` accessor was called where its value does not exist."""
+
+
+class SerializationError(RediqError, TypeError):
+    """A value cannot be carried by the chosen serializer (raised at enqueue time)."""
+
+
+class PluginError(RediqError):
+    """A plugin is misbuilt or cannot be loaded."""
+
+
+class PluginNameClash(PluginError):
+    """Two plugins registered the same name for the same kind of thing."""
+
+
+class PluginUnavailableError(PluginError):
+    """A registered plugin needs a package that is not installed."""
+
+
+class UnknownNameError(RediqError, LookupError):
+    """A serializer, broker scheme or executor pool name that no plugin registered."""
+
+
+class BrokerError(RediqError):
+    """The broker could not carry out an operation."""
+
+
+class TaskNotFoundError(RediqError, LookupError):
+    """No task with this id is known to the broker (never existed, or its record expired)."""
+
+
+class ResultNotKeptError(RediqError):
+    """The task's result is not stored (``result_ttl=0``), so it cannot be awaited."""
+
+
+class TaskFailedError(RediqError):
+    """The awaited task failed; ``type``, ``message`` and ``traceback`` describe the error."""
+
+    def __init__(self, task_id: str, type_: str, message: str, traceback: str) -> None:
+        super().__init__(f"task {task_id} failed with {type_}: {message}")
+        self.task_id = task_id
+        self.type = type_
+        self.message = message
+        self.traceback = traceback
+
+
+class TaskCancelledError(RediqError):
+    """The awaited task was cancelled."""

@@ -1,0 +1,89 @@
+"""What ``enqueue()`` returns: the task id, and a way to follow the task."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .broker import CancelOutcome, TaskRecord, TaskState
+from .errors import (
+    ResultNotKeptError,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from .app import Rediq
+
+__all__ = ["TaskHandle"]
+
+
+class TaskHandle:
+    """A published task. ``accepted`` is False when an unfinished task with the same id
+    already existed (deduplication): the handle then follows that task."""
+
+    __slots__ = ("_app", "accepted", "id", "queue", "result_ttl_s")
+
+    def __init__(
+        self, app: Rediq, task_id: str, queue: str, *, accepted: bool, result_ttl_s: int
+    ) -> None:
+        self._app = app
+        self.id = task_id
+        self.queue = queue
+        self.accepted = accepted
+        self.result_ttl_s = result_ttl_s
+
+    def hex(self) -> str:
+        """The task id (the original rediq API returned a UUID; this keeps its spelling)."""
+        return self.id
+
+    def __str__(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id} queue={self.queue!r} accepted={self.accepted}>"
+
+    async def info(self) -> TaskRecord | None:
+        """Everything the broker knows of the task, or None once its record expired."""
+        return await self._app.get_broker().get_task(self.id, self.queue)
+
+    async def state(self) -> TaskState | None:
+        record = await self.info()
+        return record.state if record else None
+
+    async def cancel(self) -> CancelOutcome:
+        """Remove the task if it has not started; ask its worker to cancel it if running."""
+        return await self._app.get_broker().cancel(self.id, self.queue)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait (blocking in Redis, no polling) for the task to end and return its result.
+
+        Raises :class:`TimeoutError` after ``timeout`` seconds, :class:`TaskFailedError`
+        if it failed, :class:`TaskCancelledError` if it was cancelled.
+        """
+        if self.result_ttl_s == 0:
+            raise ResultNotKeptError(
+                f"task {self.id} was enqueued with result_ttl=0, so its result is not kept;"
+                " enqueue it with a positive result_ttl to await it"
+            )
+        broker = self._app.get_broker()
+        if await broker.get_task(self.id, self.queue) is None:
+            raise TaskNotFoundError(f"no task {self.id} in queue {self.queue!r} (or it expired)")
+        record = await broker.wait_finished(self.id, self.queue, timeout)
+        if record is None:
+            raise TimeoutError(f"task {self.id} did not finish within {timeout} s")
+        return self._app.decode_result(record)
+
+
+def raise_for_record(record: TaskRecord) -> None:
+    """Raise the error a finished-but-unsuccessful record stands for."""
+    if record.state is TaskState.CANCELLED:
+        raise TaskCancelledError(f"task {record.id} was cancelled")
+    if record.state is TaskState.FAILED:
+        error = record.error
+        raise TaskFailedError(
+            record.id,
+            error.type if error else "UnknownError",
+            error.message if error else "",
+            error.traceback if error else "",
+        )

@@ -1,0 +1,172 @@
+"""The whole rediq plugin contract.
+
+Every hook is named ``rediq_*``. Registration hooks are synchronous and receive a
+``register`` callback owned by rediq, so a name registered by two plugins is reported with
+both plugin names. Event hooks may be ``async def``: rediq awaits each result in turn,
+and a listener that raises is logged and skipped, never breaking the task or the worker.
+
+The docstrings below *are* the reference documentation (``docs/hooks.md`` is generated
+from them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .broker import Broker, BrokerOptions, EnqueueOutcome
+    from .info import TaskInfo, WorkerInfo
+    from .message import TaskMessage
+    from .serializer import Serializer
+
+__all__ = [
+    "RegisterBroker",
+    "RegisterCommand",
+    "RegisterExecutorPool",
+    "RegisterSerializer",
+    "hookspec",
+]
+
+hookspec = pluggy.HookspecMarker("rediq")
+
+RegisterBroker = Callable[[str, "Callable[[BrokerOptions], Broker]"], None]
+RegisterSerializer = Callable[[str, "Callable[[], Serializer]"], None]
+RegisterExecutorPool = Callable[[str, Callable[[int | None], Executor]], None]
+RegisterCommand = Callable[["click.Command"], None]
+MaybeAwaitable = Awaitable[None] | None
+
+# -------------------------------------------------------------------------------------
+# Registration hooks (synchronous, called once per plugin manager)
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def rediq_register_brokers(register: RegisterBroker) -> None:
+    """Register broker factories by URL scheme.
+
+    :param register: call ``register(scheme, factory)`` once per URL scheme, e.g.
+        ``register("redis", RedisBroker.from_options)``. ``factory`` receives a
+        :class:`~rediq_core.broker.BrokerOptions` and returns a
+        :class:`~rediq_core.broker.Broker`. A scheme registered by two plugins raises
+        :class:`~rediq_core.errors.PluginNameClash` naming both.
+    """
+
+
+@hookspec
+def rediq_register_serializers(register: RegisterSerializer) -> None:
+    """Register serializers by name.
+
+    :param register: call ``register(name, factory)``; ``factory()`` returns a
+        :class:`~rediq_core.serializer.Serializer`. If the serializer needs a package that
+        is missing, register it anyway and let ``factory()`` raise
+        :class:`~rediq_core.errors.PluginUnavailableError` saying which extra to install.
+    """
+
+
+@hookspec
+def rediq_register_executor_pools(register: RegisterExecutorPool) -> None:
+    """Register executor pools for ``run_in_current_executor`` by name.
+
+    :param register: call ``register(name, factory)``; ``factory(size)`` returns a
+        :class:`concurrent.futures.Executor` (``size`` is ``None`` for the pool's default).
+        The worker option ``--executor-pool-name`` picks one by name.
+    """
+
+
+@hookspec
+def rediq_register_commands(register: RegisterCommand) -> None:
+    """Add subcommands to the ``rediq`` command line.
+
+    :param register: call ``register(command)`` with a :class:`click.Command`; its
+        ``name`` is the subcommand name.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Producer events (may be async)
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def rediq_before_task_enqueue(message: TaskMessage) -> MaybeAwaitable:
+    """Called before a task is handed to the broker.
+
+    :param message: the message about to be stored; add entries to ``message.headers``
+        (strings) to carry data such as trace ids to the worker.
+    """
+
+
+@hookspec
+def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> MaybeAwaitable:
+    """Called after the broker answered an enqueue.
+
+    :param message: the stored message.
+    :param outcome: ``outcome.accepted`` is False when an unfinished task with the same id
+        already existed (deduplication).
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Task events, in a worker (may be async); the context accessors work as in @app.event
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def rediq_before_task_start(task: TaskInfo) -> MaybeAwaitable:
+    """Called before the first attempt of a task.
+
+    :param task: the task, as ``current_task_info()`` returns it.
+    """
+
+
+@hookspec
+def rediq_before_task_retry(task: TaskInfo) -> MaybeAwaitable:
+    """Called before every retry of a task (``task.retried`` is 1 before the first retry).
+
+    :param task: the task, as ``current_task_info()`` returns it.
+    """
+
+
+@hookspec
+def rediq_after_task_success(task: TaskInfo, result: Any) -> MaybeAwaitable:
+    """Called once, when the task has succeeded.
+
+    :param task: the task, as ``current_task_info()`` returns it.
+    :param result: the task function's return value.
+    """
+
+
+@hookspec
+def rediq_after_task_failure(task: TaskInfo, exception: BaseException) -> MaybeAwaitable:
+    """Called once, when the task has finally failed (retries exhausted or not retryable).
+
+    :param task: the task, as ``current_task_info()`` returns it.
+    :param exception: the exception of the last attempt.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Worker events (may be async)
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def rediq_before_worker_startup(worker: WorkerInfo) -> MaybeAwaitable:
+    """Called once when a worker starts, before it fetches any task.
+
+    :param worker: the worker's name, queues and pool settings.
+    """
+
+
+@hookspec
+def rediq_after_worker_shutdown(worker: WorkerInfo) -> MaybeAwaitable:
+    """Called once when a worker has stopped, after its last task ended.
+
+    :param worker: the worker's name, queues and pool settings.
+    """

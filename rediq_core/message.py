@@ -1,0 +1,72 @@
+"""The task message: what a producer hands to a broker and a broker hands to a worker.
+
+A message has two parts. ``payload`` holds the call's arguments, encoded by the
+serializer named in ``serializer`` (the name travels with every message, so a worker can
+refuse formats it does not accept). Everything else is *envelope*: plain JSON that any
+broker can store and any tool can read without trusting the payload.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["MalformedMessageError", "TaskMessage", "new_task_id", "now_ms"]
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds (the unit of every rediq deadline)."""
+    return time.time_ns() // 1_000_000
+
+
+def new_task_id() -> str:
+    """A fresh task id: 32 lowercase hex digits."""
+    return uuid.uuid4().hex
+
+
+class MalformedMessageError(ValueError):
+    """An envelope read back from a broker is not a valid rediq envelope."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskMessage:
+    """One enqueued task call. ``headers`` may be extended by ``before_task_enqueue`` hooks."""
+
+    id: str
+    name: str
+    queue: str
+    payload: bytes
+    serializer: str
+    priority: int
+    max_retries: int
+    timeout_ms: int | None
+    result_ttl_s: int
+    groups: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    eta_ms: int | None = None
+    enqueued_at_ms: int = field(default_factory=now_ms)
+
+    def envelope(self) -> bytes:
+        """The message without its payload, as compact JSON."""
+        fields = asdict(self)
+        del fields["payload"], fields["id"]
+        fields["groups"] = list(self.groups)
+        return json.dumps(fields, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_parts(cls, task_id: str, envelope: bytes, payload: bytes) -> TaskMessage:
+        """Rebuild a message from what :meth:`envelope` wrote; raise on anything else."""
+        try:
+            fields: dict[str, Any] = json.loads(envelope)
+            if not isinstance(fields, dict):
+                raise TypeError("envelope is not a JSON object")
+            fields["groups"] = tuple(fields.get("groups", ()))
+            message = cls(id=task_id, payload=payload, **fields)
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessageError(f"task {task_id}: malformed envelope: {exc}") from exc
+        if not isinstance(message.name, str) or not isinstance(message.priority, int):
+            raise MalformedMessageError(f"task {task_id}: malformed envelope: bad field types")
+        return message

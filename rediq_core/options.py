@@ -1,0 +1,62 @@
+"""Task options: validation shared by ``@app.task(...)`` and ``.options(...)``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import defaults
+from .errors import ConfigurationError
+
+__all__ = ["TaskOptions", "check_name", "check_queue"]
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+def _fail(option: str, value: Any, expected: str) -> ConfigurationError:
+    return ConfigurationError(f"{option}={value!r} is invalid: expected {expected}")
+
+
+def check_queue(value: Any, option: str = "task_queue") -> str:
+    if not isinstance(value, str) or not _QUEUE_NAME.match(value):
+        raise _fail(option, value, "1-128 characters among letters, digits and _ . : -")
+    return value
+
+
+def check_name(value: Any, option: str = "task_name") -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise _fail(option, value, "a non-empty string of at most 256 characters")
+    return value
+
+
+def _check_int(option: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(option, value, "an integer")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise _fail(option, value, f"an integer {bound}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOptions:
+    """The options a task is registered with (``@app.task``) — validated on creation."""
+
+    queue: str = defaults.DEFAULT_QUEUE
+    priority: int = defaults.DEFAULT_PRIORITY
+    retries: int = defaults.DEFAULT_RETRIES
+    timeout_ms: int | None = defaults.DEFAULT_TIMEOUT_MS
+    result_ttl_s: int = defaults.DEFAULT_RESULT_TTL_S
+
+    def __post_init__(self) -> None:
+        check_queue(self.queue)
+        _check_int("task_priority", self.priority, defaults.PRIORITY_MIN, defaults.PRIORITY_MAX)
+        _check_int("task_retries", self.retries, 0, 1000)
+        if self.timeout_ms is not None:
+            _check_int("task_timeout", self.timeout_ms, 1)
+        _check_int("result_ttl", self.result_ttl_s, 0)
+
+    def merged(self, **changes: Any) -> TaskOptions:
+        """A copy with the non-None ``changes`` applied (and validated)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,138 @@
+"""A typed facade over ``pm.hook``: one method per hook kind, and the async calling rules."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import pluggy
+
+from ..errors import PluginNameClash, UnknownNameError
+
+if TYPE_CHECKING:
+    import click
+
+    from ..broker import Broker, BrokerOptions
+    from ..serializer import Serializer
+
+__all__ = ["PluginHost", "Registration"]
+
+log = logging.getLogger("rediq.plugins")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration(Generic[T]):
+    """One name registered by one plugin."""
+
+    name: str
+    value: T
+    plugin: str
+
+
+class PluginHost:
+    """Owns one plugin manager. Registries are collected lazily, once."""
+
+    def __init__(self, pm: pluggy.PluginManager, distributions: dict[str, str]) -> None:
+        self.pm = pm
+        self.distributions = distributions
+        self._registries: dict[str, dict[str, Registration[Any]]] = {}
+
+    # --- registries -------------------------------------------------------------------
+
+    def _collect(self, hook_name: str, kind: str) -> dict[str, Registration[Any]]:
+        if hook_name in self._registries:
+            return self._registries[hook_name]
+        found: dict[str, Registration[Any]] = {}
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+
+            def register(name: str, value: Any, _plugin: str = impl.plugin_name) -> None:
+                if name in found:
+                    raise PluginNameClash(
+                        f"{kind} {name!r} is registered by both plugin {found[name].plugin!r}"
+                        f" and plugin {_plugin!r}; block one of them with REDIQ_DISABLE_PLUGINS"
+                    )
+                found[name] = Registration(name, value, _plugin)
+
+            impl.function(register)
+        self._registries[hook_name] = found
+        return found
+
+    def brokers(self) -> dict[str, Registration[Callable[[BrokerOptions], Broker]]]:
+        return self._collect("rediq_register_brokers", "broker scheme")
+
+    def serializers(self) -> dict[str, Registration[Callable[[], Serializer]]]:
+        return self._collect("rediq_register_serializers", "serializer")
+
+    def executor_pools(self) -> dict[str, Registration[Callable[[int | None], Executor]]]:
+        return self._collect("rediq_register_executor_pools", "executor pool")
+
+    def commands(self) -> dict[str, Registration[click.Command]]:
+        if "rediq_register_commands" not in self._registries:
+            found: dict[str, Registration[Any]] = {}
+            for impl in reversed(self.pm.hook.rediq_register_commands.get_hookimpls()):
+                for command in _registered(impl.function):
+                    name = command.name or "?"
+                    if name in found:
+                        raise PluginNameClash(
+                            f"command {name!r} is registered by both plugin"
+                            f" {found[name].plugin!r} and plugin {impl.plugin_name!r}"
+                        )
+                    found[name] = Registration(name, command, impl.plugin_name)
+            self._registries["rediq_register_commands"] = found
+        return self._registries["rediq_register_commands"]
+
+    def serializer(self, name: str) -> Serializer:
+        """Build the serializer registered as ``name``."""
+        return _build(self.serializers(), name, "serializer")()
+
+    def broker(self, options: BrokerOptions) -> Broker:
+        """Build the broker registered for the scheme of ``options.url``."""
+        scheme = options.url.partition("://")[0].lower()
+        if "://" not in options.url:
+            raise UnknownNameError(
+                f"broker URL {options.url!r} has no scheme; use e.g. redis://localhost:6379/0"
+            )
+        return _build(self.brokers(), scheme, "broker URL scheme")(options)
+
+    def executor_pool(self, name: str, size: int | None) -> Executor:
+        return _build(self.executor_pools(), name, "executor pool")(size)
+
+    # --- events -----------------------------------------------------------------------
+
+    async def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of an event hook in pluggy's order, awaiting async
+        results one by one; log and skip a listener that raises."""
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            try:
+                outcome = impl.function(*[kwargs[arg] for arg in impl.argnames])
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
+
+    def plugin_names(self) -> list[str]:
+        return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
+
+
+def _registered(hook: Callable[[Callable[[Any], None]], None]) -> list[Any]:
+    items: list[Any] = []
+    hook(items.append)
+    return items
+
+
+def _build(registry: dict[str, Registration[Any]], name: str, kind: str) -> Any:
+    try:
+        return registry[name].value
+    except KeyError:
+        known = ", ".join(sorted(registry)) or "none"
+        raise UnknownNameError(
+            f"unknown {kind} {name!r}; installed: {known}."
+            " Install the plugin that provides it (see `rediq plugins`)"
+        ) from None
+
+

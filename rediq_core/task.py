@@ -1,0 +1,132 @@
+"""Registered tasks and task calls: ``@app.task`` turns a coroutine function into a publisher."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from .message import now_ms
+from .options import TaskOptions, check_name, check_queue
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .app import Rediq
+    from .handle import TaskHandle
+
+__all__ = ["TaskCall", "TaskDefinition"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TaskDefinition(Generic[P, R]):
+    """A registered task. Calling it builds a :class:`TaskCall`; ``.fn`` is the plain
+    coroutine function (await ``task.fn(...)`` in unit tests to run it directly)."""
+
+    def __init__(
+        self, app: Rediq, fn: Callable[P, Awaitable[R]], name: str, options: TaskOptions
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.signature = inspect.signature(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall:
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"task {self.name!r} cannot be called with these arguments: {exc}."
+                f" Its signature is {self.name}{self.signature}"
+            ) from None
+        return TaskCall(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<TaskDefinition {self.name!r} queue={self.options.queue!r}>"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCall:
+    """One call of a task, not yet published. Every method returns a new call."""
+
+    task: TaskDefinition[Any, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    group_names: tuple[str, ...] = ()
+    task_options: TaskOptions | None = None
+    task_id: str | None = None
+    eta_ms: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def groups(self, *names: str) -> TaskCall:
+        """Tag the call with groups (``current_task_groups()``; control API by group)."""
+        for name in names:
+            check_name(name, "group")
+        return replace(self, group_names=(*self.group_names, *names))
+
+    def options(
+        self,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        eta: dt.datetime | None = None,
+        task_id: str | None = None,
+        result_ttl: int | None = None,
+        retries: int | None = None,
+        timeout: int | None = None,
+    ) -> TaskCall:
+        """Override options for this call.
+
+        :param delay: seconds (or a timedelta) to wait before the task is ready.
+        :param eta: an aware datetime at which the task becomes ready.
+        :param task_id: an explicit id; enqueueing it again while the task is unfinished
+            is a reported no-op (deduplication).
+        :param result_ttl: seconds to keep the result; 0 keeps nothing.
+        :param timeout: milliseconds, like ``task_timeout``.
+        """
+        if queue is not None:
+            check_queue(queue, "queue")
+        if task_id is not None:
+            check_name(task_id, "task_id")
+        base = self.task_options or self.task.options
+        merged = base.merged(
+            priority=priority, queue=queue, retries=retries, timeout_ms=timeout,
+            result_ttl_s=result_ttl,
+        )
+        return replace(
+            self,
+            task_options=merged,
+            task_id=task_id if task_id is not None else self.task_id,
+            eta_ms=_eta_ms(delay, eta) if delay is not None or eta is not None else self.eta_ms,
+        )
+
+    @property
+    def resolved_options(self) -> TaskOptions:
+        return self.task_options or self.task.options
+
+    async def enqueue(self) -> TaskHandle:
+        """Publish the call. Returns at once with a handle (``handle.hex()`` is the id)."""
+        handles = await self.task.app.enqueue_many([self])
+        return handles[0]
+
+
+def _eta_ms(delay: float | dt.timedelta | None, eta: dt.datetime | None) -> int:
+    if delay is not None and eta is not None:
+        raise ConfigurationError("give either delay or eta, not both")
+    if eta is not None:
+        if eta.tzinfo is None:
+            raise ConfigurationError(
+                f"eta={eta!r} is naive; pass an aware datetime, e.g. datetime.now(UTC)"
+            )
+        return int(eta.timestamp() * 1000)
+    seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else delay
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ConfigurationError(f"delay={delay!r} is invalid: expected seconds >= 0")
+    return now_ms() + int(seconds * 1000)
