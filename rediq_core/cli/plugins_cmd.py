@@ -1,0 +1,61 @@
+"""``rediq plugins``: every loaded plugin and what it registers."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import rich_click as click
+from rich.console import Console
+from rich.table import Table
+
+from ..plugins import PluginHost, make_plugin_host
+
+__all__ = ["plugin_rows", "plugins"]
+
+EVENT_PREFIX = ("rediq_before_", "rediq_after_")
+
+
+def plugin_rows(host: PluginHost) -> list[dict[str, object]]:
+    """One row per plugin: its name, distribution and everything it registers."""
+    provides: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for kind, registry in (
+        ("brokers", host.brokers()),
+        ("serializers", host.serializers()),
+        ("executor_pools", host.executor_pools()),
+        ("commands", host.commands()),
+    ):
+        for name, registration in registry.items():
+            provides[registration.plugin][kind].append(name)
+    for hook_name in dir(host.pm.hook):
+        if hook_name.startswith(EVENT_PREFIX):
+            for impl in getattr(host.pm.hook, hook_name).get_hookimpls():
+                provides[impl.plugin_name]["events"].append(hook_name.removeprefix("rediq_"))
+    return [
+        {
+            "plugin": name,
+            "distribution": host.distributions.get(name, "registered in code"),
+            **{kind: sorted(provides[name].get(kind, [])) for kind in (
+                "brokers", "serializers", "executor_pools", "events", "commands")},
+        }
+        for name in host.plugin_names()
+    ]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins(as_json: bool) -> None:
+    """List loaded plugins and what each registers."""
+    rows = plugin_rows(make_plugin_host())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="rediq plugins")
+    for column in ("plugin", "distribution", "brokers", "serializers", "executor pools", "events"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["plugin"]), str(row["distribution"]),
+            *(", ".join(row[key]) for key in ("brokers", "serializers", "executor_pools", "events")),  # type: ignore[arg-type]
+        )
+    Console().print(table)
