@@ -133,8 +133,11 @@ class Rediq:
         :param result_ttl: seconds to keep the result (default one day; 0 keeps nothing).
         """
         options = self.default_options.merged(
-            priority=task_priority, queue=task_queue, retries=task_retries,
-            timeout_ms=task_timeout, result_ttl_s=result_ttl,
+            priority=task_priority,
+            queue=task_queue,
+            retries=task_retries,
+            timeout_ms=task_timeout,
+            result_ttl_s=result_ttl,
         )
 
         def decorate(func: Callable[P, Awaitable[R]]) -> TaskDefinition[P, R]:
@@ -245,9 +248,7 @@ class Rediq:
         for message, outcome in zip(messages, outcomes, strict=True):
             await self.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
         return [
-            TaskHandle(
-                self, m.id, m.queue, accepted=o.accepted, result_ttl_s=m.result_ttl_s
-            )
+            TaskHandle(self, m.id, m.queue, accepted=o.accepted, result_ttl_s=m.result_ttl_s)
             for m, o in zip(messages, outcomes, strict=True)
         ]
 
@@ -256,6 +257,4 @@ class Rediq:
         raise_for_record(record)
         if record.state is not TaskState.SUCCEEDED or record.result is None:
             return None
-        return self.serializer_for(record.serializer or self.serializer_name).loads(
-            record.result
-        )
+        return self.serializer_for(record.serializer or self.serializer_name).loads(record.result)

@@ -86,7 +86,9 @@ async def run_in_current_executor(fn: Callable[[], T]) -> T:
     )
     loop = asyncio.get_running_loop()
     if isinstance(executor, ThreadPoolExecutor):
-        return await loop.run_in_executor(executor, functools.partial(contextvars.copy_context().run, fn))
+        return await loop.run_in_executor(
+            executor, functools.partial(contextvars.copy_context().run, fn)
+        )
     return await loop.run_in_executor(executor, fn)
 
 
@@ -100,12 +102,13 @@ def using(
 ) -> Iterator[None]:
     """Set context values for the duration of a ``with`` block (used by the worker)."""
     tokens: list[tuple[ContextVar[Any], contextvars.Token[Any]]] = []
-    for var, value, unset in (
+    settings: tuple[tuple[ContextVar[Any], Any, Any], ...] = (
         (_executor, executor, None),
         (_task_info, task, None),
         (_task_result, result, ...),
         (_task_exception, exception, None),
-    ):
+    )
+    for var, value, unset in settings:
         if value is not unset:
             tokens.append((var, var.set(value)))
     try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-from .plugins import hookimpl
 from .hookspecs import RegisterExecutorPool
+from .plugins import hookimpl
 
 __all__ = ["rediq_register_executor_pools"]
 

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .errors import ConfigurationError
 from .message import now_ms
 from .options import TaskOptions, check_name, check_queue
-from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .app import Rediq
@@ -97,7 +97,10 @@ class TaskCall:
             check_name(task_id, "task_id")
         base = self.task_options or self.task.options
         merged = base.merged(
-            priority=priority, queue=queue, retries=retries, timeout_ms=timeout,
+            priority=priority,
+            queue=queue,
+            retries=retries,
+            timeout_ms=timeout,
             result_ttl_s=result_ttl,
         )
         return replace(

@@ -35,7 +35,9 @@ class JsonSerializer:
     executes_code_on_load = False
 
     def dumps(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
 
     def loads(self, data: bytes) -> Any:
         return json.loads(data)
@@ -54,7 +56,7 @@ class PickleSerializer:
             raise TypeError(str(exc)) from exc
 
     def loads(self, data: bytes) -> Any:
-        return pickle.loads(data)  # noqa: S301 - chosen by name, documented as unsafe
+        return pickle.loads(data)
 
 
 class OrjsonSerializer:
@@ -92,7 +94,7 @@ class CloudpickleSerializer:
             raise TypeError(str(exc)) from exc
 
     def loads(self, data: bytes) -> Any:
-        return pickle.loads(data)  # noqa: S301 - chosen by name, documented as unsafe
+        return pickle.loads(data)
 
 
 class MsgpackSerializer:

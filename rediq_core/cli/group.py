@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-
+import importlib.util
 
 import rich_click as click
 
@@ -66,5 +66,3 @@ def main() -> None:
 
     Start a worker with `rediq worker module:app` (or the original `rediq module:app`).
     """
-
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from typing import cast
 
 import rich_click as click
 from rich.console import Console
@@ -14,6 +15,7 @@ from ..plugins import PluginHost, make_plugin_host
 __all__ = ["plugin_rows", "plugins"]
 
 EVENT_PREFIX = ("rediq_before_", "rediq_after_")
+LISTED = ("brokers", "serializers", "executor_pools", "events")
 
 
 def plugin_rows(host: PluginHost) -> list[dict[str, object]]:
@@ -35,8 +37,10 @@ def plugin_rows(host: PluginHost) -> list[dict[str, object]]:
         {
             "plugin": name,
             "distribution": host.distributions.get(name, "registered in code"),
-            **{kind: sorted(provides[name].get(kind, [])) for kind in (
-                "brokers", "serializers", "executor_pools", "events", "commands")},
+            **{
+                kind: sorted(provides[name].get(kind, []))
+                for kind in ("brokers", "serializers", "executor_pools", "events", "commands")
+            },
         }
         for name in host.plugin_names()
     ]
@@ -55,7 +59,8 @@ def plugins(as_json: bool) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(
-            str(row["plugin"]), str(row["distribution"]),
-            *(", ".join(row[key]) for key in ("brokers", "serializers", "executor_pools", "events")),  # type: ignore[arg-type]
+            str(row["plugin"]),
+            str(row["distribution"]),
+            *(", ".join(cast(list[str], row[key])) for key in LISTED),
         )
     Console().print(table)

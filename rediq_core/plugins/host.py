@@ -88,7 +88,8 @@ class PluginHost:
 
     def serializer(self, name: str) -> Serializer:
         """Build the serializer registered as ``name``."""
-        return _build(self.serializers(), name, "serializer")()
+        serializer: Serializer = _build(self.serializers(), name, "serializer")()
+        return serializer
 
     def broker(self, options: BrokerOptions) -> Broker:
         """Build the broker registered for the scheme of ``options.url``."""
@@ -97,10 +98,12 @@ class PluginHost:
             raise UnknownNameError(
                 f"broker URL {options.url!r} has no scheme; use e.g. redis://localhost:6379/0"
             )
-        return _build(self.brokers(), scheme, "broker URL scheme")(options)
+        broker: Broker = _build(self.brokers(), scheme, "broker URL scheme")(options)
+        return broker
 
     def executor_pool(self, name: str, size: int | None) -> Executor:
-        return _build(self.executor_pools(), name, "executor pool")(size)
+        pool: Executor = _build(self.executor_pools(), name, "executor pool")(size)
+        return pool
 
     # --- events -----------------------------------------------------------------------
 
@@ -119,7 +122,7 @@ class PluginHost:
         return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
 
-def _registered(hook: Callable[[Callable[[Any], None]], None]) -> list[Any]:
+def _registered(hook: Callable[..., object]) -> list[Any]:
     items: list[Any] = []
     hook(items.append)
     return items
@@ -134,5 +137,3 @@ def _build(registry: dict[str, Registration[Any]], name: str, kind: str) -> Any:
             f"unknown {kind} {name!r}; installed: {known}."
             " Install the plugin that provides it (see `rediq plugins`)"
         ) from None
-
-
