@@ -51,7 +51,7 @@ def rediq_register_brokers(register: RegisterBroker) -> None:
     """Register broker factories by URL scheme.
 
     :param register: call ``register(scheme, factory)`` once per URL scheme, e.g.
-        ``register("redis", RedisBroker.from_options)``. ``factory`` receives a
+        ``register("redis", make_broker)``. ``factory`` receives a
         :class:`~rediq_core.broker.BrokerOptions` and returns a
         :class:`~rediq_core.broker.Broker`. A scheme registered by two plugins raises
         :class:`~rediq_core.errors.PluginNameClash` naming both.

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from rediq_core.plugins import PluginHost, make_plugin_host
@@ -14,3 +16,14 @@ def plugin_host(monkeypatch: pytest.MonkeyPatch) -> PluginHost:
     monkeypatch.delenv("REDIQ_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("REDIQ_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     return make_plugin_host()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With REDIQ_FORBID_SKIPS=1 (set by CI), a skipped test fails the run."""
+    if os.environ.get("REDIQ_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        reporter.write_line(f"REDIQ_FORBID_SKIPS: {len(skipped)} test(s) skipped", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
