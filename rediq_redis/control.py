@@ -1,0 +1,152 @@
+"""Results and control: task lookup, result waits, cancel, delete, purge, dead letters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rediq_core.broker import CancelOutcome, QueueStats, TaskRecord
+
+from .keys import QueueKeys
+from .records import live_record, result_record, text
+from .session import Session
+
+__all__ = [
+    "cancel",
+    "dead_letters",
+    "delete",
+    "find_queue",
+    "get_task",
+    "purge",
+    "queue_stats",
+    "queues",
+    "requeue_dead",
+    "wait_finished",
+]
+
+_FIELDS = ("state", "envelope", "payload", "retried", "deliveries", "owner", "error")
+
+
+async def queues(session: Session) -> list[str]:
+    members = await session.client.smembers(session.keys.queues)
+    return sorted(text(m) or "" for m in members)
+
+
+async def _lookup(session: Session, keys: QueueKeys, task_id: str) -> TaskRecord | None:
+    async with session.client.pipeline(transaction=False) as pipe:
+        for name in _FIELDS:
+            pipe.hget(keys.key(name), task_id)
+        pipe.zscore(keys.key("dead"), task_id)
+        pipe.hgetall(keys.result(task_id))
+        replies = await pipe.execute()
+    fields = dict(zip(_FIELDS, replies[: len(_FIELDS)], strict=True))
+    dead_at, result = replies[len(_FIELDS)], replies[len(_FIELDS) + 1]
+    record = live_record(task_id, keys.queue, fields, dead_at)
+    if record is not None:
+        return record
+    return result_record(task_id, keys.queue, result) if result else None
+
+
+async def get_task(session: Session, task_id: str, queue: str | None) -> TaskRecord | None:
+    names = [queue] if queue is not None else await queues(session)
+    for name in names:
+        record = await _lookup(session, session.keys.queue(name), task_id)
+        if record is not None:
+            return record
+    return None
+
+
+async def find_queue(session: Session, task_id: str, queue: str | None) -> str | None:
+    if queue is not None:
+        return queue
+    record = await get_task(session, task_id, None)
+    return record.queue if record else None
+
+
+async def wait_finished(session: Session, task_id: str, queue: str,
+                        timeout_s: float | None) -> TaskRecord | None:
+    """Block on the task's done list (BLMOVE onto itself, so every waiter is served)."""
+    keys = session.keys.queue(queue)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    cap = session.settings.wake_safety_cap_s
+    while True:
+        record = await _lookup(session, keys, task_id)
+        if record is not None and not record.state.unfinished:
+            return record
+        remaining = cap if deadline is None else min(cap, deadline - time.monotonic())
+        if remaining <= 0:
+            return None
+        timeout: float = max(remaining, 0.001)  # Redis >= 6 takes decimal timeouts
+        await session.blocking.blmove(
+            keys.done(task_id), keys.done(task_id), timeout, "LEFT", "RIGHT"  # type: ignore[arg-type]
+        )
+
+
+async def cancel(session: Session, task_id: str, queue: str | None) -> CancelOutcome:
+    name = await find_queue(session, task_id, queue)
+    if name is None:
+        return CancelOutcome.NOT_FOUND
+    reply = await session.scripts.cancel(
+        session.client, session.keys.queue(name).for_task(task_id),
+        [task_id, session.keys.cancel_channel],
+    )
+    return CancelOutcome(text(reply) or "")
+
+
+async def delete(session: Session, task_id: str, queue: str | None) -> bool:
+    name = await find_queue(session, task_id, queue)
+    if name is None:
+        return False
+    reply = await session.scripts.delete(
+        session.client, session.keys.queue(name).for_task(task_id), [task_id]
+    )
+    return int(reply) == 1
+
+
+async def purge(session: Session, queue: str) -> int:
+    total = 0
+    keys = session.keys.queue(queue).all
+    while True:
+        removed = int(await session.scripts.purge(
+            session.client, keys, [session.settings.purge_batch]))
+        total += removed
+        if removed == 0:
+            return total
+
+
+async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | None) -> int:
+    keys = session.keys.queue(queue)
+    if task_ids is None:
+        task_ids = [text(i) or "" for i in await session.client.zrange(keys.key("dead"), 0, -1)]
+    if not task_ids:
+        return 0
+    async with session.client.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            await session.scripts.requeue_dead(pipe, keys.for_task(task_id), [task_id])
+        replies = await pipe.execute()
+    return sum(int(r) for r in replies)
+
+
+async def dead_letters(session: Session, queue: str, limit: int) -> list[TaskRecord]:
+    keys = session.keys.queue(queue)
+    ids = await session.client.zrevrange(keys.key("dead"), 0, max(limit, 1) - 1)
+    records = [await _lookup(session, keys, text(i) or "") for i in ids[:limit]]
+    return [r for r in records if r is not None]
+
+
+async def queue_stats(session: Session, queue: str) -> QueueStats:
+    keys = session.keys.queue(queue)
+    async with session.client.pipeline(transaction=False) as pipe:
+        for name in ("pending", "scheduled", "active", "dead"):
+            pipe.zcard(keys.key(name))
+        pipe.hgetall(keys.key("stats"))
+        pending, scheduled, active, dead, counters = await pipe.execute()
+
+    def counter(name: str) -> int:
+        return int(counters.get(name.encode(), 0))
+
+    return QueueStats(
+        name=queue, pending=pending, scheduled=scheduled, active=active, dead=dead,
+        enqueued=counter("enqueued"), succeeded=counter("succeeded"),
+        failed=counter("failed"), retried=counter("retried"),
+    )

@@ -1,0 +1,95 @@
+"""The Redis key layout (docs/broker.md, "Key layout").
+
+Every key of queue ``Q`` in namespace ``NS`` starts with the hash tag ``{NS:Q}``, so all of
+them hash to one cluster slot and every script can declare all the keys it touches.
+Namespace-wide metadata (the queue set, the worker registry) uses the tag ``{NS}`` and is
+never written inside a task-state script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+__all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys"]
+
+#: The per-queue keys, in the order every queue script receives them as KEYS[1..16].
+QUEUE_KEY_NAMES: tuple[str, ...] = (
+    "pending",  # ZSET score=priority, member="<16 hex seq>:<id>"
+    "scheduled",  # ZSET score=due ms, member=id
+    "active",  # ZSET score=lease deadline ms, member=id
+    "dead",  # ZSET score=dead-lettered at ms, member=id
+    "envelope",  # HASH id -> envelope JSON
+    "payload",  # HASH id -> payload bytes
+    "state",  # HASH id -> pending|scheduled|active|failed
+    "retried",  # HASH id -> retries so far
+    "deliveries",  # HASH id -> leases so far
+    "owner",  # HASH id -> worker id (active tasks only)
+    "error",  # HASH id -> last error JSON
+    "position",  # HASH id -> its member in `pending` (FIFO position)
+    "cancel",  # SET ids of active tasks whose cancellation was requested
+    "stats",  # HASH counters: enqueued, succeeded, failed, retried
+    "wake",  # LIST wake tokens (at most one)
+    "seq",  # STRING sequence counter for FIFO positions
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue."""
+
+    namespace: str
+    queue: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.namespace}:{self.queue}}}"
+
+    def key(self, name: str) -> str:
+        return f"{self.tag}:{name}"
+
+    @property
+    def all(self) -> list[str]:
+        """KEYS[1..16] of every queue script."""
+        return [self.key(name) for name in QUEUE_KEY_NAMES]
+
+    def result(self, task_id: str) -> str:
+        """HASH of a finished task (state, result or error, ...), expires with its TTL."""
+        return self.key(f"result:{task_id}")
+
+    def done(self, task_id: str) -> str:
+        """LIST holding one token once the task ended; waiters BLMOVE it onto itself."""
+        return self.key(f"done:{task_id}")
+
+    def for_task(self, task_id: str) -> list[str]:
+        """KEYS of a script about one task: the queue's keys, then result and done."""
+        return [*self.all, self.result(task_id), self.done(task_id)]
+
+
+@dataclass(frozen=True)
+class NamespaceKeys:
+    """Namespace-wide keys (tag ``{NS}``) and the cancellation channel."""
+
+    namespace: str
+
+    @cached_property
+    def queues(self) -> str:
+        """SET of queue names that have received a task."""
+        return f"{{{self.namespace}}}:queues"
+
+    @cached_property
+    def workers(self) -> str:
+        """ZSET worker id -> registry entry expiry (ms)."""
+        return f"{{{self.namespace}}}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """HASH of one worker's registry entry, with a TTL."""
+        return f"{{{self.namespace}}}:worker:{worker_id}"
+
+    @cached_property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel on which cancellation requests of running tasks are announced."""
+        return f"{{{self.namespace}}}:cancel"
+
+    def queue(self, name: str) -> QueueKeys:
+        return QueueKeys(self.namespace, name)

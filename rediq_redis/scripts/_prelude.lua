@@ -1,0 +1,159 @@
+-- Shared prelude, prepended by rediq_redis/scripts.py to every script below.
+--
+-- KEYS[1..16] are the keys of ONE queue, always in this order (see rediq_redis/keys.py);
+-- they all share the hash tag {<namespace>:<queue>}, so a script touches a single slot.
+-- Per-task keys (result/done of one task id) follow at KEYS[17] onwards.
+--
+-- Invariants kept by every script (docs/broker.md, "Invariants"):
+--   I1. A task id has a field in `state` iff its envelope/payload are stored, and then
+--       it is in exactly one of: pending (via its `position` member), scheduled, active,
+--       dead -- the one its state names.
+--   I2. `owner` has a field only for active tasks; `cancel` holds only active ids.
+--   I3. Time is the server's (redis TIME), in epoch milliseconds.
+redis.replicate_commands()
+
+local Q = {
+  pending = KEYS[1], scheduled = KEYS[2], active = KEYS[3], dead = KEYS[4],
+  envelope = KEYS[5], payload = KEYS[6], state = KEYS[7], retried = KEYS[8],
+  deliveries = KEYS[9], owner = KEYS[10], error = KEYS[11], position = KEYS[12],
+  cancel = KEYS[13], stats = KEYS[14], wake = KEYS[15], seq = KEYS[16],
+}
+local TASK_DATA = { 'envelope', 'payload', 'state', 'retried', 'deliveries', 'owner',
+                    'error', 'position' }
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Push one wake token unless one is already waiting (the wake list holds at most 1).
+local function wake()
+  if redis.call('LLEN', Q.wake) == 0 then
+    redis.call('RPUSH', Q.wake, '1')
+  end
+end
+
+-- The earliest deadline a sleeping worker may be waiting for (nil if none).
+local function earliest_deadline()
+  local best = nil
+  for _, key in ipairs({ Q.scheduled, Q.active }) do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local score = tonumber(first[2])
+      if best == nil or score < best then best = score end
+    end
+  end
+  return best
+end
+
+-- Schedule `id` for `due` ms; wake a worker if it is due before anything they sleep for.
+local function schedule(id, due)
+  local before = earliest_deadline()
+  redis.call('ZADD', Q.scheduled, due, id)
+  redis.call('HSET', Q.state, id, 'scheduled')
+  if before == nil or due < before then wake() end
+end
+
+-- Make `id` ready. A task keeps its FIFO position (member) when it returns from a lease;
+-- a fresh position (server order) is taken when `fresh` is true or none is stored.
+local function make_pending(id, fresh, priority)
+  local member = redis.call('HGET', Q.position, id)
+  if fresh or not member then
+    local seq = redis.call('INCR', Q.seq)
+    member = string.format('%016x', seq) .. ':' .. id
+    redis.call('HSET', Q.position, id, member)
+  end
+  if priority == nil then
+    priority = 0
+    local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
+    if ok and type(env) == 'table' and type(env.priority) == 'number' then
+      priority = env.priority
+    end
+  end
+  redis.call('ZADD', Q.pending, priority, member)
+  redis.call('HSET', Q.state, id, 'pending')
+  wake()
+end
+
+-- Forget every per-queue field of `id` (not its result keys).
+local function forget(id)
+  for _, name in ipairs(TASK_DATA) do redis.call('HDEL', Q[name], id) end
+  redis.call('SREM', Q.cancel, id)
+end
+
+-- The task's result TTL in seconds, read from its envelope (0 if unreadable).
+local function result_ttl(id)
+  local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
+  if ok and type(env) == 'table' and type(env.result_ttl_s) == 'number' then
+    return math.max(0, math.floor(env.result_ttl_s))
+  end
+  return 0
+end
+
+local function serializer_of(id)
+  local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
+  if ok and type(env) == 'table' and type(env.serializer) == 'string' then
+    return env.serializer
+  end
+  return ''
+end
+
+-- Store the end of a task in its result hash and wake its waiters, for `ttl` seconds.
+-- With ttl 0 nothing is written.
+local function record_end(result_key, done_key, id, ttl, state, now, fields)
+  redis.call('DEL', result_key, done_key)
+  if ttl <= 0 then return end
+  redis.call('HSET', result_key, 'state', state, 'finished_at', now,
+    'serializer', serializer_of(id),
+    'retried', redis.call('HGET', Q.retried, id) or '0',
+    'deliveries', redis.call('HGET', Q.deliveries, id) or '0',
+    'worker', redis.call('HGET', Q.owner, id) or '')
+  for name, value in pairs(fields) do redis.call('HSET', result_key, name, value) end
+  redis.call('EXPIRE', result_key, ttl)
+  redis.call('RPUSH', done_key, '1')
+  redis.call('EXPIRE', done_key, ttl)
+end
+
+-- Drop dead letters older than ttl_ms or beyond max_count (at most 100 per call).
+local function prune_dead(now, ttl_ms, max_count)
+  local old = redis.call('ZRANGEBYSCORE', Q.dead, '-inf', now - ttl_ms, 'LIMIT', 0, 100)
+  for _, id in ipairs(old) do
+    redis.call('ZREM', Q.dead, id)
+    forget(id)
+  end
+  local excess = redis.call('ZCARD', Q.dead) - max_count
+  if excess > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', Q.dead, 0, math.min(excess, 100) - 1)) do
+      redis.call('ZREM', Q.dead, id)
+      forget(id)
+    end
+  end
+end
+
+-- Move an (already unlinked) task into the dead-letter set with its error JSON.
+local function dead_letter(id, error_json, now)
+  redis.call('ZADD', Q.dead, now, id)
+  redis.call('HSET', Q.state, id, 'failed')
+  redis.call('HSET', Q.error, id, error_json)
+  redis.call('HDEL', Q.owner, id)
+  redis.call('HDEL', Q.position, id)
+  redis.call('SREM', Q.cancel, id)
+  redis.call('HINCRBY', Q.stats, 'failed', 1)
+end
+
+-- Unlink `id` from whichever structure its state names; return that state (or false).
+local function unlink(id)
+  local state = redis.call('HGET', Q.state, id)
+  if state == 'pending' then
+    local member = redis.call('HGET', Q.position, id)
+    if member then redis.call('ZREM', Q.pending, member) end
+  elseif state == 'scheduled' then
+    redis.call('ZREM', Q.scheduled, id)
+  elseif state == 'active' then
+    redis.call('ZREM', Q.active, id)
+  elseif state == 'failed' then
+    redis.call('ZREM', Q.dead, id)
+  end
+  return state
+end
+

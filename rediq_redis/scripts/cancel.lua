@@ -1,0 +1,35 @@
+-- cancel: remove a pending or scheduled task, or flag and announce a running one.
+--
+-- KEYS[1..16]  the queue's keys (prelude order); KEYS[17] result:<id>; KEYS[18] done:<id>
+-- ARGV[1] task id   ARGV[2] announcement channel
+-- Returns 'cancelled', 'requested', 'finished' or 'not_found'.
+--
+-- Invariants: a pending/scheduled task ends as cancelled in one step (result hash for its
+-- result_ttl_s). An active task is put in the cancel set and its id published; its worker
+-- settles it (ack_failure ends it as cancelled), or, if its lease has already expired, it
+-- ends as cancelled here and is never delivered again.
+local id = ARGV[1]
+local state = redis.call('HGET', Q.state, id)
+local now = now_ms()
+if state == 'pending' or state == 'scheduled' then
+  unlink(id)
+  record_end(KEYS[17], KEYS[18], id, result_ttl(id), 'cancelled', now, {})
+  forget(id)
+  return 'cancelled'
+end
+if state == 'active' then
+  local deadline = tonumber(redis.call('ZSCORE', Q.active, id))
+  if deadline and deadline <= now then
+    unlink(id)
+    record_end(KEYS[17], KEYS[18], id, result_ttl(id), 'cancelled', now, {})
+    forget(id)
+    return 'cancelled'
+  end
+  redis.call('SADD', Q.cancel, id)
+  redis.call('PUBLISH', ARGV[2], id)
+  return 'requested'
+end
+if state == 'failed' or redis.call('EXISTS', KEYS[17]) == 1 then
+  return 'finished'
+end
+return 'not_found'

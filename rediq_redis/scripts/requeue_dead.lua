@@ -1,0 +1,19 @@
+-- requeue_dead: move one dead-lettered task back to pending with fresh counters.
+--
+-- KEYS[1..16]  the queue's keys (prelude order); KEYS[17] result:<id>; KEYS[18] done:<id>
+-- ARGV[1] task id
+-- Returns 1 if requeued, 0 if the task is not in the dead-letter set.
+--
+-- Invariants: retried and deliveries restart at 0, the error and old result go, and the
+-- task takes a fresh FIFO position (server order now).
+local id = ARGV[1]
+if not redis.call('ZSCORE', Q.dead, id) or redis.call('HGET', Q.state, id) ~= 'failed' then
+  return 0
+end
+redis.call('ZREM', Q.dead, id)
+redis.call('DEL', KEYS[17], KEYS[18])
+redis.call('HSET', Q.retried, id, 0)
+redis.call('HSET', Q.deliveries, id, 0)
+redis.call('HDEL', Q.error, id)
+make_pending(id, true)
+return 1
