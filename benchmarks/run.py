@@ -1,0 +1,358 @@
+"""One command for the whole comparison: ``python benchmarks/run.py [--quick]``.
+
+Per system under test (rediq, arq, saq, streaq, taskiq) it starts one throwaway
+``redis-server`` on a free loopback port, runs the workloads of ``common.py`` through that
+system's bench script (producer and worker in separate processes), reads the worker's
+peak RSS, kills everything, and finally prints one side-by-side table (``report.py``).
+Peers run in their own virtualenv (``benchmarks/.venv-peers``, created on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import report  # noqa: E402
+from rediq_core.testing.redis_server import RedisServer  # noqa: E402
+
+PEERS_VENV = HERE / ".venv-peers"
+#: Versions that install together on Python 3.11: arq caps redis<6, which holds
+#: taskiq-redis at 1.0.x, and that needs taskiq<0.13 (taskiq.compat.model_dump).
+PEER_PINS = (
+    "arq==0.28.0",
+    "saq==0.26.4",
+    "streaq==7.2.0",
+    "taskiq==0.12.6",
+    "taskiq-redis==1.0.9",
+)
+PEER_DISTS = ("arq", "saq", "streaq", "taskiq", "taskiq-redis", "redis", "hiredis")
+SYSTEMS = ("rediq", "arq", "saq", "streaq", "taskiq")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    enqueue: int
+    drain_noop: int
+    drain_sleep: int
+    pickup: int
+    delayed: int
+
+
+FULL = Sizes(enqueue=5000, drain_noop=10_000, drain_sleep=2000, pickup=200, delayed=20)
+QUICK = Sizes(enqueue=1000, drain_noop=2000, drain_sleep=500, pickup=50, delayed=10)
+
+
+# --- environments ---------------------------------------------------------------------
+
+
+def ensure_peers_venv() -> Path:
+    """Create (or reuse) the peers virtualenv with the pinned peer libraries."""
+    python = PEERS_VENV / "bin" / "python"
+    marker = PEERS_VENV / "bench-pins.txt"
+    wanted = "\n".join(PEER_PINS)
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    if not python.exists():
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run([base, "-m", "venv", str(PEERS_VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PEER_PINS],
+        check=True,
+    )
+    marker.write_text(wanted)
+    return python
+
+
+def versions(python: str, dists: tuple[str, ...]) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json, sys\n"
+        "out = {}\n"
+        "for d in sys.argv[1:]:\n"
+        "    try: out[d] = m.version(d)\n"
+        "    except m.PackageNotFoundError: out[d] = 'absent'\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run([python, "-c", code, *dists], capture_output=True, text=True)
+    return dict(json.loads(done.stdout)) if done.returncode == 0 else {}
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def tree_hwm_kib(pid: int) -> int:
+    """Sum of VmHWM (peak resident set) over a process and its descendants."""
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+        stack.extend(_children(current))
+    return total
+
+
+class Worker:
+    """A worker process in its own session, so the whole tree can be killed."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.handle = log.open("ab")
+        self.process = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.process.returncode}: {self.tail()}")
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> int:
+        """Kill the worker tree; return its peak RSS in KiB (read just before)."""
+        hwm = tree_hwm_kib(self.process.pid) if self.process.poll() is None else 0
+        for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            if self.process.poll() is not None:
+                break
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):  # stragglers of the session
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.handle.close()
+        return hwm
+
+
+@dataclass
+class System:
+    name: str
+    python: str
+    script: Path
+    worker_argv: list[str]
+
+
+def produce(
+    system: System, env: dict[str, str], workload: str, n: int, timeout_s: float = 120.0
+) -> dict[str, Any]:
+    argv = [
+        system.python,
+        str(system.script),
+        "produce",
+        workload,
+        "--n",
+        str(n),
+        "--timeout",
+        str(timeout_s),
+    ]
+    done = subprocess.run(
+        argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s + 60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{system.name} {workload} failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if "error" in result:
+        raise RuntimeError(f"{system.name} {workload}: {result['error']}")
+    return result
+
+
+def flush(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
+def bench_system(system: System, sizes: Sizes, logs: Path) -> dict[str, Any]:
+    server = RedisServer().start()
+    workers: list[Worker] = []
+    out: dict[str, Any] = {}
+    try:
+        url = server.url()
+        env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONUNBUFFERED": "1"}
+        env.pop("PYTHONPATH", None)
+        log = logs / f"{system.name}-worker.log"
+
+        def start_worker() -> Worker:
+            argv = [url if arg == "{url}" else arg for arg in system.worker_argv]
+            worker = Worker(argv, env, log)
+            workers.append(worker)
+            return worker
+
+        step(system.name, "enqueue rates")
+        out["enqueue"] = produce(system, env, "enqueue", sizes.enqueue)
+        flush(url)
+
+        rss = 0
+        for label, workload, n in (
+            ("drain_noop", "prefill-noop", sizes.drain_noop),
+            ("drain_sleep", "prefill-sleep", sizes.drain_sleep),
+        ):
+            step(system.name, f"{label}: prefill {n}, then start the worker")
+            produce(system, env, workload, n)
+            worker = start_worker()
+            out[label] = produce(system, env, "await-drain", n)
+            worker.check_alive()
+            if label == "drain_noop":
+                rss = max(rss, worker.stop())
+                flush(url)
+        step(system.name, "pickup latency (idle worker)")
+        out["pickup"] = produce(system, env, "pickup", sizes.pickup, timeout_s=30)
+        step(system.name, "delayed-task lateness")
+        out["delayed"] = produce(system, env, "delayed", sizes.delayed, timeout_s=30)
+        workers[-1].check_alive()
+        out["rss_kib"] = max(rss, workers[-1].stop())
+    except Exception as exc:  # one system failing must not lose the others' columns
+        out["error"] = str(exc)
+        if workers:
+            out["worker_log_tail"] = workers[-1].tail()
+        print(f"  !! {system.name}: {exc}", file=sys.stderr)
+    finally:
+        for worker in workers:
+            worker.stop()
+        server.close()
+    return out
+
+
+def redis_server_version() -> str:
+    binary = os.environ.get("REDIQ_REDIS_SERVER") or shutil.which("redis-server") or "redis-server"
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    return next((t[2:] for t in out.split() if t.startswith("v=")), "?")
+
+
+def step(name: str, what: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {what}", file=sys.stderr, flush=True)
+
+
+def rediq_worker_argv() -> list[str]:
+    exe = shutil.which("rediq", path=str(Path(sys.executable).parent)) or "rediq"
+    return [
+        exe,
+        "worker",
+        "benchmarks.rediq_app:app",
+        "--redis-url",
+        "{url}",
+        "--worker-task-concurrency",
+        "100",
+        "--worker-queue-size",
+        "200",
+    ]
+
+
+def build_systems(names: list[str], peers_python: str | None) -> list[System]:
+    systems = []
+    for name in names:
+        if name == "rediq":
+            script = HERE / "rediq_bench.py"
+            systems.append(System(name, sys.executable, script, rediq_worker_argv()))
+        else:
+            assert peers_python is not None
+            script = HERE / "peers" / f"{name}_bench.py"
+            systems.append(
+                System(name, peers_python, script, [peers_python, str(script), "worker"])
+            )
+    return systems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of {','.join(SYSTEMS)}",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=HERE / "results" / "latest.json",
+        help="where to write the raw results",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=HERE / "results" / "latest.md",
+        help="where to write the table",
+    )
+    args = parser.parse_args()
+    names = [n.strip() for n in args.systems.split(",") if n.strip()]
+    unknown = set(names) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    sizes = QUICK if args.quick else FULL
+    peers_python = str(ensure_peers_venv()) if set(names) - {"rediq"} else None
+
+    meta: dict[str, Any] = {
+        "sizes": sizes.__dict__,
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "redis_server": redis_server_version(),
+        "versions": {"rediq": versions(sys.executable, ("rediq", "redis", "hiredis"))},
+    }
+    if peers_python:
+        meta["versions"]["peers"] = versions(peers_python, PEER_DISTS)
+    results: dict[str, Any] = {}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rediq-bench-") as tmp:
+        for system in build_systems(names, peers_python):
+            results[system.name] = bench_system(system, sizes, Path(tmp))
+    meta["wall_s"] = round(time.monotonic() - started, 1)
+
+    table = report.render(results, meta)
+    print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
