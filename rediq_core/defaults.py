@@ -57,3 +57,24 @@ WORKER_HEARTBEAT_TTL_S: Final = 60
 ENV_DISABLE_PLUGINS: Final = "REDIQ_DISABLE_PLUGINS"
 ENV_DISABLE_AUTOLOAD: Final = "REDIQ_DISABLE_PLUGIN_AUTOLOAD"
 ENV_REDIS_URL: Final = "REDIQ_REDIS_URL"
+
+#: Worker internals. A worker refreshes its registry entry this often.
+WORKER_HEARTBEAT_INTERVAL_S: Final = 15
+#: On a second shutdown signal, running tasks get this long to honour their cancellation
+#: before their leases are handed back anyway.
+WORKER_FORCE_GRACE_S: Final = 2.0
+#: The lease keeper warns when the worker's event loop did not answer for this long
+#: (a task running blocking code in a coroutine); it is also the keeper's tick.
+WORKER_STALL_WARNING_MS: Final = 2_000
+#: Pause after a broker error in a fetcher or the control listener (doubles, capped).
+WORKER_RECONNECT_MIN_S: Final = 0.1
+WORKER_RECONNECT_MAX_S: Final = 5.0
+#: Format of worker logs: ``auto`` (rich on a TTY, plain otherwise), ``rich``, ``plain``,
+#: ``json`` (one JSON object per line).
+WORKER_LOG_FORMAT: Final = "auto"
+#: Environment overrides of worker tuning that has no command-line option.
+ENV_LEASE_MS: Final = "REDIQ_LEASE_MS"
+ENV_LEASE_RENEW_MS: Final = "REDIQ_LEASE_RENEW_MS"
+ENV_BACKOFF_BASE_MS: Final = "REDIQ_BACKOFF_BASE_MS"
+ENV_BACKOFF_CAP_MS: Final = "REDIQ_BACKOFF_CAP_MS"
+ENV_LOG_FORMAT: Final = "REDIQ_LOG_FORMAT"

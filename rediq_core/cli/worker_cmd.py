@@ -1,0 +1,161 @@
+"""``rediq worker APP`` (and the original ``rediq APP``): start a worker.
+
+Imports stay light: the worker package is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import rich_click as click
+
+from .. import defaults
+
+if TYPE_CHECKING:
+    from ..app import Rediq
+    from ..worker import Worker
+
+__all__ = ["load_app", "redact_url", "worker"]
+
+
+def load_app(spec: str) -> Rediq:
+    """Import ``module:attribute`` (from the current directory); a one-line error if not."""
+    from ..app import Rediq
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(f"{spec!r} is not of the form module:attribute (e.g. mytasks:app)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise click.BadParameter(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, Rediq):
+        found = "nothing" if app is None else type(app).__name__
+        raise click.BadParameter(f"{spec!r} is {found}, not a rediq.Rediq app")
+    return app
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def _banner(app: Rediq, worker: Worker) -> str:
+    from .. import __version__
+
+    c = worker.config
+    pool = f"{c.executor_pool_name}({c.executor_pool_size or 'auto'})"
+    return "\n".join([
+        f"[bold]rediq {__version__}[/] worker [cyan]{worker.id}[/]",
+        f"  broker      {redact_url(app.redis_url)} (namespace {app.namespace})",
+        f"  queues      {', '.join(worker.queues)}",
+        f"  concurrency {c.task_concurrency} tasks, {c.queue_size} prefetched, executor {pool}",
+        f"  serializer  {app.serializer_name}"
+        f" (accepts {', '.join(sorted(app.accept_serializers))})",
+        f"  plugins     {', '.join(app.plugins.plugin_names())}",
+        f"  mode        {'burst' if c.burst else 'continuous'}",
+    ])
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("app_spec", metavar="APP")
+@click.option("--queue-name", "queue_names", multiple=True, help="Queue to consume (repeatable).")
+@click.option("--skip-default-queue", is_flag=True, help="Do not consume the default queue.")
+@click.option("--worker-name", default="worker", show_default=True, help="This worker's name.")
+@click.option("--worker-queue-size", type=click.IntRange(min=0),
+              default=defaults.WORKER_QUEUE_SIZE, show_default=True,
+              help="Tasks prefetched into the local queue.")
+@click.option("--worker-task-concurrency", type=click.IntRange(min=1),
+              default=defaults.WORKER_TASK_CONCURRENCY, show_default=True,
+              help="Task coroutines running at once.")
+@click.option("--executor-pool-name", default=defaults.EXECUTOR_POOL_NAME, show_default=True,
+              help="Pool of run_in_current_executor: thread or process (or a plugin's).")
+@click.option("--executor-pool-size", type=click.IntRange(min=1), default=None,
+              help="Size of that pool (default: CPU based).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error", "critical"],
+                                case_sensitive=False))
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Write logs to this file (plain text) instead of the console.")
+@click.option("--log-format", type=click.Choice(["auto", "rich", "plain", "json"]),
+              default=defaults.WORKER_LOG_FORMAT, envvar=defaults.ENV_LOG_FORMAT,
+              show_default=True, help="auto: rich on a terminal, plain otherwise.")
+@click.option("--redis-url", envvar=defaults.ENV_REDIS_URL, default=None,
+              help="Broker URL, overriding the app's (env REDIQ_REDIS_URL).")
+@click.option("--burst", is_flag=True, help="Exit once the queues hold nothing to run.")
+@click.option("--reload", is_flag=True, help="Restart when a .py file changes (development).")
+def worker(app_spec: str, **options: Any) -> None:
+    """Start a worker for APP (module:attribute, importable from the current directory).
+
+    The first SIGINT/SIGTERM stops fetching and finishes running and prefetched tasks;
+    a second one cancels running tasks and hands them back to their queues at once.
+    """
+    if options.pop("reload"):
+        from ..worker.reload import run_with_reload
+
+        raise SystemExit(run_with_reload(sys.argv))
+    status = _run(app_spec, **options)
+    if status != 0:
+        # A forced stop: executor threads may still run blocking code that nobody waits
+        # for; leave without joining them (the leases were handed back already).
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    raise SystemExit(status)
+
+
+def _run(app_spec: str, *, queue_names: tuple[str, ...], redis_url: str | None,
+         log_level: str, log_file: str | None, log_format: str, **options: Any) -> int:
+    from rich.console import Console
+
+    from ..errors import RediqError
+    from ..logs import setup_logging
+    from ..worker import Worker, WorkerConfig
+
+    app = load_app(app_spec)
+    if redis_url:
+        app.redis_url = redis_url
+    try:
+        config = WorkerConfig(
+            queues=queue_names, skip_default_queue=options["skip_default_queue"],
+            worker_name=options["worker_name"], queue_size=options["worker_queue_size"],
+            task_concurrency=options["worker_task_concurrency"],
+            executor_pool_name=options["executor_pool_name"],
+            executor_pool_size=options["executor_pool_size"], burst=options["burst"],
+            **WorkerConfig.env_overrides(os.environ),  # type: ignore[arg-type]
+        )
+        app.plugins.executor_pools()[config.executor_pool_name]
+    except KeyError:
+        known = ", ".join(sorted(app.plugins.executor_pools()))
+        raise click.BadParameter(f"unknown executor pool {options['executor_pool_name']!r};"
+                                 f" installed: {known}") from None
+    except RediqError as exc:
+        raise click.UsageError(str(exc)) from None
+    setup_logging(level=log_level, file=log_file, fmt=log_format)
+    instance = Worker(app, config)
+    Console(stderr=True, highlight=False).print(_banner(app, instance))
+    try:
+        return asyncio.run(instance.run())
+    except Exception as exc:
+        if log_level.lower() == "debug":
+            raise
+        raise click.ClickException(
+            f"worker stopped: {type(exc).__name__}: {exc} (--log-level debug for a traceback)"
+        ) from None

@@ -1,0 +1,176 @@
+"""Leases held by this worker, and the keeper that renews them from its own thread.
+
+Why a thread: a task that runs blocking code in a coroutine stalls the worker's event
+loop. Renewing leases from that loop would let them expire, and another worker would run
+the task a second time while the first still runs it. The keeper therefore runs its own
+event loop in a daemon thread, with its own broker connection (built by the same broker
+plugin), and renews every lease in :class:`LeaseTable` every ``lease_renew_ms`` whatever
+the main loop does. It also refreshes the worker registry entry, and it notices a stalled
+main loop: when the loop has not answered for ``stall_warning_ms`` it logs a warning that
+names the running tasks. Timeouts (``task_timeout``) cannot interrupt blocking code; they
+take effect when the code returns to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..broker import Broker, WorkerRecord
+
+__all__ = ["LeaseKeeper", "LeaseTable"]
+
+log = logging.getLogger("rediq.worker.leases")
+
+
+@dataclass(slots=True)
+class LeaseTable:
+    """Thread-safe ``{queue: {task_id: task_name}}`` of leased, unsettled tasks."""
+
+    _leases: dict[str, dict[str, str]] = field(default_factory=dict)
+    _running: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, queue: str, task_id: str, task_name: str) -> None:
+        with self._lock:
+            self._leases.setdefault(queue, {})[task_id] = task_name
+
+    def remove(self, queue: str, task_id: str) -> None:
+        with self._lock:
+            self._leases.get(queue, {}).pop(task_id, None)
+            self._running.discard(task_id)
+
+    def mark_running(self, task_id: str) -> None:
+        with self._lock:
+            self._running.add(task_id)
+
+    def __contains__(self, task_id: object) -> bool:
+        with self._lock:
+            return any(task_id in ids for ids in self._leases.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(ids) for ids in self._leases.values())
+
+    def snapshot(self) -> dict[str, list[str]]:
+        with self._lock:
+            return {q: list(ids) for q, ids in self._leases.items() if ids}
+
+    def running_labels(self) -> list[str]:
+        """``name[id]`` of every task whose function has started."""
+        with self._lock:
+            return [
+                f"{name}[{tid}]" for ids in self._leases.values()
+                for tid, name in ids.items() if tid in self._running
+            ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._leases.clear()
+            self._running.clear()
+
+
+class LeaseKeeper:
+    """Renews leases and the registry heartbeat from a thread with its own event loop.
+
+    :param make_broker: builds the keeper's own broker (connections are loop-bound).
+    :param on_stop: called *in the main loop* with ids whose lease was lost or whose
+        cancellation was requested.
+    """
+
+    def __init__(
+        self, *, make_broker: Callable[[], Broker], table: LeaseTable, worker_id: str,
+        record: Callable[[], WorkerRecord], lease_ms: int, renew_ms: int,
+        heartbeat_ttl_s: int, heartbeat_interval_s: float, stall_warning_ms: int,
+        main_loop: asyncio.AbstractEventLoop, on_stop: Callable[[set[str]], None],
+    ) -> None:
+        self._make_broker, self._table, self._worker_id = make_broker, table, worker_id
+        self._record, self._lease_ms, self._renew_s = record, lease_ms, renew_ms / 1000
+        self._hb_ttl_s, self._hb_interval_s = heartbeat_ttl_s, heartbeat_interval_s
+        self._tick_s = min(renew_ms, stall_warning_ms / 2) / 1000
+        self._stall_s = stall_warning_ms / 1000
+        self._main_loop, self._on_stop = main_loop, on_stop
+        self._stopped = threading.Event()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="rediq-lease-keeper", daemon=True)
+        self._asked_at: float | None = None  # an unanswered question to the main loop
+        self._warned_at = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopped.set()
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        broker = self._make_broker()
+        next_renew = next_beat = time.monotonic()
+        try:
+            await broker.connect()
+            while not self._stopped.is_set():
+                now = time.monotonic()
+                if now >= next_renew:
+                    next_renew = now + self._renew_s
+                    await self._guard(self._renew(broker), "renew leases")
+                if now >= next_beat:
+                    next_beat = now + self._hb_interval_s
+                    await self._guard(
+                        broker.heartbeat(self._record(), self._hb_ttl_s), "send heartbeat"
+                    )
+                self._watch_main_loop()
+                wait_s = max(0.0, min(next_renew, next_beat, now + self._tick_s) - now)
+                self._wake.clear()
+                if not self._stopped.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait_s)
+        finally:
+            await broker.close()
+
+    async def _guard(self, step: object, what: str) -> None:
+        try:
+            await step  # type: ignore[misc]
+        except Exception as exc:
+            log.warning("lease keeper could not %s: %s", what, exc)
+
+    async def _renew(self, broker: Broker) -> None:
+        leases = self._table.snapshot()
+        if not leases:
+            return
+        stop = await broker.extend_leases(self._worker_id, leases, self._lease_ms)
+        if stop:
+            self._main_loop.call_soon_threadsafe(self._on_stop, stop)
+
+    def _answered(self) -> None:
+        self._asked_at = None
+
+    def _watch_main_loop(self) -> None:
+        """Ask the main loop to answer; warn when a question stays unanswered for
+        ``stall_warning_ms`` (the loop is blocked by synchronous code)."""
+        now, asked_at = time.monotonic(), self._asked_at
+        if asked_at is not None:
+            silent_s = now - asked_at
+            if silent_s >= self._stall_s and now - self._warned_at >= self._stall_s:
+                self._warned_at = now
+                log.warning(
+                    "event loop blocked for %.1f s (synchronous code in a coroutine?); leases"
+                    " stay renewed by the keeper thread. Running: %s. Use"
+                    " run_in_current_executor() for blocking calls",
+                    silent_s, ", ".join(self._table.running_labels()) or "no task",
+                )
+            return
+        if not self._main_loop.is_closed():
+            self._asked_at = now
+            self._main_loop.call_soon_threadsafe(self._answered)

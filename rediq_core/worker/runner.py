@@ -1,0 +1,225 @@
+"""Execute one delivery: decode, bind, fire events, run with its timeout, settle.
+
+Bad input (unknown task name, a serializer the app does not accept, a payload that does
+not decode, arguments that do not bind) is settled as a final failure with a clear
+reason and logged; no event fires for it, and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import context
+from ..broker import Delivery, Settlement, TaskError
+from ..errors import RediqError, SerializationError, TaskCancelledError
+from ..info import TaskInfo
+from ..logs import task_extra
+from ..message import now_ms
+
+if TYPE_CHECKING:
+    from ..app import Rediq
+    from ..serializer import Serializer
+    from ..task import TaskDefinition
+    from .backoff import Backoff
+    from .events import EventDispatcher
+    from .leases import LeaseTable
+    from .settler import Settler
+
+__all__ = ["InvalidTaskError", "TaskRunner", "task_error"]
+
+log = logging.getLogger("rediq.worker")
+
+
+class InvalidTaskError(RediqError):
+    """A delivered task cannot run at all (its data is unusable); it is dead-lettered."""
+
+
+def task_error(exc: BaseException) -> TaskError:
+    kind = type(exc)
+    return TaskError(
+        type=f"{kind.__module__}.{kind.__qualname__}",
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    definition: TaskDefinition[Any, Any]
+    serializer: Serializer
+    info: TaskInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: Any = None
+    error: BaseException | None = None
+    retryable: bool = True
+
+
+class TaskRunner:
+    """Runs deliveries; tracks running attempts so they can be cancelled by id."""
+
+    def __init__(
+        self, *, app: Rediq, worker_name: str, events: EventDispatcher, settler: Settler,
+        leases: LeaseTable, backoff: Backoff,
+    ) -> None:
+        self.app, self.worker_name, self.events = app, worker_name, events
+        self.settler, self.leases, self.backoff = settler, leases, backoff
+        self.running: dict[str, asyncio.Task[Any]] = {}
+        self.stop_requested: set[str] = set()
+
+    def request_stop(self, task_id: str) -> None:
+        """Cancel a running attempt, or mark a prefetched task to be settled unrun."""
+        self.stop_requested.add(task_id)
+        attempt = self.running.get(task_id)
+        if attempt is not None:
+            attempt.cancel("cancellation requested")
+
+    async def execute(self, delivery: Delivery) -> None:
+        message = delivery.message
+        try:
+            try:
+                prepared = self._prepare(delivery)
+            except InvalidTaskError as exc:
+                await self._reject(delivery, exc)
+                return
+            if message.id in self.stop_requested:
+                error = TaskCancelledError(f"task {message.id} was cancelled before it started")
+                await self._settle(delivery, Settlement(message.id, message.queue,
+                                                        error=task_error(error)))
+                return
+            event = "before_task_start" if delivery.retried == 0 else "before_task_retry"
+            await self.events.task_event(event, prepared.info)
+            outcome = await self._attempt(prepared)
+            await self._finish(delivery, prepared, outcome)
+        finally:
+            self.stop_requested.discard(message.id)
+
+    def _prepare(self, delivery: Delivery) -> Prepared:
+        message = delivery.message
+        definition = self.app.tasks.get(message.name)
+        if definition is None:
+            known = ", ".join(sorted(self.app.tasks)) or "none"
+            raise InvalidTaskError(
+                f"unknown task name {message.name!r} (this app registers: {known})"
+            )
+        try:
+            serializer = self.app.serializer_for(message.serializer)
+        except RediqError as exc:
+            raise InvalidTaskError(str(exc)) from None
+        try:
+            decoded = serializer.loads(message.payload)
+        except Exception as exc:
+            raise InvalidTaskError(
+                f"payload does not deserialize with {message.serializer!r}:"
+                f" {type(exc).__name__}: {exc}"
+            ) from None
+        if not (isinstance(decoded, list | tuple) and len(decoded) == 2
+                and isinstance(decoded[0], list | tuple) and isinstance(decoded[1], dict)):
+            raise InvalidTaskError("payload is not a pair [args, kwargs]")
+        args, kwargs = tuple(decoded[0]), dict(decoded[1])
+        try:
+            definition.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidTaskError(
+                f"arguments do not match {message.name}{definition.signature}: {exc}"
+            ) from None
+        return Prepared(definition, serializer, self._info(delivery, args, kwargs))
+
+    def _info(self, delivery: Delivery, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskInfo:
+        m = delivery.message
+        return TaskInfo(
+            task_id=m.id, task_name=m.name, task_queue=m.queue, task_priority=m.priority,
+            task_retries=m.max_retries, task_timeout=m.timeout_ms, args=args, kwargs=kwargs,
+            groups=m.groups, headers=dict(m.headers), retried=delivery.retried,
+            deliveries=delivery.deliveries, enqueued_at_ms=m.enqueued_at_ms, eta_ms=m.eta_ms,
+            worker_name=self.worker_name,
+        )
+
+    async def _attempt(self, prepared: Prepared) -> Outcome:
+        task_id = prepared.info.task_id
+        with context.using(executor=self.events.executor, task=prepared.info):
+            self.leases.mark_running(task_id)
+            attempt = asyncio.create_task(_call(prepared), name=f"rediq:{prepared.info.task_name}")
+            self.running[task_id] = attempt
+            try:
+                return Outcome(result=await attempt)
+            except asyncio.CancelledError as exc:
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():
+                    raise  # the worker is being stopped: the lease is handed back
+                if task_id in self.stop_requested:
+                    return Outcome(error=TaskCancelledError(f"task {task_id} was cancelled"),
+                                   retryable=False)
+                return Outcome(error=exc)
+            except Exception as exc:
+                return Outcome(error=exc)
+            finally:
+                self.running.pop(task_id, None)
+
+    async def _finish(self, delivery: Delivery, prepared: Prepared, outcome: Outcome) -> None:
+        m, info = delivery.message, prepared.info
+        if outcome.error is None:
+            try:
+                payload = prepared.serializer.dumps(outcome.result)
+            except Exception as exc:
+                error: BaseException = SerializationError(
+                    f"the return value of {m.name!r} cannot be serialized with"
+                    f" {m.serializer!r}: {exc}"
+                )
+                outcome = Outcome(error=error, retryable=False)
+            else:
+                if await self._settle(delivery, Settlement(m.id, m.queue, result=payload)):
+                    log.info("succeeded", extra=task_extra(m.id, m.name))
+                    await self.events.task_event("after_task_success", info, result=outcome.result)
+                return
+        assert outcome.error is not None
+        error = outcome.error
+        if outcome.retryable and delivery.retried < m.max_retries:
+            delay = self.backoff.delay_ms(delivery.retried)
+            retry = Settlement(m.id, m.queue, error=task_error(error), retry_at_ms=now_ms() + delay)
+            if await self._settle(delivery, retry):
+                log.warning("attempt %d of %d failed (%s: %s); retrying in %d ms",
+                            delivery.retried + 1, m.max_retries + 1, type(error).__name__, error,
+                            delay, extra=task_extra(m.id, m.name))
+            return
+        if await self._settle(delivery, Settlement(m.id, m.queue, error=task_error(error))):
+            log.error("failed: %s: %s", type(error).__name__, error,
+                      exc_info=None if isinstance(error, TaskCancelledError) else error,
+                      extra=task_extra(m.id, m.name))
+            await self.events.task_event("after_task_failure", info, exception=error)
+
+    async def _settle(self, delivery: Delivery, settlement: Settlement) -> bool:
+        m = delivery.message
+        self.leases.remove(m.queue, m.id)
+        held = await self.settler.settle(settlement)
+        if not held:
+            log.warning("lease lost before the task was settled; the outcome is discarded"
+                        " (the task runs again elsewhere or was cancelled)",
+                        extra=task_extra(m.id, m.name))
+        return held
+
+    async def _reject(self, delivery: Delivery, exc: InvalidTaskError) -> None:
+        m = delivery.message
+        log.error("dead-lettered, the task cannot run: %s", exc, extra=task_extra(m.id, m.name))
+        await self._settle(delivery, Settlement(m.id, m.queue, error=task_error(exc)))
+
+
+async def _call(prepared: Prepared) -> Any:
+    info = prepared.info
+    timeout_ms = info.task_timeout
+    scope = asyncio.timeout(timeout_ms / 1000 if timeout_ms else None)
+    try:
+        async with scope:
+            return await prepared.definition.fn(*info.args, **info.kwargs)
+    except TimeoutError:
+        if scope.expired():
+            raise TimeoutError(
+                f"task {info.task_name!r} exceeded its timeout of {timeout_ms} ms"
+            ) from None
+        raise
