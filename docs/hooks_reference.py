@@ -30,7 +30,9 @@ def _describe(name: str) -> str:
     fn = getattr(hookspecs, name)
     doc = inspect.cleandoc(fn.__doc__ or "")
     doc = re.sub(r"^:param (\w+):", r"- `\1`:", doc, flags=re.MULTILINE)
-    doc = re.sub(r":(?:class|exc|data|func):`~?([\w.]+)`", lambda m: f"`{m[1].split('.')[-1]}`", doc)
+    doc = re.sub(
+        r":(?:class|exc|data|func):`~?([\w.]+)`", lambda m: f"`{m[1].split('.')[-1]}`", doc
+    )
     kind = "async allowed" if "MaybeAwaitable" in str(fn.__annotations__.get("return")) else "sync"
     signature = f"{name}({', '.join(inspect.signature(fn).parameters)})"
     return f"### `{signature}`\n\n*{kind}*\n\n{doc}\n"
