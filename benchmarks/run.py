@@ -283,6 +283,8 @@ def rediq_worker_argv() -> list[str]:
         "100",
         "--worker-queue-size",
         "200",
+        "--log-level",
+        "warning",
     ]
 
 
