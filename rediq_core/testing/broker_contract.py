@@ -1,0 +1,506 @@
+"""A test suite for any :class:`~rediq_core.broker.Broker` implementation.
+
+Subclass :class:`BrokerContract` in a test module of your plugin and provide a ``broker``
+fixture: an async fixture yielding a broker that is connected to a fresh, empty store
+(unique namespace) and uses the default protocol bounds (``MAX_DELIVERIES``)::
+
+    from rediq_core.testing.broker_contract import BrokerContract
+
+    class TestMyBroker(BrokerContract):
+        @pytest.fixture
+        async def broker(self):
+            broker = MyBroker(BrokerOptions(url=..., namespace=unique()))
+            await broker.connect()
+            yield broker
+            await broker.close()
+
+Every wait is bounded; measured latencies are printed (run pytest with ``-s``) and
+recorded as test properties, and only checked against generous sanity bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from rediq_core import defaults
+from rediq_core.broker import (
+    Broker,
+    CancelOutcome,
+    Delivery,
+    FetchBatch,
+    Settlement,
+    TaskError,
+    TaskState,
+    WorkerRecord,
+)
+from rediq_core.message import TaskMessage, new_task_id, now_ms
+
+__all__ = ["BrokerContract", "make_message"]
+
+QUEUE = "contract"
+WORKER = "worker-1"
+LEASE_MS = 10_000
+#: Upper bound of every wait in this suite; a broker that needs longer is broken.
+WAIT_S = 5.0
+
+Record = Callable[[str, object], None]
+
+
+def make_message(queue: str = QUEUE, **overrides: object) -> TaskMessage:
+    """A valid message with a fresh id; any field may be overridden."""
+    fields: dict[str, object] = {
+        "id": new_task_id(), "name": "contract.task", "queue": queue,
+        "payload": b"\x00payload\xff", "serializer": "json", "priority": 0,
+        "max_retries": 0, "timeout_ms": None, "result_ttl_s": 60,
+    }
+    fields.update(overrides)
+    return TaskMessage(**fields)  # type: ignore[arg-type]
+
+
+async def fetch(broker: Broker, *, limit: int = 100, lease_ms: int = LEASE_MS,
+                worker_id: str = WORKER, queue: str = QUEUE) -> FetchBatch:
+    """A fetch that must return within WAIT_S."""
+    return await asyncio.wait_for(
+        broker.fetch(queue, worker_id=worker_id, limit=limit, lease_ms=lease_ms), WAIT_S
+    )
+
+
+async def fetch_nothing(broker: Broker, within_s: float = 0.3, **kwargs: object) -> None:
+    """Assert that a fetch stays blocked for ``within_s`` (and cancel it: loses nothing)."""
+    task = asyncio.ensure_future(
+        broker.fetch(str(kwargs.get("queue", QUEUE)), worker_id=str(kwargs.get(
+            "worker_id", WORKER)), limit=100, lease_ms=LEASE_MS)
+    )
+    done, _ = await asyncio.wait({task}, timeout=within_s)
+    if done:
+        raise AssertionError(f"fetch returned {task.result()} but nothing should be ready")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def enqueue_one(broker: Broker, **overrides: object) -> TaskMessage:
+    message = make_message(**overrides)
+    [outcome] = await broker.enqueue([message])
+    assert outcome.accepted and outcome.task_id == message.id
+    return message
+
+
+async def fetch_one(broker: Broker, **kwargs: object) -> Delivery:
+    batch = await fetch(broker, **kwargs)  # type: ignore[arg-type]
+    assert len(batch.deliveries) == 1, batch
+    return batch.deliveries[0]
+
+
+def success(message: TaskMessage, result: bytes = b"ok") -> Settlement:
+    return Settlement(message.id, message.queue, result=result)
+
+
+def failure(message: TaskMessage, retry_at_ms: int | None = None,
+            error: TaskError | None = None) -> Settlement:
+    return Settlement(message.id, message.queue,
+                      error=error or TaskError("ValueError", "boom", "Traceback: ..."),
+                      retry_at_ms=retry_at_ms)
+
+
+class BrokerContract:
+    """The behaviour every broker must show. Subclasses provide the ``broker`` fixture."""
+
+    @pytest.fixture
+    def measure(self, record_property: Record) -> Record:
+        """Print a measurement (visible with ``-s``) and record it in the JUnit report."""
+
+        def record(name: str, value: object) -> None:
+            print(f"\n[measure] {name} = {value}")
+            record_property(name, value)
+
+        return record
+
+    # --- enqueue and fetch ------------------------------------------------------------
+
+    async def test_round_trip_keeps_every_field(self, broker: Broker) -> None:
+        message = await enqueue_one(broker, groups=("g1", "user:42"),
+                                    headers={"trace": "abc"}, priority=7, max_retries=3)
+        delivery = await fetch_one(broker)
+        assert delivery.message == message
+        assert (delivery.retried, delivery.deliveries) == (0, 1)
+        assert delivery.lease_deadline_ms > now_ms()
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.ACTIVE
+        assert record.worker == WORKER
+
+    async def test_priority_then_fifo_over_many_mixed_enqueues(self, broker: Broker) -> None:
+        messages = [make_message(priority=(i * 7919) % 13 - 6) for i in range(3000)]
+        for start in range(0, len(messages), 500):
+            await broker.enqueue(messages[start : start + 500])
+        expected = [m.id for m in sorted(messages, key=lambda m: m.priority)]  # stable sort
+        got: list[str] = []
+        while len(got) < len(messages):
+            got += [d.message.id for d in (await fetch(broker, limit=250)).deliveries]
+        assert got == expected
+
+    async def test_fetch_limit(self, broker: Broker) -> None:
+        await broker.enqueue([make_message() for _ in range(5)])
+        assert len((await fetch(broker, limit=2)).deliveries) == 2
+        assert len((await fetch(broker, limit=10)).deliveries) == 3
+
+    async def test_deduplication_while_unfinished(self, broker: Broker) -> None:
+        first = await enqueue_one(broker)
+        [again] = await broker.enqueue([make_message(id=first.id, priority=99)])
+        assert not again.accepted and again.state is TaskState.PENDING
+        await fetch_one(broker)
+        [while_active] = await broker.enqueue([make_message(id=first.id)])
+        assert not while_active.accepted and while_active.state is TaskState.ACTIVE
+        assert await broker.settle(WORKER, [success(first)]) == [True]
+        [after] = await broker.enqueue([make_message(id=first.id)])
+        assert after.accepted and after.state is TaskState.PENDING
+        stats = await broker.queue_stats(QUEUE)
+        assert stats.enqueued == 2
+
+    async def test_scheduled_task_is_not_ready_before_its_eta(self, broker: Broker) -> None:
+        message = await enqueue_one(broker, eta_ms=now_ms() + 60_000)
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.SCHEDULED
+        await fetch_nothing(broker)
+        assert (await broker.queue_stats(QUEUE)).scheduled == 1
+
+    async def test_delayed_task_ready_at_due_time(self, broker: Broker, measure: Record) -> None:
+        lateness: list[int] = []
+        for delay_ms in (150, 300, 500):
+            message = await enqueue_one(broker, eta_ms=now_ms() + delay_ms)
+            delivery = await fetch_one(broker)
+            assert delivery.message.id == message.id
+            assert message.eta_ms is not None
+            late = now_ms() - message.eta_ms
+            assert late >= -2, f"delivered {-late} ms before its ETA"
+            lateness.append(late)
+            await broker.settle(WORKER, [success(message)])
+        measure("delayed_task_lateness_ms", lateness)
+        assert max(lateness) < 1000
+
+    async def test_blocked_fetch_picks_up_new_task_at_once(
+        self, broker: Broker, measure: Record
+    ) -> None:
+        latencies: list[float] = []
+        for _ in range(5):
+            waiting = asyncio.ensure_future(fetch(broker))
+            await asyncio.sleep(0.05)  # let the fetch block; correctness does not depend on it
+            assert not waiting.done()
+            started = time.perf_counter()
+            message = await enqueue_one(broker)
+            batch = await waiting
+            latencies.append(round((time.perf_counter() - started) * 1000, 2))
+            assert [d.message.id for d in batch.deliveries] == [message.id]
+        measure("blocked_fetch_pickup_ms", latencies)
+        assert max(latencies) < 1000
+
+    async def test_delayed_enqueue_wakes_a_worker_sleeping_longer(self, broker: Broker) -> None:
+        await enqueue_one(broker, eta_ms=now_ms() + 30_000)
+        waiting = asyncio.ensure_future(fetch(broker))
+        await asyncio.sleep(0.05)
+        soon = await enqueue_one(broker, eta_ms=now_ms() + 200)
+        batch = await waiting  # would take 30 s without the wake-up
+        assert [d.message.id for d in batch.deliveries] == [soon.id]
+
+    async def test_cancelled_fetch_loses_nothing(self, broker: Broker) -> None:
+        await fetch_nothing(broker, within_s=0.1)
+        message = await enqueue_one(broker)
+        assert (await fetch_one(broker)).message.id == message.id
+
+    async def test_idle_workers_all_get_work(self, broker: Broker) -> None:
+        fetchers = [asyncio.ensure_future(fetch(broker, limit=1, worker_id=f"w{i}"))
+                    for i in range(3)]
+        await asyncio.sleep(0.05)
+        await broker.enqueue([make_message() for _ in range(3)])
+        batches = await asyncio.gather(*fetchers)
+        assert sorted(len(b.deliveries) for b in batches) == [1, 1, 1]
+
+    # --- leases -----------------------------------------------------------------------
+
+    async def test_expired_lease_returns_task_counting_deliveries(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        assert (await fetch_one(broker, lease_ms=100)).deliveries == 1
+        again = await fetch_one(broker, worker_id="worker-2")  # blocks until expiry
+        assert again.message.id == message.id and again.deliveries == 2
+        assert await broker.settle(WORKER, [success(message)]) == [False]
+        assert await broker.settle("worker-2", [success(message)]) == [True]
+
+    async def test_task_killing_its_worker_is_dead_lettered(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        for n in range(1, defaults.MAX_DELIVERIES + 1):
+            assert (await fetch_one(broker, lease_ms=50)).deliveries == n
+        await fetch_nothing(broker)  # this fetch handles the last expiry
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.FAILED
+        assert record.error is not None
+        assert f"killed its worker {defaults.MAX_DELIVERIES} times" in record.error.message
+        assert [r.id for r in await broker.dead_letters(QUEUE)] == [message.id]
+
+    async def test_extend_leases(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        await fetch_one(broker, lease_ms=150)
+        assert await broker.extend_leases(WORKER, {QUEUE: [message.id]}, 10_000) == set()
+        await fetch_nothing(broker, within_s=0.4)
+        lost = await broker.extend_leases("intruder", {QUEUE: [message.id]}, 10_000)
+        assert lost == {message.id}
+        assert await broker.extend_leases(WORKER, {QUEUE: ["no-such-task"]}, 1000) == {
+            "no-such-task"
+        }
+
+    async def test_release_hands_back_at_once(self, broker: Broker) -> None:
+        first, second = make_message(), make_message()
+        await broker.enqueue([first, second])
+        batch = await fetch(broker)
+        assert await broker.release("intruder", {QUEUE: [first.id]}) == 0
+        assert await broker.release(WORKER, {QUEUE: [first.id, second.id]}) == 2
+        again = await fetch(broker, worker_id="worker-2")
+        assert [d.message.id for d in again.deliveries] == [d.message.id for d in batch.deliveries]
+        assert [d.deliveries for d in again.deliveries] == [1, 1]  # release is not counted
+
+    # --- settlement -------------------------------------------------------------------
+
+    async def test_success_keeps_result_for_its_ttl(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        await fetch_one(broker)
+        assert await broker.settle(WORKER, [success(message, b"\x00result")]) == [True]
+        record = await broker.get_task(message.id)
+        assert record is not None and record.state is TaskState.SUCCEEDED
+        assert record.result == b"\x00result" and record.serializer == "json"
+        assert record.finished_at_ms is not None
+        assert (await broker.queue_stats(QUEUE)).succeeded == 1
+
+    async def test_success_with_ttl_zero_keeps_nothing(self, broker: Broker) -> None:
+        message = await enqueue_one(broker, result_ttl_s=0)
+        await fetch_one(broker)
+        assert await broker.settle(WORKER, [success(message)]) == [True]
+        assert await broker.get_task(message.id, QUEUE) is None
+        stats = await broker.queue_stats(QUEUE)
+        assert (stats.pending, stats.active, stats.succeeded) == (0, 0, 1)
+
+    async def test_settle_requires_the_lease(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        assert await broker.settle(WORKER, [success(message)]) == [False]  # not leased
+        await fetch_one(broker)
+        assert await broker.settle("intruder", [success(message)]) == [False]
+        assert await broker.settle(WORKER, [success(message)]) == [True]
+        assert await broker.settle(WORKER, [success(message)]) == [False]  # once only
+
+    async def test_retry_after_backoff(self, broker: Broker) -> None:
+        message = await enqueue_one(broker, max_retries=1)
+        await fetch_one(broker)
+        assert await broker.settle(WORKER, [failure(message, now_ms() + 150)]) == [True]
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.SCHEDULED
+        assert record.error is not None and record.error.message == "boom"
+        retry = await fetch_one(broker)
+        assert (retry.retried, retry.deliveries) == (1, 2)
+        assert (await broker.queue_stats(QUEUE)).retried == 1
+
+    async def test_final_failure_is_dead_lettered_and_requeued(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        await fetch_one(broker)
+        error = TaskError("myapp.Boom", "it broke", "Traceback (most recent call last): ...")
+        assert await broker.settle(WORKER, [failure(message, error=error)]) == [True]
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.FAILED
+        assert record.error == error and record.message == message
+        [dead] = await broker.dead_letters(QUEUE)
+        assert dead.id == message.id and dead.error == error
+        stats = await broker.queue_stats(QUEUE)
+        assert (stats.dead, stats.failed) == (1, 1)
+        assert await broker.requeue_dead(QUEUE) == 1
+        again = await fetch_one(broker)
+        assert (again.message.id, again.retried, again.deliveries) == (message.id, 0, 1)
+        assert (await broker.queue_stats(QUEUE)).dead == 0
+
+    async def test_requeue_selected_dead_letters(self, broker: Broker) -> None:
+        messages = [make_message() for _ in range(3)]
+        await broker.enqueue(messages)
+        await fetch(broker)
+        await broker.settle(WORKER, [failure(m) for m in messages])
+        assert await broker.requeue_dead(QUEUE, [messages[1].id, "unknown"]) == 1
+        assert (await fetch_one(broker)).message.id == messages[1].id
+        assert {r.id for r in await broker.dead_letters(QUEUE, limit=10)} == {
+            messages[0].id, messages[2].id}
+        assert len(await broker.dead_letters(QUEUE, limit=1)) == 1
+
+    async def test_unusable_task_settled_by_worker_is_dead_lettered(self, broker: Broker) -> None:
+        # What a worker does for an unknown task name or an undecodable payload.
+        message = await enqueue_one(broker, name="no.such.task", max_retries=5)
+        await fetch_one(broker)
+        error = TaskError("UnknownTaskError", "no task named 'no.such.task' is registered")
+        assert await broker.settle(WORKER, [failure(message, error=error)]) == [True]
+        [dead] = await broker.dead_letters(QUEUE)
+        assert dead.error == error and dead.state is TaskState.FAILED
+
+    async def test_settlements_in_one_batch(self, broker: Broker) -> None:
+        messages = [make_message() for _ in range(60)]
+        await broker.enqueue(messages)
+        await fetch(broker)
+        settlements = [success(m) if i % 3 else failure(m) for i, m in enumerate(messages)]
+        assert await broker.settle(WORKER, settlements) == [True] * 60
+        stats = await broker.queue_stats(QUEUE)
+        assert (stats.succeeded, stats.failed, stats.active) == (40, 20, 0)
+
+    # --- waiting for results ----------------------------------------------------------
+
+    async def test_several_waiters_are_all_woken(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        waiters = [asyncio.ensure_future(broker.wait_finished(message.id, QUEUE, WAIT_S))
+                   for _ in range(4)]
+        await asyncio.sleep(0.05)
+        await fetch_one(broker)
+        await broker.settle(WORKER, [success(message, b"42")])
+        records = await asyncio.gather(*waiters)
+        assert all(r is not None and r.result == b"42" for r in records)
+
+    async def test_wait_after_the_task_finished(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        await fetch_one(broker)
+        await broker.settle(WORKER, [success(message)])
+        record = await asyncio.wait_for(broker.wait_finished(message.id, QUEUE, None), WAIT_S)
+        assert record is not None and record.state is TaskState.SUCCEEDED
+
+    async def test_wait_times_out(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        started = time.monotonic()
+        assert await broker.wait_finished(message.id, QUEUE, 0.2) is None
+        assert 0.15 < time.monotonic() - started < WAIT_S
+
+    async def test_wait_sees_failure(self, broker: Broker) -> None:
+        message = await enqueue_one(broker)
+        waiter = asyncio.ensure_future(broker.wait_finished(message.id, QUEUE, WAIT_S))
+        await fetch_one(broker)
+        await broker.settle(WORKER, [failure(message)])
+        record = await waiter
+        assert record is not None and record.state is TaskState.FAILED
+
+    # --- cancel, delete, purge --------------------------------------------------------
+
+    async def test_cancel_pending_and_scheduled(self, broker: Broker) -> None:
+        pending = await enqueue_one(broker)
+        scheduled = await enqueue_one(broker, eta_ms=now_ms() + 60_000)
+        waiter = asyncio.ensure_future(broker.wait_finished(pending.id, QUEUE, WAIT_S))
+        assert await broker.cancel(pending.id) is CancelOutcome.CANCELLED
+        assert await broker.cancel(scheduled.id, QUEUE) is CancelOutcome.CANCELLED
+        record = await waiter
+        assert record is not None and record.state is TaskState.CANCELLED
+        stats = await broker.queue_stats(QUEUE)
+        assert (stats.pending, stats.scheduled) == (0, 0)
+        await fetch_nothing(broker)
+        assert await broker.cancel(pending.id, QUEUE) is CancelOutcome.FINISHED
+        assert await broker.cancel("unknown", QUEUE) is CancelOutcome.NOT_FOUND
+        assert await broker.cancel("unknown") is CancelOutcome.NOT_FOUND
+
+    async def test_cancel_running_is_announced(self, broker: Broker, measure: Record) -> None:
+        message = await enqueue_one(broker)
+        await fetch_one(broker)
+        stream = broker.cancellations()
+        latency = await _announce(broker, stream, message.id)
+        measure("cancel_announcement_ms", latency)
+        # the safety net: the lease keeper learns it too
+        assert await broker.extend_leases(WORKER, {QUEUE: [message.id]}, LEASE_MS) == {message.id}
+        # the worker cancels the task and settles the attempt: it ends as cancelled
+        assert await broker.settle(WORKER, [failure(message, now_ms())]) == [True]
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.CANCELLED
+        await fetch_nothing(broker)
+
+    async def test_cancelled_task_with_expired_lease_never_runs_again(
+        self, broker: Broker
+    ) -> None:
+        message = await enqueue_one(broker)
+        await fetch_one(broker, lease_ms=100)
+        assert await broker.cancel(message.id, QUEUE) is CancelOutcome.REQUESTED
+        waiter = asyncio.ensure_future(broker.wait_finished(message.id, QUEUE, WAIT_S))
+        await fetch_nothing(broker, within_s=0.4)  # its lease expires meanwhile
+        record = await waiter
+        assert record is not None and record.state is TaskState.CANCELLED
+
+    async def test_delete(self, broker: Broker) -> None:
+        pending, running, done = (make_message() for _ in range(3))
+        await broker.enqueue([done])
+        await fetch_one(broker)
+        await broker.settle(WORKER, [success(done)])
+        await broker.enqueue([running])
+        await fetch_one(broker)
+        await broker.enqueue([pending])
+        assert await broker.delete(pending.id, QUEUE)
+        assert not await broker.delete(running.id, QUEUE)
+        assert await broker.delete(done.id)
+        assert not await broker.delete("unknown")
+        assert await broker.get_task(pending.id) is None
+        assert await broker.get_task(done.id) is None
+        record = await broker.get_task(running.id)
+        assert record is not None and record.state is TaskState.ACTIVE
+
+    async def test_purge(self, broker: Broker) -> None:
+        running = await enqueue_one(broker)
+        await fetch_one(broker)
+        await broker.enqueue([make_message() for _ in range(5)])
+        await broker.enqueue([make_message(eta_ms=now_ms() + 60_000) for _ in range(2)])
+        assert await broker.purge(QUEUE) == 7
+        stats = await broker.queue_stats(QUEUE)
+        assert (stats.pending, stats.scheduled, stats.active) == (0, 0, 1)
+        assert await broker.settle(WORKER, [success(running)]) == [True]
+
+    # --- inspection and registry ------------------------------------------------------
+
+    async def test_queues_and_lookup_without_queue(self, broker: Broker) -> None:
+        a = await enqueue_one(broker, queue="alpha")
+        b = await enqueue_one(broker, queue="beta")
+        assert {"alpha", "beta"} <= set(await broker.queues())
+        record = await broker.get_task(b.id)
+        assert record is not None and record.queue == "beta"
+        assert await broker.get_task(a.id, "beta") is None
+        assert await broker.get_task("unknown") is None
+
+    async def test_queue_stats_counts(self, broker: Broker) -> None:
+        await broker.enqueue([make_message() for _ in range(4)])
+        await broker.enqueue([make_message(eta_ms=now_ms() + 60_000)])
+        batch = await fetch(broker, limit=2)
+        await broker.settle(WORKER, [success(batch.deliveries[0].message),
+                                     failure(batch.deliveries[1].message)])
+        stats = await broker.queue_stats(QUEUE)
+        assert (stats.name, stats.pending, stats.scheduled, stats.active, stats.dead) == (
+            QUEUE, 2, 1, 0, 1)
+        assert (stats.enqueued, stats.succeeded, stats.failed, stats.retried) == (5, 1, 1, 0)
+
+    async def test_worker_registry(self, broker: Broker) -> None:
+        worker = WorkerRecord(id="w-1", name="host:1", queues=("a", "b"), heartbeat_age_s=0,
+                              info={"pid": 1})
+        await broker.heartbeat(worker, ttl_s=60)
+        await broker.heartbeat(WorkerRecord(id="w-2", name="host:2", queues=(),
+                                            heartbeat_age_s=0), ttl_s=1)
+        found = {w.id: w for w in await broker.workers()}
+        assert set(found) == {"w-1", "w-2"}
+        assert found["w-1"].queues == ("a", "b") and found["w-1"].name == "host:1"
+        assert found["w-1"].info == {"pid": 1}
+        assert 0 <= found["w-1"].heartbeat_age_s < 5
+        await broker.unregister_worker("w-1")
+        assert "w-1" not in {w.id for w in await broker.workers()}
+
+
+async def _announce(broker: Broker, stream: AsyncIterator[str], task_id: str) -> float:
+    """Request the cancellation until the stream announces it (a subscription may start
+    after the first request); return the latency of the announcement that arrived, in ms."""
+    next_id = asyncio.ensure_future(anext(stream))
+    try:
+        for _ in range(20):
+            started = time.perf_counter()
+            assert await broker.cancel(task_id) is CancelOutcome.REQUESTED
+            done, _ = await asyncio.wait({next_id}, timeout=0.25)
+            if done:
+                assert next_id.result() == task_id
+                return round((time.perf_counter() - started) * 1000, 2)
+        raise AssertionError("cancellation of a running task was never announced")
+    finally:
+        next_id.cancel()
+        await asyncio.gather(next_id, return_exceptions=True)
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
