@@ -177,8 +177,15 @@ class System:
 
 
 def produce(
-    system: System, env: dict[str, str], workload: str, n: int, timeout_s: float = 120.0
+    system: System,
+    env: dict[str, str],
+    workload: str,
+    n: int,
+    timeout_s: float = 120.0,
+    wall_s: float = 300.0,
 ) -> dict[str, Any]:
+    """Run one producer workload; ``timeout_s`` bounds each wait inside it (a drain, one
+    sample), ``wall_s`` the whole producer process."""
     argv = [
         system.python,
         str(system.script),
@@ -189,9 +196,7 @@ def produce(
         "--timeout",
         str(timeout_s),
     ]
-    done = subprocess.run(
-        argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s + 60
-    )
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=wall_s)
     if done.returncode != 0:
         raise RuntimeError(f"{system.name} {workload} failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -244,7 +249,7 @@ def bench_system(system: System, sizes: Sizes, logs: Path) -> dict[str, Any]:
                 rss = max(rss, worker.stop())
                 flush(url)
         step(system.name, "pickup latency (idle worker)")
-        out["pickup"] = produce(system, env, "pickup", sizes.pickup, timeout_s=30)
+        out["pickup"] = produce(system, env, "pickup", sizes.pickup, timeout_s=30, wall_s=600)
         step(system.name, "delayed-task lateness")
         out["delayed"] = produce(system, env, "delayed", sizes.delayed, timeout_s=30)
         workers[-1].check_alive()
