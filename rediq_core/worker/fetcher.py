@@ -56,6 +56,8 @@ class Fetcher:
         self.broker, self.queue, self.worker_id = broker, queue, worker_id
         self.slots, self.lease_ms, self.local = slots, lease_ms, local
         self.on_leased = on_leased
+        #: Set when the worker stops fetching: a fetch that still completes is handed back.
+        self.stopped = False
 
     async def run(self) -> None:
         """Fetch until cancelled (cancelling a blocked fetch loses nothing)."""
@@ -73,6 +75,9 @@ class Fetcher:
                 pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
                 continue
             pause = defaults.WORKER_RECONNECT_MIN_S
+            if self.stopped:
+                await self._hand_back(batch.deliveries)
+                return
             self.slots.take(len(batch.deliveries))
             for delivery in batch.deliveries:
                 self.on_leased(delivery)
@@ -80,3 +85,9 @@ class Fetcher:
             for rejected in batch.rejected:
                 log.error("dead-lettered at fetch: %s", rejected.reason,
                           extra=task_extra(rejected.task_id, "?"))
+
+    async def _hand_back(self, deliveries: list[Delivery]) -> None:
+        if deliveries:
+            ids = [d.message.id for d in deliveries]
+            await self.broker.release(self.worker_id, {self.queue: ids})
+            log.info("handed back %d task(s) fetched while stopping", len(ids))

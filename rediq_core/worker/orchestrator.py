@@ -9,6 +9,7 @@ hands every unfinished lease back to its queue at once.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import signal
@@ -127,14 +128,17 @@ class Worker:
         return EXIT_FORCED if self.forced else EXIT_OK
 
     async def _serve(self, broker: Broker) -> None:
-        fetchers = [self._spawn(self._fetcher(broker, q).run(), f"fetch:{q}") for q in self.queues]
+        fetchers = [self._fetcher(broker, q) for q in self.queues]
+        fetching = [self._spawn(f.run(), f"fetch:{f.queue}") for f in fetchers]
         runners = [self._spawn(self._run_deliveries(broker), f"runner:{i}")
                    for i in range(self.config.task_concurrency)]
         self._spawn(self._listen_cancellations(broker), "control")
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
         self._maybe_check_burst(broker)
         await self._stop.wait()
-        await _cancel_all(fetchers)
+        for fetcher in fetchers:
+            fetcher.stopped = True
+        await _cancel_all(fetching, defaults.WORKER_FORCE_GRACE_S)
         join = asyncio.ensure_future(self.local.join())
         force = asyncio.ensure_future(self._force.wait())
         await asyncio.wait({join, force}, return_when=asyncio.FIRST_COMPLETED)
@@ -161,7 +165,7 @@ class Worker:
         self.leases.clear()
 
     async def _teardown(self, broker: Broker, events: EventDispatcher, executor: Executor) -> None:
-        await _cancel_all(list(self._background))
+        await _cancel_all(list(self._background), defaults.WORKER_FORCE_GRACE_S)
         try:
             await broker.unregister_worker(self.id)
         except Exception as exc:
@@ -264,19 +268,35 @@ class Worker:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._on_signal, sig.name)
+            loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
 
     def _remove_signals(self) -> None:
         if self.config.handle_signals:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
 
 
-async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+def _dump_tasks() -> None:
+    """SIGUSR1: log where every coroutine of the worker is waiting (for diagnosis)."""
+    buffer = io.StringIO()
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=8)
+        if task.get_name().startswith("rediq-runner:") and len(frames) <= 1:
+            continue  # an idle runner waiting for a delivery
+        task.print_stack(limit=8, file=buffer)
+    log.warning("SIGUSR1: %d asyncio tasks\n%s", len(asyncio.all_tasks()), buffer.getvalue())
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]], timeout_s: float | None = None) -> None:
+    """Cancel and wait, at most ``timeout_s`` (a broker call may be slow to cancel)."""
     for task in tasks:
         task.cancel()
     if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, slow = await asyncio.wait(tasks, timeout=timeout_s)
+        if slow:
+            log.warning("%d internal task(s) did not stop within %s s: %s", len(slow),
+                        timeout_s, ", ".join(t.get_name() for t in slow))
 
 
 def run_worker(app: Rediq, config: WorkerConfig | None = None) -> int:

@@ -9,6 +9,7 @@ URL from ``REDIQ_REDIS_URL``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -98,8 +99,11 @@ class WorkerProcess:
         try:
             status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # the worker logs its coroutines' stacks
+            with contextlib.suppress(AssertionError):
+                self.wait_for("SIGUSR1: ", timeout=3)
             raise AssertionError(
-                f"worker did not exit within {timeout} s; output:\n{self.output[-3000:]}"
+                f"worker did not exit within {timeout} s; output:\n{self.output[-8000:]}"
             ) from None
         self._reader.join(5)
         return status
