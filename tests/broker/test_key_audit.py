@@ -1,0 +1,99 @@
+"""With result TTL 0, nothing but the documented bounded metadata remains once tasks end."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from rediq_core.broker import BrokerOptions, CancelOutcome, WorkerRecord
+from rediq_core.message import now_ms
+from rediq_core.testing.broker_contract import failure, fetch, make_message, success
+from rediq_redis import BrokerSettings, RedisBroker
+
+from .audit import audit_queue, namespace_keys
+
+Q = "audit"
+W = "w"
+
+
+def allowed(namespace: str) -> set[str]:
+    """The documented bounded metadata (docs/broker.md, "What remains")."""
+    tag = f"{{{namespace}:{Q}}}"
+    return {f"{tag}:seq", f"{tag}:stats", f"{tag}:wake", f"{{{namespace}}}:queues"}
+
+
+async def test_every_ending_leaves_only_bounded_metadata(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str
+) -> None:
+    kw = {"queue": Q, "result_ttl_s": 0}
+    ok, retried, expired, released = (make_message(**kw) for _ in range(4))
+    cancelled, scheduled, running, deleted = (make_message(**kw) for _ in range(4))
+    purged = [make_message(**kw), make_message(**kw, eta_ms=now_ms() + 60_000)]
+    await broker.enqueue([ok, retried, expired, released, running])
+    await broker.enqueue([cancelled, make_message(**kw, id=scheduled.id,
+                                                  eta_ms=now_ms() + 60_000), deleted])
+    await broker.heartbeat(WorkerRecord(id=W, name=W, queues=(Q,), heartbeat_age_s=0), 60)
+    assert await broker.cancel(cancelled.id, Q) is CancelOutcome.CANCELLED
+    assert await broker.cancel(scheduled.id, Q) is CancelOutcome.CANCELLED
+    assert await broker.delete(deleted.id, Q)
+    batch = await fetch(broker, queue=Q, worker_id=W)
+    assert len(batch.deliveries) == 5
+    await broker.release(W, {Q: [released.id]})
+    assert await broker.cancel(running.id, Q) is CancelOutcome.REQUESTED
+    await broker.settle(W, [success(ok), failure(retried, now_ms()), failure(running)])
+    await broker.extend_leases(W, {Q: [expired.id]}, 50)
+    again = await fetch(broker, queue=Q, worker_id=W)  # released + retried (+ expired)
+    seen = {d.message.id for d in again.deliveries}
+    if expired.id not in seen:
+        seen |= {d.message.id for d in (await fetch(broker, queue=Q, worker_id=W)).deliveries}
+    assert seen == {released.id, retried.id, expired.id}
+    await broker.settle(W, [success(m) for m in (released, retried, expired)])
+    await broker.enqueue(purged)
+    assert await broker.purge(Q) == 2
+    await broker.unregister_worker(W)
+
+    state = await audit_queue(redis, rediq_namespace, Q)
+    assert not state.states
+    assert await namespace_keys(redis, rediq_namespace) <= allowed(rediq_namespace)
+    assert await redis.llen(f"{{{rediq_namespace}:{Q}}}:wake") <= 1
+
+
+async def test_results_and_done_lists_expire(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str
+) -> None:
+    message = make_message(queue=Q, result_ttl_s=30)
+    await broker.enqueue([message])
+    await fetch(broker, queue=Q, worker_id=W)
+    await broker.settle(W, [success(message)])
+    keys = await namespace_keys(redis, rediq_namespace) - allowed(rediq_namespace)
+    assert len(keys) == 2, keys
+    for key in keys:
+        assert 0 < await redis.ttl(key) <= 30, key
+
+
+async def test_dead_letters_are_bounded_by_count_and_age(
+    rediq_redis_url: str, rediq_namespace: str, redis: Redis
+) -> None:
+    options = BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace)
+    broker = RedisBroker(options, BrokerSettings(dead_letter_max=3))
+    try:
+        messages = [make_message(queue=Q, result_ttl_s=0) for _ in range(5)]
+        await broker.enqueue(messages)
+        await fetch(broker, queue=Q, worker_id=W)
+        for message in messages:
+            await broker.settle(W, [failure(message)])
+        state = await audit_queue(redis, rediq_namespace, Q)  # pruned ones left no field
+        assert len(state.dead) == 3 and state.dead <= {m.id for m in messages}
+        assert messages[-1].id in state.dead
+    finally:
+        await broker.close()
+    aged = RedisBroker(options, BrokerSettings(dead_letter_ttl_s=0))
+    try:
+        await asyncio.sleep(0.002)  # dead letters must be at least 1 ms old
+        await aged.enqueue([make_message(queue=Q, result_ttl_s=0)])
+        await fetch(aged, queue=Q, worker_id=W)  # the claim step prunes
+        state = await audit_queue(redis, rediq_namespace, Q)
+        assert state.dead == set() and len(state.states) == 1
+    finally:
+        await aged.close()
