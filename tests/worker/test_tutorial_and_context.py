@@ -125,3 +125,11 @@ async def test_context_table_in_every_place(harness: Harness, pool: str) -> None
     assert worker.matching("^GROUPS ") == ["GROUPS g1,g2", "GROUPS ", "GROUPS "]
     marker = "IN-THREAD True" if pool == "thread" else "IN-PROCESS True"
     assert len(worker.matching(f"^{marker}$")) == 3
+
+
+def test_the_readme_tutorial_command_runs_end_to_end() -> None:
+    done = subprocess.run([sys.executable, str(EXAMPLES / "run_tutorial.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "tutorial finished: producer exited 0, worker exited 0" in done.stdout
+    assert done.stdout.count("'simple_task finished'") == 3

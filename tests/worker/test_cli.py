@@ -1,0 +1,67 @@
+"""The command line: bad APP, the seed's ``rediq APP`` form, --burst, log formats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rediq_core.cli.worker_cmd import redact_url
+
+from .conftest import CLI, Harness
+
+pytestmark = pytest.mark.timeout(60)
+
+ADD = '''
+@app.task
+async def add(a, b):
+    import logging
+    logging.getLogger("user").info("adding %s and %s", a, b)
+    return a + b
+'''
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nosuchmodule:app", "cannot import module 'nosuchmodule'"),
+    ("tasks:missing", "'tasks:missing' is nothing, not a rediq.Rediq app"),
+    ("tasks", "is not of the form module:attribute"),
+])
+def test_bad_app_is_a_one_line_error(harness: Harness, spec: str, message: str) -> None:
+    harness.write_app(ADD)
+    done = subprocess.run([*CLI, "worker", spec], cwd=harness.dir, env=harness.env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_seed_form_burst_and_json_logs(harness: Harness, tmp_path: Path) -> None:
+    m = harness.write_app(ADD)
+    handles = [await m.add(n, 1).enqueue() for n in range(5)]
+    log_file = tmp_path / "worker.jsonl"
+    worker = harness.start("--burst", "--log-format", "json", "--log-file", str(log_file),
+                           app="tasks:app", ready=False)
+    assert worker.wait_exit(30) == 0
+    assert [await h.result(timeout=5) for h in handles] == [1, 2, 3, 4, 5]
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    user = [r for r in records if r["logger"] == "user"]
+    assert len(user) == 5 and all(r["task_name"] == "add" and r["task_id"] for r in user)
+    assert {r["task_id"] for r in user} == {h.id for h in handles}
+    assert any("burst mode" in r["message"] for r in records)
+
+    # The original `rediq APP [options]` form, also in burst mode (nothing left to do).
+    done = await asyncio.to_thread(
+        subprocess.run, [*CLI, "tasks:app", "--redis-url", harness.url, "--burst"],
+        cwd=harness.dir, env=harness.env, capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ready: consuming default" in done.stderr
+
+
+def test_banner_hides_the_password() -> None:
+    assert redact_url("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact_url("redis://:secret@host/0") == "redis://:***@host/0"
+    assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
