@@ -19,7 +19,7 @@ def run_with_reload(argv: list[str]) -> int:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
     except ImportError:
-        print("--reload needs the watchdog package: pip install watchdog", file=sys.stderr)
+        print("--reload needs the watchdog package: pip install 'rediq[reload]'", file=sys.stderr)
         return 2
     changes: queue.Queue[str] = queue.Queue()
 

@@ -11,11 +11,11 @@ from rediq_core import defaults, hookspecs
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def _hooks_reference():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("hooks_reference", DOCS / "hooks_reference.py")
+def _generator():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("docs_generate", DOCS / "generate.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("hooks_reference", module)
+    sys.modules.setdefault("docs_generate", module)
     spec.loader.exec_module(module)
     return module
 
@@ -28,11 +28,15 @@ def test_every_hook_is_in_the_reference() -> None:
     assert not missing, f"hooks missing from docs/hooks.md: {missing}"
 
 
-def test_reference_is_up_to_date() -> None:
-    expected = _hooks_reference().render()
-    assert (DOCS / "hooks.md").read_text() == expected, (
-        "docs/hooks.md is stale: run `python docs/hooks_reference.py`"
-    )
+def test_generated_pages_are_up_to_date() -> None:
+    generator = _generator()
+    for page, text in (
+        ("hooks.md", generator.render_hooks()),
+        ("configuration.md", generator.render_configuration()),
+    ):
+        assert (DOCS / page).read_text() == text, (
+            f"docs/{page} is stale: run `python docs/generate.py`"
+        )
 
 
 def test_every_hook_has_a_documented_parameter_list() -> None:
