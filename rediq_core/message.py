@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["MalformedMessageError", "TaskMessage", "new_task_id", "now_ms"]
@@ -51,8 +51,7 @@ class TaskMessage:
 
     def envelope(self) -> bytes:
         """The message without its payload, as compact JSON."""
-        fields = asdict(self)
-        del fields["payload"], fields["id"]
+        fields = {name: getattr(self, name) for name in ENVELOPE_FIELDS}
         fields["groups"] = list(self.groups)
         return json.dumps(fields, separators=(",", ":")).encode()
 
@@ -70,3 +69,7 @@ class TaskMessage:
         if not isinstance(message.name, str) or not isinstance(message.priority, int):
             raise MalformedMessageError(f"task {task_id}: malformed envelope: bad field types")
         return message
+
+
+#: Every field but ``id`` (the broker's key) and ``payload`` (stored apart, opaque).
+ENVELOPE_FIELDS = tuple(f.name for f in fields(TaskMessage) if f.name not in ("id", "payload"))
