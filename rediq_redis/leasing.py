@@ -1,4 +1,8 @@
-"""The worker side: fetch (claim + wake-key wait), lease extension, settlement, release."""
+"""The worker side: fetch (claim + wake-key wait), lease extension, settlement, release.
+
+Every command of a fetch runs on the blocking client's pool: a fetcher holds at most one
+connection there, and never takes one of the main pool's ``max_connections``.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ async def _claim(session: Session, keys: QueueKeys, worker_id: str, limit: int,
                  lease_ms: int) -> _Claim:
     s = session.settings
     reply = await session.scripts.claim(
-        session.client,
+        session.blocking,
         keys.all,
         [worker_id, limit, lease_ms, s.max_deliveries, s.dead_letter_ttl_s * 1000,
          s.dead_letter_max, s.claim_bound],
@@ -56,7 +60,7 @@ async def _dead_letter(session: Session, keys: QueueKeys, worker_id: str, task_i
                        error: TaskError) -> None:
     s = session.settings
     await session.scripts.ack_failure(
-        session.client,
+        session.blocking,
         keys.for_task(task_id),
         [worker_id, task_id, encode_error(error), "", s.dead_letter_ttl_s * 1000,
          s.dead_letter_max],
@@ -95,14 +99,14 @@ async def _finish_claim(session: Session, keys: QueueKeys, worker_id: str,
                   f" {s.max_deliveries} deliveries")
         await _dead_letter(session, keys, "", task_id, TaskError("LeaseExpiredError", reason))
     for task_id in claim.cancelled:
-        await session.scripts.cancel(session.client, keys.for_task(task_id),
+        await session.scripts.cancel(session.blocking, keys.for_task(task_id),
                                      [task_id, session.keys.cancel_channel])
     return FetchBatch(deliveries, rejected)
 
 
 async def _push_wake(session: Session, keys: QueueKeys) -> None:
     """Put back a wake token a cancelled wait may have taken (a spurious one is harmless)."""
-    async with session.client.pipeline(transaction=True) as pipe:
+    async with session.blocking.pipeline(transaction=True) as pipe:
         pipe.rpush(keys.key("wake"), "1")
         pipe.ltrim(keys.key("wake"), 0, 0)
         await pipe.execute()

@@ -1,0 +1,284 @@
+"""Model-based test: random operation sequences against a reference model of the protocol.
+
+Lease expiry and due times are produced by moving scores in Redis into the past (the
+server clock cannot be advanced); everything else goes through the broker's API. After
+every step: no task is lost or in two states, the protocol invariants hold, and the
+counters agree with the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from redis.asyncio import Redis
+
+from rediq_core.broker import BrokerOptions, CancelOutcome, Settlement, TaskError
+from rediq_core.testing import RedisServer
+from rediq_core.testing.broker_contract import make_message
+from rediq_redis import BrokerSettings, QueueKeys, RedisBroker
+
+from .audit import audit_queue
+
+Q = "model"
+W = "w"
+MAX_DELIVERIES = 2
+FAR = 3_600_000
+
+
+@dataclass
+class Task:
+    id: str
+    priority: int
+    state: str  # pending | scheduled | active | failed
+    position: int = 0
+    deliveries: int = 0
+    retried: int = 0
+    due_rank: int = 0  # order of promotion once made due (0: not due)
+    expired: bool = False
+    cancel_flag: bool = False
+
+
+@dataclass
+class Model:
+    tasks: dict[str, Task] = field(default_factory=dict)
+    seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    counters: dict[str, int] = field(
+        default_factory=lambda: {"enqueued": 0, "succeeded": 0, "failed": 0, "retried": 0})
+
+    def in_state(self, state: str) -> list[Task]:
+        return [t for t in self.tasks.values() if t.state == state]
+
+    def pending_order(self) -> list[str]:
+        return [t.id for t in sorted(self.in_state("pending"),
+                                     key=lambda t: (t.priority, t.position))]
+
+    def make_pending(self, task: Task, fresh: bool) -> None:
+        task.state = "pending"
+        if fresh or not task.position:
+            task.position = next(self.seq)
+
+    def claim(self, limit: int) -> list[str]:
+        """What one claim step does: promote, reclaim, lease (returns leased ids)."""
+        for task in sorted((t for t in self.in_state("scheduled") if t.due_rank),
+                           key=lambda t: t.due_rank):
+            task.due_rank = 0
+            self.make_pending(task, fresh=True)
+        for task in [t for t in self.in_state("active") if t.expired]:
+            task.expired = False
+            if task.cancel_flag:
+                del self.tasks[task.id]
+            elif task.deliveries >= MAX_DELIVERIES:
+                task.state = "failed"
+                self.counters["failed"] += 1
+            else:
+                self.make_pending(task, fresh=False)
+        leased = self.pending_order()[:limit]
+        for task_id in leased:
+            task = self.tasks[task_id]
+            task.state, task.deliveries = "active", task.deliveries + 1
+        return leased
+
+
+class ProtocolMachine(RuleBasedStateMachine):
+    url = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.namespace = f"m{uuid.uuid4().hex[:10]}"
+        self.keys = QueueKeys(self.namespace, Q)
+        self.broker = RedisBroker(BrokerOptions(url=self.url, namespace=self.namespace),
+                                  BrokerSettings(max_deliveries=MAX_DELIVERIES))
+        self.redis = Redis.from_url(self.url)
+        self.model = Model()
+        self.due_ranks = itertools.count(1)
+
+    def run(self, coro):  # type: ignore[no-untyped-def]
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        self.run(self.broker.close())
+        self.run(self.redis.aclose())
+        self.loop.close()
+
+    @initialize()
+    def start(self) -> None:
+        self.run(self.broker.connect())
+
+    def pick(self, data: st.DataObject, state: str) -> Task:
+        return data.draw(st.sampled_from(sorted(self.model.in_state(state), key=lambda t: t.id)))
+
+    # --- rules ------------------------------------------------------------------------
+
+    @rule(priority=st.integers(0, 2), delayed=st.booleans(), reuse=st.booleans(),
+          data=st.data())
+    def enqueue(self, priority: int, delayed: bool, reuse: bool, data: st.DataObject) -> None:
+        task_id = uuid.uuid4().hex
+        if reuse and self.model.tasks:
+            task_id = data.draw(st.sampled_from(sorted(self.model.tasks)))
+        eta = {"eta_ms": self.now() + FAR} if delayed else {}
+        message = make_message(queue=Q, id=task_id, priority=priority, result_ttl_s=0, **eta)
+        [outcome] = self.run(self.broker.enqueue([message]))
+        existing = self.model.tasks.get(task_id)
+        if existing and existing.state != "failed":
+            assert not outcome.accepted and outcome.state == existing.state
+            return
+        assert outcome.accepted
+        task = Task(task_id, priority, "scheduled" if delayed else "pending")
+        if not delayed:
+            task.position = next(self.model.seq)
+        self.model.tasks[task_id] = task
+        self.model.counters["enqueued"] += 1
+
+    @rule(limit=st.integers(1, 4))
+    def fetch(self, limit: int) -> None:
+        expected = self.model.claim(limit)
+        if expected:
+            batch = self.run(asyncio.wait_for(
+                self.broker.fetch(Q, worker_id=W, limit=limit, lease_ms=FAR), 5))
+            assert [d.message.id for d in batch.deliveries] == expected
+            for delivery in batch.deliveries:
+                task = self.model.tasks[delivery.message.id]
+                assert (delivery.deliveries, delivery.retried) == (task.deliveries, task.retried)
+        else:
+            self.run(self.fetch_nothing())
+
+    async def fetch_nothing(self) -> None:
+        fetching = asyncio.ensure_future(
+            self.broker.fetch(Q, worker_id=W, limit=1, lease_ms=FAR))
+        done, _ = await asyncio.wait({fetching}, timeout=0.05)
+        assert not done, f"unexpected fetch result {fetching.result()}"
+        fetching.cancel()
+        await asyncio.gather(fetching, return_exceptions=True)
+
+    @precondition(lambda self: self.model.in_state("scheduled"))
+    @rule(data=st.data())
+    def make_due(self, data: st.DataObject) -> None:
+        task = self.pick(data, "scheduled")
+        if not task.due_rank:
+            task.due_rank = next(self.due_ranks)
+            self.run(self.redis.zadd(self.keys.key("scheduled"), {task.id: task.due_rank},
+                                     xx=True))
+
+    @precondition(lambda self: self.model.in_state("active"))
+    @rule(data=st.data())
+    def expire_lease(self, data: st.DataObject) -> None:
+        task = self.pick(data, "active")
+        task.expired = True
+        self.run(self.redis.zadd(self.keys.key("active"), {task.id: 1}, xx=True))
+
+    @precondition(lambda self: self.model.in_state("active"))
+    @rule(data=st.data(), outcome=st.sampled_from(["success", "retry-now", "retry-later",
+                                                   "fail"]))
+    def settle(self, data: st.DataObject, outcome: str) -> None:
+        task = self.pick(data, "active")
+        error = TaskError("E", "boom")
+        retry_at = {"retry-now": 0, "retry-later": self.now() + FAR}.get(outcome)
+        settlement = (Settlement(task.id, Q, result=b"r") if outcome == "success" else
+                      Settlement(task.id, Q, error=error, retry_at_ms=retry_at))
+        [ok] = self.run(self.broker.settle(W, [settlement]))
+        assert ok
+        task.expired = False
+        if outcome == "success":
+            del self.model.tasks[task.id]
+            self.model.counters["succeeded"] += 1
+        elif task.cancel_flag:
+            del self.model.tasks[task.id]
+        elif outcome == "fail":
+            task.state = "failed"
+            self.model.counters["failed"] += 1
+        else:
+            task.retried += 1
+            self.model.counters["retried"] += 1
+            if outcome == "retry-now":
+                self.model.make_pending(task, fresh=True)
+            else:
+                task.state = "scheduled"
+
+    @precondition(lambda self: self.model.in_state("active"))
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        task = self.pick(data, "active")
+        assert self.run(self.broker.release(W, {Q: [task.id]})) == 1
+        task.expired = False
+        if task.cancel_flag:
+            del self.model.tasks[task.id]
+        else:
+            task.deliveries -= 1
+            self.model.make_pending(task, fresh=False)
+
+    @precondition(lambda self: self.model.tasks)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        task = data.draw(st.sampled_from(sorted(self.model.tasks.values(), key=lambda t: t.id)))
+        outcome = self.run(self.broker.cancel(task.id, Q))
+        if task.state in ("pending", "scheduled") or (task.state == "active" and task.expired):
+            assert outcome is CancelOutcome.CANCELLED
+            del self.model.tasks[task.id]
+        elif task.state == "active":
+            assert outcome is CancelOutcome.REQUESTED
+            task.cancel_flag = True
+        else:
+            assert outcome is CancelOutcome.FINISHED
+
+    @precondition(lambda self: self.model.in_state("failed"))
+    @rule(data=st.data())
+    def requeue(self, data: st.DataObject) -> None:
+        task = self.pick(data, "failed")
+        assert self.run(self.broker.requeue_dead(Q, [task.id])) == 1
+        task.deliveries = task.retried = 0
+        task.cancel_flag = False
+        self.model.make_pending(task, fresh=True)
+
+    @precondition(lambda self: self.model.tasks)
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        task = data.draw(st.sampled_from(sorted(self.model.tasks.values(), key=lambda t: t.id)))
+        deleted = self.run(self.broker.delete(task.id, Q))
+        assert deleted == (task.state != "active")
+        if deleted:
+            del self.model.tasks[task.id]
+
+    # --- invariants -------------------------------------------------------------------
+
+    def now(self) -> int:
+        seconds, micros = self.run(self.redis.time())
+        return int(seconds * 1000 + micros // 1000)
+
+    @invariant()
+    def redis_matches_model(self) -> None:
+        state = self.run(audit_queue(self.redis, self.namespace, Q))
+        model = self.model
+        assert state.pending == model.pending_order()
+        assert state.scheduled == {t.id for t in model.in_state("scheduled")}
+        assert state.active == {t.id for t in model.in_state("active")}
+        assert state.dead == {t.id for t in model.in_state("failed")}
+        assert state.deliveries == {t.id: t.deliveries for t in model.tasks.values()}
+        assert state.retried == {t.id: t.retried for t in model.tasks.values()}
+        stats = self.run(self.broker.queue_stats(Q))
+        assert (stats.enqueued, stats.succeeded, stats.failed, stats.retried) == tuple(
+            model.counters[k] for k in ("enqueued", "succeeded", "failed", "retried"))
+
+
+@pytest.mark.timeout(150)
+def test_protocol_against_model(rediq_redis_server: RedisServer) -> None:
+    ProtocolMachine.url = rediq_redis_server.url()
+    run_state_machine_as_test(
+        ProtocolMachine,
+        settings=settings(max_examples=40, stateful_step_count=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow]),
+    )
