@@ -106,6 +106,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.redis = Redis.from_url(self.url)
         self.model = Model()
         self.due_ranks = itertools.count(1)
+        self.ids = itertools.count(1)
 
     def run(self, coro):  # type: ignore[no-untyped-def]
         return self.loop.run_until_complete(coro)
@@ -127,7 +128,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(priority=st.integers(0, 2), delayed=st.booleans(), reuse=st.booleans(),
           data=st.data())
     def enqueue(self, priority: int, delayed: bool, reuse: bool, data: st.DataObject) -> None:
-        task_id = uuid.uuid4().hex
+        task_id = f"task{next(self.ids):04d}"  # deterministic: draws must not vary
         if reuse and self.model.tasks:
             task_id = data.draw(st.sampled_from(sorted(self.model.tasks)))
         eta = {"eta_ms": self.now() + FAR} if delayed else {}
