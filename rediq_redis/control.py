@@ -9,6 +9,7 @@ from rediq_core.broker import CancelOutcome, QueueStats, TaskRecord
 
 from .keys import QueueKeys
 from .records import live_record, result_record, text
+from .scripts import run_batch
 from .session import Session
 
 __all__ = [
@@ -63,8 +64,9 @@ async def find_queue(session: Session, task_id: str, queue: str | None) -> str |
     return record.queue if record else None
 
 
-async def wait_finished(session: Session, task_id: str, queue: str,
-                        timeout_s: float | None) -> TaskRecord | None:
+async def wait_finished(
+    session: Session, task_id: str, queue: str, timeout_s: float | None
+) -> TaskRecord | None:
     """Block on the task's done list (BLMOVE onto itself, so every waiter is served)."""
     keys = session.keys.queue(queue)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -77,9 +79,8 @@ async def wait_finished(session: Session, task_id: str, queue: str,
         if remaining <= 0:
             return None
         timeout: float = max(remaining, 0.001)  # Redis >= 6 takes decimal timeouts
-        await session.blocking.blmove(
-            keys.done(task_id), keys.done(task_id), timeout, "LEFT", "RIGHT"  # type: ignore[arg-type]
-        )
+        done = keys.done(task_id)
+        await session.blocking.blmove(done, done, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
 
 
 async def cancel(session: Session, task_id: str, queue: str | None) -> CancelOutcome:
@@ -87,7 +88,8 @@ async def cancel(session: Session, task_id: str, queue: str | None) -> CancelOut
     if name is None:
         return CancelOutcome.NOT_FOUND
     reply = await session.scripts.cancel(
-        session.client, session.keys.queue(name).for_task(task_id),
+        session.client,
+        session.keys.queue(name).for_task(task_id),
         [task_id, session.keys.cancel_channel],
     )
     return CancelOutcome(text(reply) or "")
@@ -107,8 +109,9 @@ async def purge(session: Session, queue: str) -> int:
     total = 0
     keys = session.keys.queue(queue).all
     while True:
-        removed = int(await session.scripts.purge(
-            session.client, keys, [session.settings.purge_batch]))
+        removed = int(
+            await session.scripts.purge(session.client, keys, [session.settings.purge_batch])
+        )
         total += removed
         if removed == 0:
             return total
@@ -120,10 +123,8 @@ async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | N
         task_ids = [text(i) or "" for i in await session.client.zrange(keys.key("dead"), 0, -1)]
     if not task_ids:
         return 0
-    async with session.client.pipeline(transaction=False) as pipe:
-        for task_id in task_ids:
-            await session.scripts.requeue_dead(pipe, keys.for_task(task_id), [task_id])
-        replies = await pipe.execute()
+    calls = [session.scripts.requeue_dead.call(keys.for_task(i), [i]) for i in task_ids]
+    replies = await run_batch(session.client, calls)
     return sum(int(r) for r in replies)
 
 
@@ -146,7 +147,13 @@ async def queue_stats(session: Session, queue: str) -> QueueStats:
         return int(counters.get(name.encode(), 0))
 
     return QueueStats(
-        name=queue, pending=pending, scheduled=scheduled, active=active, dead=dead,
-        enqueued=counter("enqueued"), succeeded=counter("succeeded"),
-        failed=counter("failed"), retried=counter("retried"),
+        name=queue,
+        pending=pending,
+        scheduled=scheduled,
+        active=active,
+        dead=dead,
+        enqueued=counter("enqueued"),
+        succeeded=counter("succeeded"),
+        failed=counter("failed"),
+        retried=counter("retried"),
     )

@@ -19,6 +19,7 @@ from rediq_core.message import MalformedMessageError, TaskMessage
 
 from .keys import QueueKeys
 from .records import encode_error, text
+from .scripts import run_batch
 from .session import Session
 
 __all__ = ["extend_leases", "fetch", "release", "settle"]
@@ -39,14 +40,22 @@ class _Claim:
     cancelled: list[str]
 
 
-async def _claim(session: Session, keys: QueueKeys, worker_id: str, limit: int,
-                 lease_ms: int) -> _Claim:
+async def _claim(
+    session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int
+) -> _Claim:
     s = session.settings
     reply = await session.scripts.claim(
         session.blocking,
         keys.all,
-        [worker_id, limit, lease_ms, s.max_deliveries, s.dead_letter_ttl_s * 1000,
-         s.dead_letter_max, s.claim_bound],
+        [
+            worker_id,
+            limit,
+            lease_ms,
+            s.max_deliveries,
+            s.dead_letter_ttl_s * 1000,
+            s.dead_letter_max,
+            s.claim_bound,
+        ],
     )
     return _Claim(
         next_delay_ms=int(reply[1]),
@@ -56,14 +65,21 @@ async def _claim(session: Session, keys: QueueKeys, worker_id: str, limit: int,
     )
 
 
-async def _dead_letter(session: Session, keys: QueueKeys, worker_id: str, task_id: str,
-                       error: TaskError) -> None:
+async def _dead_letter(
+    session: Session, keys: QueueKeys, worker_id: str, task_id: str, error: TaskError
+) -> None:
     s = session.settings
     await session.scripts.ack_failure(
         session.blocking,
         keys.for_task(task_id),
-        [worker_id, task_id, encode_error(error), "", s.dead_letter_ttl_s * 1000,
-         s.dead_letter_max],
+        [
+            worker_id,
+            task_id,
+            encode_error(error),
+            "",
+            s.dead_letter_ttl_s * 1000,
+            s.dead_letter_max,
+        ],
     )
 
 
@@ -76,8 +92,9 @@ def _decode(row: Sequence[Any]) -> TaskMessage:
     return TaskMessage.from_parts(task_id, envelope, payload)
 
 
-async def _finish_claim(session: Session, keys: QueueKeys, worker_id: str,
-                        claim: _Claim) -> FetchBatch:
+async def _finish_claim(
+    session: Session, keys: QueueKeys, worker_id: str, claim: _Claim
+) -> FetchBatch:
     """Decode leased rows; dead-letter unusable ones; finish expired special leases."""
     deliveries: list[Delivery] = []
     rejected: list[Rejected] = []
@@ -88,19 +105,23 @@ async def _finish_claim(session: Session, keys: QueueKeys, worker_id: str,
             message = _decode(row)
         except MalformedMessageError as exc:
             task_id = text(row[0]) or ""
-            await _dead_letter(session, keys, worker_id, task_id,
-                               TaskError("MalformedMessageError", str(exc)))
+            await _dead_letter(
+                session, keys, worker_id, task_id, TaskError("MalformedMessageError", str(exc))
+            )
             rejected.append(Rejected(task_id, str(exc)))
             continue
         deliveries.append(Delivery(message, int(row[3]), int(row[4]), int(row[5])))
     s = session.settings
     for task_id in claim.exhausted:
-        reason = (f"killed its worker {s.max_deliveries} times: its lease expired after"
-                  f" {s.max_deliveries} deliveries")
+        reason = (
+            f"killed its worker {s.max_deliveries} times: its lease expired after"
+            f" {s.max_deliveries} deliveries"
+        )
         await _dead_letter(session, keys, "", task_id, TaskError("LeaseExpiredError", reason))
     for task_id in claim.cancelled:
-        await session.scripts.cancel(session.blocking, keys.for_task(task_id),
-                                     [task_id, session.keys.cancel_channel])
+        await session.scripts.cancel(
+            session.blocking, keys.for_task(task_id), [task_id, session.keys.cancel_channel]
+        )
     return FetchBatch(deliveries, rejected)
 
 
@@ -138,8 +159,9 @@ async def _wait_for_wake(session: Session, keys: QueueKeys, next_delay_ms: int) 
         raise
 
 
-async def fetch(session: Session, queue: str, worker_id: str, limit: int,
-                lease_ms: int) -> FetchBatch:
+async def fetch(
+    session: Session, queue: str, worker_id: str, limit: int, lease_ms: int
+) -> FetchBatch:
     keys = session.keys.queue(queue)
     backoff = _ERROR_BACKOFF_S[0]
     while True:
@@ -147,9 +169,13 @@ async def fetch(session: Session, queue: str, worker_id: str, limit: int,
             claim = await _claim(session, keys, worker_id, limit, lease_ms)
             batch = await _finish_claim(session, keys, worker_id, claim)
         except ResponseError as exc:
-            log.error("fetch from queue %r failed on the server (%s); retrying in %.2f s."
-                      " Check the queue's keys for foreign data (docs/broker.md).",
-                      queue, exc, backoff)
+            log.error(
+                "fetch from queue %r failed on the server (%s); retrying in %.2f s."
+                " Check the queue's keys for foreign data (docs/broker.md).",
+                queue,
+                exc,
+                backoff,
+            )
             await asyncio.sleep(backoff)  # error back-off, not the hot path
             backoff = min(backoff * 2, _ERROR_BACKOFF_S[1])
             continue
@@ -161,40 +187,51 @@ async def fetch(session: Session, queue: str, worker_id: str, limit: int,
         await _wait_for_wake(session, keys, claim.next_delay_ms)
 
 
-async def extend_leases(session: Session, worker_id: str,
-                        leases: Mapping[str, Sequence[str]], lease_ms: int) -> set[str]:
+async def extend_leases(
+    session: Session, worker_id: str, leases: Mapping[str, Sequence[str]], lease_ms: int
+) -> set[str]:
     queues = [q for q, ids in leases.items() if ids]
     if not queues:
         return set()
-    async with session.client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            await session.scripts.extend_leases(
-                pipe, session.keys.queue(queue).all, [worker_id, lease_ms, *leases[queue]]
-            )
-        replies = await pipe.execute()
+    calls = [
+        session.scripts.extend_leases.call(
+            session.keys.queue(queue).all, [worker_id, lease_ms, *leases[queue]]
+        )
+        for queue in queues
+    ]
+    replies = await run_batch(session.client, calls)
     return {text(i) or "" for reply in replies for i in reply}
 
 
-async def settle(session: Session, worker_id: str,
-                 settlements: Sequence[Settlement]) -> list[bool]:
+async def settle(session: Session, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]:
     if not settlements:
         return []
     s = session.settings
-    async with session.client.pipeline(transaction=False) as pipe:
-        for item in settlements:
-            keys = session.keys.queue(item.queue).for_task(item.task_id)
-            if item.error is None:
-                await session.scripts.ack_success(
-                    pipe, keys, [worker_id, item.task_id, item.result or b""]
+    calls = []
+    for item in settlements:
+        keys = session.keys.queue(item.queue).for_task(item.task_id)
+        if item.error is None:
+            calls.append(
+                session.scripts.ack_success.call(
+                    keys, [worker_id, item.task_id, item.result or b""]
                 )
-            else:
-                retry = "" if item.retry_at_ms is None else item.retry_at_ms
-                await session.scripts.ack_failure(
-                    pipe, keys,
-                    [worker_id, item.task_id, encode_error(item.error), retry,
-                     s.dead_letter_ttl_s * 1000, s.dead_letter_max],
+            )
+        else:
+            retry = "" if item.retry_at_ms is None else item.retry_at_ms
+            calls.append(
+                session.scripts.ack_failure.call(
+                    keys,
+                    [
+                        worker_id,
+                        item.task_id,
+                        encode_error(item.error),
+                        retry,
+                        s.dead_letter_ttl_s * 1000,
+                        s.dead_letter_max,
+                    ],
                 )
-        replies = await pipe.execute()
+            )
+    replies = await run_batch(session.client, calls)
     return [int(r) != 0 for r in replies]
 
 
@@ -202,11 +239,11 @@ async def release(session: Session, worker_id: str, leases: Mapping[str, Sequenc
     queues = [q for q, ids in leases.items() if ids]
     if not queues:
         return 0
-    async with session.client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            keys = session.keys.queue(queue)
-            ids = list(leases[queue])
-            task_keys = [k for i in ids for k in (keys.result(i), keys.done(i))]
-            await session.scripts.release(pipe, [*keys.all, *task_keys], [worker_id, *ids])
-        replies = await pipe.execute()
+    calls = []
+    for queue in queues:
+        keys = session.keys.queue(queue)
+        ids = list(leases[queue])
+        task_keys = [k for i in ids for k in (keys.result(i), keys.done(i))]
+        calls.append(session.scripts.release.call([*keys.all, *task_keys], [worker_id, *ids]))
+    replies = await run_batch(session.client, calls)
     return sum(int(r) for r in replies)

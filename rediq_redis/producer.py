@@ -1,4 +1,4 @@
-"""Enqueueing: one ``enqueue`` script call per message, all in one pipeline."""
+"""Enqueueing: one ``enqueue`` script call per message, all in one round trip."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from rediq_core.broker import EnqueueOutcome, TaskState
 from rediq_core.message import TaskMessage
 
 from .records import text
+from .scripts import run_batch
 from .session import Session
 
 __all__ = ["enqueue"]
@@ -16,30 +17,25 @@ __all__ = ["enqueue"]
 async def enqueue(session: Session, messages: Sequence[TaskMessage]) -> list[EnqueueOutcome]:
     """Store every message (each atomically) in one round trip.
 
-    The queue set (namespace metadata, another slot) is updated by an idempotent SADD in
-    the same pipeline, before the scripts; a crash between the two leaves a queue name
-    without tasks, never a task without its queue name.
+    The queue set (namespace metadata, another slot) is updated by an idempotent SADD
+    before the scripts, once per queue and refresh period of this broker; a crash between
+    the two leaves a queue name without tasks, never a task without its queue name.
     """
     if not messages:
         return []
-    async with session.client.pipeline(transaction=False) as pipe:
-        for queue in sorted({m.queue for m in messages}):
-            pipe.sadd(session.keys.queues, queue)
-        for message in messages:
-            await session.scripts.enqueue(
-                pipe,
-                session.keys.queue(message.queue).for_task(message.id),
-                [
-                    message.id,
-                    message.envelope(),
-                    message.payload,
-                    message.priority,
-                    "" if message.eta_ms is None else message.eta_ms,
-                ],
-            )
-        replies = await pipe.execute()
-    outcomes = replies[len(replies) - len(messages) :]
+    new_queues = session.queue_names.stale({m.queue for m in messages})
+    if new_queues:
+        await session.client.sadd(session.keys.queues, *new_queues)
+        session.queue_names.mark(new_queues)
+    calls = [
+        session.scripts.enqueue.call(
+            session.keys.queue(m.queue).for_task(m.id),
+            [m.id, m.envelope(), m.payload, m.priority, "" if m.eta_ms is None else m.eta_ms],
+        )
+        for m in messages
+    ]
+    replies = await run_batch(session.client, calls)
     return [
         EnqueueOutcome(m.id, bool(int(reply[0])), TaskState(text(reply[1]) or ""))
-        for m, reply in zip(messages, outcomes, strict=True)
+        for m, reply in zip(messages, replies, strict=True)
     ]

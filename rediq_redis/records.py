@@ -26,9 +26,7 @@ def text(value: object) -> str | None:
 
 
 def encode_error(error: TaskError) -> str:
-    return json.dumps(
-        {"type": error.type, "message": error.message, "traceback": error.traceback}
-    )
+    return json.dumps({"type": error.type, "message": error.message, "traceback": error.traceback})
 
 
 def decode_error(raw: bytes | None) -> TaskError | None:

@@ -17,8 +17,13 @@ async def heartbeat(session: Session, worker: WorkerRecord, ttl_s: int) -> None:
     await session.scripts.heartbeat(
         session.client,
         [keys.workers, keys.worker(worker.id)],
-        [worker.id, max(int(ttl_s), 1), worker.name, json.dumps(list(worker.queues)),
-         json.dumps(dict(worker.info), default=str)],
+        [
+            worker.id,
+            max(int(ttl_s), 1),
+            worker.name,
+            json.dumps(list(worker.queues)),
+            json.dumps(dict(worker.info), default=str),
+        ],
     )
 
 
@@ -39,8 +44,10 @@ def _json(raw: bytes | None, default: object) -> object:
 async def workers(session: Session) -> list[WorkerRecord]:
     seconds, micros = await session.client.time()
     now_ms = seconds * 1000 + micros // 1000
-    ids = [text(i) or "" for i in
-           await session.client.zrangebyscore(session.keys.workers, now_ms, "+inf")]
+    ids = [
+        text(i) or ""
+        for i in await session.client.zrangebyscore(session.keys.workers, now_ms, "+inf")
+    ]
     async with session.client.pipeline(transaction=False) as pipe:
         for worker_id in ids:
             pipe.hgetall(session.keys.worker(worker_id))
@@ -51,11 +58,13 @@ async def workers(session: Session) -> list[WorkerRecord]:
             continue
         queues = _json(entry.get(b"queues"), [])
         info = _json(entry.get(b"info"), {})
-        found.append(WorkerRecord(
-            id=worker_id,
-            name=text(entry.get(b"name")) or worker_id,
-            queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
-            heartbeat_age_s=max(0.0, (now_ms - int(entry.get(b"heartbeat_ms", now_ms))) / 1000),
-            info=info if isinstance(info, dict) else {},
-        ))
+        found.append(
+            WorkerRecord(
+                id=worker_id,
+                name=text(entry.get(b"name")) or worker_id,
+                queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
+                heartbeat_age_s=max(0.0, (now_ms - int(entry.get(b"heartbeat_ms", now_ms))) / 1000),
+                info=info if isinstance(info, dict) else {},
+            )
+        )
     return found

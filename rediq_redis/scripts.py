@@ -2,7 +2,9 @@
 
 Queue scripts are prefixed with ``scripts/_prelude.lua`` (the shared key table and
 helpers); each script's header lists its KEYS, ARGV and invariants. Scripts run with
-EVALSHA and fall back to loading on NOSCRIPT (redis-py ``register_script``).
+EVALSHA and fall back to loading on NOSCRIPT (redis-py ``register_script``). Batches of
+script calls go out as one pipeline of bare EVALSHAs (:func:`run_batch`): redis-py would
+otherwise spend an extra ``SCRIPT EXISTS`` round trip on every pipeline that holds a script.
 """
 
 from __future__ import annotations
@@ -13,8 +15,17 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
-__all__ = ["QUEUE_SCRIPTS", "STANDALONE_SCRIPTS", "LuaScript", "Scripts", "script_source"]
+__all__ = [
+    "QUEUE_SCRIPTS",
+    "STANDALONE_SCRIPTS",
+    "LuaScript",
+    "ScriptCall",
+    "Scripts",
+    "run_batch",
+    "script_source",
+]
 
 QUEUE_SCRIPTS = (
     "enqueue",
@@ -48,10 +59,49 @@ class LuaScript:
         self.name = name
         self._script = client.register_script(script_source(name))
 
+    @property
+    def sha(self) -> str:
+        return str(self._script.sha)
+
     async def __call__(
         self, client: Redis | Pipeline, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         return await self._script(keys=keys, args=args, client=client)
+
+    def call(self, keys: Sequence[str], args: Sequence[Any]) -> ScriptCall:
+        """This script with these keys and arguments, for :func:`run_batch`."""
+        return ScriptCall(self, keys, args)
+
+
+class ScriptCall:
+    __slots__ = ("args", "keys", "script")
+
+    def __init__(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> None:
+        self.script = script
+        self.keys = keys
+        self.args = args
+
+
+async def run_batch(client: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run script calls in one round trip (each call stays atomic on its own).
+
+    A call answered NOSCRIPT (the server restarted or flushed its script cache) is run
+    again alone through the loading path; it did not run the first time, so nothing
+    happens twice. Any other error is raised after the whole batch was answered.
+    """
+    if not calls:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for c in calls:
+            pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    for index, (c, reply) in enumerate(zip(calls, replies, strict=True)):
+        if isinstance(reply, NoScriptError):
+            replies[index] = await c.script(client, c.keys, c.args)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 class Scripts:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -11,7 +13,7 @@ from rediq_core import defaults
 from .keys import NamespaceKeys
 from .scripts import Scripts
 
-__all__ = ["BrokerSettings", "Session"]
+__all__ = ["BrokerSettings", "QueueNames", "Session"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +32,28 @@ class BrokerSettings:
     purge_batch: int = 1000
 
 
+class QueueNames:
+    """Queue names this broker added to the namespace's queue set, and when.
+
+    The set is control-API metadata; re-adding a name on every enqueue would cost a round
+    trip, so a name is re-added only after ``refresh_s`` (in case the set was deleted).
+    """
+
+    def __init__(self, refresh_s: float = 60.0) -> None:
+        self.refresh_s = refresh_s
+        self._added: dict[str, float] = {}
+
+    def stale(self, names: Iterable[str]) -> list[str]:
+        now = time.monotonic()
+        return sorted(
+            n for n in names if now - self._added.get(n, -self.refresh_s) >= self.refresh_s
+        )
+
+    def mark(self, names: Iterable[str]) -> None:
+        now = time.monotonic()
+        self._added.update((n, now) for n in names)
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     client: Redis
@@ -37,3 +61,4 @@ class Session:
     scripts: Scripts
     keys: NamespaceKeys
     settings: BrokerSettings
+    queue_names: QueueNames = field(default_factory=QueueNames)

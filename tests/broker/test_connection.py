@@ -76,3 +76,25 @@ def test_registered_for_its_schemes() -> None:
     assert set(registered) == {"redis", "rediss", "unix"}
     broker = registered["redis"](BrokerOptions(url="redis://127.0.0.1:1/0"))
     assert isinstance(broker, RedisBroker)
+
+
+async def test_batches_survive_a_flushed_script_cache(
+    rediq_redis_server: RedisServer, rediq_namespace: str
+) -> None:
+    """Batched script calls are bare EVALSHAs; after SCRIPT FLUSH (or a restart) each call
+    answered NOSCRIPT is run again through the loading path, exactly once."""
+    from redis.asyncio import Redis
+
+    broker = RedisBroker(BrokerOptions(url=rediq_redis_server.url(), namespace=rediq_namespace))
+    admin = Redis.from_url(rediq_redis_server.url())
+    try:
+        await broker.enqueue([make_message()])
+        await admin.script_flush()
+        messages = [make_message() for _ in range(3)]
+        outcomes = await broker.enqueue(messages)
+        assert [o.accepted for o in outcomes] == [True, True, True]
+        stats = await broker.queue_stats(messages[0].queue)
+        assert (stats.pending, stats.enqueued) == (4, 4), "a flushed cache must not double-run"
+    finally:
+        await admin.aclose()
+        await broker.close()

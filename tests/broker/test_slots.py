@@ -19,7 +19,7 @@ from rediq_core.broker import BrokerOptions
 from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import BrokerContract
 from rediq_redis import RedisBroker
-from rediq_redis.scripts import LuaScript
+from rediq_redis.scripts import LuaScript, ScriptCall
 
 
 def crc16(data: bytes) -> int:
@@ -54,13 +54,19 @@ CALLS: list[tuple[str, list[str]]] = []
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, list[str]]]]:
     original = LuaScript.__call__
+    original_call = LuaScript.call
 
     async def recording(self: LuaScript, client: Any, keys: Sequence[str],
                         args: Sequence[Any]) -> Any:
         CALLS.append((self.name, list(keys)))
         return await original(self, client, keys, args)
 
+    def recording_call(self: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> ScriptCall:
+        CALLS.append((self.name, list(keys)))  # batched calls (run_batch)
+        return original_call(self, keys, args)
+
     monkeypatch.setattr(LuaScript, "__call__", recording)
+    monkeypatch.setattr(LuaScript, "call", recording_call)
     CALLS.clear()
     yield CALLS
 
