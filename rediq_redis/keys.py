@@ -34,24 +34,24 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class QueueKeys:
-    """The keys of one queue."""
+    """The keys of one queue (built once per queue: see :meth:`NamespaceKeys.queue`)."""
 
     namespace: str
     queue: str
 
-    @property
+    @cached_property
     def tag(self) -> str:
         return f"{{{self.namespace}:{self.queue}}}"
 
     def key(self, name: str) -> str:
         return f"{self.tag}:{name}"
 
-    @property
-    def all(self) -> list[str]:
+    @cached_property
+    def all(self) -> tuple[str, ...]:
         """KEYS[1..16] of every queue script."""
-        return [self.key(name) for name in QUEUE_KEY_NAMES]
+        return tuple(self.key(name) for name in QUEUE_KEY_NAMES)
 
     def result(self, task_id: str) -> str:
         """HASH of a finished task (state, result or error, ...), expires with its TTL."""
@@ -92,4 +92,11 @@ class NamespaceKeys:
         return f"{{{self.namespace}}}:cancel"
 
     def queue(self, name: str) -> QueueKeys:
-        return QueueKeys(self.namespace, name)
+        keys = self._queues.get(name)
+        if keys is None:
+            keys = self._queues[name] = QueueKeys(self.namespace, name)
+        return keys
+
+    @cached_property
+    def _queues(self) -> dict[str, QueueKeys]:
+        return {}

@@ -89,8 +89,8 @@ async def run_batch(client: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     again alone through the loading path; it did not run the first time, so nothing
     happens twice. Any other error is raised after the whole batch was answered.
     """
-    if not calls:
-        return []
+    if len(calls) <= 1:  # a pipeline would only add client-side overhead
+        return [await c.script(client, c.keys, c.args) for c in calls]
     async with client.pipeline(transaction=False) as pipe:
         for c in calls:
             pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)

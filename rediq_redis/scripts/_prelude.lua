@@ -131,8 +131,13 @@ local function prune_dead(now, ttl_ms, max_count)
 end
 
 -- Move an (already unlinked) task into the dead-letter set with its error JSON.
+-- Scores strictly increase (ties within one millisecond get 1 us steps), so pruning by
+-- count always drops the oldest dead letters first.
 local function dead_letter(id, error_json, now)
-  redis.call('ZADD', Q.dead, now, id)
+  local newest = redis.call('ZRANGE', Q.dead, -1, -1, 'WITHSCORES')[2]
+  local score = now
+  if newest and tonumber(newest) >= now then score = tonumber(newest) + 0.001 end
+  redis.call('ZADD', Q.dead, string.format('%.3f', score), id)
   redis.call('HSET', Q.state, id, 'failed')
   redis.call('HSET', Q.error, id, error_json)
   redis.call('HDEL', Q.owner, id)
