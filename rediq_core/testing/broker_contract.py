@@ -84,7 +84,8 @@ async def fetch_nothing(broker: Broker, within_s: float = 0.3, **kwargs: object)
 
 
 async def enqueue_one(broker: Broker, **overrides: object) -> TaskMessage:
-    message = make_message(**overrides)
+    queue = str(overrides.pop("queue", QUEUE))
+    message = make_message(queue, **overrides)
     [outcome] = await broker.enqueue([message])
     assert outcome.accepted and outcome.task_id == message.id
     return message
