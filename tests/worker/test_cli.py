@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -65,3 +66,15 @@ def test_banner_hides_the_password() -> None:
     assert redact_url("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact_url("redis://:secret@host/0") == "redis://:***@host/0"
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+async def test_reload_restarts_the_worker_on_code_changes(harness: Harness) -> None:
+    harness.write_app(ADD)
+    worker = harness.start("--reload")
+    # Rewriting the module is a code change: the worker restarts and runs the new code.
+    m = harness.write_app(ADD + "\n@app.task\nasync def mul(a, b):\n    return a * b\n")
+    worker.wait_for(r"tasks\.py changed, restarting the worker", timeout=20)
+    worker.wait_for(r"ready: consuming", count=2, timeout=30)
+    assert await (await m.mul(6, 7).enqueue()).result(timeout=10) == 42
+    worker.signal(signal.SIGTERM)  # the supervisor stops the worker gracefully
+    assert worker.wait_exit(30) == 0
