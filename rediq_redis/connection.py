@@ -5,6 +5,13 @@ always use ``decode_responses=False`` (payloads and results are bytes; the broke
 what it needs), whatever the user set. Blocking commands (fetch, result waits, the
 cancellation subscription) use a second pool without a socket timeout, so they neither
 exhaust ``max_connections`` of the main pool nor time out while blocked.
+
+Unless ``redis_config`` sets ``retry`` or ``retry_on_error``, a command that meets a
+broken connection (the server restarted, a failover) is retried on a fresh one, with
+exponential backoff for up to about 2 s. Retrying a script is safe for the protocol: a
+script whose reply was lost and that runs again finds the state it left (a duplicate
+enqueue is a no-op, a second settlement finds no lease, and a task claimed twice is
+orphaned only until its lease expires).
 """
 
 from __future__ import annotations
@@ -12,7 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from rediq_core.errors import BrokerError
 
@@ -34,6 +44,9 @@ def make_clients(url: str, config: Mapping[str, Any]) -> tuple[Redis, Redis]:
     """The main client and the client for blocking commands."""
     options = dict(config)
     options["decode_responses"] = False
+    if "retry" not in options and "retry_on_error" not in options:
+        options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.01), retries=8)
+        options["retry_on_error"] = [redis_errors.ConnectionError, redis_errors.TimeoutError]
     main = Redis.from_url(url, **options)
     blocking_options = {k: v for k, v in options.items() if k != "max_connections"}
     blocking_options["socket_timeout"] = None

@@ -31,9 +31,11 @@ def free_port() -> int:
 
 
 def _binary() -> str:
-    found = os.environ.get("REDIQ_REDIS_SERVER") or shutil.which("redis-server")
+    named = os.environ.get("REDIQ_REDIS_SERVER")
+    found = shutil.which(named) if named else shutil.which("redis-server")
     if not found:
-        raise RedisServerMissing(INSTALL_HINT)
+        where = f"REDIQ_REDIS_SERVER={named!r} is not an executable. " if named else ""
+        raise RedisServerMissing(where + INSTALL_HINT)
     return found
 
 
