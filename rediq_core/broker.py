@@ -214,7 +214,11 @@ class Broker(abc.ABC):
     async def wait_finished(
         self, task_id: str, queue: str, timeout_s: float | None
     ) -> TaskRecord | None:
-        """Block (in the broker, no polling) until the task ends; None on timeout."""
+        """Block (in the broker, no polling) until the task ends; None on timeout.
+
+        Raises :class:`~rediq_core.errors.TaskNotFoundError` when the broker holds no
+        record of the task (never enqueued, purged, deleted, or its result expired).
+        """
 
     @abc.abstractmethod
     async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:

@@ -9,7 +9,6 @@ from .errors import (
     ResultNotKeptError,
     TaskCancelledError,
     TaskFailedError,
-    TaskNotFoundError,
 )
 
 if TYPE_CHECKING:
@@ -59,17 +58,16 @@ class TaskHandle:
         """Wait (blocking in Redis, no polling) for the task to end and return its result.
 
         Raises :class:`TimeoutError` after ``timeout`` seconds, :class:`TaskFailedError`
-        if it failed, :class:`TaskCancelledError` if it was cancelled.
+        if it failed, :class:`TaskCancelledError` if it was cancelled, and
+        :class:`TaskNotFoundError` if the broker has no record of it (purged, deleted, or
+        its result expired).
         """
         if self.result_ttl_s == 0:
             raise ResultNotKeptError(
                 f"task {self.id} was enqueued with result_ttl=0, so its result is not kept;"
                 " enqueue it with a positive result_ttl to await it"
             )
-        broker = self._app.get_broker()
-        if await broker.get_task(self.id, self.queue) is None:
-            raise TaskNotFoundError(f"no task {self.id} in queue {self.queue!r} (or it expired)")
-        record = await broker.wait_finished(self.id, self.queue, timeout)
+        record = await self._app.get_broker().wait_finished(self.id, self.queue, timeout)
         if record is None:
             raise TimeoutError(f"task {self.id} did not finish within {timeout} s")
         return self._app.decode_result(record)

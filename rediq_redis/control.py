@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from rediq_core.broker import CancelOutcome, QueueStats, TaskRecord
+from rediq_core.errors import TaskNotFoundError
 
 from .keys import QueueKeys
 from .records import live_record, result_record, text
@@ -73,7 +74,9 @@ async def wait_finished(
     cap = session.settings.wake_safety_cap_s
     while True:
         record = await _lookup(session, keys, task_id)
-        if record is not None and not record.state.unfinished:
+        if record is None:
+            raise TaskNotFoundError(f"no task {task_id} in queue {queue!r} (or it expired)")
+        if not record.state.unfinished:
             return record
         remaining = cap if deadline is None else min(cap, deadline - time.monotonic())
         if remaining <= 0:

@@ -44,13 +44,19 @@ class PluginHost:
 
     # --- registries -------------------------------------------------------------------
 
-    def _collect(self, hook_name: str, kind: str) -> dict[str, Registration[Any]]:
+    def _collect(
+        self, hook_name: str, kind: str, name_of: Callable[[Any], str] | None = None
+    ) -> dict[str, Registration[Any]]:
+        """Call a registration hook once per plugin with a ``register`` callback that
+        reports a clash naming both plugins. ``register(name, value)``, or
+        ``register(value)`` when ``name_of`` derives the name."""
         if hook_name in self._registries:
             return self._registries[hook_name]
         found: dict[str, Registration[Any]] = {}
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
 
-            def register(name: str, value: Any, _plugin: str = impl.plugin_name) -> None:
+            def register(*args: Any, _plugin: str = impl.plugin_name) -> None:
+                name, value = (name_of(args[0]), args[0]) if name_of else args
                 if name in found:
                     raise PluginNameClash(
                         f"{kind} {name!r} is registered by both plugin {found[name].plugin!r}"
@@ -72,19 +78,7 @@ class PluginHost:
         return self._collect("rediq_register_executor_pools", "executor pool")
 
     def commands(self) -> dict[str, Registration[click.Command]]:
-        if "rediq_register_commands" not in self._registries:
-            found: dict[str, Registration[Any]] = {}
-            for impl in reversed(self.pm.hook.rediq_register_commands.get_hookimpls()):
-                for command in _registered(impl.function):
-                    name = command.name or "?"
-                    if name in found:
-                        raise PluginNameClash(
-                            f"command {name!r} is registered by both plugin"
-                            f" {found[name].plugin!r} and plugin {impl.plugin_name!r}"
-                        )
-                    found[name] = Registration(name, command, impl.plugin_name)
-            self._registries["rediq_register_commands"] = found
-        return self._registries["rediq_register_commands"]
+        return self._collect("rediq_register_commands", "command", lambda c: c.name or "?")
 
     def serializer(self, name: str) -> Serializer:
         """Build the serializer registered as ``name``."""
@@ -120,12 +114,6 @@ class PluginHost:
 
     def plugin_names(self) -> list[str]:
         return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
-
-
-def _registered(hook: Callable[..., object]) -> list[Any]:
-    items: list[Any] = []
-    hook(items.append)
-    return items
 
 
 def _build(registry: dict[str, Registration[Any]], name: str, kind: str) -> Any:

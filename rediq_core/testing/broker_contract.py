@@ -37,6 +37,7 @@ from rediq_core.broker import (
     TaskState,
     WorkerRecord,
 )
+from rediq_core.errors import TaskNotFoundError
 from rediq_core.message import TaskMessage, new_task_id, now_ms
 
 __all__ = ["BrokerContract", "make_message"]
@@ -371,6 +372,11 @@ class BrokerContract:
         started = time.monotonic()
         assert await broker.wait_finished(message.id, QUEUE, 0.2) is None
         assert 0.15 < time.monotonic() - started < WAIT_S
+
+    async def test_wait_for_an_unknown_task_raises(self, broker: Broker) -> None:
+        await enqueue_one(broker)  # the queue exists; the awaited id does not
+        with pytest.raises(TaskNotFoundError):
+            await broker.wait_finished("no-such-task", QUEUE, WAIT_S)
 
     async def test_wait_sees_failure(self, broker: Broker) -> None:
         message = await enqueue_one(broker)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..broker import Broker, WorkerRecord
@@ -139,9 +139,9 @@ class LeaseKeeper:
         finally:
             await broker.close()
 
-    async def _guard(self, step: object, what: str) -> None:
+    async def _guard(self, step: Awaitable[object], what: str) -> None:
         try:
-            await step  # type: ignore[misc]
+            await step
         except Exception as exc:
             log.warning("lease keeper could not %s: %s", what, exc)
 

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,21 @@ async def test_failing_listener_is_isolated(caplog: pytest.LogCaptureFixture) ->
 
 def test_fresh_host_per_call() -> None:
     assert make_plugin_host() is not make_plugin_host()
+
+
+def test_plugin_commands_are_registered_and_clashes_named() -> None:
+    import click
+
+    def plugin_with(command_name: str) -> object:
+        class CommandPlugin:
+            @hookimpl
+            def rediq_register_commands(self, register: Any) -> None:
+                register(click.Command(command_name, callback=lambda: None))
+
+        return CommandPlugin()
+
+    host = make_plugin_host(plugins=[plugin_with("audit")])
+    assert host.commands()["audit"].value.name == "audit"
+    clash = make_plugin_host(plugins=[plugin_with("audit"), plugin_with("audit")])
+    with pytest.raises(PluginNameClash, match="command 'audit' is registered by both plugin"):
+        clash.commands()
