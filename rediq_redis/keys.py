@@ -13,7 +13,8 @@ from functools import cached_property
 
 __all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys"]
 
-#: The per-queue keys, in the order every queue script receives them as KEYS[1..16].
+#: The per-queue keys, in the order every queue script receives them as KEYS[1..N]. The Lua
+#: prelude's key table is generated from this tuple: append a new key at the end.
 QUEUE_KEY_NAMES: tuple[str, ...] = (
     "pending",  # ZSET score=priority, member="<16 hex seq>:<id>"
     "scheduled",  # ZSET score=due ms, member=id
@@ -50,7 +51,7 @@ class QueueKeys:
 
     @cached_property
     def all(self) -> tuple[str, ...]:
-        """KEYS[1..16] of every queue script."""
+        """KEYS[1..N] of every queue script."""
         return tuple(self.key(name) for name in QUEUE_KEY_NAMES)
 
     def result(self, task_id: str) -> str:

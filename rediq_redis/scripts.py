@@ -17,6 +17,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from .keys import QUEUE_KEY_NAMES
+
 __all__ = [
     "QUEUE_SCRIPTS",
     "STANDALONE_SCRIPTS",
@@ -46,10 +48,19 @@ def _read(name: str) -> str:
     return (resources.files(__package__) / "scripts" / f"{name}.lua").read_text("utf-8")
 
 
+def _key_table() -> str:
+    """The prelude's ``N`` and ``Q`` (name -> key), from the one list in ``keys.py``."""
+    entries = ", ".join(f"{name} = KEYS[{i}]" for i, name in enumerate(QUEUE_KEY_NAMES, 1))
+    return f"local N = {len(QUEUE_KEY_NAMES)}\nlocal Q = {{ {entries} }}"
+
+
 def script_source(name: str) -> str:
     """The full text sent to Redis for script ``name``."""
     body = _read(name)
-    return _read("_prelude") + "\n" + body if name in QUEUE_SCRIPTS else body
+    if name not in QUEUE_SCRIPTS:
+        return body
+    prelude = _read("_prelude").replace("--@QUEUE_KEYS@--", _key_table())
+    return prelude + "\n" + body
 
 
 class LuaScript:

@@ -1,8 +1,9 @@
 -- Shared prelude, prepended by rediq_redis/scripts.py to every script below.
 --
--- KEYS[1..16] are the keys of ONE queue, always in this order (see rediq_redis/keys.py);
+-- KEYS[1..N] are the keys of ONE queue, in the order of QUEUE_KEY_NAMES (rediq_redis/keys.py);
 -- they all share the hash tag {<namespace>:<queue>}, so a script touches a single slot.
--- Per-task keys (result/done of one task id) follow at KEYS[17] onwards.
+-- Per-task keys (result/done of one task id) follow from KEYS[N + 1] on. The table `Q`
+-- below (name -> key) and `N` are generated from QUEUE_KEY_NAMES when the script loads.
 --
 -- Invariants kept by every script (docs/broker.md, "Invariants"):
 --   I1. A task id has a field in `state` iff its envelope/payload are stored, and then
@@ -12,12 +13,13 @@
 --   I3. Time is the server's (redis TIME), in epoch milliseconds.
 redis.replicate_commands()
 
-local Q = {
-  pending = KEYS[1], scheduled = KEYS[2], active = KEYS[3], dead = KEYS[4],
-  envelope = KEYS[5], payload = KEYS[6], state = KEYS[7], retried = KEYS[8],
-  deliveries = KEYS[9], owner = KEYS[10], error = KEYS[11], position = KEYS[12],
-  cancel = KEYS[13], stats = KEYS[14], wake = KEYS[15], seq = KEYS[16],
-}
+--@QUEUE_KEYS@--
+-- The result hash and done list of the j-th task a script is about. RESULT and DONE are
+-- those of the first (the only one, for scripts about one task; nil in queue scripts).
+local function task_keys(j)
+  return KEYS[N + 2 * j - 1], KEYS[N + 2 * j]
+end
+local RESULT, DONE = task_keys(1)
 local TASK_DATA = { 'envelope', 'payload', 'state', 'retried', 'deliveries', 'owner',
                     'error', 'position' }
 

@@ -2,7 +2,7 @@
 -- cancellation was requested) end it as cancelled. Also used by fetch to dead-letter
 -- unusable data and tasks whose lease expired too often.
 --
--- KEYS[1..16]  the queue's keys (prelude order); KEYS[17] result:<id>; KEYS[18] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
 -- ARGV[1] worker id, or '' to accept any holder of an *expired* lease
 -- ARGV[2] task id   ARGV[3] error JSON {type, message, traceback}
 -- ARGV[4] retry at (epoch ms), or '' for a final failure
@@ -25,7 +25,7 @@ end
 redis.call('ZREM', Q.active, id)
 local ttl = result_ttl(id)
 if redis.call('SISMEMBER', Q.cancel, id) == 1 then
-  record_end(KEYS[17], KEYS[18], id, ttl, 'cancelled', now, {})
+  record_end(RESULT, DONE, id, ttl, 'cancelled', now, {})
   forget(id)
   return 3
 end
@@ -42,7 +42,7 @@ if retry_at then
   end
   return 1
 end
-record_end(KEYS[17], KEYS[18], id, ttl, 'failed', now, { error = ARGV[3] })
+record_end(RESULT, DONE, id, ttl, 'failed', now, { error = ARGV[3] })
 dead_letter(id, ARGV[3], now)
 prune_dead(now, tonumber(ARGV[5]), tonumber(ARGV[6]))
 return 2

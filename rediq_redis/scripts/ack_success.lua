@@ -1,6 +1,6 @@
 -- ack_success: a leased task succeeded.
 --
--- KEYS[1..16]  the queue's keys (prelude order); KEYS[17] result:<id>; KEYS[18] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
 -- ARGV[1] worker id   ARGV[2] task id   ARGV[3] serialized result
 -- Returns 1, or 0 if the worker no longer holds the lease (nothing changes then).
 --
@@ -13,6 +13,6 @@ if not redis.call('ZSCORE', Q.active, id) or redis.call('HGET', Q.owner, id) ~= 
 end
 redis.call('ZREM', Q.active, id)
 redis.call('HINCRBY', Q.stats, 'succeeded', 1)
-record_end(KEYS[17], KEYS[18], id, result_ttl(id), 'succeeded', now_ms(), { result = ARGV[3] })
+record_end(RESULT, DONE, id, result_ttl(id), 'succeeded', now_ms(), { result = ARGV[3] })
 forget(id)
 return 1

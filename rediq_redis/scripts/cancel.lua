@@ -1,6 +1,6 @@
 -- cancel: remove a pending or scheduled task, or flag and announce a running one.
 --
--- KEYS[1..16]  the queue's keys (prelude order); KEYS[17] result:<id>; KEYS[18] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
 -- ARGV[1] task id   ARGV[2] announcement channel
 -- Returns 'cancelled', 'requested', 'finished' or 'not_found'.
 --
@@ -13,7 +13,7 @@ local state = redis.call('HGET', Q.state, id)
 local now = now_ms()
 if state == 'pending' or state == 'scheduled' then
   unlink(id)
-  record_end(KEYS[17], KEYS[18], id, result_ttl(id), 'cancelled', now, {})
+  record_end(RESULT, DONE, id, result_ttl(id), 'cancelled', now, {})
   forget(id)
   return 'cancelled'
 end
@@ -21,7 +21,7 @@ if state == 'active' then
   local deadline = tonumber(redis.call('ZSCORE', Q.active, id))
   if deadline and deadline <= now then
     unlink(id)
-    record_end(KEYS[17], KEYS[18], id, result_ttl(id), 'cancelled', now, {})
+    record_end(RESULT, DONE, id, result_ttl(id), 'cancelled', now, {})
     forget(id)
     return 'cancelled'
   end
@@ -29,7 +29,7 @@ if state == 'active' then
   redis.call('PUBLISH', ARGV[2], id)
   return 'requested'
 end
-if state == 'failed' or redis.call('EXISTS', KEYS[17]) == 1 then
+if state == 'failed' or redis.call('EXISTS', RESULT) == 1 then
   return 'finished'
 end
 return 'not_found'

@@ -2,7 +2,7 @@
 -- leases, and leases up to `limit` ready tasks in priority order (lower score first,
 -- FIFO among equal priorities by position member).
 --
--- KEYS[1..16]  the queue's keys (prelude order)
+-- KEYS[1..N]  the queue's keys (prelude order)
 -- ARGV[1] worker id   ARGV[2] limit   ARGV[3] lease ms   ARGV[4] max deliveries
 -- ARGV[5] dead-letter TTL ms   ARGV[6] dead-letter max count   ARGV[7] batch bound
 -- Returns {now, next_delay_ms (-1: nothing scheduled or leased), leased, exhausted,

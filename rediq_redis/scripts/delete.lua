@@ -1,6 +1,6 @@
 -- delete: forget a task that is not running (pending, scheduled, dead or finished).
 --
--- KEYS[1..16]  the queue's keys (prelude order); KEYS[17] result:<id>; KEYS[18] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
 -- ARGV[1] task id
 -- Returns 1 if something was deleted, 0 if the task is running or unknown.
 --
@@ -15,4 +15,4 @@ if state then
   forget(id)
   found = 1
 end
-return math.max(found, redis.call('DEL', KEYS[17], KEYS[18]) > 0 and 1 or 0)
+return math.max(found, redis.call('DEL', RESULT, DONE) > 0 and 1 or 0)

@@ -1,6 +1,6 @@
 -- enqueue: store one task as pending (or scheduled when its ETA is in the future).
 --
--- KEYS[1..16]  the queue's keys (prelude order); KEYS[17] result:<id>; KEYS[18] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
 -- ARGV[1] task id   ARGV[2] envelope JSON   ARGV[3] payload   ARGV[4] priority
 -- ARGV[5] ETA in epoch ms, or '' for "now"
 -- Returns {accepted (1/0), state}.
@@ -18,7 +18,7 @@ if current then
   unlink(id)
   forget(id)
 end
-redis.call('DEL', KEYS[17], KEYS[18])
+redis.call('DEL', RESULT, DONE)
 redis.call('HSET', Q.envelope, id, ARGV[2])
 redis.call('HSET', Q.payload, id, ARGV[3])
 redis.call('HSET', Q.retried, id, 0)

@@ -1,6 +1,6 @@
 -- extend_leases: move the lease deadline of a worker's tasks in one queue.
 --
--- KEYS[1..16]  the queue's keys (prelude order)
+-- KEYS[1..N]  the queue's keys (prelude order)
 -- ARGV[1] worker id   ARGV[2] lease ms   ARGV[3..] task ids
 -- Returns the ids the worker must stop: lease lost (not active or another holder) or
 -- cancellation requested (the safety net for a missed announcement).

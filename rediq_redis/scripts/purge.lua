@@ -1,7 +1,7 @@
 -- purge: remove up to ARGV[1] pending and scheduled tasks of the queue (the caller loops
 -- until 0 so that one call never blocks the server for long).
 --
--- KEYS[1..16]  the queue's keys (prelude order)
+-- KEYS[1..N]  the queue's keys (prelude order)
 -- ARGV[1] batch size
 -- Returns how many tasks were removed.
 --

@@ -1,7 +1,7 @@
 -- release: hand leased tasks back at once (worker shutdown, prefetched but not started).
 --
--- KEYS[1..16]  the queue's keys (prelude order); then KEYS[15 + 2j], KEYS[16 + 2j] are
--- result:<id> and done:<id> of the j-th task id ARGV[1 + j] (j = 1..n)
+-- KEYS[1..N]  the queue's keys (prelude order); then KEYS[N + 2j - 1], KEYS[N + 2j]
+-- are result:<id> and done:<id> of the j-th task id ARGV[1 + j] (j = 1..n)
 -- ARGV[1] worker id   ARGV[2..] task ids
 -- Returns how many tasks were released (or ended as cancelled, if that was requested).
 --
@@ -16,8 +16,8 @@ for i = 2, #ARGV do
     redis.call('ZREM', Q.active, id)
     if redis.call('SISMEMBER', Q.cancel, id) == 1 then
       now = now or now_ms()
-      local j = i - 1
-      record_end(KEYS[15 + 2 * j], KEYS[16 + 2 * j], id, result_ttl(id), 'cancelled', now, {})
+      local result_key, done_key = task_keys(i - 1)
+      record_end(result_key, done_key, id, result_ttl(id), 'cancelled', now, {})
       forget(id)
     else
       redis.call('HDEL', Q.owner, id)

@@ -1,6 +1,6 @@
 -- requeue_dead: move one dead-lettered task back to pending with fresh counters.
 --
--- KEYS[1..16]  the queue's keys (prelude order); KEYS[17] result:<id>; KEYS[18] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
 -- ARGV[1] task id
 -- Returns 1 if requeued, 0 if the task is not in the dead-letter set.
 --
@@ -11,7 +11,7 @@ if not redis.call('ZSCORE', Q.dead, id) or redis.call('HGET', Q.state, id) ~= 'f
   return 0
 end
 redis.call('ZREM', Q.dead, id)
-redis.call('DEL', KEYS[17], KEYS[18])
+redis.call('DEL', RESULT, DONE)
 redis.call('HSET', Q.retried, id, 0)
 redis.call('HSET', Q.deliveries, id, 0)
 redis.call('HDEL', Q.error, id)

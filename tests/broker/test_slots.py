@@ -169,5 +169,6 @@ def test_scripts_name_no_key_of_their_own() -> None:
             if command == "PUBLISH":
                 assert first.startswith("ARGV["), (entry.name, match.group(0))
                 continue
-            assert first.startswith(("Q.", "Q[", "KEYS[", "key", "result_key", "done_key")), (
+            allowed = ("Q.", "Q[", "KEYS[", "key", "result_key", "done_key", "RESULT", "DONE")
+            assert first.startswith(allowed), (
                 entry.name, match.group(0))
