@@ -1,0 +1,252 @@
+"""Delivery correctness at the protocol level: clocks, lost replies, cancelled fetches,
+duplicates and the connections a timed wait costs. Faults come from a loopback TCP proxy
+(tests/tcp_proxy.py) between the broker and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from rediq import Rediq, TaskState
+from rediq_core.broker import BrokerOptions, Settlement
+from rediq_core.testing import RedisServer
+from rediq_core.testing.broker_contract import make_message
+from rediq_redis import RedisBroker
+
+from ..tcp_proxy import Rule, TcpProxy
+
+Q = "delivery"
+WAIT_S = 5.0
+
+
+async def server_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds * 1000 + micros // 1000)
+
+
+async def until(check: Callable[[], object], what: str, timeout_s: float = WAIT_S) -> None:
+    """Wait (bounded) until ``await check()`` is truthy."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():  # type: ignore[misc]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def proxy(rediq_redis_server: RedisServer) -> AsyncIterator[TcpProxy]:
+    proxy = await TcpProxy(rediq_redis_server.port).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+@pytest.fixture
+async def proxied(proxy: TcpProxy, rediq_namespace: str) -> AsyncIterator[RedisBroker]:
+    """A broker whose every connection goes through the proxy (same namespace as
+    ``broker``, which talks to the server directly)."""
+    broker = RedisBroker(BrokerOptions(url=proxy.url(), namespace=rediq_namespace))
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
+async def warm_up(broker: RedisBroker, direct: RedisBroker) -> None:
+    """Load every script through ``broker`` once, so that a rule never meets NOSCRIPT."""
+    [first, second] = [make_message(queue=Q, result_ttl_s=0) for _ in range(2)]
+    await broker.enqueue([first, second])
+    batch = await asyncio.wait_for(broker.fetch(Q, worker_id="warm", limit=2, lease_ms=5000),
+                                   WAIT_S)
+    ids = [d.message.id for d in batch.deliveries]
+    assert sorted(ids) == sorted([first.id, second.id])
+    await broker.settle("warm", [Settlement(ids[0], Q, result=b"")])
+    await broker.settle("warm", [Settlement(ids[1], Q, error=None, result=b"")])
+    await direct.connect()
+
+
+# --- defect 2: time is the server's ----------------------------------------------------
+
+
+@pytest.mark.parametrize("skew_s", [-60, 60])
+async def test_delay_is_counted_on_the_server_clock(
+    rediq_redis_url: str, rediq_namespace: str, redis: Redis, skew_s: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A producer whose clock is a minute off still delays a task by what it asked."""
+    app = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace)
+
+    @app.task(task_queue=Q)
+    async def later() -> None: ...
+
+    real_ns = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real_ns() + skew_s * 1_000_000_000)
+    monkeypatch.setattr(time, "time", lambda: real_ns() / 1e9 + skew_s)
+    try:
+        handle = await later().options(delay=0.5).enqueue()
+        assert await handle.state() is TaskState.SCHEDULED
+        due = await redis.zscore(f"{{{rediq_namespace}:{Q}}}:scheduled", handle.id)
+        assert due is not None
+        due_in_ms = due - await server_ms(redis)
+        # 500 ms asked; the bound is what two local round trips may take.
+        assert 400 <= due_in_ms <= 500, due_in_ms
+    finally:
+        await app.close()
+
+
+# --- defect 3: a lost reply and the client's re-send --------------------------------------
+
+
+async def test_resent_enqueue_of_a_finished_task_does_not_run_it_again(
+    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker
+) -> None:
+    """The enqueue ran, its reply was lost, a worker finished the task meanwhile, and the
+    client re-sent the enqueue: the task must not be created (and run) a second time."""
+    await warm_up(proxied, broker)
+    runs: list[str] = []
+
+    async def worker_finishes_it() -> None:
+        batch = await asyncio.wait_for(broker.fetch(Q, worker_id="w", limit=1, lease_ms=5000),
+                                       WAIT_S)
+        for delivery in batch.deliveries:
+            runs.append(delivery.message.id)
+            [held] = await broker.settle("w", [Settlement(delivery.message.id, Q, result=b"ok")])
+            assert held
+
+    proxy.add(Rule(b"order-42", "drop", hook=worker_finishes_it))
+    [outcome] = await proxied.enqueue([make_message(queue=Q, id="order-42", result_ttl_s=60)])
+    assert outcome.accepted
+    assert runs == ["order-42"]
+    record = await broker.get_task("order-42", Q)
+    assert record is not None and record.state is TaskState.SUCCEEDED, record
+    stats = await broker.queue_stats(Q)
+    assert (stats.pending, stats.scheduled, stats.active) == (0, 0, 0), stats
+
+
+async def test_resent_settlement_is_acknowledged(
+    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker
+) -> None:
+    """A settlement whose reply was lost is re-sent: the worker learns that it was stored
+    (so after_task_success still fires), not that the lease was lost."""
+    await warm_up(proxied, broker)
+    message = make_message(queue=Q, result_ttl_s=60)
+    await broker.enqueue([message])
+    batch = await asyncio.wait_for(proxied.fetch(Q, worker_id="w", limit=1, lease_ms=5000),
+                                   WAIT_S)
+    assert [d.message.id for d in batch.deliveries] == [message.id]
+    proxy.add(Rule(message.id.encode(), "drop"))
+    assert await proxied.settle("w", [Settlement(message.id, Q, result=b"ok")]) == [True]
+    record = await broker.get_task(message.id, Q)
+    assert record is not None and record.state is TaskState.SUCCEEDED
+
+
+# --- defect 5: cancelling a fetch, and a failing finishing step ----------------------------
+
+
+async def test_cancelled_fetch_hands_back_a_claim_in_flight(
+    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
+    rediq_namespace: str,
+) -> None:
+    """The claim ran on the server, its reply is in flight, and the fetch is cancelled
+    (worker shutdown): the leased task must be pending again at once."""
+    await warm_up(proxied, broker)
+    message = make_message(queue=Q, result_ttl_s=60)
+    await broker.enqueue([message])
+    state_key = f"{{{rediq_namespace}:{Q}}}:state"
+    hold = proxy.add(Rule(b"holding-worker", "hold"))
+    fetching = asyncio.ensure_future(
+        proxied.fetch(Q, worker_id="holding-worker", limit=1, lease_ms=60_000))
+    await asyncio.wait_for(hold.matched.wait(), WAIT_S)
+
+    async def leased() -> bool:
+        return await redis.hget(state_key, message.id) == b"active"
+
+    await until(leased, "the claim ran on the server")
+    fetching.cancel()
+    hold.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(fetching, WAIT_S)
+
+    async def pending_again() -> bool:
+        return await redis.hget(state_key, message.id) == b"pending"
+
+    await until(pending_again, "the leased task was handed back", timeout_s=2.0)
+
+
+async def test_fetch_keeps_its_deliveries_when_a_finishing_step_fails(
+    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
+    rediq_namespace: str,
+) -> None:
+    """An expired lease that must be dead-lettered (a separate script) cannot be finished
+    because the connection keeps failing: the tasks leased in the same claim are still
+    delivered, and the expired one stays for a later claim."""
+    await warm_up(proxied, broker)
+    doomed, good = make_message(queue=Q, id="doomed-task"), make_message(queue=Q)
+    await broker.enqueue([doomed])
+    await asyncio.wait_for(broker.fetch(Q, worker_id="gone", limit=1, lease_ms=60_000), WAIT_S)
+    prefix = f"{{{rediq_namespace}:{Q}}}"
+    # Its worker died holding it for the last allowed time: the next claim finishes it.
+    await redis.hset(f"{prefix}:deliveries", doomed.id, 5)
+    await redis.hset(f"{prefix}:lost", doomed.id, 4)
+    await redis.zadd(f"{prefix}:active", {doomed.id: 1}, xx=True)
+    await broker.enqueue([good])
+    proxy.add(Rule(b"doomed-task", "drop", times=1000))
+    batch = await asyncio.wait_for(
+        proxied.fetch(Q, worker_id="w", limit=1, lease_ms=60_000), 15)
+    assert [d.message.id for d in batch.deliveries] == [good.id]
+    assert await redis.hget(f"{prefix}:state", doomed.id) == b"active"  # finished later
+
+
+# --- smaller ones ---------------------------------------------------------------------------
+
+
+async def test_a_duplicates_handle_follows_the_existing_tasks_result_ttl(
+    rediq_redis_url: str, rediq_namespace: str
+) -> None:
+    app = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace)
+
+    @app.task(task_queue=Q)
+    async def job() -> None: ...
+
+    try:
+        first = await job().options(task_id="dup-1", result_ttl=60).enqueue()
+        again = await job().options(task_id="dup-1", result_ttl=0).enqueue()
+        assert (first.accepted, again.accepted) == (True, False)
+        assert again.result_ttl_s == 60  # awaiting it waits for the existing task's result
+    finally:
+        await app.close()
+
+
+async def test_timed_waits_keep_their_connection(
+    rediq_redis_server_factory: Callable[..., RedisServer], rediq_namespace: str
+) -> None:
+    """20 delayed tasks, each woken by its deadline: the fetch never cancels its blocking
+    command, so it keeps one connection (no reconnect per timed wait)."""
+    server = rediq_redis_server_factory()
+    broker = RedisBroker(BrokerOptions(url=server.url(), namespace=rediq_namespace))
+    redis = Redis.from_url(server.url())
+    try:
+        await broker.connect()
+        now = await server_ms(redis)
+        messages = [make_message(queue=Q, result_ttl_s=0, eta_ms=now + 150 + 30 * i)
+                    for i in range(20)]
+        await broker.enqueue(messages)
+        before = int((await redis.info("stats"))["total_connections_received"])
+        done = 0
+        while done < 20:
+            batch = await asyncio.wait_for(
+                broker.fetch(Q, worker_id="w", limit=1, lease_ms=5000), WAIT_S)
+            await broker.settle("w", [Settlement(d.message.id, Q, result=b"")
+                                      for d in batch.deliveries])
+            done += len(batch.deliveries)
+        opened = int((await redis.info("stats"))["total_connections_received"]) - before
+        assert opened <= 1, f"{opened} connections opened for 20 timed waits"
+    finally:
+        await broker.close()
+        await redis.aclose()
