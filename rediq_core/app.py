@@ -234,6 +234,7 @@ class Rediq:
             groups=call.group_names,
             headers=dict(call.headers),
             eta_ms=call.eta_ms,
+            delay_ms=call.delay_ms,
         )
 
     async def enqueue_many(self, calls: Sequence[TaskCall]) -> list[TaskHandle]:
@@ -248,7 +249,8 @@ class Rediq:
         for message, outcome in zip(messages, outcomes, strict=True):
             await self.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
         return [
-            TaskHandle(self, m.id, m.queue, accepted=o.accepted, result_ttl_s=m.result_ttl_s)
+            TaskHandle(self, m.id, m.queue, accepted=o.accepted,
+                       result_ttl_s=m.result_ttl_s if o.result_ttl_s is None else o.result_ttl_s)
             for m, o in zip(messages, outcomes, strict=True)
         ]
 

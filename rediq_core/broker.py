@@ -13,7 +13,7 @@ import abc
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .message import TaskMessage
 
@@ -24,6 +24,7 @@ __all__ = [
     "Delivery",
     "EnqueueOutcome",
     "FetchBatch",
+    "Lease",
     "QueueStats",
     "Rejected",
     "Settlement",
@@ -49,21 +50,39 @@ class TaskState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class EnqueueOutcome:
-    """``accepted`` is False when a task with the same id is pending, scheduled or active."""
+    """``accepted`` is False when a task with the same id is pending, scheduled or active;
+    ``result_ttl_s`` is then that task's, which is what a waiter of the id depends on."""
 
     task_id: str
     accepted: bool
     state: TaskState
+    result_ttl_s: int | None = None
+
+
+class Lease(NamedTuple):
+    """One lease of a task: its id and its delivery number (the ``deliveries`` count when
+    it was leased). Two leases of one task never share a number, so a worker that holds a
+    stale lease cannot settle, renew or hand back a newer one."""
+
+    task_id: str
+    delivery: int
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A leased task. ``retried`` is 0 on the first attempt; ``deliveries`` counts leases."""
+    """A leased task. ``retried`` is 0 on the first attempt (failed attempts so far);
+    ``deliveries`` counts leases, this one included (it is the lease's number); ``lost``
+    counts earlier leases that expired unsettled (the worker died or stalled)."""
 
     message: TaskMessage
     retried: int
     deliveries: int
     lease_deadline_ms: int
+    lost: int = 0
+
+    @property
+    def lease(self) -> Lease:
+        return Lease(self.message.id, self.deliveries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +113,21 @@ class Settlement:
     """How one attempt ended.
 
     - ``error is None``: success; ``result`` is the serialized return value.
-    - ``error`` and ``retry_at_ms``: the attempt failed and the task runs again then.
-    - ``error`` and no ``retry_at_ms``: final failure, the task is dead-lettered.
+    - ``error`` and ``retry_delay_ms``: the attempt failed and the task runs again that
+      long after the broker stored this (counted on the broker's clock, never the
+      worker's).
+    - ``error`` and no ``retry_delay_ms``: final failure, the task is dead-lettered.
+
+    ``delivery`` names the lease being settled (:attr:`Delivery.deliveries`); ``None``
+    accepts whichever lease the worker holds (tools and tests; the worker always names it).
     """
 
     task_id: str
     queue: str
     result: bytes | None = None
     error: TaskError | None = None
-    retry_at_ms: int | None = None
+    retry_delay_ms: int | None = None
+    delivery: int | None = None
 
 
 class CancelOutcome(enum.StrEnum):
@@ -180,25 +205,30 @@ class Broker(abc.ABC):
 
         Blocks without polling until at least one task is leased or rejected, sleeping
         exactly until the next known deadline (a scheduled task or a lease expiry).
-        Cancelling the coroutine loses nothing. Never raises because of bad task data.
+        Cancelling the coroutine at any instant loses nothing: a claim already sent is
+        awaited and what it leased handed back. Never raises because of bad task data.
         """
 
     @abc.abstractmethod
     async def extend_leases(
-        self, worker_id: str, leases: Mapping[str, Sequence[str]], lease_ms: int
-    ) -> set[str]:
-        """Extend the leases of ``{queue: [task_id, ...]}`` held by ``worker_id``.
+        self, worker_id: str, leases: Mapping[str, Sequence[Lease]], lease_ms: int
+    ) -> set[Lease]:
+        """Extend ``{queue: [lease, ...]}`` held by ``worker_id``.
 
-        Returns the ids the worker must stop: lease lost, or cancellation requested.
+        Returns the leases the worker must stop: lost, or cancellation requested.
         """
 
     @abc.abstractmethod
     async def settle(self, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]:
-        """Record how attempts ended (pipelined). False where the lease was no longer held."""
+        """Record how attempts ended (pipelined). False where the lease was no longer held.
+
+        Safe to re-send: a settlement stored once and sent again (a lost reply) answers
+        True again and changes nothing.
+        """
 
     @abc.abstractmethod
-    async def release(self, worker_id: str, leases: Mapping[str, Sequence[str]]) -> int:
-        """Hand leased tasks back to pending at once (not counted as a failure)."""
+    async def release(self, worker_id: str, leases: Mapping[str, Sequence[Lease]]) -> int:
+        """Hand leased tasks back to pending at once (not counted as lost or failed)."""
 
     @abc.abstractmethod
     def cancellations(self) -> AsyncIterator[str]:

@@ -80,16 +80,27 @@ async def run_in_current_executor(fn: Callable[[], T]) -> T:
 
     In a thread pool the caller's context is copied, so ``current_task_info()`` works
     inside ``fn``; a process pool carries no context (``fn`` must be picklable).
+
+    Blocking code cannot be interrupted: when the awaiting task is cancelled (a timeout,
+    a cancellation request, a forced stop) this still waits until ``fn`` has returned
+    and only then raises :class:`asyncio.CancelledError`, so nothing treats the task as
+    ended while its code still runs.
     """
     executor = _get(
         _executor, "run_in_current_executor", "inside a rediq worker (tasks and event handlers)"
     )
     loop = asyncio.get_running_loop()
     if isinstance(executor, ThreadPoolExecutor):
-        return await loop.run_in_executor(
-            executor, functools.partial(contextvars.copy_context().run, fn)
-        )
-    return await loop.run_in_executor(executor, fn)
+        job = loop.run_in_executor(executor, functools.partial(contextvars.copy_context().run, fn))
+    else:
+        job = loop.run_in_executor(executor, fn)
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        while not job.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({job})
+        raise
 
 
 @contextlib.contextmanager

@@ -38,9 +38,16 @@ BACKOFF_JITTER: Final = True
 LEASE_MS: Final = 30_000
 #: A live worker extends its leases this often.
 LEASE_RENEW_MS: Final = 10_000
-#: After this many deliveries (a worker died holding the task each time) a task is
-#: dead-lettered instead of being delivered again.
+#: After this many lost leases (its worker died or stalled holding the task each time) a
+#: task is dead-lettered instead of being delivered again. Failed attempts that are
+#: retried do not count: ``task_retries`` bounds those.
 MAX_DELIVERIES: Final = 5
+#: A broker call's answer is remembered this long, so that a call re-sent after its reply
+#: was lost (the client retries on a broken connection) changes nothing the second time.
+REPLAY_WINDOW_MS: Final = 30_000
+#: The client re-sends a call whose connection broke only within this long of the first
+#: send (well inside the replay window); after that the caller sees the error.
+RESEND_BUDGET_S: Final = 10.0
 #: Dead-lettered tasks are kept this long, and at most this many per queue.
 DEAD_LETTER_TTL_S: Final = 7 * 24 * 3600
 DEAD_LETTER_MAX: Final = 10_000

@@ -26,6 +26,7 @@ class TaskInfo:
     deliveries: int = 1
     enqueued_at_ms: int = 0
     eta_ms: int | None = None
+    delay_ms: int | None = None
     worker_name: str = ""
 
 

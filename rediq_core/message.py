@@ -47,6 +47,9 @@ class TaskMessage:
     groups: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     eta_ms: int | None = None
+    #: Ready this long after the broker stored it (the broker's clock; ``eta_ms`` is an
+    #: absolute time instead). At most one of the two is set.
+    delay_ms: int | None = None
     enqueued_at_ms: int = field(default_factory=now_ms)
 
     def envelope(self) -> bytes:

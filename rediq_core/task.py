@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .errors import ConfigurationError
-from .message import now_ms
 from .options import TaskOptions, check_name, check_queue
 
 if TYPE_CHECKING:
@@ -62,6 +61,7 @@ class TaskCall:
     task_options: TaskOptions | None = None
     task_id: str | None = None
     eta_ms: int | None = None
+    delay_ms: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
     def groups(self, *names: str) -> TaskCall:
@@ -84,8 +84,11 @@ class TaskCall:
     ) -> TaskCall:
         """Override options for this call.
 
-        :param delay: seconds (or a timedelta) to wait before the task is ready.
-        :param eta: an aware datetime at which the task becomes ready.
+        :param delay: seconds (or a timedelta) to wait before the task is ready, counted
+            from when the broker stores it, on the broker's clock (a producer whose clock
+            is off still delays by exactly this).
+        :param eta: an aware datetime at which the task becomes ready (an absolute time:
+            compared with the broker's clock).
         :param task_id: an explicit id; enqueueing it again while the task is unfinished
             is a reported no-op (deduplication).
         :param result_ttl: seconds to keep the result; 0 keeps nothing.
@@ -95,6 +98,8 @@ class TaskCall:
             check_queue(queue, "queue")
         if task_id is not None:
             check_name(task_id, "task_id")
+        if delay is not None and eta is not None:
+            raise ConfigurationError("give either delay or eta, not both")
         base = self.task_options or self.task.options
         merged = base.merged(
             priority=priority,
@@ -103,11 +108,16 @@ class TaskCall:
             timeout_ms=timeout,
             result_ttl_s=result_ttl,
         )
+        timing = {}
+        if eta is not None:
+            timing = {"eta_ms": _eta_ms(eta), "delay_ms": None}
+        elif delay is not None:
+            timing = {"eta_ms": None, "delay_ms": _delay_ms(delay)}
         return replace(
             self,
             task_options=merged,
             task_id=task_id if task_id is not None else self.task_id,
-            eta_ms=_eta_ms(delay, eta) if delay is not None or eta is not None else self.eta_ms,
+            **timing,  # type: ignore[arg-type]
         )
 
     @property
@@ -120,16 +130,16 @@ class TaskCall:
         return handles[0]
 
 
-def _eta_ms(delay: float | dt.timedelta | None, eta: dt.datetime | None) -> int:
-    if delay is not None and eta is not None:
-        raise ConfigurationError("give either delay or eta, not both")
-    if eta is not None:
-        if eta.tzinfo is None:
-            raise ConfigurationError(
-                f"eta={eta!r} is naive; pass an aware datetime, e.g. datetime.now(UTC)"
-            )
-        return int(eta.timestamp() * 1000)
+def _eta_ms(eta: dt.datetime) -> int:
+    if eta.tzinfo is None:
+        raise ConfigurationError(
+            f"eta={eta!r} is naive; pass an aware datetime, e.g. datetime.now(UTC)"
+        )
+    return int(eta.timestamp() * 1000)
+
+
+def _delay_ms(delay: float | dt.timedelta) -> int:
     seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else delay
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         raise ConfigurationError(f"delay={delay!r} is invalid: expected seconds >= 0")
-    return now_ms() + int(seconds * 1000)
+    return int(seconds * 1000)

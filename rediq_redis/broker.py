@@ -16,6 +16,7 @@ from rediq_core.broker import (
     CancelOutcome,
     EnqueueOutcome,
     FetchBatch,
+    Lease,
     QueueStats,
     Settlement,
     TaskRecord,
@@ -24,7 +25,7 @@ from rediq_core.broker import (
 from rediq_core.message import TaskMessage
 
 from . import control, leasing, producer, registry
-from .connection import check_server_version, make_clients
+from .connection import check_server, make_clients
 from .keys import NamespaceKeys
 from .records import text
 from .scripts import Scripts
@@ -59,7 +60,7 @@ class RedisBroker(Broker):
             if self._session is None:
                 client, blocking = make_clients(self.options.url, self.options.config)
                 try:
-                    await check_server_version(client)
+                    server = await check_server(client)
                 except BaseException:
                     await client.aclose()
                     await blocking.aclose()
@@ -67,9 +68,10 @@ class RedisBroker(Broker):
                 self._session = Session(
                     client=client,
                     blocking=blocking,
-                    scripts=Scripts(client),
+                    scripts=Scripts(client, self.settings.replay_window_ms),
                     keys=NamespaceKeys(self.options.namespace),
                     settings=self.settings,
+                    timer_tick_s=server.timer_tick_s,
                 )
             return self._session
 
@@ -90,14 +92,14 @@ class RedisBroker(Broker):
         return await leasing.fetch(await self._ready(), queue, worker_id, limit, lease_ms)
 
     async def extend_leases(
-        self, worker_id: str, leases: Mapping[str, Sequence[str]], lease_ms: int
-    ) -> set[str]:
+        self, worker_id: str, leases: Mapping[str, Sequence[Lease]], lease_ms: int
+    ) -> set[Lease]:
         return await leasing.extend_leases(await self._ready(), worker_id, leases, lease_ms)
 
     async def settle(self, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]:
         return await leasing.settle(await self._ready(), worker_id, settlements)
 
-    async def release(self, worker_id: str, leases: Mapping[str, Sequence[str]]) -> int:
+    async def release(self, worker_id: str, leases: Mapping[str, Sequence[Lease]]) -> int:
         return await leasing.release(await self._ready(), worker_id, leases)
 
     async def cancellations(self) -> AsyncIterator[str]:

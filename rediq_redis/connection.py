@@ -7,26 +7,32 @@ cancellation subscription) use a second pool without a socket timeout, so they n
 exhaust ``max_connections`` of the main pool nor time out while blocked.
 
 Unless ``redis_config`` sets ``retry`` or ``retry_on_error``, a command that meets a
-broken connection (the server restarted, a failover) is retried on a fresh one, with
-exponential backoff for up to about 2 s. Retrying a script is safe for the protocol: a
-script whose reply was lost and that runs again finds the state it left (a duplicate
-enqueue is a no-op, a second settlement finds no lease, and a task claimed twice is
-orphaned only until its lease expires).
+broken connection (the server restarted, a failover) is re-sent on a fresh one, with
+exponential backoff, for at most ``RESEND_BUDGET_S`` after it was first sent. Re-sending
+a script is safe for the protocol: every state-changing call carries a reply key named
+by a nonce, and a re-send within the replay window (``REPLAY_WINDOW_MS``, three times
+the budget) gets the first answer back and changes nothing (docs/broker.md, "Lost
+replies").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from rediq_core import defaults
 from rediq_core.errors import BrokerError
 
-__all__ = ["MIN_SERVER_VERSION", "check_server_version", "make_clients"]
+__all__ = ["MIN_SERVER_VERSION", "BoundedRetry", "ServerInfo", "check_server", "make_clients"]
+
+T = TypeVar("T")
 
 #: Oldest supported server: BLMOVE, ZRANGE ... and float timeouts of blocking commands.
 MIN_SERVER_VERSION = (6, 2, 0)
@@ -40,12 +46,38 @@ def _parse_version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+class BoundedRetry(Retry):
+    """redis-py's retry, but never re-sending a command more than ``budget_s`` after its
+    first send: past that, the replay memory of a script call may have expired."""
+
+    def __init__(self, *args: Any, budget_s: float = defaults.RESEND_BUDGET_S,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.budget_s = budget_s
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        started = time.monotonic()
+
+        def retryable(error: Exception) -> bool:
+            if time.monotonic() - started > self.budget_s:
+                return False
+            return is_retryable(error) if is_retryable is not None else True
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
 def make_clients(url: str, config: Mapping[str, Any]) -> tuple[Redis, Redis]:
     """The main client and the client for blocking commands."""
     options = dict(config)
     options["decode_responses"] = False
     if "retry" not in options and "retry_on_error" not in options:
-        options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.01), retries=8)
+        options["retry"] = BoundedRetry(ExponentialBackoff(cap=0.5, base=0.01), retries=8)
         options["retry_on_error"] = [redis_errors.ConnectionError, redis_errors.TimeoutError]
     main = Redis.from_url(url, **options)
     blocking_options = {k: v for k, v in options.items() if k != "max_connections"}
@@ -54,16 +86,29 @@ def make_clients(url: str, config: Mapping[str, Any]) -> tuple[Redis, Redis]:
     return main, blocking
 
 
-async def check_server_version(client: Redis) -> tuple[int, ...]:
-    """Raise :class:`BrokerError` when the server is older than supported."""
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    version: tuple[int, ...]
+    #: How often the server checks the timeouts of blocked commands (1 / hz s): a blocking
+    #: command's timeout ends on one of these ticks, up to this much late.
+    timer_tick_s: float
+
+
+async def check_server(client: Redis) -> ServerInfo:
+    """What the broker needs to know of the server; :class:`BrokerError` when it is older
+    than supported."""
     info = await client.info("server")
     raw = info.get("redis_version", "0")
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     version = _parse_version(text)
+    try:
+        hz = max(1, int(info.get("hz", 10)))
+    except (TypeError, ValueError):
+        hz = 10
     if version < MIN_SERVER_VERSION:
         wanted = ".".join(map(str, MIN_SERVER_VERSION))
         raise BrokerError(
             f"the Redis server reports version {text}, but rediq needs Redis >= {wanted}"
             " (or Valkey >= 7.2); upgrade the server"
         )
-    return version
+    return ServerInfo(version=version, timer_tick_s=1 / hz)

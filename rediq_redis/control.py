@@ -92,7 +92,7 @@ async def cancel(session: Session, task_id: str, queue: str | None) -> CancelOut
         return CancelOutcome.NOT_FOUND
     reply = await session.scripts.cancel(
         session.client,
-        session.keys.queue(name).for_task(task_id),
+        session.keys.queue(name).for_call(task_id),
         [task_id, session.keys.cancel_channel],
     )
     return CancelOutcome(text(reply) or "")
@@ -103,7 +103,7 @@ async def delete(session: Session, task_id: str, queue: str | None) -> bool:
     if name is None:
         return False
     reply = await session.scripts.delete(
-        session.client, session.keys.queue(name).for_task(task_id), [task_id]
+        session.client, session.keys.queue(name).for_call(task_id), [task_id]
     )
     return int(reply) == 1
 
@@ -126,7 +126,7 @@ async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | N
         task_ids = [text(i) or "" for i in await session.client.zrange(keys.key("dead"), 0, -1)]
     if not task_ids:
         return 0
-    calls = [session.scripts.requeue_dead.call(keys.for_task(i), [i]) for i in task_ids]
+    calls = [session.scripts.requeue_dead.call(keys.for_call(i), [i]) for i in task_ids]
     replies = await run_batch(session.client, calls)
     return sum(int(r) for r in replies)
 

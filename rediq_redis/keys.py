@@ -8,10 +8,11 @@ never written inside a task-state script.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys"]
+__all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce"]
 
 #: The per-queue keys, in the order every queue script receives them as KEYS[1..N]. The Lua
 #: prelude's key table is generated from this tuple: append a new key at the end.
@@ -32,6 +33,7 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "stats",  # HASH counters: enqueued, succeeded, failed, retried
     "wake",  # LIST wake tokens (at most one)
     "seq",  # STRING sequence counter for FIFO positions
+    "lost",  # HASH id -> leases that expired unsettled (its worker died or stalled)
 )
 
 
@@ -62,9 +64,23 @@ class QueueKeys:
         """LIST holding one token once the task ended; waiters BLMOVE it onto itself."""
         return self.key(f"done:{task_id}")
 
+    def reply(self, nonce: str) -> str:
+        """STRING a script call remembers its answer in, for the replay window, so that a
+        re-send of the same call (after a lost reply) changes nothing (docs/broker.md)."""
+        return self.key(f"reply:{nonce}")
+
     def for_task(self, task_id: str) -> list[str]:
         """KEYS of a script about one task: the queue's keys, then result and done."""
         return [*self.all, self.result(task_id), self.done(task_id)]
+
+    def for_call(self, task_id: str) -> list[str]:
+        """:meth:`for_task` plus a fresh reply key: a call that is safe to re-send."""
+        return [*self.for_task(task_id), self.reply(new_nonce())]
+
+
+def new_nonce() -> str:
+    """A per-call nonce (64 random bits)."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True)

@@ -7,80 +7,40 @@ connection there, and never takes one of the main pool's ``max_connections``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from rediq_core.broker import Delivery, FetchBatch, Rejected, Settlement, TaskError
+from rediq_core.broker import Delivery, FetchBatch, Lease, Rejected, Settlement, TaskError
 from rediq_core.message import MalformedMessageError, TaskMessage
 
-from .keys import QueueKeys
+from .keys import QueueKeys, new_nonce
 from .records import encode_error, text
-from .scripts import run_batch
+from .scripts import ScriptCall, run_batch
 from .session import Session
 
 __all__ = ["extend_leases", "fetch", "release", "settle"]
 
 log = logging.getLogger("rediq.broker.redis")
 
-_background: set[asyncio.Task[None]] = set()
+_background: set[asyncio.Task[Any]] = set()
 
 #: Back-off bounds after a server-side error in the claim step (e.g. a wrong key type).
 _ERROR_BACKOFF_S = (0.05, 5.0)
+_ROW = 7  # fields per leased task in a claim reply
 
 
 @dataclass(frozen=True, slots=True)
 class _Claim:
     next_delay_ms: int
-    leased: list[Any]
-    exhausted: list[str]
-    cancelled: list[str]
-
-
-async def _claim(
-    session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int
-) -> _Claim:
-    s = session.settings
-    reply = await session.scripts.claim(
-        session.blocking,
-        keys.all,
-        [
-            worker_id,
-            limit,
-            lease_ms,
-            s.max_deliveries,
-            s.dead_letter_ttl_s * 1000,
-            s.dead_letter_max,
-            s.claim_bound,
-        ],
-    )
-    return _Claim(
-        next_delay_ms=int(reply[1]),
-        leased=list(reply[2]),
-        exhausted=[text(i) or "" for i in reply[3]],
-        cancelled=[text(i) or "" for i in reply[4]],
-    )
-
-
-async def _dead_letter(
-    session: Session, keys: QueueKeys, worker_id: str, task_id: str, error: TaskError
-) -> None:
-    s = session.settings
-    await session.scripts.ack_failure(
-        session.blocking,
-        keys.for_task(task_id),
-        [
-            worker_id,
-            task_id,
-            encode_error(error),
-            "",
-            s.dead_letter_ttl_s * 1000,
-            s.dead_letter_max,
-        ],
-    )
+    batch: FetchBatch
+    exhausted: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
 
 
 def _decode(row: Sequence[Any]) -> TaskMessage:
@@ -92,37 +52,84 @@ def _decode(row: Sequence[Any]) -> TaskMessage:
     return TaskMessage.from_parts(task_id, envelope, payload)
 
 
-async def _finish_claim(
-    session: Session, keys: QueueKeys, worker_id: str, claim: _Claim
-) -> FetchBatch:
-    """Decode leased rows; dead-letter unusable ones; finish expired special leases."""
+def _dead_letter_call(
+    session: Session, keys: QueueKeys, worker_id: str, lease: Lease | None, error: TaskError
+) -> ScriptCall:
+    """ack_failure as a final failure: of ``lease`` held by ``worker_id``, or (worker '')
+    of an expired lease."""
+    s = session.settings
+    task_id = lease.task_id if lease else ""
+    return session.scripts.ack_failure.call(
+        keys.for_call(task_id),
+        [worker_id, task_id, "" if lease is None or not worker_id else lease.delivery,
+         encode_error(error), "", s.dead_letter_ttl_s * 1000, s.dead_letter_max],
+    )
+
+
+async def _claim(
+    session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int
+) -> _Claim:
+    """One claim step, and the finishing calls it asks for (in one round trip)."""
+    s = session.settings
+    reply = await session.scripts.claim(
+        session.blocking,
+        [*keys.all, keys.reply(new_nonce())],
+        [worker_id, limit, lease_ms, s.max_deliveries, s.dead_letter_ttl_s * 1000,
+         s.dead_letter_max, s.claim_bound],
+    )
     deliveries: list[Delivery] = []
-    rejected: list[Rejected] = []
-    rows = claim.leased
-    for i in range(0, len(rows), 6):
-        row = rows[i : i + 6]
+    rejects: list[tuple[Lease, str]] = []
+    rows = reply[2]
+    for i in range(0, len(rows), _ROW):
+        row = rows[i : i + _ROW]
+        lease = Lease(text(row[0]) or "", int(row[4]))
         try:
             message = _decode(row)
         except MalformedMessageError as exc:
-            task_id = text(row[0]) or ""
-            await _dead_letter(
-                session, keys, worker_id, task_id, TaskError("MalformedMessageError", str(exc))
-            )
-            rejected.append(Rejected(task_id, str(exc)))
+            rejects.append((lease, str(exc)))
             continue
-        deliveries.append(Delivery(message, int(row[3]), int(row[4]), int(row[5])))
+        deliveries.append(Delivery(message, int(row[3]), lease.delivery, int(row[5]),
+                                   int(row[6])))
+    claim = _Claim(
+        next_delay_ms=int(reply[1]),
+        batch=FetchBatch(deliveries, [Rejected(lease.task_id, why) for lease, why in rejects]),
+        exhausted=[text(i) or "" for i in reply[3]],
+        cancelled=[text(i) or "" for i in reply[4]],
+    )
+    await _finish(session, keys, worker_id, claim, rejects)
+    return claim
+
+
+async def _finish(
+    session: Session, keys: QueueKeys, worker_id: str, claim: _Claim,
+    rejects: list[tuple[Lease, str]],
+) -> None:
+    """Dead-letter unusable rows and lost-too-often leases, end cancelled expired ones.
+
+    One round trip. If it fails, nothing is lost: an unusable row's lease, or the expired
+    lease, stays in ``active`` and a later claim finishes it; the claim's deliveries are
+    delivered all the same.
+    """
     s = session.settings
-    for task_id in claim.exhausted:
-        reason = (
-            f"killed its worker {s.max_deliveries} times: its lease expired after"
-            f" {s.max_deliveries} deliveries"
-        )
-        await _dead_letter(session, keys, "", task_id, TaskError("LeaseExpiredError", reason))
-    for task_id in claim.cancelled:
-        await session.scripts.cancel(
-            session.blocking, keys.for_task(task_id), [task_id, session.keys.cancel_channel]
-        )
-    return FetchBatch(deliveries, rejected)
+    reason = (f"lost its lease {s.max_deliveries} times: its worker died or stalled while"
+              " running it each time")
+    calls = [
+        *(_dead_letter_call(session, keys, worker_id, lease,
+                            TaskError("MalformedMessageError", why)) for lease, why in rejects),
+        *(_dead_letter_call(session, keys, "", Lease(task_id, 0),
+                            TaskError("LeaseExpiredError", reason))
+          for task_id in claim.exhausted),
+        *(session.scripts.cancel.call(keys.for_call(task_id),
+                                      [task_id, session.keys.cancel_channel])
+          for task_id in claim.cancelled),
+    ]
+    if not calls:
+        return
+    try:
+        await run_batch(session.blocking, calls)
+    except RedisError as exc:
+        log.error("queue %r: could not finish %d expired or unusable task(s) (%s); a later"
+                  " fetch finishes them", keys.queue, len(calls), exc)
 
 
 async def _push_wake(session: Session, keys: QueueKeys) -> None:
@@ -133,30 +140,48 @@ async def _push_wake(session: Session, keys: QueueKeys) -> None:
         await pipe.execute()
 
 
-def _spawn_push_wake(session: Session, keys: QueueKeys) -> None:
-    task = asyncio.get_running_loop().create_task(_push_wake(session, keys))
+def _in_background(coro: Any) -> asyncio.Task[Any]:
+    task = asyncio.get_running_loop().create_task(coro)
     _background.add(task)
     task.add_done_callback(_background.discard)
+    return task
 
 
 async def _wait_for_wake(session: Session, keys: QueueKeys, next_delay_ms: int) -> None:
     """Block on the wake key until a token arrives or the next deadline passes.
 
-    Redis checks blocking timeouts only every 1/hz s (100 ms by default), so the deadline
-    is kept by an asyncio timer; the server-side timeout (1 s later) is only a backstop.
-    Either way the wait may have taken a token: one is put back (a spurious one is
-    harmless).
+    Redis ends a blocking command's timeout on its timer tick (1/hz s, 100 ms by default),
+    so the server-side wait stops one tick short of the deadline and the rest is an
+    asyncio timer: the wait is never late and never cancels the command (which would
+    close the connection). Only a cancellation from outside (shutdown) may have taken a
+    token; one is then put back.
     """
     cap = session.settings.wake_safety_cap_s
     timeout = cap if next_delay_ms < 0 else min(next_delay_ms / 1000, cap)
-    blpop = session.blocking.blpop([keys.key("wake")], timeout=timeout + 1.0)
-    try:
-        await asyncio.wait_for(blpop, timeout)
-    except TimeoutError:
-        _spawn_push_wake(session, keys)
-    except asyncio.CancelledError:
-        _spawn_push_wake(session, keys)
-        raise
+    deadline = time.monotonic() + timeout
+    server_part = timeout - session.timer_tick_s
+    if server_part > 0.001:
+        blpop = session.blocking.blpop([keys.key("wake")], timeout=server_part)
+        try:
+            if await blpop is not None:
+                return
+        except asyncio.CancelledError:
+            _in_background(_push_wake(session, keys))
+            raise
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        await asyncio.sleep(remaining)  # the last timer tick before a known deadline
+
+
+async def _hand_back(session: Session, keys: QueueKeys, worker_id: str,
+                     claiming: asyncio.Future[_Claim]) -> None:
+    """A fetch was cancelled while its claim was in flight: await the claim and release
+    what it leased (it may have run on the server already)."""
+    with contextlib.suppress(Exception):
+        claim = await claiming
+        leases = [d.lease for d in claim.batch.deliveries]
+        if leases:
+            await release(session, worker_id, {keys.queue: leases})
 
 
 async def fetch(
@@ -165,85 +190,83 @@ async def fetch(
     keys = session.keys.queue(queue)
     backoff = _ERROR_BACKOFF_S[0]
     while True:
+        claiming = asyncio.ensure_future(_claim(session, keys, worker_id, limit, lease_ms))
         try:
-            claim = await _claim(session, keys, worker_id, limit, lease_ms)
-            batch = await _finish_claim(session, keys, worker_id, claim)
+            claim = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # Cancelling loses nothing: whatever the claim leased goes back at once.
+            await asyncio.shield(_in_background(_hand_back(session, keys, worker_id, claiming)))
+            raise
         except ResponseError as exc:
             log.error(
                 "fetch from queue %r failed on the server (%s); retrying in %.2f s."
                 " Check the queue's keys for foreign data (docs/broker.md).",
-                queue,
-                exc,
-                backoff,
+                queue, exc, backoff,
             )
             await asyncio.sleep(backoff)  # error back-off, not the hot path
             backoff = min(backoff * 2, _ERROR_BACKOFF_S[1])
             continue
         backoff = _ERROR_BACKOFF_S[0]
-        if batch.deliveries or batch.rejected:
-            return batch
+        if claim.batch.deliveries or claim.batch.rejected:
+            return claim.batch
         if claim.exhausted or claim.cancelled or claim.next_delay_ms == 0:
             continue
         await _wait_for_wake(session, keys, claim.next_delay_ms)
 
 
+def _lease_args(leases: Sequence[Lease]) -> list[str | int]:
+    return [part for lease in leases for part in lease]
+
+
 async def extend_leases(
-    session: Session, worker_id: str, leases: Mapping[str, Sequence[str]], lease_ms: int
-) -> set[str]:
-    queues = [q for q, ids in leases.items() if ids]
+    session: Session, worker_id: str, leases: Mapping[str, Sequence[Lease]], lease_ms: int
+) -> set[Lease]:
+    queues = [q for q, held in leases.items() if held]
     if not queues:
         return set()
     calls = [
         session.scripts.extend_leases.call(
-            session.keys.queue(queue).all, [worker_id, lease_ms, *leases[queue]]
+            session.keys.queue(queue).all, [worker_id, lease_ms, *_lease_args(leases[queue])]
         )
         for queue in queues
     ]
     replies = await run_batch(session.client, calls)
-    return {text(i) or "" for reply in replies for i in reply}
+    return {Lease(text(reply[i]) or "", int(reply[i + 1]))
+            for reply in replies for i in range(0, len(reply), 2)}
+
+
+def _settle_call(session: Session, worker_id: str, item: Settlement) -> ScriptCall:
+    keys = session.keys.queue(item.queue).for_call(item.task_id)
+    delivery = "" if item.delivery is None else item.delivery
+    if item.error is None:
+        return session.scripts.ack_success.call(
+            keys, [worker_id, item.task_id, delivery, item.result or b""])
+    s = session.settings
+    retry = "" if item.retry_delay_ms is None else max(0, int(item.retry_delay_ms))
+    return session.scripts.ack_failure.call(
+        keys, [worker_id, item.task_id, delivery, encode_error(item.error), retry,
+               s.dead_letter_ttl_s * 1000, s.dead_letter_max])
 
 
 async def settle(session: Session, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]:
     if not settlements:
         return []
-    s = session.settings
-    calls = []
-    for item in settlements:
-        keys = session.keys.queue(item.queue).for_task(item.task_id)
-        if item.error is None:
-            calls.append(
-                session.scripts.ack_success.call(
-                    keys, [worker_id, item.task_id, item.result or b""]
-                )
-            )
-        else:
-            retry = "" if item.retry_at_ms is None else item.retry_at_ms
-            calls.append(
-                session.scripts.ack_failure.call(
-                    keys,
-                    [
-                        worker_id,
-                        item.task_id,
-                        encode_error(item.error),
-                        retry,
-                        s.dead_letter_ttl_s * 1000,
-                        s.dead_letter_max,
-                    ],
-                )
-            )
+    calls = [_settle_call(session, worker_id, item) for item in settlements]
     replies = await run_batch(session.client, calls)
     return [int(r) != 0 for r in replies]
 
 
-async def release(session: Session, worker_id: str, leases: Mapping[str, Sequence[str]]) -> int:
-    queues = [q for q, ids in leases.items() if ids]
+async def release(session: Session, worker_id: str, leases: Mapping[str, Sequence[Lease]]) -> int:
+    queues = [q for q, held in leases.items() if held]
     if not queues:
         return 0
     calls = []
     for queue in queues:
         keys = session.keys.queue(queue)
-        ids = list(leases[queue])
-        task_keys = [k for i in ids for k in (keys.result(i), keys.done(i))]
-        calls.append(session.scripts.release.call([*keys.all, *task_keys], [worker_id, *ids]))
+        held = list(leases[queue])
+        task_keys = [k for lease in held for k in (keys.result(lease.task_id),
+                                                    keys.done(lease.task_id))]
+        calls.append(session.scripts.release.call([*keys.all, *task_keys],
+                                                  [worker_id, *_lease_args(held)]))
     replies = await run_batch(session.client, calls)
     return sum(int(r) for r in replies)

@@ -29,13 +29,18 @@ async def enqueue(session: Session, messages: Sequence[TaskMessage]) -> list[Enq
         session.queue_names.mark(new_queues)
     calls = [
         session.scripts.enqueue.call(
-            session.keys.queue(m.queue).for_task(m.id),
-            [m.id, m.envelope(), m.payload, m.priority, "" if m.eta_ms is None else m.eta_ms],
+            session.keys.queue(m.queue).for_call(m.id),
+            [m.id, m.envelope(), m.payload, m.priority, _ms(m.eta_ms), _ms(m.delay_ms)],
         )
         for m in messages
     ]
     replies = await run_batch(session.client, calls)
     return [
-        EnqueueOutcome(m.id, bool(int(reply[0])), TaskState(text(reply[1]) or ""))
+        EnqueueOutcome(m.id, bool(int(reply[0])), TaskState(text(reply[1]) or ""),
+                       int(reply[2]))
         for m, reply in zip(messages, replies, strict=True)
     ]
+
+
+def _ms(value: int | None) -> int | str:
+    return "" if value is None else value

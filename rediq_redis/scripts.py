@@ -17,6 +17,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from rediq_core import defaults
+
 from .keys import QUEUE_KEY_NAMES
 
 __all__ = [
@@ -54,21 +56,23 @@ def _key_table() -> str:
     return f"local N = {len(QUEUE_KEY_NAMES)}\nlocal Q = {{ {entries} }}"
 
 
-def script_source(name: str) -> str:
-    """The full text sent to Redis for script ``name``."""
+def script_source(name: str, replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
+    """The full text sent to Redis for script ``name`` (``replay_ms``: how long a call's
+    answer is remembered for a re-send)."""
     body = _read(name)
     if name not in QUEUE_SCRIPTS:
         return body
     prelude = _read("_prelude").replace("--@QUEUE_KEYS@--", _key_table())
+    prelude = prelude.replace("--@REPLAY_MS@--", str(int(replay_ms)))
     return prelude + "\n" + body
 
 
 class LuaScript:
     """One registered script; ``await script(client, keys, args)``."""
 
-    def __init__(self, name: str, client: Redis) -> None:
+    def __init__(self, name: str, client: Redis, replay_ms: int) -> None:
         self.name = name
-        self._script = client.register_script(script_source(name))
+        self._script = client.register_script(script_source(name, replay_ms))
 
     @property
     def sha(self) -> str:
@@ -118,15 +122,15 @@ async def run_batch(client: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
 class Scripts:
     """Every script, registered on one client."""
 
-    def __init__(self, client: Redis) -> None:
-        self.enqueue = LuaScript("enqueue", client)
-        self.claim = LuaScript("claim", client)
-        self.extend_leases = LuaScript("extend_leases", client)
-        self.ack_success = LuaScript("ack_success", client)
-        self.ack_failure = LuaScript("ack_failure", client)
-        self.release = LuaScript("release", client)
-        self.cancel = LuaScript("cancel", client)
-        self.delete = LuaScript("delete", client)
-        self.purge = LuaScript("purge", client)
-        self.requeue_dead = LuaScript("requeue_dead", client)
-        self.heartbeat = LuaScript("heartbeat", client)
+    def __init__(self, client: Redis, replay_ms: int = defaults.REPLAY_WINDOW_MS) -> None:
+        self.enqueue = LuaScript("enqueue", client, replay_ms)
+        self.claim = LuaScript("claim", client, replay_ms)
+        self.extend_leases = LuaScript("extend_leases", client, replay_ms)
+        self.ack_success = LuaScript("ack_success", client, replay_ms)
+        self.ack_failure = LuaScript("ack_failure", client, replay_ms)
+        self.release = LuaScript("release", client, replay_ms)
+        self.cancel = LuaScript("cancel", client, replay_ms)
+        self.delete = LuaScript("delete", client, replay_ms)
+        self.purge = LuaScript("purge", client, replay_ms)
+        self.requeue_dead = LuaScript("requeue_dead", client, replay_ms)
+        self.heartbeat = LuaScript("heartbeat", client, replay_ms)

@@ -22,8 +22,10 @@ class BrokerSettings:
 
     #: A blocked fetch re-checks at least this often, in case a wake token was lost.
     wake_safety_cap_s: float = 30.0
-    #: Deliveries (leases) after which an expiring lease dead-letters the task.
+    #: Lost leases (expired unsettled) after which an expiring lease dead-letters the task.
     max_deliveries: int = defaults.MAX_DELIVERIES
+    #: How long a script call's answer is kept for a re-send of the same call.
+    replay_window_ms: int = defaults.REPLAY_WINDOW_MS
     dead_letter_ttl_s: int = defaults.DEAD_LETTER_TTL_S
     dead_letter_max: int = defaults.DEAD_LETTER_MAX
     #: Scheduled tasks promoted / expired leases reclaimed per claim step, at most.
@@ -61,4 +63,6 @@ class Session:
     scripts: Scripts
     keys: NamespaceKeys
     settings: BrokerSettings
+    #: The server's timer tick (1 / hz s): blocking timeouts end on these ticks.
+    timer_tick_s: float = 0.1
     queue_names: QueueNames = field(default_factory=QueueNames)

@@ -21,7 +21,9 @@ class Rule:
     """What to do with the reply to the next ``times`` requests containing ``pattern``.
 
     ``action`` is ``"drop"`` (forward the request, swallow the reply, run ``hook``, close
-    the client's connection) or ``"hold"`` (forward the reply only once ``release`` is set).
+    the client's connection: the command ran, its reply was lost), ``"refuse"`` (close the
+    client's connection without forwarding: the command never ran) or ``"hold"`` (forward
+    the reply only once ``release`` is set).
     """
 
     pattern: bytes
@@ -87,6 +89,8 @@ class TcpProxy:
         downstream = asyncio.ensure_future(self._replies(up_reader, writer, intercept))
         try:
             await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass  # the proxy is closing
         finally:
             for pump in (upstream, downstream):
                 pump.cancel()
@@ -100,6 +104,8 @@ class TcpProxy:
                         intercept: asyncio.Queue[Rule]) -> None:
         while data := await reader.read(65536):
             rule = self._match(data)
+            if rule is not None and rule.action == "refuse":
+                return
             if rule is not None:
                 intercept.put_nowait(rule)
             up.write(data)

@@ -32,6 +32,7 @@ from rediq_core.broker import (
     CancelOutcome,
     Delivery,
     FetchBatch,
+    Lease,
     Settlement,
     TaskError,
     TaskState,
@@ -98,15 +99,20 @@ async def fetch_one(broker: Broker, **kwargs: object) -> Delivery:
     return batch.deliveries[0]
 
 
-def success(message: TaskMessage, result: bytes = b"ok") -> Settlement:
-    return Settlement(message.id, message.queue, result=result)
+def success(message: TaskMessage, result: bytes = b"ok", delivery: int | None = None
+            ) -> Settlement:
+    return Settlement(message.id, message.queue, result=result, delivery=delivery)
 
 
-def failure(message: TaskMessage, retry_at_ms: int | None = None,
+def failure(message: TaskMessage, retry_delay_ms: int | None = None,
             error: TaskError | None = None) -> Settlement:
     return Settlement(message.id, message.queue,
                       error=error or TaskError("ValueError", "boom", "Traceback: ..."),
-                      retry_at_ms=retry_at_ms)
+                      retry_delay_ms=retry_delay_ms)
+
+
+def lease(message: TaskMessage, delivery: int = 1) -> Lease:
+    return Lease(message.id, delivery)
 
 
 class BrokerContract:
@@ -152,8 +158,9 @@ class BrokerContract:
 
     async def test_deduplication_while_unfinished(self, broker: Broker) -> None:
         first = await enqueue_one(broker)
-        [again] = await broker.enqueue([make_message(id=first.id, priority=99)])
+        [again] = await broker.enqueue([make_message(id=first.id, priority=99, result_ttl_s=0)])
         assert not again.accepted and again.state is TaskState.PENDING
+        assert again.result_ttl_s == first.result_ttl_s  # the existing task's, not the call's
         await fetch_one(broker)
         [while_active] = await broker.enqueue([make_message(id=first.id)])
         assert not while_active.accepted and while_active.state is TaskState.ACTIVE
@@ -182,7 +189,18 @@ class BrokerContract:
             lateness.append(late)
             await broker.settle(WORKER, [success(message)])
         measure("delayed_task_lateness_ms", lateness)
-        assert max(lateness) < 1000
+        # 2-5 ms is typical (docs/broker.md); a fetch sleeps exactly until the due time,
+        # so only scheduling noise of a loaded 2-core machine may add to it.
+        assert max(lateness) < 50, lateness
+
+    async def test_delay_counts_from_when_the_broker_stores_it(self, broker: Broker) -> None:
+        started = time.monotonic()
+        message = await enqueue_one(broker, delay_ms=300)
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.SCHEDULED
+        assert (await fetch_one(broker)).message.id == message.id
+        waited_ms = (time.monotonic() - started) * 1000
+        assert 295 <= waited_ms < 350, waited_ms  # the delay, plus scheduling noise
 
     async def test_blocked_fetch_picks_up_new_task_at_once(
         self, broker: Broker, measure: Record
@@ -234,34 +252,61 @@ class BrokerContract:
     async def test_task_killing_its_worker_is_dead_lettered(self, broker: Broker) -> None:
         message = await enqueue_one(broker)
         for n in range(1, defaults.MAX_DELIVERIES + 1):
-            assert (await fetch_one(broker, lease_ms=50)).deliveries == n
+            delivery = await fetch_one(broker, lease_ms=50)
+            assert (delivery.deliveries, delivery.lost) == (n, n - 1)
         await fetch_nothing(broker)  # this fetch handles the last expiry
         record = await broker.get_task(message.id, QUEUE)
         assert record is not None and record.state is TaskState.FAILED
         assert record.error is not None
-        assert f"killed its worker {defaults.MAX_DELIVERIES} times" in record.error.message
+        assert f"lost its lease {defaults.MAX_DELIVERIES} times" in record.error.message
         assert [r.id for r in await broker.dead_letters(QUEUE)] == [message.id]
+
+    async def test_retried_failures_do_not_count_as_lost_leases(self, broker: Broker) -> None:
+        """Only expired leases use up the crash budget; retries have their own."""
+        message = await enqueue_one(broker, max_retries=20)
+        for _ in range(defaults.MAX_DELIVERIES + 1):
+            await fetch_one(broker)
+            assert await broker.settle(WORKER, [failure(message, 0)]) == [True]
+        await fetch_one(broker, lease_ms=50)  # and then its worker dies once
+        again = await fetch_one(broker, worker_id="worker-2")
+        assert (again.retried, again.lost) == (defaults.MAX_DELIVERIES + 1, 1)
+
+    async def test_a_stale_lease_of_the_same_worker_settles_nothing(
+        self, broker: Broker
+    ) -> None:
+        """The worker stalled past its lease and leased the task again: the first attempt
+        can neither settle, renew nor hand back the second lease."""
+        message = await enqueue_one(broker)
+        first = await fetch_one(broker, lease_ms=50)
+        second = await fetch_one(broker)  # blocks until the first lease expires
+        assert (first.deliveries, second.deliveries) == (1, 2)
+        assert await broker.settle(WORKER, [success(message, delivery=1)]) == [False]
+        assert await broker.extend_leases(WORKER, {QUEUE: [first.lease]}, LEASE_MS) == {
+            first.lease}
+        assert await broker.release(WORKER, {QUEUE: [first.lease]}) == 0
+        assert await broker.extend_leases(WORKER, {QUEUE: [second.lease]}, LEASE_MS) == set()
+        assert await broker.settle(WORKER, [success(message, delivery=2)]) == [True]
 
     async def test_extend_leases(self, broker: Broker) -> None:
         message = await enqueue_one(broker)
         await fetch_one(broker, lease_ms=150)
-        assert await broker.extend_leases(WORKER, {QUEUE: [message.id]}, 10_000) == set()
+        assert await broker.extend_leases(WORKER, {QUEUE: [lease(message)]}, 10_000) == set()
         await fetch_nothing(broker, within_s=0.4)
-        lost = await broker.extend_leases("intruder", {QUEUE: [message.id]}, 10_000)
-        assert lost == {message.id}
-        assert await broker.extend_leases(WORKER, {QUEUE: ["no-such-task"]}, 1000) == {
-            "no-such-task"
-        }
+        lost = await broker.extend_leases("intruder", {QUEUE: [lease(message)]}, 10_000)
+        assert lost == {lease(message)}
+        unknown = Lease("no-such-task", 1)
+        assert await broker.extend_leases(WORKER, {QUEUE: [unknown]}, 1000) == {unknown}
 
     async def test_release_hands_back_at_once(self, broker: Broker) -> None:
         first, second = make_message(), make_message()
         await broker.enqueue([first, second])
         batch = await fetch(broker)
-        assert await broker.release("intruder", {QUEUE: [first.id]}) == 0
-        assert await broker.release(WORKER, {QUEUE: [first.id, second.id]}) == 2
+        assert await broker.release("intruder", {QUEUE: [lease(first)]}) == 0
+        assert await broker.release(WORKER, {QUEUE: [lease(first), lease(second)]}) == 2
         again = await fetch(broker, worker_id="worker-2")
         assert [d.message.id for d in again.deliveries] == [d.message.id for d in batch.deliveries]
-        assert [d.deliveries for d in again.deliveries] == [1, 1]  # release is not counted
+        # A new lease number; a release is neither lost nor failed.
+        assert [(d.deliveries, d.lost, d.retried) for d in again.deliveries] == [(2, 0, 0)] * 2
 
     # --- settlement -------------------------------------------------------------------
 
@@ -294,7 +339,7 @@ class BrokerContract:
     async def test_retry_after_backoff(self, broker: Broker) -> None:
         message = await enqueue_one(broker, max_retries=1)
         await fetch_one(broker)
-        assert await broker.settle(WORKER, [failure(message, now_ms() + 150)]) == [True]
+        assert await broker.settle(WORKER, [failure(message, 150)]) == [True]
         record = await broker.get_task(message.id, QUEUE)
         assert record is not None and record.state is TaskState.SCHEDULED
         assert record.error is not None and record.error.message == "boom"
@@ -316,7 +361,9 @@ class BrokerContract:
         assert (stats.dead, stats.failed) == (1, 1)
         assert await broker.requeue_dead(QUEUE) == 1
         again = await fetch_one(broker)
-        assert (again.message.id, again.retried, again.deliveries) == (message.id, 0, 1)
+        # Fresh retry and crash budgets; lease numbers go on (they are never reused).
+        assert (again.message.id, again.retried, again.lost, again.deliveries) == (
+            message.id, 0, 0, 2)
         assert (await broker.queue_stats(QUEUE)).dead == 0
 
     async def test_requeue_selected_dead_letters(self, broker: Broker) -> None:
@@ -410,9 +457,10 @@ class BrokerContract:
         latency = await _announce(broker, stream, message.id)
         measure("cancel_announcement_ms", latency)
         # the safety net: the lease keeper learns it too
-        assert await broker.extend_leases(WORKER, {QUEUE: [message.id]}, LEASE_MS) == {message.id}
+        assert await broker.extend_leases(WORKER, {QUEUE: [lease(message)]}, LEASE_MS) == {
+            lease(message)}
         # the worker cancels the task and settles the attempt: it ends as cancelled
-        assert await broker.settle(WORKER, [failure(message, now_ms())]) == [True]
+        assert await broker.settle(WORKER, [failure(message, 0)]) == [True]
         record = await broker.get_task(message.id, QUEUE)
         assert record is not None and record.state is TaskState.CANCELLED
         await fetch_nothing(broker)

@@ -88,6 +88,6 @@ class Fetcher:
 
     async def _hand_back(self, deliveries: list[Delivery]) -> None:
         if deliveries:
-            ids = [d.message.id for d in deliveries]
-            await self.broker.release(self.worker_id, {self.queue: ids})
-            log.info("handed back %d task(s) fetched while stopping", len(ids))
+            leases = [d.lease for d in deliveries]
+            await self.broker.release(self.worker_id, {self.queue: leases})
+            log.info("handed back %d task(s) fetched while stopping", len(leases))

@@ -21,7 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..broker import Broker, WorkerRecord
+from .. import defaults
+from ..broker import Broker, Lease, WorkerRecord
 
 __all__ = ["LeaseKeeper", "LeaseTable"]
 
@@ -30,56 +31,70 @@ log = logging.getLogger("rediq.worker.leases")
 
 @dataclass(slots=True)
 class LeaseTable:
-    """Thread-safe ``{queue: {task_id: task_name}}`` of leased, unsettled tasks."""
+    """Thread-safe ``{queue: {lease: task_name}}`` of leased, unsettled tasks.
 
-    _leases: dict[str, dict[str, str]] = field(default_factory=dict)
-    _running: set[str] = field(default_factory=set)
+    Keyed by lease, not task id: one worker may hold a stale and a newer lease of the same
+    task (it stalled past its lease and then leased the task again), and each is renewed,
+    stopped and settled on its own.
+    """
+
+    _leases: dict[str, dict[Lease, str]] = field(default_factory=dict)
+    _running: set[Lease] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, queue: str, task_id: str, task_name: str) -> None:
+    def add(self, queue: str, lease: Lease, task_name: str) -> None:
         with self._lock:
-            self._leases.setdefault(queue, {})[task_id] = task_name
+            self._leases.setdefault(queue, {})[lease] = task_name
 
-    def remove(self, queue: str, task_id: str) -> None:
+    def remove(self, queue: str, lease: Lease) -> None:
         with self._lock:
-            self._leases.get(queue, {}).pop(task_id, None)
-            self._running.discard(task_id)
+            self._leases.get(queue, {}).pop(lease, None)
+            self._running.discard(lease)
 
-    def mark_running(self, task_id: str) -> None:
+    def mark_running(self, lease: Lease) -> None:
         with self._lock:
-            self._running.add(task_id)
+            self._running.add(lease)
 
-    def __contains__(self, task_id: object) -> bool:
+    def __contains__(self, lease: object) -> bool:
         with self._lock:
-            return any(task_id in ids for ids in self._leases.values())
+            return any(lease in held for held in self._leases.values())
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(len(ids) for ids in self._leases.values())
+            return sum(len(held) for held in self._leases.values())
 
-    def snapshot(self) -> dict[str, list[str]]:
+    def of_task(self, task_id: str) -> list[Lease]:
+        """Every lease of ``task_id`` held here (usually none or one)."""
         with self._lock:
-            return {q: list(ids) for q, ids in self._leases.items() if ids}
+            return [lease for held in self._leases.values() for lease in held
+                    if lease.task_id == task_id]
+
+    def snapshot(self) -> dict[str, list[Lease]]:
+        with self._lock:
+            return {q: list(held) for q, held in self._leases.items() if held}
 
     def running_labels(self) -> list[str]:
         """``name[id]`` of every task whose function has started."""
         with self._lock:
             return [
-                f"{name}[{tid}]" for ids in self._leases.values()
-                for tid, name in ids.items() if tid in self._running
+                f"{name}[{lease.task_id}]" for held in self._leases.values()
+                for lease, name in held.items() if lease in self._running
             ]
 
-    def clear(self) -> None:
+    def keep_only(self, kept: set[Lease]) -> None:
+        """Forget every lease but ``kept`` (a forced stop hands the others back)."""
         with self._lock:
-            self._leases.clear()
-            self._running.clear()
+            for held in self._leases.values():
+                for lease in [lease for lease in held if lease not in kept]:
+                    del held[lease]
+            self._running &= kept
 
 
 class LeaseKeeper:
     """Renews leases and the registry heartbeat from a thread with its own event loop.
 
     :param make_broker: builds the keeper's own broker (connections are loop-bound).
-    :param on_stop: called *in the main loop* with ids whose lease was lost or whose
+    :param on_stop: called *in the main loop* with leases that were lost or whose
         cancellation was requested.
     """
 
@@ -87,7 +102,7 @@ class LeaseKeeper:
         self, *, make_broker: Callable[[], Broker], table: LeaseTable, worker_id: str,
         record: Callable[[], WorkerRecord], lease_ms: int, renew_ms: int,
         heartbeat_ttl_s: int, heartbeat_interval_s: float, stall_warning_ms: int,
-        main_loop: asyncio.AbstractEventLoop, on_stop: Callable[[set[str]], None],
+        main_loop: asyncio.AbstractEventLoop, on_stop: Callable[[set[Lease]], None],
     ) -> None:
         self._make_broker, self._table, self._worker_id = make_broker, table, worker_id
         self._record, self._lease_ms, self._renew_s = record, lease_ms, renew_ms / 1000
@@ -112,7 +127,18 @@ class LeaseKeeper:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        asyncio.run(self._main())
+        """Run the keeper's loop; restart it (with backoff) if it fails as a whole, e.g.
+        when Redis cannot be reached to connect: leases must never silently stop being
+        renewed while the worker runs."""
+        pause = defaults.WORKER_RECONNECT_MIN_S
+        while not self._stopped.is_set():
+            try:
+                asyncio.run(self._main())
+                return
+            except Exception as exc:
+                log.error("lease keeper failed (%s); restarting it in %.1f s", exc, pause)
+                self._stopped.wait(pause)
+                pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
 
     async def _main(self) -> None:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
@@ -150,8 +176,9 @@ class LeaseKeeper:
         if not leases:
             return
         stop = await broker.extend_leases(self._worker_id, leases, self._lease_ms)
-        if stop:
-            self._main_loop.call_soon_threadsafe(self._on_stop, stop)
+        if stop and not self._main_loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the main loop closed meanwhile
+                self._main_loop.call_soon_threadsafe(self._on_stop, stop)
 
     def _answered(self) -> None:
         self._asked_at = None
@@ -173,4 +200,5 @@ class LeaseKeeper:
             return
         if not self._main_loop.is_closed():
             self._asked_at = now
-            self._main_loop.call_soon_threadsafe(self._answered)
+            with contextlib.suppress(RuntimeError):  # the main loop closed meanwhile
+                self._main_loop.call_soon_threadsafe(self._answered)

@@ -14,11 +14,13 @@ import logging
 import os
 import signal
 import socket
+import time
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from .. import defaults
-from ..broker import Broker, BrokerOptions, Delivery, WorkerRecord
+from ..broker import Broker, BrokerOptions, Delivery, Lease, WorkerRecord
 from ..info import WorkerInfo
 from ..logs import task_extra
 from .config import WorkerConfig, new_worker_id
@@ -68,6 +70,9 @@ class Worker:
         self._background: set[asyncio.Task[Any]] = set()
         self._burst_check: asyncio.Task[None] | None = None
         self.runner: TaskRunner | None = None
+        #: Cancellations announced for tasks not (yet) leased here: id -> when announced.
+        #: A claim's reply can arrive after the announcement of a cancel that followed it.
+        self._announced: dict[str, float] = {}
 
     # --- control ------------------------------------------------------------------------
 
@@ -90,13 +95,26 @@ class Worker:
                         name, len(self.leases))
             self.request_shutdown(force=True)
 
-    def _stop_tasks(self, task_ids: set[str]) -> None:
-        """Called for cancellations and lost leases (in the main loop)."""
-        for task_id in task_ids:
-            if task_id in self.leases and self.runner is not None:
+    def _stop_leases(self, leases: set[Lease]) -> None:
+        """Leases lost, or whose cancellation was requested (from the keeper; main loop)."""
+        for lease in leases:
+            if lease in self.leases and self.runner is not None:
                 log.info("stopping task: cancellation requested or lease lost",
-                         extra=task_extra(task_id, "?"))
-                self.runner.request_stop(task_id)
+                         extra=task_extra(lease.task_id, "?"))
+                self.runner.request_stop(lease)
+
+    def _cancel_announced(self, task_id: str) -> None:
+        """A cancellation was announced: stop the task if it is leased here, or remember
+        the announcement for a lease that is still on its way."""
+        held = set(self.leases.of_task(task_id))
+        if held:
+            self._stop_leases(held)
+            return
+        now = time.monotonic()
+        horizon = now - self.config.lease_ms / 1000
+        for old in [i for i, at in self._announced.items() if at < horizon]:
+            del self._announced[old]
+        self._announced[task_id] = now
 
     # --- run ----------------------------------------------------------------------------
 
@@ -123,16 +141,17 @@ class Worker:
         finally:
             self._remove_signals()
             await settler.drain()
-            await asyncio.to_thread(keeper.stop)
+            if not self.leases:  # else: leases of code still running stay renewed
+                await asyncio.to_thread(keeper.stop)
             await self._teardown(broker, events, executor)
         return EXIT_FORCED if self.forced else EXIT_OK
 
     async def _serve(self, broker: Broker) -> None:
         fetchers = [self._fetcher(broker, q) for q in self.queues]
-        fetching = [self._spawn(f.run(), f"fetch:{f.queue}") for f in fetchers]
-        runners = [self._spawn(self._run_deliveries(broker), f"runner:{i}")
+        fetching = [self._supervised(f.run, f"fetch:{f.queue}") for f in fetchers]
+        runners = [self._supervised(lambda: self._run_deliveries(broker), f"runner:{i}")
                    for i in range(self.config.task_concurrency)]
-        self._spawn(self._listen_cancellations(broker), "control")
+        self._supervised(lambda: self._listen_cancellations(broker), "control")
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
         self._maybe_check_burst(broker)
         await self._stop.wait()
@@ -149,20 +168,26 @@ class Worker:
         await _cancel_all(runners)
 
     async def _hand_back(self, broker: Broker, runners: list[asyncio.Task[None]]) -> None:
+        """Cancel running tasks and hand every lease back, except those of tasks whose
+        code still runs (it ignored cancellation, or is blocking code in the executor):
+        those stay leased, and renewed, while this process lives, so that no other worker
+        runs them at the same time; once it exits they expire and count as lost."""
         for runner in runners:
             runner.cancel()
-        _, stubborn = await asyncio.wait(runners, timeout=self.config.force_grace_s)
-        if stubborn:
-            log.warning("%d task(s) ignored cancellation; handing their leases back anyway",
-                        len(stubborn))
-        leases = self.leases.snapshot()
-        if leases:
+        await asyncio.wait(runners, timeout=self.config.force_grace_s)
+        still_running = set(self.runner.running) if self.runner else set()
+        if still_running:
+            log.warning("%d task(s) still running code that ignored cancellation; they stay"
+                        " leased until it ends, then their leases expire", len(still_running))
+        leases = {q: [lease for lease in held if lease not in still_running]
+                  for q, held in self.leases.snapshot().items()}
+        self.leases.keep_only(still_running)
+        if any(leases.values()):
             try:
                 count = await broker.release(self.id, leases)
                 log.warning("handed %d task(s) back to their queues", count)
             except Exception as exc:
                 log.error("could not hand tasks back (%s); their leases will expire", exc)
-        self.leases.clear()
 
     async def _teardown(self, broker: Broker, events: EventDispatcher, executor: Executor) -> None:
         await _cancel_all(list(self._background), defaults.WORKER_FORCE_GRACE_S)
@@ -186,6 +211,29 @@ class Worker:
         task.add_done_callback(self._background.discard)
         return task
 
+    def _supervised(self, run: Callable[[], Coroutine[Any, Any, None]], name: str
+                    ) -> asyncio.Task[None]:
+        """Run an internal component for the worker's lifetime: if it fails or ends, log
+        it loudly and start it again with backoff (never leave the worker without it)."""
+
+        async def supervise() -> None:
+            pause = defaults.WORKER_RECONNECT_MIN_S
+            while True:
+                started = time.monotonic()
+                try:
+                    await run()
+                    log.error("internal component %s ended unexpectedly; restarting it in"
+                              " %.1f s", name, pause)
+                except Exception:
+                    log.exception("internal component %s failed; restarting it in %.1f s",
+                                  name, pause)
+                if time.monotonic() - started > defaults.WORKER_RECONNECT_MAX_S:
+                    pause = defaults.WORKER_RECONNECT_MIN_S  # it had been running fine
+                await asyncio.sleep(pause)  # restart back-off, not a poll
+                pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
+
+        return self._spawn(supervise(), name)
+
     def _fetcher(self, broker: Broker, queue: str) -> Fetcher:
         return Fetcher(
             broker=broker, queue=queue, worker_id=self.id, slots=self.slots[queue],
@@ -193,7 +241,10 @@ class Worker:
         )
 
     def _leased(self, delivery: Delivery) -> None:
-        self.leases.add(delivery.message.queue, delivery.message.id, delivery.message.name)
+        m = delivery.message
+        self.leases.add(m.queue, delivery.lease, m.name)
+        if self._announced.pop(m.id, None) is not None and self.runner is not None:
+            self.runner.request_stop(delivery.lease)
 
     async def _run_deliveries(self, broker: Broker) -> None:
         assert self.runner is not None
@@ -202,15 +253,24 @@ class Worker:
             try:
                 await self.runner.execute(delivery)
             except Exception:
-                m = delivery.message
-                log.exception("internal error; handing the task back",
-                              extra=task_extra(m.id, m.name))
-                self.leases.remove(m.queue, m.id)
-                await broker.release(self.id, {m.queue: [m.id]})
+                await self._internal_error(broker, delivery)
             finally:
                 self.slots[delivery.message.queue].give()
                 self.local.task_done()
                 self._maybe_check_burst(broker)
+
+    async def _internal_error(self, broker: Broker, delivery: Delivery) -> None:
+        """The runner failed on a delivery (a bug, not the task's): stop renewing its lease
+        and hand it back; if that fails too, the lease expires and the task runs again."""
+        m = delivery.message
+        log.exception("internal error; handing the task back", extra=task_extra(m.id, m.name))
+        self.leases.remove(m.queue, delivery.lease)
+        try:
+            await broker.release(self.id, {m.queue: [delivery.lease]})
+        except Exception as exc:
+            log.error("could not hand the task back (%s); it runs again once its lease"
+                      " expires (%d ms)", exc, self.config.lease_ms,
+                      extra=task_extra(m.id, m.name))
 
     async def _listen_cancellations(self, broker: Broker) -> None:
         pause = defaults.WORKER_RECONNECT_MIN_S
@@ -218,7 +278,7 @@ class Worker:
             try:
                 async for task_id in broker.cancellations():
                     pause = defaults.WORKER_RECONNECT_MIN_S
-                    self._stop_tasks({task_id})
+                    self._cancel_announced(task_id)
             except Exception as exc:
                 log.warning("cancellation listener failed: %s; reconnecting", exc)
             await asyncio.sleep(pause)  # reconnect back-off, not a poll
@@ -250,7 +310,7 @@ class Worker:
             renew_ms=self.config.lease_renew_ms, heartbeat_ttl_s=self.config.heartbeat_ttl_s,
             heartbeat_interval_s=self.config.heartbeat_interval_s,
             stall_warning_ms=self.config.stall_warning_ms,
-            main_loop=asyncio.get_running_loop(), on_stop=self._stop_tasks,
+            main_loop=asyncio.get_running_loop(), on_stop=self._stop_leases,
         )
 
     def _record(self) -> WorkerRecord:

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import context
-from ..broker import Delivery, Settlement, TaskError
+from ..broker import Delivery, Lease, Settlement, TaskError
 from ..errors import RediqError, SerializationError, TaskCancelledError
 from ..info import TaskInfo
 from ..logs import task_extra
-from ..message import now_ms
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -62,7 +61,7 @@ class Outcome:
 
 
 class TaskRunner:
-    """Runs deliveries; tracks running attempts so they can be cancelled by id."""
+    """Runs deliveries; tracks running attempts by lease so they can be cancelled."""
 
     def __init__(
         self, *, app: Rediq, worker_name: str, events: EventDispatcher, settler: Settler,
@@ -70,35 +69,40 @@ class TaskRunner:
     ) -> None:
         self.app, self.worker_name, self.events = app, worker_name, events
         self.settler, self.leases, self.backoff = settler, leases, backoff
-        self.running: dict[str, asyncio.Task[Any]] = {}
-        self.stop_requested: set[str] = set()
+        self.running: dict[Lease, asyncio.Task[Any]] = {}
+        self.stop_requested: set[Lease] = set()
 
-    def request_stop(self, task_id: str) -> None:
+    def request_stop(self, lease: Lease) -> None:
         """Cancel a running attempt, or mark a prefetched task to be settled unrun."""
-        self.stop_requested.add(task_id)
-        attempt = self.running.get(task_id)
+        self.stop_requested.add(lease)
+        attempt = self.running.get(lease)
         if attempt is not None:
             attempt.cancel("cancellation requested")
 
     async def execute(self, delivery: Delivery) -> None:
-        message = delivery.message
+        message, lease = delivery.message, delivery.lease
         try:
             try:
                 prepared = self._prepare(delivery)
             except InvalidTaskError as exc:
                 await self._reject(delivery, exc)
                 return
-            if message.id in self.stop_requested:
+            if lease in self.stop_requested:
                 error = TaskCancelledError(f"task {message.id} was cancelled before it started")
-                await self._settle(delivery, Settlement(message.id, message.queue,
-                                                        error=task_error(error)))
+                await self._settle(delivery, self._settlement(delivery,
+                                                              error=task_error(error)))
                 return
             event = "before_task_start" if delivery.retried == 0 else "before_task_retry"
             await self.events.task_event(event, prepared.info)
-            outcome = await self._attempt(prepared)
+            outcome = await self._attempt(prepared, lease)
             await self._finish(delivery, prepared, outcome)
         finally:
-            self.stop_requested.discard(message.id)
+            self.stop_requested.discard(lease)
+
+    @staticmethod
+    def _settlement(delivery: Delivery, **how: Any) -> Settlement:
+        m = delivery.message
+        return Settlement(m.id, m.queue, delivery=delivery.deliveries, **how)
 
     def _prepare(self, delivery: Delivery) -> Prepared:
         message = delivery.message
@@ -138,29 +142,29 @@ class TaskRunner:
             task_retries=m.max_retries, task_timeout=m.timeout_ms, args=args, kwargs=kwargs,
             groups=m.groups, headers=dict(m.headers), retried=delivery.retried,
             deliveries=delivery.deliveries, enqueued_at_ms=m.enqueued_at_ms, eta_ms=m.eta_ms,
-            worker_name=self.worker_name,
+            delay_ms=m.delay_ms, worker_name=self.worker_name,
         )
 
-    async def _attempt(self, prepared: Prepared) -> Outcome:
+    async def _attempt(self, prepared: Prepared, lease: Lease) -> Outcome:
         task_id = prepared.info.task_id
         with context.using(executor=self.events.executor, task=prepared.info):
-            self.leases.mark_running(task_id)
+            self.leases.mark_running(lease)
             attempt = asyncio.create_task(_call(prepared), name=f"rediq:{prepared.info.task_name}")
-            self.running[task_id] = attempt
+            self.running[lease] = attempt
             try:
                 return Outcome(result=await attempt)
             except asyncio.CancelledError as exc:
                 me = asyncio.current_task()
                 if me is not None and me.cancelling():
                     raise  # the worker is being stopped: the lease is handed back
-                if task_id in self.stop_requested:
+                if lease in self.stop_requested:
                     return Outcome(error=TaskCancelledError(f"task {task_id} was cancelled"),
                                    retryable=False)
                 return Outcome(error=exc)
             except Exception as exc:
                 return Outcome(error=exc)
             finally:
-                self.running.pop(task_id, None)
+                self.running.pop(lease, None)
 
     async def _finish(self, delivery: Delivery, prepared: Prepared, outcome: Outcome) -> None:
         m, info = delivery.message, prepared.info
@@ -174,7 +178,7 @@ class TaskRunner:
                 )
                 outcome = Outcome(error=error, retryable=False)
             else:
-                if await self._settle(delivery, Settlement(m.id, m.queue, result=payload)):
+                if await self._settle(delivery, self._settlement(delivery, result=payload)):
                     log.info("succeeded", extra=task_extra(m.id, m.name))
                     await self.events.task_event("after_task_success", info, result=outcome.result)
                 return
@@ -182,13 +186,13 @@ class TaskRunner:
         error = outcome.error
         if outcome.retryable and delivery.retried < m.max_retries:
             delay = self.backoff.delay_ms(delivery.retried)
-            retry = Settlement(m.id, m.queue, error=task_error(error), retry_at_ms=now_ms() + delay)
+            retry = self._settlement(delivery, error=task_error(error), retry_delay_ms=delay)
             if await self._settle(delivery, retry):
                 log.warning("attempt %d of %d failed (%s: %s); retrying in %d ms",
                             delivery.retried + 1, m.max_retries + 1, type(error).__name__, error,
                             delay, extra=task_extra(m.id, m.name))
             return
-        if await self._settle(delivery, Settlement(m.id, m.queue, error=task_error(error))):
+        if await self._settle(delivery, self._settlement(delivery, error=task_error(error))):
             log.error("failed: %s: %s", type(error).__name__, error,
                       exc_info=None if isinstance(error, TaskCancelledError) else error,
                       extra=task_extra(m.id, m.name))
@@ -196,7 +200,7 @@ class TaskRunner:
 
     async def _settle(self, delivery: Delivery, settlement: Settlement) -> bool:
         m = delivery.message
-        self.leases.remove(m.queue, m.id)
+        self.leases.remove(m.queue, delivery.lease)
         held = await self.settler.settle(settlement)
         if not held:
             log.warning("lease lost before the task was settled; the outcome is discarded"
@@ -207,7 +211,7 @@ class TaskRunner:
     async def _reject(self, delivery: Delivery, exc: InvalidTaskError) -> None:
         m = delivery.message
         log.error("dead-lettered, the task cannot run: %s", exc, extra=task_extra(m.id, m.name))
-        await self._settle(delivery, Settlement(m.id, m.queue, error=task_error(exc)))
+        await self._settle(delivery, self._settlement(delivery, error=task_error(exc)))
 
 
 async def _call(prepared: Prepared) -> Any:

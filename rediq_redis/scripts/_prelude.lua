@@ -10,7 +10,13 @@
 --       it is in exactly one of: pending (via its `position` member), scheduled, active,
 --       dead -- the one its state names.
 --   I2. `owner` has a field only for active tasks; `cancel` holds only active ids.
---   I3. Time is the server's (redis TIME), in epoch milliseconds.
+--   I3. Time is the server's (redis TIME), in epoch milliseconds. Clients send durations
+--       (delays, lease lengths); only an explicit ETA is an absolute time.
+--   I4. A lease is (task id, delivery number): `owner` names its worker and `deliveries`
+--       its number; a settle, renewal or hand-back names both, so a stale lease of the
+--       same worker never touches a newer one.
+--   I5. A call that carries a reply key answers a re-send of itself (same key) with its
+--       first answer, changing nothing (see replay() below).
 redis.replicate_commands()
 
 --@QUEUE_KEYS@--
@@ -21,7 +27,36 @@ local function task_keys(j)
 end
 local RESULT, DONE = task_keys(1)
 local TASK_DATA = { 'envelope', 'payload', 'state', 'retried', 'deliveries', 'owner',
-                    'error', 'position' }
+                    'error', 'position', 'lost' }
+local REPLAY_MS = tonumber('--@REPLAY_MS@--')
+
+-- Run `body` once per call: the answer is remembered under `reply_key` (named by a
+-- per-call nonce) for REPLAY_MS, and a re-send of the call -- the client retrying after
+-- its reply was lost -- gets that answer back without running `body` again. Without a
+-- reply key (tools), `body` just runs. `remember(answer)` may tell what to store instead
+-- of the answer itself (claim stores ids, not payloads).
+local function replay(reply_key, body, on_replay)
+  if not reply_key then return body() end
+  local raw = redis.call('GET', reply_key)
+  if raw then
+    local stored = cjson.decode(raw)
+    if on_replay then return on_replay(stored) end
+    return stored
+  end
+  local answer, stored = body()
+  if stored == nil then stored = answer end
+  if stored ~= false then
+    redis.call('SET', reply_key, cjson.encode(stored), 'PX', REPLAY_MS)
+  end
+  return answer
+end
+
+-- Whether `worker` holds lease number `delivery` of `id` ('' accepts any number).
+local function holds(worker, id, delivery)
+  if not redis.call('ZSCORE', Q.active, id) then return false end
+  if redis.call('HGET', Q.owner, id) ~= worker then return false end
+  return delivery == '' or redis.call('HGET', Q.deliveries, id) == delivery
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -109,6 +144,7 @@ local function record_end(result_key, done_key, id, ttl, state, now, fields)
     'serializer', serializer_of(id),
     'retried', redis.call('HGET', Q.retried, id) or '0',
     'deliveries', redis.call('HGET', Q.deliveries, id) or '0',
+    'lost', redis.call('HGET', Q.lost, id) or '0',
     'worker', redis.call('HGET', Q.owner, id) or '')
   for name, value in pairs(fields) do redis.call('HSET', result_key, name, value) end
   redis.call('EXPIRE', result_key, ttl)

@@ -1,33 +1,44 @@
--- enqueue: store one task as pending (or scheduled when its ETA is in the future).
+-- enqueue: store one task as pending (or scheduled when it is due later).
 --
 -- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
+-- KEYS[N+3]   reply key of this call (optional: see replay() in the prelude)
 -- ARGV[1] task id   ARGV[2] envelope JSON   ARGV[3] payload   ARGV[4] priority
--- ARGV[5] ETA in epoch ms, or '' for "now"
--- Returns {accepted (1/0), state}.
+-- ARGV[5] ETA in epoch ms, or ''   ARGV[6] delay in ms from now (server clock), or ''
+-- Returns {accepted (1/0), state, result TTL s of the task the id now names}.
 --
 -- Invariants: deduplication -- an id that is pending, scheduled or active is left untouched
--- and reported (accepted 0). A dead-lettered or finished id is replaced by the new task
--- (its dead letter and old result go). A task due before every deadline workers sleep for
--- pushes a wake token.
+-- and reported (accepted 0, with that task's state and result TTL). An id whose task has
+-- ended (dead-lettered, or finished with its result kept) is replaced by the new task:
+-- enqueueing it again runs it again. A re-send of this very call answers as the first
+-- send did and never creates the task twice. A task due before every deadline workers
+-- sleep for pushes a wake token.
 local id = ARGV[1]
-local current = redis.call('HGET', Q.state, id)
-if current == 'pending' or current == 'scheduled' or current == 'active' then
-  return { 0, current }
+
+local function main()
+  local current = redis.call('HGET', Q.state, id)
+  if current == 'pending' or current == 'scheduled' or current == 'active' then
+    return { 0, current, result_ttl(id) }
+  end
+  if current then
+    unlink(id)
+    forget(id)
+  end
+  redis.call('DEL', RESULT, DONE)
+  redis.call('HSET', Q.envelope, id, ARGV[2])
+  redis.call('HSET', Q.payload, id, ARGV[3])
+  redis.call('HSET', Q.retried, id, 0)
+  redis.call('HSET', Q.deliveries, id, 0)
+  redis.call('HINCRBY', Q.stats, 'enqueued', 1)
+  local now = now_ms()
+  local due = tonumber(ARGV[5])
+  local delay = tonumber(ARGV[6])
+  if delay and delay > 0 then due = now + delay end
+  if due and due > now then
+    schedule(id, due)
+    return { 1, 'scheduled', result_ttl(id) }
+  end
+  make_pending(id, true, tonumber(ARGV[4]))
+  return { 1, 'pending', result_ttl(id) }
 end
-if current then
-  unlink(id)
-  forget(id)
-end
-redis.call('DEL', RESULT, DONE)
-redis.call('HSET', Q.envelope, id, ARGV[2])
-redis.call('HSET', Q.payload, id, ARGV[3])
-redis.call('HSET', Q.retried, id, 0)
-redis.call('HSET', Q.deliveries, id, 0)
-redis.call('HINCRBY', Q.stats, 'enqueued', 1)
-local eta = tonumber(ARGV[5])
-if eta and eta > now_ms() then
-  schedule(id, eta)
-  return { 1, 'scheduled' }
-end
-make_pending(id, true, tonumber(ARGV[4]))
-return { 1, 'pending' }
+
+return replay(KEYS[N + 3], main)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from rediq_redis.keys import QUEUE_KEY_NAMES, QueueKeys
 
-__all__ = ["QueueState", "audit_queue", "namespace_keys"]
+__all__ = ["QueueState", "audit_queue", "namespace_keys", "reply_keys_expire"]
 
 _HASHES = ("envelope", "payload", "state", "retried", "deliveries", "owner", "error",
-           "position")
+           "position", "lost")
 
 
 def _s(value: bytes) -> str:
@@ -30,6 +31,7 @@ class QueueState:
     owners: dict[str, str]
     deliveries: dict[str, int]
     retried: dict[str, int]
+    lost: dict[str, int]
 
     def where(self, task_id: str) -> str | None:
         return self.states.get(task_id)
@@ -75,6 +77,7 @@ async def audit_queue(
     assert set(hashes["owner"]) == active, "owner fields must be exactly the active ids"
     assert set(hashes["error"]) <= set(states)
     assert set(hashes["position"]) <= set(states)
+    assert set(hashes["lost"]) <= set(states)
     cancel = {_s(m) for m in await redis.smembers(keys.key("cancel"))}
     assert cancel <= active, f"cancel flags {cancel - active} on inactive tasks"
     assert await redis.llen(keys.key("wake")) <= 1, "more than one wake token"
@@ -83,9 +86,22 @@ async def audit_queue(
         owners=hashes["owner"],
         deliveries={k: int(v) for k, v in hashes["deliveries"].items()},
         retried={k: int(v) for k, v in hashes["retried"].items()},
+        lost={k: int(v) for k, v in hashes["lost"].items() if int(v)},
     )
 
 
 async def namespace_keys(redis: Redis, namespace: str) -> set[str]:
     """Every key of the namespace (tags ``{NS}`` and ``{NS:queue}``)."""
     return {_s(k) async for k in redis.scan_iter(match=f"{{{namespace}[:}}]*", count=1000)}
+
+
+async def reply_keys_expire(redis: Redis, namespace: str, window_ms: int) -> None:
+    """Every reply key (a call's remembered answer) has a TTL within the replay window;
+    wait (bounded) until all of them are gone."""
+    replies = {k for k in await namespace_keys(redis, namespace) if ":reply:" in k}
+    for key in replies:
+        assert 0 < await redis.pttl(key) <= window_ms, f"{key} would outlive the window"
+    deadline = asyncio.get_running_loop().time() + window_ms / 1000 + 2
+    while any(":reply:" in k for k in await namespace_keys(redis, namespace)):
+        assert asyncio.get_running_loop().time() < deadline, "reply keys did not expire"
+        await asyncio.sleep(0.05)

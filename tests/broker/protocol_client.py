@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from rediq_core.broker import BrokerOptions, Settlement, TaskError
+from rediq_core.broker import BrokerOptions, Lease, Settlement, TaskError
 from rediq_core.testing.broker_contract import make_message
 from rediq_redis import RedisBroker
 
@@ -30,14 +30,14 @@ async def steps(broker: RedisBroker, task_id: str) -> None:
     pause(1)
     await broker.fetch(QUEUE, worker_id="child", limit=1, lease_ms=LEASE_MS)
     pause(2)
-    await broker.extend_leases("child", {QUEUE: [task_id]}, LEASE_MS)
+    await broker.extend_leases("child", {QUEUE: [Lease(task_id, 1)]}, LEASE_MS)
     pause(3)
     await broker.settle("child", [Settlement(task_id, QUEUE, error=TaskError("E", "x"),
-                                             retry_at_ms=0)])
+                                             retry_delay_ms=0, delivery=1)])
     pause(4)
     await broker.fetch(QUEUE, worker_id="child", limit=1, lease_ms=LEASE_MS)
     pause(5)
-    await broker.settle("child", [Settlement(task_id, QUEUE, result=b"done")])
+    await broker.settle("child", [Settlement(task_id, QUEUE, result=b"done", delivery=2)])
     pause(6)
 
 
@@ -46,9 +46,10 @@ async def loop(broker: RedisBroker) -> None:
     while True:
         await broker.enqueue([make_message(queue=QUEUE, result_ttl_s=0) for _ in range(20)])
         batch = await broker.fetch(QUEUE, worker_id="child", limit=20, lease_ms=LEASE_MS)
-        settlements = [Settlement(d.message.id, QUEUE, result=b"r") for d in batch.deliveries]
-        await broker.settle("child", settlements[::2])
-        await broker.release("child", {QUEUE: [s.task_id for s in settlements[1::2]]})
+        deliveries = batch.deliveries
+        await broker.settle("child", [Settlement(d.message.id, QUEUE, result=b"r",
+                                                 delivery=d.deliveries) for d in deliveries[::2]])
+        await broker.release("child", {QUEUE: [d.lease for d in deliveries[1::2]]})
 
 
 async def main(url: str, namespace: str, task_id: str) -> None:

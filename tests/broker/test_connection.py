@@ -12,7 +12,7 @@ from rediq_core.errors import BrokerError
 from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import fetch, make_message
 from rediq_redis import RedisBroker
-from rediq_redis.connection import check_server_version
+from rediq_redis.connection import check_server
 
 
 @pytest.mark.parametrize("config", [{"decode_responses": True}, {"decode_responses": False},
@@ -56,7 +56,7 @@ class _OldServer:
 
 async def test_old_server_is_refused_with_a_clear_error() -> None:
     with pytest.raises(BrokerError, match=r"6\.0\.16.*Redis >= 6\.2"):
-        await check_server_version(_OldServer())  # type: ignore[arg-type]
+        await check_server(_OldServer())  # type: ignore[arg-type]
 
 
 async def test_current_server_is_accepted(rediq_redis_server: RedisServer,

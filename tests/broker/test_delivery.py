@@ -196,7 +196,7 @@ async def test_fetch_keeps_its_deliveries_when_a_finishing_step_fails(
     await redis.hset(f"{prefix}:lost", doomed.id, 4)
     await redis.zadd(f"{prefix}:active", {doomed.id: 1}, xx=True)
     await broker.enqueue([good])
-    proxy.add(Rule(b"doomed-task", "drop", times=1000))
+    proxy.add(Rule(b"doomed-task", "refuse", times=1000))
     batch = await asyncio.wait_for(
         proxied.fetch(Q, worker_id="w", limit=1, lease_ms=60_000), 15)
     assert [d.message.id for d in batch.deliveries] == [good.id]

@@ -6,12 +6,12 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from rediq_core.broker import BrokerOptions, CancelOutcome, WorkerRecord
+from rediq_core.broker import BrokerOptions, CancelOutcome, Lease, WorkerRecord
 from rediq_core.message import now_ms
 from rediq_core.testing.broker_contract import failure, fetch, make_message, success
 from rediq_redis import BrokerSettings, RedisBroker
 
-from .audit import audit_queue, namespace_keys
+from .audit import audit_queue, namespace_keys, reply_keys_expire
 
 Q = "audit"
 W = "w"
@@ -23,9 +23,29 @@ def allowed(namespace: str) -> set[str]:
     return {f"{tag}:seq", f"{tag}:stats", f"{tag}:wake", f"{{{namespace}}}:queues"}
 
 
+REPLAY_MS = 500
+
+
 async def test_every_ending_leaves_only_bounded_metadata(
-    broker: RedisBroker, redis: Redis, rediq_namespace: str
+    rediq_redis_url: str, redis: Redis, rediq_namespace: str
 ) -> None:
+    """Every way a task can end, then: the queue holds no task field, and the only keys
+    left are the bounded metadata -- plus each call's reply key, until its replay window
+    (shortened here) has passed."""
+    broker = RedisBroker(BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace),
+                         BrokerSettings(replay_window_ms=REPLAY_MS))
+    try:
+        await _end_tasks_every_way(broker)
+    finally:
+        await broker.close()
+    state = await audit_queue(redis, rediq_namespace, Q)
+    assert not state.states
+    await reply_keys_expire(redis, rediq_namespace, REPLAY_MS)
+    assert await namespace_keys(redis, rediq_namespace) <= allowed(rediq_namespace)
+    assert await redis.llen(f"{{{rediq_namespace}:{Q}}}:wake") <= 1
+
+
+async def _end_tasks_every_way(broker: RedisBroker) -> None:
     kw = {"queue": Q, "result_ttl_s": 0}
     ok, retried, expired, released = (make_message(**kw) for _ in range(4))
     cancelled, scheduled, running, deleted = (make_message(**kw) for _ in range(4))
@@ -39,10 +59,10 @@ async def test_every_ending_leaves_only_bounded_metadata(
     assert await broker.delete(deleted.id, Q)
     batch = await fetch(broker, queue=Q, worker_id=W)
     assert len(batch.deliveries) == 5
-    await broker.release(W, {Q: [released.id]})
+    await broker.release(W, {Q: [Lease(released.id, 1)]})
     assert await broker.cancel(running.id, Q) is CancelOutcome.REQUESTED
-    await broker.settle(W, [success(ok), failure(retried, now_ms()), failure(running)])
-    await broker.extend_leases(W, {Q: [expired.id]}, 50)
+    await broker.settle(W, [success(ok), failure(retried, 0), failure(running)])
+    await broker.extend_leases(W, {Q: [Lease(expired.id, 1)]}, 50)
     again = await fetch(broker, queue=Q, worker_id=W)  # released + retried (+ expired)
     seen = {d.message.id for d in again.deliveries}
     if expired.id not in seen:
@@ -53,11 +73,6 @@ async def test_every_ending_leaves_only_bounded_metadata(
     assert await broker.purge(Q) == 2
     await broker.unregister_worker(W)
 
-    state = await audit_queue(redis, rediq_namespace, Q)
-    assert not state.states
-    assert await namespace_keys(redis, rediq_namespace) <= allowed(rediq_namespace)
-    assert await redis.llen(f"{{{rediq_namespace}:{Q}}}:wake") <= 1
-
 
 async def test_results_and_done_lists_expire(
     broker: RedisBroker, redis: Redis, rediq_namespace: str
@@ -67,6 +82,7 @@ async def test_results_and_done_lists_expire(
     await fetch(broker, queue=Q, worker_id=W)
     await broker.settle(W, [success(message)])
     keys = await namespace_keys(redis, rediq_namespace) - allowed(rediq_namespace)
+    keys = {k for k in keys if ":reply:" not in k}  # expire with the replay window
     assert len(keys) == 2, keys
     for key in keys:
         assert 0 < await redis.ttl(key) <= 30, key

@@ -1,9 +1,12 @@
 """Model-based test: random operation sequences against a reference model of the protocol.
 
 Lease expiry and due times are produced by moving scores in Redis into the past (the
-server clock cannot be advanced); everything else goes through the broker's API. After
-every step: no task is lost or in two states, the protocol invariants hold, and the
-counters agree with the model.
+server clock cannot be advanced); everything else goes through the broker's API. The
+dimensions: several workers (leases, stale settlements), result TTLs with waiters that
+must wake with the right ending, delays (relative, server clock) and ETAs (absolute),
+lost leases mixed with retries, and calls re-sent with the same reply key (a lost reply)
+that must answer as before and change nothing. After every step: no task is lost or in
+two states, the protocol invariants hold, and the counters agree with the model.
 """
 
 from __future__ import annotations
@@ -26,16 +29,24 @@ from hypothesis.stateful import (
 )
 from redis.asyncio import Redis
 
-from rediq_core.broker import BrokerOptions, CancelOutcome, Settlement, TaskError
+from rediq_core.broker import (
+    BrokerOptions,
+    CancelOutcome,
+    Lease,
+    Settlement,
+    TaskError,
+    TaskRecord,
+    TaskState,
+)
 from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import make_message
-from rediq_redis import BrokerSettings, QueueKeys, RedisBroker
+from rediq_redis import BrokerSettings, QueueKeys, RedisBroker, keys
 
 from .audit import audit_queue
 
 Q = "model"
-W = "w"
-MAX_DELIVERIES = 2
+WORKERS = ("w1", "w2", "w3")
+MAX_LOST = 2
 FAR = 3_600_000
 
 
@@ -47,6 +58,9 @@ class Task:
     position: int = 0
     deliveries: int = 0
     retried: int = 0
+    lost: int = 0
+    owner: str = ""
+    result_ttl_s: int = 0
     due_rank: int = 0  # order of promotion once made due (0: not due)
     expired: bool = False
     cancel_flag: bool = False
@@ -58,6 +72,15 @@ class Model:
     seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     counters: dict[str, int] = field(
         default_factory=lambda: {"enqueued": 0, "succeeded": 0, "failed": 0, "retried": 0})
+    #: How tasks with a result TTL ended (id -> state), for waiters and lookups.
+    ended: dict[str, str] = field(default_factory=dict)
+
+    def end(self, task: Task, state: str) -> None:
+        del self.tasks[task.id]
+        if task.result_ttl_s:
+            self.ended[task.id] = state
+        else:
+            self.ended.pop(task.id, None)
 
     def in_state(self, state: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.state == state]
@@ -71,25 +94,28 @@ class Model:
         if fresh or not task.position:
             task.position = next(self.seq)
 
-    def claim(self, limit: int) -> list[str]:
+    def claim(self, limit: int, worker: str) -> list[str]:
         """What one claim step does: promote, reclaim, lease (returns leased ids)."""
         for task in sorted((t for t in self.in_state("scheduled") if t.due_rank),
                            key=lambda t: t.due_rank):
             task.due_rank = 0
             self.make_pending(task, fresh=True)
         for task in [t for t in self.in_state("active") if t.expired]:
-            task.expired = False
+            task.expired, task.owner = False, ""
             if task.cancel_flag:
-                del self.tasks[task.id]
-            elif task.deliveries >= MAX_DELIVERIES:
+                self.end(task, "cancelled")
+            elif task.lost + 1 >= MAX_LOST:
+                task.lost += 1
                 task.state = "failed"
                 self.counters["failed"] += 1
+                self.ended[task.id] = "failed"
             else:
+                task.lost += 1
                 self.make_pending(task, fresh=False)
         leased = self.pending_order()[:limit]
         for task_id in leased:
             task = self.tasks[task_id]
-            task.state, task.deliveries = "active", task.deliveries + 1
+            task.state, task.deliveries, task.owner = "active", task.deliveries + 1, worker
         return leased
 
 
@@ -102,7 +128,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.namespace = f"m{uuid.uuid4().hex[:10]}"
         self.keys = QueueKeys(self.namespace, Q)
         self.broker = RedisBroker(BrokerOptions(url=self.url, namespace=self.namespace),
-                                  BrokerSettings(max_deliveries=MAX_DELIVERIES))
+                                  BrokerSettings(max_deliveries=MAX_LOST))
+        self.waiters: dict[str, asyncio.Task[TaskRecord | None]] = {}
         self.redis = Redis.from_url(self.url)
         self.model = Model()
         self.due_ranks = itertools.count(1)
@@ -112,6 +139,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     def teardown(self) -> None:
+        for waiter in self.waiters.values():
+            waiter.cancel()
+            self.run(_settled(waiter))
         self.run(self.broker.close())
         self.run(self.redis.aclose())
         self.loop.close()
@@ -125,42 +155,66 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     # --- rules ------------------------------------------------------------------------
 
-    @rule(priority=st.integers(0, 2), delayed=st.booleans(), reuse=st.booleans(),
+    @rule(priority=st.integers(0, 2),
+          timing=st.sampled_from(["now", "delay", "eta", "past-eta"]),
+          reuse=st.booleans(), ttl=st.sampled_from([0, 60]), resend=st.booleans(),
           data=st.data())
-    def enqueue(self, priority: int, delayed: bool, reuse: bool, data: st.DataObject) -> None:
+    def enqueue(self, priority: int, timing: str, reuse: bool, ttl: int, resend: bool,
+                data: st.DataObject) -> None:
         task_id = f"task{next(self.ids):04d}"  # deterministic: draws must not vary
         if reuse and self.model.tasks:
             task_id = data.draw(st.sampled_from(sorted(self.model.tasks)))
-        eta = {"eta_ms": self.now() + FAR} if delayed else {}
-        message = make_message(queue=Q, id=task_id, priority=priority, result_ttl_s=0, **eta)
-        [outcome] = self.run(self.broker.enqueue([message]))
+        when = {"delay": {"delay_ms": FAR}, "eta": {"eta_ms": self.now() + FAR},
+                "past-eta": {"eta_ms": self.now() - FAR}}.get(timing, {})
+        message = make_message(queue=Q, id=task_id, priority=priority, result_ttl_s=ttl,
+                               **when)
+        [outcome] = self.twice(resend, lambda: self.broker.enqueue([message]))
         existing = self.model.tasks.get(task_id)
         if existing and existing.state != "failed":
             assert not outcome.accepted and outcome.state == existing.state
+            assert outcome.result_ttl_s == existing.result_ttl_s
             return
         assert outcome.accepted
-        task = Task(task_id, priority, "scheduled" if delayed else "pending")
+        delayed = timing in ("delay", "eta")
+        task = Task(task_id, priority, "scheduled" if delayed else "pending", result_ttl_s=ttl)
         if not delayed:
             task.position = next(self.model.seq)
         self.model.tasks[task_id] = task
+        self.model.ended.pop(task_id, None)
         self.model.counters["enqueued"] += 1
 
-    @rule(limit=st.integers(1, 4))
-    def fetch(self, limit: int) -> None:
-        expected = self.model.claim(limit)
+    def twice(self, resend: bool, call):  # type: ignore[no-untyped-def]
+        """Run a broker call; with ``resend``, send it again with the same reply keys (a
+        lost reply) and check that the second answer is the first."""
+        if not resend:
+            return self.run(call())
+        nonce = uuid.uuid4().hex[:16]
+        real = keys.new_nonce
+        keys.new_nonce = lambda: nonce
+        try:
+            first = self.run(call())
+            assert self.run(call()) == first, "a re-sent call answered differently"
+        finally:
+            keys.new_nonce = real
+        return first
+
+    @rule(limit=st.integers(1, 4), worker=st.sampled_from(WORKERS))
+    def fetch(self, limit: int, worker: str) -> None:
+        expected = self.model.claim(limit, worker)
         if expected:
             batch = self.run(asyncio.wait_for(
-                self.broker.fetch(Q, worker_id=W, limit=limit, lease_ms=FAR), 5))
+                self.broker.fetch(Q, worker_id=worker, limit=limit, lease_ms=FAR), 5))
             assert [d.message.id for d in batch.deliveries] == expected
             for delivery in batch.deliveries:
                 task = self.model.tasks[delivery.message.id]
-                assert (delivery.deliveries, delivery.retried) == (task.deliveries, task.retried)
+                assert (delivery.deliveries, delivery.retried, delivery.lost) == (
+                    task.deliveries, task.retried, task.lost)
         else:
-            self.run(self.fetch_nothing())
+            self.run(self.fetch_nothing(worker))
 
-    async def fetch_nothing(self) -> None:
+    async def fetch_nothing(self, worker: str) -> None:
         fetching = asyncio.ensure_future(
-            self.broker.fetch(Q, worker_id=W, limit=1, lease_ms=FAR))
+            self.broker.fetch(Q, worker_id=worker, limit=1, lease_ms=FAR))
         done, _ = await asyncio.wait({fetching}, timeout=0.05)
         assert not done, f"unexpected fetch result {fetching.result()}"
         fetching.cancel()
@@ -184,24 +238,36 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.model.in_state("active"))
     @rule(data=st.data(), outcome=st.sampled_from(["success", "retry-now", "retry-later",
-                                                   "fail"]))
-    def settle(self, data: st.DataObject, outcome: str) -> None:
+                                                   "fail"]),
+          holder=st.sampled_from(["owner", "other-worker", "stale-lease"]),
+          resend=st.booleans())
+    def settle(self, data: st.DataObject, outcome: str, holder: str, resend: bool) -> None:
         task = self.pick(data, "active")
         error = TaskError("E", "boom")
-        retry_at = {"retry-now": 0, "retry-later": self.now() + FAR}.get(outcome)
-        settlement = (Settlement(task.id, Q, result=b"r") if outcome == "success" else
-                      Settlement(task.id, Q, error=error, retry_at_ms=retry_at))
-        [ok] = self.run(self.broker.settle(W, [settlement]))
-        assert ok
-        task.expired = False
+        delay = {"retry-now": 0, "retry-later": FAR}.get(outcome)
+        worker, delivery = task.owner, task.deliveries
+        if holder == "other-worker":
+            worker = next(w for w in WORKERS if w != task.owner)
+        elif holder == "stale-lease":
+            delivery -= 1
+        settlement = (Settlement(task.id, Q, result=b"r", delivery=delivery)
+                      if outcome == "success" else
+                      Settlement(task.id, Q, error=error, retry_delay_ms=delay,
+                                 delivery=delivery))
+        [ok] = self.twice(resend, lambda: self.broker.settle(worker, [settlement]))
+        assert ok == (holder == "owner")
+        if not ok:
+            return
+        task.expired, task.owner = False, ""
         if outcome == "success":
-            del self.model.tasks[task.id]
+            self.model.end(task, "succeeded")
             self.model.counters["succeeded"] += 1
         elif task.cancel_flag:
-            del self.model.tasks[task.id]
+            self.model.end(task, "cancelled")
         elif outcome == "fail":
             task.state = "failed"
             self.model.counters["failed"] += 1
+            self.model.ended[task.id] = "failed"
         else:
             task.retried += 1
             self.model.counters["retried"] += 1
@@ -214,22 +280,22 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
         task = self.pick(data, "active")
-        assert self.run(self.broker.release(W, {Q: [task.id]})) == 1
-        task.expired = False
+        lease = Lease(task.id, task.deliveries)
+        assert self.run(self.broker.release(task.owner, {Q: [lease]})) == 1
+        task.expired, task.owner = False, ""
         if task.cancel_flag:
-            del self.model.tasks[task.id]
+            self.model.end(task, "cancelled")
         else:
-            task.deliveries -= 1
             self.model.make_pending(task, fresh=False)
 
     @precondition(lambda self: self.model.tasks)
-    @rule(data=st.data())
-    def cancel(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), resend=st.booleans())
+    def cancel(self, data: st.DataObject, resend: bool) -> None:
         task = data.draw(st.sampled_from(sorted(self.model.tasks.values(), key=lambda t: t.id)))
-        outcome = self.run(self.broker.cancel(task.id, Q))
+        outcome = self.twice(resend, lambda: self.broker.cancel(task.id, Q))
         if task.state in ("pending", "scheduled") or (task.state == "active" and task.expired):
             assert outcome is CancelOutcome.CANCELLED
-            del self.model.tasks[task.id]
+            self.model.end(task, "cancelled")
         elif task.state == "active":
             assert outcome is CancelOutcome.REQUESTED
             task.cancel_flag = True
@@ -241,8 +307,9 @@ class ProtocolMachine(RuleBasedStateMachine):
     def requeue(self, data: st.DataObject) -> None:
         task = self.pick(data, "failed")
         assert self.run(self.broker.requeue_dead(Q, [task.id])) == 1
-        task.deliveries = task.retried = 0
+        task.retried = task.lost = 0  # lease numbers (deliveries) go on
         task.cancel_flag = False
+        self.model.ended.pop(task.id, None)
         self.model.make_pending(task, fresh=True)
 
     @precondition(lambda self: self.model.tasks)
@@ -253,6 +320,17 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert deleted == (task.state != "active")
         if deleted:
             del self.model.tasks[task.id]
+            self.model.ended.pop(task.id, None)
+
+    @precondition(lambda self: any(t.result_ttl_s for t in self.model.tasks.values()))
+    @rule(data=st.data())
+    def wait(self, data: st.DataObject) -> None:
+        """A waiter blocks on a task with a result TTL; it must wake with its ending."""
+        task = data.draw(st.sampled_from(sorted(
+            (t for t in self.model.tasks.values() if t.result_ttl_s), key=lambda t: t.id)))
+        if task.id not in self.waiters:
+            self.waiters[task.id] = self.loop.create_task(
+                self.broker.wait_finished(task.id, Q, 30))
 
     # --- invariants -------------------------------------------------------------------
 
@@ -270,9 +348,35 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert state.dead == {t.id for t in model.in_state("failed")}
         assert state.deliveries == {t.id: t.deliveries for t in model.tasks.values()}
         assert state.retried == {t.id: t.retried for t in model.tasks.values()}
+        assert state.lost == {t.id: t.lost for t in model.tasks.values() if t.lost}
+        assert state.owners == {t.id: t.owner for t in model.in_state("active")}
+        self.check_endings()
         stats = self.run(self.broker.queue_stats(Q))
         assert (stats.enqueued, stats.succeeded, stats.failed, stats.retried) == tuple(
             model.counters[k] for k in ("enqueued", "succeeded", "failed", "retried"))
+
+
+    def check_endings(self) -> None:
+        """Waiters of ended tasks wake with the ending; lookups agree with the model."""
+        for task_id, waiter in list(self.waiters.items()):
+            ending = self.model.ended.get(task_id)
+            if task_id in self.model.tasks and self.model.tasks[task_id].state != "failed":
+                assert not waiter.done(), f"a waiter of unfinished {task_id} woke"
+                continue
+            del self.waiters[task_id]
+            if ending is None:  # deleted, or ended without a result kept
+                waiter.cancel()
+                self.run(_settled(waiter))
+                continue
+            record = self.run(asyncio.wait_for(waiter, 5))
+            assert record is not None and record.state is TaskState(ending), (task_id, record)
+        for task_id, ending in self.model.ended.items():
+            record = self.run(self.broker.get_task(task_id, Q))
+            assert record is not None and record.state is TaskState(ending), (task_id, record)
+
+
+async def _settled(task: asyncio.Task[object]) -> None:
+    await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.mark.timeout(150)

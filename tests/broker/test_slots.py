@@ -169,6 +169,7 @@ def test_scripts_name_no_key_of_their_own() -> None:
             if command == "PUBLISH":
                 assert first.startswith("ARGV["), (entry.name, match.group(0))
                 continue
-            allowed = ("Q.", "Q[", "KEYS[", "key", "result_key", "done_key", "RESULT", "DONE")
+            allowed = ("Q.", "Q[", "KEYS[", "key", "result_key", "done_key", "reply_key", "RESULT",
+                       "DONE")
             assert first.startswith(allowed), (
                 entry.name, match.group(0))

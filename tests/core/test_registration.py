@@ -132,7 +132,11 @@ def test_per_call_options(app: Rediq) -> None:
     call = t().options(priority=1, queue="other", delay=2, task_id="job-1", result_ttl=0)
     assert call.resolved_options.priority == 1 and call.resolved_options.queue == "other"
     assert call.task_id == "job-1" and call.resolved_options.result_ttl_s == 0
-    assert call.eta_ms is not None
+    # A delay travels as a duration; the broker computes the due time on its own clock.
+    assert (call.delay_ms, call.eta_ms) == (2000, None)
+    when = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert (call.options(eta=when).eta_ms, call.options(eta=when).delay_ms) == (
+        int(when.timestamp() * 1000), None)
     assert t().groups("import", "user:42").groups("x").group_names == ("import", "user:42", "x")
     assert t.options.priority == 5, "per-call options must not change the task"
 

@@ -125,7 +125,11 @@ async def forever():
     assert await handle.cancel() is CancelOutcome.REQUESTED
     with pytest.raises(TaskCancelledError):
         await handle.result(timeout=10)
-    assert asyncio.get_running_loop().time() - started < 2
+    took_ms = (asyncio.get_running_loop().time() - started) * 1000
+    print(f"\ncancel to cancelled result: {took_ms:.1f} ms")
+    # Announcement, cancellation and settlement are a few local round trips (~2-5 ms);
+    # the bound leaves room for a loaded 2-core CI machine, far below any lease or poll.
+    assert took_ms < 200, took_ms
     assert worker.wait_for("^EV failure")[0].endswith("TaskCancelledError")
 
 

@@ -96,7 +96,10 @@ async def test_sigkill_mid_run_a_second_worker_completes_every_task(harness: Har
     twice = sum(1 for count in runs.values() if count > 1)
     print(f"\nSIGKILL recovery: all 1000 done {recovery_s:.2f} s after the kill"
           f" (lease 2 s); {twice} task(s) ran twice")
-    assert twice <= 20 + 200  # at most what the first worker held (running + prefetched)
+    # Only a task that had finished but whose settlement had not reached Redis at the kill
+    # runs twice: at most the 20 running at that instant (prefetched ones never started).
+    # 2-7 are observed.
+    assert twice <= 20
     await counter.aclose()
     second.signal(signal.SIGTERM)
     assert second.wait_exit() == 0
