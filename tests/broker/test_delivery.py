@@ -250,3 +250,21 @@ async def test_timed_waits_keep_their_connection(
     finally:
         await broker.close()
         await redis.aclose()
+
+
+async def test_resent_claim_leases_nothing_more(
+    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
+    rediq_namespace: str,
+) -> None:
+    """A claim whose reply was lost is re-sent: it answers with the leases it made, and
+    leases no further task (which would sit orphaned until its lease expired)."""
+    await warm_up(proxied, broker)
+    messages = [make_message(queue=Q) for _ in range(4)]
+    await broker.enqueue(messages)
+    proxy.add(Rule(b"resending-worker", "drop"))
+    batch = await asyncio.wait_for(
+        proxied.fetch(Q, worker_id="resending-worker", limit=2, lease_ms=60_000), WAIT_S)
+    assert [d.message.id for d in batch.deliveries] == [m.id for m in messages[:2]]
+    active = await redis.zrange(f"{{{rediq_namespace}:{Q}}}:active", 0, -1)
+    assert sorted(a.decode() for a in active) == sorted(m.id for m in messages[:2])
+    assert [d.deliveries for d in batch.deliveries] == [1, 1]
