@@ -22,6 +22,9 @@ app = Rediq(
         max_connections=10,
     ),
     serializer_name="pickle",              # how task arguments and results are encoded
+    # pickle runs code when decoding, so messages are signed (HMAC) and workers decode
+    # only messages signed with this key (keep it secret; >= 16 bytes)
+    signing_key=os.environ.get("REDIQ_SIGNING_KEY"),
 )
 
 

@@ -8,6 +8,7 @@ SIGINT and checks that it exits 0. Needs ``redis-server`` on PATH.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def main() -> int:
     with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
         log_file = Path(tmp) / "1.log"
         env = {**os.environ, "REDIQ_REDIS_URL": server.url(), "PYTHONUNBUFFERED": "1",
-               "REDIQ_BACKOFF_BASE_MS": "50"}
+               "REDIQ_BACKOFF_BASE_MS": "50", "REDIQ_SIGNING_KEY": secrets.token_hex(32)}
         print(f"$ redis-server on {server.url()}\n$ rediq mytasks:app ... (worker)", flush=True)
         worker = subprocess.Popen(worker_command(log_file), cwd=HERE, env=env)
         try:

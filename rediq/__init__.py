@@ -22,8 +22,12 @@ from rediq_core import (
     run_in_current_executor,
 )
 from rediq_core.errors import (
+    BrokerError,
+    BrokerOutOfMemoryError,
+    BrokerUnavailableError,
     ConfigurationError,
     ContextUnavailableError,
+    MessageTooLargeError,
     RediqError,
     ResultNotKeptError,
     SerializationError,
@@ -36,8 +40,12 @@ from rediq_core.errors import (
 
 __all__ = [
     "EVENT_NAMES",
+    "BrokerError",
+    "BrokerOutOfMemoryError",
+    "BrokerUnavailableError",
     "ConfigurationError",
     "ContextUnavailableError",
+    "MessageTooLargeError",
     "Rediq",
     "RediqError",
     "ResultNotKeptError",

@@ -10,6 +10,7 @@ from . import defaults
 from .broker import Broker, BrokerOptions, TaskRecord, TaskState
 from .errors import (
     ConfigurationError,
+    MessageTooLargeError,
     SerializationError,
     TaskRegistrationError,
     UnknownNameError,
@@ -19,6 +20,7 @@ from .message import TaskMessage, new_task_id
 from .options import TaskOptions, check_name
 from .plugins import PluginHost, make_plugin_host
 from .serializer import Serializer
+from .signing import MessageSigner
 from .task import TaskCall, TaskDefinition
 
 __all__ = ["EVENT_NAMES", "Rediq"]
@@ -57,6 +59,21 @@ class Rediq:
     :param accept_serializers: serializers a worker of this app will decode (default:
         only ``serializer_name``); a message in another format is dead-lettered unread.
     :param namespace: prefix of every key in Redis.
+    :param enqueue_retry_s: while Redis is unreachable, ``enqueue()`` retries for up to
+        this long before raising :class:`BrokerUnavailableError` (default 0: at once,
+        after the client's own short reconnect attempts). At most
+        ``MAX_ENQUEUE_RETRY_S``; a retry never stores a task twice.
+    :param signing_key: sign every message this app enqueues (HMAC-SHA256 over id,
+        envelope and payload) and, in its workers, decode only messages a key verifies.
+        Required for serializers that run code when decoding (pickle, cloudpickle),
+        unless ``allow_unsigned`` is set.
+    :param verify_keys: more keys a worker accepts (rotation: keep the old key here
+        while messages signed with it remain).
+    :param allow_unsigned: let a worker decode unsigned messages with a serializer that
+        runs code on load (a warning is logged at worker start). Only for a Redis that
+        only trusted parties can write to.
+    :param max_message_bytes: refuse, at enqueue, a task whose serialized arguments and
+        envelope exceed this size (``MessageTooLargeError``); 0 disables the check.
     :param plugins: a plugin host (default: a fresh one from installed entry points).
     """
 
@@ -69,8 +86,24 @@ class Rediq:
         accept_serializers: Iterable[str] | None = None,
         namespace: str = defaults.DEFAULT_NAMESPACE,
         default_queue: str = defaults.DEFAULT_QUEUE,
+        enqueue_retry_s: float = 0.0,
+        signing_key: str | bytes | None = None,
+        verify_keys: Iterable[str | bytes] = (),
+        allow_unsigned: bool = False,
+        max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
         plugins: PluginHost | None = None,
     ) -> None:
+        if not 0 <= enqueue_retry_s <= defaults.MAX_ENQUEUE_RETRY_S:
+            raise ConfigurationError(
+                f"enqueue_retry_s={enqueue_retry_s!r} must be between 0 and"
+                f" {defaults.MAX_ENQUEUE_RETRY_S} s (a retry must stay inside the window in"
+                " which a re-sent call is recognised)")
+        self.enqueue_retry_s = enqueue_retry_s
+        self.signer = MessageSigner(signing_key, verify_keys)
+        self.allow_unsigned = allow_unsigned
+        if max_message_bytes < 0:
+            raise ConfigurationError(f"max_message_bytes={max_message_bytes} must be >= 0")
+        self.max_message_bytes = max_message_bytes
         self.redis_url = redis_url or defaults.DEFAULT_REDIS_URL
         self.redis_config = dict(redis_config or {})
         self.namespace = check_name(namespace, "namespace")
@@ -193,13 +226,17 @@ class Rediq:
             self._serializers[name] = self.plugins.serializer(name)
         return self._serializers[name]
 
+    @property
+    def broker_options(self) -> BrokerOptions:
+        """What a broker of this app is built from (a worker builds a second one for its
+        lease keeper thread)."""
+        return BrokerOptions(url=self.redis_url, config=self.redis_config,
+                             namespace=self.namespace, enqueue_retry_s=self.enqueue_retry_s)
+
     def get_broker(self) -> Broker:
         """The app's broker, built on first use from ``redis_url``."""
         if self._broker is None:
-            options = BrokerOptions(
-                url=self.redis_url, config=self.redis_config, namespace=self.namespace
-            )
-            self._broker = self.plugins.broker(options)
+            self._broker = self.plugins.broker(self.broker_options)
         return self._broker
 
     async def close(self) -> None:
@@ -245,6 +282,7 @@ class Rediq:
         messages = [self.build_message(call) for call in calls]
         for message in messages:
             await self.plugins.notify("rediq_before_task_enqueue", message=message)
+        messages = [self._seal(message) for message in messages]
         outcomes = await self.get_broker().enqueue(messages)
         for message, outcome in zip(messages, outcomes, strict=True):
             await self.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
@@ -253,6 +291,25 @@ class Rediq:
                        result_ttl_s=m.result_ttl_s if o.result_ttl_s is None else o.result_ttl_s)
             for m, o in zip(messages, outcomes, strict=True)
         ]
+
+    def _seal(self, message: TaskMessage) -> TaskMessage:
+        """Sign the message (after the hooks added their headers) and check its size."""
+        message = self.signer.sign(message)
+        if self.max_message_bytes:
+            size = len(message.payload) + len(message.envelope())
+            if size > self.max_message_bytes:
+                raise MessageTooLargeError(
+                    f"task {message.name!r}: the message is {size:,} bytes, over this app's"
+                    f" max_message_bytes={self.max_message_bytes:,}; pass large data by"
+                    " reference (a key, a URL) or raise the limit")
+        return message
+
+    def unsafe_serializers(self) -> list[str]:
+        """Accepted serializers that run code on load while this app verifies nothing."""
+        if self.signer.verifies:
+            return []
+        return sorted(name for name in self.accept_serializers
+                      if getattr(self.serializer_for(name), "executes_code_on_load", False))
 
     def decode_result(self, record: TaskRecord) -> Any:
         """The value of a finished record, or the error it stands for."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -120,6 +121,8 @@ class Settlement:
 
     ``delivery`` names the lease being settled (:attr:`Delivery.deliveries`); ``None``
     accepts whichever lease the worker holds (tools and tests; the worker always names it).
+    ``key`` identifies this settlement: sending it again (a retry after a lost reply)
+    answers as the first time and changes nothing.
     """
 
     task_id: str
@@ -128,6 +131,7 @@ class Settlement:
     error: TaskError | None = None
     retry_delay_ms: int | None = None
     delivery: int | None = None
+    key: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
 
 class CancelOutcome(enum.StrEnum):
@@ -296,8 +300,11 @@ class Broker(abc.ABC):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerOptions:
     """Everything a broker factory receives: the app's URL, its ``redis_config`` (passed
-    through to the client library) and the key namespace."""
+    through to the client library), the key namespace, and how long an enqueue keeps
+    retrying while the broker is unreachable (0: fail at once with
+    :class:`~rediq_core.errors.BrokerUnavailableError`)."""
 
     url: str
     config: Mapping[str, Any] = field(default_factory=dict)
     namespace: str = "rediq"
+    enqueue_retry_s: float = 0.0

@@ -26,6 +26,9 @@ DEFAULT_RESULT_TTL_S: Final = 24 * 3600
 DEFAULT_SERIALIZER: Final = "json"
 #: Prefix of every Redis key rediq writes (the ``namespace`` in ``{namespace:queue}``).
 DEFAULT_NAMESPACE: Final = "rediq"
+#: The largest message (serialized arguments plus envelope) an app enqueues, in bytes;
+#: larger ones fail at enqueue with ``MessageTooLargeError`` (0: no limit).
+MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 #: Redis URL of apps created without ``redis_url``.
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 
@@ -34,10 +37,12 @@ BACKOFF_BASE_MS: Final = 1_000
 BACKOFF_CAP_MS: Final = 5 * 60_000
 BACKOFF_JITTER: Final = True
 
-#: A leased task returns to its queue if its worker does not extend the lease in time.
-LEASE_MS: Final = 30_000
-#: A live worker extends its leases this often.
-LEASE_RENEW_MS: Final = 10_000
+#: A leased task returns to its queue if its worker does not extend the lease in time:
+#: the tasks of a worker that died are back within this long.
+LEASE_MS: Final = 5_000
+#: A live worker extends all its leases this often, in one batched call (from a thread of
+#: its own, so a blocked event loop does not stop it).
+LEASE_RENEW_MS: Final = 1_000
 #: After this many lost leases (its worker died or stalled holding the task each time) a
 #: task is dead-lettered instead of being delivered again. Failed attempts that are
 #: retried do not count: ``task_retries`` bounds those.
@@ -48,6 +53,9 @@ REPLAY_WINDOW_MS: Final = 30_000
 #: The client re-sends a call whose connection broke only within this long of the first
 #: send (well inside the replay window); after that the caller sees the error.
 RESEND_BUDGET_S: Final = 10.0
+#: The longest ``Rediq(enqueue_retry_s=...)``: an enqueue retried while Redis is
+#: unreachable must be re-sent inside the replay window.
+MAX_ENQUEUE_RETRY_S: Final = 15.0
 #: Dead-lettered tasks are kept this long, and at most this many per queue.
 DEAD_LETTER_TTL_S: Final = 7 * 24 * 3600
 DEAD_LETTER_MAX: Final = 10_000
@@ -67,6 +75,12 @@ ENV_REDIS_URL: Final = "REDIQ_REDIS_URL"
 
 #: Worker internals. A worker refreshes its registry entry this often.
 WORKER_HEARTBEAT_INTERVAL_S: Final = 15
+#: A graceful shutdown (first signal) waits this long for running and prefetched tasks,
+#: then hands the unfinished ones back as a second signal would (0: wait without limit).
+WORKER_SHUTDOWN_TIMEOUT_S: Final = 25.0
+#: A settlement that cannot reach Redis is retried (with backoff) for this long before
+#: the worker gives up on it (its lease then expires and the task runs again).
+SETTLE_RETRY_S: Final = 15.0
 #: On a second shutdown signal, running tasks get this long to honour their cancellation
 #: before their leases are handed back anyway.
 WORKER_FORCE_GRACE_S: Final = 2.0

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 __all__ = [
     "BrokerError",
+    "BrokerOutOfMemoryError",
+    "BrokerUnavailableError",
     "ConfigurationError",
     "ContextUnavailableError",
+    "MessageTooLargeError",
     "PluginError",
     "PluginNameClash",
     "PluginUnavailableError",
@@ -61,6 +64,19 @@ class UnknownNameError(RediqError, LookupError):
 
 class BrokerError(RediqError):
     """The broker could not carry out an operation."""
+
+
+class BrokerUnavailableError(BrokerError, ConnectionError):
+    """The broker cannot be reached (refused, reset, timed out); the message names the URL
+    (password masked). Nothing was half-written: the call either happened or did not."""
+
+
+class BrokerOutOfMemoryError(BrokerError):
+    """The broker refused to store data because its memory limit is reached."""
+
+
+class MessageTooLargeError(RediqError, ValueError):
+    """A task's arguments serialize to more than the app's ``max_message_bytes``."""
 
 
 class TaskNotFoundError(RediqError, LookupError):

@@ -51,6 +51,8 @@ class TaskMessage:
     #: absolute time instead). At most one of the two is set.
     delay_ms: int | None = None
     enqueued_at_ms: int = field(default_factory=now_ms)
+    #: HMAC signature (``rediq_core.signing``); empty when the producer does not sign.
+    signature: str = ""
 
     def envelope(self) -> bytes:
         """The message without its payload, as compact JSON."""
@@ -69,7 +71,10 @@ class TaskMessage:
             message = cls(id=task_id, payload=payload, **fields)
         except (TypeError, ValueError) as exc:
             raise MalformedMessageError(f"task {task_id}: malformed envelope: {exc}") from exc
-        if not isinstance(message.name, str) or not isinstance(message.priority, int):
+        if not (isinstance(message.name, str) and isinstance(message.priority, int)
+                and isinstance(message.serializer, str) and isinstance(message.signature, str)
+                and isinstance(message.headers, dict) and isinstance(message.max_retries, int)
+                and isinstance(message.result_ttl_s, int) and isinstance(message.queue, str)):
             raise MalformedMessageError(f"task {task_id}: malformed envelope: bad field types")
         return message
 

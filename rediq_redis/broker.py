@@ -8,7 +8,10 @@ stats) and ``registry`` (worker heartbeats). ``docs/broker.md`` documents the pr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+import functools
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from rediq_core.broker import (
     Broker,
@@ -25,13 +28,36 @@ from rediq_core.broker import (
 from rediq_core.message import TaskMessage
 
 from . import control, leasing, producer, registry
-from .connection import check_server, make_clients
+from .connection import UNREACHABLE, check_server, make_clients, translate_error
 from .keys import NamespaceKeys
 from .records import text
 from .scripts import Scripts
 from .session import BrokerSettings, Session
 
 __all__ = ["RedisBroker"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+#: Pauses between enqueue attempts while Redis is unreachable (doubling, capped).
+_RETRY_PAUSE_S = (0.05, 1.0)
+
+
+def _translated(
+    method: Callable[Concatenate[RedisBroker, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[RedisBroker, P], Coroutine[Any, Any, T]]:
+    """Raise rediq's errors (naming the URL) instead of the client library's."""
+
+    @functools.wraps(method)
+    async def call(self: RedisBroker, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except Exception as exc:
+            translated = translate_error(self.url, exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    return call
 
 
 class RedisBroker(Broker):
@@ -50,6 +76,7 @@ class RedisBroker(Broker):
 
     # --- lifecycle --------------------------------------------------------------------
 
+    @_translated
     async def connect(self) -> None:
         await self._ready()
 
@@ -83,74 +110,111 @@ class RedisBroker(Broker):
 
     # --- producer ---------------------------------------------------------------------
 
+    @_translated
     async def enqueue(self, messages: Sequence[TaskMessage]) -> list[EnqueueOutcome]:
-        return await producer.enqueue(await self._ready(), messages)
+        """Store the messages; while Redis is unreachable, retry for up to the options'
+        ``enqueue_retry_s`` with the very same calls (their reply keys make a call that
+        did reach Redis answer instead of running twice)."""
+        deadline = time.monotonic() + self.options.enqueue_retry_s
+        pause = _RETRY_PAUSE_S[0]
+        calls = None
+        while True:
+            try:
+                session = await self._ready()
+                calls = calls or producer.enqueue_calls(session, messages)
+                return await producer.enqueue(session, messages, calls)
+            except UNREACHABLE:
+                if time.monotonic() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)  # retry back-off while unreachable, not a poll
+            pause = min(pause * 2, _RETRY_PAUSE_S[1])
 
     # --- worker -----------------------------------------------------------------------
 
+    @_translated
     async def fetch(self, queue: str, *, worker_id: str, limit: int, lease_ms: int) -> FetchBatch:
         return await leasing.fetch(await self._ready(), queue, worker_id, limit, lease_ms)
 
+    @_translated
     async def extend_leases(
         self, worker_id: str, leases: Mapping[str, Sequence[Lease]], lease_ms: int
     ) -> set[Lease]:
         return await leasing.extend_leases(await self._ready(), worker_id, leases, lease_ms)
 
+    @_translated
     async def settle(self, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]:
         return await leasing.settle(await self._ready(), worker_id, settlements)
 
+    @_translated
     async def release(self, worker_id: str, leases: Mapping[str, Sequence[Lease]]) -> int:
         return await leasing.release(await self._ready(), worker_id, leases)
 
     async def cancellations(self) -> AsyncIterator[str]:
-        session = await self._ready()
-        pubsub = session.blocking.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(session.keys.cancel_channel)
+        try:
+            session = await self._ready()
+            pubsub = session.blocking.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(session.keys.cancel_channel)
+        except UNREACHABLE as exc:
+            raise translate_error(self.url, exc) from exc
         try:
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     yield text(message["data"]) or ""
+        except UNREACHABLE as exc:
+            raise translate_error(self.url, exc) from exc
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # --- results and control ----------------------------------------------------------
 
+    @_translated
     async def get_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
         return await control.get_task(await self._ready(), task_id, queue)
 
+    @_translated
     async def wait_finished(
         self, task_id: str, queue: str, timeout_s: float | None
     ) -> TaskRecord | None:
         return await control.wait_finished(await self._ready(), task_id, queue, timeout_s)
 
+    @_translated
     async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:
         return await control.cancel(await self._ready(), task_id, queue)
 
+    @_translated
     async def delete(self, task_id: str, queue: str | None = None) -> bool:
         return await control.delete(await self._ready(), task_id, queue)
 
+    @_translated
     async def purge(self, queue: str) -> int:
         return await control.purge(await self._ready(), queue)
 
+    @_translated
     async def requeue_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
         return await control.requeue_dead(await self._ready(), queue, task_ids)
 
+    @_translated
     async def dead_letters(self, queue: str, limit: int = 100) -> list[TaskRecord]:
         return await control.dead_letters(await self._ready(), queue, limit)
 
+    @_translated
     async def queues(self) -> list[str]:
         return await control.queues(await self._ready())
 
+    @_translated
     async def queue_stats(self, queue: str) -> QueueStats:
         return await control.queue_stats(await self._ready(), queue)
 
     # --- worker registry --------------------------------------------------------------
 
+    @_translated
     async def heartbeat(self, worker: WorkerRecord, ttl_s: int) -> None:
         await registry.heartbeat(await self._ready(), worker, ttl_s)
 
+    @_translated
     async def unregister_worker(self, worker_id: str) -> None:
         await registry.unregister_worker(await self._ready(), worker_id)
 
+    @_translated
     async def workers(self) -> list[WorkerRecord]:
         return await registry.workers(await self._ready())

@@ -28,9 +28,36 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from rediq_core import defaults
-from rediq_core.errors import BrokerError
+from rediq_core.errors import BrokerError, BrokerOutOfMemoryError, BrokerUnavailableError
+from rediq_core.urls import redact_url
 
-__all__ = ["MIN_SERVER_VERSION", "BoundedRetry", "ServerInfo", "check_server", "make_clients"]
+__all__ = [
+    "MIN_SERVER_VERSION",
+    "UNREACHABLE",
+    "BoundedRetry",
+    "ServerInfo",
+    "check_server",
+    "make_clients",
+    "translate_error",
+]
+
+#: The client library's errors that mean "the server could not be reached".
+UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+def translate_error(url: str, exc: Exception) -> Exception:
+    """rediq's error for a client-library error, naming the URL (password masked), or the
+    error itself when rediq has nothing clearer to say."""
+    where = redact_url(url)
+    if isinstance(exc, UNREACHABLE):
+        return BrokerUnavailableError(
+            f"Redis at {where} is unreachable ({type(exc).__name__}: {exc}); check that the"
+            " server runs and that the URL, network and credentials are right")
+    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("OOM"):
+        return BrokerOutOfMemoryError(
+            f"Redis at {where} is out of memory (maxmemory reached with the noeviction"
+            " policy): nothing was stored. Free memory, raise maxmemory, or drain queues")
+    return exc
 
 T = TypeVar("T")
 

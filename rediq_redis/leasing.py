@@ -236,7 +236,8 @@ async def extend_leases(
 
 
 def _settle_call(session: Session, worker_id: str, item: Settlement) -> ScriptCall:
-    keys = session.keys.queue(item.queue).for_call(item.task_id)
+    queue = session.keys.queue(item.queue)
+    keys = [*queue.for_task(item.task_id), queue.reply(item.key)]
     delivery = "" if item.delivery is None else item.delivery
     if item.error is None:
         return session.scripts.ack_success.call(

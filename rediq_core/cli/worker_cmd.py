@@ -11,11 +11,11 @@ import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import rich_click as click
 
 from .. import defaults
+from ..urls import redact_url
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -44,16 +44,6 @@ def load_app(spec: str) -> Rediq:
         found = "nothing" if app is None else type(app).__name__
         raise click.BadParameter(f"{spec!r} is {found}, not a rediq.Rediq app")
     return app
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
 
 
 def _banner(app: Rediq, worker: Worker) -> str:
@@ -99,6 +89,12 @@ def _banner(app: Rediq, worker: Worker) -> str:
 @click.option("--redis-url", envvar=defaults.ENV_REDIS_URL, default=None,
               help="Broker URL, overriding the app's (env REDIQ_REDIS_URL).")
 @click.option("--burst", is_flag=True, help="Exit once the queues hold nothing to run.")
+@click.option("--shutdown-timeout", type=click.FloatRange(min=0),
+              default=defaults.WORKER_SHUTDOWN_TIMEOUT_S, show_default=True,
+              help="Seconds a graceful shutdown waits for running and prefetched tasks"
+              " before handing the rest back (0: no limit).")
+@click.option("--fail-fast", is_flag=True,
+              help="Exit at once if Redis is unreachable at start (default: wait for it).")
 @click.option("--reload", is_flag=True, help="Restart when a .py file changes (development).")
 def worker(app_spec: str, **options: Any) -> None:
     """Start a worker for APP (module:attribute, importable from the current directory).
@@ -112,8 +108,8 @@ def worker(app_spec: str, **options: Any) -> None:
         raise SystemExit(run_with_reload(sys.argv))
     status = _run(app_spec, **options)
     if status != 0:
-        # A forced stop: executor threads may still run blocking code that nobody waits
-        # for; leave without joining them (the leases were handed back already).
+        # A forced stop: whatever could be handed back was; code that ignored cancellation
+        # has ended by now (the run waited for it). Leave without joining idle threads.
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -139,6 +135,7 @@ def _run(app_spec: str, *, queue_names: tuple[str, ...], redis_url: str | None,
             task_concurrency=options["worker_task_concurrency"],
             executor_pool_name=options["executor_pool_name"],
             executor_pool_size=options["executor_pool_size"], burst=options["burst"],
+            shutdown_timeout_s=options["shutdown_timeout"], fail_fast=options["fail_fast"],
             **WorkerConfig.env_overrides(os.environ),  # type: ignore[arg-type]
         )
         app.plugins.executor_pools()[config.executor_pool_name]

@@ -38,6 +38,10 @@ class WorkerConfig:
     :param backoff: delay before each retry.
     :param handle_signals: install SIGINT/SIGTERM handlers (off when embedded in an app
         that owns them).
+    :param shutdown_timeout_s: how long a graceful shutdown waits for running and
+        prefetched tasks before handing the rest back (0: no limit).
+    :param fail_fast: exit at once when the broker is unreachable at start (default: wait
+        for it with backoff, logging once).
     """
 
     queues: tuple[str, ...] = ()
@@ -56,6 +60,8 @@ class WorkerConfig:
     force_grace_s: float = defaults.WORKER_FORCE_GRACE_S
     backoff: Backoff = field(default_factory=Backoff)
     handle_signals: bool = True
+    shutdown_timeout_s: float = defaults.WORKER_SHUTDOWN_TIMEOUT_S
+    fail_fast: bool = False
 
     def __post_init__(self) -> None:
         for queue in self.queues:
@@ -68,6 +74,9 @@ class WorkerConfig:
             )
         if self.executor_pool_size is not None and self.executor_pool_size < 1:
             raise ConfigurationError(f"executor_pool_size={self.executor_pool_size} must be >= 1")
+        if self.shutdown_timeout_s < 0:
+            raise ConfigurationError(
+                f"shutdown_timeout={self.shutdown_timeout_s} must be >= 0 (0: no limit)")
         if not 0 < self.lease_renew_ms < self.lease_ms:
             raise ConfigurationError(
                 f"lease_renew_ms={self.lease_renew_ms} must be between 0 and"

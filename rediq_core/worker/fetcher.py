@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 from .. import defaults
 from ..broker import Broker, Delivery
+from ..errors import BrokerUnavailableError
 from ..logs import task_extra
+from .health import BrokerHealth
 
 __all__ = ["Fetcher", "LocalQueue", "Slots"]
 
@@ -51,11 +53,11 @@ class Slots:
 class Fetcher:
     def __init__(
         self, *, broker: Broker, queue: str, worker_id: str, slots: Slots, lease_ms: int,
-        local: LocalQueue, on_leased: Callable[[Delivery], None],
+        local: LocalQueue, on_leased: Callable[[Delivery], None], health: BrokerHealth,
     ) -> None:
         self.broker, self.queue, self.worker_id = broker, queue, worker_id
         self.slots, self.lease_ms, self.local = slots, lease_ms, local
-        self.on_leased = on_leased
+        self.on_leased, self.health = on_leased, health
         #: Set when the worker stops fetching: a fetch that still completes is handed back.
         self.stopped = False
 
@@ -68,12 +70,18 @@ class Fetcher:
                 batch = await self.broker.fetch(
                     self.queue, worker_id=self.worker_id, limit=limit, lease_ms=self.lease_ms
                 )
+            except BrokerUnavailableError as exc:
+                self.health.failed(f"fetch from queue {self.queue!r}", exc)
+                await asyncio.sleep(pause)  # reconnect back-off, not a poll
+                pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
+                continue
             except Exception as exc:
                 log.warning("fetch from queue %r failed: %s; retrying in %.1f s",
                             self.queue, exc, pause)
                 await asyncio.sleep(pause)  # error back-off, not a poll
                 pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
                 continue
+            self.health.ok()
             pause = defaults.WORKER_RECONNECT_MIN_S
             if self.stopped:
                 await self._hand_back(batch.deliveries)

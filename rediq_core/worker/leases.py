@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from .. import defaults
 from ..broker import Broker, Lease, WorkerRecord
+from ..errors import BrokerUnavailableError
+from .health import BrokerHealth
 
 __all__ = ["LeaseKeeper", "LeaseTable"]
 
@@ -103,7 +105,9 @@ class LeaseKeeper:
         record: Callable[[], WorkerRecord], lease_ms: int, renew_ms: int,
         heartbeat_ttl_s: int, heartbeat_interval_s: float, stall_warning_ms: int,
         main_loop: asyncio.AbstractEventLoop, on_stop: Callable[[set[Lease]], None],
+        health: BrokerHealth | None = None,
     ) -> None:
+        self._health = health
         self._make_broker, self._table, self._worker_id = make_broker, table, worker_id
         self._record, self._lease_ms, self._renew_s = record, lease_ms, renew_ms / 1000
         self._hb_ttl_s, self._hb_interval_s = heartbeat_ttl_s, heartbeat_interval_s
@@ -168,8 +172,16 @@ class LeaseKeeper:
     async def _guard(self, step: Awaitable[object], what: str) -> None:
         try:
             await step
+        except BrokerUnavailableError as exc:
+            if self._health is not None:
+                self._health.failed(f"lease keeper: {what}", exc)
+            else:
+                log.warning("lease keeper could not %s: %s", what, exc)
         except Exception as exc:
             log.warning("lease keeper could not %s: %s", what, exc)
+        else:
+            if self._health is not None:
+                self._health.ok()
 
     async def _renew(self, broker: Broker) -> None:
         leases = self._table.snapshot()

@@ -20,12 +20,14 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from .. import defaults
-from ..broker import Broker, BrokerOptions, Delivery, Lease, WorkerRecord
+from ..broker import Broker, Delivery, Lease, WorkerRecord
+from ..errors import BrokerUnavailableError, ConfigurationError
 from ..info import WorkerInfo
 from ..logs import task_extra
 from .config import WorkerConfig, new_worker_id
 from .events import EventDispatcher
 from .fetcher import Fetcher, LocalQueue, Slots
+from .health import BrokerHealth
 from .leases import LeaseKeeper, LeaseTable
 from .runner import TaskRunner
 from .settler import Settler
@@ -60,6 +62,7 @@ class Worker:
             executor_pool_size=config.executor_pool_size,
         )
         self.leases = LeaseTable()
+        self.health = BrokerHealth(app.redis_url)
         self.local: LocalQueue = asyncio.PriorityQueue()
         capacity = config.queue_size + config.task_concurrency
         self.slots = {q: Slots(n) for q, n in zip(self.queues, _share(capacity, len(self.queues)),
@@ -120,13 +123,14 @@ class Worker:
 
     async def run(self) -> int:
         """Run until shut down; return the exit status (0, or 1 after a forced stop)."""
+        self._check_serializers()
         broker = self.app.get_broker()
-        await broker.connect()
+        await self._connect(broker)
         executor = self.app.plugins.executor_pool(
             self.config.executor_pool_name, self.config.executor_pool_size
         )
         events = EventDispatcher(self.app, executor)
-        settler = Settler(broker, self.id)
+        settler = Settler(broker, self.id, self.health)
         self.runner = TaskRunner(
             app=self.app, worker_name=self.config.worker_name, events=events,
             settler=settler, leases=self.leases, backoff=self.config.backoff,
@@ -146,6 +150,38 @@ class Worker:
             await self._teardown(broker, events, executor)
         return EXIT_FORCED if self.forced else EXIT_OK
 
+    def _check_serializers(self) -> None:
+        """Refuse to decode unsigned messages with a format that runs code on load,
+        unless the app opted out explicitly (then warn)."""
+        unsafe = self.app.unsafe_serializers()
+        if not unsafe:
+            return
+        if not self.app.allow_unsigned:
+            raise ConfigurationError(
+                f"this app accepts {', '.join(unsafe)}, which runs code when decoding, and"
+                " verifies no signature: anyone who can write to Redis could run code here."
+                " Set Rediq(signing_key=...) (docs/reliability.md), or"
+                " Rediq(allow_unsigned=True) for a Redis only trusted parties can write to")
+        log.warning("accepting unsigned %s messages (allow_unsigned=True): anyone who can"
+                    " write to this Redis can run code in this worker", ", ".join(unsafe))
+
+    async def _connect(self, broker: Broker) -> None:
+        """Connect, waiting for the broker with backoff (under compose or Kubernetes the
+        worker may start before Redis); ``fail_fast`` raises at the first failure."""
+        pause = defaults.WORKER_RECONNECT_MIN_S
+        while True:
+            try:
+                await broker.connect()
+            except BrokerUnavailableError as exc:
+                if self.config.fail_fast:
+                    raise
+                self.health.failed("connect", exc)
+                await asyncio.sleep(pause)  # start-up back-off, not a poll
+                pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
+                continue
+            self.health.ok()
+            return
+
     async def _serve(self, broker: Broker) -> None:
         fetchers = [self._fetcher(broker, q) for q in self.queues]
         fetching = [self._supervised(f.run, f"fetch:{f.queue}") for f in fetchers]
@@ -160,9 +196,15 @@ class Worker:
         await _cancel_all(fetching, defaults.WORKER_FORCE_GRACE_S)
         join = asyncio.ensure_future(self.local.join())
         force = asyncio.ensure_future(self._force.wait())
-        await asyncio.wait({join, force}, return_when=asyncio.FIRST_COMPLETED)
+        limit = self.config.shutdown_timeout_s or None
+        await asyncio.wait({join, force}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         join.cancel()
         force.cancel()
+        if not join.done() and not self._force.is_set():
+            log.warning("graceful shutdown did not finish within %.0f s (--shutdown-timeout):"
+                        " cancelling running tasks and handing %d task(s) back", limit,
+                        len(self.leases))
+            self.request_shutdown(force=True)
         if self._force.is_set():
             await self._hand_back(broker, runners)
         await _cancel_all(runners)
@@ -238,6 +280,7 @@ class Worker:
         return Fetcher(
             broker=broker, queue=queue, worker_id=self.id, slots=self.slots[queue],
             lease_ms=self.config.lease_ms, local=self.local, on_leased=self._leased,
+            health=self.health,
         )
 
     def _leased(self, delivery: Delivery) -> None:
@@ -279,6 +322,8 @@ class Worker:
                 async for task_id in broker.cancellations():
                     pause = defaults.WORKER_RECONNECT_MIN_S
                     self._cancel_announced(task_id)
+            except BrokerUnavailableError as exc:
+                self.health.failed("cancellation listener", exc)
             except Exception as exc:
                 log.warning("cancellation listener failed: %s; reconnecting", exc)
             await asyncio.sleep(pause)  # reconnect back-off, not a poll
@@ -301,16 +346,14 @@ class Worker:
             self.request_shutdown()
 
     def _keeper(self) -> LeaseKeeper:
-        options = BrokerOptions(
-            url=self.app.redis_url, config=self.app.redis_config, namespace=self.app.namespace
-        )
+        options = self.app.broker_options
         return LeaseKeeper(
             make_broker=lambda: self.app.plugins.broker(options), table=self.leases,
             worker_id=self.id, record=self._record, lease_ms=self.config.lease_ms,
             renew_ms=self.config.lease_renew_ms, heartbeat_ttl_s=self.config.heartbeat_ttl_s,
             heartbeat_interval_s=self.config.heartbeat_interval_s,
             stall_warning_ms=self.config.stall_warning_ms,
-            main_loop=asyncio.get_running_loop(), on_stop=self._stop_leases,
+            main_loop=asyncio.get_running_loop(), on_stop=self._stop_leases, health=self.health,
         )
 
     def _record(self) -> WorkerRecord:

@@ -18,6 +18,7 @@ from ..broker import Delivery, Lease, Settlement, TaskError
 from ..errors import RediqError, SerializationError, TaskCancelledError
 from ..info import TaskInfo
 from ..logs import task_extra
+from ..signing import InvalidSignatureError
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -106,6 +107,11 @@ class TaskRunner:
 
     def _prepare(self, delivery: Delivery) -> Prepared:
         message = delivery.message
+        if self.app.signer.verifies:
+            try:
+                self.app.signer.verify(message)
+            except InvalidSignatureError as exc:
+                raise InvalidTaskError(f"rejected unread: {exc}") from None
         definition = self.app.tasks.get(message.name)
         if definition is None:
             known = ", ".join(sorted(self.app.tasks)) or "none"

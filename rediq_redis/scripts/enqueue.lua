@@ -4,7 +4,8 @@
 -- KEYS[N+3]   reply key of this call (optional: see replay() in the prelude)
 -- ARGV[1] task id   ARGV[2] envelope JSON   ARGV[3] payload   ARGV[4] priority
 -- ARGV[5] ETA in epoch ms, or ''   ARGV[6] delay in ms from now (server clock), or ''
--- Returns {accepted (1/0), state, result TTL s of the task the id now names}.
+-- Returns {1, state} for a new task, or {0, state, result TTL s} for a duplicate (the TTL
+-- of the existing task, which is what a waiter of the id depends on).
 --
 -- Invariants: deduplication -- an id that is pending, scheduled or active is left untouched
 -- and reported (accepted 0, with that task's state and result TTL). An id whose task has
@@ -35,10 +36,10 @@ local function main()
   if delay and delay > 0 then due = now + delay end
   if due and due > now then
     schedule(id, due)
-    return { 1, 'scheduled', result_ttl(id) }
+    return { 1, 'scheduled' }
   end
   make_pending(id, true, tonumber(ARGV[4]))
-  return { 1, 'pending', result_ttl(id) }
+  return { 1, 'pending' }
 end
 
 return replay(KEYS[N + 3], main)

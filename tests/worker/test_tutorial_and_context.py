@@ -75,7 +75,7 @@ async def probe(fail):
 
 def test_seed_tutorial_runs_unchanged(harness: Harness, tmp_path: Path) -> None:
     log_file = tmp_path / "1.log"
-    env = {**harness.env, "REDIQ_BACKOFF_BASE_MS": "20"}
+    env = {**harness.env, "REDIQ_BACKOFF_BASE_MS": "20", "REDIQ_SIGNING_KEY": "k" * 32}
     worker = harness.start(*SEED_OPTIONS, "--log-file", str(log_file), app="mytasks:app",
                            cwd=EXAMPLES, ready=False, env=env)
     produced = subprocess.run([sys.executable, "producer.py", "0.05"], cwd=EXAMPLES, env=env,
