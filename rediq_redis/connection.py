@@ -53,7 +53,8 @@ def translate_error(url: str, exc: Exception) -> Exception:
         return BrokerUnavailableError(
             f"Redis at {where} is unreachable ({type(exc).__name__}: {exc}); check that the"
             " server runs and that the URL, network and credentials are right")
-    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("OOM"):
+    if isinstance(exc, redis_errors.OutOfMemoryError) or (
+            isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("OOM")):
         return BrokerOutOfMemoryError(
             f"Redis at {where} is out of memory (maxmemory reached with the noeviction"
             " policy): nothing was stored. Free memory, raise maxmemory, or drain queues")

@@ -42,6 +42,24 @@ class TcpProxy:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def blackhole(self) -> None:
+        """Stop forwarding anything, both ways (bytes wait, connections stay open), until
+        :meth:`restore`: a network that silently drops packets for a while."""
+        self._flowing.clear()
+
+    def restore(self) -> None:
+        self._flowing.set()
+
+    def reset_all(self) -> int:
+        """Close every open connection at once (a connection-reset storm); returns how
+        many were cut. New connections are accepted as before."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
 
     @property
     def port(self) -> int:
@@ -108,6 +126,7 @@ class TcpProxy:
                 return
             if rule is not None:
                 intercept.put_nowait(rule)
+            await self._flowing.wait()
             up.write(data)
             await up.drain()
 
@@ -121,5 +140,6 @@ class TcpProxy:
                         await rule.hook()
                     return  # the reply is lost; the connection closes
                 await rule.release.wait()
+            await self._flowing.wait()
             writer.write(data)
             await writer.drain()

@@ -12,7 +12,8 @@
 -- ended (dead-lettered, or finished with its result kept) is replaced by the new task:
 -- enqueueing it again runs it again. A re-send of this very call answers as the first
 -- send did and never creates the task twice. A task due before every deadline workers
--- sleep for pushes a wake token.
+-- sleep for pushes a wake token. Out of memory (maxmemory, noeviction), a new task is
+-- refused before anything is written.
 local id = ARGV[1]
 
 local function main()
@@ -20,6 +21,9 @@ local function main()
   if current == 'pending' or current == 'scheduled' or current == 'active' then
     return { 0, current, result_ttl(id) }
   end
+  -- The first write must be one Redis refuses when out of memory (maxmemory with
+  -- noeviction): the call then fails whole, having written nothing.
+  redis.call('HINCRBY', Q.stats, 'enqueued', 1)
   if current then
     unlink(id)
     forget(id)
@@ -29,7 +33,6 @@ local function main()
   redis.call('HSET', Q.payload, id, ARGV[3])
   redis.call('HSET', Q.retried, id, 0)
   redis.call('HSET', Q.deliveries, id, 0)
-  redis.call('HINCRBY', Q.stats, 'enqueued', 1)
   local now = now_ms()
   local due = tonumber(ARGV[5])
   local delay = tonumber(ARGV[6])
