@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import time
@@ -46,7 +47,7 @@ async def test_random_worker_sigkilled_every_second(harness: Harness) -> None:
     rng = random.Random(7)
     exposed: set[int] = set()  # tasks started on a worker and not settled at its kill
     for _ in range(KILLS):
-        time.sleep(1.0)  # the chaos schedule: one kill a second
+        await asyncio.sleep(1.0)  # the chaos schedule: one kill a second
         victim = workers.pop(rng.randrange(len(workers)))
         victim.proc.send_signal(signal.SIGKILL)
         victim.wait_exit(10)

@@ -135,7 +135,7 @@ async def test_worker_started_while_redis_is_down_waits_and_drains(harness: Harn
     m = harness.write_app(COUNTING_APP)
     worker = harness.start("--redis-url", url, ready=False, env={"REDIQ_REDIS_URL": url})
     worker.wait_for("lost the connection to redis://127.0.0.1", timeout=20)
-    time.sleep(5)  # Redis stays down for 5 s (the outage being simulated)
+    await asyncio.sleep(5)  # Redis stays down for 5 s (the outage being simulated)
     assert worker.proc.poll() is None, "the worker gave up instead of waiting"
     server = RedisServer(port=port).start()
     try:
