@@ -32,6 +32,10 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "stats",  # HASH counters: enqueued, succeeded, failed, retried
     "wake",  # LIST wake tokens (at most one)
     "seq",  # STRING sequence counter for FIFO positions
+    "paused",  # STRING present while the queue is paused (workers lease nothing from it)
+    "started",  # HASH id -> when its current (last) lease began, ms
+    "groups",  # ZSET score 0, member "<group>\n<id>": the group index (lex ranges)
+    "minutes",  # HASH per-minute counters ring: "<counter>:<slot>" and "t:<slot>" (minute)
 )
 
 
@@ -86,6 +90,11 @@ class NamespaceKeys:
     def worker(self, worker_id: str) -> str:
         """HASH of one worker's registry entry, with a TTL."""
         return f"{{{self.namespace}}}:worker:{worker_id}"
+
+    @cached_property
+    def control_channel(self) -> str:
+        """Pub/sub channel on which workers are asked to stop (message: worker id or ``*``)."""
+        return f"{{{self.namespace}}}:control"
 
     @cached_property
     def cancel_channel(self) -> str:

@@ -40,8 +40,13 @@ QUEUE_SCRIPTS = (
     "delete",
     "purge",
     "requeue_dead",
+    "pause",
+    "resume",
+    "purge_state",
+    "oldest_pending",
+    "delete_dead",
 )
-STANDALONE_SCRIPTS = ("heartbeat",)
+STANDALONE_SCRIPTS = ("heartbeat", "stop_workers")
 
 
 def _read(name: str) -> str:
@@ -130,3 +135,9 @@ class Scripts:
         self.purge = LuaScript("purge", client)
         self.requeue_dead = LuaScript("requeue_dead", client)
         self.heartbeat = LuaScript("heartbeat", client)
+        self.pause = LuaScript("pause", client)
+        self.resume = LuaScript("resume", client)
+        self.purge_state = LuaScript("purge_state", client)
+        self.oldest_pending = LuaScript("oldest_pending", client)
+        self.stop_workers = LuaScript("stop_workers", client)
+        self.delete_dead = LuaScript("delete_dead", client)

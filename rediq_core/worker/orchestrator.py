@@ -21,12 +21,13 @@ from .. import defaults
 from ..broker import Broker, BrokerOptions, Delivery, WorkerRecord
 from ..info import WorkerInfo
 from ..logs import task_extra
+from ..message import now_ms
 from .config import WorkerConfig, new_worker_id
 from .events import EventDispatcher
 from .fetcher import Fetcher, LocalQueue, Slots
 from .leases import LeaseKeeper, LeaseTable
+from .remote import CountingSettler, listen_stop_requests
 from .runner import TaskRunner
-from .settler import Settler
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -68,6 +69,8 @@ class Worker:
         self._background: set[asyncio.Task[Any]] = set()
         self._burst_check: asyncio.Task[None] | None = None
         self.runner: TaskRunner | None = None
+        self.settler: CountingSettler | None = None
+        self.started_at_ms = now_ms()
 
     # --- control ------------------------------------------------------------------------
 
@@ -108,7 +111,7 @@ class Worker:
             self.config.executor_pool_name, self.config.executor_pool_size
         )
         events = EventDispatcher(self.app, executor)
-        settler = Settler(broker, self.id)
+        settler = self.settler = CountingSettler(broker, self.id)
         self.runner = TaskRunner(
             app=self.app, worker_name=self.config.worker_name, events=events,
             settler=settler, leases=self.leases, backoff=self.config.backoff,
@@ -133,6 +136,7 @@ class Worker:
         runners = [self._spawn(self._run_deliveries(broker), f"runner:{i}")
                    for i in range(self.config.task_concurrency)]
         self._spawn(self._listen_cancellations(broker), "control")
+        self._spawn(listen_stop_requests(broker, self.id, self.request_shutdown), "stop")
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
         self._maybe_check_burst(broker)
         await self._stop.wait()
@@ -260,8 +264,19 @@ class Worker:
                   "concurrency": self.config.task_concurrency,
                   "queue_size": self.config.queue_size,
                   "executor": self.config.executor_pool_name,
-                  "running": len(self.runner.running) if self.runner else 0},
+                  "running": len(self.runner.running) if self.runner else 0,
+                  **self._status()},
         )
+
+    def _status(self) -> dict[str, Any]:
+        """Registry fields for the control API (read from the lease keeper's thread)."""
+        from .. import __version__
+
+        running = self.runner.running.copy() if self.runner else {}
+        settler = self.settler
+        return {"running_ids": sorted(running), "started_at_ms": self.started_at_ms,
+                "processed": settler.processed if settler else 0,
+                "failed": settler.failed if settler else 0, "version": __version__}
 
     def _install_signals(self) -> None:
         if self.config.handle_signals:

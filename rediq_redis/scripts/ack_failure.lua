@@ -34,7 +34,7 @@ if retry_at then
   redis.call('HDEL', Q.owner, id)
   redis.call('HINCRBY', Q.retried, id, 1)
   redis.call('HSET', Q.error, id, ARGV[3])
-  redis.call('HINCRBY', Q.stats, 'retried', 1)
+  count('retried', now)
   if retry_at > now then
     schedule(id, retry_at)
   else

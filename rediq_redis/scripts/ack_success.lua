@@ -12,7 +12,7 @@ if not redis.call('ZSCORE', Q.active, id) or redis.call('HGET', Q.owner, id) ~= 
   return 0
 end
 redis.call('ZREM', Q.active, id)
-redis.call('HINCRBY', Q.stats, 'succeeded', 1)
+count('succeeded', now_ms())
 record_end(RESULT, DONE, id, result_ttl(id), 'succeeded', now_ms(), { result = ARGV[3] })
 forget(id)
 return 1

@@ -20,10 +20,11 @@ if current then
 end
 redis.call('DEL', RESULT, DONE)
 redis.call('HSET', Q.envelope, id, ARGV[2])
+index_groups(id, ARGV[2])
 redis.call('HSET', Q.payload, id, ARGV[3])
 redis.call('HSET', Q.retried, id, 0)
 redis.call('HSET', Q.deliveries, id, 0)
-redis.call('HINCRBY', Q.stats, 'enqueued', 1)
+count('enqueued', now_ms())
 local eta = tonumber(ARGV[5])
 if eta and eta > now_ms() then
   schedule(id, eta)

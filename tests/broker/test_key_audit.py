@@ -20,7 +20,8 @@ W = "w"
 def allowed(namespace: str) -> set[str]:
     """The documented bounded metadata (docs/broker.md, "What remains")."""
     tag = f"{{{namespace}:{Q}}}"
-    return {f"{tag}:seq", f"{tag}:stats", f"{tag}:wake", f"{{{namespace}}}:queues"}
+    return {f"{tag}:seq", f"{tag}:stats", f"{tag}:wake", f"{tag}:minutes",
+            f"{{{namespace}}}:queues"}
 
 
 async def test_every_ending_leaves_only_bounded_metadata(
