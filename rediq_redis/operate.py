@@ -150,6 +150,9 @@ async def purge_tasks(session: Session, queue: str, states: Sequence[TaskState])
     keys = session.keys.queue(queue).all
     total = 0
     for state in dict.fromkeys(states):
+        if state is TaskState.FAILED:  # dead letters have results to delete too
+            total += await _delete_all_dead(session, queue)
+            continue
         while True:
             removed = int(await session.scripts.purge_state(
                 session.client, keys, [_PURGEABLE[state], session.settings.purge_batch]))
@@ -159,9 +162,18 @@ async def purge_tasks(session: Session, queue: str, states: Sequence[TaskState])
     return total
 
 
+async def _delete_all_dead(session: Session, queue: str) -> int:
+    key, total = session.keys.queue(queue).key("dead"), 0
+    while True:
+        ids = [text(i) or "" for i in await session.client.zrange(key, 0, _GROUP_PAGE - 1)]
+        if not ids:
+            return total
+        total += await delete_dead(session, queue, ids)
+
+
 async def delete_dead(session: Session, queue: str, task_ids: Sequence[str] | None) -> int:
     if task_ids is None:
-        return await purge_tasks(session, queue, [TaskState.FAILED])
+        return await _delete_all_dead(session, queue)
     keys = session.keys.queue(queue)
     total = 0
     for start in range(0, len(task_ids), _GROUP_PAGE):

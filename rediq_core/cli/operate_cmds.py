@@ -31,10 +31,11 @@ def _ids_or_group(ids: Sequence[str], group: str | None) -> None:
 
 def _report(target: Target, document: dict[str, Any], rows: list[tuple[str, str]],
             title: str, nothing: str | None) -> None:
-    """Print the document (JSON) or a two-column table; exit 1 with ``nothing`` if set."""
+    """Print the document (JSON) or a two-column table; exit 1 with ``nothing`` if set
+    (then a table is not printed: the one-line error says it all)."""
     if target.as_json:
         echo_json(document)
-    elif rows:
+    elif rows and not nothing:
         table = Table(title=title)
         table.add_column("id")
         table.add_column("outcome")
@@ -98,7 +99,7 @@ def delete(target: Target, task_ids: tuple[str, ...], group: str | None, queue: 
     if isinstance(result, int):
         _report(target, {"group": group, "deleted": result}, [], "delete",
                 None if result else f"nothing deleted: group {group!r} has no task to delete")
-        if not target.as_json:
+        if result and not target.as_json:
             click.echo(f"deleted {result} task(s) of group {group!r}")
         return
     deleted = [i for i, ok in result.items() if ok]
@@ -133,7 +134,7 @@ def purge(target: Target, queue: str, state_names: tuple[str, ...], yes: bool) -
     run(target, check)
     confirm(f"purge the {', '.join(names)} tasks of queue {queue!r}?", yes)
     removed = run(target, lambda app: app.control.purge(queue, states))
-    if not target.as_json:
+    if removed and not target.as_json:
         click.echo(f"removed {removed} task(s) from {queue!r} ({', '.join(names)})")
     _report(target, {"queue": queue, "states": names, "removed": removed}, [], "purge",
             None if removed else f"nothing to purge in queue {queue!r}")
@@ -168,7 +169,7 @@ def dead_letters(target: Target, queue: str, action: str, task_ids: tuple[str, .
         count = run(target, lambda a: a.control.requeue_dead(queue, ids))
     else:
         count = run(target, lambda a: a.control.delete_dead(queue, ids))
-    if not target.as_json:
+    if count and not target.as_json:
         click.echo(f"{action}d {count} dead letter(s) of {queue!r}")
     _report(target, {"queue": queue, "action": action, "count": count}, [], action,
             None if count else f"nothing to {action}: no such dead letter in {queue!r}")
