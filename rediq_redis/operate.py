@@ -115,12 +115,22 @@ async def _queues_of(session: Session, queue: str | None) -> list[str]:
     return [queue] if queue is not None else await queues(session)
 
 
+async def _waiting_first(session: Session, keys: QueueKeys, ids: list[str]) -> list[str]:
+    """``ids`` with running tasks last: cancelling one frees a worker slot, which must
+    not go to a task of the same group that is about to be cancelled."""
+    if not ids:
+        return ids
+    states = await session.client.hmget(keys.key("state"), ids)
+    return [i for _, i in sorted(zip([s == b"active" for s in states], ids, strict=True),
+                                 key=lambda pair: pair[0])]
+
+
 async def cancel_group(session: Session, group: str, queue: str | None
                        ) -> dict[str, CancelOutcome]:
     outcomes: dict[str, CancelOutcome] = {}
     for name in await _queues_of(session, queue):
         keys = session.keys.queue(name)
-        ids = await group_ids(session, name, group)
+        ids = await _waiting_first(session, keys, await group_ids(session, name, group))
         for start in range(0, len(ids), _GROUP_PAGE):
             chunk = ids[start : start + _GROUP_PAGE]
             calls = [session.scripts.cancel.call(keys.for_task(i),
