@@ -57,7 +57,7 @@ async def take_snapshot(app: Rediq, minutes: int) -> Snapshot:
 
 
 def _workers_table(workers: list[WorkerStatus]) -> Table:
-    table = Table(title="workers", expand=True)
+    table = Table(title="workers")
     for column in ("name", "host:pid", "queues", "running", "processed", "failed",
                    "heartbeat"):
         table.add_column(column)
@@ -69,7 +69,7 @@ def _workers_table(workers: list[WorkerStatus]) -> Table:
 
 
 def _failures_table(failures: list[TaskRecord]) -> Table:
-    table = Table(title="latest failures", expand=True)
+    table = Table(title="latest failures")
     for column in ("when", "queue", "task", "id", "error"):
         table.add_column(column)
     for r in failures:
