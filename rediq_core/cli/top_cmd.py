@@ -1,7 +1,8 @@
 """``rediq top``: a live full-screen view of queues, workers and the latest failures.
 
 Refreshes every ``--interval`` seconds (rich Live on the alternate screen); ``q`` quits.
-When stdout is not a terminal (or with ``--once``) it prints one snapshot and exits.
+When stdout is not a terminal (or with ``--once``) it prints one snapshot and exits;
+``--json`` prints that snapshot as one JSON document (queues, workers, failures).
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from rich.text import Text
 
 from ..broker import TaskRecord
 from ..inspection import QueueOverview, WorkerStatus
-from .render import age, console, overview_table, stamp
+from .render import (
+    age,
+    console,
+    echo_json,
+    overview_json,
+    overview_table,
+    stamp,
+    task_json,
+    worker_json,
+)
 from .target import Target, control_command, run
 
 if TYPE_CHECKING:
@@ -132,6 +142,12 @@ def top(target: Target, interval: float, minutes: int, once: bool) -> None:
     def source(app: Rediq) -> str:
         return f"{redact_url(app.redis_url)} ns={app.namespace}"
 
+    if target.as_json:
+        snap = run(target, lambda app: take_snapshot(app, minutes))
+        echo_json({"queues": [overview_json(o) for o in snap.queues],
+                   "workers": [worker_json(w) for w in snap.workers],
+                   "failures": [task_json(r) for r in snap.failures]})
+        return
     if once or not (sys.stdout.isatty() and sys.stdin.isatty()):
         async def snapshot(app: Rediq) -> Group:
             return render(await take_snapshot(app, minutes), source(app))

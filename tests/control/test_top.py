@@ -80,3 +80,6 @@ async def test_top_piped_prints_one_snapshot(harness: Harness) -> None:
     assert done.code == 0, done
     assert done.out.count("rediq top") == 1 and "drain" in done.out
     assert "latest failures" in done.out and "workers" in done.out
+    doc = (await cli(harness, "top", "--json")).json()
+    assert [q["name"] for q in doc["queues"]] == ["drain"] and doc["queues"][0]["pending"] == 1
+    assert doc["workers"] == [] and doc["failures"] == []
