@@ -103,7 +103,8 @@ async def group_ids(session: Session, queue: str, group: str) -> list[str]:
         reply = await session.client.zrangebylex(key, start, b"[" + prefix + b"\xff",
                                                  start=0, num=_GROUP_PAGE)
         page = [m if isinstance(m, bytes) else str(m).encode() for m in reply]
-        ids += [m[len(prefix):].decode() for m in page]
+        # a group named "<group>\n..." shares the prefix: its members have a "\n" left
+        ids += [m[len(prefix):].decode() for m in page if b"\n" not in m[len(prefix):]]
         if len(page) < _GROUP_PAGE:
             return ids
         start = b"(" + page[-1]

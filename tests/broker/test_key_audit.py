@@ -27,7 +27,7 @@ def allowed(namespace: str) -> set[str]:
 async def test_every_ending_leaves_only_bounded_metadata(
     broker: RedisBroker, redis: Redis, rediq_namespace: str
 ) -> None:
-    kw = {"queue": Q, "result_ttl_s": 0}
+    kw = {"queue": Q, "result_ttl_s": 0, "groups": ("g", "user:1")}
     ok, retried, expired, released = (make_message(**kw) for _ in range(4))
     cancelled, scheduled, running, deleted = (make_message(**kw) for _ in range(4))
     purged = [make_message(**kw), make_message(**kw, eta_ms=now_ms() + 60_000)]
