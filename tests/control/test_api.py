@@ -102,3 +102,27 @@ async def test_stop_all_workers(harness: Harness) -> None:
         assert worker.wait_exit(20) == 0
         assert worker.matching("stop requested by an operator")
     assert await m.app.control.workers() == []
+
+
+async def test_workers_count_what_they_settle(rediq_redis_url: str, rediq_namespace: str) -> None:
+    from rediq_core.broker import Settlement, TaskError
+    from rediq_core.message import now_ms
+    from rediq_core.testing.broker_contract import make_message
+    from rediq_core.worker.remote import CountingSettler
+
+    app = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace)
+    broker = app.get_broker()
+    try:
+        messages = [make_message("q") for _ in range(4)]
+        await broker.enqueue(messages)
+        await broker.fetch("q", worker_id="w", limit=4, lease_ms=10_000)
+        settler = CountingSettler(broker, "w")
+        error = TaskError("E", "boom")
+        assert await settler.settle(Settlement(messages[0].id, "q", result=b"1"))
+        assert await settler.settle(Settlement(messages[1].id, "q", error=error))
+        assert await settler.settle(Settlement(messages[2].id, "q", error=error,
+                                               retry_at_ms=now_ms() + 60_000))
+        assert not await settler.settle(Settlement("unknown", "q", result=b"1"))
+        assert (settler.processed, settler.failed) == (2, 1)  # a retry is not the end
+    finally:
+        await app.close()
