@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 )
 from redis.asyncio import Redis
 
-from rediq_core.broker import BrokerOptions, CancelOutcome, Settlement, TaskError
+from rediq_core.broker import BrokerOptions, CancelOutcome, Settlement, TaskError, TaskState
 from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import make_message
 from rediq_redis import BrokerSettings, QueueKeys, RedisBroker
@@ -50,6 +50,7 @@ class Task:
     due_rank: int = 0  # order of promotion once made due (0: not due)
     expired: bool = False
     cancel_flag: bool = False
+    group: str = ""
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Model:
     seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     counters: dict[str, int] = field(
         default_factory=lambda: {"enqueued": 0, "succeeded": 0, "failed": 0, "retried": 0})
+    paused: bool = False
 
     def in_state(self, state: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.state == state]
@@ -86,7 +88,7 @@ class Model:
                 self.counters["failed"] += 1
             else:
                 self.make_pending(task, fresh=False)
-        leased = self.pending_order()[:limit]
+        leased = [] if self.paused else self.pending_order()[:limit]
         for task_id in leased:
             task = self.tasks[task_id]
             task.state, task.deliveries = "active", task.deliveries + 1
@@ -126,20 +128,22 @@ class ProtocolMachine(RuleBasedStateMachine):
     # --- rules ------------------------------------------------------------------------
 
     @rule(priority=st.integers(0, 2), delayed=st.booleans(), reuse=st.booleans(),
-          data=st.data())
-    def enqueue(self, priority: int, delayed: bool, reuse: bool, data: st.DataObject) -> None:
+          group=st.sampled_from(["g", "h"]), data=st.data())
+    def enqueue(self, priority: int, delayed: bool, reuse: bool, group: str,
+                data: st.DataObject) -> None:
         task_id = f"task{next(self.ids):04d}"  # deterministic: draws must not vary
         if reuse and self.model.tasks:
             task_id = data.draw(st.sampled_from(sorted(self.model.tasks)))
         eta = {"eta_ms": self.now() + FAR} if delayed else {}
-        message = make_message(queue=Q, id=task_id, priority=priority, result_ttl_s=0, **eta)
+        message = make_message(queue=Q, id=task_id, priority=priority, result_ttl_s=0,
+                               groups=(group,), **eta)
         [outcome] = self.run(self.broker.enqueue([message]))
         existing = self.model.tasks.get(task_id)
         if existing and existing.state != "failed":
             assert not outcome.accepted and outcome.state == existing.state
             return
         assert outcome.accepted
-        task = Task(task_id, priority, "scheduled" if delayed else "pending")
+        task = Task(task_id, priority, "scheduled" if delayed else "pending", group=group)
         if not delayed:
             task.position = next(self.model.seq)
         self.model.tasks[task_id] = task
@@ -226,7 +230,9 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         task = data.draw(st.sampled_from(sorted(self.model.tasks.values(), key=lambda t: t.id)))
-        outcome = self.run(self.broker.cancel(task.id, Q))
+        self.model_cancel(task, self.run(self.broker.cancel(task.id, Q)))
+
+    def model_cancel(self, task: Task, outcome: CancelOutcome) -> None:
         if task.state in ("pending", "scheduled") or (task.state == "active" and task.expired):
             assert outcome is CancelOutcome.CANCELLED
             del self.model.tasks[task.id]
@@ -254,6 +260,39 @@ class ProtocolMachine(RuleBasedStateMachine):
         if deleted:
             del self.model.tasks[task.id]
 
+    @rule(group=st.sampled_from(["g", "h"]))
+    def cancel_group(self, group: str) -> None:
+        outcomes = self.run(self.broker.cancel_group(group, Q))
+        members = sorted((t for t in self.model.tasks.values() if t.group == group),
+                         key=lambda t: t.id)
+        assert set(outcomes) == {t.id for t in members}
+        for task in members:
+            self.model_cancel(task, outcomes[task.id])
+
+    @rule()
+    def pause(self) -> None:
+        assert self.run(self.broker.pause(Q)) == (not self.model.paused)
+        self.model.paused = True
+
+    @rule()
+    def resume(self) -> None:
+        assert self.run(self.broker.resume(Q)) == self.model.paused
+        self.model.paused = False
+
+    @rule(state=st.sampled_from(["pending", "scheduled", "failed"]))
+    def purge(self, state: str) -> None:
+        doomed = self.model.in_state(state)
+        assert self.run(self.broker.purge_tasks(Q, [TaskState(state)])) == len(doomed)
+        for task in doomed:
+            del self.model.tasks[task.id]
+
+    @precondition(lambda self: self.model.in_state("failed"))
+    @rule(data=st.data())
+    def delete_dead(self, data: st.DataObject) -> None:
+        task = self.pick(data, "failed")
+        assert self.run(self.broker.delete_dead(Q, [task.id, "no-such-task"])) == 1
+        del self.model.tasks[task.id]
+
     # --- invariants -------------------------------------------------------------------
 
     def now(self) -> int:
@@ -273,6 +312,12 @@ class ProtocolMachine(RuleBasedStateMachine):
         stats = self.run(self.broker.queue_stats(Q))
         assert (stats.enqueued, stats.succeeded, stats.failed, stats.retried) == tuple(
             model.counters[k] for k in ("enqueued", "succeeded", "failed", "retried"))
+        overview = self.run(self.broker.queue_overview(Q, minutes=60))
+        assert overview.paused == model.paused
+        for name, total in model.counters.items():  # every event is in a minute bucket
+            assert sum(getattr(m, name) for m in overview.minutes) == total, name
+        index = {m.decode() for m in self.run(self.redis.zrange(self.keys.key("groups"), 0, -1))}
+        assert index == {f"{t.group}\n{t.id}" for t in model.tasks.values()}
 
 
 @pytest.mark.timeout(150)
