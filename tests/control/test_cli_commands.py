@@ -111,6 +111,13 @@ async def test_every_command_table_and_json(harness: Harness) -> None:
         return (await m.app.control.queue("work")).dead == 1
 
     await eventually(dead_again, "the requeued task to fail again")
+    table = await cli(harness, "dead-letters", "work", "requeue")
+    assert table.code == 0 and table.out.strip() == "requeued 1 dead letter(s) of 'work'"
+    await eventually(dead_again, "the requeued task to fail again")
+    table = await cli(harness, "dead-letters", "work", "delete", failed.id, "--yes")
+    assert table.code == 0 and table.out.strip() == "deleted 1 dead letter(s) of 'work'"
+    await m.fail().enqueue()
+    await eventually(dead_again, "another task to fail")
     done = await cli(harness, "dead-letters", "work", "delete", "--yes", "--json")
     assert done.code == 0 and done.json()["count"] == 1
     assert await m.app.control.task(failed.id) is None
@@ -127,21 +134,34 @@ async def test_every_command_table_and_json(harness: Harness) -> None:
     doc = (await cli(harness, "delete", add_id, "--yes", "--json")).json()
     assert doc == {"deleted": [add_id], "not_deleted": []}
     assert (await cli(harness, "task", add_id)).code == 1
+    table = await cli(harness, "delete", s["adds"][1].id, "--yes")
+    assert table.code == 0 and s["adds"][1].id in table.out and "deleted" in table.out
 
     # pause / resume
     assert (await cli(harness, "pause", "work")).out.strip() == "queue 'work' paused"
     assert (await m.app.control.queue("work")).paused
     doc = (await cli(harness, "resume", "work", "--json")).json()
     assert doc == {"queue": "work", "paused": False, "changed": True}
+    doc = (await cli(harness, "pause", "work", "--json")).json()
+    assert doc == {"queue": "work", "paused": True, "changed": True}
+    assert (await cli(harness, "resume", "work")).out.strip() == "queue 'work' resumed"
 
     # purge
     doc = (await cli(harness, "purge", "work", "--state", "scheduled", "--yes", "--json")).json()
     assert doc == {"queue": "work", "states": ["scheduled"], "removed": 1}
+    await m.add(5, 5).options(delay=600).enqueue()
+    table = await cli(harness, "purge", "work", "--yes")
+    assert table.code == 0
+    assert table.out.strip() == "removed 1 task(s) from 'work' (pending, scheduled, dead)"
 
     # stop-worker: the worker finishes and exits 0
     doc = (await cli(harness, "stop-worker", "cli-w", "--yes", "--json")).json()
     assert len(doc["asked"]) == 1 and doc["asked"][0].startswith("cli-w@")
     assert await asyncio.to_thread(s["worker"].wait_exit, 20) == 0
+    harness.start("--queue-name", "work", "--worker-name", "cli-w2")
+    table = await cli(harness, "stop-worker", "--all", "--yes")
+    assert table.code == 0 and table.out.startswith("asked cli-w2@") and "to stop" in table.out
+    assert await asyncio.to_thread(harness.workers[-1].wait_exit, 20) == 0
     assert (await cli(harness, "workers", "--json")).json() == {"workers": []}
 
 
