@@ -6,7 +6,7 @@ It imports no plugin package; brokers and serializers arrive through entry point
 from __future__ import annotations
 
 from .app import EVENT_NAMES, Rediq
-from .broker import Broker, BrokerOptions, TaskState
+from .broker import Broker, BrokerOptions, CancelOutcome, TaskError, TaskRecord, TaskState
 from .context import (
     current_task_exception,
     current_task_groups,
@@ -15,8 +15,10 @@ from .context import (
     current_task_retried,
     run_in_current_executor,
 )
+from .control import Control
 from .handle import TaskHandle
 from .info import TaskInfo, WorkerInfo
+from .inspection import MinuteCounts, QueueOverview, TaskPage, WorkerStatus
 from .message import TaskMessage
 from .plugins import hookimpl, make_plugin_host
 from .serializer import Serializer
@@ -28,15 +30,23 @@ __all__ = [
     "EVENT_NAMES",
     "Broker",
     "BrokerOptions",
+    "CancelOutcome",
+    "Control",
+    "MinuteCounts",
+    "QueueOverview",
     "Rediq",
     "Serializer",
     "TaskCall",
     "TaskDefinition",
+    "TaskError",
     "TaskHandle",
     "TaskInfo",
     "TaskMessage",
+    "TaskPage",
+    "TaskRecord",
     "TaskState",
     "WorkerInfo",
+    "WorkerStatus",
     "__version__",
     "current_task_exception",
     "current_task_groups",

@@ -8,10 +8,12 @@ from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from . import defaults
 from .broker import Broker, BrokerOptions, TaskRecord, TaskState
+from .control import Control
 from .errors import (
     ConfigurationError,
     MessageTooLargeError,
     SerializationError,
+    TaskNotFoundError,
     TaskRegistrationError,
     UnknownNameError,
 )
@@ -238,6 +240,29 @@ class Rediq:
         if self._broker is None:
             self._broker = self.plugins.broker(self.broker_options)
         return self._broker
+
+    @property
+    def control(self) -> Control:
+        """The control API: inspect and operate queues, tasks and workers."""
+        return Control(self.get_broker())
+
+    async def handle(self, task_id: str) -> TaskHandle:
+        """A handle for any existing task, found by its id alone (in whichever queue), so
+        one process can await, inspect or cancel what another enqueued.
+
+        Raises :class:`TaskNotFoundError` if no queue knows the task (never enqueued,
+        deleted, purged, or its result expired).
+        """
+        record = await self.get_broker().get_task(task_id)
+        if record is None:
+            raise TaskNotFoundError(f"no task {task_id} in any queue (or its result expired)")
+        ttl = record.message.result_ttl_s if record.message else defaults.DEFAULT_RESULT_TTL_S
+        return TaskHandle(self, task_id, record.queue, accepted=True, result_ttl_s=ttl)
+
+    async def result(self, task_id: str, timeout: float | None = None) -> Any:
+        """Wait for the task with this id to end and return its result (see
+        :meth:`TaskHandle.result` for the errors), wherever it was enqueued from."""
+        return await (await self.handle(task_id)).result(timeout)
 
     async def close(self) -> None:
         """Close the broker's connections."""

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .inspection import QueueOverview, TaskPage
 from .message import TaskMessage
 
 __all__ = [
@@ -156,6 +157,16 @@ class TaskRecord:
     error: TaskError | None = None
     serializer: str | None = None
     finished_at_ms: int | None = None
+    name: str | None = None
+    priority: int | None = None
+    groups: tuple[str, ...] = ()
+    enqueued_at_ms: int | None = None
+    #: When its current (or last) lease began.
+    started_at_ms: int | None = None
+    #: Scheduled tasks: when they become ready.
+    due_at_ms: int | None = None
+    #: Active tasks: when the lease expires unless the worker extends it.
+    lease_deadline_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +292,55 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def queue_stats(self, queue: str) -> QueueStats:
         """Counts and counters of one queue."""
+
+    # --- operating (the control API) ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_tasks(
+        self, queue: str, state: TaskState, *, limit: int = 100, cursor: str | None = None
+    ) -> TaskPage:
+        """A page of ``queue``'s tasks in ``state`` (pending, scheduled, active or failed):
+        pending in run order, scheduled by due time, active by lease deadline, dead letters
+        newest first."""
+
+    @abc.abstractmethod
+    async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
+        """Cancel every unfinished task tagged ``group`` (in ``queue`` or in every queue):
+        each is one atomic cancel. Returns the outcome per task id."""
+
+    @abc.abstractmethod
+    async def delete_group(self, group: str, queue: str | None = None) -> int:
+        """Delete every task tagged ``group`` that is not running; return how many."""
+
+    @abc.abstractmethod
+    async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:
+        """Remove every task of ``queue`` in these states (pending, scheduled, failed)."""
+
+    @abc.abstractmethod
+    async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
+        """Delete dead-lettered tasks (all, or these); return how many."""
+
+    @abc.abstractmethod
+    async def queue_overview(self, queue: str, minutes: int = 15) -> QueueOverview:
+        """Counts, the oldest pending task's wait, counters and the last ``minutes``."""
+
+    @abc.abstractmethod
+    async def pause(self, queue: str) -> bool:
+        """Stop workers from leasing tasks of ``queue`` (running ones finish); False if it
+        was already paused. The pause is stored in the broker and outlives workers."""
+
+    @abc.abstractmethod
+    async def resume(self, queue: str) -> bool:
+        """Undo :meth:`pause`; False if the queue was not paused."""
+
+    @abc.abstractmethod
+    async def stop_workers(self, worker_ids: Sequence[str]) -> int:
+        """Ask these workers to shut down gracefully; return how many are registered."""
+
+    @abc.abstractmethod
+    def stop_requests(self, worker_id: str) -> AsyncIterator[None]:
+        """Yields once each time ``worker_id`` is asked to stop (including a request made
+        before the subscription started)."""
 
     # --- worker registry --------------------------------------------------------------
 

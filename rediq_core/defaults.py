@@ -67,11 +67,18 @@ EXECUTOR_POOL_NAME: Final = "thread"
 EXECUTOR_POOL_SIZE: Final[int | None] = None  # the pool's own default (CPU based)
 #: A worker's registry entry expires if it misses heartbeats for this long.
 WORKER_HEARTBEAT_TTL_S: Final = 60
+#: The control API marks a worker ``stale`` when its last heartbeat is older than this
+#: (two missed heartbeats: it is busy-blocked or gone; its entry expires at the TTL).
+WORKER_STALE_AFTER_S: Final = 35
 
 #: Environment variables read by the plugin manager and the CLI.
 ENV_DISABLE_PLUGINS: Final = "REDIQ_DISABLE_PLUGINS"
 ENV_DISABLE_AUTOLOAD: Final = "REDIQ_DISABLE_PLUGIN_AUTOLOAD"
 ENV_REDIS_URL: Final = "REDIQ_REDIS_URL"
+#: Environment variables of the control commands (``rediq queues``, ``rediq top``, ...):
+#: the app (``module:app``) and the key namespace when no app is given.
+ENV_APP: Final = "REDIQ_APP"
+ENV_NAMESPACE: Final = "REDIQ_NAMESPACE"
 
 #: Worker internals. A worker refreshes its registry entry this often.
 WORKER_HEARTBEAT_INTERVAL_S: Final = 15

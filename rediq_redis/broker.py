@@ -23,11 +23,13 @@ from rediq_core.broker import (
     QueueStats,
     Settlement,
     TaskRecord,
+    TaskState,
     WorkerRecord,
 )
+from rediq_core.inspection import QueueOverview, TaskPage
 from rediq_core.message import TaskMessage
 
-from . import control, leasing, producer, registry
+from . import control, leasing, operate, producer, registry, stopping
 from .connection import UNREACHABLE, check_server, make_clients, translate_error
 from .keys import NamespaceKeys
 from .records import text
@@ -204,6 +206,50 @@ class RedisBroker(Broker):
     @_translated
     async def queue_stats(self, queue: str) -> QueueStats:
         return await control.queue_stats(await self._ready(), queue)
+
+    # --- operating (the control API) ---------------------------------------------------
+
+    @_translated
+    async def list_tasks(
+        self, queue: str, state: TaskState, *, limit: int = 100, cursor: str | None = None
+    ) -> TaskPage:
+        return await operate.list_tasks(await self._ready(), queue, state, limit, cursor)
+
+    @_translated
+    async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
+        return await operate.cancel_group(await self._ready(), group, queue)
+
+    @_translated
+    async def delete_group(self, group: str, queue: str | None = None) -> int:
+        return await operate.delete_group(await self._ready(), group, queue)
+
+    @_translated
+    async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:
+        return await operate.purge_tasks(await self._ready(), queue, states)
+
+    @_translated
+    async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
+        return await operate.delete_dead(await self._ready(), queue, task_ids)
+
+    @_translated
+    async def queue_overview(self, queue: str, minutes: int = 15) -> QueueOverview:
+        return await operate.queue_overview(await self._ready(), queue, minutes)
+
+    @_translated
+    async def pause(self, queue: str) -> bool:
+        return await operate.pause(await self._ready(), queue)
+
+    @_translated
+    async def resume(self, queue: str) -> bool:
+        return await operate.resume(await self._ready(), queue)
+
+    @_translated
+    async def stop_workers(self, worker_ids: Sequence[str]) -> int:
+        return await stopping.stop_workers(await self._ready(), worker_ids)
+
+    async def stop_requests(self, worker_id: str) -> AsyncIterator[None]:
+        async for request in stopping.stop_requests(await self._ready(), worker_id):
+            yield request
 
     # --- worker registry --------------------------------------------------------------
 

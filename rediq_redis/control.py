@@ -19,6 +19,7 @@ __all__ = [
     "delete",
     "find_queue",
     "get_task",
+    "lookup",
     "purge",
     "queue_stats",
     "queues",
@@ -26,7 +27,7 @@ __all__ = [
     "wait_finished",
 ]
 
-_FIELDS = ("state", "envelope", "payload", "retried", "deliveries", "owner", "error")
+_FIELDS = ("state", "envelope", "payload", "retried", "deliveries", "owner", "error", "started")
 
 
 async def queues(session: Session) -> list[str]:
@@ -34,16 +35,18 @@ async def queues(session: Session) -> list[str]:
     return sorted(text(m) or "" for m in members)
 
 
-async def _lookup(session: Session, keys: QueueKeys, task_id: str) -> TaskRecord | None:
+async def lookup(session: Session, keys: QueueKeys, task_id: str) -> TaskRecord | None:
     async with session.client.pipeline(transaction=False) as pipe:
         for name in _FIELDS:
             pipe.hget(keys.key(name), task_id)
         pipe.zscore(keys.key("dead"), task_id)
         pipe.hgetall(keys.result(task_id))
+        pipe.zscore(keys.key("scheduled"), task_id)
+        pipe.zscore(keys.key("active"), task_id)
         replies = await pipe.execute()
     fields = dict(zip(_FIELDS, replies[: len(_FIELDS)], strict=True))
-    dead_at, result = replies[len(_FIELDS)], replies[len(_FIELDS) + 1]
-    record = live_record(task_id, keys.queue, fields, dead_at)
+    dead_at, result, due, deadline = replies[len(_FIELDS) :]
+    record = live_record(task_id, keys.queue, fields, dead_at, due if due is not None else deadline)
     if record is not None:
         return record
     return result_record(task_id, keys.queue, result) if result else None
@@ -52,7 +55,7 @@ async def _lookup(session: Session, keys: QueueKeys, task_id: str) -> TaskRecord
 async def get_task(session: Session, task_id: str, queue: str | None) -> TaskRecord | None:
     names = [queue] if queue is not None else await queues(session)
     for name in names:
-        record = await _lookup(session, session.keys.queue(name), task_id)
+        record = await lookup(session, session.keys.queue(name), task_id)
         if record is not None:
             return record
     return None
@@ -73,7 +76,7 @@ async def wait_finished(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     cap = session.settings.wake_safety_cap_s
     while True:
-        record = await _lookup(session, keys, task_id)
+        record = await lookup(session, keys, task_id)
         if record is None:
             raise TaskNotFoundError(f"no task {task_id} in queue {queue!r} (or it expired)")
         if not record.state.unfinished:
@@ -134,7 +137,7 @@ async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | N
 async def dead_letters(session: Session, queue: str, limit: int) -> list[TaskRecord]:
     keys = session.keys.queue(queue)
     ids = await session.client.zrevrange(keys.key("dead"), 0, max(limit, 1) - 1)
-    records = [await _lookup(session, keys, text(i) or "") for i in ids[:limit]]
+    records = [await lookup(session, keys, text(i) or "") for i in ids[:limit]]
     return [r for r in records if r is not None]
 
 

@@ -34,6 +34,10 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "wake",  # LIST wake tokens (at most one)
     "seq",  # STRING sequence counter for FIFO positions
     "lost",  # HASH id -> leases that expired unsettled (its worker died or stalled)
+    "paused",  # STRING present while the queue is paused (workers lease nothing from it)
+    "started",  # HASH id -> when its current (last) lease began, ms
+    "groups",  # ZSET score 0, member "<group>\n<id>": the group index (lex ranges)
+    "minutes",  # HASH per-minute counters ring: "<counter>:<slot>" and "t:<slot>" (minute)
 )
 
 
@@ -102,6 +106,11 @@ class NamespaceKeys:
     def worker(self, worker_id: str) -> str:
         """HASH of one worker's registry entry, with a TTL."""
         return f"{{{self.namespace}}}:worker:{worker_id}"
+
+    @cached_property
+    def control_channel(self) -> str:
+        """Pub/sub channel on which workers are asked to stop (message: worker id or ``*``)."""
+        return f"{{{self.namespace}}}:control"
 
     @cached_property
     def cancel_channel(self) -> str:

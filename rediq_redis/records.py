@@ -46,13 +46,26 @@ def _int(raw: bytes | None) -> int:
         return 0
 
 
+def _groups(raw: bytes | None) -> tuple[str, ...]:
+    try:
+        value = json.loads(raw or b"[]")
+    except ValueError:
+        return ()
+    return tuple(str(g) for g in value) if isinstance(value, list) else ()
+
+
 def live_record(
     task_id: str,
     queue: str,
     fields: Mapping[str, bytes | None],
     dead_at: float | None = None,
+    score: float | None = None,
 ) -> TaskRecord | None:
-    """A record from the per-queue hashes (``state``, ``envelope``, ``payload``, ...)."""
+    """A record from the per-queue hashes (``state``, ``envelope``, ``payload``, ...).
+
+    ``score`` is the task's score in its state's set: the due time of a scheduled task,
+    the lease deadline of an active one.
+    """
     state = _LIVE_STATES.get(fields.get("state") or b"")
     if state is None:
         return None
@@ -74,6 +87,15 @@ def live_record(
         error=decode_error(fields.get("error")),
         serializer=message.serializer if message else None,
         finished_at_ms=int(dead_at) if dead_at is not None else None,
+        name=message.name if message else None,
+        priority=message.priority if message else None,
+        groups=message.groups if message else (),
+        enqueued_at_ms=message.enqueued_at_ms if message else None,
+        started_at_ms=_int(fields.get("started")) or None,
+        due_at_ms=int(score) if score is not None and state is TaskState.SCHEDULED else None,
+        lease_deadline_ms=(
+            int(score) if score is not None and state is TaskState.ACTIVE else None
+        ),
     )
 
 
@@ -94,4 +116,9 @@ def result_record(task_id: str, queue: str, fields: Mapping[bytes, bytes]) -> Ta
         error=decode_error(fields.get(b"error")),
         serializer=text(fields.get(b"serializer")) or None,
         finished_at_ms=_int(fields.get(b"finished_at")) or None,
+        name=text(fields.get(b"name")) or None,
+        priority=_int(fields.get(b"priority")) if b"name" in fields else None,
+        groups=_groups(fields.get(b"groups")),
+        enqueued_at_ms=_int(fields.get(b"enqueued_at")) or None,
+        started_at_ms=_int(fields.get(b"started_at")) or None,
     )

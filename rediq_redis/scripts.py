@@ -42,8 +42,13 @@ QUEUE_SCRIPTS = (
     "delete",
     "purge",
     "requeue_dead",
+    "pause",
+    "resume",
+    "purge_state",
+    "oldest_pending",
+    "delete_dead",
 )
-STANDALONE_SCRIPTS = ("heartbeat",)
+STANDALONE_SCRIPTS = ("heartbeat", "stop_workers")
 
 
 def _read(name: str) -> str:
@@ -134,3 +139,9 @@ class Scripts:
         self.purge = LuaScript("purge", client, replay_ms)
         self.requeue_dead = LuaScript("requeue_dead", client, replay_ms)
         self.heartbeat = LuaScript("heartbeat", client, replay_ms)
+        self.pause = LuaScript("pause", client, replay_ms)
+        self.resume = LuaScript("resume", client, replay_ms)
+        self.purge_state = LuaScript("purge_state", client, replay_ms)
+        self.oldest_pending = LuaScript("oldest_pending", client, replay_ms)
+        self.stop_workers = LuaScript("stop_workers", client, replay_ms)
+        self.delete_dead = LuaScript("delete_dead", client, replay_ms)

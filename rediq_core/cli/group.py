@@ -14,8 +14,20 @@ __all__ = ["RediqGroup", "main"]
 
 #: Built-in subcommands: name -> "module:attribute", imported on use to keep start-up fast.
 BUILTIN_COMMANDS = {
+    "cancel": "rediq_core.cli.operate_cmds:cancel",
+    "dead-letters": "rediq_core.cli.operate_cmds:dead_letters",
+    "delete": "rediq_core.cli.operate_cmds:delete",
+    "pause": "rediq_core.cli.operate_cmds:pause",
     "plugins": "rediq_core.cli.plugins_cmd:plugins",
+    "purge": "rediq_core.cli.operate_cmds:purge",
+    "queues": "rediq_core.cli.inspect_cmds:queues",
+    "resume": "rediq_core.cli.operate_cmds:resume",
+    "stop-worker": "rediq_core.cli.operate_cmds:stop_worker",
+    "task": "rediq_core.cli.inspect_cmds:task",
+    "tasks": "rediq_core.cli.inspect_cmds:tasks",
+    "top": "rediq_core.cli.top_cmd:top",
     "worker": "rediq_core.cli.worker_cmd:worker",
+    "workers": "rediq_core.cli.inspect_cmds:workers",
 }
 
 

@@ -525,6 +525,161 @@ class BrokerContract:
             QUEUE, 2, 1, 0, 1)
         assert (stats.enqueued, stats.succeeded, stats.failed, stats.retried) == (5, 1, 1, 0)
 
+    # --- operating (the control API) ---------------------------------------------------
+
+    async def test_records_carry_names_groups_and_times(self, broker: Broker) -> None:
+        message = await enqueue_one(broker, groups=("g", "user:1"), priority=3)
+        record = await broker.get_task(message.id)
+        assert record is not None and (record.name, record.priority) == ("contract.task", 3)
+        assert record.groups == ("g", "user:1") and record.started_at_ms is None
+        assert record.enqueued_at_ms == message.enqueued_at_ms
+        delivery = await fetch_one(broker)
+        record = await broker.get_task(message.id)
+        assert record is not None and record.started_at_ms is not None
+        assert record.lease_deadline_ms == delivery.lease_deadline_ms
+        await broker.settle(WORKER, [success(message)])
+        done = await broker.get_task(message.id)
+        assert done is not None and done.state is TaskState.SUCCEEDED
+        assert (done.name, done.priority, done.groups) == ("contract.task", 3, ("g", "user:1"))
+        assert done.started_at_ms == record.started_at_ms
+        assert done.enqueued_at_ms == message.enqueued_at_ms
+
+    async def test_list_tasks_by_state_with_cursor(self, broker: Broker) -> None:
+        running = await enqueue_one(broker, priority=-10)
+        await fetch_one(broker, limit=1)
+        dead = await enqueue_one(broker, priority=-10)
+        await fetch_one(broker, limit=1)
+        await broker.settle(WORKER, [failure(dead)])
+        pending = [make_message(priority=p) for p in (5, 1, 5, 0, 1)]
+        await broker.enqueue(pending)
+        later, sooner = (make_message(eta_ms=now_ms() + d) for d in (90_000, 60_000))
+        await broker.enqueue([later, sooner])
+        order = [m.id for m in sorted(pending, key=lambda m: m.priority)]
+        first = await broker.list_tasks(QUEUE, TaskState.PENDING, limit=3)
+        assert [r.id for r in first.tasks] == order[:3] and first.next_cursor
+        rest = await broker.list_tasks(QUEUE, TaskState.PENDING, limit=3,
+                                       cursor=first.next_cursor)
+        assert [r.id for r in rest.tasks] == order[3:] and rest.next_cursor is None
+        scheduled = (await broker.list_tasks(QUEUE, TaskState.SCHEDULED)).tasks
+        assert [r.id for r in scheduled] == [sooner.id, later.id]
+        assert scheduled[0].due_at_ms == sooner.eta_ms
+        [active] = (await broker.list_tasks(QUEUE, TaskState.ACTIVE)).tasks
+        assert (active.id, active.worker) == (running.id, WORKER)
+        assert active.lease_deadline_ms is not None and active.lease_deadline_ms > now_ms()
+        [failed] = (await broker.list_tasks(QUEUE, TaskState.FAILED)).tasks
+        assert failed.id == dead.id and failed.error is not None
+        with pytest.raises(ValueError):
+            await broker.list_tasks(QUEUE, TaskState.SUCCEEDED)
+
+    async def test_cancel_and_delete_a_group(self, broker: Broker) -> None:
+        running = await enqueue_one(broker, groups=("g",))
+        await fetch_one(broker)
+        tagged = [make_message(groups=("g", f"n{i}")) for i in range(5)]
+        tagged.append(make_message(groups=("g",), eta_ms=now_ms() + 60_000))
+        others = [make_message(groups=("h",)), make_message()]
+        await broker.enqueue([*tagged, *others])
+        outcomes = await broker.cancel_group("g")
+        assert outcomes == {running.id: CancelOutcome.REQUESTED,
+                            **{m.id: CancelOutcome.CANCELLED for m in tagged}}
+        for message in tagged:
+            record = await broker.get_task(message.id, QUEUE)
+            assert record is not None and record.state is TaskState.CANCELLED
+        for message in others:
+            record = await broker.get_task(message.id, QUEUE)
+            assert record is not None and record.state is TaskState.PENDING
+        assert await broker.cancel_group("no-such-group") == {}
+        assert await broker.delete_group("h", QUEUE) == 1
+        assert await broker.get_task(others[0].id) is None
+        assert await broker.delete_group("g") == 0  # only the running one is left: kept
+        await broker.enqueue([make_message(groups=("g",)) for _ in range(2)])
+        assert await broker.delete_group("g") == 2
+        record = await broker.get_task(running.id, QUEUE)
+        assert record is not None and record.state is TaskState.ACTIVE
+
+    async def test_purge_by_state_and_delete_dead_letters(self, broker: Broker) -> None:
+        running = await enqueue_one(broker)
+        await fetch_one(broker)
+        dead = [make_message() for _ in range(3)]
+        await broker.enqueue(dead)
+        await fetch(broker)
+        await broker.settle(WORKER, [failure(m) for m in dead])
+        await broker.enqueue([make_message() for _ in range(4)])
+        await broker.enqueue([make_message(eta_ms=now_ms() + 60_000) for _ in range(2)])
+        assert await broker.purge_tasks(QUEUE, [TaskState.SCHEDULED]) == 2
+        assert await broker.delete_dead(QUEUE, [dead[0].id, running.id, "unknown"]) == 1
+        assert await broker.get_task(dead[0].id) is None
+        stats = await broker.queue_stats(QUEUE)
+        assert (stats.pending, stats.scheduled, stats.active, stats.dead) == (4, 0, 1, 2)
+        assert await broker.purge_tasks(QUEUE, [TaskState.PENDING, TaskState.FAILED]) == 6
+        stats = await broker.queue_stats(QUEUE)
+        assert (stats.pending, stats.active, stats.dead) == (0, 1, 0)
+        with pytest.raises(ValueError):
+            await broker.purge_tasks(QUEUE, [TaskState.ACTIVE])
+        assert await broker.settle(WORKER, [success(running)]) == [True]
+
+    async def test_queue_overview(self, broker: Broker) -> None:
+        old = await enqueue_one(broker, priority=9)
+        await broker.enqueue([make_message() for _ in range(3)])
+        batch = await fetch(broker, limit=2)
+        await broker.settle(WORKER, [success(batch.deliveries[0].message),
+                                     failure(batch.deliveries[1].message)])
+        overview = await broker.queue_overview(QUEUE, minutes=5)
+        assert (overview.pending, overview.active, overview.dead, overview.paused) == (
+            2, 0, 1, False)
+        assert overview.totals == {"enqueued": 4, "succeeded": 1, "failed": 1, "retried": 0}
+        assert len(overview.minutes) == 5
+        assert sum(m.enqueued for m in overview.minutes) == 4
+        assert sum(m.succeeded for m in overview.minutes) == 1
+        assert overview.minutes[-1].minute_ms <= now_ms() < overview.minutes[-1].minute_ms + 60_000
+        assert overview.oldest_pending_age_s is not None
+        assert 0 <= overview.oldest_pending_age_s <= (now_ms() - old.enqueued_at_ms) / 1000 + 1
+        empty = await broker.queue_overview("nothing-here")
+        assert (empty.pending, empty.oldest_pending_age_s) == (0, None)
+
+    async def test_pause_and_resume(self, broker: Broker) -> None:
+        running = await enqueue_one(broker)
+        await fetch_one(broker)
+        assert await broker.pause(QUEUE) and not await broker.pause(QUEUE)
+        assert (await broker.queue_overview(QUEUE)).paused
+        waiting = [make_message() for _ in range(3)]
+        await broker.enqueue(waiting)
+        await fetch_nothing(broker)  # paused: nothing is leased, and the fetch sleeps
+        assert await broker.settle(WORKER, [success(running)]) == [True]  # running finishes
+        blocked = asyncio.ensure_future(fetch(broker))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()
+        assert await broker.resume(QUEUE) and not await broker.resume(QUEUE)
+        batch = await blocked  # resume wakes a sleeping fetch at once
+        assert [d.message.id for d in batch.deliveries] == [m.id for m in waiting]
+        assert QUEUE in await broker.queues()
+
+    async def test_stop_workers(self, broker: Broker) -> None:
+        for worker_id in ("w-1", "w-2"):
+            await broker.heartbeat(WorkerRecord(id=worker_id, name="n", queues=(),
+                                                heartbeat_age_s=0), ttl_s=60)
+        stream = broker.stop_requests("w-1")
+        try:
+            first = asyncio.ensure_future(anext(stream))
+            for _ in range(20):  # the subscription may start after the first request
+                assert await broker.stop_workers(["w-1", "ghost"]) == 1
+                done, _ = await asyncio.wait({first}, timeout=0.25)
+                if done:
+                    break
+            assert first.done(), "stop request never arrived"
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        # A request made before the worker listens is seen when it subscribes.
+        assert await broker.stop_workers(["w-2"]) == 1
+        late = broker.stop_requests("w-2")
+        try:
+            await asyncio.wait_for(anext(late), WAIT_S)
+        finally:
+            aclose = getattr(late, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     async def test_worker_registry(self, broker: Broker) -> None:
         worker = WorkerRecord(id="w-1", name="host:1", queues=("a", "b"), heartbeat_age_s=0,
                               info={"pid": 1})

@@ -24,13 +24,14 @@ from ..broker import Broker, Delivery, Lease, WorkerRecord
 from ..errors import BrokerUnavailableError, ConfigurationError
 from ..info import WorkerInfo
 from ..logs import task_extra
+from ..message import now_ms
 from .config import WorkerConfig, new_worker_id
 from .events import EventDispatcher
 from .fetcher import Fetcher, LocalQueue, Slots
 from .health import BrokerHealth
 from .leases import LeaseKeeper, LeaseTable
+from .remote import CountingSettler, listen_stop_requests
 from .runner import TaskRunner
-from .settler import Settler
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -76,6 +77,8 @@ class Worker:
         #: Cancellations announced for tasks not (yet) leased here: id -> when announced.
         #: A claim's reply can arrive after the announcement of a cancel that followed it.
         self._announced: dict[str, float] = {}
+        self.settler: CountingSettler | None = None
+        self.started_at_ms = now_ms()
 
     # --- control ------------------------------------------------------------------------
 
@@ -130,7 +133,7 @@ class Worker:
             self.config.executor_pool_name, self.config.executor_pool_size
         )
         events = EventDispatcher(self.app, executor)
-        settler = Settler(broker, self.id, self.health)
+        settler = self.settler = CountingSettler(broker, self.id, self.health)
         self.runner = TaskRunner(
             app=self.app, worker_name=self.config.worker_name, events=events,
             settler=settler, leases=self.leases, backoff=self.config.backoff,
@@ -188,6 +191,8 @@ class Worker:
         runners = [self._supervised(lambda: self._run_deliveries(broker), f"runner:{i}")
                    for i in range(self.config.task_concurrency)]
         self._supervised(lambda: self._listen_cancellations(broker), "control")
+        # Ends once a stop was requested (it retries connections by itself).
+        self._spawn(listen_stop_requests(broker, self.id, self.request_shutdown), "stop")
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
         self._maybe_check_burst(broker)
         await self._stop.wait()
@@ -363,8 +368,19 @@ class Worker:
                   "concurrency": self.config.task_concurrency,
                   "queue_size": self.config.queue_size,
                   "executor": self.config.executor_pool_name,
-                  "running": len(self.runner.running) if self.runner else 0},
+                  "running": len(self.runner.running) if self.runner else 0,
+                  **self._status()},
         )
+
+    def _status(self) -> dict[str, Any]:
+        """Registry fields for the control API (read from the lease keeper's thread)."""
+        from .. import __version__
+
+        running = self.runner.running.copy() if self.runner else {}
+        settler = self.settler
+        return {"running_ids": sorted(running), "started_at_ms": self.started_at_ms,
+                "processed": settler.processed if settler else 0,
+                "failed": settler.failed if settler else 0, "version": __version__}
 
     def _install_signals(self) -> None:
         if self.config.handle_signals:

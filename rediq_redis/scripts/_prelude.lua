@@ -27,7 +27,7 @@ local function task_keys(j)
 end
 local RESULT, DONE = task_keys(1)
 local TASK_DATA = { 'envelope', 'payload', 'state', 'retried', 'deliveries', 'owner',
-                    'error', 'position', 'lost' }
+                    'error', 'position', 'lost', 'started' }
 local REPLAY_MS = tonumber('--@REPLAY_MS@--')
 
 -- Run `body` once per call: the answer is remembered under `reply_key` (named by a
@@ -57,6 +57,9 @@ local function holds(worker, id, delivery)
   if redis.call('HGET', Q.owner, id) ~= worker then return false end
   return delivery == '' or redis.call('HGET', Q.deliveries, id) == delivery
 end
+-- The per-minute counters ring (Q.minutes): MINUTE_SLOTS one-minute buckets per counter.
+local MINUTE_SLOTS = 60
+local COUNTERS = { 'enqueued', 'succeeded', 'failed', 'retried' }
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -112,8 +115,40 @@ local function make_pending(id, fresh, priority)
   wake()
 end
 
--- Forget every per-queue field of `id` (not its result keys).
+-- The group tags of an envelope (JSON text), without decoding when there are none.
+local function groups_of(envelope)
+  if not envelope or string.find(envelope, '"groups":[]', 1, true) then return {} end
+  local ok, env = pcall(cjson.decode, envelope)
+  if ok and type(env) == 'table' and type(env.groups) == 'table' then return env.groups end
+  return {}
+end
+
+-- Enter `id` in the group index (Q.groups, members "<group>\n<id>") under each of its tags.
+local function index_groups(id, envelope)
+  for _, group in ipairs(groups_of(envelope)) do
+    redis.call('ZADD', Q.groups, 0, tostring(group) .. '\n' .. id)
+  end
+end
+
+-- Count one `name` event: the queue's lifetime counter and the current minute's bucket.
+-- A slot is reset when it is reused for a new minute, so the ring stays bounded.
+local function count(name, now)
+  redis.call('HINCRBY', Q.stats, name, 1)
+  local minute = math.floor(now / 60000)
+  local slot = minute % MINUTE_SLOTS
+  if tonumber(redis.call('HGET', Q.minutes, 't:' .. slot) or '-1') ~= minute then
+    for _, counter in ipairs(COUNTERS) do redis.call('HDEL', Q.minutes, counter .. ':' .. slot) end
+    redis.call('HSET', Q.minutes, 't:' .. slot, minute)
+    redis.call('EXPIRE', Q.minutes, MINUTE_SLOTS * 60 + 60)
+  end
+  redis.call('HINCRBY', Q.minutes, name .. ':' .. slot, 1)
+end
+
+-- Forget every per-queue field of `id` (not its result keys), and its group index entries.
 local function forget(id)
+  for _, group in ipairs(groups_of(redis.call('HGET', Q.envelope, id))) do
+    redis.call('ZREM', Q.groups, tostring(group) .. '\n' .. id)
+  end
   for _, name in ipairs(TASK_DATA) do redis.call('HDEL', Q[name], id) end
   redis.call('SREM', Q.cancel, id)
 end
@@ -140,8 +175,13 @@ end
 local function record_end(result_key, done_key, id, ttl, state, now, fields)
   redis.call('DEL', result_key, done_key)
   if ttl <= 0 then return end
+  local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
+  if not ok or type(env) ~= 'table' then env = {} end
   redis.call('HSET', result_key, 'state', state, 'finished_at', now,
-    'serializer', serializer_of(id),
+    'serializer', serializer_of(id), 'name', tostring(env.name or ''),
+    'priority', tonumber(env.priority) or 0, 'enqueued_at', tonumber(env.enqueued_at_ms) or 0,
+    'groups', cjson.encode(type(env.groups) == 'table' and env.groups or {}),
+    'started_at', redis.call('HGET', Q.started, id) or '',
     'retried', redis.call('HGET', Q.retried, id) or '0',
     'deliveries', redis.call('HGET', Q.deliveries, id) or '0',
     'lost', redis.call('HGET', Q.lost, id) or '0',
@@ -181,7 +221,7 @@ local function dead_letter(id, error_json, now)
   redis.call('HDEL', Q.owner, id)
   redis.call('HDEL', Q.position, id)
   redis.call('SREM', Q.cancel, id)
-  redis.call('HINCRBY', Q.stats, 'failed', 1)
+  count('failed', now)
 end
 
 -- Unlink `id` from whichever structure its state names; return that state (or false).

@@ -39,7 +39,7 @@ local function main()
     redis.call('HDEL', Q.owner, id)
     redis.call('HINCRBY', Q.retried, id, 1)
     redis.call('HSET', Q.error, id, ARGV[4])
-    redis.call('HINCRBY', Q.stats, 'retried', 1)
+    count('retried', now)
     if delay > 0 then
       schedule(id, now + delay)
     else

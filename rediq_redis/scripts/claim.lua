@@ -18,6 +18,8 @@
 -- pending at its old position. If ready tasks remain after leasing, a wake token is
 -- pushed so another idle worker wakes. A re-send of this call leases nothing more: it
 -- answers with the leases the first send made that the worker still holds.
+-- A paused queue (pause.lua) leases nothing and pushes no wake token; `started` records
+-- when each lease began.
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_lost, bound = tonumber(ARGV[4]), tonumber(ARGV[7])
 
@@ -54,20 +56,22 @@ local function main()
 
   local leased, leases = {}, {}
   local deadline = now + lease_ms
-  if limit > 0 then
+  local paused = redis.call('EXISTS', Q.paused) == 1  -- pause.lua
+  if limit > 0 and not paused then
     for _, member in ipairs(redis.call('ZRANGE', Q.pending, 0, limit - 1)) do
       local id = string.sub(member, 18)
       redis.call('ZREM', Q.pending, member)
       redis.call('ZADD', Q.active, deadline, id)
       redis.call('HSET', Q.state, id, 'active')
       redis.call('HSET', Q.owner, id, worker)
+      redis.call('HSET', Q.started, id, now)
       local delivery = redis.call('HINCRBY', Q.deliveries, id, 1)
       row(leased, id, deadline)
       table.insert(leases, id)
       table.insert(leases, tostring(delivery))
     end
   end
-  if redis.call('ZCARD', Q.pending) > 0 then wake() end
+  if not paused and redis.call('ZCARD', Q.pending) > 0 then wake() end
 
   prune_dead(now, tonumber(ARGV[5]), tonumber(ARGV[6]))
 

@@ -23,17 +23,18 @@ local function main()
   end
   -- The first write must be one Redis refuses when out of memory (maxmemory with
   -- noeviction): the call then fails whole, having written nothing.
-  redis.call('HINCRBY', Q.stats, 'enqueued', 1)
+  local now = now_ms()
+  count('enqueued', now)
   if current then
     unlink(id)
     forget(id)
   end
   redis.call('DEL', RESULT, DONE)
   redis.call('HSET', Q.envelope, id, ARGV[2])
+  index_groups(id, ARGV[2])
   redis.call('HSET', Q.payload, id, ARGV[3])
   redis.call('HSET', Q.retried, id, 0)
   redis.call('HSET', Q.deliveries, id, 0)
-  local now = now_ms()
   local due = tonumber(ARGV[5])
   local delay = tonumber(ARGV[6])
   if delay and delay > 0 then due = now + delay end

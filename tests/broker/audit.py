@@ -48,7 +48,8 @@ async def audit_queue(
     for name in QUEUE_KEY_NAMES:
         kind = _s(await redis.type(keys.key(name)))
         expected = {"pending": "zset", "scheduled": "zset", "active": "zset", "dead": "zset",
-                    "cancel": "set", "wake": "list", "seq": "string"}.get(name, "hash")
+                    "cancel": "set", "wake": "list", "seq": "string",
+                    "paused": "string", "groups": "zset"}.get(name, "hash")
         assert kind in (expected, "none"), f"{name} is a {kind}"
     pending_members = [_s(m) for m in await redis.zrange(keys.key("pending"), 0, -1)]
     pending = [m[17:] for m in pending_members]
@@ -78,6 +79,10 @@ async def audit_queue(
     assert set(hashes["error"]) <= set(states)
     assert set(hashes["position"]) <= set(states)
     assert set(hashes["lost"]) <= set(states)
+    started = {_s(k) for k in await redis.hkeys(keys.key("started"))}
+    assert started <= set(states), f"start times {started - set(states)} of forgotten tasks"
+    indexed = {_s(m).partition("\n")[2] for m in await redis.zrange(keys.key("groups"), 0, -1)}
+    assert indexed <= set(states), f"group index entries {indexed - set(states)} of forgotten tasks"
     cancel = {_s(m) for m in await redis.smembers(keys.key("cancel"))}
     assert cancel <= active, f"cancel flags {cancel - active} on inactive tasks"
     assert await redis.llen(keys.key("wake")) <= 1, "more than one wake token"

@@ -20,7 +20,8 @@ W = "w"
 def allowed(namespace: str) -> set[str]:
     """The documented bounded metadata (docs/broker.md, "What remains")."""
     tag = f"{{{namespace}:{Q}}}"
-    return {f"{tag}:seq", f"{tag}:stats", f"{tag}:wake", f"{{{namespace}}}:queues"}
+    return {f"{tag}:seq", f"{tag}:stats", f"{tag}:wake", f"{tag}:minutes",
+            f"{{{namespace}}}:queues"}
 
 
 REPLAY_MS = 500
@@ -46,7 +47,7 @@ async def test_every_ending_leaves_only_bounded_metadata(
 
 
 async def _end_tasks_every_way(broker: RedisBroker) -> None:
-    kw = {"queue": Q, "result_ttl_s": 0}
+    kw = {"queue": Q, "result_ttl_s": 0, "groups": ("g", "user:1")}
     ok, retried, expired, released = (make_message(**kw) for _ in range(4))
     cancelled, scheduled, running, deleted = (make_message(**kw) for _ in range(4))
     purged = [make_message(**kw), make_message(**kw, eta_ms=now_ms() + 60_000)]

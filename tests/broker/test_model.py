@@ -61,6 +61,7 @@ class Task:
     lost: int = 0
     owner: str = ""
     result_ttl_s: int = 0
+    group: str = ""
     due_rank: int = 0  # order of promotion once made due (0: not due)
     expired: bool = False
     cancel_flag: bool = False
@@ -74,6 +75,7 @@ class Model:
         default_factory=lambda: {"enqueued": 0, "succeeded": 0, "failed": 0, "retried": 0})
     #: How tasks with a result TTL ended (id -> state), for waiters and lookups.
     ended: dict[str, str] = field(default_factory=dict)
+    paused: bool = False
 
     def end(self, task: Task, state: str) -> None:
         del self.tasks[task.id]
@@ -112,7 +114,7 @@ class Model:
             else:
                 task.lost += 1
                 self.make_pending(task, fresh=False)
-        leased = self.pending_order()[:limit]
+        leased = [] if self.paused else self.pending_order()[:limit]
         for task_id in leased:
             task = self.tasks[task_id]
             task.state, task.deliveries, task.owner = "active", task.deliveries + 1, worker
@@ -158,16 +160,16 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(priority=st.integers(0, 2),
           timing=st.sampled_from(["now", "delay", "eta", "past-eta"]),
           reuse=st.booleans(), ttl=st.sampled_from([0, 60]), resend=st.booleans(),
-          data=st.data())
+          group=st.sampled_from(["g", "h"]), data=st.data())
     def enqueue(self, priority: int, timing: str, reuse: bool, ttl: int, resend: bool,
-                data: st.DataObject) -> None:
+                group: str, data: st.DataObject) -> None:
         task_id = f"task{next(self.ids):04d}"  # deterministic: draws must not vary
         if reuse and self.model.tasks:
             task_id = data.draw(st.sampled_from(sorted(self.model.tasks)))
         when = {"delay": {"delay_ms": FAR}, "eta": {"eta_ms": self.now() + FAR},
                 "past-eta": {"eta_ms": self.now() - FAR}}.get(timing, {})
         message = make_message(queue=Q, id=task_id, priority=priority, result_ttl_s=ttl,
-                               **when)
+                               groups=(group,), **when)
         [outcome] = self.twice(resend, lambda: self.broker.enqueue([message]))
         existing = self.model.tasks.get(task_id)
         if existing and existing.state != "failed":
@@ -176,7 +178,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             return
         assert outcome.accepted
         delayed = timing in ("delay", "eta")
-        task = Task(task_id, priority, "scheduled" if delayed else "pending", result_ttl_s=ttl)
+        task = Task(task_id, priority, "scheduled" if delayed else "pending", result_ttl_s=ttl,
+                    group=group)
         if not delayed:
             task.position = next(self.model.seq)
         self.model.tasks[task_id] = task
@@ -292,7 +295,9 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(data=st.data(), resend=st.booleans())
     def cancel(self, data: st.DataObject, resend: bool) -> None:
         task = data.draw(st.sampled_from(sorted(self.model.tasks.values(), key=lambda t: t.id)))
-        outcome = self.twice(resend, lambda: self.broker.cancel(task.id, Q))
+        self.model_cancel(task, self.twice(resend, lambda: self.broker.cancel(task.id, Q)))
+
+    def model_cancel(self, task: Task, outcome: CancelOutcome) -> None:
         if task.state in ("pending", "scheduled") or (task.state == "active" and task.expired):
             assert outcome is CancelOutcome.CANCELLED
             self.model.end(task, "cancelled")
@@ -321,6 +326,41 @@ class ProtocolMachine(RuleBasedStateMachine):
         if deleted:
             del self.model.tasks[task.id]
             self.model.ended.pop(task.id, None)
+
+    @rule(group=st.sampled_from(["g", "h"]))
+    def cancel_group(self, group: str) -> None:
+        outcomes = self.run(self.broker.cancel_group(group, Q))
+        members = sorted((t for t in self.model.tasks.values() if t.group == group),
+                         key=lambda t: t.id)
+        assert set(outcomes) == {t.id for t in members}
+        for task in members:
+            self.model_cancel(task, outcomes[task.id])
+
+    @rule()
+    def pause(self) -> None:
+        assert self.run(self.broker.pause(Q)) == (not self.model.paused)
+        self.model.paused = True
+
+    @rule()
+    def resume(self) -> None:
+        assert self.run(self.broker.resume(Q)) == self.model.paused
+        self.model.paused = False
+
+    @rule(state=st.sampled_from(["pending", "scheduled", "failed"]))
+    def purge(self, state: str) -> None:
+        doomed = self.model.in_state(state)
+        assert self.run(self.broker.purge_tasks(Q, [TaskState(state)])) == len(doomed)
+        for task in doomed:
+            del self.model.tasks[task.id]
+            self.model.ended.pop(task.id, None)
+
+    @precondition(lambda self: self.model.in_state("failed"))
+    @rule(data=st.data())
+    def delete_dead(self, data: st.DataObject) -> None:
+        task = self.pick(data, "failed")
+        assert self.run(self.broker.delete_dead(Q, [task.id, "no-such-task"])) == 1
+        del self.model.tasks[task.id]
+        self.model.ended.pop(task.id, None)
 
     @precondition(lambda self: any(t.result_ttl_s for t in self.model.tasks.values()))
     @rule(data=st.data())
@@ -354,6 +394,12 @@ class ProtocolMachine(RuleBasedStateMachine):
         stats = self.run(self.broker.queue_stats(Q))
         assert (stats.enqueued, stats.succeeded, stats.failed, stats.retried) == tuple(
             model.counters[k] for k in ("enqueued", "succeeded", "failed", "retried"))
+        overview = self.run(self.broker.queue_overview(Q, minutes=60))
+        assert overview.paused == model.paused
+        for name, total in model.counters.items():  # every event is in a minute bucket
+            assert sum(getattr(m, name) for m in overview.minutes) == total, name
+        index = {m.decode() for m in self.run(self.redis.zrange(self.keys.key("groups"), 0, -1))}
+        assert index == {f"{t.group}\n{t.id}" for t in model.tasks.values()}
 
 
     def check_endings(self) -> None:

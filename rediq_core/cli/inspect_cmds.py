@@ -1,0 +1,119 @@
+"""Read-only control commands: ``rediq queues``, ``rediq workers``, ``rediq tasks QUEUE``
+and ``rediq task ID``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import rich_click as click
+
+from ..broker import TaskRecord, TaskState
+from ..inspection import TaskPage
+from .render import (
+    console,
+    echo_json,
+    overview_json,
+    overview_table,
+    task_json,
+    task_table,
+    tasks_table,
+    worker_json,
+    workers_table,
+)
+from .target import CommandError, Target, UsageFailure, control_command, run
+
+if TYPE_CHECKING:
+    from ..app import Rediq
+
+__all__ = ["known_queue", "parse_state", "queues", "task", "tasks", "workers"]
+
+#: State names the commands accept (``dead`` is the dead-letter set, state ``failed``).
+STATE_NAMES = {"pending": TaskState.PENDING, "scheduled": TaskState.SCHEDULED,
+               "active": TaskState.ACTIVE, "failed": TaskState.FAILED,
+               "dead": TaskState.FAILED}
+
+
+def parse_state(name: str, allowed: tuple[str, ...]) -> TaskState:
+    if name.lower() not in allowed:
+        raise UsageFailure(f"unknown state {name!r}; use one of: {', '.join(allowed)}")
+    return STATE_NAMES[name.lower()]
+
+
+async def known_queue(app: Rediq, queue: str) -> None:
+    """A one-line error (exit 1) for a queue that never received a task."""
+    names = await app.control.queues()
+    if queue not in names:
+        raise CommandError(f"unknown queue {queue!r} (known: {', '.join(names) or 'none'})")
+
+
+@click.command()
+@click.option("--minutes", type=click.IntRange(1, 60), default=15, show_default=True,
+              help="Minutes of per-minute counters to include.")
+@control_command
+def queues(target: Target, minutes: int) -> None:
+    """Every queue: counts per state, oldest pending age, counters and recent rates."""
+    overviews = run(target, lambda app: app.control.overview(minutes=minutes))
+    if target.as_json:
+        echo_json({"queues": [overview_json(o) for o in overviews]})
+    else:
+        console().print(overview_table(overviews))
+
+
+@click.command()
+@control_command
+def workers(target: Target) -> None:
+    """Registered workers: queues, running tasks, counts and heartbeat age."""
+    found = run(target, lambda app: app.control.workers())
+    if target.as_json:
+        echo_json({"workers": [worker_json(w) for w in found]})
+    else:
+        console().print(workers_table(found))
+
+
+@click.command()
+@click.argument("queue")
+@click.option("--state", "state_name", default="pending", show_default=True,
+              help="pending, scheduled, active or dead.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--cursor", default=None, help="The next_cursor of a previous page.")
+@control_command
+def tasks(target: Target, queue: str, state_name: str, limit: int, cursor: str | None) -> None:
+    """List QUEUE's tasks in one state (pending in run order, scheduled by due time,
+    active by lease deadline, dead letters newest first)."""
+    state = parse_state(state_name, ("pending", "scheduled", "active", "dead", "failed"))
+
+    async def action(app: Rediq) -> tuple[Rediq, TaskPage]:
+        await known_queue(app, queue)
+        try:
+            return app, await app.control.tasks(queue, state, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise UsageFailure(str(exc)) from None
+
+    app, page = run(target, action)
+    if target.as_json:
+        echo_json({"queue": queue, "state": state_name.lower(),
+                   "tasks": [task_json(r, app) for r in page.tasks],
+                   "next_cursor": page.next_cursor})
+        return
+    console().print(tasks_table(page.tasks, f"{queue}: {state_name.lower()} tasks"))
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}")
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--queue", default=None, help="Look only in this queue.")
+@control_command
+def task(target: Target, task_id: str, queue: str | None) -> None:
+    """Everything known of one task: state, queue, times, worker, result or error."""
+
+    async def action(app: Rediq) -> tuple[Rediq, TaskRecord | None]:
+        return app, await app.control.task(task_id, queue)
+
+    app, record = run(target, action)
+    if record is None:
+        raise CommandError(f"no task {task_id} (never enqueued, deleted, or its result expired)")
+    if target.as_json:
+        echo_json({"task": task_json(record, app)})
+    else:
+        console().print(task_table(record, app))

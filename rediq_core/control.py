@@ -1,0 +1,146 @@
+"""The control API: ``app.control`` inspects and operates queues, tasks and workers.
+
+Every method is a thin, typed layer over the broker contract (``rediq_core.broker``):
+each change is one atomic step in the broker and is safe while workers run. The CLI
+(``rediq queues``, ``rediq tasks``, ...) and ``rediq top`` are built on this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import defaults
+from .broker import Broker, CancelOutcome, TaskRecord, TaskState, WorkerRecord
+from .inspection import QueueOverview, TaskPage, WorkerStatus
+
+__all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
+
+#: The states ``purge`` removes by default: everything that waits (not running tasks).
+PURGEABLE_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.FAILED)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def worker_status(record: WorkerRecord) -> WorkerStatus:
+    """A registry entry as the control API reports it (``stale``: heartbeat overdue)."""
+    info: Mapping[str, Any] = record.info
+    running_ids = info.get("running_ids")
+    return WorkerStatus(
+        id=record.id, name=record.name, host=str(info.get("host", "")),
+        pid=_int(info.get("pid")), queues=record.queues,
+        concurrency=_int(info.get("concurrency")), running=_int(info.get("running")) or 0,
+        running_ids=tuple(str(i) for i in running_ids) if isinstance(running_ids, list) else (),
+        processed=_int(info.get("processed")) or 0, failed=_int(info.get("failed")) or 0,
+        started_at_ms=_int(info.get("started_at_ms")),
+        heartbeat_age_s=record.heartbeat_age_s, version=str(info.get("version", "")),
+        stale=record.heartbeat_age_s > defaults.WORKER_STALE_AFTER_S, info=dict(info),
+    )
+
+
+class Control:
+    """Inspect and operate the queues and workers of one broker (``app.control``)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    # --- tasks ------------------------------------------------------------------------
+
+    async def task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
+        """Everything known of a task (looked up in every queue unless ``queue`` is given)."""
+        return await self.broker.get_task(task_id, queue)
+
+    async def tasks(self, queue: str, state: TaskState = TaskState.PENDING, *,
+                    limit: int = 100, cursor: str | None = None) -> TaskPage:
+        """A page of ``queue``'s tasks in ``state``: pending in run order, scheduled by due
+        time, active by lease deadline (with their worker), failed (dead letters) newest
+        first with their error. Pass ``page.next_cursor`` back for the next page."""
+        return await self.broker.list_tasks(queue, TaskState(state), limit=limit, cursor=cursor)
+
+    async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:
+        """Cancel a waiting task at once, or ask its worker to cancel it if it runs."""
+        return await self.broker.cancel(task_id, queue)
+
+    async def cancel_group(self, group: str, queue: str | None = None
+                           ) -> dict[str, CancelOutcome]:
+        """Cancel every unfinished task tagged ``group`` (see ``TaskCall.groups()``)."""
+        return await self.broker.cancel_group(group, queue)
+
+    async def delete(self, task_id: str, queue: str | None = None) -> bool:
+        """Forget a task that is not running (its record and result); False if not found
+        or running (cancel it first)."""
+        return await self.broker.delete(task_id, queue)
+
+    async def delete_group(self, group: str, queue: str | None = None) -> int:
+        """Forget every task tagged ``group`` that is not running; return how many."""
+        return await self.broker.delete_group(group, queue)
+
+    # --- queues -----------------------------------------------------------------------
+
+    async def queues(self) -> list[str]:
+        """Every queue that has received a task (or was paused)."""
+        return await self.broker.queues()
+
+    async def queue(self, name: str, *, minutes: int = 15) -> QueueOverview:
+        """Counts per state, oldest pending age, counters and the last ``minutes``."""
+        return await self.broker.queue_overview(name, minutes)
+
+    async def overview(self, *, minutes: int = 15) -> list[QueueOverview]:
+        """:meth:`queue` for every queue."""
+        return [await self.queue(name, minutes=minutes) for name in await self.queues()]
+
+    async def purge(self, queue: str, states: Sequence[TaskState] | None = None) -> int:
+        """Remove every task of ``queue`` in ``states`` (default: pending, scheduled and
+        dead letters; running tasks are never purged); return how many."""
+        chosen = PURGEABLE_STATES if states is None else tuple(TaskState(s) for s in states)
+        return await self.broker.purge_tasks(queue, chosen)
+
+    async def pause(self, queue: str) -> bool:
+        """Workers stop leasing from ``queue`` within one fetch; running tasks finish.
+        False if it was paused already."""
+        return await self.broker.pause(queue)
+
+    async def resume(self, queue: str) -> bool:
+        """Undo :meth:`pause`; False if the queue was not paused."""
+        return await self.broker.resume(queue)
+
+    # --- dead letters -----------------------------------------------------------------
+
+    async def dead_letters(self, queue: str, *, limit: int = 100,
+                           cursor: str | None = None) -> TaskPage:
+        """Dead-lettered tasks, newest first, each with the error that ended it."""
+        return await self.broker.list_tasks(queue, TaskState.FAILED, limit=limit, cursor=cursor)
+
+    async def requeue_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
+        """Move dead letters (all, or these) back to pending with fresh counters."""
+        return await self.broker.requeue_dead(queue, task_ids)
+
+    async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all, or these); return how many."""
+        return await self.broker.delete_dead(queue, task_ids)
+
+    # --- workers ----------------------------------------------------------------------
+
+    async def workers(self) -> list[WorkerStatus]:
+        """Registered workers, by name; ``stale`` marks an overdue heartbeat."""
+        found = [worker_status(r) for r in await self.broker.workers()]
+        return sorted(found, key=lambda w: (w.name, w.id))
+
+    async def stop_worker(self, name: str) -> list[str]:
+        """Ask the worker with this id, or every worker with this name, to shut down
+        gracefully (finish running and prefetched tasks); return the ids asked."""
+        workers = await self.broker.workers()
+        ids = [w.id for w in workers if w.id == name] or [w.id for w in workers if w.name == name]
+        await self.broker.stop_workers(ids)
+        return ids
+
+    async def stop_all_workers(self) -> list[str]:
+        """Ask every registered worker to shut down gracefully; return their ids."""
+        ids = [w.id for w in await self.broker.workers()]
+        await self.broker.stop_workers(ids)
+        return ids

@@ -1,0 +1,90 @@
+"""What the control API reads back: pages of tasks, queue overviews and worker status.
+
+These records are part of the broker contract (``rediq_core.broker``) and of the public
+API (``app.control``); their fields are also the ``--json`` schema of the control CLI
+(docs/control.md). Times are epoch milliseconds unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .broker import TaskRecord
+
+__all__ = ["COUNTER_NAMES", "MinuteCounts", "QueueOverview", "TaskPage", "WorkerStatus"]
+
+#: The per-queue counters kept in Redis, lifetime totals and per-minute buckets.
+#: ``failed`` counts tasks that were dead-lettered (retries exhausted or unusable data).
+COUNTER_NAMES = ("enqueued", "succeeded", "failed", "retried")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """One page of a listing; pass ``next_cursor`` back for the next (None: the last page).
+
+    The cursor is an offset into the state's order: while workers change the queue, a
+    page may repeat or skip a task (a listing is a view, not a snapshot).
+    """
+
+    tasks: list[TaskRecord]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCounts:
+    """The counters of one minute (``minute_ms``: the start of that minute)."""
+
+    minute_ms: int
+    enqueued: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOverview:
+    """Counts per state, the oldest ready task's wait, counters and recent minutes.
+
+    ``minutes`` lists the last minutes, oldest first, the current (partial) minute last.
+    """
+
+    name: str
+    paused: bool
+    pending: int
+    scheduled: int
+    active: int
+    dead: int
+    oldest_pending_age_s: float | None
+    totals: Mapping[str, int]
+    minutes: tuple[MinuteCounts, ...] = ()
+
+    def rate_per_minute(self, counter: str, minutes: int = 5) -> float:
+        """Mean count of ``counter`` per minute over the last *complete* ``minutes``."""
+        complete = self.minutes[:-1][-minutes:]
+        if not complete:
+            return 0.0
+        return sum(int(getattr(m, counter)) for m in complete) / len(complete)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerStatus:
+    """A worker's registry entry. ``stale``: its heartbeat is overdue (it may be gone)."""
+
+    id: str
+    name: str
+    host: str
+    pid: int | None
+    queues: tuple[str, ...]
+    concurrency: int | None
+    running: int
+    running_ids: tuple[str, ...] = ()
+    processed: int = 0
+    failed: int = 0
+    started_at_ms: int | None = None
+    heartbeat_age_s: float = 0.0
+    version: str = ""
+    stale: bool = False
+    info: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,48 @@
+"""What the control API asks of a running worker: stop requests, and the counts it
+reports in its registry entry (processed and failed tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from .. import defaults
+from ..broker import Broker, Settlement
+from .settler import Settler
+
+__all__ = ["CountingSettler", "listen_stop_requests"]
+
+log = logging.getLogger("rediq.worker")
+
+
+class CountingSettler(Settler):
+    """A settler that counts tasks that ended here: ``processed`` (succeeded, failed or
+    cancelled) and ``failed`` (of those, the ones that did not succeed)."""
+
+    processed = 0
+    failed = 0
+
+    async def settle(self, settlement: Settlement) -> bool:
+        held = await super().settle(settlement)
+        if held and (settlement.error is None or settlement.retry_delay_ms is None):
+            self.processed += 1
+            if settlement.error is not None:
+                self.failed += 1
+        return held
+
+
+async def listen_stop_requests(broker: Broker, worker_id: str, on_stop: Callable[[], None]
+                               ) -> None:
+    """Call ``on_stop`` once an operator asks this worker to stop (``rediq stop-worker``)."""
+    pause = defaults.WORKER_RECONNECT_MIN_S
+    while True:
+        try:
+            async for _ in broker.stop_requests(worker_id):
+                log.warning("stop requested by an operator: shutting down gracefully")
+                on_stop()
+                return
+        except Exception as exc:
+            log.warning("stop-request listener failed: %s; reconnecting", exc)
+        await asyncio.sleep(pause)  # reconnect back-off, not a poll
+        pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)

@@ -1,0 +1,239 @@
+"""Operating queues: listings, group cancel/delete, purge by state, dead-letter deletion,
+queue overviews and pause/resume (the broker side of ``app.control``).
+
+Every change is a Lua script call (``pause``, ``resume``, ``purge_state``, ``delete_dead``,
+and the one-task ``cancel`` / ``delete`` scripts run in pipelined batches); listings and
+overviews only read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rediq_core.broker import CancelOutcome, TaskRecord, TaskState
+from rediq_core.inspection import COUNTER_NAMES, MinuteCounts, QueueOverview, TaskPage
+
+from .keys import QueueKeys
+from .records import live_record, text
+from .scripts import run_batch
+from .session import Session
+
+__all__ = [
+    "cancel_group",
+    "delete_dead",
+    "delete_group",
+    "group_ids",
+    "list_tasks",
+    "pause",
+    "purge_tasks",
+    "queue_overview",
+    "resume",
+]
+
+_FIELDS = ("state", "envelope", "payload", "retried", "deliveries", "owner", "error", "started")
+#: The sorted set each listable state lives in, and whether it is listed newest first.
+_SETS = {
+    TaskState.PENDING: ("pending", False),
+    TaskState.SCHEDULED: ("scheduled", False),
+    TaskState.ACTIVE: ("active", False),
+    TaskState.FAILED: ("dead", True),
+}
+_PURGEABLE = {TaskState.PENDING: "pending", TaskState.SCHEDULED: "scheduled",
+              TaskState.FAILED: "failed"}
+_GROUP_PAGE = 500
+#: Minutes kept in the per-minute ring (MINUTE_SLOTS in the Lua prelude).
+MINUTE_SLOTS = 60
+#: Priority bands the oldest-pending estimate compares.
+_OLDEST_BANDS = 32
+
+
+def _check_state(state: TaskState, allowed: dict[TaskState, object]) -> None:
+    if state not in allowed:
+        names = ", ".join(s.value for s in allowed)
+        raise ValueError(f"state {state.value!r} cannot be used here; use one of: {names}")
+
+
+async def _records(session: Session, keys: QueueKeys, ids: Sequence[str], set_name: str
+                   ) -> list[TaskRecord]:
+    """Live records of ``ids`` in one round trip (tasks that moved meanwhile are left out)."""
+    async with session.client.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            for name in _FIELDS:
+                pipe.hget(keys.key(name), task_id)
+            pipe.zscore(keys.key(set_name), task_id)
+        replies = await pipe.execute()
+    width = len(_FIELDS) + 1
+    found: list[TaskRecord] = []
+    for index, task_id in enumerate(ids):
+        row = replies[index * width : (index + 1) * width]
+        fields = dict(zip(_FIELDS, row[:-1], strict=True))
+        score = row[-1]
+        record = live_record(task_id, keys.queue, fields,
+                             score if set_name == "dead" else None, score)
+        if record is not None:
+            found.append(record)
+    return found
+
+
+async def list_tasks(session: Session, queue: str, state: TaskState, limit: int,
+                     cursor: str | None) -> TaskPage:
+    _check_state(state, dict(_SETS))
+    set_name, newest_first = _SETS[state]
+    keys = session.keys.queue(queue)
+    try:
+        offset = max(int(cursor or 0), 0)
+    except ValueError:
+        raise ValueError(f"bad cursor {cursor!r}: pass a next_cursor a listing returned") from None
+    limit = max(limit, 1)
+    read = session.client.zrevrange if newest_first else session.client.zrange
+    members = [text(m) or "" for m in await read(keys.key(set_name), offset, offset + limit)]
+    more = len(members) > limit
+    members = members[:limit]
+    ids = [m[17:] for m in members] if state is TaskState.PENDING else members
+    records = await _records(session, keys, ids, set_name)
+    return TaskPage(records, str(offset + limit) if more else None)
+
+
+async def group_ids(session: Session, queue: str, group: str) -> list[str]:
+    """Every task id of ``queue`` tagged ``group`` (from the group index)."""
+    key = session.keys.queue(queue).key("groups")
+    prefix = group.encode() + b"\n"
+    start, ids = b"[" + prefix, []
+    while True:
+        reply = await session.client.zrangebylex(key, start, b"[" + prefix + b"\xff",
+                                                 start=0, num=_GROUP_PAGE)
+        page = [m if isinstance(m, bytes) else str(m).encode() for m in reply]
+        # a group named "<group>\n..." shares the prefix: its members have a "\n" left
+        ids += [m[len(prefix):].decode() for m in page if b"\n" not in m[len(prefix):]]
+        if len(page) < _GROUP_PAGE:
+            return ids
+        start = b"(" + page[-1]
+
+
+async def _queues_of(session: Session, queue: str | None) -> list[str]:
+    from .control import queues
+
+    return [queue] if queue is not None else await queues(session)
+
+
+async def _waiting_first(session: Session, keys: QueueKeys, ids: list[str]) -> list[str]:
+    """``ids`` with running tasks last: cancelling one frees a worker slot, which must
+    not go to a task of the same group that is about to be cancelled."""
+    if not ids:
+        return ids
+    states = await session.client.hmget(keys.key("state"), ids)
+    return [i for _, i in sorted(zip([s == b"active" for s in states], ids, strict=True),
+                                 key=lambda pair: pair[0])]
+
+
+async def cancel_group(session: Session, group: str, queue: str | None
+                       ) -> dict[str, CancelOutcome]:
+    outcomes: dict[str, CancelOutcome] = {}
+    for name in await _queues_of(session, queue):
+        keys = session.keys.queue(name)
+        ids = await _waiting_first(session, keys, await group_ids(session, name, group))
+        for start in range(0, len(ids), _GROUP_PAGE):
+            chunk = ids[start : start + _GROUP_PAGE]
+            calls = [session.scripts.cancel.call(keys.for_task(i),
+                                                 [i, session.keys.cancel_channel])
+                     for i in chunk]
+            replies = await run_batch(session.client, calls)
+            outcomes.update((i, CancelOutcome(text(r) or "")) for i, r in
+                            zip(chunk, replies, strict=True))
+    return outcomes
+
+
+async def delete_group(session: Session, group: str, queue: str | None) -> int:
+    total = 0
+    for name in await _queues_of(session, queue):
+        keys = session.keys.queue(name)
+        ids = await group_ids(session, name, group)
+        for start in range(0, len(ids), _GROUP_PAGE):
+            calls = [session.scripts.delete.call(keys.for_task(i), [i])
+                     for i in ids[start : start + _GROUP_PAGE]]
+            total += sum(int(r) for r in await run_batch(session.client, calls))
+    return total
+
+
+async def purge_tasks(session: Session, queue: str, states: Sequence[TaskState]) -> int:
+    for state in states:
+        _check_state(state, dict(_PURGEABLE))
+    keys = session.keys.queue(queue).all
+    total = 0
+    for state in dict.fromkeys(states):
+        if state is TaskState.FAILED:  # dead letters have results to delete too
+            total += await _delete_all_dead(session, queue)
+            continue
+        while True:
+            removed = int(await session.scripts.purge_state(
+                session.client, keys, [_PURGEABLE[state], session.settings.purge_batch]))
+            total += removed
+            if removed == 0:
+                break
+    return total
+
+
+async def _delete_all_dead(session: Session, queue: str) -> int:
+    key, total = session.keys.queue(queue).key("dead"), 0
+    while True:
+        ids = [text(i) or "" for i in await session.client.zrange(key, 0, _GROUP_PAGE - 1)]
+        if not ids:
+            return total
+        total += await delete_dead(session, queue, ids)
+
+
+async def delete_dead(session: Session, queue: str, task_ids: Sequence[str] | None) -> int:
+    if task_ids is None:
+        return await _delete_all_dead(session, queue)
+    keys = session.keys.queue(queue)
+    total = 0
+    for start in range(0, len(task_ids), _GROUP_PAGE):
+        chunk = list(task_ids[start : start + _GROUP_PAGE])
+        per_task = [k for i in chunk for k in (keys.result(i), keys.done(i))]
+        total += int(await session.scripts.delete_dead(
+            session.client, [*keys.all, *per_task], chunk))
+    return total
+
+
+def _minutes(raw: dict[bytes, bytes], now_ms: int, count: int) -> tuple[MinuteCounts, ...]:
+    current = now_ms // 60_000
+    found: list[MinuteCounts] = []
+    for minute in range(current - count + 1, current + 1):
+        slot = minute % MINUTE_SLOTS
+        if int(raw.get(f"t:{slot}".encode(), -1)) != minute:
+            found.append(MinuteCounts(minute * 60_000))
+            continue
+        counts = {name: int(raw.get(f"{name}:{slot}".encode(), 0)) for name in COUNTER_NAMES}
+        found.append(MinuteCounts(minute * 60_000, **counts))
+    return tuple(found)
+
+
+async def queue_overview(session: Session, queue: str, minutes: int) -> QueueOverview:
+    keys = session.keys.queue(queue)
+    minutes = min(max(minutes, 1), MINUTE_SLOTS)
+    async with session.client.pipeline(transaction=False) as pipe:
+        for name in ("pending", "scheduled", "active", "dead"):
+            pipe.zcard(keys.key(name))
+        pipe.exists(keys.key("paused"))
+        pipe.hgetall(keys.key("stats"))
+        pipe.hgetall(keys.key("minutes"))
+        pending, scheduled, active, dead, paused, stats, ring = await pipe.execute()
+    now, oldest = await session.scripts.oldest_pending(session.client, keys.all,
+                                                       [_OLDEST_BANDS])
+    oldest_age = max(0.0, (int(now) - int(oldest)) / 1000) if int(oldest) >= 0 else None
+    return QueueOverview(
+        name=queue, paused=bool(paused), pending=pending, scheduled=scheduled, active=active,
+        dead=dead, oldest_pending_age_s=oldest_age,
+        totals={name: int(stats.get(name.encode(), 0)) for name in COUNTER_NAMES},
+        minutes=_minutes(ring, int(now), minutes),
+    )
+
+
+async def pause(session: Session, queue: str) -> bool:
+    await session.client.sadd(session.keys.queues, queue)
+    return int(await session.scripts.pause(session.client, session.keys.queue(queue).all, [])) == 1
+
+
+async def resume(session: Session, queue: str) -> bool:
+    keys = session.keys.queue(queue).all
+    return int(await session.scripts.resume(session.client, keys, [])) == 1
