@@ -32,6 +32,11 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "stats",  # HASH counters: enqueued, succeeded, failed, retried
     "wake",  # LIST wake tokens (at most one)
     "seq",  # STRING sequence counter for FIFO positions
+    "cron",  # HASH schedule name -> spec JSON (written by the workers serving it)
+    "cron_tick",  # HASH schedule name -> last fired tick ms (advanced by compare-and-set)
+    "cron_task",  # HASH schedule name -> task id of its last run
+    "cron_seen",  # HASH schedule name -> ms a live worker last registered it
+    "cron_paused",  # SET names of paused schedules
 )
 
 
@@ -91,6 +96,16 @@ class NamespaceKeys:
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancellation requests of running tasks are announced."""
         return f"{{{self.namespace}}}:cancel"
+
+    @cached_property
+    def cron_queues(self) -> str:
+        """SET of queue names that have stored cron schedules."""
+        return f"{{{self.namespace}}}:cron_queues"
+
+    @cached_property
+    def cron_channel(self) -> str:
+        """Pub/sub channel announcing schedules whose stored spec changed."""
+        return f"{{{self.namespace}}}:cron"
 
     def queue(self, name: str) -> QueueKeys:
         keys = self._queues.get(name)

@@ -39,6 +39,7 @@ from rediq_core.broker import (
 )
 from rediq_core.errors import TaskNotFoundError
 from rediq_core.message import TaskMessage, new_task_id, now_ms
+from rediq_core.testing.cron_contract import CronContract
 
 __all__ = ["BrokerContract", "make_message"]
 
@@ -109,7 +110,7 @@ def failure(message: TaskMessage, retry_at_ms: int | None = None,
                       retry_at_ms=retry_at_ms)
 
 
-class BrokerContract:
+class BrokerContract(CronContract):
     """The behaviour every broker must show. Subclasses provide the ``broker`` fixture."""
 
     @pytest.fixture

@@ -46,7 +46,8 @@ async def audit_queue(
     for name in QUEUE_KEY_NAMES:
         kind = _s(await redis.type(keys.key(name)))
         expected = {"pending": "zset", "scheduled": "zset", "active": "zset", "dead": "zset",
-                    "cancel": "set", "wake": "list", "seq": "string"}.get(name, "hash")
+                    "cancel": "set", "wake": "list", "seq": "string",
+                    "cron_paused": "set"}.get(name, "hash")
         assert kind in (expected, "none"), f"{name} is a {kind}"
     pending_members = [_s(m) for m in await redis.zrange(keys.key("pending"), 0, -1)]
     pending = [m[17:] for m in pending_members]

@@ -1,0 +1,125 @@
+"""Cron expressions evaluated in an IANA time zone (croniter parses, zoneinfo localises).
+
+An expression has five fields (``minute hour day month weekday``), or six with a leading
+*seconds* field (``second minute hour day month weekday``), or is an alias such as
+``@hourly``. Ticks are instants (epoch milliseconds). Daylight-saving changes
+(docs/cron.md, "Time zones and DST"):
+
+- **Gap** (spring forward): a wall time that does not exist that day is shifted forward by
+  the length of the gap (Berlin: ``02:30`` fires at ``03:30`` CEST). A tick that lands on
+  an instant already produced by another wall time fires once.
+- **Overlap** (fall back): a wall time that occurs twice fires at its first occurrence
+  only, unless the hour field is ``*`` (then it fires at both: an every-minute schedule keeps
+  firing every minute through the repeated hour).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from .errors import ConfigurationError
+
+__all__ = ["CronExpression", "load_zone"]
+
+_UTC = dt.UTC
+#: Safety bound of the candidate walk (a valid expression always finds a tick sooner).
+_MAX_CANDIDATES = 10_000
+
+
+def load_zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; a clear :class:`ConfigurationError` for an unknown one."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"timezone={name!r} is invalid: expected an IANA name")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigurationError(
+            f"timezone={name!r} is not a known IANA time zone (e.g. 'UTC',"
+            f" 'Europe/Berlin'): {exc}"
+        ) from None
+
+
+class CronExpression:
+    """A validated expression in a zone. :meth:`next_after` gives the next tick."""
+
+    def __init__(self, expression: str, timezone: str = "UTC") -> None:
+        if not isinstance(expression, str) or not expression.strip():
+            raise ConfigurationError(f"cron expression {expression!r} is empty")
+        self.expression = " ".join(expression.split())
+        self.timezone = timezone
+        self.zone = load_zone(timezone)
+        self.has_seconds = len(self.expression.split()) == 6
+        try:
+            probe = self._iter(dt.datetime(2000, 1, 1))
+            probe.get_next(dt.datetime)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"invalid cron expression {expression!r}: {exc}. Expected 5 fields"
+                " (minute hour day month weekday), 6 with a leading seconds field, or an"
+                " alias such as @hourly"
+            ) from None
+        self.every_hour = probe.expanded[1] == ["*"]
+
+    def __repr__(self) -> str:
+        return f"CronExpression({self.expression!r}, {self.timezone!r})"
+
+    def _iter(self, start: dt.datetime) -> croniter:
+        return croniter(self.expression, start, second_at_beginning=self.has_seconds)
+
+    def _instants(self, wall: dt.datetime) -> Iterator[dt.datetime]:
+        """The UTC instants at which naive local time ``wall`` fires (see module doc)."""
+        first = wall.replace(tzinfo=self.zone, fold=0)
+        second = wall.replace(tzinfo=self.zone, fold=1)
+        if first.utcoffset() == second.utcoffset():
+            yield first.astimezone(_UTC)
+            return
+        a, b = first.astimezone(_UTC), second.astimezone(_UTC)
+        if a < b:  # overlap: the wall time exists twice
+            yield a
+            if self.every_hour:
+                yield b
+        else:  # gap: fold=0 keeps the offset from before the change, i.e. shifts forward
+            yield a
+
+    def next_after(self, after_ms: int) -> int:
+        """The first tick strictly after ``after_ms`` (epoch ms), in epoch ms."""
+        after = dt.datetime.fromtimestamp(after_ms / 1000, _UTC)
+        local = after.astimezone(self.zone)
+        offsets = [
+            o for o in (local.replace(fold=0).utcoffset(), local.replace(fold=1).utcoffset())
+            if o is not None
+        ]
+        # the earliest wall time whose instant can lie after `after`
+        start = (after + min(offsets)).replace(tzinfo=None, microsecond=0)
+        walk = self._iter(start - dt.timedelta(seconds=1))
+        best: dt.datetime | None = None
+        for _ in range(_MAX_CANDIDATES):
+            wall: dt.datetime = walk.get_next(dt.datetime)
+            if best is not None and wall - max(offsets) > best.replace(tzinfo=None):
+                break
+            for instant in self._instants(wall):
+                if instant > after and (best is None or instant < best):
+                    best = instant
+        if best is None:
+            raise ConfigurationError(f"cron expression {self.expression!r} never fires")
+        return int(best.timestamp() * 1000)
+
+    def ticks_after(self, after_ms: int, count: int) -> list[int]:
+        """The next ``count`` ticks after ``after_ms``."""
+        ticks: list[int] = []
+        for _ in range(count):
+            after_ms = self.next_after(after_ms)
+            ticks.append(after_ms)
+        return ticks
+
+    def ticks_between(self, start_ms: int, end_ms: int, limit: int = 100_000) -> int:
+        """How many ticks lie strictly between ``start_ms`` and ``end_ms`` (capped)."""
+        count, tick = 0, self.next_after(start_ms)
+        while tick < end_ms and count < limit:
+            count += 1
+            tick = self.next_after(tick)
+        return count
