@@ -22,6 +22,7 @@ from ..broker import Broker, BrokerOptions, Delivery, WorkerRecord
 from ..info import WorkerInfo
 from ..logs import task_extra
 from .config import WorkerConfig, new_worker_id
+from .cron import CronScheduler
 from .events import EventDispatcher
 from .fetcher import Fetcher, LocalQueue, Slots
 from .leases import LeaseKeeper, LeaseTable
@@ -133,9 +134,11 @@ class Worker:
         runners = [self._spawn(self._run_deliveries(broker), f"runner:{i}")
                    for i in range(self.config.task_concurrency)]
         self._spawn(self._listen_cancellations(broker), "control")
+        cron = self._spawn(CronScheduler(self.app, broker, self.queues).run(), "cron")
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
         self._maybe_check_burst(broker)
         await self._stop.wait()
+        cron.cancel()  # no new ticks once stopping; other workers fire them
         for fetcher in fetchers:
             fetcher.stopped = True
         await _cancel_all(fetching, defaults.WORKER_FORCE_GRACE_S)
