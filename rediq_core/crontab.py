@@ -27,7 +27,9 @@ __all__ = ["CronExpression", "load_zone"]
 
 _UTC = dt.UTC
 #: Safety bound of the candidate walk (a valid expression always finds a tick sooner).
-_MAX_CANDIDATES = 10_000
+_MAX_CANDIDATES = 100_000
+#: Offsets change by at most this much around a transition (looked at on both sides).
+_NEAR = dt.timedelta(hours=3)
 
 
 def load_zone(name: str) -> ZoneInfo:
@@ -85,15 +87,23 @@ class CronExpression:
         else:  # gap: fold=0 keeps the offset from before the change, i.e. shifts forward
             yield a
 
+    def _offsets_around(self, instant: dt.datetime) -> list[dt.timedelta]:
+        """UTC offsets in force within a few hours of ``instant`` (both folds)."""
+        found = []
+        for delta in (-_NEAR, dt.timedelta(0), _NEAR):
+            local = (instant + delta).astimezone(self.zone)
+            for fold in (0, 1):
+                offset = local.replace(fold=fold).utcoffset()
+                if offset is not None:
+                    found.append(offset)
+        return found
+
     def next_after(self, after_ms: int) -> int:
         """The first tick strictly after ``after_ms`` (epoch ms), in epoch ms."""
         after = dt.datetime.fromtimestamp(after_ms / 1000, _UTC)
-        local = after.astimezone(self.zone)
-        offsets = [
-            o for o in (local.replace(fold=0).utcoffset(), local.replace(fold=1).utcoffset())
-            if o is not None
-        ]
-        # the earliest wall time whose instant can lie after `after`
+        offsets = self._offsets_around(after)
+        # the earliest wall time whose instant can lie after `after` (a wall time in a gap
+        # keeps the offset from before the change, hence the look back)
         start = (after + min(offsets)).replace(tzinfo=None, microsecond=0)
         walk = self._iter(start - dt.timedelta(seconds=1))
         best: dt.datetime | None = None
