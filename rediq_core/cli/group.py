@@ -14,6 +14,7 @@ __all__ = ["RediqGroup", "main"]
 
 #: Built-in subcommands: name -> "module:attribute", imported on use to keep start-up fast.
 BUILTIN_COMMANDS = {
+    "cron": "rediq_core.cli.cron_cmd:cron",
     "plugins": "rediq_core.cli.plugins_cmd:plugins",
     "worker": "rediq_core.cli.worker_cmd:worker",
 }
