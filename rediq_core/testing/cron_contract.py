@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from rediq_core.broker import Broker, TaskState
 from rediq_core.cron_records import FireResult, ScheduleSpec
 from rediq_core.message import now_ms
@@ -33,10 +35,20 @@ async def _fire(broker: Broker, spec: ScheduleSpec, tick: int) -> FireResult:
     return (await broker.cron_fire(message, spec.name, tick)).result
 
 
+async def _register(broker: Broker, spec: ScheduleSpec) -> list[str]:
+    """Register ``spec``; skip the test for a broker without cron support."""
+    try:
+        return await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()})
+    except NotImplementedError:
+        pytest.skip(f"{type(broker).__name__} does not support cron schedules")
+
+
 class CronContract:
+    """Cron behaviour; skipped for a broker that does not implement the ``cron_*`` methods."""
+
     async def test_cron_tick_fires_once_among_racing_workers(self, broker: Broker) -> None:
         spec = make_spec()
-        await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()})
+        await _register(broker, spec)
         tick = now_ms() // 1000 * 1000
         results = await asyncio.gather(*(_fire(broker, spec, tick) for _ in range(20)))
         assert results.count(FireResult.FIRED) == 1, results
@@ -56,9 +68,9 @@ class CronContract:
 
     async def test_cron_pause_resume_trigger_forget(self, broker: Broker) -> None:
         spec = make_spec("paused")
+        assert await _register(broker, make_spec("other")) == ["other"]
         assert not await broker.cron_set_paused(CRON_QUEUE, spec.name, True)  # not stored
-        assert await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()}) == [
-            spec.name]
+        assert await _register(broker, spec) == [spec.name]
         assert await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()}) == []
         assert await broker.cron_set_paused(CRON_QUEUE, spec.name, True)
         tick = now_ms()
@@ -66,7 +78,7 @@ class CronContract:
         assert await broker.get_task(spec.task_id(tick), CRON_QUEUE) is None
         manual = spec.message("manual-run", tick_ms=None, eta_ms=None)
         assert (await broker.cron_fire(manual, spec.name, None)).result is FireResult.FIRED
-        [entry] = await broker.cron_entries(CRON_QUEUE)
+        entry = {e.spec.name: e for e in await broker.cron_entries(CRON_QUEUE)}[spec.name]
         assert entry.paused and entry.last_task_id == "manual-run"
         assert await broker.cron_set_paused(CRON_QUEUE, spec.name, False)
         assert await _fire(broker, spec, tick + 1) is FireResult.FIRED
@@ -74,4 +86,25 @@ class CronContract:
         assert await broker.cron_register(CRON_QUEUE, {spec.name: changed.to_json()}) == [
             spec.name]
         assert await broker.cron_forget(CRON_QUEUE, spec.name)
-        assert await broker.cron_entries(CRON_QUEUE) == []
+        assert not await broker.cron_forget(CRON_QUEUE, spec.name)
+        assert [e.spec.name for e in await broker.cron_entries()] == ["other"]
+
+    async def test_cron_changes_are_announced(self, broker: Broker) -> None:
+        await _register(broker, make_spec("announced"))
+        stream = broker.cron_changes()
+        next_name = asyncio.ensure_future(anext(stream))
+        try:
+            for attempt in range(20):  # the subscription may start after the first change
+                changed = make_spec("announced", expression=f"{attempt} * * * *")
+                await broker.cron_register(CRON_QUEUE, {"announced": changed.to_json()})
+                done, _ = await asyncio.wait({next_name}, timeout=0.25)
+                if done:
+                    assert next_name.result() == "announced"
+                    return
+            raise AssertionError("a changed schedule was never announced")
+        finally:
+            next_name.cancel()
+            await asyncio.gather(next_name, return_exceptions=True)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()

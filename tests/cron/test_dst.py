@@ -8,19 +8,13 @@ and check which tick ids the scheduler fires.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
-from collections.abc import AsyncIterator
 
-import pytest
-
-from rediq import Rediq, hookimpl
-from rediq_core.broker import EnqueueOutcome
+from rediq import Rediq
 from rediq_core.crontab import CronExpression
-from rediq_core.message import TaskMessage
-from rediq_core.plugins import make_plugin_host
-from rediq_core.worker.cron import CronScheduler, latest_tick_at_or_before
+from rediq_core.worker.cron import latest_tick_at_or_before
+
+from .conftest import Enqueued, run_until_fired
 
 BERLIN = "Europe/Berlin"
 
@@ -75,53 +69,6 @@ def test_latest_tick_at_or_before_across_the_overlap() -> None:
     half = app.schedules["half"]
     assert latest_tick_at_or_before(half, utc(2026, 10, 25, 1, 10)) == utc(2026, 10, 25, 0, 30)
     assert latest_tick_at_or_before(half, utc(2026, 10, 25, 1, 30)) == utc(2026, 10, 25, 1, 30)
-
-
-class Enqueued:
-    """A plugin recording the messages the scheduler enqueued."""
-
-    def __init__(self) -> None:
-        self.messages: asyncio.Queue[TaskMessage] = asyncio.Queue()
-
-    @hookimpl
-    def rediq_after_task_enqueue(self, message: TaskMessage, outcome: EnqueueOutcome) -> None:
-        self.messages.put_nowait(message)
-
-
-@pytest.fixture
-async def enqueued() -> Enqueued:
-    return Enqueued()
-
-
-@pytest.fixture
-async def app(rediq_redis_url: str, rediq_namespace: str, enqueued: Enqueued
-              ) -> AsyncIterator[Rediq]:
-    app = Rediq(rediq_redis_url, namespace=rediq_namespace,
-                plugins=make_plugin_host(plugins=[enqueued]))
-    try:
-        yield app
-    finally:
-        await app.close()
-
-
-def clock_starting_at(start_ms: int) -> object:
-    offset = start_ms - time.time_ns() // 1_000_000
-    return lambda: time.time_ns() // 1_000_000 + offset
-
-
-async def run_until_fired(app: Rediq, start_ms: int, enqueued: Enqueued
-                          ) -> tuple[CronScheduler, TaskMessage]:
-    scheduler = CronScheduler(app, app.get_broker(), ["default"],
-                              clock=clock_starting_at(start_ms))  # type: ignore[arg-type]
-    running = asyncio.create_task(scheduler.run())
-    try:
-        message = await asyncio.wait_for(enqueued.messages.get(), 10)
-        await asyncio.sleep(0.3)  # let a wrongly scheduled second tick show up too
-        assert enqueued.messages.empty(), enqueued.messages.get_nowait()
-        return scheduler, message
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
 
 
 async def test_scheduler_fires_the_gap_tick_shifted_forward(app: Rediq,
