@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cron_records import CronEntry, CronFire
+from .cron_records import CronEntry, CronFire, CronRegistration
 from .message import TaskMessage
 
 __all__ = [
@@ -265,9 +265,14 @@ class Broker(abc.ABC):
 
     # --- cron schedules (docs/cron.md); optional for third-party brokers --------------
 
-    async def cron_register(self, queue: str, specs: Mapping[str, str]) -> list[str]:
+    async def cron_register(
+        self, queue: str, specs: Mapping[str, str], *, replace: bool = True
+    ) -> CronRegistration:
         """Store the specs (``{name: spec JSON}``) of ``queue``'s schedules served by a live
-        worker and mark them seen now; announce and return the names whose spec changed."""
+        worker and mark them seen now; announce the names whose stored spec changed.
+
+        ``replace=False`` (a running worker's refresh) stores only missing specs and
+        reports, without touching them, the names whose stored spec differs."""
         raise NotImplementedError(f"{type(self).__name__} does not support cron schedules")
 
     async def cron_fire(

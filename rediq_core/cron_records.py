@@ -16,7 +16,14 @@ from typing import Any
 
 from .message import TaskMessage
 
-__all__ = ["CronEntry", "CronFire", "FireResult", "MissedPolicy", "ScheduleSpec"]
+__all__ = [
+    "CronEntry",
+    "CronFire",
+    "CronRegistration",
+    "FireResult",
+    "MissedPolicy",
+    "ScheduleSpec",
+]
 
 
 class MissedPolicy(enum.StrEnum):
@@ -89,6 +96,15 @@ class CronFire:
 
     result: FireResult
     previous_tick_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CronRegistration:
+    """``changed``: specs written (new or different). ``conflicting``: on a refresh, names
+    whose stored spec differs from the caller's (another deployment's) and was kept."""
+
+    changed: list[str] = field(default_factory=list)
+    conflicting: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

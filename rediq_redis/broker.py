@@ -21,7 +21,7 @@ from rediq_core.broker import (
     TaskRecord,
     WorkerRecord,
 )
-from rediq_core.cron_records import CronEntry, CronFire
+from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
 from rediq_core.message import TaskMessage
 
 from . import control, cron, leasing, producer, registry
@@ -165,8 +165,10 @@ class RedisBroker(Broker):
             self._cron_scripts = CronScripts(session.client)
         return session, self._cron_scripts
 
-    async def cron_register(self, queue: str, specs: Mapping[str, str]) -> list[str]:
-        return await cron.register(*await self._cron(), queue, specs)
+    async def cron_register(
+        self, queue: str, specs: Mapping[str, str], *, replace: bool = True
+    ) -> CronRegistration:
+        return await cron.register(*await self._cron(), queue, specs, replace)
 
     async def cron_fire(
         self, message: TaskMessage, schedule: str, tick_ms: int | None

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 
-from rediq_core.cron_records import CronEntry, CronFire, FireResult, ScheduleSpec
+from rediq_core.cron_records import (
+    CronEntry,
+    CronFire,
+    CronRegistration,
+    FireResult,
+    ScheduleSpec,
+)
 from rediq_core.message import TaskMessage
 
 from .cron_scripts import CronScripts
@@ -21,16 +27,18 @@ __all__ = ["changes", "entries", "fire", "forget", "register", "set_paused"]
 
 
 async def register(session: Session, scripts: CronScripts, queue: str,
-                   specs: Mapping[str, str]) -> list[str]:
+                   specs: Mapping[str, str], replace: bool) -> CronRegistration:
     keys = session.keys
     await session.client.sadd(keys.cron_queues, queue)
     await session.client.sadd(keys.queues, queue)
-    args = [part for name, spec in sorted(specs.items()) for part in (name, spec)]
-    changed = [text(n) or "" for n in
-               await scripts.register(session.client, keys.queue(queue).all, args)]
-    for name in changed:
+    args = ["store" if replace else "refresh",
+            *(part for name, spec in sorted(specs.items()) for part in (name, spec))]
+    changed, conflicting = await scripts.register(session.client, keys.queue(queue).all, args)
+    registration = CronRegistration([text(n) or "" for n in changed],
+                                    [text(n) or "" for n in conflicting])
+    for name in registration.changed:
         await session.client.publish(keys.cron_channel, name)
-    return changed
+    return registration
 
 
 async def fire(session: Session, scripts: CronScripts, message: TaskMessage, schedule: str,

@@ -38,7 +38,7 @@ async def _fire(broker: Broker, spec: ScheduleSpec, tick: int) -> FireResult:
 async def _register(broker: Broker, spec: ScheduleSpec) -> list[str]:
     """Register ``spec``; skip the test for a broker without cron support."""
     try:
-        return await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()})
+        return (await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()})).changed
     except NotImplementedError:
         pytest.skip(f"{type(broker).__name__} does not support cron schedules")
 
@@ -71,7 +71,8 @@ class CronContract:
         assert await _register(broker, make_spec("other")) == ["other"]
         assert not await broker.cron_set_paused(CRON_QUEUE, spec.name, True)  # not stored
         assert await _register(broker, spec) == [spec.name]
-        assert await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()}) == []
+        same = await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()})
+        assert (same.changed, same.conflicting) == ([], [])
         assert await broker.cron_set_paused(CRON_QUEUE, spec.name, True)
         tick = now_ms()
         assert await _fire(broker, spec, tick) is FireResult.PAUSED
@@ -83,8 +84,13 @@ class CronContract:
         assert await broker.cron_set_paused(CRON_QUEUE, spec.name, False)
         assert await _fire(broker, spec, tick + 1) is FireResult.FIRED
         changed = make_spec("paused", expression="*/5 * * * *")
-        assert await broker.cron_register(CRON_QUEUE, {spec.name: changed.to_json()}) == [
-            spec.name]
+        refresh = await broker.cron_register(CRON_QUEUE, {spec.name: changed.to_json()},
+                                             replace=False)  # a running old deployment
+        assert (refresh.changed, refresh.conflicting) == ([], [spec.name])
+        stored = {e.spec.name: e.spec for e in await broker.cron_entries(CRON_QUEUE)}
+        assert stored[spec.name] == spec
+        store = await broker.cron_register(CRON_QUEUE, {spec.name: changed.to_json()})
+        assert (store.changed, store.conflicting) == ([spec.name], [])
         assert await broker.cron_forget(CRON_QUEUE, spec.name)
         assert not await broker.cron_forget(CRON_QUEUE, spec.name)
         assert [e.spec.name for e in await broker.cron_entries()] == ["other"]

@@ -170,17 +170,28 @@ class CronScheduler:
     # --- registration and changes -------------------------------------------------------
 
     async def _register(self, *, initial: bool) -> None:
+        """Store this worker's specs (at start: the last started deployment wins) or refresh
+        them (later: a spec another deployment stored is left alone, and not fired)."""
         by_queue: dict[str, dict[str, str]] = {}
         for name, schedule in self.schedules.items():
             if initial or name not in self.superseded:
                 by_queue.setdefault(schedule.spec.queue, {})[name] = schedule.spec.to_json()
         for queue, specs in by_queue.items():
             try:
-                await self.broker.cron_register(queue, specs)
+                registration = await self.broker.cron_register(queue, specs, replace=initial)
             except NotImplementedError:
                 raise
             except Exception as exc:
                 log.warning("cron: could not register schedules of queue %s: %s", queue, exc)
+                continue
+            for name in registration.conflicting:
+                self._supersede(name)
+
+    def _supersede(self, name: str) -> None:
+        if name not in self.superseded:
+            log.warning("cron %s: another deployment stored a different spec; this worker"
+                        " stops firing it", name)
+            self.superseded.add(name)
 
     async def _listen(self) -> None:
         pause = defaults.WORKER_RECONNECT_MIN_S
@@ -207,10 +218,8 @@ class CronScheduler:
         for name in names:
             entry = entries.get(name)
             ours = self.schedules[name].spec
-            if entry is not None and entry.spec != ours and name not in self.superseded:
-                log.warning("cron %s: another deployment stored a different spec (%s);"
-                            " this worker stops firing it", name, entry.spec.expression)
-                self.superseded.add(name)
+            if entry is not None and entry.spec != ours:
+                self._supersede(name)
             elif (entry is None or entry.spec == ours) and name in self.superseded:
                 log.info("cron %s: the stored spec is this worker's again", name)
                 self.superseded.discard(name)

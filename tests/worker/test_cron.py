@@ -88,7 +88,7 @@ async def beat():
 ''')
     new = harness.start()
     # the old worker is woken by the change at once and stops firing the old spec
-    old.wait_for(r"cron beat: another deployment stored a different spec \(\*/2", timeout=5)
+    old.wait_for(r"cron beat: another deployment stored a different spec", timeout=5)
     new.wait_for(r"^BEAT2 \d+", count=2)
     ticks = [int(line.split()[1]) for line in new.matching(r"^BEAT2 ")]
     assert all(t % 2000 == 0 for t in ticks), ticks
