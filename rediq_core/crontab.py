@@ -98,24 +98,43 @@ class CronExpression:
                     found.append(offset)
         return found
 
-    def next_after(self, after_ms: int) -> int:
-        """The first tick strictly after ``after_ms`` (epoch ms), in epoch ms."""
-        after = dt.datetime.fromtimestamp(after_ms / 1000, _UTC)
-        offsets = self._offsets_around(after)
-        # the earliest wall time whose instant can lie after `after` (a wall time in a gap
-        # keeps the offset from before the change, hence the look back)
-        start = (after + min(offsets)).replace(tzinfo=None, microsecond=0)
-        walk = self._iter(start - dt.timedelta(seconds=1))
+    def _earliest_instant(self, after: dt.datetime, wall: dt.datetime,
+                          until: dt.datetime | None) -> dt.datetime | None:
+        """Walk wall times from ``wall`` on. Without ``until``: the first instant after
+        ``after``. With it: the earliest instant after ``after`` of the walls before
+        ``until``. None if there is none (or none within the safety bound)."""
+        walk = self._iter(wall - dt.timedelta(seconds=1))
         best: dt.datetime | None = None
         for _ in range(_MAX_CANDIDATES):
-            wall: dt.datetime = walk.get_next(dt.datetime)
-            if best is not None and wall - max(offsets) > best.replace(tzinfo=None):
+            wall = walk.get_next(dt.datetime)
+            if until is not None and wall >= until:
                 break
-            for instant in self._instants(wall):
-                if instant > after and (best is None or instant < best):
-                    best = instant
+            found = [i for i in self._instants(wall) if i > after]
+            if found and (best is None or min(found) < best):
+                best = min(found)
+            if best is not None and until is None:
+                break
+        return best
+
+    def next_after(self, after_ms: int) -> int:
+        """The first tick strictly after ``after_ms`` (epoch ms), in epoch ms.
+
+        A wall time ``W`` in force at offset ``o`` is the instant ``W - o``. First the walk
+        from ``after`` read at its own offset finds a tick ``best``; then, for each offset
+        in force nearby, only the walls of ``(after + o, best + o)`` can hold an earlier tick,
+        a window as short as the distance to ``best``.
+        """
+        after = dt.datetime.fromtimestamp(after_ms / 1000, _UTC)
+        naive = after.replace(tzinfo=None, microsecond=0)
+        own = after.astimezone(self.zone).utcoffset() or dt.timedelta(0)
+        best = self._earliest_instant(after, naive + own, None)
         if best is None:
             raise ConfigurationError(f"cron expression {self.expression!r} never fires")
+        for offset in sorted(set(self._offsets_around(after))):
+            until = best.replace(tzinfo=None) + offset + dt.timedelta(seconds=1)
+            earlier = self._earliest_instant(after, naive + offset, until)
+            if earlier is not None and earlier < best:
+                best = earlier
         return int(best.timestamp() * 1000)
 
     def ticks_after(self, after_ms: int, count: int) -> list[int]:
