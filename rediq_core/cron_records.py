@@ -63,9 +63,15 @@ class ScheduleSpec:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ScheduleSpec:
-        fields: dict[str, Any] = json.loads(raw)
-        fields["payload"] = base64.b64decode(fields["payload"])
-        return cls(**fields)
+        """Read a stored spec (fields a newer version added are ignored); ValueError if
+        it is not one."""
+        try:
+            fields: dict[str, Any] = json.loads(raw)
+            known = {k: v for k, v in fields.items() if k in cls.__dataclass_fields__}
+            known["payload"] = base64.b64decode(known["payload"])
+            return cls(**known)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a stored cron schedule spec: {exc}") from None
 
     def task_id(self, tick_ms: int) -> str:
         """The id of the run of tick ``tick_ms``: the same on every worker (deduplication)."""

@@ -8,6 +8,7 @@ namespace metadata (``{NS}``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 
 from rediq_core.cron_records import (
@@ -24,6 +25,8 @@ from .records import text
 from .session import Session
 
 __all__ = ["changes", "entries", "fire", "forget", "register", "set_paused"]
+
+log = logging.getLogger("rediq.cron")
 
 
 async def register(session: Session, scripts: CronScripts, queue: str,
@@ -71,8 +74,14 @@ async def entries(session: Session, queue: str | None) -> list[CronEntry]:
         paused_names = {text(p) for p in paused}
         for raw_name, raw_spec in specs.items():
             tick, task = ticks.get(raw_name), tasks.get(raw_name)
+            try:
+                spec = ScheduleSpec.from_json(raw_spec)
+            except ValueError as exc:
+                log.warning("cron: skipping schedule %r of queue %s: %s", text(raw_name),
+                            name, exc)
+                continue
             found.append(CronEntry(
-                spec=ScheduleSpec.from_json(raw_spec),
+                spec=spec,
                 last_tick_ms=int(tick) if tick else None,
                 last_task_id=text(task),
                 paused=text(raw_name) in paused_names,
