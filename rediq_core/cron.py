@@ -8,6 +8,7 @@ triggers schedules from anywhere (the ``rediq cron`` command uses it).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -91,8 +92,9 @@ def make_schedule(
         raise ConfigurationError(f"jitter={jitter!r} is invalid: expected seconds >= 0")
     if name is None:
         name = f"{task.name}[{cron.expression}]"
-        if args or kwargs:
-            name += json.dumps([list(args), dict(kwargs)], default=repr, sort_keys=True)
+        if args or kwargs:  # a short digest keeps schedules with other arguments apart
+            encoded = json.dumps([list(args), dict(kwargs)], default=repr, sort_keys=True)
+            name += "#" + hashlib.sha256(encoded.encode()).hexdigest()[:8]
     if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
         raise ConfigurationError(
             f"schedule name={name!r} is invalid: expected 1-{_MAX_NAME} characters"

@@ -86,10 +86,14 @@ def cron(ctx: click.Context, app_spec: str, redis_url: str | None, as_json: bool
     if ctx.invoked_subcommand is not None:
         return
     statuses = _run(app, lambda control: control.list())
+    unstored = sorted(set(app.schedules) - {s.name for s in statuses})
     if as_json:
         click.echo(json.dumps([s.as_json() for s in statuses], indent=2))
-    else:
-        _table(statuses)
+        return
+    _table(statuses)
+    if unstored:
+        click.echo(f"In APP's code but not stored yet (no worker serving them has started):"
+                   f" {', '.join(unstored)}")
 
 
 def _action(name: str, doc: str, verb: str) -> click.Command:

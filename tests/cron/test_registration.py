@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rediq import ConfigurationError, Rediq, TaskRegistrationError, UnknownNameError
@@ -74,7 +76,9 @@ def test_task_with_required_arguments_needs_them(app: Rediq) -> None:
                        r".*missing a required argument: 'to'.*args=\.\.\., kwargs=\.\.\."):
         app.cron("@daily")(send)
     app.cron("@daily", args=("ops",), kwargs={"urgent": True})(send)
-    assert len(app.schedules) == 1
+    app.cron("@daily", args=("dev",), kwargs={"urgent": False})(send)
+    names = sorted(app.schedules)
+    assert len(names) == 2 and all(re.fullmatch(r"send\[@daily\]#[0-9a-f]{8}", n) for n in names)
 
 
 def test_arguments_must_be_serializable(app: Rediq) -> None:

@@ -64,6 +64,7 @@ async def test_list_pause_trigger_resume_from_the_cli(harness: Harness) -> None:
 
 def test_unknown_schedule_is_a_one_line_error(harness: Harness) -> None:
     harness.write_app(BEAT)
+    assert "not stored yet (no worker serving them has started): beat" in cli(harness)
     done = subprocess.run([*CLI, "cron", "tasks:app", "pause", "nope"], cwd=harness.dir,
                           env=harness.env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and "no schedule named 'nope' is stored" in done.stderr
