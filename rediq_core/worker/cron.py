@@ -117,7 +117,9 @@ class CronScheduler:
         if schedule.name in self.superseded:
             return True
         spec = schedule.spec
-        eta = tick + random.randint(0, spec.jitter_ms) if spec.jitter_ms else None
+        # ETA = the tick (plus jitter): a worker whose clock runs ahead cannot start a run
+        # early, the run becomes ready at the tick by the broker's clock
+        eta = tick + (random.randint(0, spec.jitter_ms) if spec.jitter_ms else 0)
         message = spec.message(spec.task_id(tick), tick_ms=tick, eta_ms=eta)
         await self.app.plugins.notify("rediq_before_task_enqueue", message=message)
         try:
@@ -127,7 +129,7 @@ class CronScheduler:
             await asyncio.sleep(defaults.WORKER_RECONNECT_MAX_S)  # back-off, not a poll
             return False
         if outcome.result is FireResult.FIRED:
-            state = TaskState.SCHEDULED if eta else TaskState.PENDING
+            state = TaskState.SCHEDULED if eta > self.clock() else TaskState.PENDING
             await self.app.plugins.notify("rediq_after_task_enqueue", message=message,
                                           outcome=EnqueueOutcome(message.id, True, state))
             log.info("cron %s: fired tick %s as task %s (%d ms late)", spec.name, tick,
