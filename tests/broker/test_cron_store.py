@@ -25,3 +25,36 @@ async def test_unreadable_spec_is_skipped_and_new_fields_ignored(
     assert "skipping schedule 'broken'" in caplog.text
     with pytest.raises(ValueError, match="not a stored cron schedule spec"):
         ScheduleSpec.from_json('{"name": "x"}')
+
+
+async def test_cron_fire_passes_enqueue_the_producers_keys_and_arguments(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cron_fire.lua embeds enqueue.lua: it must get the very KEYS and ARGV the producer
+    gives enqueue (this fails if one changes without the other)."""
+    from typing import Any
+
+    from rediq_redis.scripts import LuaScript, ScriptCall
+
+    calls: dict[str, tuple[list[str], list[Any]]] = {}
+    call, invoke = LuaScript.call, LuaScript.__call__
+
+    def recording_call(self: LuaScript, keys: Any, args: Any) -> ScriptCall:
+        calls[self.name] = (list(keys), list(args))
+        return call(self, keys, args)
+
+    async def recording(self: LuaScript, client: Any, keys: Any, args: Any) -> Any:
+        calls[self.name] = (list(keys), list(args))
+        return await invoke(self, client, keys, args)
+
+    monkeypatch.setattr(LuaScript, "call", recording_call)
+    monkeypatch.setattr(LuaScript, "__call__", recording)
+    spec = make_spec("coupled")
+    message = spec.message("cron:coupled:1000", tick_ms=1000, eta_ms=1000)
+    await broker.enqueue([message])
+    await broker.delete(message.id, CRON_QUEUE)
+    await broker.cron_fire(message, spec.name, 1000)
+    enqueue_keys, enqueue_args = calls["enqueue"]
+    fire_keys, fire_args = calls["cron_fire"]
+    assert fire_keys == enqueue_keys
+    assert fire_args[2:] == enqueue_args
