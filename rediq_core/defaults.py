@@ -55,7 +55,8 @@ WORKER_HEARTBEAT_TTL_S: Final = 60
 
 #: Cron schedules (``@app.cron``): the zone an expression is read in, what a worker does
 #: at start-up about ticks missed while no worker ran (``skip`` or ``run_once``), how late
-#: a running worker may still fire a tick (older ones are skipped and logged), and after
+#: a running worker may still fire the latest due tick (several due ticks coalesce into
+#: one run; older ones are skipped and logged), and after
 #: how long without a live worker registering it a stored schedule shows as orphaned.
 CRON_TIMEZONE: Final = "UTC"
 CRON_MISSED: Final = "skip"

@@ -103,14 +103,24 @@ class CronScheduler:
                 await self._reload()
             now = self.clock()
             for name, tick in sorted(self.next_ms.items(), key=lambda item: item[1]):
-                if tick <= now and await self._fire(self.schedules[name], tick):
-                    grace = now - defaults.CRON_MISFIRE_GRACE_MS
-                    self.next_ms[name] = self.schedules[name].cron.next_after(max(tick, grace))
+                if tick <= now:
+                    await self._fire_due(self.schedules[name], tick, now)
             if time.monotonic() >= register_at:
                 await self._register(initial=False)
                 register_at = time.monotonic() + defaults.CRON_REGISTER_INTERVAL_S
 
     # --- firing -------------------------------------------------------------------------
+
+    async def _fire_due(self, schedule: Schedule, tick: int, now: int) -> None:
+        """Fire the latest due tick (several are due after a stall: they coalesce into one
+        run, the skipped ones are logged by the winner), unless it is older than the
+        misfire grace; then plan the next tick. A broker error keeps the tick due."""
+        if schedule.cron.next_after(tick) <= now:
+            tick = latest_tick_at_or_before(schedule, now) or tick
+        if tick >= now - defaults.CRON_MISFIRE_GRACE_MS and not await self._fire(schedule,
+                                                                                tick):
+            return
+        self.next_ms[schedule.name] = schedule.cron.next_after(max(tick, now))
 
     async def _fire(self, schedule: Schedule, tick: int) -> bool:
         """Try to fire one tick; False (after a pause) when the broker failed."""

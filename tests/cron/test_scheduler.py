@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from rediq import Rediq
 from rediq_core.message import now_ms
 from rediq_core.worker.cron import CronScheduler
@@ -50,3 +52,28 @@ async def test_control_api_pause_trigger_resume(app: Rediq, enqueued: Enqueued) 
     assert record.message.headers == {"cron": "beat"}
     await control.resume("beat")
     assert not (await control.list())[0].paused
+
+
+async def test_a_stall_coalesces_the_due_ticks_into_one_run(
+    app: Rediq, enqueued: Enqueued, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.cron("* * * * * *", name="beat")
+    @app.task(task_name="job")
+    async def job() -> None: ...
+
+    jump = [0]
+    scheduler = CronScheduler(app, app.get_broker(), ["default"],
+                              clock=lambda: now_ms() + jump[0])
+    running = asyncio.create_task(scheduler.run())
+    try:
+        first = await asyncio.wait_for(enqueued.messages.get(), 10)
+        jump[0] = 5_500  # the clock jumps as after a 5.5 s stall: ~6 ticks are due at once
+        second = await asyncio.wait_for(enqueued.messages.get(), 10)
+        await asyncio.sleep(0.3)  # a burst of catch-up runs would show up now
+        assert enqueued.messages.empty(), "the due ticks were not coalesced"
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    gap = int(second.headers["cron_tick_ms"]) - int(first.headers["cron_tick_ms"])
+    assert gap >= 6_000, gap
+    assert f"cron beat: skipped {gap // 1000 - 1} tick(s)" in caplog.text
