@@ -49,6 +49,15 @@ async def simple_task(sec):
     return "simple_task finished"
 
 
+# A periodic task: every weekday at 07:00 Berlin time, one run per tick across all the
+# workers serving queue "b" (no separate scheduler process). `rediq cron mytasks:app`
+# lists it; see docs/cron.md.
+@app.cron("0 7 * * mon-fri", args=("daily",), timezone="Europe/Berlin")
+@app.task(task_name="send_report", task_queue="b")
+async def send_report(kind):
+    print(f"sending the {kind} report")
+
+
 # Register event handlers; exceptions in handlers are logged, never raised.
 @app.event(event_name="before_task_start")  # defaults to the function name
 async def before_task_start():

@@ -9,6 +9,7 @@ from typing import Any, Final, ParamSpec, TypeVar, overload
 from . import defaults
 from .broker import Broker, BrokerOptions, TaskRecord, TaskState
 from .control import Control
+from .cron import CronControl, Schedule, make_schedule
 from .errors import (
     ConfigurationError,
     MessageTooLargeError,
@@ -121,6 +122,7 @@ class Rediq:
                 )
         self.tasks: dict[str, TaskDefinition[Any, Any]] = {}
         self.handlers: dict[str, list[EventHandler]] = {name: [] for name in EVENT_NAMES}
+        self.schedules: dict[str, Schedule] = {}
         self._serializers: dict[str, Serializer] = {serializer_name: self.serializer}
         self._broker: Broker | None = None
 
@@ -214,6 +216,54 @@ class Rediq:
             return func
 
         return decorate(fn) if fn is not None else decorate
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        timezone: str = defaults.CRON_TIMEZONE,
+        jitter: float = 0,
+        missed: str = defaults.CRON_MISSED,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> Callable[[TaskDefinition[P, R]], TaskDefinition[P, R]]:
+        """Run a task periodically; put it on top of ``@app.task`` (stack several for
+        several schedules). Each tick runs once across every worker (docs/cron.md).
+
+        :param expression: 5 fields (minute hour day month weekday), 6 with a leading
+            seconds field, or an alias such as ``@hourly``.
+        :param name: the schedule's stable identity (default: task name and expression).
+        :param args: positional arguments of every run; ``kwargs`` likewise.
+        :param timezone: IANA zone the expression is read in (default UTC).
+        :param jitter: delay each run by a random 0..``jitter`` seconds.
+        :param missed: ``"skip"`` ticks missed while no worker ran, or ``"run_once"``.
+        :param queue: run on another queue of this app than the task's.
+        :param priority: the runs' priority (default: the task's).
+        """
+
+        def decorate(task: TaskDefinition[P, R]) -> TaskDefinition[P, R]:
+            if not isinstance(task, TaskDefinition) or task.app is not self:
+                raise TaskRegistrationError(
+                    f"@app.cron must decorate a task of this app (put it above @app.task),"
+                    f" got {task!r}"
+                )
+            schedule = make_schedule(
+                self, task, expression, name=name, args=args, kwargs=kwargs or {},
+                timezone=timezone, jitter=jitter, missed=missed, queue=queue,
+                priority=priority,
+            )
+            self.schedules[schedule.name] = schedule
+            return task
+
+        return decorate
+
+    @property
+    def cron_control(self) -> CronControl:
+        """List, pause, resume and trigger the schedules stored in the broker."""
+        return CronControl(self.get_broker(), orphan_after_s=defaults.CRON_ORPHAN_AFTER_S)
 
     # --- serializers and broker -------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .cron_records import CronEntry, CronFire, CronRegistration
 from .inspection import QueueOverview, TaskPage
 from .message import TaskMessage
 
@@ -355,6 +356,42 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def workers(self) -> list[WorkerRecord]:
         """Live workers, with the age of their last heartbeat."""
+
+    # --- cron schedules (docs/cron.md); optional for third-party brokers --------------
+
+    async def cron_register(
+        self, queue: str, specs: Mapping[str, str], *, replace: bool = True
+    ) -> CronRegistration:
+        """Store the specs (``{name: spec JSON}``) of ``queue``'s schedules served by a live
+        worker and mark them seen now; announce the names whose stored spec changed.
+
+        ``replace=False`` (a running worker's refresh) stores only missing specs and
+        reports, without touching them, the names whose stored spec differs."""
+        raise NotImplementedError(f"{type(self).__name__} does not support cron schedules")
+
+    async def cron_fire(
+        self, message: TaskMessage, schedule: str, tick_ms: int | None
+    ) -> CronFire:
+        """Fire a tick: in one atomic step, advance the schedule's last fired tick to
+        ``tick_ms`` if it is older (compare-and-set) and enqueue ``message`` unless the
+        schedule is paused. ``tick_ms`` None (trigger now) enqueues without the CAS."""
+        raise NotImplementedError(f"{type(self).__name__} does not support cron schedules")
+
+    async def cron_entries(self, queue: str | None = None) -> list[CronEntry]:
+        """Every stored schedule (of ``queue``, or of every queue) with its state."""
+        raise NotImplementedError(f"{type(self).__name__} does not support cron schedules")
+
+    async def cron_set_paused(self, queue: str, schedule: str, paused: bool) -> bool:
+        """Pause or resume a stored schedule; False if no such schedule is stored."""
+        raise NotImplementedError(f"{type(self).__name__} does not support cron schedules")
+
+    async def cron_forget(self, queue: str, schedule: str) -> bool:
+        """Remove a stored schedule and its state (an orphan, usually)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support cron schedules")
+
+    def cron_changes(self) -> AsyncIterator[str]:
+        """Names of schedules whose stored spec changed, as announcements arrive."""
+        raise NotImplementedError(f"{type(self).__name__} does not support cron schedules")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

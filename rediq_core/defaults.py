@@ -71,6 +71,18 @@ WORKER_HEARTBEAT_TTL_S: Final = 60
 #: (two missed heartbeats: it is busy-blocked or gone; its entry expires at the TTL).
 WORKER_STALE_AFTER_S: Final = 35
 
+#: Cron schedules (``@app.cron``): the zone an expression is read in, what a worker does
+#: at start-up about ticks missed while no worker ran (``skip`` or ``run_once``), how late
+#: a running worker may still fire the latest due tick (several due ticks coalesce into
+#: one run; older ones are skipped and logged), and after
+#: how long without a live worker registering it a stored schedule shows as orphaned.
+CRON_TIMEZONE: Final = "UTC"
+CRON_MISSED: Final = "skip"
+CRON_MISFIRE_GRACE_MS: Final = 60_000
+CRON_ORPHAN_AFTER_S: Final = 60
+#: A worker re-registers its schedules this often (keeps them from looking orphaned).
+CRON_REGISTER_INTERVAL_S: Final = 15
+
 #: Environment variables read by the plugin manager and the CLI.
 ENV_DISABLE_PLUGINS: Final = "REDIQ_DISABLE_PLUGINS"
 ENV_DISABLE_AUTOLOAD: Final = "REDIQ_DISABLE_PLUGIN_AUTOLOAD"

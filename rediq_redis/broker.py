@@ -26,11 +26,13 @@ from rediq_core.broker import (
     TaskState,
     WorkerRecord,
 )
+from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
 from rediq_core.inspection import QueueOverview, TaskPage
 from rediq_core.message import TaskMessage
 
-from . import control, leasing, operate, producer, registry, stopping
+from . import control, cron, leasing, operate, producer, registry, stopping
 from .connection import UNREACHABLE, check_server, make_clients, translate_error
+from .cron_scripts import CronScripts
 from .keys import NamespaceKeys
 from .records import text
 from .scripts import Scripts
@@ -74,6 +76,7 @@ class RedisBroker(Broker):
         self.options = options
         self.settings = settings or BrokerSettings()
         self._session: Session | None = None
+        self._cron_scripts: CronScripts | None = None
         self._lock = asyncio.Lock()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -106,6 +109,7 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         session, self._session = self._session, None
+        self._cron_scripts = None
         if session is not None:
             await session.blocking.aclose()
             await session.client.aclose()
@@ -264,3 +268,39 @@ class RedisBroker(Broker):
     @_translated
     async def workers(self) -> list[WorkerRecord]:
         return await registry.workers(await self._ready())
+
+    # --- cron schedules ---------------------------------------------------------------
+
+    async def _cron(self) -> tuple[Session, CronScripts]:
+        session = await self._ready()
+        if self._cron_scripts is None:
+            self._cron_scripts = CronScripts(session.client)
+        return session, self._cron_scripts
+
+    @_translated
+    async def cron_register(
+        self, queue: str, specs: Mapping[str, str], *, replace: bool = True
+    ) -> CronRegistration:
+        return await cron.register(*await self._cron(), queue, specs, replace)
+
+    @_translated
+    async def cron_fire(
+        self, message: TaskMessage, schedule: str, tick_ms: int | None
+    ) -> CronFire:
+        return await cron.fire(*await self._cron(), message, schedule, tick_ms)
+
+    @_translated
+    async def cron_entries(self, queue: str | None = None) -> list[CronEntry]:
+        return await cron.entries(await self._ready(), queue)
+
+    @_translated
+    async def cron_set_paused(self, queue: str, schedule: str, paused: bool) -> bool:
+        return await cron.set_paused(*await self._cron(), queue, schedule, paused)
+
+    @_translated
+    async def cron_forget(self, queue: str, schedule: str) -> bool:
+        return await cron.forget(*await self._cron(), queue, schedule)
+
+    async def cron_changes(self) -> AsyncIterator[str]:
+        async for name in cron.changes(await self._ready()):
+            yield name

@@ -38,6 +38,11 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "started",  # HASH id -> when its current (last) lease began, ms
     "groups",  # ZSET score 0, member "<group>\n<id>": the group index (lex ranges)
     "minutes",  # HASH per-minute counters ring: "<counter>:<slot>" and "t:<slot>" (minute)
+    "cron",  # HASH schedule name -> spec JSON (written by the workers serving it)
+    "cron_tick",  # HASH schedule name -> last fired tick ms (advanced by compare-and-set)
+    "cron_task",  # HASH schedule name -> task id of its last run
+    "cron_seen",  # HASH schedule name -> ms a live worker last registered it
+    "cron_paused",  # SET names of paused schedules
 )
 
 
@@ -116,6 +121,16 @@ class NamespaceKeys:
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancellation requests of running tasks are announced."""
         return f"{{{self.namespace}}}:cancel"
+
+    @cached_property
+    def cron_queues(self) -> str:
+        """SET of queue names that have stored cron schedules."""
+        return f"{{{self.namespace}}}:cron_queues"
+
+    @cached_property
+    def cron_channel(self) -> str:
+        """Pub/sub channel announcing schedules whose stored spec changed."""
+        return f"{{{self.namespace}}}:cron"
 
     def queue(self, name: str) -> QueueKeys:
         keys = self._queues.get(name)

@@ -18,6 +18,7 @@ BUILTIN_COMMANDS = {
     "dead-letters": "rediq_core.cli.operate_cmds:dead_letters",
     "delete": "rediq_core.cli.operate_cmds:delete",
     "pause": "rediq_core.cli.operate_cmds:pause",
+    "cron": "rediq_core.cli.cron_cmd:cron",
     "plugins": "rediq_core.cli.plugins_cmd:plugins",
     "purge": "rediq_core.cli.operate_cmds:purge",
     "queues": "rediq_core.cli.inspect_cmds:queues",

@@ -40,6 +40,7 @@ from rediq_core.broker import (
 )
 from rediq_core.errors import TaskNotFoundError
 from rediq_core.message import TaskMessage, new_task_id, now_ms
+from rediq_core.testing.cron_contract import CronContract
 
 __all__ = ["BrokerContract", "make_message"]
 
@@ -115,7 +116,7 @@ def lease(message: TaskMessage, delivery: int = 1) -> Lease:
     return Lease(message.id, delivery)
 
 
-class BrokerContract:
+class BrokerContract(CronContract):
     """The behaviour every broker must show. Subclasses provide the ``broker`` fixture."""
 
     @pytest.fixture

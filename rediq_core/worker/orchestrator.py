@@ -26,6 +26,7 @@ from ..info import WorkerInfo
 from ..logs import task_extra
 from ..message import now_ms
 from .config import WorkerConfig, new_worker_id
+from .cron import CronScheduler
 from .events import EventDispatcher
 from .fetcher import Fetcher, LocalQueue, Slots
 from .health import BrokerHealth
@@ -193,9 +194,11 @@ class Worker:
         self._supervised(lambda: self._listen_cancellations(broker), "control")
         # Ends once a stop was requested (it retries connections by itself).
         self._spawn(listen_stop_requests(broker, self.id, self.request_shutdown), "stop")
+        cron = self._supervised(CronScheduler(self.app, broker, self.queues).run, "cron")
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
         self._maybe_check_burst(broker)
         await self._stop.wait()
+        cron.cancel()  # no new ticks once stopping; other workers fire them
         for fetcher in fetchers:
             fetcher.stopped = True
         await _cancel_all(fetching, defaults.WORKER_FORCE_GRACE_S)

@@ -49,7 +49,7 @@ async def audit_queue(
         kind = _s(await redis.type(keys.key(name)))
         expected = {"pending": "zset", "scheduled": "zset", "active": "zset", "dead": "zset",
                     "cancel": "set", "wake": "list", "seq": "string",
-                    "paused": "string", "groups": "zset"}.get(name, "hash")
+                    "paused": "string", "groups": "zset", "cron_paused": "set"}.get(name, "hash")
         assert kind in (expected, "none"), f"{name} is a {kind}"
     pending_members = [_s(m) for m in await redis.zrange(keys.key("pending"), 0, -1)]
     pending = [m[17:] for m in pending_members]

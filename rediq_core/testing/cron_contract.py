@@ -1,0 +1,116 @@
+"""The cron part of the broker contract (mixed into :class:`BrokerContract`).
+
+A broker that supports ``@app.cron`` must fire each tick once however many workers race
+for it, consume paused ticks without runs, and store specs, pauses and last runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rediq_core.broker import Broker, TaskState
+from rediq_core.cron_records import FireResult, ScheduleSpec
+from rediq_core.message import now_ms
+
+__all__ = ["CronContract", "make_spec"]
+
+CRON_QUEUE = "contract-cron"
+
+
+def make_spec(name: str = "every-minute", **overrides: object) -> ScheduleSpec:
+    fields: dict[str, object] = {
+        "name": name, "task": "contract.task", "queue": CRON_QUEUE,
+        "expression": "* * * * *", "timezone": "UTC", "missed": "skip", "jitter_ms": 0,
+        "serializer": "json", "payload": b"[[],{}]", "priority": 0, "retries": 0,
+        "timeout_ms": None, "result_ttl_s": 60,
+    }
+    fields.update(overrides)
+    return ScheduleSpec(**fields)  # type: ignore[arg-type]
+
+
+async def _fire(broker: Broker, spec: ScheduleSpec, tick: int) -> FireResult:
+    message = spec.message(spec.task_id(tick), tick_ms=tick, eta_ms=None)
+    return (await broker.cron_fire(message, spec.name, tick)).result
+
+
+async def _register(broker: Broker, spec: ScheduleSpec) -> list[str]:
+    """Register ``spec``; skip the test for a broker without cron support."""
+    try:
+        return (await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()})).changed
+    except NotImplementedError:
+        pytest.skip(f"{type(broker).__name__} does not support cron schedules")
+
+
+class CronContract:
+    """Cron behaviour; skipped for a broker that does not implement the ``cron_*`` methods."""
+
+    async def test_cron_tick_fires_once_among_racing_workers(self, broker: Broker) -> None:
+        spec = make_spec()
+        await _register(broker, spec)
+        tick = now_ms() // 1000 * 1000
+        results = await asyncio.gather(*(_fire(broker, spec, tick) for _ in range(20)))
+        assert results.count(FireResult.FIRED) == 1, results
+        assert set(results) == {FireResult.FIRED, FireResult.ALREADY}
+        record = await broker.get_task(spec.task_id(tick), CRON_QUEUE)
+        assert record is not None and record.state is TaskState.PENDING
+        assert record.message is not None and record.message.headers["cron"] == spec.name
+        assert await _fire(broker, spec, tick - 1000) is FireResult.ALREADY  # never back
+        later = await broker.cron_fire(
+            spec.message(spec.task_id(tick + 1000), tick_ms=tick + 1000, eta_ms=None),
+            spec.name, tick + 1000)
+        assert later.result is FireResult.FIRED and later.previous_tick_ms == tick
+        [entry] = await broker.cron_entries(CRON_QUEUE)
+        assert entry.spec == spec and entry.last_tick_ms == tick + 1000
+        assert entry.last_task_id == spec.task_id(tick + 1000)
+        assert abs(entry.seen_ms - now_ms()) < 5_000 and not entry.paused
+
+    async def test_cron_pause_resume_trigger_forget(self, broker: Broker) -> None:
+        spec = make_spec("paused")
+        assert await _register(broker, make_spec("other")) == ["other"]
+        assert not await broker.cron_set_paused(CRON_QUEUE, spec.name, True)  # not stored
+        assert await _register(broker, spec) == [spec.name]
+        same = await broker.cron_register(CRON_QUEUE, {spec.name: spec.to_json()})
+        assert (same.changed, same.conflicting) == ([], [])
+        assert await broker.cron_set_paused(CRON_QUEUE, spec.name, True)
+        tick = now_ms()
+        assert await _fire(broker, spec, tick) is FireResult.PAUSED
+        assert await broker.get_task(spec.task_id(tick), CRON_QUEUE) is None
+        manual = spec.message("manual-run", tick_ms=None, eta_ms=None)
+        assert (await broker.cron_fire(manual, spec.name, None)).result is FireResult.FIRED
+        entry = {e.spec.name: e for e in await broker.cron_entries(CRON_QUEUE)}[spec.name]
+        assert entry.paused and entry.last_task_id == "manual-run"
+        assert await broker.cron_set_paused(CRON_QUEUE, spec.name, False)
+        assert await _fire(broker, spec, tick + 1) is FireResult.FIRED
+        changed = make_spec("paused", expression="*/5 * * * *")
+        refresh = await broker.cron_register(CRON_QUEUE, {spec.name: changed.to_json()},
+                                             replace=False)  # a running old deployment
+        assert (refresh.changed, refresh.conflicting) == ([], [spec.name])
+        stored = {e.spec.name: e.spec for e in await broker.cron_entries(CRON_QUEUE)}
+        assert stored[spec.name] == spec
+        store = await broker.cron_register(CRON_QUEUE, {spec.name: changed.to_json()})
+        assert (store.changed, store.conflicting) == ([spec.name], [])
+        assert await broker.cron_forget(CRON_QUEUE, spec.name)
+        assert not await broker.cron_forget(CRON_QUEUE, spec.name)
+        assert [e.spec.name for e in await broker.cron_entries()] == ["other"]
+
+    async def test_cron_changes_are_announced(self, broker: Broker) -> None:
+        await _register(broker, make_spec("announced"))
+        stream = broker.cron_changes()
+        next_name = asyncio.ensure_future(anext(stream))
+        try:
+            for attempt in range(20):  # the subscription may start after the first change
+                changed = make_spec("announced", expression=f"{attempt} * * * *")
+                await broker.cron_register(CRON_QUEUE, {"announced": changed.to_json()})
+                done, _ = await asyncio.wait({next_name}, timeout=0.25)
+                if done:
+                    assert next_name.result() == "announced"
+                    return
+            raise AssertionError("a changed schedule was never announced")
+        finally:
+            next_name.cancel()
+            await asyncio.gather(next_name, return_exceptions=True)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
