@@ -194,7 +194,8 @@ class Worker:
         self._supervised(lambda: self._listen_cancellations(broker), "control")
         # Ends once a stop was requested (it retries connections by itself).
         self._spawn(listen_stop_requests(broker, self.id, self.request_shutdown), "stop")
-        cron = self._supervised(CronScheduler(self.app, broker, self.queues).run, "cron")
+        cron = self._supervised(CronScheduler(self.app, broker, self.queues).run, "cron",
+                                may_end=True)  # it ends at once without schedules
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
         self._maybe_check_burst(broker)
         await self._stop.wait()
@@ -261,10 +262,11 @@ class Worker:
         task.add_done_callback(self._background.discard)
         return task
 
-    def _supervised(self, run: Callable[[], Coroutine[Any, Any, None]], name: str
-                    ) -> asyncio.Task[None]:
-        """Run an internal component for the worker's lifetime: if it fails or ends, log
-        it loudly and start it again with backoff (never leave the worker without it)."""
+    def _supervised(self, run: Callable[[], Coroutine[Any, Any, None]], name: str, *,
+                    may_end: bool = False) -> asyncio.Task[None]:
+        """Run an internal component for the worker's lifetime: if it fails (or ends,
+        unless ``may_end``: it had nothing to do), log it loudly and start it again with
+        backoff (never leave the worker without it)."""
 
         async def supervise() -> None:
             pause = defaults.WORKER_RECONNECT_MIN_S
@@ -272,6 +274,8 @@ class Worker:
                 started = time.monotonic()
                 try:
                     await run()
+                    if may_end:
+                        return
                     log.error("internal component %s ended unexpectedly; restarting it in"
                               " %.1f s", name, pause)
                 except Exception:

@@ -124,3 +124,22 @@ async def test_a_task_blocking_the_loop_past_its_lease_runs_once(harness: Harnes
     assert len(runs) == 1, runs
     warned = [line for w in workers for line in w.matching("event loop blocked")]
     assert warned and f"blocker[{handle.id}]" in warned[0]
+
+
+async def test_graceful_shutdown_is_bounded_by_its_timeout(harness: Harness) -> None:
+    """A task without a timeout cannot keep a graceful shutdown waiting forever: after
+    --shutdown-timeout the unfinished tasks are handed back as on a second signal."""
+    m = harness.write_app(SLEEPER)
+    for n in range(3):
+        await m.nap(n, 60).enqueue()
+    worker = harness.start("--worker-task-concurrency", "2", "--shutdown-timeout", "1")
+    worker.wait_for("^STARTED", count=2)
+    started = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(15) == 1
+    took = time.monotonic() - started
+    assert worker.matching(r"did not finish within 1 s \(--shutdown-timeout\)")
+    stats = await m.app.get_broker().queue_stats("default")
+    assert (stats.pending, stats.active) == (3, 0), stats
+    # 1 s of waiting, then the force grace for cancelled tasks to unwind (they do at once).
+    assert took < 1 + 3, took
