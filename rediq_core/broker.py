@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .cron_records import CronEntry, CronFire, CronRegistration
+from .diagnosis import Check
 from .inspection import QueueOverview, TaskPage
 from .message import TaskMessage
 
@@ -356,6 +357,13 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def workers(self) -> list[WorkerRecord]:
         """Live workers, with the age of their last heartbeat."""
+
+    # --- diagnosis (rediq doctor); optional for third-party brokers ----------------------
+
+    async def diagnose(self) -> list[Check]:
+        """Check the server this broker uses (version, memory policy, persistence, clock,
+        latency, permissions, topology) for ``rediq doctor``."""
+        raise NotImplementedError(f"{type(self).__name__} has no diagnosis")
 
     # --- cron schedules (docs/cron.md); optional for third-party brokers --------------
 

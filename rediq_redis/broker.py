@@ -27,10 +27,11 @@ from rediq_core.broker import (
     WorkerRecord,
 )
 from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
+from rediq_core.diagnosis import Check
 from rediq_core.inspection import QueueOverview, TaskPage
 from rediq_core.message import TaskMessage
 
-from . import control, cron, leasing, operate, producer, registry, stopping
+from . import control, cron, doctor, leasing, operate, producer, registry, stopping
 from .connection import UNREACHABLE, check_server, make_clients, translate_error
 from .cron_scripts import CronScripts
 from .keys import NamespaceKeys
@@ -268,6 +269,12 @@ class RedisBroker(Broker):
     @_translated
     async def workers(self) -> list[WorkerRecord]:
         return await registry.workers(await self._ready())
+
+    # --- diagnosis --------------------------------------------------------------------
+
+    @_translated
+    async def diagnose(self) -> list[Check]:
+        return await doctor.diagnose(await self._ready())
 
     # --- cron schedules ---------------------------------------------------------------
 

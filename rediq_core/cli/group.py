@@ -17,6 +17,7 @@ BUILTIN_COMMANDS = {
     "cancel": "rediq_core.cli.operate_cmds:cancel",
     "dead-letters": "rediq_core.cli.operate_cmds:dead_letters",
     "delete": "rediq_core.cli.operate_cmds:delete",
+    "doctor": "rediq_core.cli.doctor_cmd:doctor",
     "pause": "rediq_core.cli.operate_cmds:pause",
     "cron": "rediq_core.cli.cron_cmd:cron",
     "plugins": "rediq_core.cli.plugins_cmd:plugins",

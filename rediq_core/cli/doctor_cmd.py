@@ -1,0 +1,77 @@
+"""``rediq doctor``: check a deployment and explain what needs attention (exit 1 if any)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import rich_click as click
+from rich.table import Table
+
+from ..diagnosis import Check, CheckStatus
+from .render import console, echo_json
+from .target import EXIT_NOTHING, Target, control_command, run
+
+if TYPE_CHECKING:
+    from ..app import Rediq
+
+__all__ = ["doctor"]
+
+_STYLE = {CheckStatus.OK: "green", CheckStatus.INFO: "cyan", CheckStatus.WARN: "yellow",
+          CheckStatus.FAIL: "red"}
+
+
+async def _workers(app: Rediq) -> Check:
+    workers = await app.control.workers()
+    stale = [w.name for w in workers if w.stale]
+    live = len(workers) - len(stale)
+    detail = f"{live} live worker(s)" + (f", {len(stale)} stale: {', '.join(stale)}"
+                                           if stale else "")
+    if stale:
+        return Check("workers", CheckStatus.WARN, detail, "a stale worker missed heartbeats:"
+                     " it is blocked or gone (its leases expire and its tasks run elsewhere)")
+    if not workers:
+        return Check("workers", CheckStatus.INFO, detail, "no worker is running")
+    return Check("workers", CheckStatus.OK, detail)
+
+
+def _signing(app: Rediq) -> Check:
+    unsafe = app.unsafe_serializers()
+    if unsafe and not app.allow_unsigned:
+        return Check("signing", CheckStatus.FAIL, f"accepts {', '.join(unsafe)} unsigned",
+                     "workers refuse to start: set Rediq(signing_key=...)")
+    if unsafe:
+        return Check("signing", CheckStatus.WARN, f"accepts {', '.join(unsafe)} unsigned"
+                     " (allow_unsigned=True)", "anyone who can write to Redis can run code"
+                     " in workers: set Rediq(signing_key=...)")
+    signed = "signs and verifies messages" if app.signer.verifies else "unsigned json"
+    return Check("signing", CheckStatus.OK, signed)
+
+
+async def _diagnose(app: Rediq, with_app: bool) -> list[Check]:
+    checks = await app.get_broker().diagnose()
+    checks.append(await _workers(app))
+    if with_app:
+        checks.append(_signing(app))
+    return checks
+
+
+@click.command()
+@control_command
+def doctor(target: Target) -> None:
+    """Check Redis and the workers: version, memory policy, persistence, clock skew,
+    latency, permissions, topology, live and stale workers (and, with --app, signing).
+    Exits 1 when something needs attention."""
+    checks = run(target, lambda app: _diagnose(app, target.app_spec is not None))
+    attention = any(c.status.attention for c in checks)
+    if target.as_json:
+        echo_json({"ok": not attention, "checks": [
+            {"name": c.name, "status": c.status.value, "detail": c.detail,
+             "advice": c.advice} for c in checks]})
+    else:
+        table = Table("check", "status", "found", "what it means", show_lines=False)
+        for c in checks:
+            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status.value}[/]", c.detail,
+                          c.advice)
+        console().print(table)
+    if attention:
+        raise SystemExit(EXIT_NOTHING)
