@@ -55,7 +55,7 @@ async def measure(folder: Path, env: dict[str, str], tasks: int, sleep: float) -
 
     app: Rediq = lease_app.app
     app.redis_url = server.url()
-    worker = subprocess.Popen(
+    worker = subprocess.Popen(  # noqa: ASYNC220 - the benchmark starts its worker once
         [sys.executable, "-m", "rediq_core.cli", "worker", "lease_app:app", "--log-level",
          "warning", "--worker-task-concurrency", "100", "--worker-queue-size", "200"],
         cwd=folder, env=worker_env)
@@ -63,7 +63,7 @@ async def measure(folder: Path, env: dict[str, str], tasks: int, sleep: float) -
         await app.enqueue_many([lease_app.nap(sleep) for _ in range(tasks)])
         before = await _cpu_s(redis)
         broker = app.get_broker()
-        while (await broker.queue_stats("default")).succeeded < tasks:
+        while (await broker.queue_stats("default")).succeeded < tasks:  # noqa: ASYNC110
             await asyncio.sleep(0.2)  # the benchmark's own progress check
         return (await _cpu_s(redis) - before) / tasks * 1e6
     finally:

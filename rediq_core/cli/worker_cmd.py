@@ -95,6 +95,9 @@ def _banner(app: Rediq, worker: Worker) -> str:
               " before handing the rest back (0: no limit).")
 @click.option("--fail-fast", is_flag=True,
               help="Exit at once if Redis is unreachable at start (default: wait for it).")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes to run under a supervisor that restarts one that dies"
+              " and forwards signals (each registers as a worker).")
 @click.option("--reload", is_flag=True, help="Restart when a .py file changes (development).")
 def worker(app_spec: str, **options: Any) -> None:
     """Start a worker for APP (module:attribute, importable from the current directory).
@@ -106,6 +109,14 @@ def worker(app_spec: str, **options: Any) -> None:
         from ..worker.reload import run_with_reload
 
         raise SystemExit(run_with_reload(sys.argv))
+    processes = options.pop("processes")
+    if processes > 1:
+        from ..logs import setup_logging
+        from ..worker.supervisor import run_processes
+
+        setup_logging(level=options["log_level"], file=options["log_file"],
+                      fmt=options["log_format"])
+        raise SystemExit(run_processes(sys.argv[1:], processes))
     status = _run(app_spec, **options)
     if status != 0:
         # A forced stop: whatever could be handed back was; code that ignored cancellation

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import time
 
@@ -143,3 +145,28 @@ async def test_graceful_shutdown_is_bounded_by_its_timeout(harness: Harness) -> 
     assert (stats.pending, stats.active) == (3, 0), stats
     # 1 s of waiting, then the force grace for cancelled tasks to unwind (they do at once).
     assert took < 1 + 3, took
+
+
+async def test_processes_supervisor_restarts_a_dead_child_and_forwards_signals(
+    harness: Harness
+) -> None:
+    m = harness.write_app(SLEEPER + '''
+@app.task
+async def whoami():
+    return os.getpid()
+''')
+    supervisor = harness.start("--processes", "2", ready=False)
+    ready = supervisor.wait_for(r"ready: consuming", count=2, timeout=30)
+    pids = {int(re.search(r"@[^:\s]+:(\d+):", line).group(1)) for line in ready}  # type: ignore[union-attr]
+    assert len(pids) == 2, ready
+    os.kill(pids.pop(), signal.SIGKILL)  # a child dies: it is replaced
+    supervisor.wait_for(r"exited with -9; restarting it", timeout=10)
+    supervisor.wait_for(r"ready: consuming", count=3, timeout=30)
+    workers = {w.id for w in await m.app.get_broker().workers()}
+    served = {await (await m.whoami().enqueue()).result(timeout=10) for _ in range(40)}
+    assert len(served) == 2 and len(workers) >= 2, (served, workers)
+    await m.nap(0, 1.0).enqueue()
+    supervisor.wait_for("^STARTED 0")
+    supervisor.signal(signal.SIGTERM)  # forwarded: both children stop gracefully
+    assert supervisor.wait_exit(20) == 0
+    assert supervisor.matching("^DONE 0")
