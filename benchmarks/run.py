@@ -276,7 +276,7 @@ def step(name: str, what: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {what}", file=sys.stderr, flush=True)
 
 
-def rediq_worker_argv() -> list[str]:
+def rediq_worker_argv(processes: int = 1) -> list[str]:
     exe = shutil.which("rediq", path=str(Path(sys.executable).parent)) or "rediq"
     return [
         exe,
@@ -290,15 +290,18 @@ def rediq_worker_argv() -> list[str]:
         "200",
         "--log-level",
         "warning",
+        *(["--processes", str(processes)] if processes > 1 else []),
     ]
 
 
-def build_systems(names: list[str], peers_python: str | None) -> list[System]:
+def build_systems(names: list[str], peers_python: str | None,
+                  rediq_processes: int = 1) -> list[System]:
     systems = []
     for name in names:
         if name == "rediq":
             script = HERE / "rediq_bench.py"
-            systems.append(System(name, sys.executable, script, rediq_worker_argv()))
+            systems.append(System(name, sys.executable, script,
+                                  rediq_worker_argv(rediq_processes)))
         else:
             assert peers_python is not None
             script = HERE / "peers" / f"{name}_bench.py"
@@ -328,6 +331,12 @@ def main() -> None:
         default=HERE / "results" / "latest.md",
         help="where to write the table",
     )
+    parser.add_argument(
+        "--rediq-processes",
+        type=int,
+        default=1,
+        help="run the rediq worker with --processes N (N worker processes)",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     unknown = set(names) - set(SYSTEMS)
@@ -349,7 +358,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rediq-bench-") as tmp:
-        for system in build_systems(names, peers_python):
+        for system in build_systems(names, peers_python, args.rediq_processes):
             results[system.name] = bench_system(system, sizes, Path(tmp))
     meta["wall_s"] = round(time.monotonic() - started, 1)
 

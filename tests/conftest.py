@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import pytest
 
 from rediq_core.plugins import PluginHost, make_plugin_host
+from rediq_core.testing import RedisServer
+
+from .tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -16,6 +20,16 @@ def plugin_host(monkeypatch: pytest.MonkeyPatch) -> PluginHost:
     monkeypatch.delenv("REDIQ_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("REDIQ_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     return make_plugin_host()
+
+
+@pytest.fixture
+async def proxy(rediq_redis_server: RedisServer) -> AsyncIterator[TcpProxy]:
+    """A loopback TCP proxy in front of the session's redis-server, for fault tests."""
+    proxy = await TcpProxy(rediq_redis_server.port).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

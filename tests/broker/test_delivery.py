@@ -38,15 +38,6 @@ async def until(check: Callable[[], object], what: str, timeout_s: float = WAIT_
 
 
 @pytest.fixture
-async def proxy(rediq_redis_server: RedisServer) -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy(rediq_redis_server.port).start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
-@pytest.fixture
 async def proxied(proxy: TcpProxy, rediq_namespace: str) -> AsyncIterator[RedisBroker]:
     """A broker whose every connection goes through the proxy (same namespace as
     ``broker``, which talks to the server directly)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -31,15 +31,6 @@ async def unit(n):
     await counter.hincrby(os.environ["REDIQ_TEST_NAMESPACE"] + ":runs", str(n), 1)
     return n
 '''
-
-
-@pytest.fixture
-async def proxy(rediq_redis_server: RedisServer) -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy(rediq_redis_server.port).start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
 
 
 async def _drain_through(harness: Harness, proxy: TcpProxy, fault: Callable[[], object],
