@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 __all__ = ["CronExpression", "load_zone"]
 
@@ -70,6 +72,8 @@ class CronExpression:
         return f"CronExpression({self.expression!r}, {self.timezone!r})"
 
     def _iter(self, start: dt.datetime) -> croniter:
+        from croniter import croniter  # imported on first use: apps without cron skip it
+
         return croniter(self.expression, start, second_at_beginning=self.has_seconds)
 
     def _instants(self, wall: dt.datetime) -> Iterator[dt.datetime]:

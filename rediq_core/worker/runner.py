@@ -185,7 +185,7 @@ class TaskRunner:
                 outcome = Outcome(error=error, retryable=False)
             else:
                 if await self._settle(delivery, self._settlement(delivery, result=payload)):
-                    log.info("succeeded", extra=task_extra(m.id, m.name))
+                    log.debug("succeeded", extra=task_extra(m.id, m.name))
                     await self.events.task_event("after_task_success", info, result=outcome.result)
                 return
         assert outcome.error is not None
@@ -223,7 +223,9 @@ class TaskRunner:
 async def _call(prepared: Prepared) -> Any:
     info = prepared.info
     timeout_ms = info.task_timeout
-    scope = asyncio.timeout(timeout_ms / 1000 if timeout_ms else None)
+    if not timeout_ms:  # no timeout: no timer to set up and cancel per task
+        return await prepared.definition.fn(*info.args, **info.kwargs)
+    scope = asyncio.timeout(timeout_ms / 1000)
     try:
         async with scope:
             return await prepared.definition.fn(*info.args, **info.kwargs)
