@@ -48,6 +48,12 @@ REPLAY_WINDOW_MS: Final = 30_000
 #: The client re-sends a call whose connection broke only within this long of the first
 #: send (well inside the replay window); after that the caller sees the error.
 RESEND_BUDGET_S: Final = 10.0
+#: Durability (``redis_config`` keys ``wait_replicas`` / ``wait_timeout_ms``): an enqueue
+#: or settlement batch is acknowledged once this many replicas hold it (Redis ``WAIT``),
+#: waiting at most the timeout. 0: acknowledged by the master alone (asynchronous
+#: replication; a failover can lose the last writes).
+WAIT_REPLICAS: Final = 0
+WAIT_TIMEOUT_MS: Final = 1_000
 #: Dead-lettered tasks are kept this long, and at most this many per queue.
 DEAD_LETTER_TTL_S: Final = 7 * 24 * 3600
 DEAD_LETTER_MAX: Final = 10_000

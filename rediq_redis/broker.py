@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 
+from redis import exceptions as redis_errors
+
 from rediq_core.broker import (
     Broker,
     BrokerOptions,
@@ -22,23 +24,29 @@ from rediq_core.broker import (
     TaskRecord,
     WorkerRecord,
 )
+from rediq_core.errors import BrokerError
 from rediq_core.message import TaskMessage
 
 from . import control, leasing, producer, registry
-from .connection import check_server, make_clients
+from .connection import check_server, client_options, explain_connect_failure, make_clients
+from .durability import durability
 from .keys import NamespaceKeys
 from .records import text
 from .scripts import Scripts
+from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
+from .topology import Kind, parse_url
 
 __all__ = ["RedisBroker"]
 
 
 class RedisBroker(Broker):
-    """Broker for ``redis://``, ``rediss://`` and ``unix://`` URLs.
+    """Broker for every URL of :data:`~rediq_redis.topology.SCHEMES`: one server
+    (``redis://``, ``rediss://``, ``unix://``), Sentinel and Cluster.
 
     Connects lazily on first use (or explicitly with :meth:`connect`), checking that the
-    server is Redis >= 6.2.
+    server is Redis >= 6.2; a connection failure is a one-line :class:`BrokerError` naming
+    the URL (password masked) and what to check.
     """
 
     def __init__(self, options: BrokerOptions, settings: BrokerSettings | None = None) -> None:
@@ -58,22 +66,39 @@ class RedisBroker(Broker):
             return self._session
         async with self._lock:
             if self._session is None:
-                client, blocking = make_clients(self.options.url, self.options.config)
-                try:
-                    server = await check_server(client)
-                except BaseException:
-                    await client.aclose()
-                    await blocking.aclose()
-                    raise
-                self._session = Session(
-                    client=client,
-                    blocking=blocking,
-                    scripts=Scripts(client, self.settings.replay_window_ms),
-                    keys=NamespaceKeys(self.options.namespace),
-                    settings=self.settings,
-                    timer_tick_s=server.timer_tick_s,
-                )
+                self._session = await self._connect()
             return self._session
+
+    async def _connect(self) -> Session:
+        url, config = self.options.url, self.options.config
+        topology = parse_url(url)
+        if topology.kind is Kind.SENTINEL:
+            await probe_sentinels(topology, client_options(config, topology.kind),
+                                  config.get("sentinel_kwargs"))
+        client, blocking = make_clients(url, config)
+        try:
+            server = await check_server(client)
+        except redis_errors.ConnectionError as exc:
+            await client.aclose()
+            await blocking.aclose()
+            if isinstance(exc, BrokerError):
+                raise
+            raise explain_connect_failure(url, exc) from exc
+        except BaseException:
+            await client.aclose()
+            await blocking.aclose()
+            raise
+        enqueue_wait, settle_wait = durability(config)
+        return Session(
+            client=client,
+            blocking=blocking,
+            scripts=Scripts(client, self.settings.replay_window_ms),
+            keys=NamespaceKeys(self.options.namespace),
+            settings=self.settings,
+            timer_tick_s=server.timer_tick_s,
+            enqueue_wait=enqueue_wait,
+            settle_wait=settle_wait,
+        )
 
     async def close(self) -> None:
         session, self._session = self._session, None

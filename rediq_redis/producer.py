@@ -34,7 +34,7 @@ async def enqueue(session: Session, messages: Sequence[TaskMessage]) -> list[Enq
         )
         for m in messages
     ]
-    replies = await run_batch(session.client, calls)
+    replies = await run_batch(session.client, calls, session.enqueue_wait)
     return [
         EnqueueOutcome(m.id, bool(int(reply[0])), TaskState(text(reply[1]) or ""),
                        int(reply[2]))

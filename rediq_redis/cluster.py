@@ -1,0 +1,214 @@
+"""Redis Cluster clients (``redis+cluster://``, ``rediss+cluster://``).
+
+redis-py's :class:`~redis.asyncio.cluster.RedisCluster` routes every command to the node
+that serves its key's slot and follows MOVED/ASK redirections (resharding). Every queue's
+keys share one hash tag, so every script call touches one slot and runs on one node; a
+batch of calls on queues of several nodes goes out as one pipeline per node, concurrently
+(:func:`~rediq_redis.scripts.run_batch`). Blocking commands (a fetcher's ``BLPOP`` on its
+queue's wake key) go to the node of that key, so a worker serving queues on three nodes
+blocks on all three at once.
+
+During a failover the failed master's slots are unreachable for a few seconds (until its
+replica is promoted). :class:`ResendingCluster` re-sends a command that met a broken
+connection or a cluster-down answer, with backoff, for up to ``RESEND_BUDGET_S`` after the
+first send; that is safe because every state-changing script call carries its own reply
+key (docs/broker.md, "Lost replies"). Past the budget it raises
+:class:`SlotUnavailableError`, naming the queue's hash tag, the slot and its node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from rediq_core import defaults
+from rediq_core.errors import BrokerError
+
+from .connection import BoundedRetry, blocking_options
+from .durability import WaitReplicas, check_acknowledged
+from .topology import Topology
+
+if TYPE_CHECKING:
+    from .scripts import ScriptCall
+
+__all__ = [
+    "RESENDABLE",
+    "ResendingCluster",
+    "SlotUnavailableError",
+    "cluster_batch",
+    "is_cluster",
+    "make_cluster_clients",
+    "resend",
+]
+
+T = TypeVar("T")
+
+#: Answers after which a command is sent again (once the node or its replica answers).
+RESENDABLE: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.MasterDownError,
+)
+
+
+class SlotUnavailableError(BrokerError, redis_errors.ConnectionError):
+    """The node serving a queue's slot stayed unreachable for the whole re-send budget."""
+
+
+async def resend(send: Callable[[], Awaitable[T]], budget_s: float,
+                 explain: Callable[[Exception], str]) -> T:
+    """``await send()``, again after each :data:`RESENDABLE` error, with exponential
+    backoff, until ``budget_s`` after the first send; then :class:`SlotUnavailableError`
+    with ``explain(error)``."""
+    started = time.monotonic()
+    delay = 0.02
+    while True:
+        try:
+            return await send()
+        except RESENDABLE as exc:
+            if time.monotonic() - started + delay > budget_s:
+                raise SlotUnavailableError(explain(exc)) from exc
+            await asyncio.sleep(delay)  # failover backoff, not a poll of work
+            delay = min(delay * 2, 0.5)
+
+
+def _hash_tag(key: str) -> str:
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start : end + 1] if start != -1 and end > start + 1 else key
+
+
+class ResendingCluster(RedisCluster):
+    """A cluster client that rides out a failover (see the module docstring)."""
+
+    def __init__(self, *args: Any, shown_url: str, budget_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shown_url = shown_url
+        self.budget_s = budget_s
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        send = super().execute_command
+        return await resend(lambda: send(*args, **dict(kwargs)), self.budget_s,
+                            lambda exc: self.explain(args, exc))
+
+    def explain(self, args: tuple[Any, ...], exc: Exception) -> str:
+        """One line: the URL, what failed, and what to check."""
+        key = _first_key(args)
+        if key is None:
+            return (f"{self.shown_url}: the Redis Cluster did not answer {args[0]!s} within"
+                    f" {self.budget_s:.0f} s ({exc}); check that its nodes are up")
+        slot = self.keyslot(key)
+        nodes = self.nodes_manager.slots_cache.get(slot) or []
+        where = nodes[0].name if nodes else "no node"
+        return (f"{self.shown_url}: keys {_hash_tag(key)} live in slot {slot}, served by"
+                f" {where}, which did not answer within {self.budget_s:.0f} s ({exc});"
+                " check that node, and that a replica of it can take over (CLUSTER NODES)")
+
+
+def _first_key(args: tuple[Any, ...]) -> str | None:
+    if not args:
+        return None
+    command = str(args[0]).upper()
+    index = 3 if command in ("EVALSHA", "EVAL") else 1
+    if len(args) <= index or (index == 3 and int(args[2]) == 0):
+        return None
+    key = args[index]
+    return key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def make_cluster_clients(topology: Topology, options: dict[str, Any]) -> tuple[Redis, Redis]:
+    """The main and the blocking client of a cluster URL.
+
+    ``retry`` in ``redis_config`` sets the re-send budget: a
+    :class:`~rediq_redis.connection.BoundedRetry` gives its ``budget_s``; any other retry
+    object disables re-sending.
+    """
+    retry = options.pop("retry", None)
+    options.pop("retry_on_error", None)
+    if retry is None:
+        budget = defaults.RESEND_BUDGET_S
+    else:
+        budget = retry.budget_s if isinstance(retry, BoundedRetry) else 0.0
+    options.update(
+        startup_nodes=[ClusterNode(host, port) for host, port in topology.hosts],
+        # one immediate re-try after a topology refresh; longer waits are resend()'s
+        retry=Retry(NoBackoff(), 1),
+        ssl=topology.tls,
+    )
+    if topology.username is not None:
+        options.setdefault("username", topology.username)
+    if topology.password is not None:
+        options.setdefault("password", topology.password)
+
+    def build(kwargs: dict[str, Any]) -> Redis:
+        cluster = ResendingCluster(shown_url=topology.shown, budget_s=budget, **kwargs)
+        # RedisCluster offers the part of the Redis API the broker uses, routed by key.
+        return cast(Redis, cluster)
+
+    return build(options), build(blocking_options(options))
+
+
+async def _pipeline_once(cluster: ResendingCluster, calls: Sequence[ScriptCall],
+                         wait: WaitReplicas | None) -> list[Any]:
+    """One pipeline per node, sent concurrently; with ``wait``, each node's part ends
+    with ``WAIT`` (on the same connection as that node's script calls)."""
+    await cluster.initialize()  # a no-op unless the slot map must be (re)loaded
+    nodes: dict[str, ClusterNode] = {}
+    async with cluster.pipeline() as pipe:
+        for c in calls:
+            pipe.execute_command("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+            if wait is not None:
+                node = cluster.get_node_from_key(c.keys[0])
+                if node is not None:
+                    nodes[node.name] = node
+        for node in nodes.values():
+            pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms,  # type: ignore[union-attr]
+                                 target_nodes=node)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    if wait is not None:
+        check_acknowledged(wait, replies[len(calls):], len(calls))
+    return replies[: len(calls)]
+
+
+async def cluster_batch(client: Redis, calls: Sequence[ScriptCall],
+                        wait: WaitReplicas | None) -> list[Any]:
+    """Script calls on a cluster; calls whose node failed are sent again (only those, with
+    the same reply keys) until the node or its promoted replica answers, within the
+    re-send budget."""
+    cluster = cast(ResendingCluster, client)
+    replies: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+
+    async def attempt() -> None:
+        nonlocal todo
+        try:
+            answers = await _pipeline_once(cluster, [calls[i] for i in todo], wait)
+        except RESENDABLE as exc:
+            answers = [exc] * len(todo)
+        for index, answer in zip(todo, answers, strict=True):
+            replies[index] = answer
+        todo = [i for i in todo if isinstance(replies[i], RESENDABLE)]
+        if todo:
+            raise replies[todo[0]]
+
+    def explain(exc: Exception) -> str:
+        c = calls[todo[0]]
+        return cluster.explain(("EVALSHA", c.script.sha, len(c.keys), *c.keys), exc)
+
+    await resend(attempt, cluster.budget_s, explain)
+    return replies

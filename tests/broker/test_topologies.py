@@ -1,0 +1,78 @@
+"""The broker contract on real topologies: a 3-master Redis Cluster (with replicas),
+Sentinel (master, replica, three sentinels) and a TLS-only server with client
+certificates. The topologies are session-wide (``rediq_core.testing.pytest_plugin``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from rediq_core.broker import BrokerOptions
+from rediq_core.testing.broker_contract import BrokerContract, fetch, make_message
+from rediq_redis import RedisBroker
+
+TOPOLOGIES = ("cluster", "sentinel", "tls")
+
+
+def topology_options(request: pytest.FixtureRequest, name: str) -> tuple[str, dict[str, Any]]:
+    """(URL, redis_config) of the named session topology, started on first use."""
+    if name == "cluster":
+        return request.getfixturevalue("rediq_redis_cluster").url(), {}
+    if name == "sentinel":
+        return request.getfixturevalue("rediq_redis_sentinel").url(), {}
+    server = request.getfixturevalue("rediq_redis_tls_server")
+    return server.url(), server.certificates.client_config()
+
+
+class TestContractOnTopologies(BrokerContract):
+    @pytest.fixture(params=TOPOLOGIES)
+    async def broker(self, request: pytest.FixtureRequest,
+                     rediq_namespace: str) -> AsyncIterator[RedisBroker]:
+        url, config = topology_options(request, request.param)
+        broker = RedisBroker(BrokerOptions(url=url, namespace=rediq_namespace, config=config))
+        await broker.connect()
+        try:
+            yield broker
+        finally:
+            await broker.close()
+
+
+async def test_cluster_queues_spread_over_every_master(
+    rediq_redis_cluster: Any, rediq_namespace: str
+) -> None:
+    """Six queues land on all three masters; one batch enqueues to all of them, and a
+    fetcher per queue gets its tasks from its node."""
+    from redis.asyncio.cluster import RedisCluster
+
+    broker = RedisBroker(BrokerOptions(url=rediq_redis_cluster.url(), namespace=rediq_namespace))
+    try:
+        queues = spread_queues(rediq_namespace, 6)
+        await broker.enqueue([make_message(q) for q in queues for _ in range(3)])
+        session = await broker._ready()
+        cluster = session.client
+        assert isinstance(cluster, RedisCluster)
+        nodes = {cluster.get_node_from_key(session.keys.queue(q).key("pending")).name
+                 for q in queues}
+        assert len(nodes) == 3, nodes
+        for q in queues:
+            assert len((await fetch(broker, queue=q)).deliveries) == 3
+    finally:
+        await broker.close()
+
+
+def spread_queues(namespace: str, count: int, nodes: int = 3) -> list[str]:
+    """``count`` queue names whose slots fall in each third of the slot range in turn
+    (the slot ranges of a 3-master cluster built by the test harness)."""
+    from redis.crc import key_slot
+
+    found: list[str] = []
+    i = 0
+    while len(found) < count:
+        name = f"q{i}"
+        i += 1
+        third = key_slot(f"{{{namespace}:{name}}}".encode()) * nodes // 16384
+        if third == len(found) % nodes:
+            found.append(name)
+    return found
