@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from redis import exceptions as redis_errors
+from redis._parsers import AsyncCommandsParser
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -83,10 +84,39 @@ async def resend(send: Callable[[], Awaitable[T]], budget_s: float,
             delay = min(delay * 2, 0.5)
 
 
+_KEYLESS = frozenset({"SCRIPT", "CLUSTER", "INFO", "WAIT", "TIME", "PING", "PUBLISH"})
+
+
 def _hash_tag(key: str) -> str:
     start = key.find("{")
     end = key.find("}", start + 1)
     return key[start : end + 1] if start != -1 and end > start + 1 else key
+
+
+class _CommandTable(AsyncCommandsParser):
+    """redis-py loads the command table (``COMMAND``) from the cluster's default node on
+    every topology refresh; if that node is down, the refresh fails and so does every
+    command, for every slot. The table never changes: load it once, from any primary
+    that answers."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        super().__init__()
+        self._cluster = cluster
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if self.commands:
+            return
+        candidates = [node] if node is not None else []
+        candidates += [n for n in self._cluster.get_primaries() if n is not node]
+        error: Exception | None = None
+        for candidate in candidates:
+            try:
+                await super().initialize(candidate)
+                return
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+                error = exc
+        if error is not None:
+            raise error
 
 
 class ResendingCluster(RedisCluster):
@@ -94,6 +124,7 @@ class ResendingCluster(RedisCluster):
 
     def __init__(self, *args: Any, shown_url: str, budget_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.commands_parser = _CommandTable(self)
         self.shown_url = shown_url
         self.budget_s = budget_s
 
@@ -101,6 +132,27 @@ class ResendingCluster(RedisCluster):
         send = super().execute_command
         return await resend(lambda: send(*args, **dict(kwargs)), self.budget_s,
                             lambda exc: self.explain(args, exc))
+
+    async def load_script(self, source: str, key: str) -> None:
+        """Load a script on the node that serves ``key`` (not on every master: one of
+        them may be down while this key's node answers)."""
+
+        async def once() -> None:
+            await self.initialize()
+            node = self.get_node_from_key(key)
+            await RedisCluster.execute_command(self, "SCRIPT LOAD", source, target_nodes=node)
+
+        await resend(once, self.budget_s, lambda exc: self.explain(("GET", key), exc))
+
+    async def evalsha(self, sha: str, source: str, keys: Sequence[str],  # type: ignore[override]
+                      args: Sequence[Any]) -> Any:
+        """EVALSHA on the key's node, loading the script there on NOSCRIPT."""
+        for _ in range(3):  # the slot may move between loading and running
+            try:
+                return await self.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            except redis_errors.NoScriptError:
+                await self.load_script(source, keys[0])
+        return await self.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
     def explain(self, args: tuple[Any, ...], exc: Exception) -> str:
         """One line: the URL, what failed, and what to check."""
@@ -120,6 +172,8 @@ def _first_key(args: tuple[Any, ...]) -> str | None:
     if not args:
         return None
     command = str(args[0]).upper()
+    if command.split()[0] in _KEYLESS:
+        return None
     index = 3 if command in ("EVALSHA", "EVAL") else 1
     if len(args) <= index or (index == 3 and int(args[2]) == 0):
         return None

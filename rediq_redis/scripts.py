@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from rediq_core import defaults
 
-from .cluster import cluster_batch, is_cluster
+from .cluster import ResendingCluster, cluster_batch, is_cluster
 from .durability import NotDurableError, WaitReplicas, check_acknowledged
 from .keys import QUEUE_KEY_NAMES
 
@@ -85,14 +86,24 @@ class LuaScript:
     def sha(self) -> str:
         return str(self._script.sha)
 
+    @property
+    def source(self) -> str:
+        return str(self._script.script)
+
     async def __call__(
         self, client: Redis | Pipeline, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
+        if is_cluster(client):
+            return await cast(ResendingCluster, client).evalsha(self.sha, self.source, keys,
+                                                                args)
         return await self._script(keys=keys, args=args, client=client)
 
-    async def load(self, client: Redis) -> None:
-        """Load the script (on a cluster: on every master)."""
-        await client.script_load(self._script.script)
+    async def load(self, client: Redis, key: str) -> None:
+        """Load the script (on a cluster: on the node serving ``key``)."""
+        if is_cluster(client):
+            await cast(ResendingCluster, client).load_script(self.source, key)
+        else:
+            await client.script_load(self.source)
 
     def call(self, keys: Sequence[str], args: Sequence[Any]) -> ScriptCall:
         """This script with these keys and arguments, for :func:`run_batch`."""
@@ -125,8 +136,10 @@ async def run_batch(client: Redis, calls: Sequence[ScriptCall],
     replies = await _send(client, calls, wait)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
-        for script in {calls[i].script.name: calls[i].script for i in missing}.values():
-            await script.load(client)
+        loads = {(calls[i].script.name, key_slot(calls[i].keys[0].encode())): calls[i]
+                 for i in missing}
+        for call in loads.values():
+            await call.script.load(client, call.keys[0])
         again = await _send(client, [calls[i] for i in missing], wait)
         for index, reply in zip(missing, again, strict=True):
             replies[index] = reply

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.crc import key_slot
 
 from .certificates import Certificates
 from .redis_server import RedisServer, _binary, free_port
@@ -82,12 +83,13 @@ def command(client: Redis, *args: object) -> Any:
 
 
 class ClusterTopology:
-    """3 masters + 3 replicas. ``node_timeout_ms`` is how long a master must be
-    unreachable before its replica takes over."""
+    """3 masters + 3 replicas (``replicas=False``: masters only). ``node_timeout_ms`` is
+    how long a master must be unreachable before its replica takes over."""
 
-    def __init__(self, *, masters: int = 3, node_timeout_ms: int = 1000,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, *, masters: int = 3, replicas: bool = True,
+                 node_timeout_ms: int = 1000, extra_args: tuple[str, ...] = ()) -> None:
         self.master_count = masters
+        self.with_replicas = replicas
         self.node_timeout_ms = node_timeout_ms
         self.extra_args = extra_args
         self.servers: list[RedisServer] = []
@@ -107,7 +109,8 @@ class ClusterTopology:
 
     def start(self) -> ClusterTopology:
         try:
-            self.servers = [self._node().start() for _ in range(2 * self.master_count)]
+            count = self.master_count * (2 if self.with_replicas else 1)
+            self.servers = [self._node().start() for _ in range(count)]
             self._assemble()
         except BaseException:
             self.close()
@@ -131,7 +134,7 @@ class ClusterTopology:
                        == len(self.servers) for s in self.servers)
 
         wait_until(everyone_known, "every cluster node knows every other")
-        for replica, master_id in zip(replicas, ids[: self.master_count], strict=True):
+        for replica, master_id in zip(replicas, ids, strict=False):
             command(_client(replica), "CLUSTER", "REPLICATE", master_id)
         self.wait_healthy()
 
@@ -173,6 +176,20 @@ class ClusterTopology:
                 if start <= slot <= end and int(master[1]) == server.port:
                     return server
         raise LookupError(f"no live master serves slot {slot}")
+
+    def spread_queues(self, namespace: str, count: int) -> list[str]:
+        """``count`` queue names of ``namespace`` whose slots go round the masters in turn
+        (a queue lives in the slot of its hash tag ``{namespace:queue}``)."""
+        masters = self.masters()
+        found: list[str] = []
+        index = 0
+        while len(found) < count:
+            name = f"q{index}"
+            index += 1
+            slot = key_slot(f"{{{namespace}:{name}}}".encode())
+            if self.master_of_slot(slot) is masters[len(found) % len(masters)]:
+                found.append(name)
+        return found
 
     def wait_promoted(self, replica: RedisServer, timeout_s: float = 30.0) -> None:
         wait_until(lambda: self.role(replica) == "master",
@@ -305,6 +322,16 @@ class SentinelTopology:
         wait_until(moved, f"sentinels promote a new master in place of port {old.port}",
                    timeout_s)
         return self.master()
+
+    def wait_replica(self, server: RedisServer, timeout_s: float = 30.0) -> None:
+        """Wait until ``server`` (say, a restarted old master) replicates the master."""
+
+        def following() -> bool:
+            info = _client(server).info("replication")
+            return bool(info["role"] == "slave" and info.get("master_link_status") == "up")
+
+        wait_until(following, f"server on port {server.port} replicating the master",
+                   timeout_s)
 
     def url(self, db: int = 0, *, scheme: str = "redis+sentinel") -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)

@@ -48,7 +48,7 @@ async def test_cluster_queues_spread_over_every_master(
 
     broker = RedisBroker(BrokerOptions(url=rediq_redis_cluster.url(), namespace=rediq_namespace))
     try:
-        queues = spread_queues(rediq_namespace, 6)
+        queues = rediq_redis_cluster.spread_queues(rediq_namespace, 6)
         await broker.enqueue([make_message(q) for q in queues for _ in range(3)])
         session = await broker._ready()
         cluster = session.client
@@ -61,18 +61,3 @@ async def test_cluster_queues_spread_over_every_master(
     finally:
         await broker.close()
 
-
-def spread_queues(namespace: str, count: int, nodes: int = 3) -> list[str]:
-    """``count`` queue names whose slots fall in each third of the slot range in turn
-    (the slot ranges of a 3-master cluster built by the test harness)."""
-    from redis.crc import key_slot
-
-    found: list[str] = []
-    i = 0
-    while len(found) < count:
-        name = f"q{i}"
-        i += 1
-        third = key_slot(f"{{{namespace}:{name}}}".encode()) * nodes // 16384
-        if third == len(found) % nodes:
-            found.append(name)
-    return found
