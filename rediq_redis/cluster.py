@@ -218,44 +218,53 @@ def make_cluster_clients(topology: Topology, options: dict[str, Any]) -> tuple[R
 
 
 async def _pipeline_once(cluster: ResendingCluster, calls: Sequence[ScriptCall],
-                         wait: WaitReplicas | None) -> list[Any]:
-    """One pipeline per node, sent concurrently; with ``wait``, each node's part ends
-    with ``WAIT`` (on the same connection as that node's script calls)."""
+                         wait: WaitReplicas | None
+                         ) -> tuple[list[Any], dict[str, Any], list[str]]:
+    """One pipeline per node, sent concurrently: the calls' replies; with ``wait``, the
+    ``WAIT`` answer of each node (sent last on that node's connection) and the node each
+    call was meant for."""
     await cluster.initialize()  # a no-op unless the slot map must be (re)loaded
     nodes: dict[str, ClusterNode] = {}
+    meant: list[str] = []
     async with cluster.pipeline() as pipe:
         for c in calls:
             pipe.execute_command("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
-            if wait is not None:
-                node = cluster.get_node_from_key(c.keys[0])
-                if node is not None:
-                    nodes[node.name] = node
+            node = cluster.get_node_from_key(c.keys[0]) if wait is not None else None
+            if node is not None:
+                nodes[node.name] = node
+            meant.append(node.name if node is not None else "")
         for node in nodes.values():
             pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms,  # type: ignore[union-attr]
                                  target_nodes=node)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
-    if wait is not None:
-        check_acknowledged(wait, replies[len(calls):], len(calls))
-    return replies[: len(calls)]
+    return replies[: len(calls)], dict(zip(nodes, replies[len(calls):], strict=True)), meant
 
 
 async def cluster_batch(client: Redis, calls: Sequence[ScriptCall],
                         wait: WaitReplicas | None) -> list[Any]:
     """Script calls on a cluster; calls whose node failed are sent again (only those, with
     the same reply keys) until the node or its promoted replica answers, within the
-    re-send budget."""
+    re-send budget. With ``wait``, a node's ``WAIT`` answer counts once all the calls sent
+    to it ran (calls sent again are followed by a ``WAIT`` of their own)."""
     cluster = cast(ResendingCluster, client)
     replies: list[Any] = [None] * len(calls)
+    acks: list[Any] = []
     todo = list(range(len(calls)))
 
     async def attempt() -> None:
         nonlocal todo
+        sent = [calls[i] for i in todo]
         try:
-            answers = await _pipeline_once(cluster, [calls[i] for i in todo], wait)
+            answers, waited, meant = await _pipeline_once(cluster, sent, wait)
         except RESENDABLE as exc:
-            answers = [exc] * len(todo)
+            answers, waited, meant = [exc] * len(todo), {}, []
+        # a node's WAIT counts once all its calls ran; calls sent again (or again after
+        # NOSCRIPT) are followed by a WAIT of their own, later in that node's stream
+        failed_nodes = {name for name, answer in zip(meant, answers, strict=False)
+                        if isinstance(answer, (*RESENDABLE, redis_errors.NoScriptError))}
         for index, answer in zip(todo, answers, strict=True):
             replies[index] = answer
+        acks.extend(ack for name, ack in waited.items() if name not in failed_nodes)
         todo = [i for i in todo if isinstance(replies[i], RESENDABLE)]
         if todo:
             raise replies[todo[0]]
@@ -265,4 +274,6 @@ async def cluster_batch(client: Redis, calls: Sequence[ScriptCall],
         return cluster.explain(("EVALSHA", c.script.sha, len(c.keys), *c.keys), exc)
 
     await resend(attempt, cluster.budget_s, explain)
+    if wait is not None:
+        check_acknowledged(wait, acks, len(calls))
     return replies

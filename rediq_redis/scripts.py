@@ -164,7 +164,11 @@ async def _send(client: Redis, calls: Sequence[ScriptCall], wait: WaitReplicas |
             pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
     if wait is not None:
-        check_acknowledged(wait, [replies.pop()], len(calls))
+        ack = replies.pop()
+        # a call answered NOSCRIPT is sent again with a WAIT of its own, later in the same
+        # replication stream: that one covers this batch too
+        if not any(isinstance(reply, NoScriptError) for reply in replies):
+            check_acknowledged(wait, [ack], len(calls))
     return replies
 
 

@@ -19,7 +19,12 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
 from rediq_core.errors import BrokerError
 
@@ -30,6 +35,27 @@ __all__ = ["make_sentinel_clients", "probe_sentinels", "sentinel_options"]
 
 _TLS_PREFIX = "ssl"
 _SENTINEL_TIMEOUT_S = 2.0
+
+
+class _MasterFollowingConnection(SentinelManagedConnection):
+    """A connection that asks the sentinels for the master every time it (re)connects.
+
+    redis-py's connection asks them in ``connect()`` only; a command re-sent after a
+    broken connection reconnects through ``connect_check_health()`` to the address it
+    had, the old master's. Once the old master is back (empty, until the sentinels make
+    it a replica) writes would land there and be lost."""
+
+    async def connect_check_health(self, check_health: bool = True,
+                                   retry_socket_connect: bool = True) -> None:
+        pool = self.connection_pool
+        if not self.is_connected and isinstance(pool, SentinelConnectionPool) and pool.is_master:
+            self.host, self.port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+        await super().connect_check_health(check_health=check_health,
+                                           retry_socket_connect=retry_socket_connect)
+
+
+class _MasterFollowingSSLConnection(_MasterFollowingConnection, SentinelManagedSSLConnection):
+    pass
 
 
 def sentinel_options(topology: Topology, options: Mapping[str, Any],
@@ -51,8 +77,9 @@ def sentinel_options(topology: Topology, options: Mapping[str, Any],
 def _server_options(topology: Topology, options: Mapping[str, Any]) -> dict[str, Any]:
     found = dict(options)
     found["db"] = topology.db
-    if topology.tls:
-        found["ssl"] = True
+    tls = topology.tls or bool(found.pop("ssl", False))
+    found["connection_class"] = (_MasterFollowingSSLConnection if tls
+                                 else _MasterFollowingConnection)
     if topology.username is not None:
         found.setdefault("username", topology.username)
     if topology.password is not None:

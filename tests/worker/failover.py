@@ -151,6 +151,7 @@ async def drain_through_failover(
     await _wait(drained, "every acknowledged task ran (or nothing is left queued)",
                 DRAIN_TIMEOUT_S)
     assert worker.proc.poll() is None, f"the worker died:\n{worker.output[-4000:]}"
+    (harness.dir / "worker.log").write_text(worker.output)
     rows = _executions(log)
     runs = Counter(i for i, _, _ in rows)
     after = sorted(t for _, t, q in rows if q in killed_queues and t >= killed_at)
