@@ -144,8 +144,8 @@ class ResendingCluster(RedisCluster):
 
         await resend(once, self.budget_s, lambda exc: self.explain(("GET", key), exc))
 
-    async def evalsha(self, sha: str, source: str, keys: Sequence[str],  # type: ignore[override]
-                      args: Sequence[Any]) -> Any:
+    async def run_script(self, sha: str, source: str, keys: Sequence[str],
+                         args: Sequence[Any]) -> Any:
         """EVALSHA on the key's node, loading the script there on NOSCRIPT."""
         for _ in range(3):  # the slot may move between loading and running
             try:

@@ -94,8 +94,8 @@ class LuaScript:
         self, client: Redis | Pipeline, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         if is_cluster(client):
-            return await cast(ResendingCluster, client).evalsha(self.sha, self.source, keys,
-                                                                args)
+            cluster = cast(ResendingCluster, client)
+            return await cluster.run_script(self.sha, self.source, keys, args)
         return await self._script(keys=keys, args=args, client=client)
 
     async def load(self, client: Redis, key: str) -> None:

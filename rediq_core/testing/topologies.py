@@ -36,7 +36,9 @@ __all__ = [
     "SentinelProcess",
     "SentinelTopology",
     "TlsRedisServer",
+    "admin",
     "cluster_port",
+    "command",
     "wait_until",
 ]
 
@@ -73,7 +75,8 @@ def cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def _client(server: RedisServer) -> Redis:
+def admin(server: RedisServer) -> Redis:
+    """A synchronous client of ``server`` through its unix socket (for the harness)."""
     return Redis(unix_socket_path=str(server.unix_socket), socket_timeout=5)
 
 
@@ -120,22 +123,22 @@ class ClusterTopology:
     def _assemble(self) -> None:
         masters = self.servers[: self.master_count]
         replicas = self.servers[self.master_count :]
-        ids = [command(_client(s), "CLUSTER", "MYID").decode() for s in self.servers]
+        ids = [command(admin(s), "CLUSTER", "MYID").decode() for s in self.servers]
         step = SLOTS // self.master_count
         for i, server in enumerate(masters):
             last = SLOTS - 1 if i == self.master_count - 1 else (i + 1) * step - 1
-            command(_client(server), "CLUSTER", "ADDSLOTSRANGE", i * step, last)
-        first = _client(self.servers[0])
+            command(admin(server), "CLUSTER", "ADDSLOTSRANGE", i * step, last)
+        first = admin(self.servers[0])
         for server in self.servers[1:]:
             command(first, "CLUSTER", "MEET", "127.0.0.1", server.port)
 
         def everyone_known() -> bool:
-            return all(len(command(_client(s), "CLUSTER", "NODES").splitlines())
+            return all(len(command(admin(s), "CLUSTER", "NODES").splitlines())
                        == len(self.servers) for s in self.servers)
 
         wait_until(everyone_known, "every cluster node knows every other")
         for replica, master_id in zip(replicas, ids, strict=False):
-            command(_client(replica), "CLUSTER", "REPLICATE", master_id)
+            command(admin(replica), "CLUSTER", "REPLICATE", master_id)
         self.wait_healthy()
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
@@ -143,7 +146,7 @@ class ClusterTopology:
 
         def healthy() -> bool:
             for server in self.live:
-                client = _client(server)
+                client = admin(server)
                 if b"cluster_state:ok" not in command(client, "CLUSTER", "INFO"):
                     return False
                 info = client.info("replication")
@@ -158,21 +161,21 @@ class ClusterTopology:
         return [s for s in self.servers if s.process is not None]
 
     def role(self, server: RedisServer) -> str:
-        return str(_client(server).info("replication")["role"])
+        return str(admin(server).info("replication")["role"])
 
     def masters(self) -> list[RedisServer]:
         return [s for s in self.live if self.role(s) == "master"]
 
     def replica_of(self, master: RedisServer) -> RedisServer:
         for server in self.live:
-            info = _client(server).info("replication")
+            info = admin(server).info("replication")
             if info["role"] == "slave" and int(info["master_port"]) == master.port:
                 return server
         raise LookupError(f"no replica follows the master on port {master.port}")
 
     def master_of_slot(self, slot: int) -> RedisServer:
         for server in self.masters():
-            for start, end, master, *_ in command(_client(server), "CLUSTER", "SLOTS"):
+            for start, end, master, *_ in command(admin(server), "CLUSTER", "SLOTS"):
                 if start <= slot <= end and int(master[1]) == server.port:
                     return server
         raise LookupError(f"no live master serves slot {slot}")
@@ -271,7 +274,7 @@ class SentinelTopology:
             replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(master.port),
                                               "--replica-priority", "100")).start()
             self.servers.append(replica)
-            wait_until(lambda: _client(replica).info("replication").get(
+            wait_until(lambda: admin(replica).info("replication").get(
                 "master_link_status") == "up", "replica in sync with the master")
             for _ in range(3):
                 self.sentinels.append(SentinelProcess(
@@ -317,7 +320,7 @@ class SentinelTopology:
             if len(names) != 1 or old.port in names:
                 return False
             server = next(s for s in self.servers if s.port in names)
-            return bool(_client(server).info("replication")["role"] == "master")
+            return bool(admin(server).info("replication")["role"] == "master")
 
         wait_until(moved, f"sentinels promote a new master in place of port {old.port}",
                    timeout_s)
@@ -327,7 +330,7 @@ class SentinelTopology:
         """Wait until ``server`` (say, a restarted old master) replicates the master."""
 
         def following() -> bool:
-            info = _client(server).info("replication")
+            info = admin(server).info("replication")
             return bool(info["role"] == "slave" and info.get("master_link_status") == "up")
 
         wait_until(following, f"server on port {server.port} replicating the master",
@@ -374,7 +377,7 @@ class TlsRedisServer(RedisServer):
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:
-        wait_until(lambda: _client(self).ping() is True,
+        wait_until(lambda: admin(self).ping() is True,
                    f"TLS redis-server on port {self.port} answering PING", timeout_s)
 
     def url(self, db: int = 0) -> str:

@@ -61,3 +61,43 @@ async def test_cluster_queues_spread_over_every_master(
     finally:
         await broker.close()
 
+
+
+async def test_cluster_worker_blocks_on_every_node_at_once(
+    rediq_redis_cluster: Any, rediq_namespace: str
+) -> None:
+    """Fetchers of queues on three nodes each block (BLPOP) on their own queue's node, at
+    the same time, and each wakes as soon as its queue gets a task."""
+    import asyncio
+    import time
+
+    from redis.asyncio import Redis
+
+    broker = RedisBroker(BrokerOptions(url=rediq_redis_cluster.url(), namespace=rediq_namespace))
+    queues = rediq_redis_cluster.spread_queues(rediq_namespace, 3)
+    admins = [Redis(port=s.port) for s in rediq_redis_cluster.masters()]
+    try:
+        await broker.connect()
+        fetches = [asyncio.ensure_future(fetch(broker, queue=q)) for q in queues]
+
+        async def blocked_per_node() -> list[int]:
+            counts = []
+            for admin in admins:
+                clients = await admin.client_list()
+                counts.append(sum(1 for c in clients if c.get("cmd") == "blpop"))
+            return counts
+
+        deadline = time.monotonic() + 5
+        while await blocked_per_node() != [1, 1, 1]:
+            assert time.monotonic() < deadline, await blocked_per_node()
+            await asyncio.sleep(0.02)  # bounded wait for the fetchers to block
+        started = time.monotonic()
+        await broker.enqueue([make_message(q) for q in queues])
+        batches = await asyncio.gather(*fetches)
+        assert [len(b.deliveries) for b in batches] == [1, 1, 1]
+        print(f"\n[measure] three blocked fetchers on three nodes woken in"
+              f" {(time.monotonic() - started) * 1000:.1f} ms")
+    finally:
+        for admin in admins:
+            await admin.aclose()
+        await broker.close()
