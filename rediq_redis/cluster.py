@@ -60,6 +60,8 @@ RESENDABLE: tuple[type[Exception], ...] = (
     redis_errors.TryAgainError,
     redis_errors.SlotNotCoveredError,
     redis_errors.MasterDownError,
+    # redis-py gave up following MOVED / ASK / TRYAGAIN answers (a slot being migrated)
+    redis_errors.ClusterError,
 )
 
 

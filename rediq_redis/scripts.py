@@ -125,7 +125,7 @@ async def run_batch(client: Redis, calls: Sequence[ScriptCall],
 
     A call answered NOSCRIPT (the server restarted, flushed its script cache, or is a
     replica just promoted) is sent again after its script was loaded (on a cluster: on
-    every master); it did not run the first time, so nothing happens twice. Any other
+    the node of its keys); it did not run the first time, so nothing happens twice. Any other
     error is raised after the whole batch was answered. With ``wait``, the batch ends
     with ``WAIT`` (see :class:`WaitReplicas`).
     """
@@ -136,7 +136,9 @@ async def run_batch(client: Redis, calls: Sequence[ScriptCall],
     replies = await _send(client, calls, wait)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
-        loads = {(calls[i].script.name, key_slot(calls[i].keys[0].encode())): calls[i]
+        per_node = is_cluster(client)
+        loads = {(calls[i].script.name,
+                  key_slot(calls[i].keys[0].encode()) if per_node else 0): calls[i]
                  for i in missing}
         for call in loads.values():
             await call.script.load(client, call.keys[0])

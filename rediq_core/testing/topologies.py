@@ -194,6 +194,29 @@ class ClusterTopology:
                 found.append(name)
         return found
 
+    def node_id(self, server: RedisServer) -> str:
+        return str(command(admin(server), "CLUSTER", "MYID").decode())
+
+    def move_slot(self, slot: int, target: RedisServer, *, batch: int = 10,
+                  between: Callable[[], None] | None = None) -> None:
+        """Reshard: migrate ``slot`` with its keys to the master ``target``, as
+        ``redis-cli --cluster reshard`` does (IMPORTING / MIGRATING, MIGRATE in batches
+        of ``batch`` keys, then SETSLOT NODE everywhere). ``between()`` runs after the
+        first batch moved, while the slot is split between the two nodes."""
+        source = self.master_of_slot(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        command(admin(target), "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        command(admin(source), "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        first = True
+        while keys := command(admin(source), "CLUSTER", "GETKEYSINSLOT", slot, batch):
+            command(admin(source), "MIGRATE", "127.0.0.1", target.port, "", 0, 5000,
+                    "KEYS", *keys)
+            if first and between is not None:
+                between()
+            first = False
+        for server in self.masters():
+            command(admin(server), "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
     def wait_promoted(self, replica: RedisServer, timeout_s: float = 30.0) -> None:
         wait_until(lambda: self.role(replica) == "master",
                    f"replica on port {replica.port} promoted to master", timeout_s)

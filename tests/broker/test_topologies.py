@@ -101,3 +101,56 @@ async def test_cluster_worker_blocks_on_every_node_at_once(
         for admin in admins:
             await admin.aclose()
         await broker.close()
+
+
+async def test_cluster_queue_resharded_while_in_use(rediq_redis_cluster: Any,
+                                                    rediq_namespace: str) -> None:
+    """A queue's slot moves to another master while tasks are leased, a fetcher is
+    blocked on it and enqueues go on mid-migration (MOVED, ASK and TRYAGAIN answers):
+    nothing is lost and every task is settled once; then the slot moves back."""
+    import asyncio
+
+    from redis.crc import key_slot
+
+    from rediq_core.testing.broker_contract import success
+
+    cluster = rediq_redis_cluster
+    broker = RedisBroker(BrokerOptions(url=cluster.url(), namespace=rediq_namespace))
+    [queue] = cluster.spread_queues(rediq_namespace, 1)
+    slot = key_slot(f"{{{rediq_namespace}:{queue}}}".encode())
+    home = cluster.master_of_slot(slot)
+    elsewhere = next(m for m in cluster.masters() if m is not home)
+    try:
+        first = [make_message(queue) for _ in range(30)]
+        await broker.enqueue(first)
+        leased = (await fetch(broker, queue=queue, limit=10)).deliveries
+        assert len(leased) == 10
+        later = [make_message(queue) for _ in range(20)]
+        loop = asyncio.get_running_loop()
+
+        during: list[Any] = []
+
+        def mid_migration() -> None:  # the slot is split between the two nodes now: the
+            # scripts answer TRYAGAIN until the migration ends, and are sent again
+            during.append(asyncio.run_coroutine_threadsafe(broker.enqueue(later[:10]), loop))
+
+        await asyncio.to_thread(cluster.move_slot, slot, elsewhere, between=mid_migration)
+        assert cluster.master_of_slot(slot) is elsewhere
+        assert all(o.accepted for o in await asyncio.wrap_future(during[0]))
+        await broker.enqueue(later[10:])
+        rest = []
+        while len(rest) < 40:
+            rest += (await fetch(broker, queue=queue)).deliveries
+        settled = await broker.settle("worker-1", [
+            success(d.message, delivery=d.deliveries) for d in [*leased, *rest]])
+        assert settled == [True] * 50
+        ids = {d.message.id for d in [*leased, *rest]}
+        assert ids == {m.id for m in [*first, *later]}
+        blocked = asyncio.ensure_future(fetch(broker, queue=queue))
+        await asyncio.to_thread(cluster.move_slot, slot, home)  # and back, while blocked
+        await broker.enqueue([make_message(queue)])
+        assert len((await blocked).deliveries) == 1
+        stats = await broker.queue_stats(queue)
+        assert (stats.pending, stats.active, stats.succeeded) == (0, 1, 50), stats
+    finally:
+        await broker.close()
