@@ -2,42 +2,71 @@
 
 The replica is frozen (SIGSTOP) and the master drops its replication link, so that the
 replica cannot receive an enqueue; the master is then SIGKILLed and the replica, thawed,
-promoted by the sentinels. Without ``wait_replicas``
-the enqueue was acknowledged and is gone; with it, the enqueue was never acknowledged
+promoted (by the sentinels, or by the cluster's election). Without ``wait_replicas`` the
+enqueue was acknowledged and is gone; with it, the enqueue was never acknowledged
 (``NotDurableError``), so no producer believes it stored.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
+from redis.crc import key_slot
 
 from rediq_core.broker import BrokerOptions
-from rediq_core.testing.broker_contract import enqueue_one, make_message
-from rediq_core.testing.topologies import SentinelTopology, admin, command, wait_until
+from rediq_core.testing import RedisServer
+from rediq_core.testing.broker_contract import QUEUE, enqueue_one, make_message
+from rediq_core.testing.topologies import (
+    ClusterTopology,
+    SentinelTopology,
+    admin,
+    command,
+    wait_until,
+)
 from rediq_redis import RedisBroker
 from rediq_redis.durability import NotDurableError
 
 pytestmark = pytest.mark.timeout(120)
 
+#: (URL, master, replica, wait until the replica took over) of a fresh topology
+Setup = tuple[str, RedisServer, RedisServer, Callable[[], None]]
 
-@pytest.fixture
-def sentinel() -> Iterator[SentinelTopology]:
-    with SentinelTopology() as topology:
-        yield topology
+
+def _sentinel(topology: SentinelTopology, namespace: str) -> Setup:
+    master = topology.master()
+    replica = next(s for s in topology.servers if s is not master)
+
+    def promoted() -> None:
+        topology.wait_failover(master)
+
+    return topology.url(), master, replica, promoted
+
+
+def _cluster(topology: ClusterTopology, namespace: str) -> Setup:
+    master = topology.master_of_slot(key_slot(f"{{{namespace}:{QUEUE}}}".encode()))
+    replica = topology.replica_of(master)
+    return topology.url(), master, replica, lambda: topology.wait_promoted(replica)
 
 
 @pytest.mark.parametrize("durability", ["off", "on"])
+@pytest.mark.parametrize("kind", ["sentinel", "cluster"])
 async def test_unreplicated_enqueue_is_lost_only_without_wait(
-    sentinel: SentinelTopology, rediq_namespace: str, durability: str
+    rediq_namespace: str, durability: str, kind: str
 ) -> None:
+    if kind == "sentinel":
+        with SentinelTopology() as sentinel:
+            await _lose_one(*_sentinel(sentinel, rediq_namespace), rediq_namespace, durability)
+    else:
+        with ClusterTopology() as cluster:
+            await _lose_one(*_cluster(cluster, rediq_namespace), rediq_namespace, durability)
+
+
+async def _lose_one(url: str, master: RedisServer, replica: RedisServer,
+                    promoted: Callable[[], None], namespace: str, durability: str) -> None:
     config = {"wait_replicas": 1, "wait_timeout_ms": 300} if durability == "on" else {}
-    broker = RedisBroker(BrokerOptions(url=sentinel.url(), namespace=rediq_namespace,
-                                       config=config))
-    master = sentinel.master()
-    replica = next(s for s in sentinel.servers if s is not master)
+    broker = RedisBroker(BrokerOptions(url=url, namespace=namespace, config=config))
     assert replica.process is not None
     try:
         kept = await enqueue_one(broker)
@@ -61,7 +90,7 @@ async def test_unreplicated_enqueue_is_lost_only_without_wait(
             master.kill()  # SIGKILL
         finally:
             replica.process.send_signal(signal.SIGCONT)
-        sentinel.wait_failover(master)
+        promoted()
         assert await broker.get_task(kept.id, kept.queue) is not None
         assert await broker.get_task(unreplicated.id, unreplicated.queue) is None
     finally:
