@@ -154,3 +154,31 @@ async def test_cluster_queue_resharded_while_in_use(rediq_redis_cluster: Any,
         assert (stats.pending, stats.active, stats.succeeded) == (0, 1, 50), stats
     finally:
         await broker.close()
+
+
+@pytest.mark.parametrize("kind", ["rediss+cluster", "rediss+sentinel"])
+async def test_tls_forms_of_cluster_and_sentinel(
+    rediq_certificates: Any, rediq_namespace: str, kind: str
+) -> None:
+    """``rediss+cluster://`` and ``rediss+sentinel://``: every node (and every sentinel)
+    speaks TLS only and requires the client certificate; a task goes round trip."""
+    from rediq_core.testing.broker_contract import success
+    from rediq_core.testing.topologies import ClusterTopology, SentinelTopology
+
+    topology = (ClusterTopology(tls=rediq_certificates) if kind == "rediss+cluster"
+                else SentinelTopology(tls=rediq_certificates))
+    with topology:
+        url = topology.url()
+        assert url.startswith(f"{kind}://")
+        broker = RedisBroker(BrokerOptions(url=url, namespace=rediq_namespace,
+                                           config=rediq_certificates.client_config()))
+        try:
+            message = make_message(result_ttl_s=60)
+            await broker.enqueue([message])
+            [delivery] = (await fetch(broker)).deliveries
+            assert await broker.settle("worker-1", [success(message,
+                                                            delivery=delivery.deliveries)]) == [True]
+            record = await broker.wait_finished(message.id, message.queue, 5)
+            assert record is not None and record.result == b"ok"
+        finally:
+            await broker.close()
