@@ -48,8 +48,12 @@ def cluster_port() -> int:
 
 
 def admin(server: RedisServer) -> Redis:
-    """A synchronous client of ``server`` through its unix socket (for the harness)."""
-    return Redis(unix_socket_path=str(server.unix_socket), socket_timeout=5)
+    """A synchronous client of ``server`` through its unix socket (for the harness), with
+    the server's ``--requirepass`` if it has one."""
+    args = list(server.extra_args)
+    password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
+    return Redis(unix_socket_path=str(server.unix_socket), socket_timeout=5,
+                 password=password)
 
 
 def command(client: Redis, *args: object) -> Any:

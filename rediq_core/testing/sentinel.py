@@ -23,8 +23,10 @@ class SentinelProcess:
     """One ``redis-server --sentinel`` process monitoring ``service`` at ``master_port``."""
 
     def __init__(self, *, service: str, master_port: int, quorum: int,
-                 down_after_ms: int, tls: Certificates | None = None) -> None:
+                 down_after_ms: int, tls: Certificates | None = None,
+                 password: str | None = None) -> None:
         self.tls = tls
+        self.password = password
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="rediq-sentinel-"))
         self.config = self.dir / "sentinel.conf"
@@ -36,9 +38,17 @@ class SentinelProcess:
             f"sentinel down-after-milliseconds {service} {down_after_ms}",
             f"sentinel failover-timeout {service} {max(down_after_ms * 4, 2000)}",
             f"sentinel parallel-syncs {service} 1",
+            *self._auth(service),
             "",
         ]))
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _auth(self, service: str) -> list[str]:
+        if self.password is None:
+            return []
+        return [f"requirepass {self.password}",  # clients of this sentinel
+                f"sentinel auth-pass {service} {self.password}",  # the servers
+                f"sentinel sentinel-pass {self.password}"]  # the other sentinels
 
     def _listen(self) -> list[str]:
         if self.tls is None:
@@ -59,9 +69,11 @@ class SentinelProcess:
         return self
 
     def client(self) -> Redis:
-        if self.tls is not None:
-            return tls_client(self.tls, self.port)
-        return Redis(port=self.port, socket_timeout=5)
+        client = (tls_client(self.tls, self.port) if self.tls is not None
+                  else Redis(port=self.port, socket_timeout=5))
+        if self.password is not None:
+            client.connection_pool.connection_kwargs["password"] = self.password
+        return client
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
@@ -78,8 +90,9 @@ class SentinelTopology:
     """A master, a replica and three sentinels (quorum 2) watching service ``service``."""
 
     def __init__(self, *, service: str = "rediq", down_after_ms: int = 1000,
-                 tls: Certificates | None = None) -> None:
+                 tls: Certificates | None = None, password: str | None = None) -> None:
         self.tls = tls
+        self.password = password
         self.service = service
         self.down_after_ms = down_after_ms
         self.servers: list[RedisServer] = []
@@ -97,7 +110,8 @@ class SentinelTopology:
             for _ in range(3):
                 self.sentinels.append(SentinelProcess(
                     service=self.service, master_port=master.port, quorum=2,
-                    down_after_ms=self.down_after_ms, tls=self.tls).start())
+                    down_after_ms=self.down_after_ms, tls=self.tls,
+                    password=self.password).start())
             self.wait_ready()
         except BaseException:
             self.close()
@@ -105,6 +119,8 @@ class SentinelTopology:
         return self
 
     def _server(self, args: tuple[str, ...]) -> RedisServer:
+        if self.password is not None:
+            args = (*args, "--requirepass", self.password, "--masterauth", self.password)
         if self.tls is not None:
             return TlsRedisServer(self.tls, extra_args=args)
         return RedisServer(extra_args=args)
@@ -161,8 +177,9 @@ class SentinelTopology:
 
     def url(self, db: int = 0, *, scheme: str | None = None) -> str:
         scheme = scheme or ("rediss+sentinel" if self.tls else "redis+sentinel")
+        auth = f":{self.password}@" if self.password is not None else ""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"{scheme}://{hosts}/{self.service}/{db}"
+        return f"{scheme}://{auth}{hosts}/{self.service}/{db}"
 
     def close(self) -> None:
         for sentinel in self.sentinels:

@@ -111,3 +111,21 @@ async def test_queue_whose_slot_node_is_down(masters_only: ClusterTopology,
         assert len((await fetch(broker, queue=up)).deliveries) == 1
     finally:
         await broker.close()
+
+
+async def test_sentinel_with_passwords(rediq_namespace: str) -> None:
+    """The URL's password reaches the sentinels and the servers (all require it); a
+    wrong one is a one-line error with the password masked."""
+    with SentinelTopology(password="s3cret") as sentinel:
+        url = sentinel.url()
+        assert ":s3cret@" in url
+        broker = RedisBroker(BrokerOptions(url=url, namespace=rediq_namespace))
+        try:
+            await broker.enqueue([make_message()])
+            assert len((await fetch(broker)).deliveries) == 1
+        finally:
+            await broker.close()
+        with pytest.raises(BrokerError) as caught:
+            await _connect(url.replace(":s3cret@", ":wrong@"), rediq_namespace)
+        message = str(caught.value)
+        assert ":***@" in message and "wrong" not in message and "credentials" in message
