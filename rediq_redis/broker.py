@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import cast
 
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from rediq_core.broker import (
     Broker,
@@ -28,6 +30,7 @@ from rediq_core.errors import BrokerError
 from rediq_core.message import TaskMessage
 
 from . import control, leasing, producer, registry
+from .cluster import is_cluster
 from .connection import check_server, client_options, explain_connect_failure, make_clients
 from .durability import durability
 from .keys import NamespaceKeys
@@ -77,8 +80,10 @@ class RedisBroker(Broker):
                                   config.get("sentinel_kwargs"))
         client, blocking = make_clients(url, config)
         try:
+            if is_cluster(client):  # fails fast (not after the re-send budget) at start
+                await cast(RedisCluster, client).initialize()
             server = await check_server(client)
-        except redis_errors.ConnectionError as exc:
+        except (redis_errors.ConnectionError, redis_errors.RedisClusterException) as exc:
             await client.aclose()
             await blocking.aclose()
             if isinstance(exc, BrokerError):

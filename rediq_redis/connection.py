@@ -132,10 +132,22 @@ def make_clients(url: str, config: Mapping[str, Any]) -> tuple[Redis, Redis]:
     return main, blocking
 
 
+def _reasons(exc: BaseException) -> str:
+    """The messages of ``exc`` and of the errors that caused it, once each."""
+    found: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(found) < 4:
+        text = str(seen).strip()
+        if text and not any(text[-30:] in earlier for earlier in found):
+            found.append(text)
+        seen = seen.__cause__ or seen.__context__
+    return "; ".join(found) or type(exc).__name__
+
+
 def explain_connect_failure(url: str, exc: Exception) -> BrokerError:
     """A one-line error naming the URL (password masked) and what to check."""
     shown = mask_url(url)
-    reason = str(exc)
+    reason = _reasons(exc)
     if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
         return BrokerError(
             f"{shown}: TLS handshake failed, the server's certificate is not trusted"
@@ -144,8 +156,8 @@ def explain_connect_failure(url: str, exc: Exception) -> BrokerError:
     if "SSL" in reason or "TLS" in reason or "tls" in reason:
         return BrokerError(f"{shown}: TLS connection failed ({reason}); check the scheme"
                            " (rediss:// for TLS) and ssl_certfile / ssl_keyfile")
-    return BrokerError(f"{shown}: cannot connect ({reason}); check that the server runs"
-                       " and listens there, and the credentials")
+    return BrokerError(f"{shown}: cannot connect ({reason}); check that the server (or"
+                       " the cluster nodes) run and listen there, and the credentials")
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,3 +129,12 @@ async def test_sentinel_with_passwords(rediq_namespace: str) -> None:
             await _connect(url.replace(":s3cret@", ":wrong@"), rediq_namespace)
         message = str(caught.value)
         assert ":***@" in message and "wrong" not in message and "credentials" in message
+
+
+async def test_cluster_nodes_unreachable(rediq_namespace: str) -> None:
+    url = f"redis+cluster://:pw@127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    with pytest.raises(BrokerError) as caught:
+        await _connect(url, rediq_namespace)
+    message = str(caught.value)
+    assert message.startswith("redis+cluster://:***@127.0.0.1:") and "cannot connect" in message
+    assert "pw" not in message.replace("***", "") and "\n" not in message, message
