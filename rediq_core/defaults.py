@@ -56,6 +56,12 @@ RESEND_BUDGET_S: Final = 10.0
 #: The longest ``Rediq(enqueue_retry_s=...)``: an enqueue retried while Redis is
 #: unreachable must be re-sent inside the replay window.
 MAX_ENQUEUE_RETRY_S: Final = 15.0
+#: Durability (``redis_config`` keys ``wait_replicas`` / ``wait_timeout_ms``): an enqueue
+#: or settlement batch is acknowledged once this many replicas hold it (Redis ``WAIT``),
+#: waiting at most the timeout. 0: acknowledged by the master alone (asynchronous
+#: replication; a failover can lose the last writes).
+WAIT_REPLICAS: Final = 0
+WAIT_TIMEOUT_MS: Final = 1_000
 #: Dead-lettered tasks are kept this long, and at most this many per queue.
 DEAD_LETTER_TTL_S: Final = 7 * 24 * 3600
 DEAD_LETTER_MAX: Final = 10_000

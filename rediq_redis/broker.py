@@ -11,7 +11,10 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from rediq_core.broker import (
     Broker,
@@ -28,16 +31,28 @@ from rediq_core.broker import (
 )
 from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
 from rediq_core.diagnosis import Check
+from rediq_core.errors import BrokerError
 from rediq_core.inspection import QueueOverview, TaskPage
 from rediq_core.message import TaskMessage
 
 from . import control, cron, doctor, leasing, operate, producer, registry, stopping
-from .connection import UNREACHABLE, check_server, make_clients, translate_error
+from .cluster import is_cluster
+from .connection import (
+    UNREACHABLE,
+    check_server,
+    client_options,
+    explain_connect_failure,
+    make_clients,
+    translate_error,
+)
 from .cron_scripts import CronScripts
+from .durability import durability
 from .keys import NamespaceKeys
 from .records import text
 from .scripts import Scripts
+from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
+from .topology import Kind, parse_url
 
 __all__ = ["RedisBroker"]
 
@@ -66,10 +81,12 @@ def _translated(
 
 
 class RedisBroker(Broker):
-    """Broker for ``redis://``, ``rediss://`` and ``unix://`` URLs.
+    """Broker for every URL of :data:`~rediq_redis.topology.SCHEMES`: one server
+    (``redis://``, ``rediss://``, ``unix://``), Sentinel and Cluster.
 
     Connects lazily on first use (or explicitly with :meth:`connect`), checking that the
-    server is Redis >= 6.2.
+    server is Redis >= 6.2; a connection failure is a one-line :class:`BrokerError` naming
+    the URL (password masked) and what to check.
     """
 
     def __init__(self, options: BrokerOptions, settings: BrokerSettings | None = None) -> None:
@@ -91,22 +108,41 @@ class RedisBroker(Broker):
             return self._session
         async with self._lock:
             if self._session is None:
-                client, blocking = make_clients(self.options.url, self.options.config)
-                try:
-                    server = await check_server(client)
-                except BaseException:
-                    await client.aclose()
-                    await blocking.aclose()
-                    raise
-                self._session = Session(
-                    client=client,
-                    blocking=blocking,
-                    scripts=Scripts(client, self.settings.replay_window_ms),
-                    keys=NamespaceKeys(self.options.namespace),
-                    settings=self.settings,
-                    timer_tick_s=server.timer_tick_s,
-                )
+                self._session = await self._connect()
             return self._session
+
+    async def _connect(self) -> Session:
+        url, config = self.options.url, self.options.config
+        topology = parse_url(url)
+        if topology.kind is Kind.SENTINEL:
+            await probe_sentinels(topology, client_options(config, topology.kind),
+                                  config.get("sentinel_kwargs"))
+        client, blocking = make_clients(url, config)
+        try:
+            if is_cluster(client):  # fails fast (not after the re-send budget) at start
+                await cast(RedisCluster, client).initialize()
+            server = await check_server(client)
+        except (redis_errors.ConnectionError, redis_errors.RedisClusterException) as exc:
+            await client.aclose()
+            await blocking.aclose()
+            if isinstance(exc, BrokerError):
+                raise
+            raise explain_connect_failure(url, exc) from exc
+        except BaseException:
+            await client.aclose()
+            await blocking.aclose()
+            raise
+        enqueue_wait, settle_wait = durability(config)
+        return Session(
+            client=client,
+            blocking=blocking,
+            scripts=Scripts(client, self.settings.replay_window_ms),
+            keys=NamespaceKeys(self.options.namespace),
+            settings=self.settings,
+            timer_tick_s=server.timer_tick_s,
+            enqueue_wait=enqueue_wait,
+            settle_wait=settle_wait,
+        )
 
     async def close(self) -> None:
         session, self._session = self._session, None

@@ -29,14 +29,20 @@ from redis.backoff import ExponentialBackoff
 
 from rediq_core import defaults
 from rediq_core.errors import BrokerError, BrokerOutOfMemoryError, BrokerUnavailableError
-from rediq_core.urls import redact_url
+
+from .topology import Kind, mask_url, parse_url
 
 __all__ = [
+    "BROKER_CONFIG_KEYS",
     "MIN_SERVER_VERSION",
     "UNREACHABLE",
     "BoundedRetry",
     "ServerInfo",
+    "blocking_options",
     "check_server",
+    "client_options",
+    "default_retry",
+    "explain_connect_failure",
     "make_clients",
     "translate_error",
 ]
@@ -48,7 +54,7 @@ UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 def translate_error(url: str, exc: Exception) -> Exception:
     """rediq's error for a client-library error, naming the URL (password masked), or the
     error itself when rediq has nothing clearer to say."""
-    where = redact_url(url)
+    where = mask_url(url)
     if isinstance(exc, UNREACHABLE):
         return BrokerUnavailableError(
             f"Redis at {where} is unreachable ({type(exc).__name__}: {exc}); check that the"
@@ -100,18 +106,80 @@ class BoundedRetry(Retry):
         return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
-def make_clients(url: str, config: Mapping[str, Any]) -> tuple[Redis, Redis]:
-    """The main client and the client for blocking commands."""
-    options = dict(config)
+#: Settings in ``redis_config`` that are the broker's own, not redis-py's.
+BROKER_CONFIG_KEYS = ("wait_replicas", "wait_timeout_ms", "sentinel_kwargs")
+
+
+def default_retry(kind: Kind) -> BoundedRetry:
+    """Re-send on a fresh connection within ``RESEND_BUDGET_S``. A failover (Sentinel or
+    Cluster) takes seconds, so those topologies keep trying for the whole budget."""
+    retries = 8 if kind is Kind.STANDALONE else 64
+    return BoundedRetry(ExponentialBackoff(cap=0.5, base=0.01), retries=retries)
+
+
+def client_options(config: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
+    """redis-py options from ``redis_config``: without the broker's own settings, with
+    ``decode_responses=False`` and (unless configured) the bounded re-send policy."""
+    options = {k: v for k, v in config.items() if k not in BROKER_CONFIG_KEYS}
     options["decode_responses"] = False
-    if "retry" not in options and "retry_on_error" not in options:
-        options["retry"] = BoundedRetry(ExponentialBackoff(cap=0.5, base=0.01), retries=8)
+    if kind is not Kind.CLUSTER and "retry" not in options and "retry_on_error" not in options:
+        options["retry"] = default_retry(kind)
         options["retry_on_error"] = [redis_errors.ConnectionError, redis_errors.TimeoutError]
+    return options
+
+
+def blocking_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of the client for blocking commands: no pool bound, no socket timeout."""
+    found = {k: v for k, v in options.items() if k != "max_connections"}
+    found["socket_timeout"] = None
+    return found
+
+
+def make_clients(url: str, config: Mapping[str, Any]) -> tuple[Redis, Redis]:
+    """The main client and the client for blocking commands, for any URL of
+    :data:`~rediq_redis.topology.SCHEMES`."""
+    topology = parse_url(url)
+    options = client_options(config, topology.kind)
+    if topology.kind is Kind.CLUSTER:
+        from .cluster import make_cluster_clients
+
+        return make_cluster_clients(topology, options)
+    if topology.kind is Kind.SENTINEL:
+        from .sentinel import make_sentinel_clients
+
+        return make_sentinel_clients(topology, options, config.get("sentinel_kwargs"))
     main = Redis.from_url(url, **options)
-    blocking_options = {k: v for k, v in options.items() if k != "max_connections"}
-    blocking_options["socket_timeout"] = None
-    blocking = Redis.from_url(url, **blocking_options)
+    blocking = Redis.from_url(url, **blocking_options(options))
     return main, blocking
+
+
+def _reasons(exc: BaseException) -> str:
+    """The messages of ``exc`` and of the errors that caused it, once each."""
+    found: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(found) < 4:
+        text = str(seen).strip()
+        if text and not any(text[-30:] in earlier for earlier in found):
+            found.append(text)
+        seen = seen.__cause__ or seen.__context__
+    return "; ".join(found) or type(exc).__name__
+
+
+def explain_connect_failure(url: str, exc: Exception) -> BrokerError:
+    """A one-line error naming the URL (password masked) and what to check."""
+    shown = mask_url(url)
+    reason = _reasons(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
+        return BrokerError(
+            f"{shown}: TLS handshake failed, the server's certificate is not trusted"
+            f" ({reason}); check redis_config ssl_ca_certs (the CA that signed it) and"
+            " ssl_check_hostname (the name in the URL must match the certificate)")
+    if "SSL" in reason or "TLS" in reason or "tls" in reason:
+        return BrokerError(f"{shown}: TLS connection failed ({reason}); check the scheme"
+                           " (rediss:// for TLS) and ssl_certfile / ssl_keyfile")
+    return BrokerUnavailableError(
+        f"{shown}: cannot connect, Redis is unreachable ({reason}); check that the server"
+        " (or the cluster nodes) run and listen there, and the credentials")
 
 
 @dataclass(frozen=True, slots=True)

@@ -253,7 +253,7 @@ async def settle(session: Session, worker_id: str, settlements: Sequence[Settlem
     if not settlements:
         return []
     calls = [_settle_call(session, worker_id, item) for item in settlements]
-    replies = await run_batch(session.client, calls)
+    replies = await run_batch(session.client, calls, session.settle_wait)
     return [int(r) != 0 for r in replies]
 
 

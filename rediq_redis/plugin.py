@@ -1,4 +1,5 @@
-"""Entry point ``redis``: registers the Redis broker for its URL schemes."""
+"""Entry point ``redis``: registers the Redis broker for its URL schemes (one server,
+TLS, unix socket, Sentinel, Cluster: ``rediq_redis.topology.SCHEMES``)."""
 
 from __future__ import annotations
 
@@ -17,5 +18,7 @@ def _create(options: BrokerOptions) -> Broker:
 
 @hookimpl(trylast=True)
 def rediq_register_brokers(register: RegisterBroker) -> None:
-    for scheme in ("redis", "rediss", "unix"):
+    from .topology import SCHEMES
+
+    for scheme in SCHEMES:
         register(scheme, _create)

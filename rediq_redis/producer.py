@@ -41,7 +41,7 @@ async def enqueue(
     if new_queues:
         await session.client.sadd(session.keys.queues, *new_queues)
         session.queue_names.mark(new_queues)
-    replies = await run_batch(session.client, calls)
+    replies = await run_batch(session.client, calls, session.enqueue_wait)
     return [
         EnqueueOutcome(m.id, bool(int(reply[0])), TaskState(text(reply[1]) or ""),
                        int(reply[2]) if len(reply) > 2 else m.result_ttl_s)

@@ -5,28 +5,36 @@ helpers); each script's header lists its KEYS, ARGV and invariants. Scripts run 
 EVALSHA and fall back to loading on NOSCRIPT (redis-py ``register_script``). Batches of
 script calls go out as one pipeline of bare EVALSHAs (:func:`run_batch`): redis-py would
 otherwise spend an extra ``SCRIPT EXISTS`` round trip on every pipeline that holds a script.
+On a Redis Cluster the pipeline is split by node and sent to all nodes concurrently
+(``rediq_redis/cluster.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from rediq_core import defaults
 
+from .cluster import ResendingCluster, cluster_batch, is_cluster
+from .durability import NotDurableError, WaitReplicas, check_acknowledged
 from .keys import QUEUE_KEY_NAMES
 
 __all__ = [
     "QUEUE_SCRIPTS",
     "STANDALONE_SCRIPTS",
     "LuaScript",
+    "NotDurableError",
     "ScriptCall",
     "Scripts",
+    "WaitReplicas",
+    "check_acknowledged",
     "run_batch",
     "script_source",
 ]
@@ -83,10 +91,24 @@ class LuaScript:
     def sha(self) -> str:
         return str(self._script.sha)
 
+    @property
+    def source(self) -> str:
+        return str(self._script.script)
+
     async def __call__(
         self, client: Redis | Pipeline, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
+        if is_cluster(client):
+            cluster = cast(ResendingCluster, client)
+            return await cluster.run_script(self.sha, self.source, keys, args)
         return await self._script(keys=keys, args=args, client=client)
+
+    async def load(self, client: Redis, key: str) -> None:
+        """Load the script (on a cluster: on the node serving ``key``)."""
+        if is_cluster(client):
+            await cast(ResendingCluster, client).load_script(self.source, key)
+        else:
+            await client.script_load(self.source)
 
     def call(self, keys: Sequence[str], args: Sequence[Any]) -> ScriptCall:
         """This script with these keys and arguments, for :func:`run_batch`."""
@@ -102,25 +124,58 @@ class ScriptCall:
         self.args = args
 
 
-async def run_batch(client: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+async def run_batch(client: Redis, calls: Sequence[ScriptCall],
+                    wait: WaitReplicas | None = None) -> list[Any]:
     """Run script calls in one round trip (each call stays atomic on its own).
 
-    A call answered NOSCRIPT (the server restarted or flushed its script cache) is run
-    again alone through the loading path; it did not run the first time, so nothing
-    happens twice. Any other error is raised after the whole batch was answered.
+    A call answered NOSCRIPT (the server restarted, flushed its script cache, or is a
+    replica just promoted) is sent again after its script was loaded (on a cluster: on
+    the node of its keys); it did not run the first time, so nothing happens twice. Any other
+    error is raised after the whole batch was answered. With ``wait``, the batch ends
+    with ``WAIT`` (see :class:`WaitReplicas`).
     """
-    if len(calls) <= 1:  # a pipeline would only add client-side overhead
-        return [await c.script(client, c.keys, c.args) for c in calls]
-    async with client.pipeline(transaction=False) as pipe:
-        for c in calls:
-            pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-    for index, (c, reply) in enumerate(zip(calls, replies, strict=True)):
-        if isinstance(reply, NoScriptError):
+    if not calls:
+        return []
+    if len(calls) == 1 and wait is None:  # a pipeline would only add client-side overhead
+        return [await calls[0].script(client, calls[0].keys, calls[0].args)]
+    replies = await _send(client, calls, wait)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        per_node = is_cluster(client)
+        loads = {(calls[i].script.name,
+                  key_slot(calls[i].keys[0].encode()) if per_node else 0): calls[i]
+                 for i in missing}
+        for call in loads.values():
+            await call.script.load(client, call.keys[0])
+        again = await _send(client, [calls[i] for i in missing], wait)
+        for index, reply in zip(missing, again, strict=True):
+            replies[index] = reply
+    for index, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):  # flushed again meanwhile: the loading path
+            c = calls[index]
             replies[index] = await c.script(client, c.keys, c.args)
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
+    return replies
+
+
+async def _send(client: Redis, calls: Sequence[ScriptCall], wait: WaitReplicas | None
+                ) -> list[Any]:
+    if is_cluster(client):
+        return await cluster_batch(client, calls, wait)
+    async with client.pipeline(transaction=False) as pipe:
+        for c in calls:
+            pipe.execute_command("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+        if wait is not None:
+            pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    if wait is not None:
+        ack = replies.pop()
+        # a call answered NOSCRIPT is sent again with a WAIT of its own, later in the same
+        # replication stream: that one covers this batch too
+        if not any(isinstance(reply, NoScriptError) for reply in replies):
+            check_acknowledged(wait, [ack], len(calls))
     return replies
 
 

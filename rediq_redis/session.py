@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from rediq_core import defaults
 
+from .durability import WaitReplicas
 from .keys import NamespaceKeys
 from .scripts import Scripts
 
@@ -66,3 +67,6 @@ class Session:
     #: The server's timer tick (1 / hz s): blocking timeouts end on these ticks.
     timer_tick_s: float = 0.1
     queue_names: QueueNames = field(default_factory=QueueNames)
+    #: ``WAIT`` after enqueue / settlement batches (``redis_config["wait_replicas"]``).
+    enqueue_wait: WaitReplicas | None = None
+    settle_wait: WaitReplicas | None = None

@@ -2,21 +2,32 @@
 
 ``rediq_redis_url`` gives each test a URL of a session-wide throwaway redis-server, and
 ``rediq_namespace`` a key namespace of its own, so tests never see each other's keys.
+Session-wide topologies, started on first use: ``rediq_redis_cluster`` (3 masters + 3
+replicas), ``rediq_redis_sentinel`` (master, replica, 3 sentinels) and
+``rediq_redis_tls_server`` (TLS only, certificates in ``rediq_certificates``). Tests that
+kill nodes should build their own (``rediq_core.testing.topologies``).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from .certificates import Certificates
 from .redis_server import RedisServer, RedisServerMissing
+from .topologies import ClusterTopology, SentinelTopology, TlsRedisServer
 
 __all__ = [
+    "rediq_certificates",
     "rediq_namespace",
+    "rediq_redis_cluster",
+    "rediq_redis_sentinel",
     "rediq_redis_server",
     "rediq_redis_server_factory",
+    "rediq_redis_tls_server",
     "rediq_redis_url",
 ]
 
@@ -64,3 +75,50 @@ def rediq_redis_url(rediq_redis_server: RedisServer) -> str:
 def rediq_namespace() -> str:
     """A key namespace unique to this test."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+def _started(topology: Any) -> Any:
+    try:
+        return topology.start()
+    except RedisServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rediq_redis_cluster() -> Iterator[ClusterTopology]:
+    """A Redis Cluster of 3 masters and 3 replicas, for the whole session."""
+    cluster: ClusterTopology = _started(ClusterTopology())
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def rediq_redis_sentinel() -> Iterator[SentinelTopology]:
+    """A master, its replica and three sentinels (service ``rediq``), for the session."""
+    sentinel: SentinelTopology = _started(SentinelTopology())
+    try:
+        yield sentinel
+    finally:
+        sentinel.close()
+
+
+@pytest.fixture(scope="session")
+def rediq_certificates() -> Iterator[Certificates]:
+    """A test CA with a server certificate (localhost, 127.0.0.1) and a client one."""
+    certificates = Certificates()
+    try:
+        yield certificates
+    finally:
+        certificates.close()
+
+
+@pytest.fixture(scope="session")
+def rediq_redis_tls_server(rediq_certificates: Certificates) -> Iterator[TlsRedisServer]:
+    """A redis-server that speaks TLS only and requires a client certificate."""
+    server: TlsRedisServer = _started(TlsRedisServer(rediq_certificates))
+    try:
+        yield server
+    finally:
+        server.close()

@@ -73,7 +73,8 @@ def test_registered_for_its_schemes() -> None:
 
     registered: dict[str, Any] = {}
     rediq_register_brokers(lambda scheme, factory: registered.__setitem__(scheme, factory))
-    assert set(registered) == {"redis", "rediss", "unix"}
+    assert set(registered) == {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel",
+                               "redis+cluster", "rediss+cluster"}
     broker = registered["redis"](BrokerOptions(url="redis://127.0.0.1:1/0"))
     assert isinstance(broker, RedisBroker)
 

@@ -184,6 +184,7 @@ def test_default_serializer_is_json(app: Rediq) -> None:
 def test_unknown_broker_scheme(plugin_host: PluginHost) -> None:
     app = Rediq("amqp://localhost", plugins=plugin_host)
     with pytest.raises(
-        UnknownNameError, match="unknown broker URL scheme 'amqp'.*redis, rediss, unix"
+        UnknownNameError, match=r"unknown broker URL scheme 'amqp'.*redis, redis\+cluster,"
+                                r" redis\+sentinel, rediss, rediss\+cluster, rediss\+sentinel, unix"
     ):
         app.get_broker()
