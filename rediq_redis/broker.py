@@ -121,6 +121,8 @@ class RedisBroker(Broker):
         try:
             if is_cluster(client):  # fails fast (not after the re-send budget) at start
                 await cast(RedisCluster, client).initialize()
+            if is_cluster(blocking):  # its pub/sub needs the slot map before any command
+                await cast(RedisCluster, blocking).initialize()
             server = await check_server(client)
         except (redis_errors.ConnectionError, redis_errors.RedisClusterException) as exc:
             await client.aclose()
