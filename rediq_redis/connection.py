@@ -54,6 +54,8 @@ UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 def translate_error(url: str, exc: Exception) -> Exception:
     """rediq's error for a client-library error, naming the URL (password masked), or the
     error itself when rediq has nothing clearer to say."""
+    if isinstance(exc, BrokerError):  # already rediq's own, with its own advice
+        return exc
     where = mask_url(url)
     if isinstance(exc, UNREACHABLE):
         return BrokerUnavailableError(
