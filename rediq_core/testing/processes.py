@@ -25,7 +25,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0
         try:
             if condition():
                 return
-        except (OSError, Exception):  # a node still starting or just killed
+        except Exception:  # a node still starting or just killed
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not reached within {timeout_s} s")
@@ -63,9 +63,9 @@ def command(client: Redis, *args: object) -> Any:
 
 
 
-def tls_client(certificates: Certificates, port: int) -> Redis:
+def tls_client(certificates: Certificates, port: int, password: str | None = None) -> Redis:
     """A synchronous TLS client of 127.0.0.1:``port`` with the test client certificate."""
-    return Redis(host="127.0.0.1", port=port, socket_timeout=5, ssl=True,
+    return Redis(host="127.0.0.1", port=port, socket_timeout=5, password=password, ssl=True,
                  ssl_ca_certs=str(certificates.ca.cert),
                  ssl_certfile=str(certificates.client.cert),
                  ssl_keyfile=str(certificates.client.key))

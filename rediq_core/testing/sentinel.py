@@ -69,11 +69,9 @@ class SentinelProcess:
         return self
 
     def client(self) -> Redis:
-        client = (tls_client(self.tls, self.port) if self.tls is not None
-                  else Redis(port=self.port, socket_timeout=5))
-        if self.password is not None:
-            client.connection_pool.connection_kwargs["password"] = self.password
-        return client
+        if self.tls is not None:
+            return tls_client(self.tls, self.port, self.password)
+        return Redis(port=self.port, socket_timeout=5, password=self.password)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
