@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, ParamSpec, TypeVar, overload
@@ -20,7 +21,7 @@ from .errors import (
 )
 from .handle import TaskHandle, raise_for_record
 from .message import TaskMessage, new_task_id
-from .options import TaskOptions, check_name
+from .options import TaskOptions, check_name, milliseconds, seconds
 from .plugins import PluginHost, make_plugin_host
 from .serializer import Serializer
 from .signing import MessageSigner
@@ -144,8 +145,8 @@ class Rediq:
         task_priority: int | None = None,
         task_queue: str | None = None,
         task_retries: int | None = None,
-        task_timeout: int | None = None,
-        result_ttl: int | None = None,
+        task_timeout: int | dt.timedelta | None = None,
+        result_ttl: int | dt.timedelta | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]: ...
 
     def task(
@@ -157,8 +158,8 @@ class Rediq:
         task_priority: int | None = None,
         task_queue: str | None = None,
         task_retries: int | None = None,
-        task_timeout: int | None = None,
-        result_ttl: int | None = None,
+        task_timeout: int | dt.timedelta | None = None,
+        result_ttl: int | dt.timedelta | None = None,
     ) -> TaskDefinition[P, R] | Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]:
         """Register a coroutine function as a task (bare ``@app.task`` or with options).
 
@@ -166,15 +167,16 @@ class Rediq:
         :param task_priority: lower runs first (default 0).
         :param task_queue: queue name (default ``"default"``).
         :param task_retries: retries after the first attempt (default 0).
-        :param task_timeout: milliseconds per attempt (default: none).
-        :param result_ttl: seconds to keep the result (default one day; 0 keeps nothing).
+        :param task_timeout: per attempt, in milliseconds or as a timedelta (default: none).
+        :param result_ttl: how long to keep the result, in seconds or as a timedelta
+            (default one day; 0 keeps nothing).
         """
         options = self.default_options.merged(
             priority=task_priority,
             queue=task_queue,
             retries=task_retries,
-            timeout_ms=task_timeout,
-            result_ttl_s=result_ttl,
+            timeout_ms=milliseconds(task_timeout),
+            result_ttl_s=seconds(result_ttl),
         )
 
         def decorate(func: Callable[P, Awaitable[R]]) -> TaskDefinition[P, R]:
@@ -296,7 +298,7 @@ class Rediq:
         """The control API: inspect and operate queues, tasks and workers."""
         return Control(self.get_broker())
 
-    async def handle(self, task_id: str) -> TaskHandle:
+    async def handle(self, task_id: str) -> TaskHandle[Any]:
         """A handle for any existing task, found by its id alone (in whichever queue), so
         one process can await, inspect or cancel what another enqueued.
 
@@ -307,9 +309,13 @@ class Rediq:
         if record is None:
             raise TaskNotFoundError(f"no task {task_id} in any queue (or its result expired)")
         ttl = record.message.result_ttl_s if record.message else defaults.DEFAULT_RESULT_TTL_S
-        return TaskHandle(self, task_id, record.queue, accepted=True, result_ttl_s=ttl)
+        handle: TaskHandle[Any] = TaskHandle(self, task_id, record.queue, accepted=True,
+                                             result_ttl_s=ttl)
+        return handle
 
-    async def result(self, task_id: str, timeout: float | None = None) -> Any:
+    async def result(
+        self, task_id: str, timeout: float | dt.timedelta | None = None
+    ) -> Any:
         """Wait for the task with this id to end and return its result (see
         :meth:`TaskHandle.result` for the errors), wherever it was enqueued from."""
         return await (await self.handle(task_id)).result(timeout)
@@ -322,7 +328,7 @@ class Rediq:
 
     # --- enqueueing -------------------------------------------------------------------
 
-    def build_message(self, call: TaskCall) -> TaskMessage:
+    def build_message(self, call: TaskCall[Any]) -> TaskMessage:
         """Serialize a call into a message; raise :class:`SerializationError` at once."""
         options = call.resolved_options
         try:
@@ -349,7 +355,7 @@ class Rediq:
             delay_ms=call.delay_ms,
         )
 
-    async def enqueue_many(self, calls: Sequence[TaskCall]) -> list[TaskHandle]:
+    async def enqueue_many(self, calls: Sequence[TaskCall[R]]) -> list[TaskHandle[R]]:
         """Publish several calls in one pipelined round trip; one handle per call."""
         for call in calls:
             if call.task.app is not self:
@@ -362,7 +368,7 @@ class Rediq:
         for message, outcome in zip(messages, outcomes, strict=True):
             await self.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
         return [
-            TaskHandle(self, m.id, m.queue, accepted=o.accepted,
+            TaskHandle[R](self, m.id, m.queue, accepted=o.accepted,
                        result_ttl_s=m.result_ttl_s if o.result_ttl_s is None else o.result_ttl_s)
             for m, o in zip(messages, outcomes, strict=True)
         ]

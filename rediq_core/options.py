@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from . import defaults
 from .errors import ConfigurationError
 
-__all__ = ["TaskOptions", "check_name", "check_queue"]
+__all__ = ["TaskOptions", "check_name", "check_queue", "milliseconds", "seconds"]
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
@@ -27,6 +28,21 @@ def check_queue(value: Any, option: str = "task_queue") -> str:
 def check_name(value: Any, option: str = "task_name") -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 256:
         raise _fail(option, value, "a non-empty string of at most 256 characters")
+    return value
+
+
+def milliseconds(value: int | dt.timedelta | None) -> int | None:
+    """A duration given in milliseconds (an int, as ``task_timeout`` always took) or as a
+    :class:`~datetime.timedelta`, in whole milliseconds; None stays None."""
+    if isinstance(value, dt.timedelta):
+        return round(value.total_seconds() * 1000)
+    return value
+
+
+def seconds(value: int | dt.timedelta | None) -> int | None:
+    """A duration given in seconds (an int) or as a timedelta, in whole seconds."""
+    if isinstance(value, dt.timedelta):
+        return round(value.total_seconds())
     return value
 
 
