@@ -21,6 +21,7 @@ from .info import TaskInfo, WorkerInfo
 from .inspection import MinuteCounts, QueueOverview, TaskPage, WorkerStatus
 from .message import TaskMessage
 from .plugins import hookimpl, make_plugin_host
+from .retry import Retry, RetryPolicy
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
 
@@ -35,6 +36,8 @@ __all__ = [
     "MinuteCounts",
     "QueueOverview",
     "Rediq",
+    "Retry",
+    "RetryPolicy",
     "Serializer",
     "TaskCall",
     "TaskDefinition",

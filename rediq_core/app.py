@@ -23,6 +23,7 @@ from .handle import TaskHandle, raise_for_record
 from .message import TaskMessage, new_task_id
 from .options import TaskOptions, check_name, milliseconds, seconds
 from .plugins import PluginHost, make_plugin_host
+from .retry import RETRY_HEADER, RetryPolicy
 from .serializer import Serializer
 from .signing import MessageSigner
 from .task import TaskCall, TaskDefinition
@@ -147,6 +148,7 @@ class Rediq:
         task_retries: int | None = None,
         task_timeout: int | dt.timedelta | None = None,
         result_ttl: int | dt.timedelta | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]: ...
 
     def task(
@@ -160,6 +162,7 @@ class Rediq:
         task_retries: int | None = None,
         task_timeout: int | dt.timedelta | None = None,
         result_ttl: int | dt.timedelta | None = None,
+        retry: RetryPolicy | None = None,
     ) -> TaskDefinition[P, R] | Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]:
         """Register a coroutine function as a task (bare ``@app.task`` or with options).
 
@@ -170,8 +173,12 @@ class Rediq:
         :param task_timeout: per attempt, in milliseconds or as a timedelta (default: none).
         :param result_ttl: how long to keep the result, in seconds or as a timedelta
             (default one day; 0 keeps nothing).
+        :param retry: which failures are retried, how often and after what delay
+            (:class:`~rediq_core.retry.RetryPolicy`; default: every exception, with the
+            worker's backoff, ``task_retries`` times).
         """
         options = self.default_options.merged(
+            retry=retry,
             priority=task_priority,
             queue=task_queue,
             retries=task_retries,
@@ -350,7 +357,7 @@ class Rediq:
             timeout_ms=options.timeout_ms,
             result_ttl_s=options.result_ttl_s,
             groups=call.group_names,
-            headers=dict(call.headers),
+            headers=_headers(call),
             eta_ms=call.eta_ms,
             delay_ms=call.delay_ms,
         )
@@ -398,3 +405,13 @@ class Rediq:
         if record.state is not TaskState.SUCCEEDED or record.result is None:
             return None
         return self.serializer_for(record.serializer or self.serializer_name).loads(record.result)
+
+
+def _headers(call: TaskCall[Any]) -> dict[str, str]:
+    """The call's headers, plus its own retry policy if it has one (a task's policy is
+    known to the worker; a call's travels with the message)."""
+    headers = dict(call.headers)
+    policy = call.resolved_options.retry
+    if policy is not None and policy is not call.task.options.retry:
+        headers[RETRY_HEADER] = policy.to_header()
+    return headers

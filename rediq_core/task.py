@@ -15,6 +15,7 @@ from .options import TaskOptions, check_name, check_queue, milliseconds, seconds
 if TYPE_CHECKING:
     from .app import Rediq
     from .handle import TaskHandle
+    from .retry import RetryPolicy
 
 __all__ = ["TaskCall", "TaskDefinition"]
 
@@ -85,6 +86,7 @@ class TaskCall(Generic[R]):
         result_ttl: int | dt.timedelta | None = None,
         retries: int | None = None,
         timeout: int | dt.timedelta | None = None,
+        retry: RetryPolicy | None = None,
     ) -> TaskCall[R]:
         """Override options for this call.
 
@@ -97,7 +99,11 @@ class TaskCall(Generic[R]):
             is a reported no-op (deduplication).
         :param result_ttl: seconds (or a timedelta) to keep the result; 0 keeps nothing.
         :param timeout: milliseconds like ``task_timeout``, or a timedelta.
+        :param retry: a :class:`~rediq_core.retry.RetryPolicy` for this call (it travels
+            in the message, so its backoff must be ``"exponential"`` or ``"fixed"``).
         """
+        if retry is not None:
+            retry.to_header()  # a policy that cannot travel fails here, not at enqueue
         if queue is not None:
             check_queue(queue, "queue")
         if task_id is not None:
@@ -111,6 +117,7 @@ class TaskCall(Generic[R]):
             retries=retries,
             timeout_ms=milliseconds(timeout),
             result_ttl_s=seconds(result_ttl),
+            retry=retry,
         )
         timing = {}
         if eta is not None:
