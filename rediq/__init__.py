@@ -31,6 +31,7 @@ from rediq_core import (
     current_task_result,
     current_task_retried,
     hookimpl,
+    lifespan,
     run_in_current_executor,
 )
 from rediq_core.errors import (
@@ -90,5 +91,6 @@ __all__ = [
     "current_task_result",
     "current_task_retried",
     "hookimpl",
+    "lifespan",
     "run_in_current_executor",
 ]

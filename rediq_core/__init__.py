@@ -19,6 +19,7 @@ from .control import Control
 from .handle import TaskHandle
 from .info import TaskInfo, WorkerInfo
 from .inspection import MinuteCounts, QueueOverview, TaskPage, WorkerStatus
+from .lifespan import lifespan
 from .message import TaskMessage
 from .plugins import hookimpl, make_plugin_host
 from .retry import Retry, RetryPolicy
@@ -57,6 +58,7 @@ __all__ = [
     "current_task_result",
     "current_task_retried",
     "hookimpl",
+    "lifespan",
     "make_plugin_host",
     "run_in_current_executor",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -127,6 +128,7 @@ class Rediq:
         self.schedules: dict[str, Schedule] = {}
         self._serializers: dict[str, Serializer] = {serializer_name: self.serializer}
         self._broker: Broker | None = None
+        self._broker_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<Rediq {self.redis_url!r} tasks={len(self.tasks)}>"
@@ -295,9 +297,19 @@ class Rediq:
                              namespace=self.namespace, enqueue_retry_s=self.enqueue_retry_s)
 
     def get_broker(self) -> Broker:
-        """The app's broker, built on first use from ``redis_url``."""
+        """The app's broker, built on first use from ``redis_url``.
+
+        A broker's connections belong to the event loop that opened them: used from
+        another loop (a second ``asyncio.run()``, a test framework's loop per test) the app
+        builds a fresh broker for it, so forgetting ``close()`` between loops does not
+        fail with "Event loop is closed"."""
+        loop = _running_loop()
+        if self._broker is not None and loop is not None and self._broker_loop is not None \
+                and loop is not self._broker_loop:
+            self._broker = None  # its connections belong to the other (maybe closed) loop
         if self._broker is None:
             self._broker = self.plugins.broker(self.broker_options)
+            self._broker_loop = loop
         return self._broker
 
     @property
@@ -330,8 +342,9 @@ class Rediq:
     async def close(self) -> None:
         """Close the broker's connections."""
         if self._broker is not None:
-            await self._broker.close()
-            self._broker = None
+            broker, self._broker = self._broker, None
+            if self._broker_loop in (None, _running_loop()):
+                await broker.close()
 
     # --- enqueueing -------------------------------------------------------------------
 
@@ -405,6 +418,13 @@ class Rediq:
         if record.state is not TaskState.SUCCEEDED or record.result is None:
             return None
         return self.serializer_for(record.serializer or self.serializer_name).loads(record.result)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _headers(call: TaskCall[Any]) -> dict[str, str]:
