@@ -12,6 +12,10 @@ from rediq_core import (
     MinuteCounts,
     QueueOverview,
     Rediq,
+    Retry,
+    RetryPolicy,
+    TaskCall,
+    TaskDefinition,
     TaskError,
     TaskHandle,
     TaskInfo,
@@ -27,6 +31,7 @@ from rediq_core import (
     current_task_result,
     current_task_retried,
     hookimpl,
+    lifespan,
     run_in_current_executor,
 )
 from rediq_core.errors import (
@@ -61,8 +66,12 @@ __all__ = [
     "Rediq",
     "RediqError",
     "ResultNotKeptError",
+    "Retry",
+    "RetryPolicy",
     "SerializationError",
+    "TaskCall",
     "TaskCancelledError",
+    "TaskDefinition",
     "TaskError",
     "TaskFailedError",
     "TaskHandle",
@@ -82,5 +91,6 @@ __all__ = [
     "current_task_result",
     "current_task_retried",
     "hookimpl",
+    "lifespan",
     "run_in_current_executor",
 ]

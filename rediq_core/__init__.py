@@ -19,8 +19,10 @@ from .control import Control
 from .handle import TaskHandle
 from .info import TaskInfo, WorkerInfo
 from .inspection import MinuteCounts, QueueOverview, TaskPage, WorkerStatus
+from .lifespan import lifespan
 from .message import TaskMessage
 from .plugins import hookimpl, make_plugin_host
+from .retry import Retry, RetryPolicy
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
 
@@ -35,6 +37,8 @@ __all__ = [
     "MinuteCounts",
     "QueueOverview",
     "Rediq",
+    "Retry",
+    "RetryPolicy",
     "Serializer",
     "TaskCall",
     "TaskDefinition",
@@ -54,6 +58,7 @@ __all__ = [
     "current_task_result",
     "current_task_retried",
     "hookimpl",
+    "lifespan",
     "make_plugin_host",
     "run_in_current_executor",
 ]

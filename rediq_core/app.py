@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, ParamSpec, TypeVar, overload
@@ -20,8 +22,9 @@ from .errors import (
 )
 from .handle import TaskHandle, raise_for_record
 from .message import TaskMessage, new_task_id
-from .options import TaskOptions, check_name
+from .options import TaskOptions, check_name, milliseconds, seconds
 from .plugins import PluginHost, make_plugin_host
+from .retry import RETRY_HEADER, RetryPolicy
 from .serializer import Serializer
 from .signing import MessageSigner
 from .task import TaskCall, TaskDefinition
@@ -125,6 +128,7 @@ class Rediq:
         self.schedules: dict[str, Schedule] = {}
         self._serializers: dict[str, Serializer] = {serializer_name: self.serializer}
         self._broker: Broker | None = None
+        self._broker_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<Rediq {self.redis_url!r} tasks={len(self.tasks)}>"
@@ -144,8 +148,9 @@ class Rediq:
         task_priority: int | None = None,
         task_queue: str | None = None,
         task_retries: int | None = None,
-        task_timeout: int | None = None,
-        result_ttl: int | None = None,
+        task_timeout: int | dt.timedelta | None = None,
+        result_ttl: int | dt.timedelta | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]: ...
 
     def task(
@@ -157,8 +162,9 @@ class Rediq:
         task_priority: int | None = None,
         task_queue: str | None = None,
         task_retries: int | None = None,
-        task_timeout: int | None = None,
-        result_ttl: int | None = None,
+        task_timeout: int | dt.timedelta | None = None,
+        result_ttl: int | dt.timedelta | None = None,
+        retry: RetryPolicy | None = None,
     ) -> TaskDefinition[P, R] | Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]:
         """Register a coroutine function as a task (bare ``@app.task`` or with options).
 
@@ -166,15 +172,20 @@ class Rediq:
         :param task_priority: lower runs first (default 0).
         :param task_queue: queue name (default ``"default"``).
         :param task_retries: retries after the first attempt (default 0).
-        :param task_timeout: milliseconds per attempt (default: none).
-        :param result_ttl: seconds to keep the result (default one day; 0 keeps nothing).
+        :param task_timeout: per attempt, in milliseconds or as a timedelta (default: none).
+        :param result_ttl: how long to keep the result, in seconds or as a timedelta
+            (default one day; 0 keeps nothing).
+        :param retry: which failures are retried, how often and after what delay
+            (:class:`~rediq_core.retry.RetryPolicy`; default: every exception, with the
+            worker's backoff, ``task_retries`` times).
         """
         options = self.default_options.merged(
+            retry=retry,
             priority=task_priority,
             queue=task_queue,
             retries=task_retries,
-            timeout_ms=task_timeout,
-            result_ttl_s=result_ttl,
+            timeout_ms=milliseconds(task_timeout),
+            result_ttl_s=seconds(result_ttl),
         )
 
         def decorate(func: Callable[P, Awaitable[R]]) -> TaskDefinition[P, R]:
@@ -286,9 +297,19 @@ class Rediq:
                              namespace=self.namespace, enqueue_retry_s=self.enqueue_retry_s)
 
     def get_broker(self) -> Broker:
-        """The app's broker, built on first use from ``redis_url``."""
+        """The app's broker, built on first use from ``redis_url``.
+
+        A broker's connections belong to the event loop that opened them: used from
+        another loop (a second ``asyncio.run()``, a test framework's loop per test) the app
+        builds a fresh broker for it, so forgetting ``close()`` between loops does not
+        fail with "Event loop is closed"."""
+        loop = _running_loop()
+        if self._broker is not None and loop is not None and self._broker_loop is not None \
+                and loop is not self._broker_loop:
+            self._broker = None  # its connections belong to the other (maybe closed) loop
         if self._broker is None:
             self._broker = self.plugins.broker(self.broker_options)
+            self._broker_loop = loop
         return self._broker
 
     @property
@@ -296,7 +317,7 @@ class Rediq:
         """The control API: inspect and operate queues, tasks and workers."""
         return Control(self.get_broker())
 
-    async def handle(self, task_id: str) -> TaskHandle:
+    async def handle(self, task_id: str) -> TaskHandle[Any]:
         """A handle for any existing task, found by its id alone (in whichever queue), so
         one process can await, inspect or cancel what another enqueued.
 
@@ -307,9 +328,13 @@ class Rediq:
         if record is None:
             raise TaskNotFoundError(f"no task {task_id} in any queue (or its result expired)")
         ttl = record.message.result_ttl_s if record.message else defaults.DEFAULT_RESULT_TTL_S
-        return TaskHandle(self, task_id, record.queue, accepted=True, result_ttl_s=ttl)
+        handle: TaskHandle[Any] = TaskHandle(self, task_id, record.queue, accepted=True,
+                                             result_ttl_s=ttl)
+        return handle
 
-    async def result(self, task_id: str, timeout: float | None = None) -> Any:
+    async def result(
+        self, task_id: str, timeout: float | dt.timedelta | None = None
+    ) -> Any:
         """Wait for the task with this id to end and return its result (see
         :meth:`TaskHandle.result` for the errors), wherever it was enqueued from."""
         return await (await self.handle(task_id)).result(timeout)
@@ -317,12 +342,13 @@ class Rediq:
     async def close(self) -> None:
         """Close the broker's connections."""
         if self._broker is not None:
-            await self._broker.close()
-            self._broker = None
+            broker, self._broker = self._broker, None
+            if self._broker_loop in (None, _running_loop()):
+                await broker.close()
 
     # --- enqueueing -------------------------------------------------------------------
 
-    def build_message(self, call: TaskCall) -> TaskMessage:
+    def build_message(self, call: TaskCall[Any]) -> TaskMessage:
         """Serialize a call into a message; raise :class:`SerializationError` at once."""
         options = call.resolved_options
         try:
@@ -344,12 +370,12 @@ class Rediq:
             timeout_ms=options.timeout_ms,
             result_ttl_s=options.result_ttl_s,
             groups=call.group_names,
-            headers=dict(call.headers),
+            headers=_headers(call),
             eta_ms=call.eta_ms,
             delay_ms=call.delay_ms,
         )
 
-    async def enqueue_many(self, calls: Sequence[TaskCall]) -> list[TaskHandle]:
+    async def enqueue_many(self, calls: Sequence[TaskCall[R]]) -> list[TaskHandle[R]]:
         """Publish several calls in one pipelined round trip; one handle per call."""
         for call in calls:
             if call.task.app is not self:
@@ -362,7 +388,7 @@ class Rediq:
         for message, outcome in zip(messages, outcomes, strict=True):
             await self.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
         return [
-            TaskHandle(self, m.id, m.queue, accepted=o.accepted,
+            TaskHandle[R](self, m.id, m.queue, accepted=o.accepted,
                        result_ttl_s=m.result_ttl_s if o.result_ttl_s is None else o.result_ttl_s)
             for m, o in zip(messages, outcomes, strict=True)
         ]
@@ -392,3 +418,20 @@ class Rediq:
         if record.state is not TaskState.SUCCEEDED or record.result is None:
             return None
         return self.serializer_for(record.serializer or self.serializer_name).loads(record.result)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _headers(call: TaskCall[Any]) -> dict[str, str]:
+    """The call's headers, plus its own retry policy if it has one (a task's policy is
+    known to the worker; a call's travels with the message)."""
+    headers = dict(call.headers)
+    policy = call.resolved_options.retry
+    if policy is not None and policy is not call.task.options.retry:
+        headers[RETRY_HEADER] = policy.to_header()
+    return headers

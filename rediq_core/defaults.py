@@ -32,7 +32,8 @@ MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 #: Redis URL of apps created without ``redis_url``.
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 
-#: Retry backoff: exponential (base * 2**retried), capped, with full jitter.
+#: Retry backoff of tasks without a RetryPolicy: exponential (base * 2**retried), capped,
+#: with "equal jitter": the delay d is drawn uniformly from [d/2, d] (JITTER False: exactly d).
 BACKOFF_BASE_MS: Final = 1_000
 BACKOFF_CAP_MS: Final = 5 * 60_000
 BACKOFF_JITTER: Final = True

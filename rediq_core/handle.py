@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from .broker import CancelOutcome, TaskRecord, TaskState
 from .errors import (
@@ -16,10 +17,15 @@ if TYPE_CHECKING:
 
 __all__ = ["TaskHandle"]
 
+R = TypeVar("R")
 
-class TaskHandle:
+
+class TaskHandle(Generic[R]):
     """A published task. ``accepted`` is False when an unfinished task with the same id
-    already existed (deduplication): the handle then follows that task."""
+    already existed (deduplication): the handle then follows that task.
+
+    ``R`` is the task's result type (``TaskHandle[Any]`` for a handle found by id alone
+    with :meth:`Rediq.handle <rediq_core.app.Rediq.handle>`)."""
 
     __slots__ = ("_app", "accepted", "id", "queue", "result_ttl_s")
 
@@ -54,11 +60,11 @@ class TaskHandle:
         """Remove the task if it has not started; ask its worker to cancel it if running."""
         return await self._app.get_broker().cancel(self.id, self.queue)
 
-    async def result(self, timeout: float | None = None) -> Any:
+    async def result(self, timeout: float | dt.timedelta | None = None) -> R:
         """Wait (blocking in Redis, no polling) for the task to end and return its result.
 
-        Raises :class:`TimeoutError` after ``timeout`` seconds, :class:`TaskFailedError`
-        if it failed, :class:`TaskCancelledError` if it was cancelled, and
+        Raises :class:`TimeoutError` after ``timeout`` (seconds or a timedelta),
+        :class:`TaskFailedError` if it failed, :class:`TaskCancelledError` if it was cancelled, and
         :class:`TaskNotFoundError` if the broker has no record of it (purged, deleted, or
         its result expired).
         """
@@ -67,10 +73,11 @@ class TaskHandle:
                 f"task {self.id} was enqueued with result_ttl=0, so its result is not kept;"
                 " enqueue it with a positive result_ttl to await it"
             )
-        record = await self._app.get_broker().wait_finished(self.id, self.queue, timeout)
+        timeout_s = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
+        record = await self._app.get_broker().wait_finished(self.id, self.queue, timeout_s)
         if record is None:
-            raise TimeoutError(f"task {self.id} did not finish within {timeout} s")
-        return self._app.decode_result(record)
+            raise TimeoutError(f"task {self.id} did not finish within {timeout_s} s")
+        return cast(R, self._app.decode_result(record))
 
 
 def raise_for_record(record: TaskRecord) -> None:

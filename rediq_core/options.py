@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import defaults
 from .errors import ConfigurationError
 
-__all__ = ["TaskOptions", "check_name", "check_queue"]
+if TYPE_CHECKING:
+    from .retry import RetryPolicy
+
+__all__ = ["TaskOptions", "check_name", "check_queue", "milliseconds", "seconds"]
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
@@ -27,6 +31,21 @@ def check_queue(value: Any, option: str = "task_queue") -> str:
 def check_name(value: Any, option: str = "task_name") -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 256:
         raise _fail(option, value, "a non-empty string of at most 256 characters")
+    return value
+
+
+def milliseconds(value: int | dt.timedelta | None) -> int | None:
+    """A duration given in milliseconds (an int, as ``task_timeout`` always took) or as a
+    :class:`~datetime.timedelta`, in whole milliseconds; None stays None."""
+    if isinstance(value, dt.timedelta):
+        return round(value.total_seconds() * 1000)
+    return value
+
+
+def seconds(value: int | dt.timedelta | None) -> int | None:
+    """A duration given in seconds (an int) or as a timedelta, in whole seconds."""
+    if isinstance(value, dt.timedelta):
+        return round(value.total_seconds())
     return value
 
 
@@ -48,6 +67,8 @@ class TaskOptions:
     retries: int = defaults.DEFAULT_RETRIES
     timeout_ms: int | None = defaults.DEFAULT_TIMEOUT_MS
     result_ttl_s: int = defaults.DEFAULT_RESULT_TTL_S
+    #: None: every ``Exception`` is retried with the worker's backoff.
+    retry: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
@@ -58,5 +79,15 @@ class TaskOptions:
         _check_int("result_ttl", self.result_ttl_s, 0)
 
     def merged(self, **changes: Any) -> TaskOptions:
-        """A copy with the non-None ``changes`` applied (and validated)."""
+        """A copy with the non-None ``changes`` applied (and validated). A ``retry``
+        policy that sets ``retries`` sets the task's retries, unless ``retries`` is given
+        too and differs (an error)."""
+        policy = changes.get("retry")
+        if policy is not None and policy.retries is not None:
+            given = changes.get("retries")
+            if given is not None and given != policy.retries:
+                raise ConfigurationError(
+                    f"retries={given} and retry=RetryPolicy(retries={policy.retries}) disagree;"
+                    " give the count once")
+            changes["retries"] = policy.retries
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

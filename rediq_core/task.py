@@ -10,11 +10,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .errors import ConfigurationError
-from .options import TaskOptions, check_name, check_queue
+from .options import TaskOptions, check_name, check_queue, milliseconds, seconds
 
 if TYPE_CHECKING:
     from .app import Rediq
     from .handle import TaskHandle
+    from .retry import RetryPolicy
 
 __all__ = ["TaskCall", "TaskDefinition"]
 
@@ -36,7 +37,7 @@ class TaskDefinition(Generic[P, R]):
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall[R]:
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -51,10 +52,14 @@ class TaskDefinition(Generic[P, R]):
 
 
 @dataclass(frozen=True, slots=True)
-class TaskCall:
-    """One call of a task, not yet published. Every method returns a new call."""
+class TaskCall(Generic[R]):
+    """One call of a task, not yet published. Every method returns a new call.
 
-    task: TaskDefinition[Any, Any]
+    ``R`` is the task's result type: ``await call.enqueue()`` gives a
+    :class:`TaskHandle[R] <rediq_core.handle.TaskHandle>` whose ``result()`` returns ``R``.
+    """
+
+    task: TaskDefinition[..., R]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     group_names: tuple[str, ...] = ()
@@ -64,7 +69,7 @@ class TaskCall:
     delay_ms: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
-    def groups(self, *names: str) -> TaskCall:
+    def groups(self, *names: str) -> TaskCall[R]:
         """Tag the call with groups (``current_task_groups()``; control API by group)."""
         for name in names:
             check_name(name, "group")
@@ -78,10 +83,11 @@ class TaskCall:
         delay: float | dt.timedelta | None = None,
         eta: dt.datetime | None = None,
         task_id: str | None = None,
-        result_ttl: int | None = None,
+        result_ttl: int | dt.timedelta | None = None,
         retries: int | None = None,
-        timeout: int | None = None,
-    ) -> TaskCall:
+        timeout: int | dt.timedelta | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> TaskCall[R]:
         """Override options for this call.
 
         :param delay: seconds (or a timedelta) to wait before the task is ready, counted
@@ -91,9 +97,13 @@ class TaskCall:
             compared with the broker's clock).
         :param task_id: an explicit id; enqueueing it again while the task is unfinished
             is a reported no-op (deduplication).
-        :param result_ttl: seconds to keep the result; 0 keeps nothing.
-        :param timeout: milliseconds, like ``task_timeout``.
+        :param result_ttl: seconds (or a timedelta) to keep the result; 0 keeps nothing.
+        :param timeout: milliseconds like ``task_timeout``, or a timedelta.
+        :param retry: a :class:`~rediq_core.retry.RetryPolicy` for this call (it travels
+            in the message, so its backoff must be ``"exponential"`` or ``"fixed"``).
         """
+        if retry is not None:
+            retry.to_header()  # a policy that cannot travel fails here, not at enqueue
         if queue is not None:
             check_queue(queue, "queue")
         if task_id is not None:
@@ -105,8 +115,9 @@ class TaskCall:
             priority=priority,
             queue=queue,
             retries=retries,
-            timeout_ms=timeout,
-            result_ttl_s=result_ttl,
+            timeout_ms=milliseconds(timeout),
+            result_ttl_s=seconds(result_ttl),
+            retry=retry,
         )
         timing = {}
         if eta is not None:
@@ -124,9 +135,9 @@ class TaskCall:
     def resolved_options(self) -> TaskOptions:
         return self.task_options or self.task.options
 
-    async def enqueue(self) -> TaskHandle:
+    async def enqueue(self) -> TaskHandle[R]:
         """Publish the call. Returns at once with a handle (``handle.hex()`` is the id)."""
-        handles = await self.task.app.enqueue_many([self])
+        handles: list[TaskHandle[R]] = await self.task.app.enqueue_many([self])
         return handles[0]
 
 

@@ -1,5 +1,5 @@
-"""Shared fixtures. The real-Redis fixtures come from rediq's own pytest plugin
-(``rediq_core.testing.pytest_plugin``: rediq_redis_server, rediq_redis_url, ...)."""
+"""Shared fixtures. The real-Redis fixtures come from rediq's opt-in pytest plugin
+(``-p rediq.testing`` in pyproject's addopts: rediq_redis_server, rediq_redis_url, ...)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any
 
 import rich_click as click
@@ -24,8 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["load_app", "redact_url", "worker"]
 
 
-def load_app(spec: str) -> Rediq:
-    """Import ``module:attribute`` (from the current directory); a one-line error if not."""
+def load_app(spec: str, *, full_traceback: bool = False) -> Rediq:
+    """Import ``module:attribute`` (from the current directory); a one-line error if not.
+
+    An exception raised by the module's own code is reported with the file, line and
+    source of the frame that raised it (printed on stderr), and with the whole traceback
+    when ``full_traceback`` (``--log-level debug``)."""
     from ..app import Rediq
 
     module_name, sep, attr = spec.partition(":")
@@ -36,14 +41,41 @@ def load_app(spec: str) -> Rediq:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
+        where = _report_import_error(module_name, exc, full_traceback)
         raise click.BadParameter(
-            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}{where}"
         ) from None
     app = getattr(module, attr, None)
     if not isinstance(app, Rediq):
         found = "nothing" if app is None else type(app).__name__
         raise click.BadParameter(f"{spec!r} is {found}, not a rediq.Rediq app")
     return app
+
+
+def _report_import_error(module_name: str, exc: Exception, full: bool) -> str:
+    """Print where the module's code failed (its last frame; with ``full`` the whole
+    traceback, importlib's frames left out) and return a short ``(file, line N)``."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
+        return ""  # the module itself is missing: nothing of the user's code ran
+    machinery = {__file__, importlib.__file__}
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if frame.filename not in machinery and not frame.filename.startswith("<frozen ")]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        filename, lineno, source = exc.filename, exc.lineno, (exc.text or "").strip()
+    elif frames:
+        filename, lineno = frames[-1].filename, frames[-1].lineno
+        source = frames[-1].line or ""
+    else:
+        return ""
+    if full:
+        click.echo("Traceback (most recent call last):\n"
+                   + "".join(traceback.format_list(frames))
+                   + "".join(traceback.format_exception_only(exc)), err=True, nl=False)
+    else:
+        click.echo(f'  File "{filename}", line {lineno}\n    {source}\n'
+                   f"  {type(exc).__name__}: {exc}  (--log-level debug for the traceback)",
+                   err=True)
+    return f" ({os.path.basename(filename)}, line {lineno})"
 
 
 def _banner(app: Rediq, worker: Worker) -> str:
@@ -136,7 +168,7 @@ def _run(app_spec: str, *, queue_names: tuple[str, ...], redis_url: str | None,
     from ..logs import setup_logging
     from ..worker import Worker, WorkerConfig
 
-    app = load_app(app_spec)
+    app = load_app(app_spec, full_traceback=log_level.lower() == "debug")
     if redis_url:
         app.redis_url = redis_url
     try:

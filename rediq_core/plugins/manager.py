@@ -70,7 +70,21 @@ def make_plugin_host(
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"{exc}; every hook implementation needs a rediq_* hook spec") from exc
+    _reject_registration_wrappers(pm)
     return PluginHost(pm, distributions)
+
+
+def _reject_registration_wrappers(pm: pluggy.PluginManager) -> None:
+    """A wrapper of a ``rediq_register_*`` hook would receive ``register`` and never call
+    it: refuse it when the manager is built, not silently at first use."""
+    for name in dir(pm.hook):
+        if not name.startswith("rediq_register_"):
+            continue
+        for impl in getattr(pm.hook, name).get_hookimpls():
+            if impl.wrapper or impl.hookwrapper:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} implements {name} as a wrapper;"
+                    " registration hooks take no wrappers (drop wrapper=/hookwrapper=)")
 
 
 def _register_builtin_defaults(pm: pluggy.PluginManager, distributions: dict[str, str]) -> None:

@@ -1,6 +1,7 @@
 """A test suite for any :class:`~rediq_core.broker.Broker` implementation.
 
-Subclass :class:`BrokerContract` in a test module of your plugin and provide a ``broker``
+Subclass :class:`BrokerContract` (or, for a broker without cron schedules,
+:class:`CoreBrokerContract`) in a test module of your plugin and provide a ``broker``
 fixture: an async fixture yielding a broker that is connected to a fresh, empty store
 (unique namespace) and uses the default protocol bounds (``MAX_DELIVERIES``)::
 
@@ -42,7 +43,7 @@ from rediq_core.errors import TaskNotFoundError
 from rediq_core.message import TaskMessage, new_task_id, now_ms
 from rediq_core.testing.cron_contract import CronContract
 
-__all__ = ["BrokerContract", "make_message"]
+__all__ = ["BrokerContract", "CoreBrokerContract", "make_message"]
 
 QUEUE = "contract"
 WORKER = "worker-1"
@@ -116,8 +117,10 @@ def lease(message: TaskMessage, delivery: int = 1) -> Lease:
     return Lease(message.id, delivery)
 
 
-class BrokerContract(CronContract):
-    """The behaviour every broker must show. Subclasses provide the ``broker`` fixture."""
+class CoreBrokerContract:
+    """The behaviour every broker must show (producing, consuming, results, control and
+    the worker registry). Subclasses provide the ``broker`` fixture. A broker without cron
+    support (``memory://``) runs this class; one with it runs :class:`BrokerContract`."""
 
     @pytest.fixture
     def measure(self, record_property: Record) -> Record:
@@ -694,6 +697,10 @@ class BrokerContract(CronContract):
         assert 0 <= found["w-1"].heartbeat_age_s < 5
         await broker.unregister_worker("w-1")
         assert "w-1" not in {w.id for w in await broker.workers()}
+
+
+class BrokerContract(CoreBrokerContract, CronContract):
+    """The whole contract: :class:`CoreBrokerContract` plus cron schedules."""
 
 
 async def _announce(broker: Broker, stream: AsyncIterator[str], task_id: str) -> float:

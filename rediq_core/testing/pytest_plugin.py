@@ -1,4 +1,6 @@
-"""pytest fixtures for code that uses rediq (entry point ``pytest11: rediq``).
+"""pytest fixtures for code that uses rediq: opt in with ``pytest -p rediq.testing`` (or
+``addopts = "-p rediq.testing"``, or ``pytest_plugins = ["rediq.testing"]`` in a
+top-level ``conftest.py``); installing rediq registers nothing in other projects' runs.
 
 ``rediq_redis_url`` gives each test a URL of a session-wide throwaway redis-server, and
 ``rediq_namespace`` a key namespace of its own, so tests never see each other's keys.

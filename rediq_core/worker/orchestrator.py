@@ -80,6 +80,8 @@ class Worker:
         self._announced: dict[str, float] = {}
         self.settler: CountingSettler | None = None
         self.started_at_ms = now_ms()
+        #: Set once the worker consumes its queues (``rediq.testing.run_worker`` waits for it).
+        self.ready = asyncio.Event()
 
     # --- control ------------------------------------------------------------------------
 
@@ -197,6 +199,7 @@ class Worker:
         cron = self._supervised(CronScheduler(self.app, broker, self.queues).run, "cron",
                                 may_end=True)  # it ends at once without schedules
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
+        self.ready.set()
         self._maybe_check_burst(broker)
         await self._stop.wait()
         cron.cancel()  # no new ticks once stopping; other workers fire them

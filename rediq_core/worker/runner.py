@@ -18,6 +18,7 @@ from ..broker import Delivery, Lease, Settlement, TaskError
 from ..errors import RediqError, SerializationError, TaskCancelledError
 from ..info import TaskInfo
 from ..logs import task_extra
+from ..retry import RETRY_HEADER, Retry, RetryPolicy
 from ..signing import InvalidSignatureError
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ class Prepared:
     definition: TaskDefinition[Any, Any]
     serializer: Serializer
     info: TaskInfo
+    #: The call's or the task's policy; None: every Exception, with the worker's backoff.
+    policy: RetryPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +142,8 @@ class TaskRunner:
             raise InvalidTaskError(
                 f"arguments do not match {message.name}{definition.signature}: {exc}"
             ) from None
-        return Prepared(definition, serializer, self._info(delivery, args, kwargs))
+        return Prepared(definition, serializer, self._info(delivery, args, kwargs),
+                        _policy(definition, message.headers))
 
     def _info(self, delivery: Delivery, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskInfo:
         m = delivery.message
@@ -190,8 +194,10 @@ class TaskRunner:
                 return
         assert outcome.error is not None
         error = outcome.error
-        if outcome.retryable and delivery.retried < m.max_retries:
-            delay = self.backoff.delay_ms(delivery.retried)
+        retryable = outcome.retryable and (prepared.policy is None
+                                           or prepared.policy.retries_error(error))
+        if retryable and delivery.retried < m.max_retries:
+            delay = self._retry_delay_ms(prepared.policy, delivery.retried, error)
             retry = self._settlement(delivery, error=task_error(error), retry_delay_ms=delay)
             if await self._settle(delivery, retry):
                 log.warning("attempt %d of %d failed (%s: %s); retrying in %d ms",
@@ -203,6 +209,16 @@ class TaskRunner:
                       exc_info=None if isinstance(error, TaskCancelledError) else error,
                       extra=task_extra(m.id, m.name))
             await self.events.task_event("after_task_failure", info, exception=error)
+
+    def _retry_delay_ms(self, policy: RetryPolicy | None, retried: int,
+                        error: BaseException) -> int:
+        if isinstance(error, Retry) and error.delay_ms is not None:
+            return error.delay_ms
+        if policy is None:
+            return self.backoff.delay_ms(retried)
+        return policy.delay_ms(retried, base_ms=self.backoff.base_ms,
+                               cap_ms=self.backoff.cap_ms,
+                               jitter=0.5 if self.backoff.jitter else 0.0)
 
     async def _settle(self, delivery: Delivery, settlement: Settlement) -> bool:
         m = delivery.message
@@ -218,6 +234,17 @@ class TaskRunner:
         m = delivery.message
         log.error("dead-lettered, the task cannot run: %s", exc, extra=task_extra(m.id, m.name))
         await self._settle(delivery, self._settlement(delivery, error=task_error(exc)))
+
+
+def _policy(definition: TaskDefinition[Any, Any], headers: dict[str, str]) -> RetryPolicy | None:
+    """The call's own policy (from its header) or else the task's."""
+    text = headers.get(RETRY_HEADER)
+    if text is None:
+        return definition.options.retry
+    try:
+        return RetryPolicy.from_header(text)
+    except Exception as exc:
+        raise InvalidTaskError(f"unreadable {RETRY_HEADER} header: {exc}") from None
 
 
 async def _call(prepared: Prepared) -> Any:

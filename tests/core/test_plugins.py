@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +185,60 @@ def test_plugin_commands_are_registered_and_clashes_named() -> None:
     clash = make_plugin_host(plugins=[plugin_with("audit"), plugin_with("audit")])
     with pytest.raises(PluginNameClash, match="command 'audit' is registered by both plugin"):
         clash.commands()
+
+
+def _message() -> TaskMessage:
+    return TaskMessage(id="1", name="t", queue="q", payload=b"", serializer="json",
+                       priority=0, max_retries=0, timeout_ms=None, result_ttl_s=0)
+
+
+async def test_event_wrappers_run_around_the_listeners_in_pluggy_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[object] = []
+
+    class Listener:
+        @hookimpl
+        async def rediq_before_task_enqueue(self, message: TaskMessage) -> None:
+            calls.append("listener")
+
+    class Outer:
+        @hookimpl(wrapper=True, tryfirst=True)
+        def rediq_before_task_enqueue(self, message: TaskMessage) -> Generator[None, object, None]:
+            calls.append("outer before")
+            results = yield
+            calls.append(("outer after", results))
+            message.headers["outer"] = "1"
+
+    class Inner:
+        @hookimpl(wrapper=True)
+        def rediq_before_task_enqueue(self, message: TaskMessage) -> Generator[None, object, None]:
+            calls.append("inner before")
+            yield
+            calls.append("inner after")
+            raise RuntimeError("inner wrapper bug")  # logged, isolated like a listener's
+
+    class OldStyle:
+        @hookimpl(hookwrapper=True)
+        def rediq_before_task_enqueue(self, message: TaskMessage) -> Generator[None, object, None]:
+            outcome = yield
+            calls.append(("old style", type(outcome).__name__))
+
+    host = make_plugin_host(plugins=[Listener(), Inner(), Outer(), OldStyle()])
+    message = _message()
+    await host.notify("rediq_before_task_enqueue", message=message)
+    assert calls[0] == "outer before" and calls[-1] == ("outer after", [])
+    assert calls.index("inner before") < calls.index("listener") < calls.index("inner after")
+    assert ("old style", "Result") in calls
+    assert message.headers == {"outer": "1"}
+    assert "inner wrapper bug" in caplog.text
+
+
+def test_wrappers_of_registration_hooks_are_rejected() -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def rediq_register_serializers(self, register: object) -> Generator[None, None, None]:
+            yield
+
+    with pytest.raises(PluginError, match="implements rediq_register_serializers as a wrapper"):
+        make_plugin_host(plugins=[Wrapping()])

@@ -188,3 +188,15 @@ def test_unknown_broker_scheme(plugin_host: PluginHost) -> None:
                                 r" redis\+sentinel, rediss, rediss\+cluster, rediss\+sentinel, unix"
     ):
         app.get_broker()
+
+
+def test_durations_accept_timedelta(app: Rediq) -> None:
+    @app.task(task_timeout=dt.timedelta(seconds=2.5), result_ttl=dt.timedelta(hours=1))
+    async def t() -> None: ...
+
+    assert t.options.timeout_ms == 2_500 and t.options.result_ttl_s == 3_600
+    call = t().options(timeout=dt.timedelta(milliseconds=40), result_ttl=dt.timedelta(0),
+                       delay=dt.timedelta(minutes=1))
+    options = call.resolved_options
+    assert options.timeout_ms == 40 and options.result_ttl_s == 0 and call.delay_ms == 60_000
+    assert t().options(timeout=700, result_ttl=5).resolved_options.timeout_ms == 700

@@ -78,3 +78,30 @@ async def test_reload_restarts_the_worker_on_code_changes(harness: Harness) -> N
     assert await (await m.mul(6, 7).enqueue()).result(timeout=10) == 42
     worker.signal(signal.SIGTERM)  # the supervisor stops the worker gracefully
     assert worker.wait_exit(30) == 0
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_error_while_importing_the_app_names_file_and_line(harness: Harness,
+                                                              debug: bool) -> None:
+    (harness.dir / "helpers.py").write_text("def settings():\n    return {}['missing_key']\n")
+    (harness.dir / "broken.py").write_text(
+        "from rediq import Rediq\nimport helpers\n\napp = Rediq()\nCONFIG = helpers.settings()\n")
+    (harness.dir / "typo.py").write_text("from rediq import Rediq\napp = Rediq(\n")
+    options = ["--log-level", "debug"] if debug else []
+    done = subprocess.run([*CLI, "worker", "broken:app", *options], cwd=harness.dir,
+                          env=harness.env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "cannot import module 'broken': KeyError: 'missing_key'" in done.stderr
+    assert f'File "{harness.dir / "helpers.py"}", line 2' in done.stderr
+    assert "return {}['missing_key']" in done.stderr
+    if debug:  # the whole chain, from the user's module down, without importlib frames
+        assert "Traceback (most recent call last)" in done.stderr
+        assert f'File "{harness.dir / "broken.py"}", line 5, in <module>' in done.stderr
+        assert "frozen importlib" not in done.stderr
+    else:
+        assert "Traceback" not in done.stderr and "--log-level debug" in done.stderr
+
+    syntax = subprocess.run([*CLI, "worker", "typo:app", *options], cwd=harness.dir,
+                            env=harness.env, capture_output=True, text=True, timeout=30)
+    assert syntax.returncode == 2
+    assert "SyntaxError" in syntax.stderr and f'{harness.dir / "typo.py"}' in syntax.stderr

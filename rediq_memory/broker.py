@@ -1,0 +1,321 @@
+"""``MemoryBroker``: producing, consuming, leases, settlement and results in memory.
+
+The control API's operations (listing, purging, pausing, the worker registry) live in
+:mod:`rediq_memory.operate`. Cron schedules are not supported (the ``cron_*`` methods
+raise ``NotImplementedError``: a worker logs that its schedules will not fire).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from rediq_core import defaults
+from rediq_core.broker import (
+    BrokerOptions,
+    CancelOutcome,
+    Delivery,
+    EnqueueOutcome,
+    FetchBatch,
+    Lease,
+    Settlement,
+    TaskError,
+    TaskRecord,
+    TaskState,
+)
+from rediq_core.errors import TaskNotFoundError
+from rediq_core.message import TaskMessage, now_ms
+
+from .operate import OperateMixin
+from .store import QueueState, TaskEntry, sleep_until_change, store_for
+
+__all__ = ["MemoryBroker"]
+
+LOST_REASON = (f"lost its lease {defaults.MAX_DELIVERIES} times: its worker died or stalled"
+               " while running it each time")
+
+
+class MemoryBroker(OperateMixin):
+    """An in-process broker for tests and notebooks (URL ``memory://`` or
+    ``memory://name``). Every broker of one process with the same URL and namespace sees
+    the same queues; nothing outlives the process."""
+
+    def __init__(self, options: BrokerOptions) -> None:
+        self.url = options.url
+        self.namespace = options.namespace
+        self.store = store_for(options.url, options.namespace)
+
+    async def close(self) -> None:
+        """Nothing to release: the store stays for the other brokers of the process."""
+
+    # --- producer ---------------------------------------------------------------------
+
+    async def enqueue(self, messages: Sequence[TaskMessage]) -> list[EnqueueOutcome]:
+        outcomes = []
+        with self.store.lock:
+            now = now_ms()
+            for message in messages:
+                q = self.store.queue(message.queue)
+                self.maintain(q, now)
+                old = q.tasks.get(message.id)
+                if old is not None and old.state.unfinished:
+                    outcomes.append(EnqueueOutcome(message.id, False, old.state,
+                                                   old.message.result_ttl_s))
+                    continue
+                entry = TaskEntry(message, TaskState.PENDING, self.store.next_seq())
+                due = message.eta_ms if message.eta_ms is not None else (
+                    now + message.delay_ms if message.delay_ms else None)
+                if due is not None and due > now:
+                    entry.state, entry.due_ms = TaskState.SCHEDULED, due
+                q.tasks[message.id] = entry
+                q.count("enqueued")
+                outcomes.append(EnqueueOutcome(message.id, True, entry.state))
+            self.store.changed()
+        return outcomes
+
+    # --- worker -----------------------------------------------------------------------
+
+    async def fetch(self, queue: str, *, worker_id: str, limit: int, lease_ms: int) -> FetchBatch:
+        while True:
+            with self.store.lock:
+                now = now_ms()
+                q = self.store.queues.get(queue) or QueueState(queue)
+                self.maintain(q, now)
+                deliveries = [] if q.paused else self._claim(q, worker_id, limit, lease_ms, now)
+                if deliveries:
+                    self.store.changed()
+                    return FetchBatch(deliveries)
+                deadline = self._next_deadline(q)
+                future = self.store.waiter()
+            timeout = None if deadline is None else max(0.0, (deadline - now_ms()) / 1000)
+            await sleep_until_change(self.store, future, timeout)
+
+    def _claim(self, q: QueueState, worker_id: str, limit: int, lease_ms: int,
+               now: int) -> list[Delivery]:
+        ready = sorted(q.in_state(TaskState.PENDING), key=lambda t: (t.message.priority, t.seq))
+        deliveries = []
+        for entry in ready[:limit]:
+            entry.state, entry.worker = TaskState.ACTIVE, worker_id
+            entry.deliveries += 1
+            entry.lease_deadline_ms, entry.started_at_ms = now + lease_ms, now
+            deliveries.append(Delivery(entry.message, entry.retried, entry.deliveries,
+                                       now + lease_ms, entry.lost))
+        return deliveries
+
+    @staticmethod
+    def _next_deadline(q: QueueState) -> int | None:
+        times = [t.due_ms for t in q.tasks.values()
+                 if t.state is TaskState.SCHEDULED and t.due_ms is not None]
+        times += [t.lease_deadline_ms for t in q.tasks.values()
+                  if t.state is TaskState.ACTIVE and t.lease_deadline_ms is not None]
+        return min(times, default=None)
+
+    def maintain(self, q: QueueState, now: int) -> None:
+        """Promote due scheduled tasks, finish expired leases, drop expired results."""
+        changed = False
+        for entry in sorted(q.tasks.values(), key=lambda t: (t.due_ms or 0, t.seq)):
+            if entry.state is TaskState.SCHEDULED and entry.due_ms is not None \
+                    and entry.due_ms <= now:
+                entry.state, entry.due_ms, entry.seq = TaskState.PENDING, None, \
+                    self.store.next_seq()
+                changed = True
+            elif entry.state is TaskState.ACTIVE and entry.lease_deadline_ms is not None \
+                    and entry.lease_deadline_ms <= now:
+                self._lease_expired(q, entry, now)
+                changed = True
+        for task_id in [i for i, t in q.tasks.items()
+                        if t.expires_at_ms is not None and t.expires_at_ms <= now]:
+            del q.tasks[task_id]
+            q.dead_order.pop(task_id, None)
+        if changed:
+            self.store.changed()
+
+    def _lease_expired(self, q: QueueState, entry: TaskEntry, now: int) -> None:
+        entry.lost += 1
+        entry.worker, entry.lease_deadline_ms = None, None
+        if entry.cancel_requested:
+            self.finish(q, entry, TaskState.CANCELLED, now)
+        elif entry.lost >= defaults.MAX_DELIVERIES:
+            self.dead_letter(q, entry, TaskError("LeaseExpiredError", LOST_REASON), now)
+        else:
+            entry.state, entry.seq = TaskState.PENDING, self.store.next_seq()
+
+    def finish(self, q: QueueState, entry: TaskEntry, state: TaskState, now: int) -> None:
+        entry.state, entry.finished_at_ms = state, now
+        entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
+        ttl_s = entry.message.result_ttl_s
+        if ttl_s == 0:
+            del q.tasks[entry.message.id]
+        else:
+            entry.expires_at_ms = now + ttl_s * 1000
+
+    def dead_letter(self, q: QueueState, entry: TaskEntry, error: TaskError, now: int) -> None:
+        entry.state, entry.error, entry.finished_at_ms = TaskState.FAILED, error, now
+        entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
+        entry.expires_at_ms = now + defaults.DEAD_LETTER_TTL_S * 1000
+        q.dead_order[entry.message.id] = self.store.next_seq()
+        q.count("failed")
+        while len(q.dead_order) > defaults.DEAD_LETTER_MAX:
+            oldest = min(q.dead_order, key=q.dead_order.__getitem__)
+            del q.dead_order[oldest]
+            q.tasks.pop(oldest, None)
+
+    def held(self, q: QueueState | None, worker_id: str, lease: Lease) -> TaskEntry | None:
+        entry = q.tasks.get(lease.task_id) if q else None
+        if (entry is None or entry.state is not TaskState.ACTIVE or entry.worker != worker_id
+                or entry.deliveries != lease.delivery):
+            return None
+        return entry
+
+    async def extend_leases(
+        self, worker_id: str, leases: Mapping[str, Sequence[Lease]], lease_ms: int
+    ) -> set[Lease]:
+        stop = set()
+        with self.store.lock:
+            now = now_ms()
+            for queue, held in leases.items():
+                q = self.store.queues.get(queue)
+                for lease in held:
+                    entry = self.held(q, worker_id, lease)
+                    if entry is None or entry.cancel_requested:
+                        stop.add(lease)
+                    else:
+                        entry.lease_deadline_ms = now + lease_ms
+        return stop
+
+    async def settle(self, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]:
+        answers = []
+        with self.store.lock:
+            now = now_ms()
+            self.store.settled = {k: v for k, v in self.store.settled.items() if v[1] > now}
+            for s in settlements:
+                if s.key in self.store.settled:
+                    answers.append(self.store.settled[s.key][0])
+                    continue
+                answer = self._settle_one(worker_id, s, now)
+                self.store.settled[s.key] = (answer, now + defaults.REPLAY_WINDOW_MS)
+                answers.append(answer)
+            self.store.changed()
+        return answers
+
+    def _settle_one(self, worker_id: str, s: Settlement, now: int) -> bool:
+        q = self.store.queues.get(s.queue)
+        entry = q.tasks.get(s.task_id) if q else None
+        if q is None or entry is None or entry.state is not TaskState.ACTIVE \
+                or entry.worker != worker_id \
+                or (s.delivery is not None and s.delivery != entry.deliveries):
+            return False
+        if s.error is None:
+            entry.result = s.result
+            q.count("succeeded")
+            self.finish(q, entry, TaskState.SUCCEEDED, now)
+        elif entry.cancel_requested:
+            entry.error = s.error
+            self.finish(q, entry, TaskState.CANCELLED, now)
+        elif s.retry_delay_ms is not None:
+            entry.state, entry.error, entry.retried = TaskState.SCHEDULED, s.error, \
+                entry.retried + 1
+            entry.due_ms, entry.worker, entry.lease_deadline_ms = now + s.retry_delay_ms, \
+                None, None
+            q.count("retried")
+        else:
+            self.dead_letter(q, entry, s.error, now)
+        return True
+
+    async def release(self, worker_id: str, leases: Mapping[str, Sequence[Lease]]) -> int:
+        released = 0
+        with self.store.lock:
+            for queue, held in leases.items():
+                q = self.store.queues.get(queue)
+                for lease in held:
+                    entry = self.held(q, worker_id, lease)
+                    if entry is not None:
+                        entry.state, entry.worker, entry.lease_deadline_ms = \
+                            TaskState.PENDING, None, None
+                        entry.seq = self.store.next_seq()
+                        released += 1
+            self.store.changed()
+        return released
+
+    async def cancellations(self) -> AsyncIterator[str]:
+        with self.store.lock:
+            seen = len(self.store.cancellations)
+        while True:
+            with self.store.lock:
+                fresh = self.store.cancellations[seen:]
+                seen += len(fresh)
+                future = None if fresh else self.store.waiter()
+            for task_id in fresh:
+                yield task_id
+            if future is not None:
+                await sleep_until_change(self.store, future, None)
+
+    # --- results ----------------------------------------------------------------------
+
+    def find(self, task_id: str, queue: str | None) -> tuple[QueueState, TaskEntry] | None:
+        names = [queue] if queue is not None else list(self.store.queues)
+        now = now_ms()
+        for name in names:
+            q = self.store.queues.get(name)
+            if q is None:
+                continue
+            self.maintain(q, now)
+            if task_id in q.tasks:
+                return q, q.tasks[task_id]
+        return None
+
+    async def get_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
+        with self.store.lock:
+            found = self.find(task_id, queue)
+            return record_of(found[0], found[1]) if found else None
+
+    async def wait_finished(
+        self, task_id: str, queue: str, timeout_s: float | None
+    ) -> TaskRecord | None:
+        deadline = None if timeout_s is None else now_ms() + timeout_s * 1000
+        while True:
+            with self.store.lock:
+                found = self.find(task_id, queue)
+                if found is None:
+                    raise TaskNotFoundError(f"no task {task_id} in queue {queue!r}")
+                if not found[1].state.unfinished:
+                    return record_of(*found)
+                q = found[0]
+                wake = [t for t in (deadline, self._next_deadline(q)) if t is not None]
+                future = self.store.waiter()
+            if deadline is not None and now_ms() >= deadline:
+                self.store.forget(future)
+                return None
+            timeout = max(0.0, (min(wake) - now_ms()) / 1000) if wake else None
+            await sleep_until_change(self.store, future, timeout)
+
+    async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:
+        with self.store.lock:
+            found = self.find(task_id, queue)
+            outcome = self.cancel_found(found)
+            self.store.changed()
+            return outcome
+
+    def cancel_found(self, found: tuple[QueueState, TaskEntry] | None) -> CancelOutcome:
+        if found is None:
+            return CancelOutcome.NOT_FOUND
+        q, entry = found
+        if entry.state in (TaskState.PENDING, TaskState.SCHEDULED):
+            self.finish(q, entry, TaskState.CANCELLED, now_ms())
+            return CancelOutcome.CANCELLED
+        if entry.state is TaskState.ACTIVE:
+            entry.cancel_requested = True
+            self.store.cancellations.append(entry.message.id)
+            return CancelOutcome.REQUESTED
+        return CancelOutcome.FINISHED
+
+
+def record_of(q: QueueState, entry: TaskEntry) -> TaskRecord:
+    m = entry.message
+    return TaskRecord(
+        id=m.id, queue=q.name, state=entry.state, message=m, retried=entry.retried,
+        deliveries=entry.deliveries, worker=entry.worker, result=entry.result,
+        error=entry.error, serializer=m.serializer, finished_at_ms=entry.finished_at_ms,
+        name=m.name, priority=m.priority, groups=m.groups, enqueued_at_ms=m.enqueued_at_ms,
+        started_at_ms=entry.started_at_ms, due_at_ms=entry.due_ms,
+        lease_deadline_ms=entry.lease_deadline_ms,
+    )

@@ -1,0 +1,249 @@
+"""The control API's side of ``memory://``: inspection, bulk operations, pause, the
+worker registry and stop requests."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+
+from rediq_core.broker import (
+    Broker,
+    CancelOutcome,
+    QueueStats,
+    TaskRecord,
+    TaskState,
+    WorkerRecord,
+)
+from rediq_core.inspection import MinuteCounts, QueueOverview, TaskPage
+from rediq_core.message import now_ms
+
+from .store import QueueState, Store, TaskEntry, sleep_until_change
+
+__all__ = ["OperateMixin"]
+
+LISTABLE = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.FAILED)
+PURGEABLE = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.FAILED)
+
+
+def _order(q: QueueState, t: TaskEntry, state: TaskState) -> tuple[int, int]:
+    """Pending in run order, scheduled by due time, active by lease deadline, dead letters
+    newest first."""
+    if state is TaskState.PENDING:
+        return (t.message.priority, t.seq)
+    if state is TaskState.SCHEDULED:
+        return (t.due_ms or 0, t.seq)
+    if state is TaskState.ACTIVE:
+        return (t.lease_deadline_ms or 0, t.seq)
+    return (-q.dead_order.get(t.message.id, 0), 0)
+
+
+class OperateMixin(Broker):
+    """Implemented over the store and the helpers :class:`MemoryBroker` provides."""
+
+    store: Store
+
+    def maintain(self, q: QueueState, now: int) -> None:
+        raise NotImplementedError
+
+    def find(self, task_id: str, queue: str | None) -> tuple[QueueState, TaskEntry] | None:
+        raise NotImplementedError
+
+    def cancel_found(self, found: tuple[QueueState, TaskEntry] | None) -> CancelOutcome:
+        raise NotImplementedError
+
+    def _queues(self, queue: str | None) -> list[QueueState]:
+        names = [queue] if queue is not None else list(self.store.queues)
+        found = [self.store.queues[n] for n in names if n in self.store.queues]
+        now = now_ms()
+        for q in found:
+            self.maintain(q, now)
+        return found
+
+    def _remove(self, q: QueueState, task_ids: Sequence[str]) -> int:
+        removed = 0
+        for task_id in task_ids:
+            if q.tasks.pop(task_id, None) is not None:
+                q.dead_order.pop(task_id, None)
+                removed += 1
+        self.store.changed()
+        return removed
+
+    # --- results and control ----------------------------------------------------------
+
+    async def delete(self, task_id: str, queue: str | None = None) -> bool:
+        with self.store.lock:
+            found = self.find(task_id, queue)
+            if found is None or found[1].state is TaskState.ACTIVE:
+                return False
+            return self._remove(found[0], [task_id]) == 1
+
+    async def purge(self, queue: str) -> int:
+        return await self.purge_tasks(queue, [TaskState.PENDING, TaskState.SCHEDULED])
+
+    async def requeue_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
+        with self.store.lock:
+            requeued = 0
+            for q in self._queues(queue):
+                for task_id in list(q.dead_order if task_ids is None else task_ids):
+                    entry = q.tasks.get(task_id)
+                    if entry is None or task_id not in q.dead_order:
+                        continue
+                    del q.dead_order[task_id]
+                    entry.state, entry.seq = TaskState.PENDING, self.store.next_seq()
+                    entry.retried = entry.lost = 0
+                    entry.error = entry.finished_at_ms = entry.expires_at_ms = None
+                    requeued += 1
+            self.store.changed()
+            return requeued
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[TaskRecord]:
+        return (await self.list_tasks(queue, TaskState.FAILED, limit=limit)).tasks
+
+    async def queues(self) -> list[str]:
+        with self.store.lock:
+            return sorted(self.store.queues)
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        with self.store.lock:
+            q = (self._queues(queue) or [QueueState(queue)])[0]
+            counts = {s: len(q.in_state(s)) for s in LISTABLE}
+            return QueueStats(
+                queue, counts[TaskState.PENDING], counts[TaskState.SCHEDULED],
+                counts[TaskState.ACTIVE], len(q.dead_order), q.totals["enqueued"],
+                q.totals["succeeded"], q.totals["failed"], q.totals["retried"])
+
+    # --- operating --------------------------------------------------------------------
+
+    async def list_tasks(
+        self, queue: str, state: TaskState, *, limit: int = 100, cursor: str | None = None
+    ) -> TaskPage:
+        from .broker import record_of
+
+        if state not in LISTABLE:
+            raise ValueError(f"cannot list {state} tasks; listable: pending, scheduled,"
+                             " active, failed")
+        with self.store.lock:
+            found = self._queues(queue)
+            if not found:
+                return TaskPage([])
+            q = found[0]
+            entries = q.in_state(state)
+            entries.sort(key=lambda t: _order(q, t, state))
+            start = int(cursor or 0)
+            page = entries[start:start + limit]
+            more = start + limit < len(entries)
+            return TaskPage([record_of(q, e) for e in page],
+                            str(start + limit) if more else None)
+
+    async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
+        with self.store.lock:
+            outcomes = {}
+            for q in self._queues(queue):
+                for entry in list(q.tasks.values()):
+                    if group in entry.message.groups and entry.state.unfinished:
+                        outcomes[entry.message.id] = self.cancel_found((q, entry))
+            self.store.changed()
+            return outcomes
+
+    async def delete_group(self, group: str, queue: str | None = None) -> int:
+        with self.store.lock:
+            return sum(self._remove(q, [i for i, t in q.tasks.items()
+                                        if group in t.message.groups
+                                        and t.state in PURGEABLE])
+                       for q in self._queues(queue))
+
+    async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:
+        if not set(states) <= set(PURGEABLE):
+            raise ValueError("only pending, scheduled and failed tasks can be purged")
+        with self.store.lock:
+            return sum(self._remove(q, [i for i, t in q.tasks.items() if t.state in states
+                                        and (t.state is not TaskState.FAILED
+                                             or i in q.dead_order)])
+                       for q in self._queues(queue))
+
+    async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
+        with self.store.lock:
+            return sum(self._remove(q, [i for i in (task_ids or list(q.dead_order))
+                                        if i in q.dead_order])
+                       for q in self._queues(queue))
+
+    async def queue_overview(self, queue: str, minutes: int = 15) -> QueueOverview:
+        stats = await self.queue_stats(queue)
+        with self.store.lock:
+            q = (self._queues(queue) or [QueueState(queue)])[0]
+            now = now_ms()
+            pending = q.in_state(TaskState.PENDING)
+            oldest = min((t.message.enqueued_at_ms for t in pending), default=None)
+            current = now // 60_000 * 60_000
+            empty: Counter[str] = Counter()
+            buckets = tuple(
+                MinuteCounts(m, **{k: q.minutes.get(m, empty)[k] for k in
+                                   ("enqueued", "succeeded", "failed", "retried")})
+                for m in range(current - (minutes - 1) * 60_000, current + 1, 60_000))
+            return QueueOverview(
+                name=queue, paused=q.paused, pending=stats.pending, scheduled=stats.scheduled,
+                active=stats.active, dead=stats.dead,
+                oldest_pending_age_s=None if oldest is None else max(0, now - oldest) / 1000,
+                totals={k: q.totals[k] for k in ("enqueued", "succeeded", "failed", "retried")},
+                minutes=buckets)
+
+    async def pause(self, queue: str) -> bool:
+        return self._set_paused(queue, True)
+
+    async def resume(self, queue: str) -> bool:
+        return self._set_paused(queue, False)
+
+    def _set_paused(self, queue: str, paused: bool) -> bool:
+        with self.store.lock:
+            q = self.store.queue(queue)
+            if q.paused == paused:
+                return False
+            q.paused = paused
+            self.store.changed()
+            return True
+
+    async def stop_workers(self, worker_ids: Sequence[str]) -> int:
+        with self.store.lock:
+            self._expire_workers()
+            known = [w for w in worker_ids if w in self.store.workers]
+            for worker_id in known:
+                self.store.stop_requests[worker_id] += 1
+            self.store.changed()
+            return len(known)
+
+    async def stop_requests(self, worker_id: str) -> AsyncIterator[None]:
+        seen = 0
+        while True:
+            with self.store.lock:
+                fresh = self.store.stop_requests[worker_id] - seen
+                seen += fresh
+                future = None if fresh else self.store.waiter()
+            for _ in range(fresh):
+                yield None
+            if future is not None:
+                await sleep_until_change(self.store, future, None)
+
+    # --- worker registry --------------------------------------------------------------
+
+    def _expire_workers(self) -> None:
+        now = time.monotonic()
+        for worker_id in [i for i, (_, beat, ttl) in self.store.workers.items()
+                          if now - beat > ttl]:
+            del self.store.workers[worker_id]
+
+    async def heartbeat(self, worker: WorkerRecord, ttl_s: int) -> None:
+        with self.store.lock:
+            self.store.workers[worker.id] = (worker, time.monotonic(), ttl_s)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        with self.store.lock:
+            self.store.workers.pop(worker_id, None)
+            self.store.stop_requests.pop(worker_id, None)
+
+    async def workers(self) -> list[WorkerRecord]:
+        with self.store.lock:
+            self._expire_workers()
+            now = time.monotonic()
+            return [WorkerRecord(r.id, r.name, r.queues, round(now - beat, 3), r.info)
+                    for r, beat, _ in self.store.workers.values()]

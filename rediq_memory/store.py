@@ -1,0 +1,142 @@
+"""The state behind ``memory://``: one store per (URL, namespace), shared by every broker
+of the process that names it (an app, its in-process worker and the worker's lease-keeper
+thread), guarded by one lock.
+
+Nothing polls: a caller that must wait registers a future and sleeps until a change is
+announced or the earliest deadline it knows of passes. Changes are announced across
+event loops and threads with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rediq_core.broker import TaskError, TaskState, WorkerRecord
+from rediq_core.message import TaskMessage, now_ms
+
+__all__ = ["QueueState", "Store", "TaskEntry", "store_for"]
+
+
+@dataclass(slots=True)
+class TaskEntry:
+    """Everything known of one task (a row of the broker's task table)."""
+
+    message: TaskMessage
+    state: TaskState
+    seq: int
+    retried: int = 0
+    deliveries: int = 0
+    lost: int = 0
+    worker: str | None = None
+    due_ms: int | None = None
+    lease_deadline_ms: int | None = None
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    result: bytes | None = None
+    error: TaskError | None = None
+    cancel_requested: bool = False
+    expires_at_ms: int | None = None
+
+
+@dataclass(slots=True)
+class QueueState:
+    name: str
+    tasks: dict[str, TaskEntry] = field(default_factory=dict)
+    paused: bool = False
+    totals: Counter[str] = field(default_factory=Counter)
+    minutes: dict[int, Counter[str]] = field(default_factory=dict)
+    dead_order: dict[str, int] = field(default_factory=dict)  # id -> when dead-lettered
+
+    def count(self, counter: str, n: int = 1) -> None:
+        self.totals[counter] += n
+        minute = now_ms() // 60_000 * 60_000
+        self.minutes.setdefault(minute, Counter())[counter] += n
+        for old in [m for m in self.minutes if m < minute - 60 * 60_000]:
+            del self.minutes[old]
+
+    def in_state(self, state: TaskState) -> list[TaskEntry]:
+        return [t for t in self.tasks.values() if t.state is state]
+
+
+class Store:
+    """Queues, the worker registry, and the announcements waiters sleep on."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.queues: dict[str, QueueState] = {}
+        self.workers: dict[str, tuple[WorkerRecord, float, int]] = {}  # record, beat, ttl
+        self.stop_requests: Counter[str] = Counter()
+        self.cancellations: list[str] = []
+        self.settled: dict[str, tuple[bool, int]] = {}  # settlement key -> answer, expiry
+        self.seq = 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+
+    def queue(self, name: str) -> QueueState:
+        if name not in self.queues:
+            self.queues[name] = QueueState(name)
+        return self.queues[name]
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    # --- waiting ----------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Wake every waiter (each re-checks what it waits for). Call with the lock held."""
+        waiters, self._waiters = self._waiters, set()
+        for loop, future in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future resolved at the next change. Create it with the lock held, then
+        release the lock and await it (with a timeout: the next deadline)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.add((loop, future))
+        return future
+
+    def forget(self, future: asyncio.Future[None]) -> None:
+        with self.lock:
+            self._waiters = {(lp, f) for lp, f in self._waiters if f is not future}
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def sleep_until_change(store: Store, future: asyncio.Future[None],
+                             timeout_s: float | None) -> None:
+    """Await ``future`` (from :meth:`Store.waiter`) for at most ``timeout_s``."""
+    try:
+        await asyncio.wait_for(asyncio.shield(future), timeout_s)
+    except TimeoutError:
+        pass
+    finally:
+        store.forget(future)
+
+
+_STORES: dict[tuple[str, str], Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def store_for(url: str, namespace: str) -> Store:
+    """The process-wide store of ``url`` (``memory://`` or ``memory://name``) and
+    ``namespace``."""
+    key = (url.rstrip("/"), namespace)
+    with _STORES_LOCK:
+        if key not in _STORES:
+            _STORES[key] = Store()
+        return _STORES[key]
+
+
+def drop_stores(url: str | None = None) -> None:
+    """Forget every store (or those of ``url``): a fresh, empty broker next time."""
+    with _STORES_LOCK:
+        for key in [k for k in _STORES if url is None or k[0] == url.rstrip("/")]:
+            del _STORES[key]
