@@ -145,7 +145,9 @@ async def test_fail_fast_exits_at_once_when_redis_is_down(harness: Harness) -> N
     url = f"redis://:pw@127.0.0.1:{free_port()}/0"
     worker = harness.start("--redis-url", url, "--fail-fast", ready=False)
     assert worker.wait_exit(20) == 1
-    assert worker.matching(r"redis://:\*\*\*@127\.0\.0\.1.*unreachable"), worker.output
+    output = worker.output  # the error may be wrapped over several lines of a panel
+    assert "redis://:***@127.0.0.1" in output and "unreachable" in output, output
+    assert ":pw@" not in output
 
 
 async def test_out_of_memory_fails_enqueue_clearly_and_workers_keep_settling(
