@@ -57,8 +57,11 @@ def _require_coroutine(fn: Any, what: str) -> None:
 class Rediq:
     """A rediq application: register tasks and events on it, enqueue through it.
 
-    :param redis_url: broker URL (``redis://``, ``rediss://``, ``unix://``).
-    :param redis_config: extra keyword arguments for the client library (redis-py).
+    :param redis_url: broker URL (``redis://``, ``rediss://``, ``unix://``, Sentinel,
+        Cluster, ``memory://``, or any scheme a broker plugin registers). The original
+        rediq spelling; ``broker_url`` is the same thing under a broker-neutral name.
+    :param redis_config: extra keyword arguments for the broker's client library
+        (redis-py); ``broker_config`` is the neutral spelling.
     :param serializer_name: how task arguments and results are encoded; ``json`` by
         default. ``pickle``/``cloudpickle`` execute code on load: use them only with a
         Redis that only trusted parties can write to.
@@ -97,8 +100,17 @@ class Rediq:
         verify_keys: Iterable[str | bytes] = (),
         allow_unsigned: bool = False,
         max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
+        broker_url: str | None = None,
+        broker_config: Mapping[str, Any] | None = None,
         plugins: PluginHost | None = None,
     ) -> None:
+        if broker_url is not None and redis_url is not None:
+            raise ConfigurationError("give either redis_url or broker_url (the same thing)")
+        if broker_config is not None and redis_config is not None:
+            raise ConfigurationError(
+                "give either redis_config or broker_config (the same thing)")
+        redis_url = broker_url if broker_url is not None else redis_url
+        redis_config = broker_config if broker_config is not None else redis_config
         if not 0 <= enqueue_retry_s <= defaults.MAX_ENQUEUE_RETRY_S:
             raise ConfigurationError(
                 f"enqueue_retry_s={enqueue_retry_s!r} must be between 0 and"
@@ -288,6 +300,11 @@ class Rediq:
         if name not in self._serializers:
             self._serializers[name] = self.plugins.serializer(name)
         return self._serializers[name]
+
+    @property
+    def broker_url(self) -> str:
+        """The broker URL (``redis_url`` is the original spelling of the same attribute)."""
+        return self.redis_url
 
     @property
     def broker_options(self) -> BrokerOptions:

@@ -14,12 +14,13 @@ import enum
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from .cron_records import CronEntry, CronFire, CronRegistration
 from .diagnosis import Check
 from .inspection import QueueOverview, TaskPage
 from .message import TaskMessage
+from .roles import CORE_ROLES, Role
 
 __all__ = [
     "Broker",
@@ -194,9 +195,15 @@ class WorkerRecord:
 
 
 class Broker(abc.ABC):
-    """A task store with atomic state transitions. Every method is safe to call concurrently."""
+    """A task store with atomic state transitions. Every method is safe to call concurrently.
+
+    It is the sum of the core roles of ``rediq_core.roles`` (producer, consumer, results,
+    control, registry); ``roles`` lists what this broker supports, optional roles (cron,
+    diagnosis) included when it implements them.
+    """
 
     url: str
+    roles: ClassVar[frozenset[Role]] = CORE_ROLES
 
     # --- lifecycle --------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from rediq_core.diagnosis import Check
 from rediq_core.errors import BrokerError
 from rediq_core.inspection import QueueOverview, TaskPage
 from rediq_core.message import TaskMessage
+from rediq_core.roles import CORE_ROLES, Role
 
 from . import control, cron, doctor, leasing, operate, producer, registry, stopping
 from .cluster import is_cluster
@@ -88,6 +89,8 @@ class RedisBroker(Broker):
     server is Redis >= 6.2; a connection failure is a one-line :class:`BrokerError` naming
     the URL (password masked) and what to check.
     """
+
+    roles = CORE_ROLES | {Role.CRON, Role.DIAGNOSIS}
 
     def __init__(self, options: BrokerOptions, settings: BrokerSettings | None = None) -> None:
         self.url = options.url

@@ -8,6 +8,7 @@ import rich_click as click
 from rich.table import Table
 
 from ..diagnosis import Check, CheckStatus
+from ..roles import Role, supports
 from .render import console, echo_json
 from .target import EXIT_NOTHING, Target, control_command, run
 
@@ -48,7 +49,12 @@ def _signing(app: Rediq) -> Check:
 
 
 async def _diagnose(app: Rediq, with_app: bool) -> list[Check]:
-    checks = await app.get_broker().diagnose()
+    broker = app.get_broker()
+    if supports(broker, Role.DIAGNOSIS):
+        checks = await broker.diagnose()
+    else:
+        checks = [Check("broker", CheckStatus.INFO,
+                        f"{type(broker).__name__} has no server checks")]
     checks.append(await _workers(app))
     if with_app:
         checks.append(_signing(app))

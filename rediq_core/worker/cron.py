@@ -21,6 +21,7 @@ from ..broker import Broker, EnqueueOutcome, TaskState
 from ..cron import Schedule
 from ..cron_records import FireResult, MissedPolicy
 from ..message import now_ms
+from ..roles import Role, supports
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -64,6 +65,10 @@ class CronScheduler:
 
     async def run(self) -> None:
         """Serve the schedules until cancelled; an internal error restarts the component."""
+        if self.schedules and not supports(self.broker, Role.CRON):
+            log.error("cron: the broker (%s) does not support cron schedules; the schedules"
+                      " of this worker will not fire", type(self.broker).__name__)
+            return
         while self.schedules:
             try:
                 await self._serve()

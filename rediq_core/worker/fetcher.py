@@ -9,9 +9,10 @@ import logging
 from collections.abc import Callable
 
 from .. import defaults
-from ..broker import Broker, Delivery
+from ..broker import Delivery
 from ..errors import BrokerUnavailableError
 from ..logs import task_extra
+from ..roles import Consumer
 from .health import BrokerHealth
 
 __all__ = ["Fetcher", "LocalQueue", "Slots"]
@@ -52,7 +53,7 @@ class Slots:
 
 class Fetcher:
     def __init__(
-        self, *, broker: Broker, queue: str, worker_id: str, slots: Slots, lease_ms: int,
+        self, *, broker: Consumer, queue: str, worker_id: str, slots: Slots, lease_ms: int,
         local: LocalQueue, on_leased: Callable[[Delivery], None], health: BrokerHealth,
     ) -> None:
         self.broker, self.queue, self.worker_id = broker, queue, worker_id

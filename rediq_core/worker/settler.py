@@ -14,8 +14,9 @@ import logging
 import time
 
 from .. import defaults
-from ..broker import Broker, Settlement
+from ..broker import Settlement
 from ..errors import BrokerUnavailableError
+from ..roles import Consumer
 from .health import BrokerHealth
 
 __all__ = ["Settler"]
@@ -26,7 +27,7 @@ _Pending = tuple[Settlement, "asyncio.Future[bool]", float]
 
 
 class Settler:
-    def __init__(self, broker: Broker, worker_id: str, health: BrokerHealth | None = None,
+    def __init__(self, broker: Consumer, worker_id: str, health: BrokerHealth | None = None,
                  retry_s: float = defaults.SETTLE_RETRY_S) -> None:
         self._broker = broker
         self._worker_id = worker_id
