@@ -98,13 +98,13 @@ main()
 
 
 def test_plugins_without_their_extras_are_listed_as_unavailable() -> None:
-    blocked = {"prometheus_client"}
+    blocked = {"prometheus_client", "opentelemetry"}
     code = BLOCK_IMPORTS.format(BLOCKED=blocked)
     done = subprocess.run([sys.executable, "-c", code, "plugins", "--json"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     rows = {row["plugin"]: row for row in json.loads(done.stdout)}
-    for name in ("prometheus",):
+    for name in ("prometheus", "otel"):
         assert rows[name]["status"] == f"unavailable: pip install 'rediq[{name}]'"
         assert rows[name]["events"] == [] and rows[name]["commands"] == []
 
