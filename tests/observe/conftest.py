@@ -8,7 +8,8 @@ import urllib.request
 
 from tests.worker.conftest import CLI, Harness, WorkerProcess, harness  # noqa: F401
 
-__all__ = ["CLI", "Harness", "WorkerProcess", "metrics_url", "scrape"]
+__all__ = ["CLI", "Harness", "WorkerProcess", "free_port", "metrics_url", "scrape",
+           "start_dashboard", "wait_http"]
 
 
 def metrics_url(worker: WorkerProcess) -> str:
@@ -30,3 +31,43 @@ def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    """Block until ``url`` answers at all (any status); fail clearly otherwise."""
+    import time
+    import urllib.error
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not answer within {timeout} s: {exc}") from None
+            time.sleep(0.05)  # re-check interval of a bounded wait
+
+
+def start_dashboard(h: Harness, *options: str, env: dict[str, str] | None = None) -> str:
+    """Run ``rediq dashboard --redis-url ... --namespace ...`` on a free loopback port
+    (stopped at teardown with the harness's workers); return its base URL."""
+    port = free_port()
+    process = WorkerProcess(["dashboard", "--redis-url", h.url, "--namespace", h.namespace,
+                             "--port", str(port), *options], h.dir, {**h.env, **(env or {})})
+    h.workers.append(process)
+    process.wait_for(r"rediq dashboard on http://127\.0\.0\.1:", timeout=30)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/static/dashboard.css")
+    return base
