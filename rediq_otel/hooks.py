@@ -6,6 +6,7 @@ attempt); open spans are kept by task id, one per task at a time in a process.
 
 from __future__ import annotations
 
+import functools
 from contextvars import Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -45,7 +46,9 @@ _producing: dict[str, Open] = {}
 _consuming: dict[str, Open] = {}
 
 
+@functools.cache
 def _tracer() -> trace.Tracer:
+    """rediq's tracer (a proxy until a tracer provider is set, then that provider's)."""
     from rediq_core import __version__
 
     return trace.get_tracer("rediq", __version__)

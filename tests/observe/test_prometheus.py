@@ -35,10 +35,17 @@ async def test_metrics_while_a_worker_drains_a_thousand_tasks(harness: Harness) 
     labels = {"task": "work", "queue": "default"}
     enqueued_before = REGISTRY.get_sample_value("rediq_tasks_enqueued_total", labels) or 0.0
 
+    control = tasks.app.control
+    await control.pause("default")  # the whole backlog is in place before the drain
     for start in range(0, TASKS, 100):
         await asyncio.gather(*(tasks.work(i).enqueue() for i in range(start, start + 100)))
     enqueued = REGISTRY.get_sample_value("rediq_tasks_enqueued_total", labels)
     assert enqueued == enqueued_before + TASKS  # counted in the producer (this process)
+    samples = await asyncio.to_thread(scrape, url)
+    assert value(samples, "rediq_queue_tasks", queue="default", state="pending") == TASKS
+    assert value(samples, "rediq_queue_paused", queue="default") == 1
+    assert value(samples, "rediq_tasks_started_total", **labels) == 0
+    await control.resume("default")
 
     scrapes = 0
     deadline = time.monotonic() + 60
