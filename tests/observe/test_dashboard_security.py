@@ -14,7 +14,7 @@ import pytest
 
 from rediq import TaskState
 
-from .conftest import Harness, free_port, start_dashboard, wait_http
+from .conftest import CLI, Harness, free_port, start_dashboard, wait_http
 
 BODY = '''
 @app.task(task_name="show", task_queue="inbox")
@@ -93,6 +93,26 @@ async def test_task_arguments_holding_html_are_shown_escaped(harness: Harness) -
         assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in text.replace(
             "\\&#34;", "&#34;")
         assert "onerror=alert(1)&gt;" in text
+
+
+async def test_pages_forbid_framing_and_foreign_scripts(harness: Harness) -> None:
+    await enqueue_one(harness)
+    base = start_dashboard(harness)
+    async with httpx.AsyncClient(base_url=base) as client:
+        page = await client.get("/")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "<script>" not in page.text  # no inline script: the policy would block it
+
+
+def test_the_command_needs_an_app_or_a_url(harness: Harness) -> None:
+    env = {k: v for k, v in harness.env.items() if k != "REDIQ_REDIS_URL"}
+    done = subprocess.run([*CLI, "dashboard"], cwd=harness.dir, env=env,
+                          capture_output=True, text=True, timeout=60)
+    said = " ".join((done.stdout + done.stderr).replace("│", " ").split())
+    assert done.returncode == 2, said
+    assert "name the app" in said and "--redis-url" in said
 
 
 async def test_basic_auth_refuses_a_wrong_password(harness: Harness) -> None:
