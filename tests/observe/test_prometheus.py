@@ -113,3 +113,35 @@ async def test_multiprocess_mode_serves_the_sum_of_every_worker_process(
         assert value(samples, "rediq_task_run_seconds_count", **labels) == 198
         ran = [len(w.matching(r"succeeded")) for w in harness.workers]
         assert sum(ran) == 198 and min(ran) > 0, f"tasks run per worker: {ran}"
+
+
+SLEEPER = '''
+@app.task(task_name="sleeper")
+async def sleeper():
+    out("SLEEPER STARTED")
+    await asyncio.sleep(60)
+'''
+
+
+async def test_a_cancelled_running_task_counts_as_cancelled_not_failed(
+    harness: Harness,
+) -> None:
+    tasks = harness.write_app(SLEEPER)
+    worker = harness.start("--metrics-port", "0", "--metrics-host", "127.0.0.1")
+    url = metrics_url(worker)
+    handle = await tasks.sleeper().enqueue()
+    worker.wait_for("SLEEPER STARTED")
+    labels = {"task": "sleeper", "queue": "default"}
+    samples = await asyncio.to_thread(scrape, url)
+    assert value(samples, "rediq_tasks_running", **labels) == 1
+    assert value(samples, "rediq_queue_tasks", queue="default", state="active") == 1
+    await tasks.app.control.cancel(handle.hex())
+    deadline = time.monotonic() + 20
+    while value(samples := await asyncio.to_thread(scrape, url),
+                "rediq_tasks_cancelled_total", **labels) < 1:
+        assert time.monotonic() < deadline, "the cancellation was not counted"
+        await asyncio.sleep(0.05)
+    assert value(samples, "rediq_tasks_running", **labels) == 0
+    assert value(samples, "rediq_tasks_failed_total", **labels) == 0
+    assert value(samples, "rediq_tasks_dead_lettered_total", **labels) == 0
+    assert value(samples, "rediq_task_run_seconds_count", **labels) == 1
