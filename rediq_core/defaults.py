@@ -104,6 +104,9 @@ DASHBOARD_HOST: Final = "127.0.0.1"
 DASHBOARD_PORT: Final = 8181
 #: Tasks per page in the dashboard's listings.
 DASHBOARD_PAGE_SIZE: Final = 50
+#: The dashboard's overview and workers pages reload their content this often, in
+#: seconds (0: never).
+DASHBOARD_REFRESH_S: Final = 5
 
 #: Worker internals. A worker refreshes its registry entry this often.
 WORKER_HEARTBEAT_INTERVAL_S: Final = 15

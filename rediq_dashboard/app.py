@@ -31,6 +31,7 @@ HERE = Path(__file__).parent
 #: clickjacking of its buttons), and it is never cached or sniffed.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self';"
+    " connect-src 'self';"
     " img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -47,6 +48,7 @@ class Dashboard:
     read_only: bool
     title: str
     page_size: int
+    refresh_s: int
     templates: Jinja2Templates
 
     def render(self, request: Request, template: str, status_code: int = 200,
@@ -80,8 +82,8 @@ class AuthGuard:
 
 
 def create_dashboard(app: Rediq, *, read_only: bool = False, auth: Auth | None = None,
-                     title: str = "rediq", page_size: int = defaults.DASHBOARD_PAGE_SIZE
-                     ) -> Starlette:
+                     title: str = "rediq", page_size: int = defaults.DASHBOARD_PAGE_SIZE,
+                     refresh_s: int = defaults.DASHBOARD_REFRESH_S) -> Starlette:
     """The dashboard of ``app``'s broker as an ASGI application.
 
     :param app: the rediq app whose queues are shown (its code is not needed: a
@@ -91,11 +93,13 @@ def create_dashboard(app: Rediq, *, read_only: bool = False, auth: Auth | None =
     :param auth: an auth hook run before every request, e.g. :func:`basic_auth`.
     :param title: shown in the page header.
     :param page_size: tasks per page in listings.
+    :param refresh_s: the overview and workers pages reload their content this often
+        (plain ``fetch``, only while the browser tab is visible; 0: never).
     """
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                      autoescape=True)
     templates = Jinja2Templates(env=environment)
-    board = Dashboard(app, read_only, title, page_size, templates)
+    board = Dashboard(app, read_only, title, page_size, refresh_s, templates)
     routes = [
         Route("/", pages.overview(board), name="overview"),
         Route("/workers", pages.workers(board), name="workers"),

@@ -27,8 +27,11 @@ ENV_AUTH = "REDIQ_DASHBOARD_AUTH"
               metavar="USER:PASSWORD",
               help=f"Require HTTP basic auth (env {ENV_AUTH}, which keeps it off `ps`).")
 @click.option("--title", default="rediq", show_default=True, help="Shown in the header.")
+@click.option("--refresh", type=click.IntRange(min=0), default=defaults.DASHBOARD_REFRESH_S,
+              show_default=True, help="Seconds between updates of the overview (0: never).")
 def dashboard(app_spec: str | None, redis_url: str | None, namespace: str | None, host: str,
-              port: int, read_only: bool, credentials: str | None, title: str) -> None:
+              port: int, read_only: bool, credentials: str | None, title: str,
+              refresh: int) -> None:
     """Serve the web dashboard of APP (module:attribute) or of --redis-url URL."""
     import uvicorn
 
@@ -47,7 +50,8 @@ def dashboard(app_spec: str | None, redis_url: str | None, namespace: str | None
         if not sep or not user or not password:
             raise click.UsageError("--basic-auth takes USER:PASSWORD")
         auth = basic_auth(user, password)
-    board = create_dashboard(app, read_only=read_only, auth=auth, title=title)
+    board = create_dashboard(app, read_only=read_only, auth=auth, title=title,
+                             refresh_s=refresh)
     click.echo(f"rediq dashboard on http://{host}:{port}/"
                f"{' (read-only)' if read_only else ''}", err=True)
     uvicorn.run(board, host=host, port=port, log_level="warning")

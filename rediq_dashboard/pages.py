@@ -27,14 +27,15 @@ def overview(board: Dashboard) -> Page:
         overviews = await board.app.control.overview(minutes=CHART_MINUTES)
         return board.render(request, "overview.html", queues=overviews,
                             workers=await board.app.control.workers(),
-                            chart=chart(overviews))
+                            chart=chart(overviews), refresh=board.refresh_s)
 
     return page
 
 
 def workers(board: Dashboard) -> Page:
     async def page(request: Request) -> Response:
-        return board.render(request, "workers.html", workers=await board.app.control.workers())
+        return board.render(request, "workers.html", workers=await board.app.control.workers(),
+                            refresh=board.refresh_s)
 
     return page
 

@@ -55,6 +55,7 @@ def browser() -> Iterator[WebDriver]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--window-size=1280,1000", "--no-proxy-server"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     driver.set_page_load_timeout(20)
     try:
@@ -112,7 +113,7 @@ async def test_every_page_and_every_operation_in_a_real_browser(
     waiting = [await tasks.later(n).enqueue() for n in range(3)]
     worker.wait_for("SLEEPY STARTED")
     await eventually(lambda: dead_count(control, "default", 2), "two dead letters")
-    base = start_dashboard(harness)
+    base = start_dashboard(harness, "--refresh", "1")
 
     # Overview: queues with counts, the chart, the worker; and the screenshot.
     browser.get(base + "/")
@@ -123,6 +124,15 @@ async def test_every_page_and_every_operation_in_a_real_browser(
     shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "overview.png")
     browser.save_screenshot(str(shot))
     assert (await asyncio.to_thread(shot.read_bytes))[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The overview updates itself (plain fetch): a new queue appears without a reload.
+    page = browser.find_element(By.TAG_NAME, "html")
+    await tasks.later(1).options(queue="fresh").enqueue()
+    deadline = time.monotonic() + 10
+    while "fresh" not in browser.find_element(By.ID, "queues").text:
+        assert time.monotonic() < deadline, "the overview did not update itself"
+        await asyncio.sleep(0.1)
+    assert page.is_enabled()  # the same document: updated in place, not reloaded
 
     browser.get(base + "/workers")
     assert "browser-test" in browser.find_element(By.ID, "workers").text
@@ -172,6 +182,11 @@ async def test_every_page_and_every_operation_in_a_real_browser(
     browser.get(base + f"/tasks/{doomed.hex()}")
     assert browser.find_element(By.ID, "state").text == "succeeded"
     assert '"doomed"' in browser.find_element(By.ID, "result").text
+
+    # Nothing the pages do was refused by their own Content-Security-Policy.
+    refused = [e["message"] for e in browser.get_log("browser")
+               if "Content Security Policy" in e["message"]]
+    assert not refused, refused
 
 
 def handle_value(handle: object, handles: list[object]) -> int:
