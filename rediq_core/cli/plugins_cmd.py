@@ -8,6 +8,7 @@ from typing import cast
 
 import rich_click as click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..plugins import PluginHost, make_plugin_host
@@ -70,10 +71,10 @@ def plugins(as_json: bool) -> None:
                    "executor pools", "events", "commands"):
         table.add_column(column)
     for row in rows:
-        table.add_row(
-            str(row["plugin"]),
-            str(row["distribution"]),
-            str(row["status"]),
-            *(", ".join(cast(list[str], row[key])) for key in LISTED),
+        table.add_row(  # escaped: "rediq[prometheus]" is not rich markup
+            escape(str(row["plugin"])),
+            escape(str(row["distribution"])),
+            escape(str(row["status"])),
+            *(escape(", ".join(cast(list[str], row[key]))) for key in LISTED),
         )
     Console().print(table)

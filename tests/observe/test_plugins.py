@@ -5,6 +5,7 @@ them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -33,6 +34,16 @@ def test_plugins_without_their_extras_are_listed_as_unavailable() -> None:
     for name in ("prometheus", "otel", "dashboard"):
         assert rows[name]["status"] == f"unavailable: pip install 'rediq[{name}]'"
         assert rows[name]["events"] == [] and rows[name]["commands"] == []
+
+
+def test_the_plugins_table_shows_the_pip_command_of_each_missing_extra() -> None:
+    blocked = {"prometheus_client", "opentelemetry", "starlette", "uvicorn", "jinja2"}
+    done = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS.format(BLOCKED=blocked),
+                           "plugins"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "250"})
+    assert done.returncode == 0, done.stderr
+    for name in ("prometheus", "otel", "dashboard"):
+        assert f"unavailable: pip install 'rediq[{name}]'" in done.stdout, done.stdout
 
 
 def test_installed_plugins_are_available_and_register_their_hooks() -> None:
