@@ -337,7 +337,18 @@ def main() -> None:
         default=1,
         help="run the rediq worker with --processes N (N worker processes)",
     )
+    parser.add_argument(
+        "--plugin-overhead",
+        action="store_true",
+        help="only measure the rediq drain rate with the observability plugins off and on"
+        " (benchmarks/overhead.py)",
+    )
     args = parser.parse_args()
+    if args.plugin_overhead:
+        from benchmarks import overhead
+
+        overhead.main(args.quick, ["prometheus", "otel"])
+        return
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     unknown = set(names) - set(SYSTEMS)
     if unknown:

@@ -134,6 +134,22 @@ def rediq_before_task_retry(task: TaskInfo) -> MaybeAwaitable:
 
 
 @hookspec
+def rediq_after_task_attempt(
+    task: TaskInfo, duration_s: float, exception: BaseException | None
+) -> MaybeAwaitable:
+    """Called after every attempt of a task has run, before it is settled: after the first
+    attempt and after each retry, whatever its outcome (for metrics and tracing; there is
+    no ``@app.event`` handler of this name).
+
+    :param task: the task, as ``current_task_info()`` returns it (``task.retried`` says
+        which attempt this was).
+    :param duration_s: how long the task function ran, in seconds.
+    :param exception: the exception the attempt ended with (a retry follows when retries
+        remain and the error is not a cancellation), or None when it returned a value.
+    """
+
+
+@hookspec
 def rediq_after_task_success(task: TaskInfo, result: Any) -> MaybeAwaitable:
     """Called once, when the task has succeeded.
 

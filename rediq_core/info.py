@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .control import Control
 
 __all__ = ["TaskInfo", "WorkerInfo"]
 
@@ -41,3 +44,5 @@ class WorkerInfo:
     queue_size: int
     executor_pool_name: str
     executor_pool_size: int | None
+    #: The control API of the worker's app (for plugins that report on queues).
+    control: Control | None = field(default=None, repr=False, compare=False)

@@ -8,14 +8,18 @@ from typing import cast
 
 import rich_click as click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..plugins import PluginHost, make_plugin_host
 
-__all__ = ["plugin_rows", "plugins"]
+__all__ = ["UNAVAILABLE_ATTRIBUTE", "plugin_rows", "plugin_status", "plugins"]
 
 EVENT_PREFIX = ("rediq_before_", "rediq_after_")
-LISTED = ("brokers", "serializers", "executor_pools", "events")
+LISTED = ("brokers", "serializers", "executor_pools", "events", "commands")
+#: A plugin module whose optional dependencies are missing registers nothing and sets this
+#: attribute to the command that enables it, e.g. ``pip install 'rediq[prometheus]'``.
+UNAVAILABLE_ATTRIBUTE = "REDIQ_UNAVAILABLE"
 
 
 def plugin_rows(host: PluginHost) -> list[dict[str, object]]:
@@ -37,6 +41,7 @@ def plugin_rows(host: PluginHost) -> list[dict[str, object]]:
         {
             "plugin": name,
             "distribution": host.distributions.get(name, "registered in code"),
+            "status": plugin_status(host.pm.get_plugin(name)),
             **{
                 kind: sorted(provides[name].get(kind, []))
                 for kind in ("brokers", "serializers", "executor_pools", "events", "commands")
@@ -44,6 +49,13 @@ def plugin_rows(host: PluginHost) -> list[dict[str, object]]:
         }
         for name in host.plugin_names()
     ]
+
+
+def plugin_status(plugin: object) -> str:
+    """``available``, or ``unavailable: <how to enable it>`` for a plugin whose optional
+    dependencies are missing (it sets ``REDIQ_UNAVAILABLE`` to the pip command)."""
+    missing = getattr(plugin, UNAVAILABLE_ATTRIBUTE, None)
+    return f"unavailable: {missing}" if missing else "available"
 
 
 @click.command()
@@ -55,12 +67,14 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="rediq plugins")
-    for column in ("plugin", "distribution", "brokers", "serializers", "executor pools", "events"):
+    for column in ("plugin", "distribution", "status", "brokers", "serializers",
+                   "executor pools", "events", "commands"):
         table.add_column(column)
     for row in rows:
-        table.add_row(
-            str(row["plugin"]),
-            str(row["distribution"]),
-            *(", ".join(cast(list[str], row[key])) for key in LISTED),
+        table.add_row(  # escaped: "rediq[prometheus]" is not rich markup
+            escape(str(row["plugin"])),
+            escape(str(row["distribution"])),
+            escape(str(row["status"])),
+            *(escape(", ".join(cast(list[str], row[key]))) for key in LISTED),
         )
     Console().print(table)

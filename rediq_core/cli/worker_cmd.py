@@ -130,6 +130,12 @@ def _banner(app: Rediq, worker: Worker) -> str:
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes to run under a supervisor that restarts one that dies"
               " and forwards signals (each registers as a worker).")
+@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=None,
+              envvar=defaults.ENV_METRICS_PORT,
+              help="Serve Prometheus metrics on this port at /metrics (needs the"
+              " rediq[prometheus] extra).")
+@click.option("--metrics-host", default=defaults.METRICS_HOST, show_default=True,
+              envvar=defaults.ENV_METRICS_HOST, help="Address the metrics server binds.")
 @click.option("--reload", is_flag=True, help="Restart when a .py file changes (development).")
 def worker(app_spec: str, **options: Any) -> None:
     """Start a worker for APP (module:attribute, importable from the current directory).
@@ -160,6 +166,21 @@ def worker(app_spec: str, **options: Any) -> None:
     raise SystemExit(status)
 
 
+def _metrics_server(app: Rediq, port: int | None, host: str) -> None:
+    """Hand ``--metrics-port`` to the Prometheus plugin (it reads the environment when the
+    worker starts), or refuse clearly when that plugin is not installed."""
+    if port is None:
+        return
+    from .plugins_cmd import plugin_status
+
+    plugin = app.plugins.pm.get_plugin("prometheus")
+    if plugin is None or plugin_status(plugin) != "available":
+        raise click.UsageError("--metrics-port needs the Prometheus plugin:"
+                               " pip install 'rediq[prometheus]'")
+    os.environ[defaults.ENV_METRICS_PORT] = str(port)
+    os.environ[defaults.ENV_METRICS_HOST] = host
+
+
 def _run(app_spec: str, *, queue_names: tuple[str, ...], redis_url: str | None,
          log_level: str, log_file: str | None, log_format: str, **options: Any) -> int:
     from rich.console import Console
@@ -171,6 +192,7 @@ def _run(app_spec: str, *, queue_names: tuple[str, ...], redis_url: str | None,
     app = load_app(app_spec, full_traceback=log_level.lower() == "debug")
     if redis_url:
         app.redis_url = redis_url
+    _metrics_server(app, options.pop("metrics_port"), options.pop("metrics_host"))
     try:
         config = WorkerConfig(
             queues=queue_names, skip_default_queue=options["skip_default_queue"],

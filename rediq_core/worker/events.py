@@ -52,6 +52,13 @@ class EventDispatcher:
                 kwargs["exception"] = exception
             await self.app.plugins.notify(f"rediq_{event}", **kwargs)
 
+    async def attempt_ended(self, info: TaskInfo, duration_s: float,
+                            exception: BaseException | None) -> None:
+        """Fire the plugin hook ``rediq_after_task_attempt`` (no app handlers exist)."""
+        with context.using(executor=self.executor, task=info):
+            await self.app.plugins.notify("rediq_after_task_attempt", task=info,
+                                          duration_s=duration_s, exception=exception)
+
     async def worker_event(self, event: str, worker: WorkerInfo) -> None:
         """Fire ``before_worker_startup`` / ``after_worker_shutdown`` (executor only)."""
         with context.using(executor=self.executor):

@@ -61,7 +61,7 @@ class Worker:
             worker_id=self.id, worker_name=config.worker_name, queues=self.queues,
             task_concurrency=config.task_concurrency, queue_size=config.queue_size,
             executor_pool_name=config.executor_pool_name,
-            executor_pool_size=config.executor_pool_size,
+            executor_pool_size=config.executor_pool_size, control=app.control,
         )
         self.leases = LeaseTable()
         self.health = BrokerHealth(app.redis_url)

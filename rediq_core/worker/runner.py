@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,7 +99,10 @@ class TaskRunner:
                 return
             event = "before_task_start" if delivery.retried == 0 else "before_task_retry"
             await self.events.task_event(event, prepared.info)
+            started = time.perf_counter()
             outcome = await self._attempt(prepared, lease)
+            await self.events.attempt_ended(prepared.info, time.perf_counter() - started,
+                                            outcome.error)
             await self._finish(delivery, prepared, outcome)
         finally:
             self.stop_requested.discard(lease)

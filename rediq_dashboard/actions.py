@@ -1,0 +1,131 @@
+"""The changes (POST only): each checks read-only mode and the CSRF token, calls the
+control API once, and redirects (303) to a page with a notice saying what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from rediq_core.broker import CancelOutcome
+
+from .security import CSRF_FIELD, check_csrf
+
+if TYPE_CHECKING:
+    from rediq_core.control import Control
+
+    from .app import Dashboard
+
+__all__ = ["routes"]
+
+#: An action returns the dashboard-relative path to show next and a notice.
+Action = Callable[["Control", Request, FormData], Awaitable[tuple[str, str]]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(board: Dashboard, action: Action) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        if board.read_only:
+            return PlainTextResponse("this dashboard is read-only", status_code=403)
+        form = await request.form()
+        refused = check_csrf(request, str(form.get(CSRF_FIELD, "")))
+        if refused:
+            return PlainTextResponse(refused, status_code=403)
+        path, notice = await action(board.app.control, request, form)
+        root = request.scope.get("root_path", "")
+        separator = "&" if "?" in path else "?"
+        return RedirectResponse(f"{root}{path}{separator}{urlencode({'notice': notice})}",
+                                status_code=303)
+
+    return endpoint
+
+
+def _queue_path(queue: str, suffix: str = "") -> str:
+    return f"/queues/{quote(queue, safe='')}{suffix}"
+
+
+def _ids(form: FormData) -> list[str] | None:
+    """The ticked task ids of a bulk form, or None for "all" (``all=yes``)."""
+    if form.get("all") == "yes":
+        return None
+    return [str(value) for value in form.getlist("task_id")]
+
+
+async def pause(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    queue = request.path_params["queue"]
+    done = await control.pause(queue)
+    return _queue_path(queue), f"queue {queue} paused" if done else "already paused"
+
+
+async def resume(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    queue = request.path_params["queue"]
+    done = await control.resume(queue)
+    return _queue_path(queue), f"queue {queue} resumed" if done else "it was not paused"
+
+
+async def purge(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    queue = request.path_params["queue"]
+    if form.get("confirm") != queue:
+        return _queue_path(queue), "nothing purged: type the queue's name to confirm"
+    removed = await control.purge(queue)
+    return _queue_path(queue), f"purged {removed} waiting and dead tasks from {queue}"
+
+
+async def requeue_dead(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    queue, ids = request.path_params["queue"], _ids(form)
+    if ids == []:
+        return _queue_path(queue, "/dead"), "nothing selected"
+    moved = await control.requeue_dead(queue, ids)
+    return _queue_path(queue, "/dead"), f"requeued {moved} dead letters"
+
+
+async def delete_dead(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    queue, ids = request.path_params["queue"], _ids(form)
+    if ids == []:
+        return _queue_path(queue, "/dead"), "nothing selected"
+    deleted = await control.delete_dead(queue, ids)
+    return _queue_path(queue, "/dead"), f"deleted {deleted} dead letters"
+
+
+async def cancel(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    task_id = request.path_params["task_id"]
+    outcome = await control.cancel(task_id)
+    said = {CancelOutcome.CANCELLED: "cancelled",
+            CancelOutcome.REQUESTED: "running: its worker was asked to cancel it",
+            CancelOutcome.FINISHED: "already finished, nothing to cancel",
+            CancelOutcome.NOT_FOUND: "not found"}[outcome]
+    return f"/tasks/{quote(task_id, safe='')}", f"task {task_id}: {said}"
+
+
+async def delete(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    task_id = request.path_params["task_id"]
+    record = await control.task(task_id)
+    if record is None or not await control.delete(task_id, record.queue):
+        return f"/tasks/{quote(task_id, safe='')}", (
+            f"task {task_id} not deleted (unknown, or running: cancel it first)")
+    return _queue_path(record.queue), f"task {task_id} deleted"
+
+
+async def requeue(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    task_id = request.path_params["task_id"]
+    record = await control.task(task_id)
+    moved = await control.requeue_dead(record.queue, [task_id]) if record else 0
+    said = "requeued" if moved else "not requeued (only dead letters can be requeued)"
+    return f"/tasks/{quote(task_id, safe='')}", f"task {task_id} {said}"
+
+
+ACTIONS: list[tuple[str, Action]] = [
+    ("/queues/{queue}/pause", pause), ("/queues/{queue}/resume", resume),
+    ("/queues/{queue}/purge", purge), ("/queues/{queue}/dead/requeue", requeue_dead),
+    ("/queues/{queue}/dead/delete", delete_dead), ("/tasks/{task_id}/cancel", cancel),
+    ("/tasks/{task_id}/delete", delete), ("/tasks/{task_id}/requeue", requeue),
+]
+
+
+def routes(board: Dashboard) -> list[tuple[str, Endpoint]]:
+    """Every action as a POST endpoint, guarded."""
+    return [(path, _guarded(board, action)) for path, action in ACTIONS]

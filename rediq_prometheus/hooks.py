@@ -1,0 +1,93 @@
+"""Hook implementations: count what this process enqueues and runs; serve /metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from rediq_core.errors import TaskCancelledError
+from rediq_core.plugins import hookimpl
+
+from .metrics import task_metrics
+from .server import start_metrics_server, stop_metrics_server
+
+if TYPE_CHECKING:
+    from rediq_core.broker import EnqueueOutcome
+    from rediq_core.info import TaskInfo, WorkerInfo
+    from rediq_core.message import TaskMessage
+
+__all__ = [
+    "rediq_after_task_attempt",
+    "rediq_after_task_enqueue",
+    "rediq_after_task_failure",
+    "rediq_after_task_success",
+    "rediq_after_worker_shutdown",
+    "rediq_before_task_retry",
+    "rediq_before_task_start",
+    "rediq_before_worker_startup",
+]
+
+
+def _labels(task: TaskInfo) -> tuple[str, str]:
+    return task.task_name, task.task_queue
+
+
+def _due_ms(task: TaskInfo) -> int:
+    if task.eta_ms is not None:
+        return task.eta_ms
+    return task.enqueued_at_ms + (task.delay_ms or 0)
+
+
+@hookimpl
+def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> None:
+    if outcome.accepted:
+        task_metrics().enqueued.labels(message.name, message.queue).inc()
+
+
+@hookimpl
+def rediq_before_task_start(task: TaskInfo) -> None:
+    m = task_metrics()
+    m.started.labels(*_labels(task)).inc()
+    wait_s = max(0.0, time.time() - _due_ms(task) / 1000)
+    m.queue_wait_seconds.labels(*_labels(task)).observe(wait_s)
+    m.running.labels(*_labels(task)).inc()
+
+
+@hookimpl
+def rediq_before_task_retry(task: TaskInfo) -> None:
+    m = task_metrics()
+    m.retried.labels(*_labels(task)).inc()
+    m.running.labels(*_labels(task)).inc()
+
+
+@hookimpl
+def rediq_after_task_attempt(task: TaskInfo, duration_s: float,
+                             exception: BaseException | None) -> None:
+    m = task_metrics()
+    m.running.labels(*_labels(task)).dec()
+    m.run_seconds.labels(*_labels(task)).observe(duration_s)
+    if exception is not None and not isinstance(exception, TaskCancelledError):
+        m.failed.labels(*_labels(task)).inc()
+
+
+@hookimpl
+def rediq_after_task_success(task: TaskInfo, result: Any) -> None:
+    task_metrics().succeeded.labels(*_labels(task)).inc()
+
+
+@hookimpl
+def rediq_after_task_failure(task: TaskInfo, exception: BaseException) -> None:
+    if isinstance(exception, TaskCancelledError):
+        task_metrics().cancelled.labels(*_labels(task)).inc()
+    else:
+        task_metrics().dead_lettered.labels(*_labels(task)).inc()
+
+
+@hookimpl
+def rediq_before_worker_startup(worker: WorkerInfo) -> None:
+    start_metrics_server(worker)
+
+
+@hookimpl
+def rediq_after_worker_shutdown(worker: WorkerInfo) -> None:
+    stop_metrics_server(worker)

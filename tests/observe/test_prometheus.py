@@ -1,0 +1,147 @@
+"""Prometheus: a real worker drains 1,000 tasks (10 of them fail, are retried once and
+are dead-lettered) while /metrics is scraped; every counter and histogram count is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import tempfile
+import time
+
+from prometheus_client import REGISTRY
+
+from .conftest import CLI, Harness, metrics_url, scrape
+
+TASKS, FAILING = 1_000, 10
+
+BODY = '''
+@app.task(task_name="work", task_retries=1)
+async def work(i):
+    if i % 100 == 7:
+        raise ValueError(f"task {i} fails")
+    return i
+'''
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_metrics_while_a_worker_drains_a_thousand_tasks(harness: Harness) -> None:
+    tasks = harness.write_app(BODY)
+    worker = harness.start("--metrics-port", "0", "--metrics-host", "127.0.0.1",
+                           "--worker-task-concurrency", "50")
+    url = metrics_url(worker)
+    labels = {"task": "work", "queue": "default"}
+    enqueued_before = REGISTRY.get_sample_value("rediq_tasks_enqueued_total", labels) or 0.0
+
+    control = tasks.app.control
+    await control.pause("default")  # the whole backlog is in place before the drain
+    for start in range(0, TASKS, 100):
+        await asyncio.gather(*(tasks.work(i).enqueue() for i in range(start, start + 100)))
+    enqueued = REGISTRY.get_sample_value("rediq_tasks_enqueued_total", labels)
+    assert enqueued == enqueued_before + TASKS  # counted in the producer (this process)
+    samples = await asyncio.to_thread(scrape, url)
+    assert value(samples, "rediq_queue_tasks", queue="default", state="pending") == TASKS
+    assert value(samples, "rediq_queue_paused", queue="default") == 1
+    assert value(samples, "rediq_tasks_started_total", **labels) == 0
+    await control.resume("default")
+
+    scrapes = 0
+    deadline = time.monotonic() + 60
+    while True:
+        samples = await asyncio.to_thread(scrape, url)
+        scrapes += 1
+        done = (value(samples, "rediq_tasks_succeeded_total", **labels)
+                + value(samples, "rediq_tasks_dead_lettered_total", **labels))
+        if done == TASKS:
+            break
+        assert time.monotonic() < deadline, f"only {done} tasks settled: {worker.output[-3000:]}"
+        await asyncio.sleep(0.05)
+    assert scrapes > 1, "the worker finished before a scrape saw it working"
+
+    assert value(samples, "rediq_tasks_started_total", **labels) == TASKS
+    assert value(samples, "rediq_tasks_succeeded_total", **labels) == TASKS - FAILING
+    assert value(samples, "rediq_tasks_retried_total", **labels) == FAILING
+    assert value(samples, "rediq_tasks_failed_total", **labels) == 2 * FAILING
+    assert value(samples, "rediq_tasks_dead_lettered_total", **labels) == FAILING
+    assert value(samples, "rediq_tasks_cancelled_total", **labels) == 0
+    assert value(samples, "rediq_tasks_running", **labels) == 0
+    attempts = TASKS + FAILING
+    assert value(samples, "rediq_task_run_seconds_count", **labels) == attempts
+    assert value(samples, "rediq_task_run_seconds_bucket", le="+Inf", **labels) == attempts
+    assert value(samples, "rediq_task_queue_wait_seconds_count", **labels) == TASKS
+    assert value(samples, "rediq_task_run_seconds_sum", **labels) > 0
+    assert value(samples, "rediq_queue_tasks", queue="default", state="dead") == FAILING
+    assert value(samples, "rediq_queue_tasks", queue="default", state="pending") == 0
+    assert value(samples, "rediq_queue_paused", queue="default") == 0
+
+
+def test_metrics_port_without_the_plugin_is_a_clear_usage_error(harness: Harness) -> None:
+    harness.write_app(BODY)
+    done = subprocess.run(
+        [*CLI, "worker", "tasks:app", "--metrics-port", "0"], cwd=harness.dir,
+        env={**harness.env, "REDIQ_DISABLE_PLUGINS": "prometheus"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = " ".join((done.stdout + done.stderr).replace("│", " ").split())
+    assert "--metrics-port needs the Prometheus plugin: pip install 'rediq[prometheus]'" in said
+
+
+async def test_multiprocess_mode_serves_the_sum_of_every_worker_process(
+    harness: Harness,
+) -> None:
+    """Two worker processes share PROMETHEUS_MULTIPROC_DIR; the one serving /metrics
+    reports the tasks of both."""
+    tasks = harness.write_app(BODY)
+    with tempfile.TemporaryDirectory() as shared:
+        env = {"PROMETHEUS_MULTIPROC_DIR": shared}
+        serving = harness.start("--metrics-port", "0", "--metrics-host", "127.0.0.1",
+                                "--worker-name", "serving", env=env)
+        harness.start("--worker-name", "silent", env=env)
+        url = metrics_url(serving)
+        await asyncio.gather(*(tasks.work(i).enqueue() for i in range(200) if i % 100 != 7))
+        labels = {"task": "work", "queue": "default"}
+        deadline = time.monotonic() + 30
+        while value(samples := await asyncio.to_thread(scrape, url),
+                    "rediq_tasks_succeeded_total", **labels) < 198:
+            assert time.monotonic() < deadline, "the two workers did not drain 198 tasks"
+            await asyncio.sleep(0.05)
+        assert value(samples, "rediq_tasks_succeeded_total", **labels) == 198
+        assert value(samples, "rediq_tasks_started_total", **labels) == 198
+        assert value(samples, "rediq_task_run_seconds_count", **labels) == 198
+        ran = [len(w.matching(r"succeeded")) for w in harness.workers]
+        assert sum(ran) == 198 and min(ran) > 0, f"tasks run per worker: {ran}"
+
+
+SLEEPER = '''
+@app.task(task_name="sleeper")
+async def sleeper():
+    out("SLEEPER STARTED")
+    await asyncio.sleep(60)
+'''
+
+
+async def test_a_cancelled_running_task_counts_as_cancelled_not_failed(
+    harness: Harness,
+) -> None:
+    tasks = harness.write_app(SLEEPER)
+    worker = harness.start("--metrics-port", "0", "--metrics-host", "127.0.0.1")
+    url = metrics_url(worker)
+    handle = await tasks.sleeper().enqueue()
+    worker.wait_for("SLEEPER STARTED")
+    labels = {"task": "sleeper", "queue": "default"}
+    samples = await asyncio.to_thread(scrape, url)
+    assert value(samples, "rediq_tasks_running", **labels) == 1
+    assert value(samples, "rediq_queue_tasks", queue="default", state="active") == 1
+    await tasks.app.control.cancel(handle.hex())
+    deadline = time.monotonic() + 20
+    while value(samples := await asyncio.to_thread(scrape, url),
+                "rediq_tasks_cancelled_total", **labels) < 1:
+        assert time.monotonic() < deadline, "the cancellation was not counted"
+        await asyncio.sleep(0.05)
+    assert value(samples, "rediq_tasks_running", **labels) == 0
+    assert value(samples, "rediq_tasks_failed_total", **labels) == 0
+    assert value(samples, "rediq_tasks_dead_lettered_total", **labels) == 0
+    assert value(samples, "rediq_task_run_seconds_count", **labels) == 1
