@@ -5,15 +5,22 @@ leases on its own); the supervisor only starts them, restarts one that dies (wit
 so a crash loop does not spin), and forwards signals with the worker's semantics: the
 first SIGINT/SIGTERM asks every child to stop gracefully, a second one to stop at once.
 It exits 0 when every child stopped with 0, else 1.
+
+With ``--metrics-port`` (or ``REDIQ_METRICS_PORT``) only the first child serves /metrics,
+and every child writes its samples into one prometheus_client multiprocess directory (a
+temporary one unless ``PROMETHEUS_MULTIPROC_DIR`` is set), so the one endpoint reports the
+sum of all worker processes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
 
@@ -27,17 +34,27 @@ log = logging.getLogger("rediq.worker.supervisor")
 _HEALTHY_AFTER_S = 10.0
 
 
-def strip_processes_option(argv: list[str]) -> list[str]:
-    """The command line without ``--processes N`` / ``--processes=N``."""
+def strip_option(argv: list[str], option: str) -> list[str]:
+    """The command line without ``OPTION VALUE`` / ``OPTION=VALUE``."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--processes":
+        elif arg == option:
             skip = True
-        elif not arg.startswith("--processes="):
+        elif not arg.startswith(option + "="):
             out.append(arg)
     return out
+
+
+def strip_processes_option(argv: list[str]) -> list[str]:
+    """The command line without ``--processes N`` / ``--processes=N``."""
+    return strip_option(argv, "--processes")
+
+
+def _serves_metrics(argv: list[str]) -> bool:
+    given = any(a == "--metrics-port" or a.startswith("--metrics-port=") for a in argv)
+    return given or bool(os.environ.get(defaults.ENV_METRICS_PORT))
 
 
 class _Supervisor:
@@ -45,12 +62,23 @@ class _Supervisor:
         self.command = [sys.executable, "-c", "from rediq_core.cli import main; main()",
                         *strip_processes_option(argv)]
         self.processes = processes
+        self.metrics = _serves_metrics(argv)
+        self.metrics_dir: str | None = None
+        if self.metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            self.metrics_dir = tempfile.mkdtemp(prefix="rediq-metrics-")
         self.children: dict[int, tuple[int, subprocess.Popen[bytes], float]] = {}
         self.signals = 0
         self.failures = 0
 
     def start(self, slot: int) -> None:
-        child = subprocess.Popen(self.command)
+        command, env = self.command, dict(os.environ)
+        if self.metrics:
+            if self.metrics_dir:
+                env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
+            if slot > 0:  # one endpoint, serving the sum of every process
+                command = strip_option(command, "--metrics-port")
+                env.pop(defaults.ENV_METRICS_PORT, None)
+        child = subprocess.Popen(command, env=env)
         self.children[child.pid] = (slot, child, time.monotonic())
         log.info("started worker process %d (pid %d)", slot, child.pid)
 
@@ -86,6 +114,8 @@ class _Supervisor:
                      > _HEALTHY_AFTER_S else min(pause * 2, defaults.WORKER_RECONNECT_MAX_S))
             if not self.signals:
                 self.start(slot)
+        if self.metrics_dir:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return 0 if self.failures == 0 else 1
 
 
