@@ -163,8 +163,9 @@ class SentinelTopology:
                    timeout_s)
         return self.master()
 
-    def wait_replica(self, server: RedisServer, timeout_s: float = 30.0) -> None:
-        """Wait until ``server`` (say, a restarted old master) replicates the master."""
+    def wait_replica(self, server: RedisServer, timeout_s: float = 60.0) -> None:
+        """Wait until ``server`` (say, a restarted old master) replicates the master. The
+        sentinels convert it on their own schedule (seconds; longer on a loaded machine)."""
 
         def following() -> bool:
             info = admin(server).info("replication")

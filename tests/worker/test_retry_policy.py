@@ -59,9 +59,11 @@ async def plain(kind):
 '''
 
 
-def times(harness: Harness, tag: str, task_id: str) -> list[float]:
-    return [float(line.split()[4])
-            for line in harness.workers[0].matching(rf"^RUN {tag} {task_id} ")]
+def times(harness: Harness, tag: str, task_id: str, expected: int) -> list[float]:
+    """Start times of the task's attempts, once ``expected`` of them were read from the
+    worker's output (the result can arrive before the reader thread saw every line)."""
+    lines = harness.workers[0].wait_for(rf"^RUN {tag} {task_id} ", count=expected, timeout=10)
+    return [float(line.split()[4]) for line in lines]
 
 
 async def test_retries_follow_the_exception_type(harness: Harness) -> None:
@@ -76,8 +78,8 @@ async def test_retries_follow_the_exception_type(harness: Harness) -> None:
     unlisted = await m.typed("value").enqueue()
     with pytest.raises(TaskFailedError, match="ValueError"):
         await unlisted.result(timeout=20)
-    assert len(times(harness, "typed", stopped.id)) == 2
-    assert len(times(harness, "typed", unlisted.id)) == 1
+    assert len(times(harness, "typed", stopped.id, 2)) == 2
+    assert len(times(harness, "typed", unlisted.id, 1)) == 1
 
 
 async def test_retry_with_a_delay_waits_that_long(harness: Harness) -> None:
@@ -85,14 +87,14 @@ async def test_retry_with_a_delay_waits_that_long(harness: Harness) -> None:
     harness.start()
     handle = await m.asks(0.8).enqueue()
     assert await handle.result(timeout=20) == 1
-    first, second = times(harness, "asks", handle.id)
+    first, second = times(harness, "asks", handle.id, 2)
     assert 0.75 <= second - first < 5, second - first
     harness.workers[0].wait_for(r"retrying in 800 ms")
 
     exhausted = await m.always_asks().enqueue()
     with pytest.raises(TaskFailedError, match="Retry.*not yet"):
         await exhausted.result(timeout=20)
-    assert len(times(harness, "always", exhausted.id)) == 2
+    assert len(times(harness, "always", exhausted.id, 2)) == 2
 
 
 async def test_jittered_delays_stay_in_bounds(harness: Harness) -> None:
@@ -100,7 +102,7 @@ async def test_jittered_delays_stay_in_bounds(harness: Harness) -> None:
     harness.start()
     handle = await m.jittery().enqueue()
     assert await handle.result(timeout=30) == "done"
-    stamps = times(harness, "jittery", handle.id)
+    stamps = times(harness, "jittery", handle.id, 5)
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert len(gaps) == 4
     assert all(0.19 <= gap < 2.0 for gap in gaps), gaps  # drawn from [0.2, 0.4] s
@@ -116,7 +118,7 @@ async def test_a_call_carries_its_own_policy(harness: Harness) -> None:
         retry=RetryPolicy(dont_retry_on=(KeyError,))).enqueue()
     with pytest.raises(TaskFailedError, match="KeyError"):
         await refused.result(timeout=20)
-    assert len(times(harness, "plain", refused.id)) == 1
+    assert len(times(harness, "plain", refused.id, 1)) == 1
     by_name = await m.plain("value").options(
         retry=RetryPolicy(retries=1, retry_on=("builtins.LookupError",))).enqueue()
     with pytest.raises(TaskFailedError, match="ValueError"):
