@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -96,6 +96,17 @@ def no_alert(driver: WebDriver) -> bool:
     return False
 
 
+
+def text_of(browser: WebDriver, element_id: str) -> str:
+    """The element's text. Pages that refresh in place may swap the element between
+    finding it and reading it; find it again then (bounded)."""
+    for _ in range(100):
+        try:
+            return str(browser.find_element(By.ID, element_id).text)
+        except StaleElementReferenceException:
+            time.sleep(0.02)  # the swap takes one animation frame
+    raise AssertionError(f"#{element_id} kept being replaced")
+
 async def test_every_page_and_every_operation_in_a_real_browser(
     harness: Harness, browser: WebDriver, tmp_path: Path
 ) -> None:
@@ -117,9 +128,9 @@ async def test_every_page_and_every_operation_in_a_real_browser(
 
     # Overview: queues with counts, the chart, the worker; and the screenshot.
     browser.get(base + "/")
-    queues = browser.find_element(By.ID, "queues").text
+    queues = text_of(browser, "queues")
     assert "default" in queues and "idle" in queues
-    assert "browser-test" in browser.find_element(By.ID, "workers").text
+    assert "browser-test" in text_of(browser, "workers")
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.ok")) == 60
     shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "overview.png")
     browser.save_screenshot(str(shot))
@@ -129,13 +140,13 @@ async def test_every_page_and_every_operation_in_a_real_browser(
     page = browser.find_element(By.TAG_NAME, "html")
     await tasks.later(1).options(queue="fresh").enqueue()
     deadline = time.monotonic() + 10
-    while "fresh" not in browser.find_element(By.ID, "queues").text:
+    while "fresh" not in text_of(browser, "queues"):
         assert time.monotonic() < deadline, "the overview did not update itself"
         await asyncio.sleep(0.1)
     assert page.is_enabled()  # the same document: updated in place, not reloaded
 
     browser.get(base + "/workers")
-    assert "browser-test" in browser.find_element(By.ID, "workers").text
+    assert "browser-test" in text_of(browser, "workers")
 
     # Queue page: pending tasks listed; pause and resume, checked in Redis.
     browser.get(base + "/queues/idle")
