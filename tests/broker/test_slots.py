@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from rediq_core.broker import BrokerOptions
 from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import BrokerContract
+from rediq_core.testing.processes import cluster_port
 from rediq_redis import RedisBroker
 from rediq_redis.scripts import LuaScript, ScriptCall
 
@@ -89,27 +90,10 @@ class TestEveryScriptCallIsSingleSlot(BrokerContract):
             assert all(k.startswith(f"{{{rediq_namespace}") for k in keys)
 
 
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is valid and free too."""
-    import random
-    import socket
-
-    for _ in range(100):
-        port = random.randint(20_000, 50_000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10_000))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
 @pytest.fixture(scope="module")
 def cluster_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     conf = tmp_path_factory.mktemp("cluster") / "nodes.conf"
-    server = RedisServer(port=_cluster_port(), extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
+    server = RedisServer(port=cluster_port(), extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
                                      str(conf))).start()
     try:
         yield server
