@@ -35,6 +35,7 @@ from rediq_core.errors import BrokerError
 
 from .connection import BoundedRetry, blocking_options
 from .durability import WaitReplicas, check_acknowledged
+from .packing import fast_packing
 from .topology import Topology
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ class ResendingCluster(RedisCluster):
 
     def __init__(self, *args: Any, shown_url: str, budget_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        node_options = self.nodes_manager.connection_kwargs
+        node_options["connection_class"] = fast_packing(node_options["connection_class"])
         self.commands_parser = _CommandTable(self)
         self.shown_url = shown_url
         self.budget_s = budget_s

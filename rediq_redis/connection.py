@@ -30,6 +30,7 @@ from redis.backoff import ExponentialBackoff
 from rediq_core import defaults
 from rediq_core.errors import BrokerError, BrokerOutOfMemoryError, BrokerUnavailableError
 
+from .packing import fast_packing
 from .topology import Kind, mask_url, parse_url
 
 __all__ = [
@@ -152,6 +153,9 @@ def make_clients(url: str, config: Mapping[str, Any]) -> tuple[Redis, Redis]:
         return make_sentinel_clients(topology, options, config.get("sentinel_kwargs"))
     main = Redis.from_url(url, **options)
     blocking = Redis.from_url(url, **blocking_options(options))
+    for client in (main, blocking):
+        pool = client.connection_pool
+        pool.connection_class = fast_packing(pool.connection_class)
     return main, blocking
 
 

@@ -147,6 +147,13 @@ def _in_background(coro: Any) -> asyncio.Task[Any]:
     return task
 
 
+def _wait_s(session: Session, next_delay_ms: int) -> float:
+    """How long an idle fetch may wait for a wake token (``next_delay_ms`` -1: nothing
+    scheduled or leased, the safety cap)."""
+    cap = session.settings.wake_safety_cap_s
+    return cap if next_delay_ms < 0 else min(next_delay_ms / 1000, cap)
+
+
 async def _wait_for_wake(session: Session, keys: QueueKeys, next_delay_ms: int) -> None:
     """Block on the wake key until a token arrives or the next deadline passes.
 
@@ -156,8 +163,7 @@ async def _wait_for_wake(session: Session, keys: QueueKeys, next_delay_ms: int) 
     close the connection). Only a cancellation from outside (shutdown) may have taken a
     token; one is then put back.
     """
-    cap = session.settings.wake_safety_cap_s
-    timeout = cap if next_delay_ms < 0 else min(next_delay_ms / 1000, cap)
+    timeout = _wait_s(session, next_delay_ms)
     deadline = time.monotonic() + timeout
     server_part = timeout - session.timer_tick_s
     if server_part > 0.001:
@@ -187,8 +193,22 @@ async def _hand_back(session: Session, keys: QueueKeys, worker_id: str,
 async def fetch(
     session: Session, queue: str, worker_id: str, limit: int, lease_ms: int
 ) -> FetchBatch:
+    """Lease up to ``limit`` ready tasks of ``queue``, waiting (blocked in Redis) until
+    there are some.
+
+    A claim that leased fewer than ``limit`` found the queue without more ready tasks: the
+    next fetch of this worker then waits for a wake token first instead of claiming again
+    (an empty claim per task at low load). That loses nothing: every step that makes a
+    task ready pushes a wake token, and the wait ends at the deadline the claim reported
+    (the next scheduled task or lease expiry) at the latest.
+    """
     keys = session.keys.queue(queue)
     backoff = _ERROR_BACKOFF_S[0]
+    resume_at = session.drained.pop((queue, worker_id), None)
+    if resume_at is not None:
+        remaining_ms = int((resume_at - time.monotonic()) * 1000)
+        if remaining_ms > 0:
+            await _wait_for_wake(session, keys, remaining_ms)
     while True:
         claiming = asyncio.ensure_future(_claim(session, keys, worker_id, limit, lease_ms))
         try:
@@ -207,9 +227,14 @@ async def fetch(
             backoff = min(backoff * 2, _ERROR_BACKOFF_S[1])
             continue
         backoff = _ERROR_BACKOFF_S[0]
-        if claim.batch.deliveries or claim.batch.rejected:
-            return claim.batch
-        if claim.exhausted or claim.cancelled or claim.next_delay_ms == 0:
+        batch = claim.batch
+        more_due = claim.exhausted or claim.cancelled or claim.next_delay_ms == 0
+        if batch.deliveries or batch.rejected:
+            if len(batch.deliveries) + len(batch.rejected) < limit and not more_due:
+                session.drained[(queue, worker_id)] = time.monotonic() + _wait_s(
+                    session, claim.next_delay_ms)
+            return batch
+        if more_due:
             continue
         await _wait_for_wake(session, keys, claim.next_delay_ms)
 

@@ -29,6 +29,7 @@ from redis.asyncio.sentinel import (
 from rediq_core.errors import BrokerError
 
 from .connection import blocking_options
+from .packing import fast_packing
 from .topology import Topology
 
 __all__ = ["make_sentinel_clients", "probe_sentinels", "sentinel_options"]
@@ -78,8 +79,8 @@ def _server_options(topology: Topology, options: Mapping[str, Any]) -> dict[str,
     found = dict(options)
     found["db"] = topology.db
     tls = topology.tls or bool(found.pop("ssl", False))
-    found["connection_class"] = (_MasterFollowingSSLConnection if tls
-                                 else _MasterFollowingConnection)
+    found["connection_class"] = fast_packing(_MasterFollowingSSLConnection if tls
+                                             else _MasterFollowingConnection)
     if topology.username is not None:
         found.setdefault("username", topology.username)
     if topology.password is not None:

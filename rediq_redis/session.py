@@ -70,3 +70,7 @@ class Session:
     #: ``WAIT`` after enqueue / settlement batches (``redis_config["wait_replicas"]``).
     enqueue_wait: WaitReplicas | None = None
     settle_wait: WaitReplicas | None = None
+    #: (queue, worker id) -> when (monotonic s) the next wait of a fetch that found the
+    #: queue without more ready tasks ends: the next fetch waits first instead of
+    #: claiming again (see ``leasing.fetch``).
+    drained: dict[tuple[str, str], float] = field(default_factory=dict)

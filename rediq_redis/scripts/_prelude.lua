@@ -97,8 +97,8 @@ end
 -- Make `id` ready. A task keeps its FIFO position (member) when it returns from a lease;
 -- a fresh position (server order) is taken when `fresh` is true or none is stored.
 local function make_pending(id, fresh, priority)
-  local member = redis.call('HGET', Q.position, id)
-  if fresh or not member then
+  local member = not fresh and redis.call('HGET', Q.position, id)
+  if not member then
     local seq = redis.call('INCR', Q.seq)
     member = string.format('%016x', seq) .. ':' .. id
     redis.call('HSET', Q.position, id, member)
@@ -144,49 +144,60 @@ local function count(name, now)
   redis.call('HINCRBY', Q.minutes, name .. ':' .. slot, 1)
 end
 
+-- The decoded envelope of `id` ({} if missing or unreadable), decoded once per call.
+local decoded = {}
+local function envelope_of(id)
+  local env = decoded[id]
+  if env == nil then
+    local ok
+    ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
+    if not ok or type(env) ~= 'table' then env = {} end
+    decoded[id] = env
+  end
+  return env
+end
+
 -- Forget every per-queue field of `id` (not its result keys), and its group index entries.
 local function forget(id)
-  for _, group in ipairs(groups_of(redis.call('HGET', Q.envelope, id))) do
+  local groups = decoded[id] and decoded[id].groups
+  if type(groups) ~= 'table' then groups = groups_of(redis.call('HGET', Q.envelope, id)) end
+  for _, group in ipairs(groups) do
     redis.call('ZREM', Q.groups, tostring(group) .. '\n' .. id)
   end
   for _, name in ipairs(TASK_DATA) do redis.call('HDEL', Q[name], id) end
   redis.call('SREM', Q.cancel, id)
+  decoded[id] = nil
 end
 
 -- The task's result TTL in seconds, read from its envelope (0 if unreadable).
 local function result_ttl(id)
-  local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
-  if ok and type(env) == 'table' and type(env.result_ttl_s) == 'number' then
-    return math.max(0, math.floor(env.result_ttl_s))
-  end
+  local ttl = envelope_of(id).result_ttl_s
+  if type(ttl) == 'number' then return math.max(0, math.floor(ttl)) end
   return 0
 end
 
-local function serializer_of(id)
-  local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
-  if ok and type(env) == 'table' and type(env.serializer) == 'string' then
-    return env.serializer
-  end
-  return ''
-end
-
 -- Store the end of a task in its result hash and wake its waiters, for `ttl` seconds.
--- With ttl 0 nothing is written.
-local function record_end(result_key, done_key, id, ttl, state, now, fields)
+-- With ttl 0 nothing is written. `field`, `value`: one more field (result or error).
+local function record_end(result_key, done_key, id, ttl, state, now, field, value)
   redis.call('DEL', result_key, done_key)
   if ttl <= 0 then return end
-  local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
-  if not ok or type(env) ~= 'table' then env = {} end
-  redis.call('HSET', result_key, 'state', state, 'finished_at', now,
-    'serializer', serializer_of(id), 'name', tostring(env.name or ''),
+  local env = envelope_of(id)
+  local serializer = env.serializer
+  if type(serializer) ~= 'string' then serializer = '' end
+  local data = { 'state', state, 'finished_at', now,
+    'serializer', serializer, 'name', tostring(env.name or ''),
     'priority', tonumber(env.priority) or 0, 'enqueued_at', tonumber(env.enqueued_at_ms) or 0,
     'groups', cjson.encode(type(env.groups) == 'table' and env.groups or {}),
     'started_at', redis.call('HGET', Q.started, id) or '',
     'retried', redis.call('HGET', Q.retried, id) or '0',
     'deliveries', redis.call('HGET', Q.deliveries, id) or '0',
     'lost', redis.call('HGET', Q.lost, id) or '0',
-    'worker', redis.call('HGET', Q.owner, id) or '')
-  for name, value in pairs(fields) do redis.call('HSET', result_key, name, value) end
+    'worker', redis.call('HGET', Q.owner, id) or '' }
+  if field then
+    table.insert(data, field)
+    table.insert(data, value)
+  end
+  redis.call('HSET', result_key, unpack(data))
   redis.call('EXPIRE', result_key, ttl)
   redis.call('RPUSH', done_key, '1')
   redis.call('EXPIRE', done_key, ttl)

@@ -30,7 +30,7 @@ local function main()
   redis.call('ZREM', Q.active, id)
   local ttl = result_ttl(id)
   if redis.call('SISMEMBER', Q.cancel, id) == 1 then
-    record_end(RESULT, DONE, id, ttl, 'cancelled', now, {})
+    record_end(RESULT, DONE, id, ttl, 'cancelled', now)
     forget(id)
     return 3
   end
@@ -47,7 +47,7 @@ local function main()
     end
     return 1
   end
-  record_end(RESULT, DONE, id, ttl, 'failed', now, { error = ARGV[4] })
+  record_end(RESULT, DONE, id, ttl, 'failed', now, 'error', ARGV[4])
   dead_letter(id, ARGV[4], now)
   prune_dead(now, tonumber(ARGV[6]), tonumber(ARGV[7]))
   return 2

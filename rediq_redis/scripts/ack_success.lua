@@ -15,8 +15,9 @@ local worker, id = ARGV[1], ARGV[2]
 local function main()
   if not holds(worker, id, ARGV[3]) then return 0 end
   redis.call('ZREM', Q.active, id)
-  count('succeeded', now_ms())
-  record_end(RESULT, DONE, id, result_ttl(id), 'succeeded', now_ms(), { result = ARGV[4] })
+  local now = now_ms()
+  count('succeeded', now)
+  record_end(RESULT, DONE, id, result_ttl(id), 'succeeded', now, 'result', ARGV[4])
   forget(id)
   return 1
 end

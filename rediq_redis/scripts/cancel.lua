@@ -16,7 +16,7 @@ local function main()
   local now = now_ms()
   if state == 'pending' or state == 'scheduled' then
     unlink(id)
-    record_end(RESULT, DONE, id, result_ttl(id), 'cancelled', now, {})
+    record_end(RESULT, DONE, id, result_ttl(id), 'cancelled', now)
     forget(id)
     return 'cancelled'
   end
@@ -24,7 +24,7 @@ local function main()
     local deadline = tonumber(redis.call('ZSCORE', Q.active, id))
     if deadline and deadline <= now then
       unlink(id)
-      record_end(RESULT, DONE, id, result_ttl(id), 'cancelled', now, {})
+      record_end(RESULT, DONE, id, result_ttl(id), 'cancelled', now)
       forget(id)
       return 'cancelled'
     end

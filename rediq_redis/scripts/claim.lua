@@ -23,12 +23,12 @@
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_lost, bound = tonumber(ARGV[4]), tonumber(ARGV[7])
 
-local function row(leased, id, deadline)
+local function row(leased, id, deadline, delivery)
   table.insert(leased, id)
   table.insert(leased, redis.call('HGET', Q.envelope, id))
   table.insert(leased, redis.call('HGET', Q.payload, id))
   table.insert(leased, tonumber(redis.call('HGET', Q.retried, id) or '0'))
-  table.insert(leased, tonumber(redis.call('HGET', Q.deliveries, id) or '0'))
+  table.insert(leased, delivery or tonumber(redis.call('HGET', Q.deliveries, id) or '0'))
   table.insert(leased, deadline)
   table.insert(leased, tonumber(redis.call('HGET', Q.lost, id) or '0'))
 end
@@ -66,7 +66,7 @@ local function main()
       redis.call('HSET', Q.owner, id, worker)
       redis.call('HSET', Q.started, id, now)
       local delivery = redis.call('HINCRBY', Q.deliveries, id, 1)
-      row(leased, id, deadline)
+      row(leased, id, deadline, delivery)
       table.insert(leases, id)
       table.insert(leases, tostring(delivery))
     end

@@ -20,7 +20,7 @@ for i = 2, #ARGV, 2 do
     if redis.call('SISMEMBER', Q.cancel, id) == 1 then
       now = now or now_ms()
       local result_key, done_key = task_keys(i / 2)
-      record_end(result_key, done_key, id, result_ttl(id), 'cancelled', now, {})
+      record_end(result_key, done_key, id, result_ttl(id), 'cancelled', now)
       forget(id)
     else
       redis.call('HDEL', Q.owner, id)
