@@ -67,8 +67,12 @@ WAIT_TIMEOUT_MS: Final = 1_000
 DEAD_LETTER_TTL_S: Final = 7 * 24 * 3600
 DEAD_LETTER_MAX: Final = 10_000
 
+#: Tasks a worker leases beyond those it can start at once (``--worker-queue-size``). 0:
+#: a worker leases only for idle runners, so idle workers get the work and a newer
+#: high-priority task starts next; a prefetch trades both for less idle time between very
+#: short tasks.
+WORKER_QUEUE_SIZE: Final = 0
 #: Worker defaults (the ``rediq worker`` options of the same names).
-WORKER_QUEUE_SIZE: Final = 200
 WORKER_TASK_CONCURRENCY: Final = 100
 EXECUTOR_POOL_NAME: Final = "thread"
 EXECUTOR_POOL_SIZE: Final[int | None] = None  # the pool's own default (CPU based)

@@ -102,7 +102,7 @@ def _banner(app: Rediq, worker: Worker) -> str:
 @click.option("--worker-name", default="worker", show_default=True, help="This worker's name.")
 @click.option("--worker-queue-size", type=click.IntRange(min=0),
               default=defaults.WORKER_QUEUE_SIZE, show_default=True,
-              help="Tasks prefetched into the local queue.")
+              help="Tasks leased beyond those that can start now (prefetch; 0: none).")
 @click.option("--worker-task-concurrency", type=click.IntRange(min=1),
               default=defaults.WORKER_TASK_CONCURRENCY, show_default=True,
               help="Task coroutines running at once.")

@@ -29,7 +29,8 @@ class WorkerConfig:
     :param skip_default_queue: do not consume the app's default queue.
     :param worker_name: a readable name (default: ``worker``); the id adds host, pid and
         a random part.
-    :param queue_size: prefetched tasks held locally, waiting for a runner.
+    :param queue_size: tasks leased beyond those the idle runners start at once
+        (prefetched, waiting locally for a runner); 0: none.
     :param task_concurrency: task coroutines running at once.
     :param executor_pool_name: pool of ``run_in_current_executor`` (``thread``/``process``).
     :param executor_pool_size: its size (None: the pool's CPU-based default).
