@@ -73,6 +73,11 @@ class QueueKeys:
         """LIST holding one token once the task ended; waiters BLMOVE it onto itself."""
         return self.key(f"done:{task_id}")
 
+    def unblock(self, worker_id: str) -> str:
+        """LIST a worker's wait blocks on besides ``wake``: a token there ends the wait of
+        that worker alone (its fetch was cancelled; deleted right after)."""
+        return self.key(f"unblock:{worker_id}")
+
     def reply(self, nonce: str) -> str:
         """STRING a script call remembers its answer in, for the replay window, so that a
         re-send of the same call (after a lost reply) changes nothing (docs/broker.md)."""

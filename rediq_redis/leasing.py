@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from rediq_core.broker import Delivery, FetchBatch, Lease, Rejected, Settlement, TaskError
 from rediq_core.message import MalformedMessageError, TaskMessage
 
+from .cluster import is_cluster
 from .keys import QueueKeys, new_nonce
 from .records import encode_error, text
 from .scripts import ScriptCall, run_batch
@@ -33,6 +34,7 @@ _background: set[asyncio.Task[Any]] = set()
 #: Back-off bounds after a server-side error in the claim step (e.g. a wrong key type).
 _ERROR_BACKOFF_S = (0.05, 5.0)
 _ROW = 7  # fields per leased task in a claim reply
+_UNBLOCK_TTL_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +68,25 @@ def _dead_letter_call(
     )
 
 
+def _claim_args(session: Session, keys: QueueKeys, worker_id: str, limit: int,
+                lease_ms: int) -> tuple[list[str], list[Any]]:
+    s = session.settings
+    return ([*keys.all, keys.reply(new_nonce())],
+            [worker_id, limit, lease_ms, s.max_deliveries, s.dead_letter_ttl_s * 1000,
+             s.dead_letter_max, s.claim_bound])
+
+
 async def _claim(
     session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int
 ) -> _Claim:
     """One claim step, and the finishing calls it asks for (in one round trip)."""
-    s = session.settings
-    reply = await session.scripts.claim(
-        session.blocking,
-        [*keys.all, keys.reply(new_nonce())],
-        [worker_id, limit, lease_ms, s.max_deliveries, s.dead_letter_ttl_s * 1000,
-         s.dead_letter_max, s.claim_bound],
-    )
+    claim_keys, args = _claim_args(session, keys, worker_id, limit, lease_ms)
+    reply = await session.scripts.claim(session.blocking, claim_keys, args)
+    return await _claimed(session, keys, worker_id, reply)
+
+
+async def _claimed(session: Session, keys: QueueKeys, worker_id: str, reply: Any) -> _Claim:
+    """A claim's reply, decoded; then its finishing calls."""
     deliveries: list[Delivery] = []
     rejects: list[tuple[Lease, str]] = []
     rows = reply[2]
@@ -132,14 +142,6 @@ async def _finish(
                   " fetch finishes them", keys.queue, len(calls), exc)
 
 
-async def _push_wake(session: Session, keys: QueueKeys) -> None:
-    """Put back a wake token a cancelled wait may have taken (a spurious one is harmless)."""
-    async with session.blocking.pipeline(transaction=True) as pipe:
-        pipe.rpush(keys.key("wake"), "1")
-        pipe.ltrim(keys.key("wake"), 0, 0)
-        await pipe.execute()
-
-
 def _in_background(coro: Any) -> asyncio.Task[Any]:
     task = asyncio.get_running_loop().create_task(coro)
     _background.add(task)
@@ -154,37 +156,62 @@ def _wait_s(session: Session, next_delay_ms: int) -> float:
     return cap if next_delay_ms < 0 else min(next_delay_ms / 1000, cap)
 
 
-async def _wait_for_wake(session: Session, keys: QueueKeys, next_delay_ms: int) -> None:
-    """Block on the wake key until a token arrives or the next deadline passes.
+async def _wait_then_claim(
+    session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int,
+    next_delay_ms: int,
+) -> _Claim:
+    """Block on the wake key until a token arrives or the next deadline passes, then claim.
+
+    The wait (``BLPOP``) and the claim go out together in one pipeline: Redis runs the
+    claim as soon as the wait ends, without a round trip back to this process in between
+    (the pickup of a task enqueued while workers are idle).
 
     Redis ends a blocking command's timeout on its timer tick (1/hz s, 100 ms by default),
-    so the server-side wait stops one tick short of the deadline and the rest is an
-    asyncio timer: the wait is never late and never cancels the command (which would
-    close the connection). Only a cancellation from outside (shutdown) may have taken a
-    token; one is then put back.
+    so the server-side wait stops one tick short of the deadline; the claim then reports
+    the remaining delay and the last tick is an asyncio timer: the wait is never late and
+    never cancels the command (which would close the connection). A cancellation from
+    outside (shutdown) unblocks the wait through this worker's own unblock key, so the
+    claim runs and what it leased is handed back (:func:`_hand_back`).
     """
     timeout = _wait_s(session, next_delay_ms)
-    deadline = time.monotonic() + timeout
     server_part = timeout - session.timer_tick_s
-    if server_part > 0.001:
-        blpop = session.blocking.blpop([keys.key("wake")], timeout=server_part)
-        try:
-            if await blpop is not None:
-                return
-        except asyncio.CancelledError:
-            _in_background(_push_wake(session, keys))
-            raise
-    remaining = deadline - time.monotonic()
-    if remaining > 0:
-        await asyncio.sleep(remaining)  # the last timer tick before a known deadline
+    if server_part <= 0.001 or is_cluster(session.blocking):
+        if server_part > 0.001:  # Cluster: a pipeline is split by node; wait, then claim
+            await session.blocking.blpop([keys.key("wake"), keys.unblock(worker_id)],
+                                         timeout=server_part)
+        else:
+            await asyncio.sleep(timeout)  # the last timer tick before a known deadline
+        return await _claim(session, keys, worker_id, limit, lease_ms)
+    claim_keys, args = _claim_args(session, keys, worker_id, limit, lease_ms)
+    script = session.scripts.claim
+    async with session.blocking.pipeline(transaction=False) as pipe:
+        pipe.blpop([keys.key("wake"), keys.unblock(worker_id)], timeout=server_part)
+        pipe.execute_command("EVALSHA", script.sha, len(claim_keys), *claim_keys, *args)
+        _, reply = await pipe.execute(raise_on_error=False)
+    if isinstance(reply, NoScriptError):  # the server lost its scripts: load, claim again
+        return await _claim(session, keys, worker_id, limit, lease_ms)
+    if isinstance(reply, Exception):
+        raise reply
+    return await _claimed(session, keys, worker_id, reply)
 
 
 async def _hand_back(session: Session, keys: QueueKeys, worker_id: str,
-                     claiming: asyncio.Future[_Claim]) -> None:
+                     claiming: asyncio.Future[_Claim], waiting: bool) -> None:
     """A fetch was cancelled while its claim was in flight: await the claim and release
-    what it leased (it may have run on the server already)."""
+    what it leased (it may have run on the server already). A claim still ``waiting``
+    behind its wake wait is unblocked first, through this worker's unblock key."""
+    unblock = keys.unblock(worker_id)
     with contextlib.suppress(Exception):
-        claim = await claiming
+        if waiting and not claiming.done():
+            async with session.client.pipeline(transaction=True) as pipe:
+                pipe.rpush(unblock, "1")
+                pipe.pexpire(unblock, _UNBLOCK_TTL_MS)  # in case the DEL below fails
+                await pipe.execute()
+        try:
+            claim = await claiming
+        finally:
+            if waiting:
+                await session.client.delete(unblock)
         leases = [d.lease for d in claim.batch.deliveries]
         if leases:
             await release(session, worker_id, {keys.queue: leases})
@@ -204,18 +231,21 @@ async def fetch(
     """
     keys = session.keys.queue(queue)
     backoff = _ERROR_BACKOFF_S[0]
+    wait_ms: int | None = None  # None: claim at once; else wait first, at most this long
     resume_at = session.drained.pop((queue, worker_id), None)
     if resume_at is not None:
-        remaining_ms = int((resume_at - time.monotonic()) * 1000)
-        if remaining_ms > 0:
-            await _wait_for_wake(session, keys, remaining_ms)
+        wait_ms = int((resume_at - time.monotonic()) * 1000)
+        wait_ms = wait_ms if wait_ms > 0 else None
     while True:
-        claiming = asyncio.ensure_future(_claim(session, keys, worker_id, limit, lease_ms))
+        step = (_claim(session, keys, worker_id, limit, lease_ms) if wait_ms is None else
+                _wait_then_claim(session, keys, worker_id, limit, lease_ms, wait_ms))
+        claiming = asyncio.ensure_future(step)
         try:
             claim = await asyncio.shield(claiming)
         except asyncio.CancelledError:
             # Cancelling loses nothing: whatever the claim leased goes back at once.
-            await asyncio.shield(_in_background(_hand_back(session, keys, worker_id, claiming)))
+            await asyncio.shield(_in_background(
+                _hand_back(session, keys, worker_id, claiming, waiting=wait_ms is not None)))
             raise
         except ResponseError as exc:
             log.error(
@@ -225,6 +255,7 @@ async def fetch(
             )
             await asyncio.sleep(backoff)  # error back-off, not the hot path
             backoff = min(backoff * 2, _ERROR_BACKOFF_S[1])
+            wait_ms = None
             continue
         backoff = _ERROR_BACKOFF_S[0]
         batch = claim.batch
@@ -234,9 +265,7 @@ async def fetch(
                 session.drained[(queue, worker_id)] = time.monotonic() + _wait_s(
                     session, claim.next_delay_ms)
             return batch
-        if more_due:
-            continue
-        await _wait_for_wake(session, keys, claim.next_delay_ms)
+        wait_ms = None if more_due else claim.next_delay_ms
 
 
 def _lease_args(leases: Sequence[Lease]) -> list[str | int]:

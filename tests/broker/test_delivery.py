@@ -170,6 +170,60 @@ async def test_cancelled_fetch_hands_back_a_claim_in_flight(
     await until(pending_again, "the leased task was handed back", timeout_s=2.0)
 
 
+async def test_cancelled_fetch_hands_back_a_claim_that_followed_its_wait(
+    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
+    rediq_namespace: str,
+) -> None:
+    """An idle fetch sends its wait and its claim together: a task arrives, the claim runs
+    on the server, its reply is in flight, and the fetch is cancelled (worker shutdown).
+    The leased task must be pending again at once, and no unblock key is left behind."""
+    await warm_up(proxied, broker)
+    prefix = f"{{{rediq_namespace}:{Q}}}"
+    await redis.delete(f"{prefix}:wake")  # a token left by the warm-up would end the wait
+    hold = proxy.add(Rule(b"BLPOP", "hold"))
+    fetching = asyncio.ensure_future(
+        proxied.fetch(Q, worker_id="waiting-worker", limit=1, lease_ms=60_000))
+    await asyncio.wait_for(hold.matched.wait(), WAIT_S)  # blocked in its wait
+    message = make_message(queue=Q, result_ttl_s=60)
+    await broker.enqueue([message])
+
+    async def leased() -> bool:
+        return await redis.hget(f"{prefix}:state", message.id) == b"active"
+
+    await until(leased, "the claim ran on the server right after the wait")
+    fetching.cancel()
+    hold.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(fetching, WAIT_S)
+
+    async def pending_again() -> bool:
+        return await redis.hget(f"{prefix}:state", message.id) == b"pending"
+
+    await until(pending_again, "the leased task was handed back", timeout_s=2.0)
+    assert await redis.keys(f"{prefix}:unblock:*") == []
+
+
+async def test_cancelled_idle_fetch_ends_its_wait_at_once(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str,
+) -> None:
+    """Cancelling a fetch blocked in its (30 s) wait returns promptly, leases nothing and
+    leaves no key behind; the next fetch gets the next task."""
+    fetching = asyncio.ensure_future(
+        broker.fetch(Q, worker_id="idle-worker", limit=1, lease_ms=60_000))
+    await asyncio.sleep(0.2)  # blocked in its wait by now
+    started = time.monotonic()
+    fetching.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(fetching, WAIT_S)
+    assert time.monotonic() - started < 2.0, "the wait was not ended by the cancellation"
+    assert await redis.keys(f"{{{rediq_namespace}:{Q}}}:unblock:*") == []
+    message = make_message(queue=Q)
+    await broker.enqueue([message])
+    batch = await asyncio.wait_for(
+        broker.fetch(Q, worker_id="idle-worker", limit=1, lease_ms=60_000), WAIT_S)
+    assert [d.message.id for d in batch.deliveries] == [message.id]
+
+
 async def test_fetch_keeps_its_deliveries_when_a_finishing_step_fails(
     proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
     rediq_namespace: str,
