@@ -5,8 +5,7 @@ Registered by the plugin-manager factory as a default plugin named ``executors``
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from .hookspecs import RegisterExecutorPool
 from .plugins import hookimpl
@@ -19,6 +18,10 @@ def _thread_pool(size: int | None) -> Executor:
 
 
 def _process_pool(size: int | None) -> Executor:
+    # imported here: a worker with the thread pool never loads multiprocessing
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     # "spawn" keeps children free of the worker's event loop, sockets and threads.
     return ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
 

@@ -33,7 +33,8 @@ class MalformedMessageError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskMessage:
-    """One enqueued task call. ``headers`` may be extended by ``before_task_enqueue`` hooks."""
+    """One enqueued task call. ``headers`` may be extended by ``before_task_enqueue`` hooks
+    (before the envelope is first encoded: :meth:`envelope` encodes once per message)."""
 
     id: str
     name: str
@@ -53,12 +54,17 @@ class TaskMessage:
     enqueued_at_ms: int = field(default_factory=now_ms)
     #: HMAC signature (``rediq_core.signing``); empty when the producer does not sign.
     signature: str = ""
+    _envelope: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def envelope(self) -> bytes:
-        """The message without its payload, as compact JSON."""
-        fields = {name: getattr(self, name) for name in ENVELOPE_FIELDS}
-        fields["groups"] = list(self.groups)
-        return json.dumps(fields, separators=(",", ":")).encode()
+        """The message without its payload, as compact JSON (encoded once per message)."""
+        envelope = self._envelope
+        if envelope is None:
+            fields = {name: getattr(self, name) for name in ENVELOPE_FIELDS}
+            fields["groups"] = list(self.groups)
+            envelope = json.dumps(fields, separators=(",", ":")).encode()
+            object.__setattr__(self, "_envelope", envelope)
+        return envelope
 
     @classmethod
     def from_parts(cls, task_id: str, envelope: bytes, payload: bytes) -> TaskMessage:
@@ -80,4 +86,5 @@ class TaskMessage:
 
 
 #: Every field but ``id`` (the broker's key) and ``payload`` (stored apart, opaque).
-ENVELOPE_FIELDS = tuple(f.name for f in fields(TaskMessage) if f.name not in ("id", "payload"))
+ENVELOPE_FIELDS = tuple(f.name for f in fields(TaskMessage)
+                        if f.name not in ("id", "payload") and f.init)

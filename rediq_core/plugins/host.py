@@ -106,6 +106,11 @@ class PluginHost:
 
     # --- events -----------------------------------------------------------------------
 
+    def listens(self, hook_name: str) -> bool:
+        """Whether any plugin implements the event hook (callers skip setting up a
+        context for a hook nobody listens to)."""
+        return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
+
     async def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of an event hook in pluggy's order, awaiting async
         results one by one; log and skip a listener that raises.

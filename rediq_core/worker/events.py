@@ -41,6 +41,9 @@ class EventDispatcher:
         exception: BaseException | None = None,
     ) -> None:
         """Fire a task event with ``current_task_info()`` (and result/exception) set."""
+        hook = f"rediq_{event}"
+        if not self.app.handlers[event] and not self.app.plugins.listens(hook):
+            return  # nobody listens: no context to set up
         with context.using(
             executor=self.executor, task=info, result=result, exception=exception
         ):
@@ -50,11 +53,13 @@ class EventDispatcher:
                 kwargs["result"] = result
             elif event == "after_task_failure":
                 kwargs["exception"] = exception
-            await self.app.plugins.notify(f"rediq_{event}", **kwargs)
+            await self.app.plugins.notify(hook, **kwargs)
 
     async def attempt_ended(self, info: TaskInfo, duration_s: float,
                             exception: BaseException | None) -> None:
         """Fire the plugin hook ``rediq_after_task_attempt`` (no app handlers exist)."""
+        if not self.app.plugins.listens("rediq_after_task_attempt"):
+            return
         with context.using(executor=self.executor, task=info):
             await self.app.plugins.notify("rediq_after_task_attempt", task=info,
                                           duration_s=duration_s, exception=exception)
