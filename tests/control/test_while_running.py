@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(120)
 APP = '''
 @app.task(task_queue="busy")
 async def tick(n):
-    await asyncio.sleep(0.005)
+    await asyncio.sleep(0.02)  # slow enough that tasks are still pending at the purge
     if n % 10 == 0:
         raise ValueError(f"tick {n}")
     return n
