@@ -66,6 +66,10 @@ class Fetcher:
         """Fetch until cancelled (cancelling a blocked fetch loses nothing)."""
         pause = defaults.WORKER_RECONNECT_MIN_S
         while True:
+            await self.slots.wait()
+            # Let the runners that end in this turn of the event loop free their slots
+            # too, so one claim serves them all (a yield, not a timed wait).
+            await asyncio.sleep(0)
             limit = await self.slots.wait()
             try:
                 batch = await self.broker.fetch(
