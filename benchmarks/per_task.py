@@ -124,8 +124,44 @@ async def enqueue_path(url: str, n: int) -> list[tuple[str, float]]:
     rows.append(("**whole `await noop().enqueue()`**", whole))
     rows.append(("redis-server: the enqueue script, per call (commandstats)",
                  usec / max(calls_done, 1)))
+    await client.flushall()
+    rows += await _batched(app, session, n)
     await app.close()
     return rows
+
+
+async def _batched(app: Rediq, session: Any, n: int, size: int = 100
+                   ) -> list[tuple[str, float]]:
+    """``app.enqueue_many`` in batches of ``size``, beside the same EVALSHAs sent as a
+    bare redis-py pipeline (no rediq code between the calls and the socket)."""
+    from redis.asyncio import Redis as PlainRedis
+
+    from rediq_redis import producer
+
+    noop = app.tasks["noop"]
+    plain = PlainRedis.from_url(app.redis_url)  # redis-py's own connection class
+    batches = max(1, n // size)
+    started = time.perf_counter()
+    for _ in range(batches):
+        await app.enqueue_many([noop() for _ in range(size)])
+    many = batches * size / (time.perf_counter() - started)
+    await plain.flushall()
+    sha = session.scripts.enqueue.sha
+    elapsed = 0.0
+    for _ in range(batches):
+        calls = producer.enqueue_calls(session, [app.build_message(noop())
+                                                 for _ in range(size)])
+        started = time.perf_counter()
+        async with plain.pipeline(transaction=False) as pipe:
+            for c in calls:
+                pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
+            await pipe.execute()
+        elapsed += time.perf_counter() - started
+    await plain.flushall()
+    await plain.aclose()
+    return [(f"`app.enqueue_many`, batches of {size}: tasks/s", many),
+            (f"bare redis-py pipeline of the same EVALSHAs, batches of {size}: tasks/s",
+             batches * size / elapsed)]
 
 
 def _bucket(stats: pstats.Stats, n: int) -> list[tuple[str, float]]:
@@ -135,12 +171,14 @@ def _bucket(stats: pstats.Stats, n: int) -> list[tuple[str, float]]:
         "fetch: the claim call and its reply (`leasing._claim`)": ("leasing.py", "_claim"),
         "fetch: all of it, with the waits' set-up (`leasing.fetch`)": ("leasing.py", "fetch"),
         "runner: decode, bind, task info (`_prepare`)": ("runner.py", "_prepare"),
-        "runner: events (`task_event`, `attempt_ended`)": ("events.py", ""),
+        "runner: events (`task_event`, `attempt_ended`)": ("worker/events.py", ""),
         "runner: the attempt (task body, context, asyncio task)": ("runner.py", "_attempt"),
         "runner: result encoding, settle hand-off (`_finish`)": ("runner.py", "_finish"),
         "settle: batched script calls (`leasing.settle`)": ("leasing.py", "settle"),
         "lease table (`leases.py`, own time)": ("leases.py", ""),
-        "local queue (`asyncio/queues.py`, own time)": ("queues.py", ""),
+        "local queue (`asyncio/queues.py`, own time)": ("asyncio/queues.py", ""),
+        "event loop: callbacks and task steps (`asyncio/events.py`, own time)":
+            ("asyncio/events.py", ""),
     }
     totals: dict[str, float] = dict.fromkeys(wanted, 0.0)
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]

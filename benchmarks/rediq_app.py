@@ -11,7 +11,7 @@ from benchmarks import common
 from rediq_core.app import Rediq
 
 # rediq defaults kept (json serializer, default namespace and queue); the worker's
-# concurrency and prefetch are given on its command line by run.py.
+# concurrency is given on its command line by run.py (no prefetch: the default).
 app = Rediq(redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0"))
 
 

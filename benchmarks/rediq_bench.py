@@ -3,7 +3,7 @@
 The worker is the real CLI, started by ``run.py``::
 
     rediq worker benchmarks.rediq_app:app --redis-url URL \\
-        --worker-task-concurrency 100 --worker-queue-size 200 --log-level warning
+        --worker-task-concurrency 100 --log-level warning
 """
 
 from __future__ import annotations

@@ -27,6 +27,12 @@ def _rss_mib(result: dict[str, Any]) -> float | None:
     return value / 1024 if isinstance(value, int | float) and value else None
 
 
+def _redis_cpu_total(result: dict[str, Any]) -> float | None:
+    enqueue = _get("redis_cpu_us", "enqueue")(result)
+    drain = _get("redis_cpu_us", "drain")(result)
+    return None if enqueue is None or drain is None else enqueue + drain
+
+
 #: (label, unit, higher is better, getter)
 METRICS: tuple[tuple[str, str, bool, Getter], ...] = (
     ("enqueue one by one", "tasks/s", True, _get("enqueue", "enqueue_single_per_s")),
@@ -40,6 +46,12 @@ METRICS: tuple[tuple[str, str, bool, Getter], ...] = (
     ("delayed lateness p95", "ms", False, _get("delayed", "p95_ms")),
     ("delayed lateness max", "ms", False, _get("delayed", "max_ms")),
     ("worker peak RSS", "MiB", False, _rss_mib),
+    ("worker CPU per no-op task (drain, incl. start-up)", "µs", False, _get("worker_cpu_us")),
+    ("redis-server CPU per no-op task: enqueue", "µs", False,
+     _get("redis_cpu_us", "enqueue")),
+    ("redis-server CPU per no-op task: processing", "µs", False,
+     _get("redis_cpu_us", "drain")),
+    ("redis-server CPU per no-op task: both", "µs", False, _redis_cpu_total),
 )
 
 

@@ -31,6 +31,12 @@ from benchmarks import report  # noqa: E402
 from rediq_core.testing.redis_server import RedisServer  # noqa: E402
 
 PEERS_VENV = HERE / ".venv-peers"
+#: rediq as a user installs it for production (``pip install 'rediq[hiredis]'``, editable
+#: so that it runs this checkout), without the development extras of ``.venv``: their
+#: optional integrations (the OpenTelemetry SDK that redis-py loads when present, the
+#: Prometheus and OpenTelemetry plugins) would add memory and per-task work no peer pays.
+REDIQ_VENV = HERE / ".venv-rediq"
+REDIQ_EXTRAS = "hiredis"
 #: Versions that install together on Python 3.11: arq caps redis<6, which holds
 #: taskiq-redis at 1.0.x, and that needs taskiq<0.13 (taskiq.compat.model_dump).
 PEER_PINS = (
@@ -72,6 +78,25 @@ def ensure_peers_venv() -> Path:
         subprocess.run([base, "-m", "venv", str(PEERS_VENV)], check=True)
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PEER_PINS],
+        check=True,
+    )
+    marker.write_text(wanted)
+    return python
+
+
+def ensure_rediq_venv() -> Path:
+    """Create (or reuse) the rediq virtualenv: this checkout with the hiredis extra only."""
+    python = REDIQ_VENV / "bin" / "python"
+    marker = REDIQ_VENV / "bench-install.txt"
+    wanted = f"-e {HERE.parent}[{REDIQ_EXTRAS}]\n" + (HERE.parent / "pyproject.toml").read_text()
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    if not python.exists():
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run([base, "-m", "venv", str(REDIQ_VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "-e", f"{HERE.parent}[{REDIQ_EXTRAS}]"],
         check=True,
     )
     marker.write_text(wanted)
@@ -124,6 +149,36 @@ def tree_hwm_kib(pid: int) -> int:
             continue
         stack.extend(_children(current))
     return total
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (``/proc/<pid>/stat``)."""
+    total, stack, seen = 0.0, [pid], set()
+    tick = os.sysconf("SC_CLK_TCK")
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        stack.extend(_children(current))
+    return total
+
+
+def redis_cpu_s(url: str) -> float:
+    """CPU seconds the redis-server has used (``INFO cpu``: user + system)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("cpu")
+    finally:
+        client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 class Worker:
@@ -241,11 +296,18 @@ def bench_system(system: System, sizes: Sizes, logs: Path) -> dict[str, Any]:
             ("drain_sleep", "prefill-sleep", sizes.drain_sleep),
         ):
             step(system.name, f"{label}: prefill {n}, then start the worker")
+            before_prefill = redis_cpu_s(url)
             produce(system, env, workload, n)
+            before_drain = redis_cpu_s(url)
             worker = start_worker()
             out[label] = produce(system, env, "await-drain", n)
             worker.check_alive()
             if label == "drain_noop":
+                out["redis_cpu_us"] = {
+                    "enqueue": (before_drain - before_prefill) / n * 1e6,
+                    "drain": (redis_cpu_s(url) - before_drain) / n * 1e6,
+                }
+                out["worker_cpu_us"] = tree_cpu_s(worker.process.pid) / n * 1e6
                 rss = max(rss, worker.stop())
                 flush(url)
         step(system.name, "pickup latency (idle worker)")
@@ -276,8 +338,8 @@ def step(name: str, what: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {what}", file=sys.stderr, flush=True)
 
 
-def rediq_worker_argv(processes: int = 1) -> list[str]:
-    exe = shutil.which("rediq", path=str(Path(sys.executable).parent)) or "rediq"
+def rediq_worker_argv(processes: int = 1, python: str = sys.executable) -> list[str]:
+    exe = shutil.which("rediq", path=str(Path(python).parent)) or "rediq"
     return [
         exe,
         "worker",
@@ -286,22 +348,21 @@ def rediq_worker_argv(processes: int = 1) -> list[str]:
         "{url}",
         "--worker-task-concurrency",
         "100",
-        "--worker-queue-size",
-        "200",
         "--log-level",
         "warning",
         *(["--processes", str(processes)] if processes > 1 else []),
     ]
 
 
-def build_systems(names: list[str], peers_python: str | None,
+def build_systems(names: list[str], peers_python: str | None, rediq_python: str | None,
                   rediq_processes: int = 1) -> list[System]:
     systems = []
     for name in names:
         if name == "rediq":
+            assert rediq_python is not None
             script = HERE / "rediq_bench.py"
-            systems.append(System(name, sys.executable, script,
-                                  rediq_worker_argv(rediq_processes)))
+            systems.append(System(name, rediq_python, script,
+                                  rediq_worker_argv(rediq_processes, rediq_python)))
         else:
             assert peers_python is not None
             script = HERE / "peers" / f"{name}_bench.py"
@@ -355,6 +416,7 @@ def main() -> None:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
     sizes = QUICK if args.quick else FULL
     peers_python = str(ensure_peers_venv()) if set(names) - {"rediq"} else None
+    rediq_python = str(ensure_rediq_venv()) if "rediq" in names else None
 
     meta: dict[str, Any] = {
         "sizes": sizes.__dict__,
@@ -362,14 +424,15 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "redis_server": redis_server_version(),
-        "versions": {"rediq": versions(sys.executable, ("rediq", "redis", "hiredis"))},
+        "versions": {"rediq": versions(rediq_python or sys.executable,
+                                       ("rediq", "redis", "hiredis"))},
     }
     if peers_python:
         meta["versions"]["peers"] = versions(peers_python, PEER_DISTS)
     results: dict[str, Any] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rediq-bench-") as tmp:
-        for system in build_systems(names, peers_python, args.rediq_processes):
+        for system in build_systems(names, peers_python, rediq_python, args.rediq_processes):
             results[system.name] = bench_system(system, sizes, Path(tmp))
     meta["wall_s"] = round(time.monotonic() - started, 1)
 
