@@ -66,41 +66,34 @@ QUICK = Sizes(enqueue=1000, drain_noop=2000, drain_sleep=500, pickup=50, delayed
 # --- environments ---------------------------------------------------------------------
 
 
-def ensure_peers_venv() -> Path:
-    """Create (or reuse) the peers virtualenv with the pinned peer libraries."""
-    python = PEERS_VENV / "bin" / "python"
-    marker = PEERS_VENV / "bench-pins.txt"
-    wanted = "\n".join(PEER_PINS)
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
+def _ensure_venv(venv: Path, install: list[str], marker_text: str) -> Path:
+    """Create (or reuse) ``venv`` with ``pip install *install``; the marker file records
+    what was installed, so a changed pin or pyproject reinstalls."""
+    python = venv / "bin" / "python"
+    marker = venv / "bench-install.txt"
+    if python.exists() and marker.exists() and marker.read_text() == marker_text:
         return python
     if not python.exists():
         base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(PEERS_VENV)], check=True)
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PEER_PINS],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *install],
         check=True,
     )
-    marker.write_text(wanted)
+    marker.write_text(marker_text)
     return python
+
+
+def ensure_peers_venv() -> Path:
+    """The peers virtualenv with the pinned peer libraries."""
+    return _ensure_venv(PEERS_VENV, list(PEER_PINS), "\n".join(PEER_PINS))
 
 
 def ensure_rediq_venv() -> Path:
-    """Create (or reuse) the rediq virtualenv: this checkout with the hiredis extra only."""
-    python = REDIQ_VENV / "bin" / "python"
-    marker = REDIQ_VENV / "bench-install.txt"
-    wanted = f"-e {HERE.parent}[{REDIQ_EXTRAS}]\n" + (HERE.parent / "pyproject.toml").read_text()
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
-        return python
-    if not python.exists():
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(REDIQ_VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-e", f"{HERE.parent}[{REDIQ_EXTRAS}]"],
-        check=True,
-    )
-    marker.write_text(wanted)
-    return python
+    """The rediq virtualenv: this checkout with the hiredis extra only."""
+    spec = f"{HERE.parent}[{REDIQ_EXTRAS}]"
+    pyproject = (HERE.parent / "pyproject.toml").read_text()
+    return _ensure_venv(REDIQ_VENV, ["-e", spec], f"-e {spec}\n{pyproject}")
 
 
 def versions(python: str, dists: tuple[str, ...]) -> dict[str, str]:
@@ -133,39 +126,40 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def tree_hwm_kib(pid: int) -> int:
-    """Sum of VmHWM (peak resident set) over a process and its descendants."""
-    total, stack, seen = 0, [pid], set()
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants."""
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
+        if current not in found:
+            found.append(current)
+            stack.extend(_children(current))
+    return found
+
+
+def tree_hwm_kib(pid: int) -> int:
+    """Sum of VmHWM (peak resident set) over a process and its descendants."""
+    total = 0
+    for current in _tree(pid):
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     total += int(line.split()[1])
         except OSError:
             continue
-        stack.extend(_children(current))
     return total
 
 
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process and its descendants (``/proc/<pid>/stat``)."""
-    total, stack, seen = 0.0, [pid], set()
+    total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
+    for current in _tree(pid):
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        stack.extend(_children(current))
     return total
 
 
