@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from redis.asyncio import Redis
 
+from benchmarks import per_task, run
 from rediq_core.app import Rediq
 from rediq_core.testing.redis_server import RedisServer
 from rediq_redis.scripts import script_source
@@ -61,46 +62,35 @@ Row = tuple[str, str]
 
 
 def _peak_rss_mib(imports: str) -> float:
-    # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at the fork
-    code = f"import {imports}\nprint(open('/proc/self/status').read())"
+    # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at the fork; read
+    # inline, as importing a helper would add to what is measured
+    code = (f"import {imports}\nprint(next(line for line in open('/proc/self/status')"
+            " if line.startswith('VmHWM')).split()[1])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=ROOT)
-    return _hwm_mib(done.stdout)
-
-
-def _hwm_mib(status: str) -> float:
-    return next(int(line.split()[1]) for line in status.splitlines()
-                if line.startswith("VmHWM:")) / 1024
+    return int(done.stdout) / 1024
 
 
 def _worker_rss_mib(url: str) -> float:
-    """VmHWM of an idle ``rediq worker`` of the benchmark app, once it is serving."""
-    exe = Path(sys.executable).with_name("rediq")
-    env = dict(os.environ, BENCH_REDIS_URL=url)
-    worker = subprocess.Popen(
-        [str(exe), "worker", "benchmarks.rediq_app:app", "--redis-url", url,
-         "--worker-task-concurrency", "100", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """VmHWM of an idle ``rediq worker`` of the benchmark app (the harness's command line),
+    once it is registered."""
+    import redis
+
+    argv = [url if arg == "{url}" else arg for arg in run.rediq_worker_argv()]
+    worker = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, BENCH_REDIS_URL=url),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = redis.Redis.from_url(url)
     try:
-        probe = Redis.from_url(url)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the measurement's own wait for the registry
-            if asyncio.run(_workers(probe)):
-                break
+        while not probe.zcard("{rediq}:workers"):  # the measurement's own wait
+            if time.monotonic() > deadline:
+                raise SystemExit("the worker did not register within 30 s")
             time.sleep(0.1)
-        else:
-            raise SystemExit("the worker did not register within 30 s")
-        return _hwm_mib(Path(f"/proc/{worker.pid}/status").read_text())
+        return run.tree_hwm_kib(worker.pid) / 1024
     finally:
+        probe.close()
         worker.terminate()
         worker.wait(timeout=30)
-
-
-async def _workers(client: Redis) -> int:
-    try:
-        return int(await client.zcard("{rediq}:workers"))
-    finally:
-        await client.aclose()
 
 
 def memory(url: str) -> list[Row]:
@@ -115,15 +105,9 @@ ROUNDS = 5
 
 
 async def _per_call_us(n: int, step: Callable[[], Awaitable[Any]]) -> float:
-    for _ in range(min(n, 200)):
-        await step()
-    per_round, best = max(1, n // ROUNDS), float("inf")
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        for _ in range(per_round):
-            await step()
-        best = min(best, (time.perf_counter() - started) / per_round * 1e6)
-    return best
+    """µs per call of ``step``: the best of :data:`ROUNDS` rounds, after a warm-up."""
+    await per_task.per_call_us(min(n, 200), step)
+    return min([await per_task.per_call_us(max(1, n // ROUNDS), step) for _ in range(ROUNDS)])
 
 
 def _enqueue_call(i: int) -> tuple[list[str], list[Any]]:

@@ -53,7 +53,7 @@ def _app(url: str) -> Rediq:
     return app
 
 
-async def _per_call_us(n: int, step: Callable[[], Awaitable[Any] | Any]) -> float:
+async def per_call_us(n: int, step: Callable[[], Awaitable[Any] | Any]) -> float:
     started = time.perf_counter()
     for _ in range(n):
         result = step()
@@ -102,22 +102,22 @@ async def enqueue_path(url: str, n: int) -> list[tuple[str, float]]:
         await client.evalsha(script.script.sha, len(keys), *keys, *script.args)
 
     rows = [
-        ("build the call: `noop()` (argument check)", await _per_call_us(n, noop)),
+        ("build the call: `noop()` (argument check)", await per_call_us(n, noop)),
         ("build the message (serializer, options, id)",
-         await _per_call_us(n, lambda: app.build_message(call))),
-        ("envelope JSON", await _per_call_us(n, message.envelope)),
-        ("seal (sign, size check)", await _per_call_us(n, lambda: app._seal(message))),
-        ("plugin hooks (before + after enqueue)", await _per_call_us(n, hooks)),
+         await per_call_us(n, lambda: app.build_message(call))),
+        ("envelope JSON", await per_call_us(n, message.envelope)),
+        ("seal (sign, size check)", await per_call_us(n, lambda: app._seal(message))),
+        ("plugin hooks (before + after enqueue)", await per_call_us(n, hooks)),
         ("script call: keys, nonce, arguments",
-         await _per_call_us(n, lambda: producer.enqueue_calls(session, [message]))),
-        ("round trip: bare `PING` (redis-py)", await _per_call_us(n, client.ping)),
+         await per_call_us(n, lambda: producer.enqueue_calls(session, [message]))),
+        ("round trip: bare `PING` (redis-py)", await per_call_us(n, client.ping)),
     ]
     await client.flushall()
     rows.append(("round trip: the enqueue `EVALSHA` alone (redis-py)",
-                 await _per_call_us(n, bare_evalsha)))
+                 await per_call_us(n, bare_evalsha)))
     await client.flushall()
     before = await _commandstats(client)
-    whole = await _per_call_us(n, lambda: noop().enqueue())
+    whole = await per_call_us(n, lambda: noop().enqueue())
     calls_done, usec = await _server_us(client, before, "evalsha")
     parts = sum(v for name, v in rows if "PING" not in name)
     rows.append(("other (coroutines, handles, outcome)", max(0.0, whole - parts)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -140,6 +141,23 @@ async def test_resent_settlement_is_acknowledged(
 # --- defect 5: cancelling a fetch, and a failing finishing step ----------------------------
 
 
+async def cancel_after_claim(fetching: asyncio.Future[Any], hold: Rule, redis: Redis,
+                             state_key: str, task_id: str, claimed: str) -> None:
+    """Once the held claim has leased ``task_id`` on the server (``claimed``: what that
+    means in the test), cancel the fetch, let the reply through, and check that the task
+    is pending again within 2 s."""
+
+    async def state_is(state: bytes) -> bool:
+        return await redis.hget(state_key, task_id) == state
+
+    await until(lambda: state_is(b"active"), claimed)
+    fetching.cancel()
+    hold.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(fetching, WAIT_S)
+    await until(lambda: state_is(b"pending"), "the leased task was handed back", timeout_s=2.0)
+
+
 async def test_cancelled_fetch_hands_back_a_claim_in_flight(
     proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
     rediq_namespace: str,
@@ -154,20 +172,8 @@ async def test_cancelled_fetch_hands_back_a_claim_in_flight(
     fetching = asyncio.ensure_future(
         proxied.fetch(Q, worker_id="holding-worker", limit=1, lease_ms=60_000))
     await asyncio.wait_for(hold.matched.wait(), WAIT_S)
-
-    async def leased() -> bool:
-        return await redis.hget(state_key, message.id) == b"active"
-
-    await until(leased, "the claim ran on the server")
-    fetching.cancel()
-    hold.release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(fetching, WAIT_S)
-
-    async def pending_again() -> bool:
-        return await redis.hget(state_key, message.id) == b"pending"
-
-    await until(pending_again, "the leased task was handed back", timeout_s=2.0)
+    await cancel_after_claim(fetching, hold, redis, state_key, message.id,
+                             "the claim ran on the server")
 
 
 async def test_cancelled_fetch_hands_back_a_claim_that_followed_its_wait(
@@ -187,19 +193,8 @@ async def test_cancelled_fetch_hands_back_a_claim_that_followed_its_wait(
     message = make_message(queue=Q, result_ttl_s=60)
     await broker.enqueue([message])
 
-    async def leased() -> bool:
-        return await redis.hget(f"{prefix}:state", message.id) == b"active"
-
-    await until(leased, "the claim ran on the server right after the wait")
-    fetching.cancel()
-    hold.release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(fetching, WAIT_S)
-
-    async def pending_again() -> bool:
-        return await redis.hget(f"{prefix}:state", message.id) == b"pending"
-
-    await until(pending_again, "the leased task was handed back", timeout_s=2.0)
+    await cancel_after_claim(fetching, hold, redis, f"{prefix}:state", message.id,
+                             "the claim ran on the server right after the wait")
     assert await redis.keys(f"{prefix}:unblock:*") == []
 
 
