@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-APP = '''\
+APP = """\
 import os, time
 from rediq import Rediq, current_task_info
 
@@ -39,7 +39,7 @@ async def beat() -> None:
     info = current_task_info()
     print(f"CRONRUN tick={info.headers['cron_tick_ms']} start={start}"
           f" deliveries={info.deliveries} id={info.task_id}", flush=True)
-'''
+"""
 
 RUN = re.compile(r"CRONRUN tick=(\d+) start=(\d+) deliveries=(\d+) id=(\S+)")
 CLI = [sys.executable, "-c", "from rediq_core.cli import main; main()"]
@@ -50,9 +50,20 @@ class Worker:
 
     def __init__(self, url: str, cwd: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [*CLI, "worker", "crontasks:app", "--redis-url", url,
-             "--worker-task-concurrency", "10"],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                *CLI,
+                "worker",
+                "crontasks:app",
+                "--redis-url",
+                url,
+                "--worker-task-concurrency",
+                "10",
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             bufsize=1,
         )
         self.lines: list[str] = []
@@ -77,8 +88,9 @@ class Worker:
                 left = deadline - time.monotonic()
                 if left <= 0 or "<EOF>" in self.lines[-1:]:
                     tail = "\n".join(self.lines[-30:])
-                    raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n"
-                                         f"{tail}")
+                    raise AssertionError(
+                        f"no line matching {pattern!r} within {timeout} s:\n{tail}"
+                    )
                 self._cond.wait(left)
 
     def kill(self) -> None:
@@ -110,8 +122,15 @@ def _percentile(values: list[int], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))])
 
 
-def analyse(lines: list[str], first_tick: int, last_tick: int, *, workers: int,
-            duration_s: float, kills: int) -> Report:
+def analyse(
+    lines: list[str],
+    first_tick: int,
+    last_tick: int,
+    *,
+    workers: int,
+    duration_s: float,
+    kills: int,
+) -> Report:
     """Runs per tick (first deliveries; redeliveries of a killed run counted apart)."""
     runs: dict[int, int] = {}
     lateness: list[int] = []
@@ -129,25 +148,45 @@ def analyse(lines: list[str], first_tick: int, last_tick: int, *, workers: int,
             lateness.append(start - tick)
     window = range(first_tick, last_tick + 1, 1000)
     return Report(
-        workers=workers, duration_s=duration_s, kills=kills, window_ticks=len(window),
+        workers=workers,
+        duration_s=duration_s,
+        kills=kills,
+        window_ticks=len(window),
         ticks_with_one_run=sum(1 for t in window if runs.get(t) == 1),
         missed_ticks=[t for t in window if t not in runs],
         doubled_ticks={str(t): runs[t] for t in window if runs.get(t, 0) > 1},
         redeliveries=redeliveries,
         lateness_ms={
-            "p50": _percentile(lateness, 0.50), "p99": _percentile(lateness, 0.99),
-            "max": float(max(lateness)), "mean": round(statistics.fmean(lateness), 2),
-        } if lateness else {},
+            "p50": _percentile(lateness, 0.50),
+            "p99": _percentile(lateness, 0.99),
+            "max": float(max(lateness)),
+            "mean": round(statistics.fmean(lateness), 2),
+        }
+        if lateness
+        else {},
     )
 
 
-def run_scenario(url: str, workdir: Path, namespace: str, *, workers: int = 5,
-                 duration_s: float = 60.0, kills: int = 2) -> Report:
+def run_scenario(
+    url: str,
+    workdir: Path,
+    namespace: str,
+    *,
+    workers: int = 5,
+    duration_s: float = 60.0,
+    kills: int = 2,
+) -> Report:
     """The scenario against the Redis at ``url``; every worker is stopped on return."""
     (workdir / "crontasks.py").write_text(APP)
-    env = {**os.environ, "REDIQ_REDIS_URL": url, "REDIQ_CRON_NS": namespace,
-           "PYTHONUNBUFFERED": "1", "REDIQ_LOG_FORMAT": "plain", "REDIQ_LEASE_MS": "3000",
-           "REDIQ_LEASE_RENEW_MS": "1000"}
+    env = {
+        **os.environ,
+        "REDIQ_REDIS_URL": url,
+        "REDIQ_CRON_NS": namespace,
+        "PYTHONUNBUFFERED": "1",
+        "REDIQ_LOG_FORMAT": "plain",
+        "REDIQ_LEASE_MS": "3000",
+        "REDIQ_LEASE_RENEW_MS": "1000",
+    }
     every: list[Worker] = []
     try:
         live = [Worker(url, workdir, env) for _ in range(workers)]
@@ -174,8 +213,9 @@ def run_scenario(url: str, workdir: Path, namespace: str, *, workers: int = 5,
         for worker in every:
             worker.kill()
     lines = [line for worker in every for line in worker.lines]
-    return analyse(lines, first_tick, last_tick, workers=workers, duration_s=duration_s,
-                   kills=kills)
+    return analyse(
+        lines, first_tick, last_tick, workers=workers, duration_s=duration_s, kills=kills
+    )
 
 
 def main() -> int:
@@ -189,8 +229,14 @@ def main() -> int:
     server = RedisServer().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            report = run_scenario(server.url(), Path(tmp), "cronbench", workers=options.workers,
-                                  duration_s=options.duration, kills=options.kills)
+            report = run_scenario(
+                server.url(),
+                Path(tmp),
+                "cronbench",
+                workers=options.workers,
+                duration_s=options.duration,
+                kills=options.kills,
+            )
     finally:
         server.close()
     print(json.dumps({**asdict(report), "exactly_once": report.exactly_once}, indent=2))

@@ -52,10 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: What each memory row imports (or runs) in a fresh interpreter.
 _IMPORTS = {
     "interpreter + asyncio + ssl + redis-py (`redis.asyncio`)": "asyncio, ssl, redis.asyncio",
-    "... + pluggy + rich-click (the plugin and CLI libraries)":
-        "asyncio, ssl, redis.asyncio, pluggy, importlib.metadata, rich_click",
-    "a worker's imports (`rediq`, the CLI, the Redis broker, the orchestrator)":
-        "rediq, rediq_core.cli.group, rediq_redis.broker, rediq_core.worker.orchestrator",
+    "... + pluggy + rich-click (the plugin and CLI libraries)": "asyncio, ssl, redis.asyncio, pluggy, importlib.metadata, rich_click",
+    "a worker's imports (`rediq`, the CLI, the Redis broker, the orchestrator)": "rediq, rediq_core.cli.group, rediq_redis.broker, rediq_core.worker.orchestrator",
 }
 
 Row = tuple[str, str]
@@ -64,10 +62,13 @@ Row = tuple[str, str]
 def _peak_rss_mib(imports: str) -> float:
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at the fork; read
     # inline, as importing a helper would add to what is measured
-    code = (f"import {imports}\nprint(next(line for line in open('/proc/self/status')"
-            " if line.startswith('VmHWM')).split()[1])")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=ROOT)
+    code = (
+        f"import {imports}\nprint(next(line for line in open('/proc/self/status')"
+        " if line.startswith('VmHWM')).split()[1])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     return int(done.stdout) / 1024
 
 
@@ -77,8 +78,13 @@ def _worker_rss_mib(url: str) -> float:
     import redis
 
     argv = [url if arg == "{url}" else arg for arg in run.rediq_worker_argv()]
-    worker = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, BENCH_REDIS_URL=url),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=dict(os.environ, BENCH_REDIS_URL=url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     probe = redis.Redis.from_url(url)
     try:
         deadline = time.monotonic() + 30
@@ -115,10 +121,17 @@ def _enqueue_call(i: int) -> tuple[list[str], list[Any]]:
     from rediq_redis.keys import QueueKeys
 
     task_id = f"floor{i}-{time.perf_counter_ns()}"
-    envelope = json.dumps({"name": "noop", "queue": "floor", "priority": 0, "groups": [],
-                           "result_ttl_s": 3600, "serializer": "json"})
-    return QueueKeys("rediq", "floor").for_call(task_id), [task_id, envelope, b"[[],{}]", 0,
-                                                           "", ""]
+    envelope = json.dumps(
+        {
+            "name": "noop",
+            "queue": "floor",
+            "priority": 0,
+            "groups": [],
+            "result_ttl_s": 3600,
+            "serializer": "json",
+        }
+    )
+    return QueueKeys("rediq", "floor").for_call(task_id), [task_id, envelope, b"[[],{}]", 0, "", ""]
 
 
 async def round_trips(url: str, n: int) -> list[Row]:
@@ -147,8 +160,7 @@ async def round_trips(url: str, n: int) -> list[Row]:
         ("`PING`, bare redis-py connection", await _per_call_us(n, lambda: bare("PING"))),
         ("`PING`, redis-py command layer", await _per_call_us(n, client.ping)),
         ("the enqueue `EVALSHA`, bare redis-py connection", await _per_call_us(n, bare_enqueue)),
-        ("the enqueue `EVALSHA`, redis-py command layer",
-         await _per_call_us(n, layered_enqueue)),
+        ("the enqueue `EVALSHA`, redis-py command layer", await _per_call_us(n, layered_enqueue)),
     ]
     await pool.release(conn)
     await client.flushall()
@@ -159,14 +171,16 @@ async def round_trips(url: str, n: int) -> list[Row]:
     async def noop() -> None:
         return None
 
-    rows.append(("**whole `await noop().enqueue()`**",
-                 await _per_call_us(n, lambda: noop().enqueue())))
+    rows.append(
+        ("**whole `await noop().enqueue()`**", await _per_call_us(n, lambda: noop().enqueue()))
+    )
     await app.close()
     return [(label, f"{us:.0f}") for label, us in rows]
 
 
-async def _server_us(client: Redis, send: Callable[[Any, int], None], n: int, batch: int,
-                     gap_s: float) -> float:
+async def _server_us(
+    client: Redis, send: Callable[[Any, int], None], n: int, batch: int, gap_s: float
+) -> float:
     """Server time per ``EVALSHA`` (commandstats) of ``n`` calls, ``batch`` per round trip:
     the best of :data:`ROUNDS` rounds."""
     per_round, best, sent = max(batch, n // ROUNDS), float("inf"), 0
@@ -179,7 +193,9 @@ async def _server_us(client: Redis, send: Callable[[Any, int], None], n: int, ba
                     sent += 1
                 await pipe.execute()
             if gap_s:
-                await asyncio.sleep(gap_s)  # the server idles between calls, as a lone enqueue finds it
+                await asyncio.sleep(
+                    gap_s
+                )  # the server idles between calls, as a lone enqueue finds it
         stats = (await client.info("commandstats"))["cmdstat_evalsha"]
         best = min(best, float(stats["usec_per_call"]))
     return best
@@ -192,8 +208,14 @@ def _claim_call(i: int) -> tuple[list[str], list[Any]]:
 
     keys = QueueKeys("rediq", "floor")
     return [*keys.all, keys.reply(f"claim{i}-{time.perf_counter_ns()}")], [
-        "floor-worker", 1, defaults.LEASE_MS, defaults.MAX_DELIVERIES, 3_600_000, 10_000,
-        100]
+        "floor-worker",
+        1,
+        defaults.LEASE_MS,
+        defaults.MAX_DELIVERIES,
+        3_600_000,
+        10_000,
+        100,
+    ]
 
 
 async def server_time(url: str, n: int) -> list[Row]:
@@ -255,8 +277,9 @@ async def task_body(url: str, n: int) -> list[Row]:
         await asyncio.gather(*(runner(per_runner) for _ in range(100)))
         cpu_us = min(cpu_us, (time.process_time() - started) / (per_runner * 100) * 1e6)
     await common.client().aclose()
-    return [("the no-op body (`record_done`: one pipelined round trip), 100 at a time",
-             f"{cpu_us:.0f}")]
+    return [
+        ("the no-op body (`record_done`: one pipelined round trip), 100 at a time", f"{cpu_us:.0f}")
+    ]
 
 
 def render(header: str, rows: list[Row]) -> str:
@@ -274,12 +297,22 @@ def main() -> None:
     try:
         url = server.url()
         print(render("memory | peak RSS, MiB", memory(url)), end="\n\n")
-        print(render("one call at a time | µs per call",
-                     asyncio.run(round_trips(url, args.n))), end="\n\n")
-        print(render("server time per script call (commandstats) | alone, µs | 100 to a"
-                     " pipeline, µs", asyncio.run(server_time(url, args.n))), end="\n\n")
-        print(render("shared task body | worker CPU per task, µs",
-                     asyncio.run(task_body(url, args.n))))
+        print(
+            render("one call at a time | µs per call", asyncio.run(round_trips(url, args.n))),
+            end="\n\n",
+        )
+        print(
+            render(
+                "server time per script call (commandstats) | alone, µs | 100 to a pipeline, µs",
+                asyncio.run(server_time(url, args.n)),
+            ),
+            end="\n\n",
+        )
+        print(
+            render(
+                "shared task body | worker CPU per task, µs", asyncio.run(task_body(url, args.n))
+            )
+        )
     finally:
         server.close()
 

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from rediq import Rediq
 from rediq_core.testing import RedisServer
 
-APP = '''
+APP = """
 import asyncio, os
 from rediq import Rediq
 
@@ -33,10 +33,14 @@ app = Rediq(redis_url=os.environ["BENCH_REDIS_URL"])
 @app.task
 async def nap(sec):
     await asyncio.sleep(sec)
-'''
-SETTINGS = {"default (5 s lease, renewed every 1 s)": {},
-            "before (30 s lease, renewed every 10 s)": {"REDIQ_LEASE_MS": "30000",
-                                                         "REDIQ_LEASE_RENEW_MS": "10000"}}
+"""
+SETTINGS = {
+    "default (5 s lease, renewed every 1 s)": {},
+    "before (30 s lease, renewed every 10 s)": {
+        "REDIQ_LEASE_MS": "30000",
+        "REDIQ_LEASE_RENEW_MS": "10000",
+    },
+}
 
 
 async def _cpu_s(redis: Redis) -> float:
@@ -47,8 +51,7 @@ async def _cpu_s(redis: Redis) -> float:
 async def measure(folder: Path, env: dict[str, str], tasks: int, sleep: float) -> float:
     server = RedisServer().start()
     redis = Redis.from_url(server.url())
-    worker_env = {**os.environ, **env, "BENCH_REDIS_URL": server.url(),
-                  "PYTHONPATH": str(folder)}
+    worker_env = {**os.environ, **env, "BENCH_REDIS_URL": server.url(), "PYTHONPATH": str(folder)}
     os.environ["BENCH_REDIS_URL"] = server.url()
     sys.path.insert(0, str(folder))
     import lease_app  # the module written below
@@ -56,9 +59,22 @@ async def measure(folder: Path, env: dict[str, str], tasks: int, sleep: float) -
     app: Rediq = lease_app.app
     app.redis_url = server.url()
     worker = subprocess.Popen(  # noqa: ASYNC220 - the benchmark starts its worker once
-        [sys.executable, "-m", "rediq_core.cli", "worker", "lease_app:app", "--log-level",
-         "warning", "--worker-task-concurrency", "100", "--worker-queue-size", "200"],
-        cwd=folder, env=worker_env)
+        [
+            sys.executable,
+            "-m",
+            "rediq_core.cli",
+            "worker",
+            "lease_app:app",
+            "--log-level",
+            "warning",
+            "--worker-task-concurrency",
+            "100",
+            "--worker-queue-size",
+            "200",
+        ],
+        cwd=folder,
+        env=worker_env,
+    )
     try:
         await app.enqueue_many([lease_app.nap(sleep) for _ in range(tasks)])
         before = await _cpu_s(redis)
@@ -84,8 +100,10 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "lease_app.py").write_text(APP)
-        print(f"| setting | redis-server CPU per task (µs); {args.tasks} tasks of"
-              f" {args.sleep} s |\n|---|---|")
+        print(
+            f"| setting | redis-server CPU per task (µs); {args.tasks} tasks of"
+            f" {args.sleep} s |\n|---|---|"
+        )
         for label, env in SETTINGS.items():
             started = time.monotonic()
             cost = await measure(folder, env, args.tasks, args.sleep)

@@ -34,8 +34,12 @@ MODES: dict[str, tuple[str, list[str]]] = {
 
 def _drain(system: System, url: str, mode: str, n: int, logs: Path) -> float:
     blocked, options = MODES[mode]
-    env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONUNBUFFERED": "1",
-           "REDIQ_DISABLE_PLUGINS": blocked}
+    env = {
+        **os.environ,
+        "BENCH_REDIS_URL": url,
+        "PYTHONUNBUFFERED": "1",
+        "REDIQ_DISABLE_PLUGINS": blocked,
+    }
     env.pop("PYTHONPATH", None)
     produce(system, env, "prefill-noop", n)
     argv = [url if arg == "{url}" else arg for arg in system.worker_argv] + options
@@ -92,9 +96,16 @@ def hook_cost_us(plugin: str, n: int = 20_000) -> float:
     from rediq_core.info import TaskInfo
 
     hooks = importlib.import_module(f"rediq_{plugin}.hooks")
-    task = TaskInfo(task_id="0" * 32, task_name="noop", task_queue="default", task_priority=0,
-                    task_retries=0, task_timeout=None, enqueued_at_ms=int(time.time() * 1000),
-                    headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    task = TaskInfo(
+        task_id="0" * 32,
+        task_name="noop",
+        task_queue="default",
+        task_priority=0,
+        task_retries=0,
+        task_timeout=None,
+        enqueued_at_ms=int(time.time() * 1000),
+        headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+    )
     started = time.perf_counter()
     for _ in range(n):
         hooks.rediq_before_task_start(task)
@@ -109,8 +120,10 @@ def main(quick: bool, modes: list[str]) -> dict[str, Any]:
     rates = measure(n, rounds, ["off", *[m for m in modes if m != "off"]])
     print(render(rates, n))
     per_task_us = 1e6 / statistics.median(rates["off"])
-    print(f"\nHook CPU time per task, measured in-process (a task costs {per_task_us:,.0f} µs"
-          " of worker time at the median rate above):\n")
+    print(
+        f"\nHook CPU time per task, measured in-process (a task costs {per_task_us:,.0f} µs"
+        " of worker time at the median rate above):\n"
+    )
     print("| plugin | µs per task | share of a task's time |\n|---|---|---|")
     costs = {}
     for mode in modes:

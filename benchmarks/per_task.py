@@ -67,8 +67,9 @@ async def _commandstats(client: Redis) -> dict[str, dict[str, float]]:
     return stats
 
 
-async def _server_us(client: Redis, before: dict[str, dict[str, float]], command: str
-                     ) -> tuple[float, float]:
+async def _server_us(
+    client: Redis, before: dict[str, dict[str, float]], command: str
+) -> tuple[float, float]:
     after = await _commandstats(client)
     key = f"cmdstat_{command}"
     calls = after.get(key, {}).get("calls", 0) - before.get(key, {}).get("calls", 0)
@@ -103,18 +104,23 @@ async def enqueue_path(url: str, n: int) -> list[tuple[str, float]]:
 
     rows = [
         ("build the call: `noop()` (argument check)", await per_call_us(n, noop)),
-        ("build the message (serializer, options, id)",
-         await per_call_us(n, lambda: app.build_message(call))),
+        (
+            "build the message (serializer, options, id)",
+            await per_call_us(n, lambda: app.build_message(call)),
+        ),
         ("envelope JSON", await per_call_us(n, message.envelope)),
         ("seal (sign, size check)", await per_call_us(n, lambda: app._seal(message))),
         ("plugin hooks (before + after enqueue)", await per_call_us(n, hooks)),
-        ("script call: keys, nonce, arguments",
-         await per_call_us(n, lambda: producer.enqueue_calls(session, [message]))),
+        (
+            "script call: keys, nonce, arguments",
+            await per_call_us(n, lambda: producer.enqueue_calls(session, [message])),
+        ),
         ("round trip: bare `PING` (redis-py)", await per_call_us(n, client.ping)),
     ]
     await client.flushall()
-    rows.append(("round trip: the enqueue `EVALSHA` alone (redis-py)",
-                 await per_call_us(n, bare_evalsha)))
+    rows.append(
+        ("round trip: the enqueue `EVALSHA` alone (redis-py)", await per_call_us(n, bare_evalsha))
+    )
     await client.flushall()
     before = await _commandstats(client)
     whole = await per_call_us(n, lambda: noop().enqueue())
@@ -122,16 +128,16 @@ async def enqueue_path(url: str, n: int) -> list[tuple[str, float]]:
     parts = sum(v for name, v in rows if "PING" not in name)
     rows.append(("other (coroutines, handles, outcome)", max(0.0, whole - parts)))
     rows.append(("**whole `await noop().enqueue()`**", whole))
-    rows.append(("redis-server: the enqueue script, per call (commandstats)",
-                 usec / max(calls_done, 1)))
+    rows.append(
+        ("redis-server: the enqueue script, per call (commandstats)", usec / max(calls_done, 1))
+    )
     await client.flushall()
     rows += await _batched(app, session, n)
     await app.close()
     return rows
 
 
-async def _batched(app: Rediq, session: Any, n: int, size: int = 100
-                   ) -> list[tuple[str, float]]:
+async def _batched(app: Rediq, session: Any, n: int, size: int = 100) -> list[tuple[str, float]]:
     """``app.enqueue_many`` in batches of ``size``, beside the same EVALSHAs sent as a
     bare redis-py pipeline (no rediq code between the calls and the socket)."""
     from redis.asyncio import Redis as PlainRedis
@@ -149,8 +155,7 @@ async def _batched(app: Rediq, session: Any, n: int, size: int = 100
     sha = session.scripts.enqueue.sha
     elapsed = 0.0
     for _ in range(batches):
-        calls = producer.enqueue_calls(session, [app.build_message(noop())
-                                                 for _ in range(size)])
+        calls = producer.enqueue_calls(session, [app.build_message(noop()) for _ in range(size)])
         started = time.perf_counter()
         async with plain.pipeline(transaction=False) as pipe:
             for c in calls:
@@ -159,9 +164,13 @@ async def _batched(app: Rediq, session: Any, n: int, size: int = 100
         elapsed += time.perf_counter() - started
     await plain.flushall()
     await plain.aclose()
-    return [(f"`app.enqueue_many`, batches of {size}: tasks/s", many),
-            (f"bare redis-py pipeline of the same EVALSHAs, batches of {size}: tasks/s",
-             batches * size / elapsed)]
+    return [
+        (f"`app.enqueue_many`, batches of {size}: tasks/s", many),
+        (
+            f"bare redis-py pipeline of the same EVALSHAs, batches of {size}: tasks/s",
+            batches * size / elapsed,
+        ),
+    ]
 
 
 def _bucket(stats: pstats.Stats, n: int) -> list[tuple[str, float]]:
@@ -177,8 +186,10 @@ def _bucket(stats: pstats.Stats, n: int) -> list[tuple[str, float]]:
         "settle: batched script calls (`leasing.settle`)": ("leasing.py", "settle"),
         "lease table (`leases.py`, own time)": ("leases.py", ""),
         "local queue (`asyncio/queues.py`, own time)": ("asyncio/queues.py", ""),
-        "event loop: callbacks and task steps (`asyncio/events.py`, own time)":
-            ("asyncio/events.py", ""),
+        "event loop: callbacks and task steps (`asyncio/events.py`, own time)": (
+            "asyncio/events.py",
+            "",
+        ),
     }
     totals: dict[str, float] = dict.fromkeys(wanted, 0.0)
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
@@ -193,8 +204,9 @@ def _bucket(stats: pstats.Stats, n: int) -> list[tuple[str, float]]:
     return [(label, total / n * 1e6) for label, total in totals.items()]
 
 
-async def _drain(url: str, n: int, profile: cProfile.Profile | None, queue_size: int | None) -> tuple[float, float,
-                                                                              float, float]:
+async def _drain(
+    url: str, n: int, profile: cProfile.Profile | None, queue_size: int | None
+) -> tuple[float, float, float, float]:
     app = _app(url)
     noop = app.tasks["noop"]
     for start in range(0, n, 500):
@@ -211,8 +223,9 @@ async def _drain(url: str, n: int, profile: cProfile.Profile | None, queue_size:
     if profile is not None:
         profile.enable()
     deadline = time.monotonic() + 600
-    while (await client.zcard("{rediq:default}:pending") or await client.zcard(
-            "{rediq:default}:active")):
+    while await client.zcard("{rediq:default}:pending") or await client.zcard(
+        "{rediq:default}:active"
+    ):
         if time.monotonic() > deadline:
             raise SystemExit("the drain did not finish within 600 s")
         await asyncio.sleep(0.05)  # the measurement's own wait, not rediq's
@@ -239,8 +252,10 @@ async def worker_path(url: str, n: int, queue_size: int | None) -> list[tuple[st
         ("drain rate, tasks/s (unprofiled)", rate),
         ("redis-server CPU per task (`INFO cpu`)", redis_us),
         ("script calls per task (`EVALSHA`)", calls),
-        ("worker CPU per task under the profiler (the buckets below add up to about it)",
-         profiled_cpu),
+        (
+            "worker CPU per task under the profiler (the buckets below add up to about it)",
+            profiled_cpu,
+        ),
     ]
     rows += _bucket(pstats.Stats(profile), n)
     return rows
@@ -264,8 +279,12 @@ async def _main(args: argparse.Namespace) -> None:
             print(render("enqueue path (one call at a time)", await enqueue_path(url, args.n)))
             print()
         if args.path in ("both", "worker"):
-            print(render("worker path (drain of no-op tasks)",
-                         await worker_path(url, args.n, args.queue_size)))
+            print(
+                render(
+                    "worker path (drain of no-op tasks)",
+                    await worker_path(url, args.n, args.queue_size),
+                )
+            )
     finally:
         server.close()
 
@@ -274,8 +293,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5000, help="calls / tasks per measurement")
     parser.add_argument("--path", choices=("both", "enqueue", "worker"), default="both")
-    parser.add_argument("--queue-size", type=int, default=None,
-                        help="the worker's prefetch (worker_queue_size; default: rediq's)")
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=None,
+        help="the worker's prefetch (worker_queue_size; default: rediq's)",
+    )
     asyncio.run(_main(parser.parse_args()))
 
 

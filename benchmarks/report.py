@@ -47,10 +47,8 @@ METRICS: tuple[tuple[str, str, bool, Getter], ...] = (
     ("delayed lateness max", "ms", False, _get("delayed", "max_ms")),
     ("worker peak RSS", "MiB", False, _rss_mib),
     ("worker CPU per no-op task (drain, incl. start-up)", "µs", False, _get("worker_cpu_us")),
-    ("redis-server CPU per no-op task: enqueue", "µs", False,
-     _get("redis_cpu_us", "enqueue")),
-    ("redis-server CPU per no-op task: processing", "µs", False,
-     _get("redis_cpu_us", "drain")),
+    ("redis-server CPU per no-op task: enqueue", "µs", False, _get("redis_cpu_us", "enqueue")),
+    ("redis-server CPU per no-op task: processing", "µs", False, _get("redis_cpu_us", "drain")),
     ("redis-server CPU per no-op task: both", "µs", False, _redis_cpu_total),
 )
 

@@ -348,15 +348,17 @@ def rediq_worker_argv(processes: int = 1, python: str = sys.executable) -> list[
     ]
 
 
-def build_systems(names: list[str], peers_python: str | None, rediq_python: str | None,
-                  rediq_processes: int = 1) -> list[System]:
+def build_systems(
+    names: list[str], peers_python: str | None, rediq_python: str | None, rediq_processes: int = 1
+) -> list[System]:
     systems = []
     for name in names:
         if name == "rediq":
             assert rediq_python is not None
             script = HERE / "rediq_bench.py"
-            systems.append(System(name, rediq_python, script,
-                                  rediq_worker_argv(rediq_processes, rediq_python)))
+            systems.append(
+                System(name, rediq_python, script, rediq_worker_argv(rediq_processes, rediq_python))
+            )
         else:
             assert peers_python is not None
             script = HERE / "peers" / f"{name}_bench.py"
@@ -418,8 +420,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "redis_server": redis_server_version(),
-        "versions": {"rediq": versions(rediq_python or sys.executable,
-                                       ("rediq", "redis", "hiredis"))},
+        "versions": {
+            "rediq": versions(rediq_python or sys.executable, ("rediq", "redis", "hiredis"))
+        },
     }
     if peers_python:
         meta["versions"]["peers"] = versions(peers_python, PEER_DISTS)

@@ -28,5 +28,8 @@ async def task_result(task_id: str, timeout: float = 10.0) -> dict[str, Any]:
     record = await app.get_broker().wait_finished(task_id, "a", timeout)
     if record is None:
         return dict(task_id=task_id, state="unfinished")
-    return dict(task_id=task_id, state=record.state.value,
-                result=app.decode_result(record) if record.state.value == "succeeded" else None)
+    return dict(
+        task_id=task_id,
+        state=record.state.value,
+        result=app.decode_result(record) if record.state.value == "succeeded" else None,
+    )

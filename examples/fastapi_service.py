@@ -18,8 +18,10 @@ from fastapi import FastAPI, HTTPException
 
 from rediq import Rediq, TaskFailedError, TaskNotFoundError, lifespan
 
-app = Rediq(redis_url=os.environ.get("REDIQ_REDIS_URL", "redis://localhost:6379/0"),
-            namespace=os.environ.get("REDIQ_NAMESPACE", "rediq"))
+app = Rediq(
+    redis_url=os.environ.get("REDIQ_REDIS_URL", "redis://localhost:6379/0"),
+    namespace=os.environ.get("REDIQ_NAMESPACE", "rediq"),
+)
 
 
 @app.task(task_queue="reports")

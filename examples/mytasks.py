@@ -17,11 +17,11 @@ from rediq import (
 app = Rediq(
     # a redis-py URL (REDIQ_REDIS_URL lets run_tutorial.py point it at a throwaway server)
     redis_url=os.environ.get("REDIQ_REDIS_URL", "redis://localhost:6379/0"),
-    redis_config=dict(                     # other redis-py client arguments
+    redis_config=dict(  # other redis-py client arguments
         decode_responses=False,
         max_connections=10,
     ),
-    serializer_name="pickle",              # how task arguments and results are encoded
+    serializer_name="pickle",  # how task arguments and results are encoded
     # pickle runs code when decoding, so messages are signed (HMAC) and workers decode
     # only messages signed with this key (keep it secret; >= 16 bytes)
     signing_key=os.environ.get("REDIQ_SIGNING_KEY"),
@@ -31,10 +31,10 @@ app = Rediq(
 # Register a task: the decorated function becomes a task publisher.
 @app.task(
     task_name="simple_task",  # unique task name; defaults to the function name
-    task_priority=123,        # lower runs first; default 0
-    task_queue="a",           # queue name; default "default"
-    task_retries=3,           # retries when the task raises; default 0
-    task_timeout=1000 * 10,   # milliseconds per attempt; default none
+    task_priority=123,  # lower runs first; default 0
+    task_queue="a",  # queue name; default "default"
+    task_retries=3,  # retries when the task raises; default 0
+    task_timeout=1000 * 10,  # milliseconds per attempt; default none
 )
 async def simple_task(sec):
     await asyncio.sleep(sec)
@@ -43,7 +43,7 @@ async def simple_task(sec):
     # choose a thread or process pool when starting the worker.
     await run_in_current_executor(functools.partial(time.sleep, sec))
 
-    print(current_task_info())     # the task's id and options
+    print(current_task_info())  # the task's id and options
     print(current_task_retried())  # how many times it has been retried
 
     return "simple_task finished"
@@ -77,7 +77,7 @@ async def after_task_success():
 @app.event
 async def after_task_failure():
     print(current_task_exception())  # the task's exception
-    print(current_task_result())     # raises here: only available after success
+    print(current_task_result())  # raises here: only available after success
 
 
 @app.event

@@ -107,15 +107,15 @@ class Rediq:
         if broker_url is not None and redis_url is not None:
             raise ConfigurationError("give either redis_url or broker_url (the same thing)")
         if broker_config is not None and redis_config is not None:
-            raise ConfigurationError(
-                "give either redis_config or broker_config (the same thing)")
+            raise ConfigurationError("give either redis_config or broker_config (the same thing)")
         redis_url = broker_url if broker_url is not None else redis_url
         redis_config = broker_config if broker_config is not None else redis_config
         if not 0 <= enqueue_retry_s <= defaults.MAX_ENQUEUE_RETRY_S:
             raise ConfigurationError(
                 f"enqueue_retry_s={enqueue_retry_s!r} must be between 0 and"
                 f" {defaults.MAX_ENQUEUE_RETRY_S} s (a retry must stay inside the window in"
-                " which a re-sent call is recognised)")
+                " which a re-sent call is recognised)"
+            )
         self.enqueue_retry_s = enqueue_retry_s
         self.signer = MessageSigner(signing_key, verify_keys)
         self.allow_unsigned = allow_unsigned
@@ -274,8 +274,16 @@ class Rediq:
                     f" got {task!r}"
                 )
             schedule = make_schedule(
-                self, task, expression, name=name, args=args, kwargs=kwargs or {},
-                timezone=timezone, jitter=jitter, missed=missed, queue=queue,
+                self,
+                task,
+                expression,
+                name=name,
+                args=args,
+                kwargs=kwargs or {},
+                timezone=timezone,
+                jitter=jitter,
+                missed=missed,
+                queue=queue,
                 priority=priority,
             )
             self.schedules[schedule.name] = schedule
@@ -310,8 +318,12 @@ class Rediq:
     def broker_options(self) -> BrokerOptions:
         """What a broker of this app is built from (a worker builds a second one for its
         lease keeper thread)."""
-        return BrokerOptions(url=self.redis_url, config=self.redis_config,
-                             namespace=self.namespace, enqueue_retry_s=self.enqueue_retry_s)
+        return BrokerOptions(
+            url=self.redis_url,
+            config=self.redis_config,
+            namespace=self.namespace,
+            enqueue_retry_s=self.enqueue_retry_s,
+        )
 
     def get_broker(self) -> Broker:
         """The app's broker, built on first use from ``redis_url``.
@@ -321,8 +333,12 @@ class Rediq:
         builds a fresh broker for it, so forgetting ``close()`` between loops does not
         fail with "Event loop is closed"."""
         loop = _running_loop()
-        if self._broker is not None and loop is not None and self._broker_loop is not None \
-                and loop is not self._broker_loop:
+        if (
+            self._broker is not None
+            and loop is not None
+            and self._broker_loop is not None
+            and loop is not self._broker_loop
+        ):
             self._broker = None  # its connections belong to the other (maybe closed) loop
         if self._broker is None:
             self._broker = self.plugins.broker(self.broker_options)
@@ -345,13 +361,12 @@ class Rediq:
         if record is None:
             raise TaskNotFoundError(f"no task {task_id} in any queue (or its result expired)")
         ttl = record.message.result_ttl_s if record.message else defaults.DEFAULT_RESULT_TTL_S
-        handle: TaskHandle[Any] = TaskHandle(self, task_id, record.queue, accepted=True,
-                                             result_ttl_s=ttl)
+        handle: TaskHandle[Any] = TaskHandle(
+            self, task_id, record.queue, accepted=True, result_ttl_s=ttl
+        )
         return handle
 
-    async def result(
-        self, task_id: str, timeout: float | dt.timedelta | None = None
-    ) -> Any:
+    async def result(self, task_id: str, timeout: float | dt.timedelta | None = None) -> Any:
         """Wait for the task with this id to end and return its result (see
         :meth:`TaskHandle.result` for the errors), wherever it was enqueued from."""
         return await (await self.handle(task_id)).result(timeout)
@@ -405,8 +420,13 @@ class Rediq:
         for message, outcome in zip(messages, outcomes, strict=True):
             await self.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
         return [
-            TaskHandle[R](self, m.id, m.queue, accepted=o.accepted,
-                       result_ttl_s=m.result_ttl_s if o.result_ttl_s is None else o.result_ttl_s)
+            TaskHandle[R](
+                self,
+                m.id,
+                m.queue,
+                accepted=o.accepted,
+                result_ttl_s=m.result_ttl_s if o.result_ttl_s is None else o.result_ttl_s,
+            )
             for m, o in zip(messages, outcomes, strict=True)
         ]
 
@@ -419,15 +439,19 @@ class Rediq:
                 raise MessageTooLargeError(
                     f"task {message.name!r}: the message is {size:,} bytes, over this app's"
                     f" max_message_bytes={self.max_message_bytes:,}; pass large data by"
-                    " reference (a key, a URL) or raise the limit")
+                    " reference (a key, a URL) or raise the limit"
+                )
         return message
 
     def unsafe_serializers(self) -> list[str]:
         """Accepted serializers that run code on load while this app verifies nothing."""
         if self.signer.verifies:
             return []
-        return sorted(name for name in self.accept_serializers
-                      if getattr(self.serializer_for(name), "executes_code_on_load", False))
+        return sorted(
+            name
+            for name in self.accept_serializers
+            if getattr(self.serializer_for(name), "executes_code_on_load", False)
+        )
 
     def decode_result(self, record: TaskRecord) -> Any:
         """The value of a finished record, or the error it stands for."""

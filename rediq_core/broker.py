@@ -384,9 +384,7 @@ class Broker(abc.ABC):
         reports, without touching them, the names whose stored spec differs."""
         raise NotImplementedError(f"{type(self).__name__} does not support cron schedules")
 
-    async def cron_fire(
-        self, message: TaskMessage, schedule: str, tick_ms: int | None
-    ) -> CronFire:
+    async def cron_fire(self, message: TaskMessage, schedule: str, tick_ms: int | None) -> CronFire:
         """Fire a tick: in one atomic step, advance the schedule's last fired tick to
         ``tick_ms`` if it is older (compare-and-set) and enqueue ``message`` unless the
         schedule is paused. ``tick_ms`` None (trigger now) enqueues without the CAS."""

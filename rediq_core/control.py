@@ -32,14 +32,21 @@ def worker_status(record: WorkerRecord) -> WorkerStatus:
     info: Mapping[str, Any] = record.info
     running_ids = info.get("running_ids")
     return WorkerStatus(
-        id=record.id, name=record.name, host=str(info.get("host", "")),
-        pid=_int(info.get("pid")), queues=record.queues,
-        concurrency=_int(info.get("concurrency")), running=_int(info.get("running")) or 0,
+        id=record.id,
+        name=record.name,
+        host=str(info.get("host", "")),
+        pid=_int(info.get("pid")),
+        queues=record.queues,
+        concurrency=_int(info.get("concurrency")),
+        running=_int(info.get("running")) or 0,
         running_ids=tuple(str(i) for i in running_ids) if isinstance(running_ids, list) else (),
-        processed=_int(info.get("processed")) or 0, failed=_int(info.get("failed")) or 0,
+        processed=_int(info.get("processed")) or 0,
+        failed=_int(info.get("failed")) or 0,
         started_at_ms=_int(info.get("started_at_ms")),
-        heartbeat_age_s=record.heartbeat_age_s, version=str(info.get("version", "")),
-        stale=record.heartbeat_age_s > defaults.WORKER_STALE_AFTER_S, info=dict(info),
+        heartbeat_age_s=record.heartbeat_age_s,
+        version=str(info.get("version", "")),
+        stale=record.heartbeat_age_s > defaults.WORKER_STALE_AFTER_S,
+        info=dict(info),
     )
 
 
@@ -55,8 +62,14 @@ class Control:
         """Everything known of a task (looked up in every queue unless ``queue`` is given)."""
         return await self.broker.get_task(task_id, queue)
 
-    async def tasks(self, queue: str, state: TaskState = TaskState.PENDING, *,
-                    limit: int = 100, cursor: str | None = None) -> TaskPage:
+    async def tasks(
+        self,
+        queue: str,
+        state: TaskState = TaskState.PENDING,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> TaskPage:
         """A page of ``queue``'s tasks in ``state``: pending in run order, scheduled by due
         time, active by lease deadline (with their worker), failed (dead letters) newest
         first with their error. Pass ``page.next_cursor`` back for the next page."""
@@ -66,8 +79,7 @@ class Control:
         """Cancel a waiting task at once, or ask its worker to cancel it if it runs."""
         return await self.broker.cancel(task_id, queue)
 
-    async def cancel_group(self, group: str, queue: str | None = None
-                           ) -> dict[str, CancelOutcome]:
+    async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
         """Cancel every unfinished task tagged ``group`` (see ``TaskCall.groups()``)."""
         return await self.broker.cancel_group(group, queue)
 
@@ -111,8 +123,9 @@ class Control:
 
     # --- dead letters -----------------------------------------------------------------
 
-    async def dead_letters(self, queue: str, *, limit: int = 100,
-                           cursor: str | None = None) -> TaskPage:
+    async def dead_letters(
+        self, queue: str, *, limit: int = 100, cursor: str | None = None
+    ) -> TaskPage:
         """Dead-lettered tasks, newest first, each with the error that ended it."""
         return await self.broker.list_tasks(queue, TaskState.FAILED, limit=limit, cursor=cursor)
 

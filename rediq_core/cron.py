@@ -46,8 +46,9 @@ class Schedule:
         return MissedPolicy(self.spec.missed)
 
 
-def _check_args(task: TaskDefinition[Any, Any], args: Sequence[Any],
-                kwargs: Mapping[str, Any]) -> None:
+def _check_args(
+    task: TaskDefinition[Any, Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> None:
     try:
         task.signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -73,9 +74,18 @@ def _check_queue(app: Rediq, task: TaskDefinition[Any, Any], queue: str | None) 
 
 
 def make_schedule(
-    app: Rediq, task: TaskDefinition[Any, Any], expression: str, *, name: str | None,
-    args: Sequence[Any], kwargs: Mapping[str, Any], timezone: str, jitter: float,
-    missed: str, queue: str | None, priority: int | None,
+    app: Rediq,
+    task: TaskDefinition[Any, Any],
+    expression: str,
+    *,
+    name: str | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    timezone: str,
+    jitter: float,
+    missed: str,
+    queue: str | None,
+    priority: int | None,
 ) -> Schedule:
     """Validate one ``@app.cron`` registration and build its schedule (no I/O)."""
     cron = CronExpression(expression, timezone)
@@ -106,10 +116,18 @@ def make_schedule(
     message = app.build_message(call)  # serializes the arguments now: errors surface here
     options = call.resolved_options
     spec = ScheduleSpec(
-        name=name, task=task.name, queue=target, expression=cron.expression,
-        timezone=timezone, missed=policy.value, jitter_ms=int(jitter * 1000),
-        serializer=message.serializer, payload=message.payload, priority=options.priority,
-        retries=options.retries, timeout_ms=options.timeout_ms,
+        name=name,
+        task=task.name,
+        queue=target,
+        expression=cron.expression,
+        timezone=timezone,
+        missed=policy.value,
+        jitter_ms=int(jitter * 1000),
+        serializer=message.serializer,
+        payload=message.payload,
+        priority=options.priority,
+        retries=options.retries,
+        timeout_ms=options.timeout_ms,
         result_ttl_s=options.result_ttl_s,
     )
     if name in app.schedules:
@@ -165,15 +183,28 @@ class CronControl:
             if entry.last_task_id:
                 record = await self.broker.get_task(entry.last_task_id, spec.queue)
             orphaned = now - entry.seen_ms > self.orphan_after_s * 1000
-            nexts = () if orphaned else tuple(
-                CronExpression(spec.expression, spec.timezone).ticks_after(now, upcoming))
-            statuses.append(ScheduleStatus(
-                name=spec.name, task=spec.task, queue=spec.queue, expression=spec.expression,
-                timezone=spec.timezone, paused=entry.paused, orphaned=orphaned,
-                next_ticks_ms=nexts, last_tick_ms=entry.last_tick_ms,
-                last_task_id=entry.last_task_id,
-                last_state=_outcome(record) if entry.last_task_id else None,
-            ))
+            nexts = (
+                ()
+                if orphaned
+                else tuple(
+                    CronExpression(spec.expression, spec.timezone).ticks_after(now, upcoming)
+                )
+            )
+            statuses.append(
+                ScheduleStatus(
+                    name=spec.name,
+                    task=spec.task,
+                    queue=spec.queue,
+                    expression=spec.expression,
+                    timezone=spec.timezone,
+                    paused=entry.paused,
+                    orphaned=orphaned,
+                    next_ticks_ms=nexts,
+                    last_tick_ms=entry.last_tick_ms,
+                    last_task_id=entry.last_task_id,
+                    last_state=_outcome(record) if entry.last_task_id else None,
+                )
+            )
         return sorted(statuses, key=lambda s: (s.queue, s.name))
 
     async def pause(self, name: str) -> None:
@@ -189,8 +220,9 @@ class CronControl:
         """Run ``name`` now, once, outside its ticks (even when paused); return the task id."""
         spec = (await self._entry(name)).spec
         task_id = f"cron:{spec.name}:now:{now_ms()}"
-        await self.broker.cron_fire(spec.message(task_id, tick_ms=None, eta_ms=None),
-                                    spec.name, None)
+        await self.broker.cron_fire(
+            spec.message(task_id, tick_ms=None, eta_ms=None), spec.name, None
+        )
         return task_id
 
     async def forget(self, name: str) -> None:

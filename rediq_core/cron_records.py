@@ -83,9 +83,16 @@ class ScheduleSpec:
         if tick_ms is not None:
             headers["cron_tick_ms"] = str(tick_ms)
         return TaskMessage(
-            id=task_id, name=self.task, queue=self.queue, payload=self.payload,
-            serializer=self.serializer, priority=self.priority, max_retries=self.retries,
-            timeout_ms=self.timeout_ms, result_ttl_s=self.result_ttl_s, headers=headers,
+            id=task_id,
+            name=self.task,
+            queue=self.queue,
+            payload=self.payload,
+            serializer=self.serializer,
+            priority=self.priority,
+            max_retries=self.retries,
+            timeout_ms=self.timeout_ms,
+            result_ttl_s=self.result_ttl_s,
+            headers=headers,
             eta_ms=eta_ms,
         )
 

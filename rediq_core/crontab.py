@@ -42,8 +42,7 @@ def load_zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigurationError(
-            f"timezone={name!r} is not a known IANA time zone (e.g. 'UTC',"
-            f" 'Europe/Berlin'): {exc}"
+            f"timezone={name!r} is not a known IANA time zone (e.g. 'UTC', 'Europe/Berlin'): {exc}"
         ) from None
 
 
@@ -102,8 +101,9 @@ class CronExpression:
                     found.append(offset)
         return found
 
-    def _earliest_instant(self, after: dt.datetime, wall: dt.datetime,
-                          until: dt.datetime | None) -> dt.datetime | None:
+    def _earliest_instant(
+        self, after: dt.datetime, wall: dt.datetime, until: dt.datetime | None
+    ) -> dt.datetime | None:
         """Walk wall times from ``wall`` on. Without ``until``: the first instant after
         ``after``. With it: the earliest instant after ``after`` of the walls before
         ``until``. None if there is none (or none within the safety bound)."""

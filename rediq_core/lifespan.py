@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["lifespan"]
 
 
-def lifespan(app: Rediq, *, worker: bool = False, **worker_config: Any
-             ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+def lifespan(
+    app: Rediq, *, worker: bool = False, **worker_config: Any
+) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     """A lifespan function for an ASGI framework: ``FastAPI(lifespan=lifespan(app))``.
 
     To combine it with a lifespan of your own, enter it inside yours:

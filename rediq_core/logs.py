@@ -87,7 +87,10 @@ def _console_handler(fmt: str, stream: TextIO) -> logging.Handler:
 
 
 def setup_logging(
-    *, level: str | int = "INFO", file: str | None = None, fmt: str = "auto",
+    *,
+    level: str | int = "INFO",
+    file: str | None = None,
+    fmt: str = "auto",
     stream: TextIO | None = None,
 ) -> logging.Handler:
     """Configure the root logger for a worker process and return the handler.

@@ -77,14 +77,21 @@ class TaskMessage:
             message = cls(id=task_id, payload=payload, **fields)
         except (TypeError, ValueError) as exc:
             raise MalformedMessageError(f"task {task_id}: malformed envelope: {exc}") from exc
-        if not (isinstance(message.name, str) and isinstance(message.priority, int)
-                and isinstance(message.serializer, str) and isinstance(message.signature, str)
-                and isinstance(message.headers, dict) and isinstance(message.max_retries, int)
-                and isinstance(message.result_ttl_s, int) and isinstance(message.queue, str)):
+        if not (
+            isinstance(message.name, str)
+            and isinstance(message.priority, int)
+            and isinstance(message.serializer, str)
+            and isinstance(message.signature, str)
+            and isinstance(message.headers, dict)
+            and isinstance(message.max_retries, int)
+            and isinstance(message.result_ttl_s, int)
+            and isinstance(message.queue, str)
+        ):
             raise MalformedMessageError(f"task {task_id}: malformed envelope: bad field types")
         return message
 
 
 #: Every field but ``id`` (the broker's key) and ``payload`` (stored apart, opaque).
-ENVELOPE_FIELDS = tuple(f.name for f in fields(TaskMessage)
-                        if f.name not in ("id", "payload") and f.init)
+ENVELOPE_FIELDS = tuple(
+    f.name for f in fields(TaskMessage) if f.name not in ("id", "payload") and f.init
+)

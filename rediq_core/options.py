@@ -88,6 +88,7 @@ class TaskOptions:
             if given is not None and given != policy.retries:
                 raise ConfigurationError(
                     f"retries={given} and retry=RetryPolicy(retries={policy.retries}) disagree;"
-                    " give the count once")
+                    " give the count once"
+                )
             changes["retries"] = policy.retries
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

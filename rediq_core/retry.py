@@ -41,15 +41,19 @@ class Retry(RediqError):
     def __init__(self, delay: Duration | None = None, reason: str = "") -> None:
         self.delay_ms = None if delay is None else _to_ms(delay, "Retry(delay=)")
         self.reason = reason
-        super().__init__(reason or "the task asked to be retried"
-                         + ("" if delay is None else f" after {self.delay_ms} ms"))
+        super().__init__(
+            reason
+            or "the task asked to be retried"
+            + ("" if delay is None else f" after {self.delay_ms} ms")
+        )
 
 
 def _to_ms(value: Duration, option: str) -> int:
     seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-        raise ConfigurationError(f"{option}={value!r} is invalid: expected seconds >= 0"
-                                 " or a timedelta")
+        raise ConfigurationError(
+            f"{option}={value!r} is invalid: expected seconds >= 0 or a timedelta"
+        )
     return round(seconds * 1000)
 
 
@@ -67,10 +71,12 @@ def exception_name(kind: type[BaseException]) -> str:
 def _matches(error: BaseException, specs: Sequence[ExceptionSpec]) -> bool:
     """Whether ``error`` is an instance of one of ``specs`` (classes, or the dotted names
     of classes: a per-call policy carries names, matched along the error's MRO)."""
-    names = {exception_name(kind) for kind in type(error).__mro__
-             if issubclass(kind, BaseException)}
-    return any(spec in names if isinstance(spec, str) else isinstance(error, spec)
-               for spec in specs)
+    names = {
+        exception_name(kind) for kind in type(error).__mro__ if issubclass(kind, BaseException)
+    }
+    return any(
+        spec in names if isinstance(spec, str) else isinstance(error, spec) for spec in specs
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,13 +110,16 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.retries is not None and (
-            isinstance(self.retries, bool) or not isinstance(self.retries, int)
+            isinstance(self.retries, bool)
+            or not isinstance(self.retries, int)
             or not 0 <= self.retries <= 1000
         ):
             raise ConfigurationError(f"retries={self.retries!r} must be an integer in 0..1000")
         if not (callable(self.backoff) or self.backoff in ("exponential", "fixed")):
-            raise ConfigurationError(f"backoff={self.backoff!r} must be 'exponential',"
-                                     " 'fixed' or a function of the retry number")
+            raise ConfigurationError(
+                f"backoff={self.backoff!r} must be 'exponential',"
+                " 'fixed' or a function of the retry number"
+            )
         if self.jitter is not None and not 0 <= self.jitter <= 1:
             raise ConfigurationError(f"jitter={self.jitter!r} must be between 0 and 1")
         for option in ("retry_on", "dont_retry_on"):
@@ -119,8 +128,10 @@ class RetryPolicy:
                 specs = (specs,)
                 object.__setattr__(self, option, specs)
             for spec in specs:
-                if not (isinstance(spec, str)
-                        or (isinstance(spec, type) and issubclass(spec, BaseException))):
+                if not (
+                    isinstance(spec, str)
+                    or (isinstance(spec, type) and issubclass(spec, BaseException))
+                ):
                     raise ConfigurationError(f"{option} must hold exception types, got {spec!r}")
         for name in ("base", "cap"):
             value = getattr(self, name)
@@ -154,14 +165,21 @@ class RetryPolicy:
         if callable(self.backoff):
             raise ConfigurationError(
                 "a backoff function can be set per task (@app.task(retry=...)) but not per"
-                " call: it cannot travel in a message; use 'exponential' or 'fixed' here")
-        return json.dumps({
-            "backoff": self.backoff, "base_ms": self.base_ms, "cap_ms": self.cap_ms,
-            "jitter": self.jitter,
-            "retry_on": [s if isinstance(s, str) else exception_name(s) for s in self.retry_on],
-            "dont_retry_on": [s if isinstance(s, str) else exception_name(s)
-                              for s in self.dont_retry_on],
-        }, separators=(",", ":"))
+                " call: it cannot travel in a message; use 'exponential' or 'fixed' here"
+            )
+        return json.dumps(
+            {
+                "backoff": self.backoff,
+                "base_ms": self.base_ms,
+                "cap_ms": self.cap_ms,
+                "jitter": self.jitter,
+                "retry_on": [s if isinstance(s, str) else exception_name(s) for s in self.retry_on],
+                "dont_retry_on": [
+                    s if isinstance(s, str) else exception_name(s) for s in self.dont_retry_on
+                ],
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_header(cls, text: str) -> RetryPolicy:
@@ -169,9 +187,12 @@ class RetryPolicy:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("retry header is not a JSON object")
-        policy = cls(backoff=data["backoff"], jitter=data.get("jitter"),
-                     retry_on=tuple(data["retry_on"]),
-                     dont_retry_on=tuple(data["dont_retry_on"]))
+        policy = cls(
+            backoff=data["backoff"],
+            jitter=data.get("jitter"),
+            retry_on=tuple(data["retry_on"]),
+            dont_retry_on=tuple(data["dont_retry_on"]),
+        )
         for name in ("base_ms", "cap_ms"):
             value = data.get(name)
             if value is not None:

@@ -48,8 +48,7 @@ class Role(enum.StrEnum):
     DIAGNOSIS = "diagnosis"  # rediq doctor's server checks (optional)
 
 
-CORE_ROLES = frozenset({Role.PRODUCER, Role.CONSUMER, Role.RESULTS, Role.CONTROL,
-                        Role.REGISTRY})
+CORE_ROLES = frozenset({Role.PRODUCER, Role.CONSUMER, Role.RESULTS, Role.CONTROL, Role.REGISTRY})
 
 
 @runtime_checkable
@@ -63,11 +62,13 @@ class Producer(Protocol):
 class Consumer(Protocol):
     url: str
 
-    async def fetch(self, queue: str, *, worker_id: str, limit: int, lease_ms: int
-                    ) -> FetchBatch: ...
+    async def fetch(
+        self, queue: str, *, worker_id: str, limit: int, lease_ms: int
+    ) -> FetchBatch: ...
 
-    async def extend_leases(self, worker_id: str, leases: Mapping[str, Sequence[Lease]],
-                            lease_ms: int) -> set[Lease]: ...
+    async def extend_leases(
+        self, worker_id: str, leases: Mapping[str, Sequence[Lease]], lease_ms: int
+    ) -> set[Lease]: ...
 
     async def settle(self, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]: ...
 
@@ -80,8 +81,9 @@ class Consumer(Protocol):
 class Results(Protocol):
     async def get_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None: ...
 
-    async def wait_finished(self, task_id: str, queue: str, timeout_s: float | None
-                            ) -> TaskRecord | None: ...
+    async def wait_finished(
+        self, task_id: str, queue: str, timeout_s: float | None
+    ) -> TaskRecord | None: ...
 
     async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome: ...
 

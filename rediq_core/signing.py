@@ -32,7 +32,8 @@ def _key_bytes(key: str | bytes) -> bytes:
     if len(raw) < 16:
         raise ConfigurationError(
             "a signing key must be at least 16 bytes; generate one with"
-            " `python -c 'import secrets; print(secrets.token_hex(32))'`")
+            " `python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
     return raw
 
 
@@ -44,15 +45,17 @@ def _signed_bytes(message: TaskMessage) -> bytes:
     fields = {name: getattr(message, name) for name in ENVELOPE_FIELDS if name != "signature"}
     fields["groups"] = list(message.groups)
     envelope = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    return b"\0".join((b"rediq-" + _VERSION.encode(), message.id.encode(), envelope,
-                       message.payload))
+    return b"\0".join(
+        (b"rediq-" + _VERSION.encode(), message.id.encode(), envelope, message.payload)
+    )
 
 
 class MessageSigner:
     """Signs with ``signing_key``; verifies with it and every key in ``verify_keys``."""
 
-    def __init__(self, signing_key: str | bytes | None = None,
-                 verify_keys: Iterable[str | bytes] = ()) -> None:
+    def __init__(
+        self, signing_key: str | bytes | None = None, verify_keys: Iterable[str | bytes] = ()
+    ) -> None:
         self._signing = _key_bytes(signing_key) if signing_key is not None else None
         keys = [self._signing] if self._signing is not None else []
         keys += [_key_bytes(k) for k in verify_keys]
@@ -79,8 +82,10 @@ class MessageSigner:
         if version != _VERSION or key is None:
             raise InvalidSignatureError(
                 f"signed with an unknown key ({message.signature[:12]}...): add the key to"
-                " verify_keys if it is an old one being rotated out")
+                " verify_keys if it is an old one being rotated out"
+            )
         expected = hmac.new(key, _signed_bytes(message), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, digest):
-            raise InvalidSignatureError("signature does not match: the message was altered"
-                                        " or forged")
+            raise InvalidSignatureError(
+                "signature does not match: the message was altered or forged"
+            )

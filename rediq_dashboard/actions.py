@@ -38,8 +38,9 @@ def _guarded(board: Dashboard, action: Action) -> Endpoint:
         path, notice = await action(board.app.control, request, form)
         root = request.scope.get("root_path", "")
         separator = "&" if "?" in path else "?"
-        return RedirectResponse(f"{root}{path}{separator}{urlencode({'notice': notice})}",
-                                status_code=303)
+        return RedirectResponse(
+            f"{root}{path}{separator}{urlencode({'notice': notice})}", status_code=303
+        )
 
     return endpoint
 
@@ -94,10 +95,12 @@ async def delete_dead(control: Control, request: Request, form: FormData) -> tup
 async def cancel(control: Control, request: Request, form: FormData) -> tuple[str, str]:
     task_id = request.path_params["task_id"]
     outcome = await control.cancel(task_id)
-    said = {CancelOutcome.CANCELLED: "cancelled",
-            CancelOutcome.REQUESTED: "running: its worker was asked to cancel it",
-            CancelOutcome.FINISHED: "already finished, nothing to cancel",
-            CancelOutcome.NOT_FOUND: "not found"}[outcome]
+    said = {
+        CancelOutcome.CANCELLED: "cancelled",
+        CancelOutcome.REQUESTED: "running: its worker was asked to cancel it",
+        CancelOutcome.FINISHED: "already finished, nothing to cancel",
+        CancelOutcome.NOT_FOUND: "not found",
+    }[outcome]
     return f"/tasks/{quote(task_id, safe='')}", f"task {task_id}: {said}"
 
 
@@ -106,7 +109,8 @@ async def delete(control: Control, request: Request, form: FormData) -> tuple[st
     record = await control.task(task_id)
     if record is None or not await control.delete(task_id, record.queue):
         return f"/tasks/{quote(task_id, safe='')}", (
-            f"task {task_id} not deleted (unknown, or running: cancel it first)")
+            f"task {task_id} not deleted (unknown, or running: cancel it first)"
+        )
     return _queue_path(record.queue), f"task {task_id} deleted"
 
 
@@ -119,10 +123,14 @@ async def requeue(control: Control, request: Request, form: FormData) -> tuple[s
 
 
 ACTIONS: list[tuple[str, Action]] = [
-    ("/queues/{queue}/pause", pause), ("/queues/{queue}/resume", resume),
-    ("/queues/{queue}/purge", purge), ("/queues/{queue}/dead/requeue", requeue_dead),
-    ("/queues/{queue}/dead/delete", delete_dead), ("/tasks/{task_id}/cancel", cancel),
-    ("/tasks/{task_id}/delete", delete), ("/tasks/{task_id}/requeue", requeue),
+    ("/queues/{queue}/pause", pause),
+    ("/queues/{queue}/resume", resume),
+    ("/queues/{queue}/purge", purge),
+    ("/queues/{queue}/dead/requeue", requeue_dead),
+    ("/queues/{queue}/dead/delete", delete_dead),
+    ("/tasks/{task_id}/cancel", cancel),
+    ("/tasks/{task_id}/delete", delete),
+    ("/tasks/{task_id}/requeue", requeue),
 ]
 
 

@@ -51,15 +51,26 @@ class Dashboard:
     refresh_s: int
     templates: Jinja2Templates
 
-    def render(self, request: Request, template: str, status_code: int = 200,
-               **context: Any) -> Response:
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> Response:
         token, new = csrf_token(request)
-        response = self.templates.TemplateResponse(request, template, {
-            "root": request.scope.get("root_path", ""), "title": self.title,
-            "read_only": self.read_only, "csrf_field": CSRF_FIELD, "csrf_token": token,
-            "notice": request.query_params.get("notice", ""), "stamp": present.stamp,
-            "age": present.age, **context,
-        }, status_code=status_code)
+        response = self.templates.TemplateResponse(
+            request,
+            template,
+            {
+                "root": request.scope.get("root_path", ""),
+                "title": self.title,
+                "read_only": self.read_only,
+                "csrf_field": CSRF_FIELD,
+                "csrf_token": token,
+                "notice": request.query_params.get("notice", ""),
+                "stamp": present.stamp,
+                "age": present.age,
+                **context,
+            },
+            status_code=status_code,
+        )
         if new:
             set_csrf_cookie(response, request, token)
         response.headers.update(PAGE_HEADERS)
@@ -81,9 +92,15 @@ class AuthGuard:
         await self.app(scope, receive, send)
 
 
-def create_dashboard(app: Rediq, *, read_only: bool = False, auth: Auth | None = None,
-                     title: str = "rediq", page_size: int = defaults.DASHBOARD_PAGE_SIZE,
-                     refresh_s: int = defaults.DASHBOARD_REFRESH_S) -> Starlette:
+def create_dashboard(
+    app: Rediq,
+    *,
+    read_only: bool = False,
+    auth: Auth | None = None,
+    title: str = "rediq",
+    page_size: int = defaults.DASHBOARD_PAGE_SIZE,
+    refresh_s: int = defaults.DASHBOARD_REFRESH_S,
+) -> Starlette:
     """The dashboard of ``app``'s broker as an ASGI application.
 
     :param app: the rediq app whose queues are shown (its code is not needed: a
@@ -96,8 +113,9 @@ def create_dashboard(app: Rediq, *, read_only: bool = False, auth: Auth | None =
     :param refresh_s: the overview and workers pages reload their content this often
         (plain ``fetch``, only while the browser tab is visible; 0: never).
     """
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                                     autoescape=True)
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True
+    )
     templates = Jinja2Templates(env=environment)
     board = Dashboard(app, read_only, title, page_size, refresh_s, templates)
     routes = [

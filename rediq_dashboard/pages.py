@@ -25,17 +25,26 @@ LISTED_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskS
 def overview(board: Dashboard) -> Page:
     async def page(request: Request) -> Response:
         overviews = await board.app.control.overview(minutes=CHART_MINUTES)
-        return board.render(request, "overview.html", queues=overviews,
-                            workers=await board.app.control.workers(),
-                            chart=chart(overviews), refresh=board.refresh_s)
+        return board.render(
+            request,
+            "overview.html",
+            queues=overviews,
+            workers=await board.app.control.workers(),
+            chart=chart(overviews),
+            refresh=board.refresh_s,
+        )
 
     return page
 
 
 def workers(board: Dashboard) -> Page:
     async def page(request: Request) -> Response:
-        return board.render(request, "workers.html", workers=await board.app.control.workers(),
-                            refresh=board.refresh_s)
+        return board.render(
+            request,
+            "workers.html",
+            workers=await board.app.control.workers(),
+            refresh=board.refresh_s,
+        )
 
     return page
 
@@ -50,11 +59,16 @@ def queue(board: Dashboard) -> Page:
         if state not in LISTED_STATES:
             state = TaskState.PENDING
         cursor = request.query_params.get("cursor") or None
-        listing = await board.app.control.tasks(name, state, limit=board.page_size,
-                                                cursor=cursor)
-        return board.render(request, "queue.html", queue=await board.app.control.queue(name),
-                            state=state.value, states=[s.value for s in LISTED_STATES],
-                            page=listing, cursor=cursor)
+        listing = await board.app.control.tasks(name, state, limit=board.page_size, cursor=cursor)
+        return board.render(
+            request,
+            "queue.html",
+            queue=await board.app.control.queue(name),
+            state=state.value,
+            states=[s.value for s in LISTED_STATES],
+            page=listing,
+            cursor=cursor,
+        )
 
     return page
 
@@ -63,10 +77,14 @@ def dead_letters(board: Dashboard) -> Page:
     async def page(request: Request) -> Response:
         name = request.path_params["queue"]
         cursor = request.query_params.get("cursor") or None
-        listing = await board.app.control.dead_letters(name, limit=board.page_size,
-                                                       cursor=cursor)
-        return board.render(request, "dead.html", queue=await board.app.control.queue(name),
-                            page=listing, cursor=cursor)
+        listing = await board.app.control.dead_letters(name, limit=board.page_size, cursor=cursor)
+        return board.render(
+            request,
+            "dead.html",
+            queue=await board.app.control.queue(name),
+            page=listing,
+            cursor=cursor,
+        )
 
     return page
 
@@ -76,11 +94,16 @@ def task(board: Dashboard) -> Page:
         task_id = request.path_params["task_id"]
         record = await board.app.control.task(task_id, request.query_params.get("queue"))
         if record is None:
-            return board.render(request, "missing.html", status_code=404,
-                                what=f"task {task_id}")
+            return board.render(request, "missing.html", status_code=404, what=f"task {task_id}")
         args, kwargs = decoded_call(board.app, record)
-        return board.render(request, "task.html", task=record, args=args, kwargs=kwargs,
-                            result=decoded_result(board.app, record),
-                            headers=record.message.headers if record.message else {})
+        return board.render(
+            request,
+            "task.html",
+            task=record,
+            args=args,
+            kwargs=kwargs,
+            result=decoded_result(board.app, record),
+            headers=record.message.headers if record.message else {},
+        )
 
     return page

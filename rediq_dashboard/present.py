@@ -53,8 +53,11 @@ def decoded_call(app: Rediq, record: TaskRecord) -> tuple[Decoded, Decoded]:
         args, kwargs = _loads(app, message.serializer, message.payload)
         return Decoded(_pretty(list(args))), Decoded(_pretty(dict(kwargs)))
     except Exception as exc:
-        note = str(exc) if isinstance(exc, PermissionError) else (
-            f"cannot decode: {type(exc).__name__}: {exc}")
+        note = (
+            str(exc)
+            if isinstance(exc, PermissionError)
+            else (f"cannot decode: {type(exc).__name__}: {exc}")
+        )
         raw = Decoded(f"<{len(message.payload)} bytes, serializer {message.serializer}>", note)
         return raw, raw
 
@@ -66,8 +69,11 @@ def decoded_result(app: Rediq, record: TaskRecord) -> Decoded | None:
     try:
         return Decoded(_pretty(_loads(app, serializer, record.result)))
     except Exception as exc:
-        note = str(exc) if isinstance(exc, PermissionError) else (
-            f"cannot decode: {type(exc).__name__}: {exc}")
+        note = (
+            str(exc)
+            if isinstance(exc, PermissionError)
+            else (f"cannot decode: {type(exc).__name__}: {exc}")
+        )
         return Decoded(f"<{len(record.result)} bytes, serializer {serializer}>", note)
 
 
@@ -107,8 +113,7 @@ class Chart:
     total_failed: int
 
 
-def chart(overviews: Iterable[QueueOverview], *, width: float = 600,
-          height: float = 120) -> Chart:
+def chart(overviews: Iterable[QueueOverview], *, width: float = 600, height: float = 120) -> Chart:
     """The tasks finished per minute over the last hour, all queues together."""
     done: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for overview in overviews:
@@ -122,10 +127,12 @@ def chart(overviews: Iterable[QueueOverview], *, width: float = 600,
     step = width / CHART_MINUTES
     scale = height / top if top else 0.0
     bars = tuple(
-        Bar(x=i * step, succeeded=s * scale, failed=f * scale,
-            label=f"{time.strftime('%H:%M', time.localtime(m / 1000))}: {s} succeeded,"
-                  f" {f} failed")
+        Bar(
+            x=i * step,
+            succeeded=s * scale,
+            failed=f * scale,
+            label=f"{time.strftime('%H:%M', time.localtime(m / 1000))}: {s} succeeded, {f} failed",
+        )
         for i, (m, (s, f)) in enumerate(zip(minutes, counts, strict=True))
     )
-    return Chart(bars, width, height, top, sum(s for s, _ in counts),
-                 sum(f for _, f in counts))
+    return Chart(bars, width, height, top, sum(s for s, _ in counts), sum(f for _, f in counts))

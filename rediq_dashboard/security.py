@@ -36,8 +36,11 @@ def basic_auth(username: str, password: str, *, realm: str = "rediq") -> Auth:
             given = b""
         if scheme.lower() == "basic" and hmac.compare_digest(given, expected):
             return None
-        return PlainTextResponse("authentication required", status_code=401,
-                                 headers={"WWW-Authenticate": f'Basic realm="{realm}"'})
+        return PlainTextResponse(
+            "authentication required",
+            status_code=401,
+            headers={"WWW-Authenticate": f'Basic realm="{realm}"'},
+        )
 
     return check
 
@@ -51,9 +54,14 @@ def csrf_token(request: Request) -> tuple[str, bool]:
 
 
 def set_csrf_cookie(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict",
-                        path=request.scope.get("root_path") or "/",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path=request.scope.get("root_path") or "/",
+        secure=request.url.scheme == "https",
+    )
 
 
 def check_csrf(request: Request, submitted: str) -> str | None:

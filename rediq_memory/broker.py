@@ -30,8 +30,10 @@ from .store import QueueState, TaskEntry, sleep_until_change, store_for
 
 __all__ = ["MemoryBroker"]
 
-LOST_REASON = (f"lost its lease {defaults.MAX_DELIVERIES} times: its worker died or stalled"
-               " while running it each time")
+LOST_REASON = (
+    f"lost its lease {defaults.MAX_DELIVERIES} times: its worker died or stalled"
+    " while running it each time"
+)
 
 
 class MemoryBroker(OperateMixin):
@@ -58,12 +60,16 @@ class MemoryBroker(OperateMixin):
                 self.maintain(q, now)
                 old = q.tasks.get(message.id)
                 if old is not None and old.state.unfinished:
-                    outcomes.append(EnqueueOutcome(message.id, False, old.state,
-                                                   old.message.result_ttl_s))
+                    outcomes.append(
+                        EnqueueOutcome(message.id, False, old.state, old.message.result_ttl_s)
+                    )
                     continue
                 entry = TaskEntry(message, TaskState.PENDING, self.store.next_seq())
-                due = message.eta_ms if message.eta_ms is not None else (
-                    now + message.delay_ms if message.delay_ms else None)
+                due = (
+                    message.eta_ms
+                    if message.eta_ms is not None
+                    else (now + message.delay_ms if message.delay_ms else None)
+                )
                 if due is not None and due > now:
                     entry.state, entry.due_ms = TaskState.SCHEDULED, due
                 q.tasks[message.id] = entry
@@ -89,41 +95,59 @@ class MemoryBroker(OperateMixin):
             timeout = None if deadline is None else max(0.0, (deadline - now_ms()) / 1000)
             await sleep_until_change(self.store, future, timeout)
 
-    def _claim(self, q: QueueState, worker_id: str, limit: int, lease_ms: int,
-               now: int) -> list[Delivery]:
+    def _claim(
+        self, q: QueueState, worker_id: str, limit: int, lease_ms: int, now: int
+    ) -> list[Delivery]:
         ready = sorted(q.in_state(TaskState.PENDING), key=lambda t: (t.message.priority, t.seq))
         deliveries = []
         for entry in ready[:limit]:
             entry.state, entry.worker = TaskState.ACTIVE, worker_id
             entry.deliveries += 1
             entry.lease_deadline_ms, entry.started_at_ms = now + lease_ms, now
-            deliveries.append(Delivery(entry.message, entry.retried, entry.deliveries,
-                                       now + lease_ms, entry.lost))
+            deliveries.append(
+                Delivery(entry.message, entry.retried, entry.deliveries, now + lease_ms, entry.lost)
+            )
         return deliveries
 
     @staticmethod
     def _next_deadline(q: QueueState) -> int | None:
-        times = [t.due_ms for t in q.tasks.values()
-                 if t.state is TaskState.SCHEDULED and t.due_ms is not None]
-        times += [t.lease_deadline_ms for t in q.tasks.values()
-                  if t.state is TaskState.ACTIVE and t.lease_deadline_ms is not None]
+        times = [
+            t.due_ms
+            for t in q.tasks.values()
+            if t.state is TaskState.SCHEDULED and t.due_ms is not None
+        ]
+        times += [
+            t.lease_deadline_ms
+            for t in q.tasks.values()
+            if t.state is TaskState.ACTIVE and t.lease_deadline_ms is not None
+        ]
         return min(times, default=None)
 
     def maintain(self, q: QueueState, now: int) -> None:
         """Promote due scheduled tasks, finish expired leases, drop expired results."""
         changed = False
         for entry in sorted(q.tasks.values(), key=lambda t: (t.due_ms or 0, t.seq)):
-            if entry.state is TaskState.SCHEDULED and entry.due_ms is not None \
-                    and entry.due_ms <= now:
-                entry.state, entry.due_ms, entry.seq = TaskState.PENDING, None, \
-                    self.store.next_seq()
+            if (
+                entry.state is TaskState.SCHEDULED
+                and entry.due_ms is not None
+                and entry.due_ms <= now
+            ):
+                entry.state, entry.due_ms, entry.seq = (
+                    TaskState.PENDING,
+                    None,
+                    self.store.next_seq(),
+                )
                 changed = True
-            elif entry.state is TaskState.ACTIVE and entry.lease_deadline_ms is not None \
-                    and entry.lease_deadline_ms <= now:
+            elif (
+                entry.state is TaskState.ACTIVE
+                and entry.lease_deadline_ms is not None
+                and entry.lease_deadline_ms <= now
+            ):
                 self._lease_expired(q, entry, now)
                 changed = True
-        for task_id in [i for i, t in q.tasks.items()
-                        if t.expires_at_ms is not None and t.expires_at_ms <= now]:
+        for task_id in [
+            i for i, t in q.tasks.items() if t.expires_at_ms is not None and t.expires_at_ms <= now
+        ]:
             del q.tasks[task_id]
             q.dead_order.pop(task_id, None)
         if changed:
@@ -161,8 +185,12 @@ class MemoryBroker(OperateMixin):
 
     def held(self, q: QueueState | None, worker_id: str, lease: Lease) -> TaskEntry | None:
         entry = q.tasks.get(lease.task_id) if q else None
-        if (entry is None or entry.state is not TaskState.ACTIVE or entry.worker != worker_id
-                or entry.deliveries != lease.delivery):
+        if (
+            entry is None
+            or entry.state is not TaskState.ACTIVE
+            or entry.worker != worker_id
+            or entry.deliveries != lease.delivery
+        ):
             return None
         return entry
 
@@ -200,9 +228,13 @@ class MemoryBroker(OperateMixin):
     def _settle_one(self, worker_id: str, s: Settlement, now: int) -> bool:
         q = self.store.queues.get(s.queue)
         entry = q.tasks.get(s.task_id) if q else None
-        if q is None or entry is None or entry.state is not TaskState.ACTIVE \
-                or entry.worker != worker_id \
-                or (s.delivery is not None and s.delivery != entry.deliveries):
+        if (
+            q is None
+            or entry is None
+            or entry.state is not TaskState.ACTIVE
+            or entry.worker != worker_id
+            or (s.delivery is not None and s.delivery != entry.deliveries)
+        ):
             return False
         if s.error is None:
             entry.result = s.result
@@ -212,10 +244,12 @@ class MemoryBroker(OperateMixin):
             entry.error = s.error
             self.finish(q, entry, TaskState.CANCELLED, now)
         elif s.retry_delay_ms is not None:
-            entry.state, entry.error, entry.retried = TaskState.SCHEDULED, s.error, \
-                entry.retried + 1
-            entry.due_ms, entry.worker, entry.lease_deadline_ms = now + s.retry_delay_ms, \
-                None, None
+            entry.state, entry.error, entry.retried = (
+                TaskState.SCHEDULED,
+                s.error,
+                entry.retried + 1,
+            )
+            entry.due_ms, entry.worker, entry.lease_deadline_ms = now + s.retry_delay_ms, None, None
             q.count("retried")
         else:
             self.dead_letter(q, entry, s.error, now)
@@ -229,8 +263,11 @@ class MemoryBroker(OperateMixin):
                 for lease in held:
                     entry = self.held(q, worker_id, lease)
                     if entry is not None:
-                        entry.state, entry.worker, entry.lease_deadline_ms = \
-                            TaskState.PENDING, None, None
+                        entry.state, entry.worker, entry.lease_deadline_ms = (
+                            TaskState.PENDING,
+                            None,
+                            None,
+                        )
                         entry.seq = self.store.next_seq()
                         released += 1
             self.store.changed()
@@ -312,10 +349,22 @@ class MemoryBroker(OperateMixin):
 def record_of(q: QueueState, entry: TaskEntry) -> TaskRecord:
     m = entry.message
     return TaskRecord(
-        id=m.id, queue=q.name, state=entry.state, message=m, retried=entry.retried,
-        deliveries=entry.deliveries, worker=entry.worker, result=entry.result,
-        error=entry.error, serializer=m.serializer, finished_at_ms=entry.finished_at_ms,
-        name=m.name, priority=m.priority, groups=m.groups, enqueued_at_ms=m.enqueued_at_ms,
-        started_at_ms=entry.started_at_ms, due_at_ms=entry.due_ms,
+        id=m.id,
+        queue=q.name,
+        state=entry.state,
+        message=m,
+        retried=entry.retried,
+        deliveries=entry.deliveries,
+        worker=entry.worker,
+        result=entry.result,
+        error=entry.error,
+        serializer=m.serializer,
+        finished_at_ms=entry.finished_at_ms,
+        name=m.name,
+        priority=m.priority,
+        groups=m.groups,
+        enqueued_at_ms=m.enqueued_at_ms,
+        started_at_ms=entry.started_at_ms,
+        due_at_ms=entry.due_ms,
         lease_deadline_ms=entry.lease_deadline_ms,
     )

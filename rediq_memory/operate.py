@@ -109,9 +109,16 @@ class OperateMixin(Broker):
             q = (self._queues(queue) or [QueueState(queue)])[0]
             counts = {s: len(q.in_state(s)) for s in LISTABLE}
             return QueueStats(
-                queue, counts[TaskState.PENDING], counts[TaskState.SCHEDULED],
-                counts[TaskState.ACTIVE], len(q.dead_order), q.totals["enqueued"],
-                q.totals["succeeded"], q.totals["failed"], q.totals["retried"])
+                queue,
+                counts[TaskState.PENDING],
+                counts[TaskState.SCHEDULED],
+                counts[TaskState.ACTIVE],
+                len(q.dead_order),
+                q.totals["enqueued"],
+                q.totals["succeeded"],
+                q.totals["failed"],
+                q.totals["retried"],
+            )
 
     # --- operating --------------------------------------------------------------------
 
@@ -121,8 +128,9 @@ class OperateMixin(Broker):
         from .broker import record_of
 
         if state not in LISTABLE:
-            raise ValueError(f"cannot list {state} tasks; listable: pending, scheduled,"
-                             " active, failed")
+            raise ValueError(
+                f"cannot list {state} tasks; listable: pending, scheduled, active, failed"
+            )
         with self.store.lock:
             found = self._queues(queue)
             if not found:
@@ -131,10 +139,9 @@ class OperateMixin(Broker):
             entries = q.in_state(state)
             entries.sort(key=lambda t: _order(q, t, state))
             start = int(cursor or 0)
-            page = entries[start:start + limit]
+            page = entries[start : start + limit]
             more = start + limit < len(entries)
-            return TaskPage([record_of(q, e) for e in page],
-                            str(start + limit) if more else None)
+            return TaskPage([record_of(q, e) for e in page], str(start + limit) if more else None)
 
     async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
         with self.store.lock:
@@ -148,25 +155,41 @@ class OperateMixin(Broker):
 
     async def delete_group(self, group: str, queue: str | None = None) -> int:
         with self.store.lock:
-            return sum(self._remove(q, [i for i, t in q.tasks.items()
-                                        if group in t.message.groups
-                                        and t.state in PURGEABLE])
-                       for q in self._queues(queue))
+            return sum(
+                self._remove(
+                    q,
+                    [
+                        i
+                        for i, t in q.tasks.items()
+                        if group in t.message.groups and t.state in PURGEABLE
+                    ],
+                )
+                for q in self._queues(queue)
+            )
 
     async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:
         if not set(states) <= set(PURGEABLE):
             raise ValueError("only pending, scheduled and failed tasks can be purged")
         with self.store.lock:
-            return sum(self._remove(q, [i for i, t in q.tasks.items() if t.state in states
-                                        and (t.state is not TaskState.FAILED
-                                             or i in q.dead_order)])
-                       for q in self._queues(queue))
+            return sum(
+                self._remove(
+                    q,
+                    [
+                        i
+                        for i, t in q.tasks.items()
+                        if t.state in states
+                        and (t.state is not TaskState.FAILED or i in q.dead_order)
+                    ],
+                )
+                for q in self._queues(queue)
+            )
 
     async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
         with self.store.lock:
-            return sum(self._remove(q, [i for i in (task_ids or list(q.dead_order))
-                                        if i in q.dead_order])
-                       for q in self._queues(queue))
+            return sum(
+                self._remove(q, [i for i in (task_ids or list(q.dead_order)) if i in q.dead_order])
+                for q in self._queues(queue)
+            )
 
     async def queue_overview(self, queue: str, minutes: int = 15) -> QueueOverview:
         stats = await self.queue_stats(queue)
@@ -178,15 +201,26 @@ class OperateMixin(Broker):
             current = now // 60_000 * 60_000
             empty: Counter[str] = Counter()
             buckets = tuple(
-                MinuteCounts(m, **{k: q.minutes.get(m, empty)[k] for k in
-                                   ("enqueued", "succeeded", "failed", "retried")})
-                for m in range(current - (minutes - 1) * 60_000, current + 1, 60_000))
+                MinuteCounts(
+                    m,
+                    **{
+                        k: q.minutes.get(m, empty)[k]
+                        for k in ("enqueued", "succeeded", "failed", "retried")
+                    },
+                )
+                for m in range(current - (minutes - 1) * 60_000, current + 1, 60_000)
+            )
             return QueueOverview(
-                name=queue, paused=q.paused, pending=stats.pending, scheduled=stats.scheduled,
-                active=stats.active, dead=stats.dead,
+                name=queue,
+                paused=q.paused,
+                pending=stats.pending,
+                scheduled=stats.scheduled,
+                active=stats.active,
+                dead=stats.dead,
                 oldest_pending_age_s=None if oldest is None else max(0, now - oldest) / 1000,
                 totals={k: q.totals[k] for k in ("enqueued", "succeeded", "failed", "retried")},
-                minutes=buckets)
+                minutes=buckets,
+            )
 
     async def pause(self, queue: str) -> bool:
         return self._set_paused(queue, True)
@@ -228,8 +262,9 @@ class OperateMixin(Broker):
 
     def _expire_workers(self) -> None:
         now = time.monotonic()
-        for worker_id in [i for i, (_, beat, ttl) in self.store.workers.items()
-                          if now - beat > ttl]:
+        for worker_id in [
+            i for i, (_, beat, ttl) in self.store.workers.items() if now - beat > ttl
+        ]:
             del self.store.workers[worker_id]
 
     async def heartbeat(self, worker: WorkerRecord, ttl_s: int) -> None:
@@ -245,5 +280,7 @@ class OperateMixin(Broker):
         with self.store.lock:
             self._expire_workers()
             now = time.monotonic()
-            return [WorkerRecord(r.id, r.name, r.queues, round(now - beat, 3), r.info)
-                    for r, beat, _ in self.store.workers.values()]
+            return [
+                WorkerRecord(r.id, r.name, r.queues, round(now - beat, 3), r.info)
+                for r, beat, _ in self.store.workers.values()
+            ]

@@ -110,8 +110,9 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def sleep_until_change(store: Store, future: asyncio.Future[None],
-                             timeout_s: float | None) -> None:
+async def sleep_until_change(
+    store: Store, future: asyncio.Future[None], timeout_s: float | None
+) -> None:
     """Await ``future`` (from :meth:`Store.waiter`) for at most ``timeout_s``."""
     try:
         await asyncio.wait_for(asyncio.shield(future), timeout_s)

@@ -56,8 +56,9 @@ def _tracer() -> trace.Tracer:
 
 @hookimpl
 def rediq_before_task_enqueue(message: TaskMessage) -> None:
-    span = _tracer().start_span(f"send {message.queue}", kind=SpanKind.PRODUCER,
-                                attributes=producer_attributes(message))
+    span = _tracer().start_span(
+        f"send {message.queue}", kind=SpanKind.PRODUCER, attributes=producer_attributes(message)
+    )
     propagate.inject(message.headers, context=trace.set_span_in_context(span))
     _producing[message.id] = Open(span)
     if len(_producing) > MAX_OPEN_PRODUCER_SPANS:  # enqueues that raised never end theirs
@@ -76,8 +77,12 @@ def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> N
 
 def _start_attempt(task: TaskInfo) -> None:
     parent = propagate.extract(task.headers)
-    span = _tracer().start_span(f"process {task.task_queue}", context=parent,
-                                kind=SpanKind.CONSUMER, attributes=consumer_attributes(task))
+    span = _tracer().start_span(
+        f"process {task.task_queue}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes=consumer_attributes(task),
+    )
     if task.retried:
         span.add_event("rediq.retry", {"rediq.task.retried": task.retried})
     # Current for the task function: the worker creates the attempt after this hook.
@@ -96,8 +101,9 @@ def rediq_before_task_retry(task: TaskInfo) -> None:
 
 
 @hookimpl
-def rediq_after_task_attempt(task: TaskInfo, duration_s: float,
-                             exception: BaseException | None) -> None:
+def rediq_after_task_attempt(
+    task: TaskInfo, duration_s: float, exception: BaseException | None
+) -> None:
     opened = _consuming.pop(task.task_id, None)
     if opened is None:
         return
@@ -105,8 +111,9 @@ def rediq_after_task_attempt(task: TaskInfo, duration_s: float,
     if exception is not None:
         span.record_exception(exception)
         span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
-        retrying = (not isinstance(exception, TaskCancelledError)
-                    and task.retried < task.task_retries)
+        retrying = (
+            not isinstance(exception, TaskCancelledError) and task.retried < task.task_retries
+        )
         span.set_attribute("rediq.task.will_retry", retrying)
     span.end()
     if opened.token is not None:

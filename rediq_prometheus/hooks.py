@@ -61,8 +61,9 @@ def rediq_before_task_retry(task: TaskInfo) -> None:
 
 
 @hookimpl
-def rediq_after_task_attempt(task: TaskInfo, duration_s: float,
-                             exception: BaseException | None) -> None:
+def rediq_after_task_attempt(
+    task: TaskInfo, duration_s: float, exception: BaseException | None
+) -> None:
     m = task_metrics()
     m.running.labels(*_labels(task)).dec()
     m.run_seconds.labels(*_labels(task)).observe(duration_s)

@@ -11,10 +11,26 @@ __all__ = ["RUN_BUCKETS", "WAIT_BUCKETS", "TaskMetrics", "task_metrics"]
 
 LABELS = ("task", "queue")
 #: Seconds; tasks are often a few milliseconds, sometimes minutes.
-RUN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-               60, 300, 900)
-WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
-                3600)
+RUN_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+)
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +60,30 @@ class TaskMetrics:
             succeeded=counter("succeeded", "Tasks that succeeded."),
             failed=counter("failed", "Attempts that raised (retried or not; not cancellations)."),
             cancelled=counter("cancelled", "Running tasks that were cancelled."),
-            dead_lettered=counter("dead_lettered",
-                                  "Tasks that failed finally and went to the dead letters."),
-            run_seconds=Histogram("rediq_task_run_seconds", "Run time of each attempt.",
-                                  LABELS, buckets=RUN_BUCKETS, registry=registry),
+            dead_lettered=counter(
+                "dead_lettered", "Tasks that failed finally and went to the dead letters."
+            ),
+            run_seconds=Histogram(
+                "rediq_task_run_seconds",
+                "Run time of each attempt.",
+                LABELS,
+                buckets=RUN_BUCKETS,
+                registry=registry,
+            ),
             queue_wait_seconds=Histogram(
                 "rediq_task_queue_wait_seconds",
                 "From when a task was due (enqueued, or its ETA) to its first attempt.",
-                LABELS, buckets=WAIT_BUCKETS, registry=registry),
-            running=Gauge("rediq_tasks_running", "Attempts running now.", LABELS,
-                          registry=registry, multiprocess_mode="livesum"),
+                LABELS,
+                buckets=WAIT_BUCKETS,
+                registry=registry,
+            ),
+            running=Gauge(
+                "rediq_tasks_running",
+                "Attempts running now.",
+                LABELS,
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
         )
 
 

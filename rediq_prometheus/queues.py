@@ -37,12 +37,17 @@ class QueueCollector(Collector):
 
     def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (
-            GaugeMetricFamily("rediq_queue_tasks", "Tasks in a queue per state.",
-                              labels=("queue", "state")),
-            GaugeMetricFamily("rediq_queue_paused", "1 when the queue is paused.",
-                              labels=("queue",)),
-            GaugeMetricFamily("rediq_queue_oldest_pending_age_seconds",
-                              "How long the oldest ready task has waited.", labels=("queue",)),
+            GaugeMetricFamily(
+                "rediq_queue_tasks", "Tasks in a queue per state.", labels=("queue", "state")
+            ),
+            GaugeMetricFamily(
+                "rediq_queue_paused", "1 when the queue is paused.", labels=("queue",)
+            ),
+            GaugeMetricFamily(
+                "rediq_queue_oldest_pending_age_seconds",
+                "How long the oldest ready task has waited.",
+                labels=("queue",),
+            ),
         )
 
     def describe(self) -> Iterable[Metric]:

@@ -64,8 +64,7 @@ def start_metrics_server(worker: WorkerInfo) -> None:
         registry.register(queues)
     server, thread = start_http_server(int(port), host, registry)
     _serving[worker.worker_id] = Serving(server, thread, registry, queues)
-    log.info("serving Prometheus metrics on http://%s:%d/metrics", host,
-             server.server_address[1])
+    log.info("serving Prometheus metrics on http://%s:%d/metrics", host, server.server_address[1])
 
 
 def stop_metrics_server(worker: WorkerInfo) -> None:

@@ -118,8 +118,9 @@ class RedisBroker(Broker):
         url, config = self.options.url, self.options.config
         topology = parse_url(url)
         if topology.kind is Kind.SENTINEL:
-            await probe_sentinels(topology, client_options(config, topology.kind),
-                                  config.get("sentinel_kwargs"))
+            await probe_sentinels(
+                topology, client_options(config, topology.kind), config.get("sentinel_kwargs")
+            )
         client, blocking = make_clients(url, config)
         try:
             if is_cluster(client):  # fails fast (not after the re-send budget) at start
@@ -332,9 +333,7 @@ class RedisBroker(Broker):
         return await cron.register(*await self._cron(), queue, specs, replace)
 
     @_translated
-    async def cron_fire(
-        self, message: TaskMessage, schedule: str, tick_ms: int | None
-    ) -> CronFire:
+    async def cron_fire(self, message: TaskMessage, schedule: str, tick_ms: int | None) -> CronFire:
         return await cron.fire(*await self._cron(), message, schedule, tick_ms)
 
     @_translated

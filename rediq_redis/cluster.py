@@ -70,8 +70,9 @@ class SlotUnavailableError(BrokerError, redis_errors.ConnectionError):
     """The node serving a queue's slot stayed unreachable for the whole re-send budget."""
 
 
-async def resend(send: Callable[[], Awaitable[T]], budget_s: float,
-                 explain: Callable[[Exception], str]) -> T:
+async def resend(
+    send: Callable[[], Awaitable[T]], budget_s: float, explain: Callable[[Exception], str]
+) -> T:
     """``await send()``, again after each :data:`RESENDABLE` error, with exponential
     backoff, until ``budget_s`` after the first send; then :class:`SlotUnavailableError`
     with ``explain(error)``."""
@@ -135,8 +136,9 @@ class ResendingCluster(RedisCluster):
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         send = super().execute_command
-        return await resend(lambda: send(*args, **dict(kwargs)), self.budget_s,
-                            lambda exc: self.explain(args, exc))
+        return await resend(
+            lambda: send(*args, **dict(kwargs)), self.budget_s, lambda exc: self.explain(args, exc)
+        )
 
     async def load_script(self, source: str, key: str) -> None:
         """Load a script on the node that serves ``key`` (not on every master: one of
@@ -149,8 +151,9 @@ class ResendingCluster(RedisCluster):
 
         await resend(once, self.budget_s, lambda exc: self.explain(("GET", key), exc))
 
-    async def run_script(self, sha: str, source: str, keys: Sequence[str],
-                         args: Sequence[Any]) -> Any:
+    async def run_script(
+        self, sha: str, source: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
         """EVALSHA on the key's node, loading the script there on NOSCRIPT."""
         for _ in range(3):  # the slot may move between loading and running
             try:
@@ -163,14 +166,18 @@ class ResendingCluster(RedisCluster):
         """One line: the URL, what failed, and what to check."""
         key = _first_key(args)
         if key is None:
-            return (f"{self.shown_url}: the Redis Cluster did not answer {args[0]!s} within"
-                    f" {self.budget_s:.0f} s ({exc}); check that its nodes are up")
+            return (
+                f"{self.shown_url}: the Redis Cluster did not answer {args[0]!s} within"
+                f" {self.budget_s:.0f} s ({exc}); check that its nodes are up"
+            )
         slot = self.keyslot(key)
         nodes = self.nodes_manager.slots_cache.get(slot) or []
         where = nodes[0].name if nodes else "no node"
-        return (f"{self.shown_url}: keys {_hash_tag(key)} live in slot {slot}, served by"
-                f" {where}, which did not answer within {self.budget_s:.0f} s ({exc});"
-                " check that node, and that a replica of it can take over (CLUSTER NODES)")
+        return (
+            f"{self.shown_url}: keys {_hash_tag(key)} live in slot {slot}, served by"
+            f" {where}, which did not answer within {self.budget_s:.0f} s ({exc});"
+            " check that node, and that a replica of it can take over (CLUSTER NODES)"
+        )
 
 
 def _first_key(args: tuple[Any, ...]) -> str | None:
@@ -222,9 +229,9 @@ def make_cluster_clients(topology: Topology, options: dict[str, Any]) -> tuple[R
     return build(options), build(blocking_options(options))
 
 
-async def _pipeline_once(cluster: ResendingCluster, calls: Sequence[ScriptCall],
-                         wait: WaitReplicas | None
-                         ) -> tuple[list[Any], dict[str, Any], list[str]]:
+async def _pipeline_once(
+    cluster: ResendingCluster, calls: Sequence[ScriptCall], wait: WaitReplicas | None
+) -> tuple[list[Any], dict[str, Any], list[str]]:
     """One pipeline per node, sent concurrently: the calls' replies; with ``wait``, the
     ``WAIT`` answer of each node (sent last on that node's connection) and the node each
     call was meant for."""
@@ -239,14 +246,15 @@ async def _pipeline_once(cluster: ResendingCluster, calls: Sequence[ScriptCall],
                 nodes[node.name] = node
             meant.append(node.name if node is not None else "")
         for node in nodes.values():
-            pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms,  # type: ignore[union-attr]
-                                 target_nodes=node)
+            assert wait is not None  # nodes are collected only with a wait
+            pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms, target_nodes=node)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
-    return replies[: len(calls)], dict(zip(nodes, replies[len(calls):], strict=True)), meant
+    return replies[: len(calls)], dict(zip(nodes, replies[len(calls) :], strict=True)), meant
 
 
-async def cluster_batch(client: Redis, calls: Sequence[ScriptCall],
-                        wait: WaitReplicas | None) -> list[Any]:
+async def cluster_batch(
+    client: Redis, calls: Sequence[ScriptCall], wait: WaitReplicas | None
+) -> list[Any]:
     """Script calls on a cluster; calls whose node failed are sent again (only those, with
     the same reply keys) until the node or its promoted replica answers, within the
     re-send budget. With ``wait``, a node's ``WAIT`` answer counts once all the calls sent
@@ -265,8 +273,11 @@ async def cluster_batch(client: Redis, calls: Sequence[ScriptCall],
             answers, waited, meant = [exc] * len(todo), {}, []
         # a node's WAIT counts once all its calls ran; calls sent again (or again after
         # NOSCRIPT) are followed by a WAIT of their own, later in that node's stream
-        failed_nodes = {name for name, answer in zip(meant, answers, strict=False)
-                        if isinstance(answer, (*RESENDABLE, redis_errors.NoScriptError))}
+        failed_nodes = {
+            name
+            for name, answer in zip(meant, answers, strict=False)
+            if isinstance(answer, (*RESENDABLE, redis_errors.NoScriptError))
+        }
         for index, answer in zip(todo, answers, strict=True):
             replies[index] = answer
         acks.extend(ack for name, ack in waited.items() if name not in failed_nodes)

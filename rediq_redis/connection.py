@@ -61,13 +61,17 @@ def translate_error(url: str, exc: Exception) -> Exception:
     if isinstance(exc, UNREACHABLE):
         return BrokerUnavailableError(
             f"Redis at {where} is unreachable ({type(exc).__name__}: {exc}); check that the"
-            " server runs and that the URL, network and credentials are right")
+            " server runs and that the URL, network and credentials are right"
+        )
     if isinstance(exc, redis_errors.OutOfMemoryError) or (
-            isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("OOM")):
+        isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("OOM")
+    ):
         return BrokerOutOfMemoryError(
             f"Redis at {where} is out of memory (maxmemory reached with the noeviction"
-            " policy): nothing was stored. Free memory, raise maxmemory, or drain queues")
+            " policy): nothing was stored. Free memory, raise maxmemory, or drain queues"
+        )
     return exc
+
 
 T = TypeVar("T")
 
@@ -87,8 +91,9 @@ class BoundedRetry(Retry):
     """redis-py's retry, but never re-sending a command more than ``budget_s`` after its
     first send: past that, the replay memory of a script call may have expired."""
 
-    def __init__(self, *args: Any, budget_s: float = defaults.RESEND_BUDGET_S,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, budget_s: float = defaults.RESEND_BUDGET_S, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.budget_s = budget_s
 
@@ -179,13 +184,17 @@ def explain_connect_failure(url: str, exc: Exception) -> BrokerError:
         return BrokerError(
             f"{shown}: TLS handshake failed, the server's certificate is not trusted"
             f" ({reason}); check redis_config ssl_ca_certs (the CA that signed it) and"
-            " ssl_check_hostname (the name in the URL must match the certificate)")
+            " ssl_check_hostname (the name in the URL must match the certificate)"
+        )
     if "SSL" in reason or "TLS" in reason or "tls" in reason:
-        return BrokerError(f"{shown}: TLS connection failed ({reason}); check the scheme"
-                           " (rediss:// for TLS) and ssl_certfile / ssl_keyfile")
+        return BrokerError(
+            f"{shown}: TLS connection failed ({reason}); check the scheme"
+            " (rediss:// for TLS) and ssl_certfile / ssl_keyfile"
+        )
     return BrokerUnavailableError(
         f"{shown}: cannot connect, Redis is unreachable ({reason}); check that the server"
-        " (or the cluster nodes) run and listen there, and the credentials")
+        " (or the cluster nodes) run and listen there, and the credentials"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,30 +30,34 @@ __all__ = ["changes", "entries", "fire", "forget", "register", "set_paused"]
 log = logging.getLogger("rediq.cron")
 
 
-async def register(session: Session, scripts: CronScripts, queue: str,
-                   specs: Mapping[str, str], replace: bool) -> CronRegistration:
+async def register(
+    session: Session, scripts: CronScripts, queue: str, specs: Mapping[str, str], replace: bool
+) -> CronRegistration:
     keys = session.keys
     await session.client.sadd(keys.cron_queues, queue)
     await session.client.sadd(keys.queues, queue)
-    args = ["store" if replace else "refresh",
-            *(part for name, spec in sorted(specs.items()) for part in (name, spec))]
+    args = [
+        "store" if replace else "refresh",
+        *(part for name, spec in sorted(specs.items()) for part in (name, spec)),
+    ]
     changed, conflicting = await scripts.register(session.client, keys.queue(queue).all, args)
-    registration = CronRegistration([text(n) or "" for n in changed],
-                                    [text(n) or "" for n in conflicting])
+    registration = CronRegistration(
+        [text(n) or "" for n in changed], [text(n) or "" for n in conflicting]
+    )
     for name in registration.changed:
         await session.client.publish(keys.cron_channel, name)
     return registration
 
 
-async def fire(session: Session, scripts: CronScripts, message: TaskMessage, schedule: str,
-               tick_ms: int | None) -> CronFire:
+async def fire(
+    session: Session, scripts: CronScripts, message: TaskMessage, schedule: str, tick_ms: int | None
+) -> CronFire:
     """Atomically: CAS the last fired tick, enqueue ``message`` (as enqueue.lua does)."""
     [enqueue] = enqueue_calls(session, [message])  # the producer's very KEYS and ARGV
     args = [schedule, "" if tick_ms is None else tick_ms, *enqueue.args]
     outcome, previous = await scripts.fire(session.client, enqueue.keys, args)
     previous_text = text(previous)
-    return CronFire(FireResult(text(outcome) or ""),
-                    int(previous_text) if previous_text else None)
+    return CronFire(FireResult(text(outcome) or ""), int(previous_text) if previous_text else None)
 
 
 async def entries(session: Session, queue: str | None) -> list[CronEntry]:
@@ -76,21 +80,23 @@ async def entries(session: Session, queue: str | None) -> list[CronEntry]:
             try:
                 spec = ScheduleSpec.from_json(raw_spec)
             except ValueError as exc:
-                log.warning("cron: skipping schedule %r of queue %s: %s", text(raw_name),
-                            name, exc)
+                log.warning("cron: skipping schedule %r of queue %s: %s", text(raw_name), name, exc)
                 continue
-            found.append(CronEntry(
-                spec=spec,
-                last_tick_ms=int(tick) if tick else None,
-                last_task_id=text(task),
-                paused=text(raw_name) in paused_names,
-                seen_ms=int(seen.get(raw_name) or 0),
-            ))
+            found.append(
+                CronEntry(
+                    spec=spec,
+                    last_tick_ms=int(tick) if tick else None,
+                    last_task_id=text(task),
+                    paused=text(raw_name) in paused_names,
+                    seen_ms=int(seen.get(raw_name) or 0),
+                )
+            )
     return found
 
 
-async def set_paused(session: Session, scripts: CronScripts, queue: str, schedule: str,
-                     paused: bool) -> bool:
+async def set_paused(
+    session: Session, scripts: CronScripts, queue: str, schedule: str, paused: bool
+) -> bool:
     args = [schedule, "1" if paused else "0"]
     return bool(await scripts.pause(session.client, session.keys.queue(queue).all, args))
 

@@ -21,10 +21,18 @@ OK, INFO, WARN, FAIL = CheckStatus.OK, CheckStatus.INFO, CheckStatus.WARN, Check
 
 #: Commands rediq sends (per role); checked with ACL DRYRUN on a key of the namespace.
 NEEDED_COMMANDS = (
-    ("EVALSHA", "sha", "1", "{key}"), ("SCRIPT", "LOAD", "return 1"), ("BLPOP", "{key}", "1"),
-    ("BLMOVE", "{key}", "{key}", "LEFT", "RIGHT", "1"), ("PUBLISH", "{key}", "x"),
-    ("SUBSCRIBE", "{key}"), ("HGETALL", "{key}"), ("ZRANGE", "{key}", "0", "1"),
-    ("SADD", "{key}", "x"), ("SMEMBERS", "{key}"), ("TIME",), ("INFO", "server"),
+    ("EVALSHA", "sha", "1", "{key}"),
+    ("SCRIPT", "LOAD", "return 1"),
+    ("BLPOP", "{key}", "1"),
+    ("BLMOVE", "{key}", "{key}", "LEFT", "RIGHT", "1"),
+    ("PUBLISH", "{key}", "x"),
+    ("SUBSCRIBE", "{key}"),
+    ("HGETALL", "{key}"),
+    ("ZRANGE", "{key}", "0", "1"),
+    ("SADD", "{key}", "x"),
+    ("SMEMBERS", "{key}"),
+    ("TIME",),
+    ("INFO", "server"),
 )
 #: Skew between this host and Redis above which delays and ETAs given as absolute times
 #: (eta=) visibly shift; relative delays and leases do not depend on it.
@@ -41,8 +49,12 @@ async def _version(session: Session) -> Check:
     info = await session.client.info("server")
     version = _info(info, "redis_version")
     if _parse_version(version) < MIN_SERVER_VERSION:
-        return Check("server_version", FAIL, f"Redis {version}",
-                     "rediq needs Redis >= 6.2 (or Valkey >= 7.2): upgrade the server")
+        return Check(
+            "server_version",
+            FAIL,
+            f"Redis {version}",
+            "rediq needs Redis >= 6.2 (or Valkey >= 7.2): upgrade the server",
+        )
     return Check("server_version", OK, f"Redis {version} ({_info(info, 'redis_mode')} mode)")
 
 
@@ -51,9 +63,13 @@ async def _memory(session: Session) -> Check:
     policy, limit = _info(info, "maxmemory_policy"), int(info.get("maxmemory", 0) or 0)
     used = _info(info, "used_memory_human")
     if policy != "noeviction":
-        return Check("maxmemory_policy", WARN, f"maxmemory-policy {policy} (used {used})",
-                     "with any policy but noeviction Redis may silently evict task data when"
-                     " full; set maxmemory-policy noeviction (enqueue then fails clearly)")
+        return Check(
+            "maxmemory_policy",
+            WARN,
+            f"maxmemory-policy {policy} (used {used})",
+            "with any policy but noeviction Redis may silently evict task data when"
+            " full; set maxmemory-policy noeviction (enqueue then fails clearly)",
+        )
     bound = f"maxmemory {limit:,} bytes" if limit else "no maxmemory"
     return Check("maxmemory_policy", OK, f"noeviction, {bound}, used {used}")
 
@@ -67,19 +83,30 @@ async def _persistence(session: Session) -> Check:
         save = "?"
     if aof:
         try:
-            fsync = text((await session.client.config_get("appendfsync")).get(
-                "appendfsync")) or "?"
+            fsync = text((await session.client.config_get("appendfsync")).get("appendfsync")) or "?"
         except ResponseError:
             fsync = "?"
         loses = "nothing acknowledged" if fsync == "always" else "up to ~1 s of writes"
-        return Check("persistence", OK, f"AOF on (appendfsync {fsync}), RDB save '{save}'",
-                     f"a restart loses {loses}")
+        return Check(
+            "persistence",
+            OK,
+            f"AOF on (appendfsync {fsync}), RDB save '{save}'",
+            f"a restart loses {loses}",
+        )
     if save not in ("", "?"):
-        return Check("persistence", WARN, f"RDB snapshots only (save '{save}')",
-                     "a restart loses every task change since the last snapshot; enable AOF"
-                     " (appendonly yes) to keep acknowledged enqueues")
-    return Check("persistence", WARN, "no persistence",
-                 "a restart loses every queued task and result; enable AOF (appendonly yes)")
+        return Check(
+            "persistence",
+            WARN,
+            f"RDB snapshots only (save '{save}')",
+            "a restart loses every task change since the last snapshot; enable AOF"
+            " (appendonly yes) to keep acknowledged enqueues",
+        )
+    return Check(
+        "persistence",
+        WARN,
+        "no persistence",
+        "a restart loses every queued task and result; enable AOF (appendonly yes)",
+    )
 
 
 async def _clock(session: Session) -> Check:
@@ -89,9 +116,13 @@ async def _clock(session: Session) -> Check:
     skew_ms = (seconds + micros / 1e6 - (before + after) / 2) * 1000
     detail = f"Redis clock is {skew_ms:+.0f} ms from this host's"
     if abs(skew_ms) > SKEW_WARN_MS:
-        return Check("clock_skew", WARN, detail,
-                     "delays, retries and leases use Redis' clock and are unaffected, but an"
-                     " absolute eta= from this host shifts by the skew: run NTP")
+        return Check(
+            "clock_skew",
+            WARN,
+            detail,
+            "delays, retries and leases use Redis' clock and are unaffected, but an"
+            " absolute eta= from this host shifts by the skew: run NTP",
+        )
     return Check("clock_skew", OK, detail)
 
 
@@ -104,8 +135,13 @@ async def _latency(session: Session) -> Check:
     median, worst = statistics.median(samples), max(samples)
     detail = f"round trip median {median:.2f} ms, max {worst:.2f} ms (20 PINGs)"
     if median > LATENCY_WARN_MS:
-        return Check("latency", WARN, detail, "every enqueue and settlement costs a round"
-                     " trip: run workers and producers close to Redis")
+        return Check(
+            "latency",
+            WARN,
+            detail,
+            "every enqueue and settlement costs a round"
+            " trip: run workers and producers close to Redis",
+        )
     return Check("latency", OK, detail)
 
 
@@ -113,8 +149,14 @@ async def _permissions(session: Session) -> Check:
     client = session.client
     key = session.keys.queue("doctor").key("probe")
     try:
-        user = text(await client.execute_command(  # type: ignore[no-untyped-call]
-            "ACL", "WHOAMI")) or "default"
+        user = (
+            text(
+                await client.execute_command(  # type: ignore[no-untyped-call]
+                    "ACL", "WHOAMI"
+                )
+            )
+            or "default"
+        )
     except ResponseError as exc:
         return Check("acl", INFO, f"cannot read ACLs ({exc})", "nothing to check before 6.0")
     denied = []
@@ -122,18 +164,27 @@ async def _permissions(session: Session) -> Check:
         args = [a.replace("{key}", key) for a in command]
         try:
             reply = await client.execute_command(  # type: ignore[no-untyped-call]
-                "ACL", "DRYRUN", user, *args)
+                "ACL", "DRYRUN", user, *args
+            )
         except ResponseError as exc:
             if "unknown subcommand" in str(exc).lower() or "NOPERM" in str(exc):
-                return Check("acl", INFO, f"user {user!r}: ACL DRYRUN unavailable ({exc})",
-                             "permissions are checked on Redis >= 7 with ACL access")
+                return Check(
+                    "acl",
+                    INFO,
+                    f"user {user!r}: ACL DRYRUN unavailable ({exc})",
+                    "permissions are checked on Redis >= 7 with ACL access",
+                )
             denied.append(f"{command[0]} ({exc})")
             continue
         if text(reply) != "OK":
             denied.append(f"{command[0]}: {text(reply)}")
     if denied:
-        return Check("acl", FAIL, f"user {user!r} may not run: {'; '.join(denied)}",
-                     "grant the commands above on keys '{NS}*' and '{NS:*' (docs/reliability.md)")
+        return Check(
+            "acl",
+            FAIL,
+            f"user {user!r} may not run: {'; '.join(denied)}",
+            "grant the commands above on keys '{NS}*' and '{NS:*' (docs/reliability.md)",
+        )
     return Check("acl", OK, f"user {user!r} may run every command rediq needs")
 
 
@@ -144,16 +195,33 @@ async def _topology(session: Session) -> Check:
     cluster = _info(await session.client.info("cluster"), "cluster_enabled") == "1"
     detail = f"role {role}, {replicas} replica(s){', cluster mode' if cluster else ''}"
     if role != "master":
-        return Check("topology", FAIL, detail, "this is a replica: point rediq at the master"
-                     " (or use a Sentinel URL, which follows failovers)")
+        return Check(
+            "topology",
+            FAIL,
+            detail,
+            "this is a replica: point rediq at the master"
+            " (or use a Sentinel URL, which follows failovers)",
+        )
     if not replicas:
-        return Check("topology", INFO, detail, "a single server: if it is lost, so are its"
-                     " tasks; see docs/deployment.md for Sentinel and Cluster")
+        return Check(
+            "topology",
+            INFO,
+            detail,
+            "a single server: if it is lost, so are its"
+            " tasks; see docs/deployment.md for Sentinel and Cluster",
+        )
     return Check("topology", OK, detail)
 
 
 CHECKS: tuple[Callable[[Session], Awaitable[Check]], ...] = (
-    _version, _memory, _persistence, _clock, _latency, _permissions, _topology)
+    _version,
+    _memory,
+    _persistence,
+    _clock,
+    _latency,
+    _permissions,
+    _topology,
+)
 
 
 async def diagnose(session: Session) -> list[Check]:

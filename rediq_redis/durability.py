@@ -46,8 +46,10 @@ def durability(config: Mapping[str, Any]) -> tuple[WaitReplicas | None, WaitRepl
     if replicas <= 0:
         return None, None
     timeout_ms = int(config.get("wait_timeout_ms", defaults.WAIT_TIMEOUT_MS))
-    return (WaitReplicas(replicas, timeout_ms, strict=True),
-            WaitReplicas(replicas, timeout_ms, strict=False))
+    return (
+        WaitReplicas(replicas, timeout_ms, strict=True),
+        WaitReplicas(replicas, timeout_ms, strict=False),
+    )
 
 
 def check_acknowledged(wait: WaitReplicas, acks: Sequence[Any], calls: int) -> None:
@@ -55,9 +57,11 @@ def check_acknowledged(wait: WaitReplicas, acks: Sequence[Any], calls: int) -> N
     counts = [-1 if isinstance(a, Exception) else int(a) for a in acks]
     if not counts or min(counts) >= wait.replicas:
         return
-    message = (f"{calls} call(s) ran on the master but only {max(min(counts), 0)} of the"
-               f" {wait.replicas} required replica(s) acknowledged them within"
-               f" {wait.timeout_ms} ms (wait_replicas): a failover now could lose them")
+    message = (
+        f"{calls} call(s) ran on the master but only {max(min(counts), 0)} of the"
+        f" {wait.replicas} required replica(s) acknowledged them within"
+        f" {wait.timeout_ms} ms (wait_replicas): a failover now could lose them"
+    )
     if wait.strict:
         raise NotDurableError(message)
     log.warning(message)

@@ -63,17 +63,34 @@ def _dead_letter_call(
     task_id = lease.task_id if lease else ""
     return session.scripts.ack_failure.call(
         keys.for_call(task_id),
-        [worker_id, task_id, "" if lease is None or not worker_id else lease.delivery,
-         encode_error(error), "", s.dead_letter_ttl_s * 1000, s.dead_letter_max],
+        [
+            worker_id,
+            task_id,
+            "" if lease is None or not worker_id else lease.delivery,
+            encode_error(error),
+            "",
+            s.dead_letter_ttl_s * 1000,
+            s.dead_letter_max,
+        ],
     )
 
 
-def _claim_args(session: Session, keys: QueueKeys, worker_id: str, limit: int,
-                lease_ms: int) -> tuple[list[str], list[Any]]:
+def _claim_args(
+    session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int
+) -> tuple[list[str], list[Any]]:
     s = session.settings
-    return ([*keys.all, keys.reply(new_nonce())],
-            [worker_id, limit, lease_ms, s.max_deliveries, s.dead_letter_ttl_s * 1000,
-             s.dead_letter_max, s.claim_bound])
+    return (
+        [*keys.all, keys.reply(new_nonce())],
+        [
+            worker_id,
+            limit,
+            lease_ms,
+            s.max_deliveries,
+            s.dead_letter_ttl_s * 1000,
+            s.dead_letter_max,
+            s.claim_bound,
+        ],
+    )
 
 
 async def _claim(
@@ -98,8 +115,7 @@ async def _claimed(session: Session, keys: QueueKeys, worker_id: str, reply: Any
         except MalformedMessageError as exc:
             rejects.append((lease, str(exc)))
             continue
-        deliveries.append(Delivery(message, int(row[3]), lease.delivery, int(row[5]),
-                                   int(row[6])))
+        deliveries.append(Delivery(message, int(row[3]), lease.delivery, int(row[5]), int(row[6])))
     claim = _Claim(
         next_delay_ms=int(reply[1]),
         batch=FetchBatch(deliveries, [Rejected(lease.task_id, why) for lease, why in rejects]),
@@ -111,7 +127,10 @@ async def _claimed(session: Session, keys: QueueKeys, worker_id: str, reply: Any
 
 
 async def _finish(
-    session: Session, keys: QueueKeys, worker_id: str, claim: _Claim,
+    session: Session,
+    keys: QueueKeys,
+    worker_id: str,
+    claim: _Claim,
     rejects: list[tuple[Lease, str]],
 ) -> None:
     """Dead-letter unusable rows and lost-too-often leases, end cancelled expired ones.
@@ -121,25 +140,42 @@ async def _finish(
     delivered all the same.
     """
     s = session.settings
-    reason = (f"lost its lease {s.max_deliveries} times: its worker died or stalled while"
-              " running it each time")
+    reason = (
+        f"lost its lease {s.max_deliveries} times: its worker died or stalled while"
+        " running it each time"
+    )
     calls = [
-        *(_dead_letter_call(session, keys, worker_id, lease,
-                            TaskError("MalformedMessageError", why)) for lease, why in rejects),
-        *(_dead_letter_call(session, keys, "", Lease(task_id, 0),
-                            TaskError("LeaseExpiredError", reason))
-          for task_id in claim.exhausted),
-        *(session.scripts.cancel.call(keys.for_call(task_id),
-                                      [task_id, session.keys.cancel_channel])
-          for task_id in claim.cancelled),
+        *(
+            _dead_letter_call(
+                session, keys, worker_id, lease, TaskError("MalformedMessageError", why)
+            )
+            for lease, why in rejects
+        ),
+        *(
+            _dead_letter_call(
+                session, keys, "", Lease(task_id, 0), TaskError("LeaseExpiredError", reason)
+            )
+            for task_id in claim.exhausted
+        ),
+        *(
+            session.scripts.cancel.call(
+                keys.for_call(task_id), [task_id, session.keys.cancel_channel]
+            )
+            for task_id in claim.cancelled
+        ),
     ]
     if not calls:
         return
     try:
         await run_batch(session.blocking, calls)
     except RedisError as exc:
-        log.error("queue %r: could not finish %d expired or unusable task(s) (%s); a later"
-                  " fetch finishes them", keys.queue, len(calls), exc)
+        log.error(
+            "queue %r: could not finish %d expired or unusable task(s) (%s); a later"
+            " fetch finishes them",
+            keys.queue,
+            len(calls),
+            exc,
+        )
 
 
 def _in_background(coro: Any) -> asyncio.Task[Any]:
@@ -157,7 +193,11 @@ def _wait_s(session: Session, next_delay_ms: int) -> float:
 
 
 async def _wait_then_claim(
-    session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int,
+    session: Session,
+    keys: QueueKeys,
+    worker_id: str,
+    limit: int,
+    lease_ms: int,
     next_delay_ms: int,
 ) -> _Claim:
     """Block on the wake key until a token arrives or the next deadline passes, then claim.
@@ -177,8 +217,9 @@ async def _wait_then_claim(
     server_part = timeout - session.timer_tick_s
     if server_part <= 0.001 or is_cluster(session.blocking):
         if server_part > 0.001:  # Cluster: a pipeline is split by node; wait, then claim
-            await session.blocking.blpop([keys.key("wake"), keys.unblock(worker_id)],
-                                         timeout=server_part)
+            await session.blocking.blpop(
+                [keys.key("wake"), keys.unblock(worker_id)], timeout=server_part
+            )
         else:
             await asyncio.sleep(timeout)  # the last timer tick before a known deadline
         return await _claim(session, keys, worker_id, limit, lease_ms)
@@ -195,8 +236,13 @@ async def _wait_then_claim(
     return await _claimed(session, keys, worker_id, reply)
 
 
-async def _hand_back(session: Session, keys: QueueKeys, worker_id: str,
-                     claiming: asyncio.Future[_Claim], waiting: bool) -> None:
+async def _hand_back(
+    session: Session,
+    keys: QueueKeys,
+    worker_id: str,
+    claiming: asyncio.Future[_Claim],
+    waiting: bool,
+) -> None:
     """A fetch was cancelled while its claim was in flight: await the claim and release
     what it leased (it may have run on the server already). A claim still ``waiting``
     behind its wake wait is unblocked first, through this worker's unblock key."""
@@ -237,21 +283,29 @@ async def fetch(
         wait_ms = int((resume_at - time.monotonic()) * 1000)
         wait_ms = wait_ms if wait_ms > 0 else None
     while True:
-        step = (_claim(session, keys, worker_id, limit, lease_ms) if wait_ms is None else
-                _wait_then_claim(session, keys, worker_id, limit, lease_ms, wait_ms))
+        step = (
+            _claim(session, keys, worker_id, limit, lease_ms)
+            if wait_ms is None
+            else _wait_then_claim(session, keys, worker_id, limit, lease_ms, wait_ms)
+        )
         claiming = asyncio.ensure_future(step)
         try:
             claim = await asyncio.shield(claiming)
         except asyncio.CancelledError:
             # Cancelling loses nothing: whatever the claim leased goes back at once.
-            await asyncio.shield(_in_background(
-                _hand_back(session, keys, worker_id, claiming, waiting=wait_ms is not None)))
+            await asyncio.shield(
+                _in_background(
+                    _hand_back(session, keys, worker_id, claiming, waiting=wait_ms is not None)
+                )
+            )
             raise
         except ResponseError as exc:
             log.error(
                 "fetch from queue %r failed on the server (%s); retrying in %.2f s."
                 " Check the queue's keys for foreign data (docs/broker.md).",
-                queue, exc, backoff,
+                queue,
+                exc,
+                backoff,
             )
             await asyncio.sleep(backoff)  # error back-off, not the hot path
             backoff = min(backoff * 2, _ERROR_BACKOFF_S[1])
@@ -263,7 +317,8 @@ async def fetch(
         if batch.deliveries or batch.rejected:
             if len(batch.deliveries) + len(batch.rejected) < limit and not more_due:
                 session.drained[(queue, worker_id)] = time.monotonic() + _wait_s(
-                    session, claim.next_delay_ms)
+                    session, claim.next_delay_ms
+                )
             return batch
         wait_ms = None if more_due else claim.next_delay_ms
 
@@ -285,8 +340,11 @@ async def extend_leases(
         for queue in queues
     ]
     replies = await run_batch(session.client, calls)
-    return {Lease(text(reply[i]) or "", int(reply[i + 1]))
-            for reply in replies for i in range(0, len(reply), 2)}
+    return {
+        Lease(text(reply[i]) or "", int(reply[i + 1]))
+        for reply in replies
+        for i in range(0, len(reply), 2)
+    }
 
 
 def _settle_call(session: Session, worker_id: str, item: Settlement) -> ScriptCall:
@@ -295,12 +353,22 @@ def _settle_call(session: Session, worker_id: str, item: Settlement) -> ScriptCa
     delivery = "" if item.delivery is None else item.delivery
     if item.error is None:
         return session.scripts.ack_success.call(
-            keys, [worker_id, item.task_id, delivery, item.result or b""])
+            keys, [worker_id, item.task_id, delivery, item.result or b""]
+        )
     s = session.settings
     retry = "" if item.retry_delay_ms is None else max(0, int(item.retry_delay_ms))
     return session.scripts.ack_failure.call(
-        keys, [worker_id, item.task_id, delivery, encode_error(item.error), retry,
-               s.dead_letter_ttl_s * 1000, s.dead_letter_max])
+        keys,
+        [
+            worker_id,
+            item.task_id,
+            delivery,
+            encode_error(item.error),
+            retry,
+            s.dead_letter_ttl_s * 1000,
+            s.dead_letter_max,
+        ],
+    )
 
 
 async def settle(session: Session, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]:
@@ -319,9 +387,11 @@ async def release(session: Session, worker_id: str, leases: Mapping[str, Sequenc
     for queue in queues:
         keys = session.keys.queue(queue)
         held = list(leases[queue])
-        task_keys = [k for lease in held for k in (keys.result(lease.task_id),
-                                                    keys.done(lease.task_id))]
-        calls.append(session.scripts.release.call([*keys.all, *task_keys],
-                                                  [worker_id, *_lease_args(held)]))
+        task_keys = [
+            k for lease in held for k in (keys.result(lease.task_id), keys.done(lease.task_id))
+        ]
+        calls.append(
+            session.scripts.release.call([*keys.all, *task_keys], [worker_id, *_lease_args(held)])
+        )
     replies = await run_batch(session.client, calls)
     return sum(int(r) for r in replies)

@@ -38,8 +38,11 @@ _SETS = {
     TaskState.ACTIVE: ("active", False),
     TaskState.FAILED: ("dead", True),
 }
-_PURGEABLE = {TaskState.PENDING: "pending", TaskState.SCHEDULED: "scheduled",
-              TaskState.FAILED: "failed"}
+_PURGEABLE = {
+    TaskState.PENDING: "pending",
+    TaskState.SCHEDULED: "scheduled",
+    TaskState.FAILED: "failed",
+}
 _GROUP_PAGE = 500
 #: Minutes kept in the per-minute ring (MINUTE_SLOTS in the Lua prelude).
 MINUTE_SLOTS = 60
@@ -53,8 +56,9 @@ def _check_state(state: TaskState, allowed: dict[TaskState, object]) -> None:
         raise ValueError(f"state {state.value!r} cannot be used here; use one of: {names}")
 
 
-async def _records(session: Session, keys: QueueKeys, ids: Sequence[str], set_name: str
-                   ) -> list[TaskRecord]:
+async def _records(
+    session: Session, keys: QueueKeys, ids: Sequence[str], set_name: str
+) -> list[TaskRecord]:
     """Live records of ``ids`` in one round trip (tasks that moved meanwhile are left out)."""
     async with session.client.pipeline(transaction=False) as pipe:
         for task_id in ids:
@@ -68,15 +72,17 @@ async def _records(session: Session, keys: QueueKeys, ids: Sequence[str], set_na
         row = replies[index * width : (index + 1) * width]
         fields = dict(zip(_FIELDS, row[:-1], strict=True))
         score = row[-1]
-        record = live_record(task_id, keys.queue, fields,
-                             score if set_name == "dead" else None, score)
+        record = live_record(
+            task_id, keys.queue, fields, score if set_name == "dead" else None, score
+        )
         if record is not None:
             found.append(record)
     return found
 
 
-async def list_tasks(session: Session, queue: str, state: TaskState, limit: int,
-                     cursor: str | None) -> TaskPage:
+async def list_tasks(
+    session: Session, queue: str, state: TaskState, limit: int, cursor: str | None
+) -> TaskPage:
     _check_state(state, dict(_SETS))
     set_name, newest_first = _SETS[state]
     keys = session.keys.queue(queue)
@@ -100,11 +106,12 @@ async def group_ids(session: Session, queue: str, group: str) -> list[str]:
     prefix = group.encode() + b"\n"
     start, ids = b"[" + prefix, []
     while True:
-        reply = await session.client.zrangebylex(key, start, b"[" + prefix + b"\xff",
-                                                 start=0, num=_GROUP_PAGE)
+        reply = await session.client.zrangebylex(
+            key, start, b"[" + prefix + b"\xff", start=0, num=_GROUP_PAGE
+        )
         page = [m if isinstance(m, bytes) else str(m).encode() for m in reply]
         # a group named "<group>\n..." shares the prefix: its members have a "\n" left
-        ids += [m[len(prefix):].decode() for m in page if b"\n" not in m[len(prefix):]]
+        ids += [m[len(prefix) :].decode() for m in page if b"\n" not in m[len(prefix) :]]
         if len(page) < _GROUP_PAGE:
             return ids
         start = b"(" + page[-1]
@@ -122,24 +129,29 @@ async def _waiting_first(session: Session, keys: QueueKeys, ids: list[str]) -> l
     if not ids:
         return ids
     states = await session.client.hmget(keys.key("state"), ids)
-    return [i for _, i in sorted(zip([s == b"active" for s in states], ids, strict=True),
-                                 key=lambda pair: pair[0])]
+    return [
+        i
+        for _, i in sorted(
+            zip([s == b"active" for s in states], ids, strict=True), key=lambda pair: pair[0]
+        )
+    ]
 
 
-async def cancel_group(session: Session, group: str, queue: str | None
-                       ) -> dict[str, CancelOutcome]:
+async def cancel_group(session: Session, group: str, queue: str | None) -> dict[str, CancelOutcome]:
     outcomes: dict[str, CancelOutcome] = {}
     for name in await _queues_of(session, queue):
         keys = session.keys.queue(name)
         ids = await _waiting_first(session, keys, await group_ids(session, name, group))
         for start in range(0, len(ids), _GROUP_PAGE):
             chunk = ids[start : start + _GROUP_PAGE]
-            calls = [session.scripts.cancel.call(keys.for_task(i),
-                                                 [i, session.keys.cancel_channel])
-                     for i in chunk]
+            calls = [
+                session.scripts.cancel.call(keys.for_task(i), [i, session.keys.cancel_channel])
+                for i in chunk
+            ]
             replies = await run_batch(session.client, calls)
-            outcomes.update((i, CancelOutcome(text(r) or "")) for i, r in
-                            zip(chunk, replies, strict=True))
+            outcomes.update(
+                (i, CancelOutcome(text(r) or "")) for i, r in zip(chunk, replies, strict=True)
+            )
     return outcomes
 
 
@@ -149,8 +161,10 @@ async def delete_group(session: Session, group: str, queue: str | None) -> int:
         keys = session.keys.queue(name)
         ids = await group_ids(session, name, group)
         for start in range(0, len(ids), _GROUP_PAGE):
-            calls = [session.scripts.delete.call(keys.for_task(i), [i])
-                     for i in ids[start : start + _GROUP_PAGE]]
+            calls = [
+                session.scripts.delete.call(keys.for_task(i), [i])
+                for i in ids[start : start + _GROUP_PAGE]
+            ]
             total += sum(int(r) for r in await run_batch(session.client, calls))
     return total
 
@@ -165,8 +179,11 @@ async def purge_tasks(session: Session, queue: str, states: Sequence[TaskState])
             total += await _delete_all_dead(session, queue)
             continue
         while True:
-            removed = int(await session.scripts.purge_state(
-                session.client, keys, [_PURGEABLE[state], session.settings.purge_batch]))
+            removed = int(
+                await session.scripts.purge_state(
+                    session.client, keys, [_PURGEABLE[state], session.settings.purge_batch]
+                )
+            )
             total += removed
             if removed == 0:
                 break
@@ -190,8 +207,9 @@ async def delete_dead(session: Session, queue: str, task_ids: Sequence[str] | No
     for start in range(0, len(task_ids), _GROUP_PAGE):
         chunk = list(task_ids[start : start + _GROUP_PAGE])
         per_task = [k for i in chunk for k in (keys.result(i), keys.done(i))]
-        total += int(await session.scripts.delete_dead(
-            session.client, [*keys.all, *per_task], chunk))
+        total += int(
+            await session.scripts.delete_dead(session.client, [*keys.all, *per_task], chunk)
+        )
     return total
 
 
@@ -218,12 +236,16 @@ async def queue_overview(session: Session, queue: str, minutes: int) -> QueueOve
         pipe.hgetall(keys.key("stats"))
         pipe.hgetall(keys.key("minutes"))
         pending, scheduled, active, dead, paused, stats, ring = await pipe.execute()
-    now, oldest = await session.scripts.oldest_pending(session.client, keys.all,
-                                                       [_OLDEST_BANDS])
+    now, oldest = await session.scripts.oldest_pending(session.client, keys.all, [_OLDEST_BANDS])
     oldest_age = max(0.0, (int(now) - int(oldest)) / 1000) if int(oldest) >= 0 else None
     return QueueOverview(
-        name=queue, paused=bool(paused), pending=pending, scheduled=scheduled, active=active,
-        dead=dead, oldest_pending_age_s=oldest_age,
+        name=queue,
+        paused=bool(paused),
+        pending=pending,
+        scheduled=scheduled,
+        active=active,
+        dead=dead,
+        oldest_pending_age_s=oldest_age,
         totals={name: int(stats.get(name.encode(), 0)) for name in COUNTER_NAMES},
         minutes=_minutes(ring, int(now), minutes),
     )

@@ -32,9 +32,14 @@ class _FastPacking:
     encoder: Any
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if (_pack is not None and args and _plain_name(args[0])
-                and self.encoder.encoding == "utf-8" and self.encoder.encoding_errors == "strict"
-                and all(type(arg) in _PLAIN for arg in args)):
+        if (
+            _pack is not None
+            and args
+            and _plain_name(args[0])
+            and self.encoder.encoding == "utf-8"
+            and self.encoder.encoding_errors == "strict"
+            and all(type(arg) in _PLAIN for arg in args)
+        ):
             return [_pack(args)]
         return super().pack_command(*args)  # type: ignore[misc, no-any-return]
 
@@ -57,5 +62,6 @@ def fast_packing(connection_class: type[Any]) -> type[Any]:
     made = _made.get(connection_class)
     if made is None:
         made = _made[connection_class] = type(
-            connection_class.__name__, (_FastPacking, connection_class), {"__module__": __name__})
+            connection_class.__name__, (_FastPacking, connection_class), {"__module__": __name__}
+        )
     return made

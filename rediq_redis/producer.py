@@ -43,8 +43,12 @@ async def enqueue(
         session.queue_names.mark(new_queues)
     replies = await run_batch(session.client, calls, session.enqueue_wait)
     return [
-        EnqueueOutcome(m.id, bool(int(reply[0])), TaskState(text(reply[1]) or ""),
-                       int(reply[2]) if len(reply) > 2 else m.result_ttl_s)
+        EnqueueOutcome(
+            m.id,
+            bool(int(reply[0])),
+            TaskState(text(reply[1]) or ""),
+            int(reply[2]) if len(reply) > 2 else m.result_ttl_s,
+        )
         for m, reply in zip(messages, replies, strict=True)
     ]
 

@@ -93,9 +93,7 @@ def live_record(
         enqueued_at_ms=message.enqueued_at_ms if message else None,
         started_at_ms=_int(fields.get("started")) or None,
         due_at_ms=int(score) if score is not None and state is TaskState.SCHEDULED else None,
-        lease_deadline_ms=(
-            int(score) if score is not None and state is TaskState.ACTIVE else None
-        ),
+        lease_deadline_ms=(int(score) if score is not None and state is TaskState.ACTIVE else None),
     )
 
 

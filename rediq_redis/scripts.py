@@ -124,8 +124,9 @@ class ScriptCall:
         self.args = args
 
 
-async def run_batch(client: Redis, calls: Sequence[ScriptCall],
-                    wait: WaitReplicas | None = None) -> list[Any]:
+async def run_batch(
+    client: Redis, calls: Sequence[ScriptCall], wait: WaitReplicas | None = None
+) -> list[Any]:
     """Run script calls in one round trip (each call stays atomic on its own).
 
     A call answered NOSCRIPT (the server restarted, flushed its script cache, or is a
@@ -142,9 +143,10 @@ async def run_batch(client: Redis, calls: Sequence[ScriptCall],
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
         per_node = is_cluster(client)
-        loads = {(calls[i].script.name,
-                  key_slot(calls[i].keys[0].encode()) if per_node else 0): calls[i]
-                 for i in missing}
+        loads = {
+            (calls[i].script.name, key_slot(calls[i].keys[0].encode()) if per_node else 0): calls[i]
+            for i in missing
+        }
         for call in loads.values():
             await call.script.load(client, call.keys[0])
         again = await _send(client, [calls[i] for i in missing], wait)
@@ -160,8 +162,7 @@ async def run_batch(client: Redis, calls: Sequence[ScriptCall],
     return replies
 
 
-async def _send(client: Redis, calls: Sequence[ScriptCall], wait: WaitReplicas | None
-                ) -> list[Any]:
+async def _send(client: Redis, calls: Sequence[ScriptCall], wait: WaitReplicas | None) -> list[Any]:
     if is_cluster(client):
         return await cluster_batch(client, calls, wait)
     async with client.pipeline(transaction=False) as pipe:

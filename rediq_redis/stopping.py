@@ -16,7 +16,8 @@ async def stop_workers(session: Session, worker_ids: Sequence[str]) -> int:
         return 0
     keys = [session.keys.worker(i) for i in worker_ids]
     reply = await session.scripts.stop_workers(
-        session.client, keys, [session.keys.control_channel, *worker_ids])
+        session.client, keys, [session.keys.control_channel, *worker_ids]
+    )
     return int(reply)
 
 

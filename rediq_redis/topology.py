@@ -112,12 +112,14 @@ def parse_url(url: str) -> Topology:
         return Topology(kind, url, tls, _hosts(netloc, 6379, url), username, password)
     service, _, db = path.strip("/").partition("/")
     if not service:
-        raise BrokerError(f"{mask_url(url)}: name the Sentinel service after the hosts,"
-                          " e.g. redis+sentinel://host1:26379,host2:26379/mymaster/0")
+        raise BrokerError(
+            f"{mask_url(url)}: name the Sentinel service after the hosts,"
+            " e.g. redis+sentinel://host1:26379,host2:26379/mymaster/0"
+        )
     try:
         number = int(db or 0)
     except ValueError:
         raise BrokerError(f"{mask_url(url)}: database {db!r} is not a number") from None
-    return Topology(kind, url, tls, _hosts(netloc, 26379, url), username, password,
-                    unquote(service), number)
-
+    return Topology(
+        kind, url, tls, _hosts(netloc, 26379, url), username, password, unquote(service), number
+    )

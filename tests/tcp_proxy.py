@@ -118,8 +118,9 @@ class TcpProxy:
                     w.close()
             self._tasks.discard(task)
 
-    async def _requests(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter,
-                        intercept: asyncio.Queue[Rule]) -> None:
+    async def _requests(
+        self, reader: asyncio.StreamReader, up: asyncio.StreamWriter, intercept: asyncio.Queue[Rule]
+    ) -> None:
         while data := await reader.read(65536):
             rule = self._match(data)
             if rule is not None and rule.action == "refuse":
@@ -130,8 +131,9 @@ class TcpProxy:
             up.write(data)
             await up.drain()
 
-    async def _replies(self, up: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       intercept: asyncio.Queue[Rule]) -> None:
+    async def _replies(
+        self, up: asyncio.StreamReader, writer: asyncio.StreamWriter, intercept: asyncio.Queue[Rule]
+    ) -> None:
         while data := await up.read(65536):
             if not intercept.empty():
                 rule = intercept.get_nowait()

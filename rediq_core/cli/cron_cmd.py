@@ -55,25 +55,50 @@ def _table(statuses: list[ScheduleStatus]) -> None:
     from rich.table import Table
 
     table = Table(title="rediq cron schedules")
-    for column in ("schedule", "task", "queue", "expression", "status", "next fire times",
-                   "last run"):
+    for column in (
+        "schedule",
+        "task",
+        "queue",
+        "expression",
+        "status",
+        "next fire times",
+        "last run",
+    ):
         table.add_column(column)
     for s in statuses:
         status = "orphaned" if s.orphaned else "paused" if s.paused else "active"
-        last = "-" if s.last_task_id is None else (
-            f"{_when(s.last_tick_ms, s.timezone)}: {s.last_state}"
-            if s.last_tick_ms is not None else f"{s.last_state}")
-        table.add_row(s.name, s.task, s.queue, f"{s.expression} ({s.timezone})", status,
-                      "\n".join(_when(t, s.timezone) for t in s.next_ticks_ms) or "-", last)
+        last = (
+            "-"
+            if s.last_task_id is None
+            else (
+                f"{_when(s.last_tick_ms, s.timezone)}: {s.last_state}"
+                if s.last_tick_ms is not None
+                else f"{s.last_state}"
+            )
+        )
+        table.add_row(
+            s.name,
+            s.task,
+            s.queue,
+            f"{s.expression} ({s.timezone})",
+            status,
+            "\n".join(_when(t, s.timezone) for t in s.next_ticks_ms) or "-",
+            last,
+        )
     Console().print(table)
 
 
-@click.group(invoke_without_command=True,
-             context_settings={"help_option_names": ["-h", "--help"],
-                               "allow_interspersed_args": True})
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "allow_interspersed_args": True},
+)
 @click.argument("app_spec", metavar="APP")
-@click.option("--redis-url", envvar=defaults.ENV_REDIS_URL, default=None,
-              help="Broker URL (default: the app's).")
+@click.option(
+    "--redis-url",
+    envvar=defaults.ENV_REDIS_URL,
+    default=None,
+    help="Broker URL (default: the app's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def cron(ctx: click.Context, app_spec: str, redis_url: str | None, as_json: bool) -> None:
@@ -92,8 +117,10 @@ def cron(ctx: click.Context, app_spec: str, redis_url: str | None, as_json: bool
         return
     _table(statuses)
     if unstored:
-        click.echo(f"In APP's code but not stored yet (no worker serving them has started):"
-                   f" {', '.join(unstored)}")
+        click.echo(
+            f"In APP's code but not stored yet (no worker serving them has started):"
+            f" {', '.join(unstored)}"
+        )
 
 
 def _action(name: str, doc: str, verb: str) -> click.Command:
@@ -108,9 +135,7 @@ def _action(name: str, doc: str, verb: str) -> click.Command:
     return command
 
 
-cron.add_command(_action("pause", "Stop firing SCHEDULE (its ticks pass without runs).",
-                         "paused"))
+cron.add_command(_action("pause", "Stop firing SCHEDULE (its ticks pass without runs).", "paused"))
 cron.add_command(_action("resume", "Fire SCHEDULE again from its next tick.", "resumed"))
-cron.add_command(_action("trigger", "Run SCHEDULE once now (even when paused).",
-                         "triggered"))
+cron.add_command(_action("trigger", "Run SCHEDULE once now (even when paused).", "triggered"))
 cron.add_command(_action("forget", "Remove a stored (orphaned) SCHEDULE.", "forgotten"))

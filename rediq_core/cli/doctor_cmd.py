@@ -17,19 +17,29 @@ if TYPE_CHECKING:
 
 __all__ = ["doctor"]
 
-_STYLE = {CheckStatus.OK: "green", CheckStatus.INFO: "cyan", CheckStatus.WARN: "yellow",
-          CheckStatus.FAIL: "red"}
+_STYLE = {
+    CheckStatus.OK: "green",
+    CheckStatus.INFO: "cyan",
+    CheckStatus.WARN: "yellow",
+    CheckStatus.FAIL: "red",
+}
 
 
 async def _workers(app: Rediq) -> Check:
     workers = await app.control.workers()
     stale = [w.name for w in workers if w.stale]
     live = len(workers) - len(stale)
-    detail = f"{live} live worker(s)" + (f", {len(stale)} stale: {', '.join(stale)}"
-                                           if stale else "")
+    detail = f"{live} live worker(s)" + (
+        f", {len(stale)} stale: {', '.join(stale)}" if stale else ""
+    )
     if stale:
-        return Check("workers", CheckStatus.WARN, detail, "a stale worker missed heartbeats:"
-                     " it is blocked or gone (its leases expire and its tasks run elsewhere)")
+        return Check(
+            "workers",
+            CheckStatus.WARN,
+            detail,
+            "a stale worker missed heartbeats:"
+            " it is blocked or gone (its leases expire and its tasks run elsewhere)",
+        )
     if not workers:
         return Check("workers", CheckStatus.INFO, detail, "no worker is running")
     return Check("workers", CheckStatus.OK, detail)
@@ -38,12 +48,19 @@ async def _workers(app: Rediq) -> Check:
 def _signing(app: Rediq) -> Check:
     unsafe = app.unsafe_serializers()
     if unsafe and not app.allow_unsigned:
-        return Check("signing", CheckStatus.FAIL, f"accepts {', '.join(unsafe)} unsigned",
-                     "workers refuse to start: set Rediq(signing_key=...)")
+        return Check(
+            "signing",
+            CheckStatus.FAIL,
+            f"accepts {', '.join(unsafe)} unsigned",
+            "workers refuse to start: set Rediq(signing_key=...)",
+        )
     if unsafe:
-        return Check("signing", CheckStatus.WARN, f"accepts {', '.join(unsafe)} unsigned"
-                     " (allow_unsigned=True)", "anyone who can write to Redis can run code"
-                     " in workers: set Rediq(signing_key=...)")
+        return Check(
+            "signing",
+            CheckStatus.WARN,
+            f"accepts {', '.join(unsafe)} unsigned (allow_unsigned=True)",
+            "anyone who can write to Redis can run code in workers: set Rediq(signing_key=...)",
+        )
     signed = "signs and verifies messages" if app.signer.verifies else "unsigned json"
     return Check("signing", CheckStatus.OK, signed)
 
@@ -53,8 +70,9 @@ async def _diagnose(app: Rediq, with_app: bool) -> list[Check]:
     if supports(broker, Role.DIAGNOSIS):
         checks = await broker.diagnose()
     else:
-        checks = [Check("broker", CheckStatus.INFO,
-                        f"{type(broker).__name__} has no server checks")]
+        checks = [
+            Check("broker", CheckStatus.INFO, f"{type(broker).__name__} has no server checks")
+        ]
     checks.append(await _workers(app))
     if with_app:
         checks.append(_signing(app))
@@ -70,14 +88,24 @@ def doctor(target: Target) -> None:
     checks = run(target, lambda app: _diagnose(app, target.app_spec is not None))
     attention = any(c.status.attention for c in checks)
     if target.as_json:
-        echo_json({"ok": not attention, "checks": [
-            {"name": c.name, "status": c.status.value, "detail": c.detail,
-             "advice": c.advice} for c in checks]})
+        echo_json(
+            {
+                "ok": not attention,
+                "checks": [
+                    {
+                        "name": c.name,
+                        "status": c.status.value,
+                        "detail": c.detail,
+                        "advice": c.advice,
+                    }
+                    for c in checks
+                ],
+            }
+        )
     else:
         table = Table("check", "status", "found", "what it means", show_lines=False)
         for c in checks:
-            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status.value}[/]", c.detail,
-                          c.advice)
+            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status.value}[/]", c.detail, c.advice)
         console().print(table)
     if attention:
         raise SystemExit(EXIT_NOTHING)

@@ -28,9 +28,13 @@ if TYPE_CHECKING:
 __all__ = ["known_queue", "parse_state", "queues", "task", "tasks", "workers"]
 
 #: State names the commands accept (``dead`` is the dead-letter set, state ``failed``).
-STATE_NAMES = {"pending": TaskState.PENDING, "scheduled": TaskState.SCHEDULED,
-               "active": TaskState.ACTIVE, "failed": TaskState.FAILED,
-               "dead": TaskState.FAILED}
+STATE_NAMES = {
+    "pending": TaskState.PENDING,
+    "scheduled": TaskState.SCHEDULED,
+    "active": TaskState.ACTIVE,
+    "failed": TaskState.FAILED,
+    "dead": TaskState.FAILED,
+}
 
 
 def parse_state(name: str, allowed: tuple[str, ...]) -> TaskState:
@@ -47,8 +51,13 @@ async def known_queue(app: Rediq, queue: str) -> None:
 
 
 @click.command()
-@click.option("--minutes", type=click.IntRange(1, 60), default=15, show_default=True,
-              help="Minutes of per-minute counters to include.")
+@click.option(
+    "--minutes",
+    type=click.IntRange(1, 60),
+    default=15,
+    show_default=True,
+    help="Minutes of per-minute counters to include.",
+)
 @control_command
 def queues(target: Target, minutes: int) -> None:
     """Every queue: counts per state, oldest pending age, counters and recent rates."""
@@ -72,8 +81,13 @@ def workers(target: Target) -> None:
 
 @click.command()
 @click.argument("queue")
-@click.option("--state", "state_name", default="pending", show_default=True,
-              help="pending, scheduled, active or dead.")
+@click.option(
+    "--state",
+    "state_name",
+    default="pending",
+    show_default=True,
+    help="pending, scheduled, active or dead.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--cursor", default=None, help="The next_cursor of a previous page.")
 @control_command
@@ -91,9 +105,14 @@ def tasks(target: Target, queue: str, state_name: str, limit: int, cursor: str |
 
     app, page = run(target, action)
     if target.as_json:
-        echo_json({"queue": queue, "state": state_name.lower(),
-                   "tasks": [task_json(r, app) for r in page.tasks],
-                   "next_cursor": page.next_cursor})
+        echo_json(
+            {
+                "queue": queue,
+                "state": state_name.lower(),
+                "tasks": [task_json(r, app) for r in page.tasks],
+                "next_cursor": page.next_cursor,
+            }
+        )
         return
     console().print(tasks_table(page.tasks, f"{queue}: {state_name.lower()} tasks"))
     if page.next_cursor:

@@ -29,8 +29,13 @@ def _ids_or_group(ids: Sequence[str], group: str | None) -> None:
         raise UsageFailure("name task ids or --group GROUP (one of the two)")
 
 
-def _report(target: Target, document: dict[str, Any], rows: list[tuple[str, str]],
-            title: str, nothing: str | None) -> None:
+def _report(
+    target: Target,
+    document: dict[str, Any],
+    rows: list[tuple[str, str]],
+    title: str,
+    nothing: str | None,
+) -> None:
     """Print the document (JSON) or a two-column table; exit 1 with ``nothing`` if set
     (then a table is not printed: the one-line error says it all)."""
     if target.as_json:
@@ -52,12 +57,15 @@ def _report(target: Target, document: dict[str, Any], rows: list[tuple[str, str]
 @click.option("--queue", default=None, help="Only in this queue.")
 @yes_option
 @control_command
-def cancel(target: Target, task_ids: tuple[str, ...], group: str | None, queue: str | None,
-           yes: bool) -> None:
+def cancel(
+    target: Target, task_ids: tuple[str, ...], group: str | None, queue: str | None, yes: bool
+) -> None:
     """Cancel tasks: waiting ones end at once, running ones are cancelled on their worker."""
     _ids_or_group(task_ids, group)
-    confirm(f"cancel every task of group {group!r}?" if group else
-            f"cancel {len(task_ids)} task(s)?", yes)
+    confirm(
+        f"cancel every task of group {group!r}?" if group else f"cancel {len(task_ids)} task(s)?",
+        yes,
+    )
 
     async def action(app: Rediq) -> dict[str, CancelOutcome]:
         if group:
@@ -65,15 +73,22 @@ def cancel(target: Target, task_ids: tuple[str, ...], group: str | None, queue: 
         return {i: await app.control.cancel(i, queue) for i in task_ids}
 
     outcomes = run(target, action)
-    done = [i for i, o in outcomes.items()
-            if o in (CancelOutcome.CANCELLED, CancelOutcome.REQUESTED)]
+    done = [
+        i for i, o in outcomes.items() if o in (CancelOutcome.CANCELLED, CancelOutcome.REQUESTED)
+    ]
     counts = {o.value: sum(1 for x in outcomes.values() if x is o) for o in CancelOutcome}
     document = {"outcomes": {i: o.value for i, o in outcomes.items()}, "counts": counts}
     missing = ", ".join(i for i, o in outcomes.items() if o is CancelOutcome.NOT_FOUND)
-    nothing = None if done else (
-        f"nothing cancelled: group {group!r} has no unfinished task" if group else
-        f"nothing cancelled: {missing or 'every task had already ended'}"
-        + (" not found" if missing else ""))
+    nothing = (
+        None
+        if done
+        else (
+            f"nothing cancelled: group {group!r} has no unfinished task"
+            if group
+            else f"nothing cancelled: {missing or 'every task had already ended'}"
+            + (" not found" if missing else "")
+        )
+    )
     _report(target, document, [(i, o.value) for i, o in outcomes.items()], "cancel", nothing)
 
 
@@ -83,12 +98,15 @@ def cancel(target: Target, task_ids: tuple[str, ...], group: str | None, queue: 
 @click.option("--queue", default=None, help="Only in this queue.")
 @yes_option
 @control_command
-def delete(target: Target, task_ids: tuple[str, ...], group: str | None, queue: str | None,
-           yes: bool) -> None:
+def delete(
+    target: Target, task_ids: tuple[str, ...], group: str | None, queue: str | None, yes: bool
+) -> None:
     """Forget tasks that are not running (waiting, dead or finished): record and result."""
     _ids_or_group(task_ids, group)
-    confirm(f"delete every task of group {group!r}?" if group else
-            f"delete {len(task_ids)} task(s)?", yes)
+    confirm(
+        f"delete every task of group {group!r}?" if group else f"delete {len(task_ids)} task(s)?",
+        yes,
+    )
 
     async def action(app: Rediq) -> dict[str, bool] | int:
         if group:
@@ -97,30 +115,47 @@ def delete(target: Target, task_ids: tuple[str, ...], group: str | None, queue: 
 
     result = run(target, action)
     if isinstance(result, int):
-        _report(target, {"group": group, "deleted": result}, [], "delete",
-                None if result else f"nothing deleted: group {group!r} has no task to delete")
+        _report(
+            target,
+            {"group": group, "deleted": result},
+            [],
+            "delete",
+            None if result else f"nothing deleted: group {group!r} has no task to delete",
+        )
         if result and not target.as_json:
             click.echo(f"deleted {result} task(s) of group {group!r}")
         return
     deleted = [i for i, ok in result.items() if ok]
     kept = [i for i, ok in result.items() if not ok]
-    _report(target, {"deleted": deleted, "not_deleted": kept},
-            [(i, "deleted" if ok else "not found or running") for i, ok in result.items()],
-            "delete", None if deleted else
-            f"nothing deleted: {', '.join(kept)} not found or running (cancel it first)")
+    _report(
+        target,
+        {"deleted": deleted, "not_deleted": kept},
+        [(i, "deleted" if ok else "not found or running") for i, ok in result.items()],
+        "delete",
+        None
+        if deleted
+        else f"nothing deleted: {', '.join(kept)} not found or running (cancel it first)",
+    )
 
 
 def _purge_states(names: Sequence[str]) -> tuple[TaskState, ...]:
     if not names or "all" in [n.lower() for n in names]:
         return PURGEABLE_STATES
-    return tuple(dict.fromkeys(
-        parse_state(n, ("pending", "scheduled", "dead", "failed", "all")) for n in names))
+    return tuple(
+        dict.fromkeys(
+            parse_state(n, ("pending", "scheduled", "dead", "failed", "all")) for n in names
+        )
+    )
 
 
 @click.command()
 @click.argument("queue")
-@click.option("--state", "state_names", multiple=True,
-              help="pending, scheduled, dead or all (repeatable; default all).")
+@click.option(
+    "--state",
+    "state_names",
+    multiple=True,
+    help="pending, scheduled, dead or all (repeatable; default all).",
+)
 @yes_option
 @control_command
 def purge(target: Target, queue: str, state_names: tuple[str, ...], yes: bool) -> None:
@@ -136,8 +171,13 @@ def purge(target: Target, queue: str, state_names: tuple[str, ...], yes: bool) -
     removed = run(target, lambda app: app.control.purge(queue, states))
     if removed and not target.as_json:
         click.echo(f"removed {removed} task(s) from {queue!r} ({', '.join(names)})")
-    _report(target, {"queue": queue, "states": names, "removed": removed}, [], "purge",
-            None if removed else f"nothing to purge in queue {queue!r}")
+    _report(
+        target,
+        {"queue": queue, "states": names, "removed": removed},
+        [],
+        "purge",
+        None if removed else f"nothing to purge in queue {queue!r}",
+    )
 
 
 @click.command("dead-letters")
@@ -148,16 +188,28 @@ def purge(target: Target, queue: str, state_names: tuple[str, ...], yes: bool) -
 @click.option("--cursor", default=None, help="The next_cursor of a previous page.")
 @yes_option
 @control_command
-def dead_letters(target: Target, queue: str, action: str, task_ids: tuple[str, ...],
-                 limit: int, cursor: str | None, yes: bool) -> None:
+def dead_letters(
+    target: Target,
+    queue: str,
+    action: str,
+    task_ids: tuple[str, ...],
+    limit: int,
+    cursor: str | None,
+    yes: bool,
+) -> None:
     """List QUEUE's dead letters, or requeue / delete them (all, or the ids given)."""
     run(target, lambda app: known_queue(app, queue))
     ids = list(task_ids) or None
     if action == "list":
         app, page = run(target, lambda a: _page(a, queue, limit, cursor))
         if target.as_json:
-            echo_json({"queue": queue, "tasks": [task_json(r, app) for r in page.tasks],
-                       "next_cursor": page.next_cursor})
+            echo_json(
+                {
+                    "queue": queue,
+                    "tasks": [task_json(r, app) for r in page.tasks],
+                    "next_cursor": page.next_cursor,
+                }
+            )
         else:
             console().print(tasks_table(page.tasks, f"{queue}: dead letters"))
             if page.next_cursor:
@@ -171,8 +223,13 @@ def dead_letters(target: Target, queue: str, action: str, task_ids: tuple[str, .
         count = run(target, lambda a: a.control.delete_dead(queue, ids))
     if count and not target.as_json:
         click.echo(f"{action}d {count} dead letter(s) of {queue!r}")
-    _report(target, {"queue": queue, "action": action, "count": count}, [], action,
-            None if count else f"nothing to {action}: no such dead letter in {queue!r}")
+    _report(
+        target,
+        {"queue": queue, "action": action, "count": count},
+        [],
+        action,
+        None if count else f"nothing to {action}: no such dead letter in {queue!r}",
+    )
 
 
 async def _page(app: Rediq, queue: str, limit: int, cursor: str | None) -> Any:
@@ -202,8 +259,9 @@ def _pause_command(name: str, pausing: bool) -> click.Command:
 
     command.help = (
         "Pause QUEUE: workers stop leasing its tasks within one fetch (running tasks finish;"
-        " the pause outlives worker restarts)." if pausing else
-        "Resume a paused QUEUE: workers lease its tasks again at once."
+        " the pause outlives worker restarts)."
+        if pausing
+        else "Resume a paused QUEUE: workers lease its tasks again at once."
     )
     return command
 
@@ -223,10 +281,19 @@ def stop_worker(target: Target, name: str | None, every: bool, yes: bool) -> Non
     if bool(name) == every:
         raise UsageFailure("name a worker (NAME or id) or pass --all (one of the two)")
     confirm("stop every worker?" if every else f"stop worker {name!r}?", yes)
-    asked = run(target, lambda a: a.control.stop_all_workers() if every or name is None
-                else a.control.stop_worker(name))
+    asked = run(
+        target,
+        lambda a: (
+            a.control.stop_all_workers() if every or name is None else a.control.stop_worker(name)
+        ),
+    )
     if not target.as_json:
         for worker_id in asked:
             click.echo(f"asked {worker_id} to stop")
-    _report(target, {"asked": asked}, [], "stop-worker",
-            None if asked else f"no registered worker {'at all' if every else repr(name)}")
+    _report(
+        target,
+        {"asked": asked},
+        [],
+        "stop-worker",
+        None if asked else f"no registered worker {'at all' if every else repr(name)}",
+    )

@@ -67,8 +67,16 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="rediq plugins")
-    for column in ("plugin", "distribution", "status", "brokers", "serializers",
-                   "executor pools", "events", "commands"):
+    for column in (
+        "plugin",
+        "distribution",
+        "status",
+        "brokers",
+        "serializers",
+        "executor pools",
+        "events",
+        "commands",
+    ):
         table.add_column(column)
     for row in rows:
         table.add_row(  # escaped: "rediq[prometheus]" is not rich markup

@@ -92,47 +92,92 @@ def task_json(record: TaskRecord, app: Rediq | None = None) -> dict[str, Any]:
     value, printable = _result(record, app)
     error = record.error
     return {
-        "id": record.id, "queue": record.queue, "state": record.state.value,
-        "name": record.name, "priority": record.priority, "groups": list(record.groups),
-        "retried": record.retried, "deliveries": record.deliveries, "worker": record.worker,
-        "enqueued_at_ms": record.enqueued_at_ms, "started_at_ms": record.started_at_ms,
-        "finished_at_ms": record.finished_at_ms, "due_at_ms": record.due_at_ms,
-        "lease_deadline_ms": record.lease_deadline_ms, "result": value, "result_repr": printable,
-        "error": None if error is None else {
-            "type": error.type, "message": error.message, "traceback": error.traceback},
+        "id": record.id,
+        "queue": record.queue,
+        "state": record.state.value,
+        "name": record.name,
+        "priority": record.priority,
+        "groups": list(record.groups),
+        "retried": record.retried,
+        "deliveries": record.deliveries,
+        "worker": record.worker,
+        "enqueued_at_ms": record.enqueued_at_ms,
+        "started_at_ms": record.started_at_ms,
+        "finished_at_ms": record.finished_at_ms,
+        "due_at_ms": record.due_at_ms,
+        "lease_deadline_ms": record.lease_deadline_ms,
+        "result": value,
+        "result_repr": printable,
+        "error": None
+        if error is None
+        else {"type": error.type, "message": error.message, "traceback": error.traceback},
     }
 
 
 def overview_json(o: QueueOverview) -> dict[str, Any]:
     return {
-        "name": o.name, "paused": o.paused, "pending": o.pending, "scheduled": o.scheduled,
-        "active": o.active, "dead": o.dead, "oldest_pending_age_s": o.oldest_pending_age_s,
+        "name": o.name,
+        "paused": o.paused,
+        "pending": o.pending,
+        "scheduled": o.scheduled,
+        "active": o.active,
+        "dead": o.dead,
+        "oldest_pending_age_s": o.oldest_pending_age_s,
         "totals": dict(o.totals),
         "rates_per_minute": {c: o.rate_per_minute(c, RATE_MINUTES) for c in COUNTER_NAMES},
-        "minutes": [{"minute_ms": m.minute_ms, **{c: getattr(m, c) for c in COUNTER_NAMES}}
-                    for m in o.minutes],
+        "minutes": [
+            {"minute_ms": m.minute_ms, **{c: getattr(m, c) for c in COUNTER_NAMES}}
+            for m in o.minutes
+        ],
     }
 
 
 def worker_json(w: WorkerStatus) -> dict[str, Any]:
     return {
-        "id": w.id, "name": w.name, "host": w.host, "pid": w.pid, "queues": list(w.queues),
-        "concurrency": w.concurrency, "running": w.running, "running_ids": list(w.running_ids),
-        "processed": w.processed, "failed": w.failed, "started_at_ms": w.started_at_ms,
-        "heartbeat_age_s": round(w.heartbeat_age_s, 3), "version": w.version, "stale": w.stale,
+        "id": w.id,
+        "name": w.name,
+        "host": w.host,
+        "pid": w.pid,
+        "queues": list(w.queues),
+        "concurrency": w.concurrency,
+        "running": w.running,
+        "running_ids": list(w.running_ids),
+        "processed": w.processed,
+        "failed": w.failed,
+        "started_at_ms": w.started_at_ms,
+        "heartbeat_age_s": round(w.heartbeat_age_s, 3),
+        "version": w.version,
+        "stale": w.stale,
     }
 
 
 def overview_table(overviews: Iterable[QueueOverview], title: str = "queues") -> Table:
     table = Table(title=title)
-    for column in ("queue", "state", "pending", "scheduled", "active", "dead",
-                   "oldest pending", "enqueued", "succeeded", "failed", "retried",
-                   f"done/min ({RATE_MINUTES}m)", "succeeded per minute"):
+    for column in (
+        "queue",
+        "state",
+        "pending",
+        "scheduled",
+        "active",
+        "dead",
+        "oldest pending",
+        "enqueued",
+        "succeeded",
+        "failed",
+        "retried",
+        f"done/min ({RATE_MINUTES}m)",
+        "succeeded per minute",
+    ):
         table.add_column(column, justify="left" if column in ("queue", "state") else "right")
     for o in overviews:
         table.add_row(
-            o.name, "[yellow]paused[/]" if o.paused else "running", str(o.pending),
-            str(o.scheduled), str(o.active), str(o.dead), age(o.oldest_pending_age_s),
+            o.name,
+            "[yellow]paused[/]" if o.paused else "running",
+            str(o.pending),
+            str(o.scheduled),
+            str(o.active),
+            str(o.dead),
+            age(o.oldest_pending_age_s),
             *(str(o.totals.get(c, 0)) for c in COUNTER_NAMES),
             f"{o.rate_per_minute('succeeded', RATE_MINUTES):.1f}",
             sparkline([m.succeeded for m in o.minutes]),
@@ -142,30 +187,70 @@ def overview_table(overviews: Iterable[QueueOverview], title: str = "queues") ->
 
 def workers_table(workers: Iterable[WorkerStatus]) -> Table:
     table = Table(title="workers")
-    for column in ("name", "id", "host", "pid", "queues", "running", "processed", "failed",
-                   "started", "heartbeat", "version"):
+    for column in (
+        "name",
+        "id",
+        "host",
+        "pid",
+        "queues",
+        "running",
+        "processed",
+        "failed",
+        "started",
+        "heartbeat",
+        "version",
+    ):
         table.add_column(column)
     for w in workers:
         beat = age(w.heartbeat_age_s) + (" [red]stale[/]" if w.stale else "")
         table.add_row(
-            w.name, w.id, w.host, str(w.pid or "-"), ", ".join(w.queues),
-            f"{w.running}/{w.concurrency or '?'}", str(w.processed), str(w.failed),
-            stamp(w.started_at_ms), beat, w.version,
+            w.name,
+            w.id,
+            w.host,
+            str(w.pid or "-"),
+            ", ".join(w.queues),
+            f"{w.running}/{w.concurrency or '?'}",
+            str(w.processed),
+            str(w.failed),
+            stamp(w.started_at_ms),
+            beat,
+            w.version,
         )
     return table
 
 
 def tasks_table(records: Iterable[TaskRecord], title: str) -> Table:
     table = Table(title=title)
-    for column in ("id", "name", "state", "priority", "groups", "retried", "when", "worker",
-                   "error"):
+    for column in (
+        "id",
+        "name",
+        "state",
+        "priority",
+        "groups",
+        "retried",
+        "when",
+        "worker",
+        "error",
+    ):
         table.add_column(column)
     for r in records:
-        when = {TaskState.SCHEDULED: r.due_at_ms, TaskState.ACTIVE: r.lease_deadline_ms,
-                TaskState.FAILED: r.finished_at_ms}.get(r.state, r.enqueued_at_ms)
+        when = {
+            TaskState.SCHEDULED: r.due_at_ms,
+            TaskState.ACTIVE: r.lease_deadline_ms,
+            TaskState.FAILED: r.finished_at_ms,
+        }.get(r.state, r.enqueued_at_ms)
         error = f"{r.error.type}: {r.error.message}"[:80] if r.error else ""
-        table.add_row(r.id, r.name or "?", r.state.value, str(r.priority or 0),
-                      ", ".join(r.groups), str(r.retried), stamp(when), r.worker or "", error)
+        table.add_row(
+            r.id,
+            r.name or "?",
+            r.state.value,
+            str(r.priority or 0),
+            ", ".join(r.groups),
+            str(r.retried),
+            stamp(when),
+            r.worker or "",
+            error,
+        )
     return table
 
 

@@ -77,24 +77,46 @@ class Target:
         if not self.redis_url:
             raise UsageFailure(
                 "name the app (--app module:app) or the broker (--redis-url URL"
-                f" [--namespace NS], or env {defaults.ENV_REDIS_URL})")
-        return Rediq(redis_url=self.redis_url,
-                     namespace=self.namespace or defaults.DEFAULT_NAMESPACE)
+                f" [--namespace NS], or env {defaults.ENV_REDIS_URL})"
+            )
+        return Rediq(
+            redis_url=self.redis_url, namespace=self.namespace or defaults.DEFAULT_NAMESPACE
+        )
 
 
 def control_command(fn: F) -> F:
     """Add ``--app``, ``--redis-url``, ``--namespace`` and ``--json``; pass ``target``."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-    @click.option("--namespace", envvar=defaults.ENV_NAMESPACE, default=None,
-                  help=f"Key namespace (default: the app's, or {defaults.DEFAULT_NAMESPACE!r}).")
-    @click.option("--redis-url", envvar=defaults.ENV_REDIS_URL, default=None,
-                  help="Broker URL (env REDIQ_REDIS_URL); overrides the app's.")
-    @click.option("-a", "--app", "app_spec", envvar=defaults.ENV_APP, default=None,
-                  metavar="MODULE:APP", help="The application (env REDIQ_APP).")
+    @click.option(
+        "--namespace",
+        envvar=defaults.ENV_NAMESPACE,
+        default=None,
+        help=f"Key namespace (default: the app's, or {defaults.DEFAULT_NAMESPACE!r}).",
+    )
+    @click.option(
+        "--redis-url",
+        envvar=defaults.ENV_REDIS_URL,
+        default=None,
+        help="Broker URL (env REDIQ_REDIS_URL); overrides the app's.",
+    )
+    @click.option(
+        "-a",
+        "--app",
+        "app_spec",
+        envvar=defaults.ENV_APP,
+        default=None,
+        metavar="MODULE:APP",
+        help="The application (env REDIQ_APP).",
+    )
     @functools.wraps(fn)
-    def wrapper(app_spec: str | None, redis_url: str | None, namespace: str | None,
-                as_json: bool, **kwargs: Any) -> Any:
+    def wrapper(
+        app_spec: str | None,
+        redis_url: str | None,
+        namespace: str | None,
+        as_json: bool,
+        **kwargs: Any,
+    ) -> Any:
         target = Target(app_spec, redis_url, namespace, as_json)
         try:
             return fn(target=target, **kwargs)

@@ -49,8 +49,13 @@ FAILURES_SHOWN = 8
 class Snapshot:
     """Everything one frame shows, read in one go."""
 
-    def __init__(self, queues: list[QueueOverview], workers: list[WorkerStatus],
-                 failures: list[TaskRecord], taken_at: float) -> None:
+    def __init__(
+        self,
+        queues: list[QueueOverview],
+        workers: list[WorkerStatus],
+        failures: list[TaskRecord],
+        taken_at: float,
+    ) -> None:
         self.queues, self.workers, self.failures = queues, workers, failures
         self.taken_at = taken_at
 
@@ -68,13 +73,18 @@ async def take_snapshot(app: Rediq, minutes: int) -> Snapshot:
 
 def _workers_table(workers: list[WorkerStatus]) -> Table:
     table = Table(title="workers")
-    for column in ("name", "host:pid", "queues", "running", "processed", "failed",
-                   "heartbeat"):
+    for column in ("name", "host:pid", "queues", "running", "processed", "failed", "heartbeat"):
         table.add_column(column)
     for w in workers:
-        table.add_row(w.name, f"{w.host}:{w.pid}", ", ".join(w.queues),
-                      f"{w.running}/{w.concurrency or '?'}", str(w.processed), str(w.failed),
-                      age(w.heartbeat_age_s) + (" [red]stale[/]" if w.stale else ""))
+        table.add_row(
+            w.name,
+            f"{w.host}:{w.pid}",
+            ", ".join(w.queues),
+            f"{w.running}/{w.concurrency or '?'}",
+            str(w.processed),
+            str(w.failed),
+            age(w.heartbeat_age_s) + (" [red]stale[/]" if w.stale else ""),
+        )
     return table
 
 
@@ -90,12 +100,17 @@ def _failures_table(failures: list[TaskRecord]) -> Table:
 
 def render(snapshot: Snapshot, source: str) -> Group:
     header = Text.assemble(
-        ("rediq top", "bold"), f"  {source}  ",
+        ("rediq top", "bold"),
+        f"  {source}  ",
         time.strftime("%H:%M:%S", time.localtime(snapshot.taken_at)),
         ("   q quits", "dim"),
     )
-    return Group(header, overview_table(snapshot.queues), _workers_table(snapshot.workers),
-                 _failures_table(snapshot.failures))
+    return Group(
+        header,
+        overview_table(snapshot.queues),
+        _workers_table(snapshot.workers),
+        _failures_table(snapshot.failures),
+    )
 
 
 @contextlib.contextmanager
@@ -129,10 +144,20 @@ async def _live(app: Rediq, source: str, interval: float, minutes: int) -> None:
 
 
 @click.command()
-@click.option("--interval", type=click.FloatRange(min=0.2), default=1.0, show_default=True,
-              help="Seconds between refreshes.")
-@click.option("--minutes", type=click.IntRange(1, 60), default=15, show_default=True,
-              help="Minutes in the throughput sparkline.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=1.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
+@click.option(
+    "--minutes",
+    type=click.IntRange(1, 60),
+    default=15,
+    show_default=True,
+    help="Minutes in the throughput sparkline.",
+)
 @click.option("--once", is_flag=True, help="Print one snapshot and exit (as when piped).")
 @control_command
 def top(target: Target, interval: float, minutes: int, once: bool) -> None:
@@ -144,11 +169,16 @@ def top(target: Target, interval: float, minutes: int, once: bool) -> None:
 
     if target.as_json:
         snap = run(target, lambda app: take_snapshot(app, minutes))
-        echo_json({"queues": [overview_json(o) for o in snap.queues],
-                   "workers": [worker_json(w) for w in snap.workers],
-                   "failures": [task_json(r) for r in snap.failures]})
+        echo_json(
+            {
+                "queues": [overview_json(o) for o in snap.queues],
+                "workers": [worker_json(w) for w in snap.workers],
+                "failures": [task_json(r) for r in snap.failures],
+            }
+        )
         return
     if once or not (sys.stdout.isatty() and sys.stdin.isatty()):
+
         async def snapshot(app: Rediq) -> Group:
             return render(await take_snapshot(app, minutes), source(app))
 

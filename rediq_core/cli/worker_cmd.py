@@ -58,8 +58,11 @@ def _report_import_error(module_name: str, exc: Exception, full: bool) -> str:
     if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
         return ""  # the module itself is missing: nothing of the user's code ran
     machinery = {__file__, importlib.__file__}
-    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
-              if frame.filename not in machinery and not frame.filename.startswith("<frozen ")]
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if frame.filename not in machinery and not frame.filename.startswith("<frozen ")
+    ]
     if isinstance(exc, SyntaxError) and exc.filename:
         filename, lineno, source = exc.filename, exc.lineno, (exc.text or "").strip()
     elif frames:
@@ -68,13 +71,19 @@ def _report_import_error(module_name: str, exc: Exception, full: bool) -> str:
     else:
         return ""
     if full:
-        click.echo("Traceback (most recent call last):\n"
-                   + "".join(traceback.format_list(frames))
-                   + "".join(traceback.format_exception_only(exc)), err=True, nl=False)
+        click.echo(
+            "Traceback (most recent call last):\n"
+            + "".join(traceback.format_list(frames))
+            + "".join(traceback.format_exception_only(exc)),
+            err=True,
+            nl=False,
+        )
     else:
-        click.echo(f'  File "{filename}", line {lineno}\n    {source}\n'
-                   f"  {type(exc).__name__}: {exc}  (--log-level debug for the traceback)",
-                   err=True)
+        click.echo(
+            f'  File "{filename}", line {lineno}\n    {source}\n'
+            f"  {type(exc).__name__}: {exc}  (--log-level debug for the traceback)",
+            err=True,
+        )
     return f" ({os.path.basename(filename)}, line {lineno})"
 
 
@@ -83,16 +92,18 @@ def _banner(app: Rediq, worker: Worker) -> str:
 
     c = worker.config
     pool = f"{c.executor_pool_name}({c.executor_pool_size or 'auto'})"
-    return "\n".join([
-        f"[bold]rediq {__version__}[/] worker [cyan]{worker.id}[/]",
-        f"  broker      {redact_url(app.redis_url)} (namespace {app.namespace})",
-        f"  queues      {', '.join(worker.queues)}",
-        f"  concurrency {c.task_concurrency} tasks, {c.queue_size} prefetched, executor {pool}",
-        f"  serializer  {app.serializer_name}"
-        f" (accepts {', '.join(sorted(app.accept_serializers))})",
-        f"  plugins     {', '.join(app.plugins.plugin_names())}",
-        f"  mode        {'burst' if c.burst else 'continuous'}",
-    ])
+    return "\n".join(
+        [
+            f"[bold]rediq {__version__}[/] worker [cyan]{worker.id}[/]",
+            f"  broker      {redact_url(app.redis_url)} (namespace {app.namespace})",
+            f"  queues      {', '.join(worker.queues)}",
+            f"  concurrency {c.task_concurrency} tasks, {c.queue_size} prefetched, executor {pool}",
+            f"  serializer  {app.serializer_name}"
+            f" (accepts {', '.join(sorted(app.accept_serializers))})",
+            f"  plugins     {', '.join(app.plugins.plugin_names())}",
+            f"  mode        {'burst' if c.burst else 'continuous'}",
+        ]
+    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,42 +111,94 @@ def _banner(app: Rediq, worker: Worker) -> str:
 @click.option("--queue-name", "queue_names", multiple=True, help="Queue to consume (repeatable).")
 @click.option("--skip-default-queue", is_flag=True, help="Do not consume the default queue.")
 @click.option("--worker-name", default="worker", show_default=True, help="This worker's name.")
-@click.option("--worker-queue-size", type=click.IntRange(min=0),
-              default=defaults.WORKER_QUEUE_SIZE, show_default=True,
-              help="Tasks leased beyond those that can start now (prefetch; 0: none).")
-@click.option("--worker-task-concurrency", type=click.IntRange(min=1),
-              default=defaults.WORKER_TASK_CONCURRENCY, show_default=True,
-              help="Task coroutines running at once.")
-@click.option("--executor-pool-name", default=defaults.EXECUTOR_POOL_NAME, show_default=True,
-              help="Pool of run_in_current_executor: thread or process (or a plugin's).")
-@click.option("--executor-pool-size", type=click.IntRange(min=1), default=None,
-              help="Size of that pool (default: CPU based).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error", "critical"],
-                                case_sensitive=False))
-@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
-              help="Write logs to this file (plain text) instead of the console.")
-@click.option("--log-format", type=click.Choice(["auto", "rich", "plain", "json"]),
-              default=defaults.WORKER_LOG_FORMAT, envvar=defaults.ENV_LOG_FORMAT,
-              show_default=True, help="auto: rich on a terminal, plain otherwise.")
-@click.option("--redis-url", envvar=defaults.ENV_REDIS_URL, default=None,
-              help="Broker URL, overriding the app's (env REDIQ_REDIS_URL).")
+@click.option(
+    "--worker-queue-size",
+    type=click.IntRange(min=0),
+    default=defaults.WORKER_QUEUE_SIZE,
+    show_default=True,
+    help="Tasks leased beyond those that can start now (prefetch; 0: none).",
+)
+@click.option(
+    "--worker-task-concurrency",
+    type=click.IntRange(min=1),
+    default=defaults.WORKER_TASK_CONCURRENCY,
+    show_default=True,
+    help="Task coroutines running at once.",
+)
+@click.option(
+    "--executor-pool-name",
+    default=defaults.EXECUTOR_POOL_NAME,
+    show_default=True,
+    help="Pool of run_in_current_executor: thread or process (or a plugin's).",
+)
+@click.option(
+    "--executor-pool-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Size of that pool (default: CPU based).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False),
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write logs to this file (plain text) instead of the console.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "rich", "plain", "json"]),
+    default=defaults.WORKER_LOG_FORMAT,
+    envvar=defaults.ENV_LOG_FORMAT,
+    show_default=True,
+    help="auto: rich on a terminal, plain otherwise.",
+)
+@click.option(
+    "--redis-url",
+    envvar=defaults.ENV_REDIS_URL,
+    default=None,
+    help="Broker URL, overriding the app's (env REDIQ_REDIS_URL).",
+)
 @click.option("--burst", is_flag=True, help="Exit once the queues hold nothing to run.")
-@click.option("--shutdown-timeout", type=click.FloatRange(min=0),
-              default=defaults.WORKER_SHUTDOWN_TIMEOUT_S, show_default=True,
-              help="Seconds a graceful shutdown waits for running and prefetched tasks"
-              " before handing the rest back (0: no limit).")
-@click.option("--fail-fast", is_flag=True,
-              help="Exit at once if Redis is unreachable at start (default: wait for it).")
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes to run under a supervisor that restarts one that dies"
-              " and forwards signals (each registers as a worker).")
-@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=None,
-              envvar=defaults.ENV_METRICS_PORT,
-              help="Serve Prometheus metrics on this port at /metrics (needs the"
-              " rediq[prometheus] extra).")
-@click.option("--metrics-host", default=defaults.METRICS_HOST, show_default=True,
-              envvar=defaults.ENV_METRICS_HOST, help="Address the metrics server binds.")
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=defaults.WORKER_SHUTDOWN_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a graceful shutdown waits for running and prefetched tasks"
+    " before handing the rest back (0: no limit).",
+)
+@click.option(
+    "--fail-fast",
+    is_flag=True,
+    help="Exit at once if Redis is unreachable at start (default: wait for it).",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes to run under a supervisor that restarts one that dies"
+    " and forwards signals (each registers as a worker).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    envvar=defaults.ENV_METRICS_PORT,
+    help="Serve Prometheus metrics on this port at /metrics (needs the rediq[prometheus] extra).",
+)
+@click.option(
+    "--metrics-host",
+    default=defaults.METRICS_HOST,
+    show_default=True,
+    envvar=defaults.ENV_METRICS_HOST,
+    help="Address the metrics server binds.",
+)
 @click.option("--reload", is_flag=True, help="Restart when a .py file changes (development).")
 def worker(app_spec: str, **options: Any) -> None:
     """Start a worker for APP (module:attribute, importable from the current directory).
@@ -152,8 +215,9 @@ def worker(app_spec: str, **options: Any) -> None:
         from ..logs import setup_logging
         from ..worker.supervisor import run_processes
 
-        setup_logging(level=options["log_level"], file=options["log_file"],
-                      fmt=options["log_format"])
+        setup_logging(
+            level=options["log_level"], file=options["log_file"], fmt=options["log_format"]
+        )
         raise SystemExit(run_processes(sys.argv[1:], processes))
     status = _run(app_spec, **options)
     if status != 0:
@@ -175,14 +239,23 @@ def _metrics_server(app: Rediq, port: int | None, host: str) -> None:
 
     plugin = app.plugins.pm.get_plugin("prometheus")
     if plugin is None or plugin_status(plugin) != "available":
-        raise click.UsageError("--metrics-port needs the Prometheus plugin:"
-                               " pip install 'rediq[prometheus]'")
+        raise click.UsageError(
+            "--metrics-port needs the Prometheus plugin: pip install 'rediq[prometheus]'"
+        )
     os.environ[defaults.ENV_METRICS_PORT] = str(port)
     os.environ[defaults.ENV_METRICS_HOST] = host
 
 
-def _run(app_spec: str, *, queue_names: tuple[str, ...], redis_url: str | None,
-         log_level: str, log_file: str | None, log_format: str, **options: Any) -> int:
+def _run(
+    app_spec: str,
+    *,
+    queue_names: tuple[str, ...],
+    redis_url: str | None,
+    log_level: str,
+    log_file: str | None,
+    log_format: str,
+    **options: Any,
+) -> int:
     from rich.console import Console
 
     from ..errors import RediqError
@@ -195,19 +268,24 @@ def _run(app_spec: str, *, queue_names: tuple[str, ...], redis_url: str | None,
     _metrics_server(app, options.pop("metrics_port"), options.pop("metrics_host"))
     try:
         config = WorkerConfig(
-            queues=queue_names, skip_default_queue=options["skip_default_queue"],
-            worker_name=options["worker_name"], queue_size=options["worker_queue_size"],
+            queues=queue_names,
+            skip_default_queue=options["skip_default_queue"],
+            worker_name=options["worker_name"],
+            queue_size=options["worker_queue_size"],
             task_concurrency=options["worker_task_concurrency"],
             executor_pool_name=options["executor_pool_name"],
-            executor_pool_size=options["executor_pool_size"], burst=options["burst"],
-            shutdown_timeout_s=options["shutdown_timeout"], fail_fast=options["fail_fast"],
+            executor_pool_size=options["executor_pool_size"],
+            burst=options["burst"],
+            shutdown_timeout_s=options["shutdown_timeout"],
+            fail_fast=options["fail_fast"],
             **WorkerConfig.env_overrides(os.environ),  # type: ignore[arg-type]
         )
         app.plugins.executor_pools()[config.executor_pool_name]
     except KeyError:
         known = ", ".join(sorted(app.plugins.executor_pools()))
-        raise click.BadParameter(f"unknown executor pool {options['executor_pool_name']!r};"
-                                 f" installed: {known}") from None
+        raise click.BadParameter(
+            f"unknown executor pool {options['executor_pool_name']!r}; installed: {known}"
+        ) from None
     except RediqError as exc:
         raise click.UsageError(str(exc)) from None
     setup_logging(level=log_level, file=log_file, fmt=log_format)

@@ -58,7 +58,8 @@ class PluginHost:
             if impl.wrapper or impl.hookwrapper:
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} implements {hook_name} as a wrapper;"
-                    " registration hooks take no wrappers (drop wrapper=/hookwrapper=)")
+                    " registration hooks take no wrappers (drop wrapper=/hookwrapper=)"
+                )
 
             def register(*args: Any, _plugin: str = impl.plugin_name) -> None:
                 name, value = (name_of(args[0]), args[0]) if name_of else args
@@ -141,28 +142,30 @@ class PluginHost:
             self._leave(hook_name, impl, wrapper, results)
 
     @staticmethod
-    def _enter(hook_name: str, impl: HookImpl, args: list[Any]
-               ) -> Generator[Any, Any, Any] | None:
+    def _enter(hook_name: str, impl: HookImpl, args: list[Any]) -> Generator[Any, Any, Any] | None:
         try:
             wrapper = cast("Generator[Any, Any, Any]", impl.function(*args))
             next(wrapper)
         except Exception:
-            log.exception("plugin %r failed in %s (wrapper, before its yield)",
-                          impl.plugin_name, hook_name)
+            log.exception(
+                "plugin %r failed in %s (wrapper, before its yield)", impl.plugin_name, hook_name
+            )
             return None
         return wrapper
 
     @staticmethod
-    def _leave(hook_name: str, impl: HookImpl, wrapper: Generator[Any, Any, Any],
-               results: list[Any]) -> None:
+    def _leave(
+        hook_name: str, impl: HookImpl, wrapper: Generator[Any, Any, Any], results: list[Any]
+    ) -> None:
         sent: Any = pluggy.Result(list(results), None) if impl.hookwrapper else list(results)
         try:
             wrapper.send(sent)
         except StopIteration:
             return
         except Exception:
-            log.exception("plugin %r failed in %s (wrapper, after its yield)",
-                          impl.plugin_name, hook_name)
+            log.exception(
+                "plugin %r failed in %s (wrapper, after its yield)", impl.plugin_name, hook_name
+            )
             return
         wrapper.close()
         log.error("plugin %r: its %s wrapper yielded more than once", impl.plugin_name, hook_name)

@@ -84,7 +84,8 @@ def _reject_registration_wrappers(pm: pluggy.PluginManager) -> None:
             if impl.wrapper or impl.hookwrapper:
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} implements {name} as a wrapper;"
-                    " registration hooks take no wrappers (drop wrapper=/hookwrapper=)")
+                    " registration hooks take no wrappers (drop wrapper=/hookwrapper=)"
+                )
 
 
 def _register_builtin_defaults(pm: pluggy.PluginManager, distributions: dict[str, str]) -> None:

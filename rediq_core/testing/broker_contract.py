@@ -57,16 +57,28 @@ Record = Callable[[str, object], None]
 def make_message(queue: str = QUEUE, **overrides: object) -> TaskMessage:
     """A valid message with a fresh id; any field may be overridden."""
     fields: dict[str, object] = {
-        "id": new_task_id(), "name": "contract.task", "queue": queue,
-        "payload": b"\x00payload\xff", "serializer": "json", "priority": 0,
-        "max_retries": 0, "timeout_ms": None, "result_ttl_s": 60,
+        "id": new_task_id(),
+        "name": "contract.task",
+        "queue": queue,
+        "payload": b"\x00payload\xff",
+        "serializer": "json",
+        "priority": 0,
+        "max_retries": 0,
+        "timeout_ms": None,
+        "result_ttl_s": 60,
     }
     fields.update(overrides)
     return TaskMessage(**fields)  # type: ignore[arg-type]
 
 
-async def fetch(broker: Broker, *, limit: int = 100, lease_ms: int = LEASE_MS,
-                worker_id: str = WORKER, queue: str = QUEUE) -> FetchBatch:
+async def fetch(
+    broker: Broker,
+    *,
+    limit: int = 100,
+    lease_ms: int = LEASE_MS,
+    worker_id: str = WORKER,
+    queue: str = QUEUE,
+) -> FetchBatch:
     """A fetch that must return within WAIT_S."""
     return await asyncio.wait_for(
         broker.fetch(queue, worker_id=worker_id, limit=limit, lease_ms=lease_ms), WAIT_S
@@ -76,8 +88,12 @@ async def fetch(broker: Broker, *, limit: int = 100, lease_ms: int = LEASE_MS,
 async def fetch_nothing(broker: Broker, within_s: float = 0.3, **kwargs: object) -> None:
     """Assert that a fetch stays blocked for ``within_s`` (and cancel it: loses nothing)."""
     task = asyncio.ensure_future(
-        broker.fetch(str(kwargs.get("queue", QUEUE)), worker_id=str(kwargs.get(
-            "worker_id", WORKER)), limit=100, lease_ms=LEASE_MS)
+        broker.fetch(
+            str(kwargs.get("queue", QUEUE)),
+            worker_id=str(kwargs.get("worker_id", WORKER)),
+            limit=100,
+            lease_ms=LEASE_MS,
+        )
     )
     done, _ = await asyncio.wait({task}, timeout=within_s)
     if done:
@@ -101,16 +117,19 @@ async def fetch_one(broker: Broker, **kwargs: object) -> Delivery:
     return batch.deliveries[0]
 
 
-def success(message: TaskMessage, result: bytes = b"ok", delivery: int | None = None
-            ) -> Settlement:
+def success(message: TaskMessage, result: bytes = b"ok", delivery: int | None = None) -> Settlement:
     return Settlement(message.id, message.queue, result=result, delivery=delivery)
 
 
-def failure(message: TaskMessage, retry_delay_ms: int | None = None,
-            error: TaskError | None = None) -> Settlement:
-    return Settlement(message.id, message.queue,
-                      error=error or TaskError("ValueError", "boom", "Traceback: ..."),
-                      retry_delay_ms=retry_delay_ms)
+def failure(
+    message: TaskMessage, retry_delay_ms: int | None = None, error: TaskError | None = None
+) -> Settlement:
+    return Settlement(
+        message.id,
+        message.queue,
+        error=error or TaskError("ValueError", "boom", "Traceback: ..."),
+        retry_delay_ms=retry_delay_ms,
+    )
 
 
 def lease(message: TaskMessage, delivery: int = 1) -> Lease:
@@ -135,8 +154,9 @@ class CoreBrokerContract:
     # --- enqueue and fetch ------------------------------------------------------------
 
     async def test_round_trip_keeps_every_field(self, broker: Broker) -> None:
-        message = await enqueue_one(broker, groups=("g1", "user:42"),
-                                    headers={"trace": "abc"}, priority=7, max_retries=3)
+        message = await enqueue_one(
+            broker, groups=("g1", "user:42"), headers={"trace": "abc"}, priority=7, max_retries=3
+        )
         delivery = await fetch_one(broker)
         assert delivery.message == message
         assert (delivery.retried, delivery.deliveries) == (0, 1)
@@ -236,8 +256,9 @@ class CoreBrokerContract:
         assert (await fetch_one(broker)).message.id == message.id
 
     async def test_idle_workers_all_get_work(self, broker: Broker) -> None:
-        fetchers = [asyncio.ensure_future(fetch(broker, limit=1, worker_id=f"w{i}"))
-                    for i in range(3)]
+        fetchers = [
+            asyncio.ensure_future(fetch(broker, limit=1, worker_id=f"w{i}")) for i in range(3)
+        ]
         await asyncio.sleep(0.05)
         await broker.enqueue([make_message() for _ in range(3)])
         batches = await asyncio.gather(*fetchers)
@@ -275,9 +296,7 @@ class CoreBrokerContract:
         again = await fetch_one(broker, worker_id="worker-2")
         assert (again.retried, again.lost) == (defaults.MAX_DELIVERIES + 1, 1)
 
-    async def test_a_stale_lease_of_the_same_worker_settles_nothing(
-        self, broker: Broker
-    ) -> None:
+    async def test_a_stale_lease_of_the_same_worker_settles_nothing(self, broker: Broker) -> None:
         """The worker stalled past its lease and leased the task again: the first attempt
         can neither settle, renew nor hand back the second lease."""
         message = await enqueue_one(broker)
@@ -285,8 +304,7 @@ class CoreBrokerContract:
         second = await fetch_one(broker)  # blocks until the first lease expires
         assert (first.deliveries, second.deliveries) == (1, 2)
         assert await broker.settle(WORKER, [success(message, delivery=1)]) == [False]
-        assert await broker.extend_leases(WORKER, {QUEUE: [first.lease]}, LEASE_MS) == {
-            first.lease}
+        assert await broker.extend_leases(WORKER, {QUEUE: [first.lease]}, LEASE_MS) == {first.lease}
         assert await broker.release(WORKER, {QUEUE: [first.lease]}) == 0
         assert await broker.extend_leases(WORKER, {QUEUE: [second.lease]}, LEASE_MS) == set()
         assert await broker.settle(WORKER, [success(message, delivery=2)]) == [True]
@@ -367,7 +385,11 @@ class CoreBrokerContract:
         again = await fetch_one(broker)
         # Fresh retry and crash budgets; lease numbers go on (they are never reused).
         assert (again.message.id, again.retried, again.lost, again.deliveries) == (
-            message.id, 0, 0, 2)
+            message.id,
+            0,
+            0,
+            2,
+        )
         assert (await broker.queue_stats(QUEUE)).dead == 0
 
     async def test_requeue_selected_dead_letters(self, broker: Broker) -> None:
@@ -378,7 +400,9 @@ class CoreBrokerContract:
         assert await broker.requeue_dead(QUEUE, [messages[1].id, "unknown"]) == 1
         assert (await fetch_one(broker)).message.id == messages[1].id
         assert {r.id for r in await broker.dead_letters(QUEUE, limit=10)} == {
-            messages[0].id, messages[2].id}
+            messages[0].id,
+            messages[2].id,
+        }
         assert len(await broker.dead_letters(QUEUE, limit=1)) == 1
 
     async def test_unusable_task_settled_by_worker_is_dead_lettered(self, broker: Broker) -> None:
@@ -403,8 +427,9 @@ class CoreBrokerContract:
 
     async def test_several_waiters_are_all_woken(self, broker: Broker) -> None:
         message = await enqueue_one(broker)
-        waiters = [asyncio.ensure_future(broker.wait_finished(message.id, QUEUE, WAIT_S))
-                   for _ in range(4)]
+        waiters = [
+            asyncio.ensure_future(broker.wait_finished(message.id, QUEUE, WAIT_S)) for _ in range(4)
+        ]
         await asyncio.sleep(0.05)
         await fetch_one(broker)
         await broker.settle(WORKER, [success(message, b"42")])
@@ -462,16 +487,15 @@ class CoreBrokerContract:
         measure("cancel_announcement_ms", latency)
         # the safety net: the lease keeper learns it too
         assert await broker.extend_leases(WORKER, {QUEUE: [lease(message)]}, LEASE_MS) == {
-            lease(message)}
+            lease(message)
+        }
         # the worker cancels the task and settles the attempt: it ends as cancelled
         assert await broker.settle(WORKER, [failure(message, 0)]) == [True]
         record = await broker.get_task(message.id, QUEUE)
         assert record is not None and record.state is TaskState.CANCELLED
         await fetch_nothing(broker)
 
-    async def test_cancelled_task_with_expired_lease_never_runs_again(
-        self, broker: Broker
-    ) -> None:
+    async def test_cancelled_task_with_expired_lease_never_runs_again(self, broker: Broker) -> None:
         message = await enqueue_one(broker)
         await fetch_one(broker, lease_ms=100)
         assert await broker.cancel(message.id, QUEUE) is CancelOutcome.REQUESTED
@@ -522,11 +546,17 @@ class CoreBrokerContract:
         await broker.enqueue([make_message() for _ in range(4)])
         await broker.enqueue([make_message(eta_ms=now_ms() + 60_000)])
         batch = await fetch(broker, limit=2)
-        await broker.settle(WORKER, [success(batch.deliveries[0].message),
-                                     failure(batch.deliveries[1].message)])
+        await broker.settle(
+            WORKER, [success(batch.deliveries[0].message), failure(batch.deliveries[1].message)]
+        )
         stats = await broker.queue_stats(QUEUE)
         assert (stats.name, stats.pending, stats.scheduled, stats.active, stats.dead) == (
-            QUEUE, 2, 1, 0, 1)
+            QUEUE,
+            2,
+            1,
+            0,
+            1,
+        )
         assert (stats.enqueued, stats.succeeded, stats.failed, stats.retried) == (5, 1, 1, 0)
 
     # --- operating (the control API) ---------------------------------------------------
@@ -561,8 +591,7 @@ class CoreBrokerContract:
         order = [m.id for m in sorted(pending, key=lambda m: m.priority)]
         first = await broker.list_tasks(QUEUE, TaskState.PENDING, limit=3)
         assert [r.id for r in first.tasks] == order[:3] and first.next_cursor
-        rest = await broker.list_tasks(QUEUE, TaskState.PENDING, limit=3,
-                                       cursor=first.next_cursor)
+        rest = await broker.list_tasks(QUEUE, TaskState.PENDING, limit=3, cursor=first.next_cursor)
         assert [r.id for r in rest.tasks] == order[3:] and rest.next_cursor is None
         scheduled = (await broker.list_tasks(QUEUE, TaskState.SCHEDULED)).tasks
         assert [r.id for r in scheduled] == [sooner.id, later.id]
@@ -583,8 +612,10 @@ class CoreBrokerContract:
         others = [make_message(groups=("h",)), make_message()]
         await broker.enqueue([*tagged, *others])
         outcomes = await broker.cancel_group("g")
-        assert outcomes == {running.id: CancelOutcome.REQUESTED,
-                            **{m.id: CancelOutcome.CANCELLED for m in tagged}}
+        assert outcomes == {
+            running.id: CancelOutcome.REQUESTED,
+            **{m.id: CancelOutcome.CANCELLED for m in tagged},
+        }
         for message in tagged:
             record = await broker.get_task(message.id, QUEUE)
             assert record is not None and record.state is TaskState.CANCELLED
@@ -625,11 +656,16 @@ class CoreBrokerContract:
         old = await enqueue_one(broker, priority=9)
         await broker.enqueue([make_message() for _ in range(3)])
         batch = await fetch(broker, limit=2)
-        await broker.settle(WORKER, [success(batch.deliveries[0].message),
-                                     failure(batch.deliveries[1].message)])
+        await broker.settle(
+            WORKER, [success(batch.deliveries[0].message), failure(batch.deliveries[1].message)]
+        )
         overview = await broker.queue_overview(QUEUE, minutes=5)
         assert (overview.pending, overview.active, overview.dead, overview.paused) == (
-            2, 0, 1, False)
+            2,
+            0,
+            1,
+            False,
+        )
         assert overview.totals == {"enqueued": 4, "succeeded": 1, "failed": 1, "retried": 0}
         assert len(overview.minutes) == 5
         assert sum(m.enqueued for m in overview.minutes) == 4
@@ -659,8 +695,9 @@ class CoreBrokerContract:
 
     async def test_stop_workers(self, broker: Broker) -> None:
         for worker_id in ("w-1", "w-2"):
-            await broker.heartbeat(WorkerRecord(id=worker_id, name="n", queues=(),
-                                                heartbeat_age_s=0), ttl_s=60)
+            await broker.heartbeat(
+                WorkerRecord(id=worker_id, name="n", queues=(), heartbeat_age_s=0), ttl_s=60
+            )
         stream = broker.stop_requests("w-1")
         try:
             first = asyncio.ensure_future(anext(stream))
@@ -685,11 +722,13 @@ class CoreBrokerContract:
                 await aclose()
 
     async def test_worker_registry(self, broker: Broker) -> None:
-        worker = WorkerRecord(id="w-1", name="host:1", queues=("a", "b"), heartbeat_age_s=0,
-                              info={"pid": 1})
+        worker = WorkerRecord(
+            id="w-1", name="host:1", queues=("a", "b"), heartbeat_age_s=0, info={"pid": 1}
+        )
         await broker.heartbeat(worker, ttl_s=60)
-        await broker.heartbeat(WorkerRecord(id="w-2", name="host:2", queues=(),
-                                            heartbeat_age_s=0), ttl_s=1)
+        await broker.heartbeat(
+            WorkerRecord(id="w-2", name="host:2", queues=(), heartbeat_age_s=0), ttl_s=1
+        )
         found = {w.id: w for w in await broker.workers()}
         assert set(found) == {"w-1", "w-2"}
         assert found["w-1"].queues == ("a", "b") and found["w-1"].name == "host:1"

@@ -24,9 +24,15 @@ class ClusterTopology:
     """3 masters + 3 replicas (``replicas=False``: masters only). ``node_timeout_ms`` is
     how long a master must be unreachable before its replica takes over."""
 
-    def __init__(self, *, masters: int = 3, replicas: bool = True,
-                 node_timeout_ms: int = 1000, extra_args: tuple[str, ...] = (),
-                 tls: Certificates | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        masters: int = 3,
+        replicas: bool = True,
+        node_timeout_ms: int = 1000,
+        extra_args: tuple[str, ...] = (),
+        tls: Certificates | None = None,
+    ) -> None:
         self.tls = tls
         self.master_count = masters
         self.with_replicas = replicas
@@ -36,17 +42,23 @@ class ClusterTopology:
 
     def _node(self) -> RedisServer:
         args = (
-            "--cluster-enabled", "yes",
-            "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self.node_timeout_ms),
             # the other shards keep serving while one fails over
-            "--cluster-require-full-coverage", "no",
-            "--cluster-replica-validity-factor", "0",
+            "--cluster-require-full-coverage",
+            "no",
+            "--cluster-replica-validity-factor",
+            "0",
             *self.extra_args,
         )
         if self.tls is not None:
-            return TlsRedisServer(self.tls, port=cluster_port(),
-                                  extra_args=(*args, "--tls-cluster", "yes"))
+            return TlsRedisServer(
+                self.tls, port=cluster_port(), extra_args=(*args, "--tls-cluster", "yes")
+            )
         return RedisServer(port=cluster_port(), extra_args=args)
 
     def start(self) -> ClusterTopology:
@@ -72,8 +84,10 @@ class ClusterTopology:
             command(first, "CLUSTER", "MEET", "127.0.0.1", server.port)
 
         def everyone_known() -> bool:
-            return all(len(command(admin(s), "CLUSTER", "NODES").splitlines())
-                       == len(self.servers) for s in self.servers)
+            return all(
+                len(command(admin(s), "CLUSTER", "NODES").splitlines()) == len(self.servers)
+                for s in self.servers
+            )
 
         wait_until(everyone_known, "every cluster node knows every other")
         for replica, master_id in zip(replicas, ids, strict=False):
@@ -136,8 +150,14 @@ class ClusterTopology:
     def node_id(self, server: RedisServer) -> str:
         return str(command(admin(server), "CLUSTER", "MYID").decode())
 
-    def move_slot(self, slot: int, target: RedisServer, *, batch: int = 10,
-                  between: Callable[[], None] | None = None) -> None:
+    def move_slot(
+        self,
+        slot: int,
+        target: RedisServer,
+        *,
+        batch: int = 10,
+        between: Callable[[], None] | None = None,
+    ) -> None:
         """Reshard: migrate ``slot`` with its keys to the master ``target``, as
         ``redis-cli --cluster reshard`` does (IMPORTING / MIGRATING, MIGRATE in batches
         of ``batch`` keys, then SETSLOT NODE everywhere). ``between()`` runs after the
@@ -148,8 +168,7 @@ class ClusterTopology:
         command(admin(source), "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
         first = True
         while keys := command(admin(source), "CLUSTER", "GETKEYSINSLOT", slot, batch):
-            command(admin(source), "MIGRATE", "127.0.0.1", target.port, "", 0, 5000,
-                    "KEYS", *keys)
+            command(admin(source), "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
             if first and between is not None:
                 between()
             first = False
@@ -157,8 +176,11 @@ class ClusterTopology:
             command(admin(server), "CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
     def wait_promoted(self, replica: RedisServer, timeout_s: float = 30.0) -> None:
-        wait_until(lambda: self.role(replica) == "master",
-                   f"replica on port {replica.port} promoted to master", timeout_s)
+        wait_until(
+            lambda: self.role(replica) == "master",
+            f"replica on port {replica.port} promoted to master",
+            timeout_s,
+        )
 
     def url(self, *, scheme: str | None = None) -> str:
         scheme = scheme or ("rediss+cluster" if self.tls else "redis+cluster")
@@ -174,5 +196,3 @@ class ClusterTopology:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-

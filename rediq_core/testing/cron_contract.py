@@ -21,10 +21,19 @@ CRON_QUEUE = "contract-cron"
 
 def make_spec(name: str = "every-minute", **overrides: object) -> ScheduleSpec:
     fields: dict[str, object] = {
-        "name": name, "task": "contract.task", "queue": CRON_QUEUE,
-        "expression": "* * * * *", "timezone": "UTC", "missed": "skip", "jitter_ms": 0,
-        "serializer": "json", "payload": b"[[],{}]", "priority": 0, "retries": 0,
-        "timeout_ms": None, "result_ttl_s": 60,
+        "name": name,
+        "task": "contract.task",
+        "queue": CRON_QUEUE,
+        "expression": "* * * * *",
+        "timezone": "UTC",
+        "missed": "skip",
+        "jitter_ms": 0,
+        "serializer": "json",
+        "payload": b"[[],{}]",
+        "priority": 0,
+        "retries": 0,
+        "timeout_ms": None,
+        "result_ttl_s": 60,
     }
     fields.update(overrides)
     return ScheduleSpec(**fields)  # type: ignore[arg-type]
@@ -59,7 +68,9 @@ class CronContract:
         assert await _fire(broker, spec, tick - 1000) is FireResult.ALREADY  # never back
         later = await broker.cron_fire(
             spec.message(spec.task_id(tick + 1000), tick_ms=tick + 1000, eta_ms=None),
-            spec.name, tick + 1000)
+            spec.name,
+            tick + 1000,
+        )
         assert later.result is FireResult.FIRED and later.previous_tick_ms == tick
         [entry] = await broker.cron_entries(CRON_QUEUE)
         assert entry.spec == spec and entry.last_tick_ms == tick + 1000
@@ -84,8 +95,9 @@ class CronContract:
         assert await broker.cron_set_paused(CRON_QUEUE, spec.name, False)
         assert await _fire(broker, spec, tick + 1) is FireResult.FIRED
         changed = make_spec("paused", expression="*/5 * * * *")
-        refresh = await broker.cron_register(CRON_QUEUE, {spec.name: changed.to_json()},
-                                             replace=False)  # a running old deployment
+        refresh = await broker.cron_register(
+            CRON_QUEUE, {spec.name: changed.to_json()}, replace=False
+        )  # a running old deployment
         assert (refresh.changed, refresh.conflicting) == ([], [spec.name])
         stored = {e.spec.name: e.spec for e in await broker.cron_entries(CRON_QUEUE)}
         assert stored[spec.name] == spec

@@ -40,8 +40,9 @@ async def run_worker(app: Rediq, **config: Any) -> AsyncIterator[Worker]:
     worker = Worker(app, WorkerConfig(**{"handle_signals": False, **config}))
     running = asyncio.create_task(worker.run(), name="rediq-test-worker")
     ready = asyncio.create_task(worker.ready.wait())
-    await asyncio.wait({running, ready}, timeout=START_TIMEOUT_S,
-                       return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(
+        {running, ready}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+    )
     if not ready.done():
         ready.cancel()
         if running.done():
@@ -56,8 +57,9 @@ async def run_worker(app: Rediq, **config: Any) -> AsyncIterator[Worker]:
 
 
 @contextlib.asynccontextmanager
-async def using_broker(app: Rediq, url: str, *, namespace: str | None = None
-                       ) -> AsyncIterator[Rediq]:
+async def using_broker(
+    app: Rediq, url: str, *, namespace: str | None = None
+) -> AsyncIterator[Rediq]:
     """Point ``app`` (e.g. the module-level app of the code under test) at ``url`` and
     ``namespace`` for the duration of the block, then back; its broker connections are
     closed on the way in and out. No monkeypatching, and the app's tasks stay bound to it."""

@@ -52,8 +52,7 @@ def admin(server: RedisServer) -> Redis:
     the server's ``--requirepass`` if it has one."""
     args = list(server.extra_args)
     password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
-    return Redis(unix_socket_path=str(server.unix_socket), socket_timeout=5,
-                 password=password)
+    return Redis(unix_socket_path=str(server.unix_socket), socket_timeout=5, password=password)
 
 
 def command(client: Redis, *args: object) -> Any:
@@ -61,14 +60,18 @@ def command(client: Redis, *args: object) -> Any:
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-
-
 def tls_client(certificates: Certificates, port: int, password: str | None = None) -> Redis:
     """A synchronous TLS client of 127.0.0.1:``port`` with the test client certificate."""
-    return Redis(host="127.0.0.1", port=port, socket_timeout=5, password=password, ssl=True,
-                 ssl_ca_certs=str(certificates.ca.cert),
-                 ssl_certfile=str(certificates.client.cert),
-                 ssl_keyfile=str(certificates.client.key))
+    return Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=5,
+        password=password,
+        ssl=True,
+        ssl_ca_certs=str(certificates.ca.cert),
+        ssl_certfile=str(certificates.client.cert),
+        ssl_keyfile=str(certificates.client.key),
+    )
 
 
 class TlsRedisServer(RedisServer):
@@ -77,25 +80,41 @@ class TlsRedisServer(RedisServer):
     ``require_client_cert``; replication (and the cluster bus, given
     ``--tls-cluster yes``) use TLS too."""
 
-    def __init__(self, certificates: Certificates, *, port: int | None = None,
-                 extra_args: tuple[str, ...] = (), require_client_cert: bool = True) -> None:
+    def __init__(
+        self,
+        certificates: Certificates,
+        *,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        require_client_cert: bool = True,
+    ) -> None:
         super().__init__(port=port)
         tls = certificates.server
         self.extra_args = (
-            "--tls-port", str(self.port),
-            "--port", "0",
-            "--tls-cert-file", str(tls.cert),
-            "--tls-key-file", str(tls.key),
-            "--tls-ca-cert-file", str(certificates.ca.cert),
-            "--tls-auth-clients", "yes" if require_client_cert else "optional",
-            "--tls-replication", "yes",
+            "--tls-port",
+            str(self.port),
+            "--port",
+            "0",
+            "--tls-cert-file",
+            str(tls.cert),
+            "--tls-key-file",
+            str(tls.key),
+            "--tls-ca-cert-file",
+            str(certificates.ca.cert),
+            "--tls-auth-clients",
+            "yes" if require_client_cert else "optional",
+            "--tls-replication",
+            "yes",
             *extra_args,
         )
         self.certificates = certificates
 
     def _wait_ready(self, timeout_s: float) -> None:
-        wait_until(lambda: admin(self).ping() is True,
-                   f"TLS redis-server on port {self.port} answering PING", timeout_s)
+        wait_until(
+            lambda: admin(self).ping() is True,
+            f"TLS redis-server on port {self.port} answering PING",
+            timeout_s,
+        )
 
     def url(self, db: int = 0) -> str:
         return f"rediss://localhost:{self.port}/{db}"

@@ -22,50 +22,68 @@ __all__ = ["SentinelProcess", "SentinelTopology"]
 class SentinelProcess:
     """One ``redis-server --sentinel`` process monitoring ``service`` at ``master_port``."""
 
-    def __init__(self, *, service: str, master_port: int, quorum: int,
-                 down_after_ms: int, tls: Certificates | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        master_port: int,
+        quorum: int,
+        down_after_ms: int,
+        tls: Certificates | None = None,
+        password: str | None = None,
+    ) -> None:
         self.tls = tls
         self.password = password
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="rediq-sentinel-"))
         self.config = self.dir / "sentinel.conf"
-        self.config.write_text("\n".join([
-            *self._listen(),
-            "bind 127.0.0.1",
-            f"dir {self.dir}",
-            f"sentinel monitor {service} 127.0.0.1 {master_port} {quorum}",
-            f"sentinel down-after-milliseconds {service} {down_after_ms}",
-            f"sentinel failover-timeout {service} {max(down_after_ms * 4, 2000)}",
-            f"sentinel parallel-syncs {service} 1",
-            *self._auth(service),
-            "",
-        ]))
+        self.config.write_text(
+            "\n".join(
+                [
+                    *self._listen(),
+                    "bind 127.0.0.1",
+                    f"dir {self.dir}",
+                    f"sentinel monitor {service} 127.0.0.1 {master_port} {quorum}",
+                    f"sentinel down-after-milliseconds {service} {down_after_ms}",
+                    f"sentinel failover-timeout {service} {max(down_after_ms * 4, 2000)}",
+                    f"sentinel parallel-syncs {service} 1",
+                    *self._auth(service),
+                    "",
+                ]
+            )
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def _auth(self, service: str) -> list[str]:
         if self.password is None:
             return []
-        return [f"requirepass {self.password}",  # clients of this sentinel
-                f"sentinel auth-pass {service} {self.password}",  # the servers
-                f"sentinel sentinel-pass {self.password}"]  # the other sentinels
+        return [
+            f"requirepass {self.password}",  # clients of this sentinel
+            f"sentinel auth-pass {service} {self.password}",  # the servers
+            f"sentinel sentinel-pass {self.password}",
+        ]  # the other sentinels
 
     def _listen(self) -> list[str]:
         if self.tls is None:
             return [f"port {self.port}"]
-        return ["port 0", f"tls-port {self.port}",
-                f"tls-cert-file {self.tls.server.cert}",
-                f"tls-key-file {self.tls.server.key}",
-                f"tls-ca-cert-file {self.tls.ca.cert}",
-                "tls-replication yes"]
+        return [
+            "port 0",
+            f"tls-port {self.port}",
+            f"tls-cert-file {self.tls.server.cert}",
+            f"tls-key-file {self.tls.server.key}",
+            f"tls-ca-cert-file {self.tls.ca.cert}",
+            "tls-replication yes",
+        ]
 
     def start(self) -> SentinelProcess:
         self.process = subprocess.Popen(
             [_binary(), str(self.config), "--sentinel", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: self.client().ping() is True,
-                   f"sentinel on port {self.port} answering PING", 10)
+        wait_until(
+            lambda: self.client().ping() is True, f"sentinel on port {self.port} answering PING", 10
+        )
         return self
 
     def client(self) -> Redis:
@@ -87,8 +105,14 @@ class SentinelProcess:
 class SentinelTopology:
     """A master, a replica and three sentinels (quorum 2) watching service ``service``."""
 
-    def __init__(self, *, service: str = "rediq", down_after_ms: int = 1000,
-                 tls: Certificates | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        service: str = "rediq",
+        down_after_ms: int = 1000,
+        tls: Certificates | None = None,
+        password: str | None = None,
+    ) -> None:
         self.tls = tls
         self.password = password
         self.service = service
@@ -98,18 +122,27 @@ class SentinelTopology:
 
     def start(self) -> SentinelTopology:
         try:
-            master = self._server(("--repl-diskless-sync", "yes",
-                                   "--repl-diskless-sync-delay", "0")).start()
+            master = self._server(
+                ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
+            ).start()
             self.servers.append(master)
             replica = self._server(("--replicaof", "127.0.0.1", str(master.port))).start()
             self.servers.append(replica)
-            wait_until(lambda: admin(replica).info("replication").get(
-                "master_link_status") == "up", "replica in sync with the master")
+            wait_until(
+                lambda: admin(replica).info("replication").get("master_link_status") == "up",
+                "replica in sync with the master",
+            )
             for _ in range(3):
-                self.sentinels.append(SentinelProcess(
-                    service=self.service, master_port=master.port, quorum=2,
-                    down_after_ms=self.down_after_ms, tls=self.tls,
-                    password=self.password).start())
+                self.sentinels.append(
+                    SentinelProcess(
+                        service=self.service,
+                        master_port=master.port,
+                        quorum=2,
+                        down_after_ms=self.down_after_ms,
+                        tls=self.tls,
+                        password=self.password,
+                    ).start()
+                )
             self.wait_ready()
         except BaseException:
             self.close()
@@ -159,8 +192,7 @@ class SentinelTopology:
             server = next(s for s in self.servers if s.port in names)
             return bool(admin(server).info("replication")["role"] == "master")
 
-        wait_until(moved, f"sentinels promote a new master in place of port {old.port}",
-                   timeout_s)
+        wait_until(moved, f"sentinels promote a new master in place of port {old.port}", timeout_s)
         return self.master()
 
     def wait_replica(self, server: RedisServer, timeout_s: float = 60.0) -> None:
@@ -171,8 +203,7 @@ class SentinelTopology:
             info = admin(server).info("replication")
             return bool(info["role"] == "slave" and info.get("master_link_status") == "up")
 
-        wait_until(following, f"server on port {server.port} replicating the master",
-                   timeout_s)
+        wait_until(following, f"server on port {server.port} replicating the master", timeout_s)
 
     def url(self, db: int = 0, *, scheme: str | None = None) -> str:
         scheme = scheme or ("rediss+sentinel" if self.tls else "redis+sentinel")
@@ -191,5 +222,3 @@ class SentinelTopology:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-

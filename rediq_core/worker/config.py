@@ -77,7 +77,8 @@ class WorkerConfig:
             raise ConfigurationError(f"executor_pool_size={self.executor_pool_size} must be >= 1")
         if self.shutdown_timeout_s < 0:
             raise ConfigurationError(
-                f"shutdown_timeout={self.shutdown_timeout_s} must be >= 0 (0: no limit)")
+                f"shutdown_timeout={self.shutdown_timeout_s} must be >= 0 (0: no limit)"
+            )
         if not 0 < self.lease_renew_ms < self.lease_ms:
             raise ConfigurationError(
                 f"lease_renew_ms={self.lease_renew_ms} must be between 0 and"
@@ -98,20 +99,25 @@ class WorkerConfig:
     def env_overrides(cls, environ: Mapping[str, str]) -> dict[str, object]:
         """Tuning read from the environment (``REDIQ_LEASE_MS``, ``REDIQ_BACKOFF_*``)."""
         found: dict[str, object] = {}
-        for var, key in ((defaults.ENV_LEASE_MS, "lease_ms"),
-                         (defaults.ENV_LEASE_RENEW_MS, "lease_renew_ms")):
+        for var, key in (
+            (defaults.ENV_LEASE_MS, "lease_ms"),
+            (defaults.ENV_LEASE_RENEW_MS, "lease_renew_ms"),
+        ):
             if environ.get(var):
                 found[key] = _int(environ, var)
         if "lease_ms" in found and "lease_renew_ms" not in found:
             found["lease_renew_ms"] = max(1, int(found["lease_ms"]) // 3)  # type: ignore[call-overload]
-        base, cap = environ.get(defaults.ENV_BACKOFF_BASE_MS), environ.get(
-            defaults.ENV_BACKOFF_CAP_MS
+        base, cap = (
+            environ.get(defaults.ENV_BACKOFF_BASE_MS),
+            environ.get(defaults.ENV_BACKOFF_CAP_MS),
         )
         if base or cap:
             found["backoff"] = Backoff(
-                base_ms=_int(environ, defaults.ENV_BACKOFF_BASE_MS) if base
+                base_ms=_int(environ, defaults.ENV_BACKOFF_BASE_MS)
+                if base
                 else defaults.BACKOFF_BASE_MS,
-                cap_ms=_int(environ, defaults.ENV_BACKOFF_CAP_MS) if cap
+                cap_ms=_int(environ, defaults.ENV_BACKOFF_CAP_MS)
+                if cap
                 else defaults.BACKOFF_CAP_MS,
             )
         return found

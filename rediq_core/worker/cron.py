@@ -52,8 +52,14 @@ class CronScheduler:
     :param clock: epoch milliseconds now (injected by tests).
     """
 
-    def __init__(self, app: Rediq, broker: Broker, queues: Sequence[str], *,
-                 clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        app: Rediq,
+        broker: Broker,
+        queues: Sequence[str],
+        *,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         self.app = app
         self.broker = broker
         self.clock = clock
@@ -66,8 +72,11 @@ class CronScheduler:
     async def run(self) -> None:
         """Serve the schedules until cancelled; an internal error restarts the component."""
         if self.schedules and not supports(self.broker, Role.CRON):
-            log.error("cron: the broker (%s) does not support cron schedules; the schedules"
-                      " of this worker will not fire", type(self.broker).__name__)
+            log.error(
+                "cron: the broker (%s) does not support cron schedules; the schedules"
+                " of this worker will not fire",
+                type(self.broker).__name__,
+            )
             return
         while self.schedules:
             try:
@@ -87,8 +96,11 @@ class CronScheduler:
             await self._catch_up()
             now = self.clock()
             self.next_ms = {n: s.cron.next_after(now) for n, s in self.schedules.items()}
-            log.info("cron: serving %d schedule(s): %s", len(self.schedules),
-                     ", ".join(sorted(self.schedules)))
+            log.info(
+                "cron: serving %d schedule(s): %s",
+                len(self.schedules),
+                ", ".join(sorted(self.schedules)),
+            )
             await self._loop()
         finally:
             listener.cancel()
@@ -122,8 +134,7 @@ class CronScheduler:
         misfire grace; then plan the next tick. A broker error keeps the tick due."""
         if schedule.cron.next_after(tick) <= now:
             tick = latest_tick_at_or_before(schedule, now) or tick
-        if tick >= now - defaults.CRON_MISFIRE_GRACE_MS and not await self._fire(schedule,
-                                                                                tick):
+        if tick >= now - defaults.CRON_MISFIRE_GRACE_MS and not await self._fire(schedule, tick):
             return
         self.next_ms[schedule.name] = schedule.cron.next_after(max(tick, now))
 
@@ -145,10 +156,18 @@ class CronScheduler:
             return False
         if outcome.result is FireResult.FIRED:
             state = TaskState.SCHEDULED if eta > self.clock() else TaskState.PENDING
-            await self.app.plugins.notify("rediq_after_task_enqueue", message=message,
-                                          outcome=EnqueueOutcome(message.id, True, state))
-            log.info("cron %s: fired tick %s as task %s (%d ms late)", spec.name, tick,
-                     message.id, self.clock() - tick)
+            await self.app.plugins.notify(
+                "rediq_after_task_enqueue",
+                message=message,
+                outcome=EnqueueOutcome(message.id, True, state),
+            )
+            log.info(
+                "cron %s: fired tick %s as task %s (%d ms late)",
+                spec.name,
+                tick,
+                message.id,
+                self.clock() - tick,
+            )
             self._report_skipped(schedule, outcome.previous_tick_ms, tick)
         elif outcome.result is FireResult.PAUSED:
             log.info("cron %s: paused, tick %s passes without a run", spec.name, tick)
@@ -160,8 +179,14 @@ class CronScheduler:
         skipped = schedule.cron.ticks_between(previous, tick, limit=1000)
         if skipped:
             more = "+" if skipped >= 1000 else ""
-            log.warning("cron %s: skipped %d%s tick(s) missed while no worker fired them"
-                        " (last fired tick %s)", schedule.name, skipped, more, previous)
+            log.warning(
+                "cron %s: skipped %d%s tick(s) missed while no worker fired them"
+                " (last fired tick %s)",
+                schedule.name,
+                skipped,
+                more,
+                previous,
+            )
 
     async def _catch_up(self) -> None:
         """Run the latest missed tick of ``run_once`` schedules (once, across workers)."""
@@ -180,8 +205,9 @@ class CronScheduler:
             last = entry.last_tick_ms
             latest = latest_tick_at_or_before(schedule, now)
             if last is not None and latest is not None and latest > last:
-                log.warning("cron %s: running missed tick %s once (missed='run_once')",
-                            name, latest)
+                log.warning(
+                    "cron %s: running missed tick %s once (missed='run_once')", name, latest
+                )
                 await self._fire(schedule, latest)
 
     # --- registration and changes -------------------------------------------------------
@@ -206,8 +232,10 @@ class CronScheduler:
 
     def _supersede(self, name: str) -> None:
         if name not in self.superseded:
-            log.warning("cron %s: another deployment stored a different spec; this worker"
-                        " stops firing it", name)
+            log.warning(
+                "cron %s: another deployment stored a different spec; this worker stops firing it",
+                name,
+            )
             self.superseded.add(name)
 
     async def _listen(self) -> None:

@@ -37,16 +37,18 @@ class EventDispatcher:
                 )
 
     async def task_event(
-        self, event: str, info: TaskInfo, *, result: Any = _UNSET,
+        self,
+        event: str,
+        info: TaskInfo,
+        *,
+        result: Any = _UNSET,
         exception: BaseException | None = None,
     ) -> None:
         """Fire a task event with ``current_task_info()`` (and result/exception) set."""
         hook = f"rediq_{event}"
         if not self.app.handlers[event] and not self.app.plugins.listens(hook):
             return  # nobody listens: no context to set up
-        with context.using(
-            executor=self.executor, task=info, result=result, exception=exception
-        ):
+        with context.using(executor=self.executor, task=info, result=result, exception=exception):
             await self._handlers(event)
             kwargs: dict[str, Any] = {"task": info}
             if event == "after_task_success":
@@ -55,14 +57,16 @@ class EventDispatcher:
                 kwargs["exception"] = exception
             await self.app.plugins.notify(hook, **kwargs)
 
-    async def attempt_ended(self, info: TaskInfo, duration_s: float,
-                            exception: BaseException | None) -> None:
+    async def attempt_ended(
+        self, info: TaskInfo, duration_s: float, exception: BaseException | None
+    ) -> None:
         """Fire the plugin hook ``rediq_after_task_attempt`` (no app handlers exist)."""
         if not self.app.plugins.listens("rediq_after_task_attempt"):
             return
         with context.using(executor=self.executor, task=info):
-            await self.app.plugins.notify("rediq_after_task_attempt", task=info,
-                                          duration_s=duration_s, exception=exception)
+            await self.app.plugins.notify(
+                "rediq_after_task_attempt", task=info, duration_s=duration_s, exception=exception
+            )
 
     async def worker_event(self, event: str, worker: WorkerInfo) -> None:
         """Fire ``before_worker_startup`` / ``after_worker_shutdown`` (executor only)."""

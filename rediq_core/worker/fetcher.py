@@ -53,8 +53,16 @@ class Slots:
 
 class Fetcher:
     def __init__(
-        self, *, broker: Consumer, queue: str, worker_id: str, slots: Slots, lease_ms: int,
-        local: LocalQueue, on_leased: Callable[[Delivery], None], health: BrokerHealth,
+        self,
+        *,
+        broker: Consumer,
+        queue: str,
+        worker_id: str,
+        slots: Slots,
+        lease_ms: int,
+        local: LocalQueue,
+        on_leased: Callable[[Delivery], None],
+        health: BrokerHealth,
     ) -> None:
         self.broker, self.queue, self.worker_id = broker, queue, worker_id
         self.slots, self.lease_ms, self.local = slots, lease_ms, local
@@ -81,8 +89,9 @@ class Fetcher:
                 pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
                 continue
             except Exception as exc:
-                log.warning("fetch from queue %r failed: %s; retrying in %.1f s",
-                            self.queue, exc, pause)
+                log.warning(
+                    "fetch from queue %r failed: %s; retrying in %.1f s", self.queue, exc, pause
+                )
                 await asyncio.sleep(pause)  # error back-off, not a poll
                 pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
                 continue
@@ -96,8 +105,11 @@ class Fetcher:
                 self.on_leased(delivery)
                 self.local.put_nowait((delivery.message.priority, next(_order), delivery))
             for rejected in batch.rejected:
-                log.error("dead-lettered at fetch: %s", rejected.reason,
-                          extra=task_extra(rejected.task_id, "?"))
+                log.error(
+                    "dead-lettered at fetch: %s",
+                    rejected.reason,
+                    extra=task_extra(rejected.task_id, "?"),
+                )
 
     async def _hand_back(self, deliveries: list[Delivery]) -> None:
         if deliveries:

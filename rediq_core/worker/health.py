@@ -32,8 +32,12 @@ class BrokerHealth:
             if self._down_since is not None:
                 return
             self._down_since = time.monotonic()
-        log.warning("lost the connection to %s (%s: %s); retrying with backoff, nothing is"
-                    " dropped", self.url, what, exc)
+        log.warning(
+            "lost the connection to %s (%s: %s); retrying with backoff, nothing is dropped",
+            self.url,
+            what,
+            exc,
+        )
 
     def ok(self) -> None:
         with self._lock:

@@ -68,8 +68,12 @@ class LeaseTable:
     def of_task(self, task_id: str) -> list[Lease]:
         """Every lease of ``task_id`` held here (usually none or one)."""
         with self._lock:
-            return [lease for held in self._leases.values() for lease in held
-                    if lease.task_id == task_id]
+            return [
+                lease
+                for held in self._leases.values()
+                for lease in held
+                if lease.task_id == task_id
+            ]
 
     def snapshot(self) -> dict[str, list[Lease]]:
         with self._lock:
@@ -79,8 +83,10 @@ class LeaseTable:
         """``name[id]`` of every task whose function has started."""
         with self._lock:
             return [
-                f"{name}[{lease.task_id}]" for held in self._leases.values()
-                for lease, name in held.items() if lease in self._running
+                f"{name}[{lease.task_id}]"
+                for held in self._leases.values()
+                for lease, name in held.items()
+                if lease in self._running
             ]
 
     def keep_only(self, kept: set[Lease]) -> None:
@@ -101,10 +107,19 @@ class LeaseKeeper:
     """
 
     def __init__(
-        self, *, make_broker: Callable[[], Broker], table: LeaseTable, worker_id: str,
-        record: Callable[[], WorkerRecord], lease_ms: int, renew_ms: int,
-        heartbeat_ttl_s: int, heartbeat_interval_s: float, stall_warning_ms: int,
-        main_loop: asyncio.AbstractEventLoop, on_stop: Callable[[set[Lease]], None],
+        self,
+        *,
+        make_broker: Callable[[], Broker],
+        table: LeaseTable,
+        worker_id: str,
+        record: Callable[[], WorkerRecord],
+        lease_ms: int,
+        renew_ms: int,
+        heartbeat_ttl_s: int,
+        heartbeat_interval_s: float,
+        stall_warning_ms: int,
+        main_loop: asyncio.AbstractEventLoop,
+        on_stop: Callable[[set[Lease]], None],
         health: BrokerHealth | None = None,
     ) -> None:
         self._health = health
@@ -207,7 +222,8 @@ class LeaseKeeper:
                     "event loop blocked for %.1f s (synchronous code in a coroutine?); leases"
                     " stay renewed by the keeper thread. Running: %s. Use"
                     " run_in_current_executor() for blocking calls",
-                    silent_s, ", ".join(self._table.running_labels()) or "no task",
+                    silent_s,
+                    ", ".join(self._table.running_labels()) or "no task",
                 )
             return
         if not self._main_loop.is_closed():

@@ -58,17 +58,23 @@ class Worker:
         self.queues = config.resolved_queues(app.default_options.queue)
         self.id = new_worker_id(config.worker_name)
         self.info = WorkerInfo(
-            worker_id=self.id, worker_name=config.worker_name, queues=self.queues,
-            task_concurrency=config.task_concurrency, queue_size=config.queue_size,
+            worker_id=self.id,
+            worker_name=config.worker_name,
+            queues=self.queues,
+            task_concurrency=config.task_concurrency,
+            queue_size=config.queue_size,
             executor_pool_name=config.executor_pool_name,
-            executor_pool_size=config.executor_pool_size, control=app.control,
+            executor_pool_size=config.executor_pool_size,
+            control=app.control,
         )
         self.leases = LeaseTable()
         self.health = BrokerHealth(app.redis_url)
         self.local: LocalQueue = asyncio.PriorityQueue()
         capacity = config.queue_size + config.task_concurrency
-        self.slots = {q: Slots(n) for q, n in zip(self.queues, _share(capacity, len(self.queues)),
-                                                  strict=True)}
+        self.slots = {
+            q: Slots(n)
+            for q, n in zip(self.queues, _share(capacity, len(self.queues)), strict=True)
+        }
         self.forced = False
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
@@ -95,21 +101,30 @@ class Worker:
     def _on_signal(self, name: str) -> None:
         if not self._stop.is_set():
             running = len(self.runner.running) if self.runner else 0
-            log.warning("%s: shutting down gracefully, finishing %d running and %d prefetched"
-                        " task(s); send it again to stop at once", name, running,
-                        self.local.qsize())
+            log.warning(
+                "%s: shutting down gracefully, finishing %d running and %d prefetched"
+                " task(s); send it again to stop at once",
+                name,
+                running,
+                self.local.qsize(),
+            )
             self.request_shutdown()
         elif not self.forced:
-            log.warning("%s again: cancelling running tasks and handing %d task(s) back",
-                        name, len(self.leases))
+            log.warning(
+                "%s again: cancelling running tasks and handing %d task(s) back",
+                name,
+                len(self.leases),
+            )
             self.request_shutdown(force=True)
 
     def _stop_leases(self, leases: set[Lease]) -> None:
         """Leases lost, or whose cancellation was requested (from the keeper; main loop)."""
         for lease in leases:
             if lease in self.leases and self.runner is not None:
-                log.info("stopping task: cancellation requested or lease lost",
-                         extra=task_extra(lease.task_id, "?"))
+                log.info(
+                    "stopping task: cancellation requested or lease lost",
+                    extra=task_extra(lease.task_id, "?"),
+                )
                 self.runner.request_stop(lease)
 
     def _cancel_announced(self, task_id: str) -> None:
@@ -138,8 +153,12 @@ class Worker:
         events = EventDispatcher(self.app, executor)
         settler = self.settler = CountingSettler(broker, self.id, self.health)
         self.runner = TaskRunner(
-            app=self.app, worker_name=self.config.worker_name, events=events,
-            settler=settler, leases=self.leases, backoff=self.config.backoff,
+            app=self.app,
+            worker_name=self.config.worker_name,
+            events=events,
+            settler=settler,
+            leases=self.leases,
+            backoff=self.config.backoff,
         )
         await events.worker_event("before_worker_startup", self.info)
         await broker.heartbeat(self._record(), self.config.heartbeat_ttl_s)
@@ -167,9 +186,13 @@ class Worker:
                 f"this app accepts {', '.join(unsafe)}, which runs code when decoding, and"
                 " verifies no signature: anyone who can write to Redis could run code here."
                 " Set Rediq(signing_key=...) (docs/reliability.md), or"
-                " Rediq(allow_unsigned=True) for a Redis only trusted parties can write to")
-        log.warning("accepting unsigned %s messages (allow_unsigned=True): anyone who can"
-                    " write to this Redis can run code in this worker", ", ".join(unsafe))
+                " Rediq(allow_unsigned=True) for a Redis only trusted parties can write to"
+            )
+        log.warning(
+            "accepting unsigned %s messages (allow_unsigned=True): anyone who can"
+            " write to this Redis can run code in this worker",
+            ", ".join(unsafe),
+        )
 
     async def _connect(self, broker: Broker) -> None:
         """Connect, waiting for the broker with backoff (under compose or Kubernetes the
@@ -191,13 +214,16 @@ class Worker:
     async def _serve(self, broker: Broker) -> None:
         fetchers = [self._fetcher(broker, q) for q in self.queues]
         fetching = [self._supervised(f.run, f"fetch:{f.queue}") for f in fetchers]
-        runners = [self._supervised(lambda: self._run_deliveries(broker), f"runner:{i}")
-                   for i in range(self.config.task_concurrency)]
+        runners = [
+            self._supervised(lambda: self._run_deliveries(broker), f"runner:{i}")
+            for i in range(self.config.task_concurrency)
+        ]
         self._supervised(lambda: self._listen_cancellations(broker), "control")
         # Ends once a stop was requested (it retries connections by itself).
         self._spawn(listen_stop_requests(broker, self.id, self.request_shutdown), "stop")
-        cron = self._supervised(CronScheduler(self.app, broker, self.queues).run, "cron",
-                                may_end=True)  # it ends at once without schedules
+        cron = self._supervised(
+            CronScheduler(self.app, broker, self.queues).run, "cron", may_end=True
+        )  # it ends at once without schedules
         log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
         self.ready.set()
         self._maybe_check_burst(broker)
@@ -213,9 +239,12 @@ class Worker:
         join.cancel()
         force.cancel()
         if not join.done() and not self._force.is_set():
-            log.warning("graceful shutdown did not finish within %.0f s (--shutdown-timeout):"
-                        " cancelling running tasks and handing %d task(s) back", limit,
-                        len(self.leases))
+            log.warning(
+                "graceful shutdown did not finish within %.0f s (--shutdown-timeout):"
+                " cancelling running tasks and handing %d task(s) back",
+                limit,
+                len(self.leases),
+            )
             self.request_shutdown(force=True)
         if self._force.is_set():
             await self._hand_back(broker, runners)
@@ -231,10 +260,15 @@ class Worker:
         await asyncio.wait(runners, timeout=self.config.force_grace_s)
         still_running = set(self.runner.running) if self.runner else set()
         if still_running:
-            log.warning("%d task(s) still running code that ignored cancellation; they stay"
-                        " leased until it ends, then their leases expire", len(still_running))
-        leases = {q: [lease for lease in held if lease not in still_running]
-                  for q, held in self.leases.snapshot().items()}
+            log.warning(
+                "%d task(s) still running code that ignored cancellation; they stay"
+                " leased until it ends, then their leases expire",
+                len(still_running),
+            )
+        leases = {
+            q: [lease for lease in held if lease not in still_running]
+            for q, held in self.leases.snapshot().items()
+        }
         self.leases.keep_only(still_running)
         if any(leases.values()):
             try:
@@ -265,8 +299,9 @@ class Worker:
         task.add_done_callback(self._background.discard)
         return task
 
-    def _supervised(self, run: Callable[[], Coroutine[Any, Any, None]], name: str, *,
-                    may_end: bool = False) -> asyncio.Task[None]:
+    def _supervised(
+        self, run: Callable[[], Coroutine[Any, Any, None]], name: str, *, may_end: bool = False
+    ) -> asyncio.Task[None]:
         """Run an internal component for the worker's lifetime: if it fails (or ends,
         unless ``may_end``: it had nothing to do), log it loudly and start it again with
         backoff (never leave the worker without it)."""
@@ -279,11 +314,15 @@ class Worker:
                     await run()
                     if may_end:
                         return
-                    log.error("internal component %s ended unexpectedly; restarting it in"
-                              " %.1f s", name, pause)
+                    log.error(
+                        "internal component %s ended unexpectedly; restarting it in %.1f s",
+                        name,
+                        pause,
+                    )
                 except Exception:
-                    log.exception("internal component %s failed; restarting it in %.1f s",
-                                  name, pause)
+                    log.exception(
+                        "internal component %s failed; restarting it in %.1f s", name, pause
+                    )
                 if time.monotonic() - started > defaults.WORKER_RECONNECT_MAX_S:
                     pause = defaults.WORKER_RECONNECT_MIN_S  # it had been running fine
                 await asyncio.sleep(pause)  # restart back-off, not a poll
@@ -293,8 +332,13 @@ class Worker:
 
     def _fetcher(self, broker: Broker, queue: str) -> Fetcher:
         return Fetcher(
-            broker=broker, queue=queue, worker_id=self.id, slots=self.slots[queue],
-            lease_ms=self.config.lease_ms, local=self.local, on_leased=self._leased,
+            broker=broker,
+            queue=queue,
+            worker_id=self.id,
+            slots=self.slots[queue],
+            lease_ms=self.config.lease_ms,
+            local=self.local,
+            on_leased=self._leased,
             health=self.health,
         )
 
@@ -326,9 +370,12 @@ class Worker:
         try:
             await broker.release(self.id, {m.queue: [delivery.lease]})
         except Exception as exc:
-            log.error("could not hand the task back (%s); it runs again once its lease"
-                      " expires (%d ms)", exc, self.config.lease_ms,
-                      extra=task_extra(m.id, m.name))
+            log.error(
+                "could not hand the task back (%s); it runs again once its lease expires (%d ms)",
+                exc,
+                self.config.lease_ms,
+                extra=task_extra(m.id, m.name),
+            )
 
     async def _listen_cancellations(self, broker: Broker) -> None:
         pause = defaults.WORKER_RECONNECT_MIN_S
@@ -363,23 +410,35 @@ class Worker:
     def _keeper(self) -> LeaseKeeper:
         options = self.app.broker_options
         return LeaseKeeper(
-            make_broker=lambda: self.app.plugins.broker(options), table=self.leases,
-            worker_id=self.id, record=self._record, lease_ms=self.config.lease_ms,
-            renew_ms=self.config.lease_renew_ms, heartbeat_ttl_s=self.config.heartbeat_ttl_s,
+            make_broker=lambda: self.app.plugins.broker(options),
+            table=self.leases,
+            worker_id=self.id,
+            record=self._record,
+            lease_ms=self.config.lease_ms,
+            renew_ms=self.config.lease_renew_ms,
+            heartbeat_ttl_s=self.config.heartbeat_ttl_s,
             heartbeat_interval_s=self.config.heartbeat_interval_s,
             stall_warning_ms=self.config.stall_warning_ms,
-            main_loop=asyncio.get_running_loop(), on_stop=self._stop_leases, health=self.health,
+            main_loop=asyncio.get_running_loop(),
+            on_stop=self._stop_leases,
+            health=self.health,
         )
 
     def _record(self) -> WorkerRecord:
         return WorkerRecord(
-            id=self.id, name=self.config.worker_name, queues=self.queues, heartbeat_age_s=0.0,
-            info={"host": socket.gethostname(), "pid": os.getpid(),
-                  "concurrency": self.config.task_concurrency,
-                  "queue_size": self.config.queue_size,
-                  "executor": self.config.executor_pool_name,
-                  "running": len(self.runner.running) if self.runner else 0,
-                  **self._status()},
+            id=self.id,
+            name=self.config.worker_name,
+            queues=self.queues,
+            heartbeat_age_s=0.0,
+            info={
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "concurrency": self.config.task_concurrency,
+                "queue_size": self.config.queue_size,
+                "executor": self.config.executor_pool_name,
+                "running": len(self.runner.running) if self.runner else 0,
+                **self._status(),
+            },
         )
 
     def _status(self) -> dict[str, Any]:
@@ -388,9 +447,13 @@ class Worker:
 
         running = self.runner.running.copy() if self.runner else {}
         settler = self.settler
-        return {"running_ids": sorted(running), "started_at_ms": self.started_at_ms,
-                "processed": settler.processed if settler else 0,
-                "failed": settler.failed if settler else 0, "version": __version__}
+        return {
+            "running_ids": sorted(running),
+            "started_at_ms": self.started_at_ms,
+            "processed": settler.processed if settler else 0,
+            "failed": settler.failed if settler else 0,
+            "version": __version__,
+        }
 
     def _install_signals(self) -> None:
         if self.config.handle_signals:
@@ -424,8 +487,12 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]], timeout_s: float | None = 
     if tasks:
         _, slow = await asyncio.wait(tasks, timeout=timeout_s)
         if slow:
-            log.warning("%d internal task(s) did not stop within %s s: %s", len(slow),
-                        timeout_s, ", ".join(t.get_name() for t in slow))
+            log.warning(
+                "%d internal task(s) did not stop within %s s: %s",
+                len(slow),
+                timeout_s,
+                ", ".join(t.get_name() for t in slow),
+            )
 
 
 def run_worker(app: Rediq, config: WorkerConfig | None = None) -> int:

@@ -32,8 +32,12 @@ def run_with_reload(argv: list[str]) -> int:
     observer = Observer()
     observer.schedule(Handler(), os.getcwd(), recursive=True)
     observer.start()
-    child_argv = [sys.executable, "-c", "from rediq_core.cli import main; main()",
-                  *[a for a in argv[1:] if a != "--reload"]]
+    child_argv = [
+        sys.executable,
+        "-c",
+        "from rediq_core.cli import main; main()",
+        *[a for a in argv[1:] if a != "--reload"],
+    ]
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:

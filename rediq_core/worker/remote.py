@@ -32,8 +32,7 @@ class CountingSettler(Settler):
         return held
 
 
-async def listen_stop_requests(broker: Broker, worker_id: str, on_stop: Callable[[], None]
-                               ) -> None:
+async def listen_stop_requests(broker: Broker, worker_id: str, on_stop: Callable[[], None]) -> None:
     """Call ``on_stop`` once an operator asks this worker to stop (``rediq stop-worker``)."""
     pause = defaults.WORKER_RECONNECT_MIN_S
     while True:

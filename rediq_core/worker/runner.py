@@ -69,8 +69,14 @@ class TaskRunner:
     """Runs deliveries; tracks running attempts by lease so they can be cancelled."""
 
     def __init__(
-        self, *, app: Rediq, worker_name: str, events: EventDispatcher, settler: Settler,
-        leases: LeaseTable, backoff: Backoff,
+        self,
+        *,
+        app: Rediq,
+        worker_name: str,
+        events: EventDispatcher,
+        settler: Settler,
+        leases: LeaseTable,
+        backoff: Backoff,
     ) -> None:
         self.app, self.worker_name, self.events = app, worker_name, events
         self.settler, self.leases, self.backoff = settler, leases, backoff
@@ -94,15 +100,15 @@ class TaskRunner:
                 return
             if lease in self.stop_requested:
                 error = TaskCancelledError(f"task {message.id} was cancelled before it started")
-                await self._settle(delivery, self._settlement(delivery,
-                                                              error=task_error(error)))
+                await self._settle(delivery, self._settlement(delivery, error=task_error(error)))
                 return
             event = "before_task_start" if delivery.retried == 0 else "before_task_retry"
             await self.events.task_event(event, prepared.info)
             started = time.perf_counter()
             outcome = await self._attempt(prepared, lease)
-            await self.events.attempt_ended(prepared.info, time.perf_counter() - started,
-                                            outcome.error)
+            await self.events.attempt_ended(
+                prepared.info, time.perf_counter() - started, outcome.error
+            )
             await self._finish(delivery, prepared, outcome)
         finally:
             self.stop_requested.discard(lease)
@@ -136,8 +142,12 @@ class TaskRunner:
                 f"payload does not deserialize with {message.serializer!r}:"
                 f" {type(exc).__name__}: {exc}"
             ) from None
-        if not (isinstance(decoded, list | tuple) and len(decoded) == 2
-                and isinstance(decoded[0], list | tuple) and isinstance(decoded[1], dict)):
+        if not (
+            isinstance(decoded, list | tuple)
+            and len(decoded) == 2
+            and isinstance(decoded[0], list | tuple)
+            and isinstance(decoded[1], dict)
+        ):
             raise InvalidTaskError("payload is not a pair [args, kwargs]")
         args, kwargs = tuple(decoded[0]), dict(decoded[1])
         try:
@@ -146,17 +156,32 @@ class TaskRunner:
             raise InvalidTaskError(
                 f"arguments do not match {message.name}{definition.signature}: {exc}"
             ) from None
-        return Prepared(definition, serializer, self._info(delivery, args, kwargs),
-                        _policy(definition, message.headers))
+        return Prepared(
+            definition,
+            serializer,
+            self._info(delivery, args, kwargs),
+            _policy(definition, message.headers),
+        )
 
     def _info(self, delivery: Delivery, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskInfo:
         m = delivery.message
         return TaskInfo(
-            task_id=m.id, task_name=m.name, task_queue=m.queue, task_priority=m.priority,
-            task_retries=m.max_retries, task_timeout=m.timeout_ms, args=args, kwargs=kwargs,
-            groups=m.groups, headers=dict(m.headers), retried=delivery.retried,
-            deliveries=delivery.deliveries, enqueued_at_ms=m.enqueued_at_ms, eta_ms=m.eta_ms,
-            delay_ms=m.delay_ms, worker_name=self.worker_name,
+            task_id=m.id,
+            task_name=m.name,
+            task_queue=m.queue,
+            task_priority=m.priority,
+            task_retries=m.max_retries,
+            task_timeout=m.timeout_ms,
+            args=args,
+            kwargs=kwargs,
+            groups=m.groups,
+            headers=dict(m.headers),
+            retried=delivery.retried,
+            deliveries=delivery.deliveries,
+            enqueued_at_ms=m.enqueued_at_ms,
+            eta_ms=m.eta_ms,
+            delay_ms=m.delay_ms,
+            worker_name=self.worker_name,
         )
 
     async def _attempt(self, prepared: Prepared, lease: Lease) -> Outcome:
@@ -172,8 +197,9 @@ class TaskRunner:
                 if me is not None and me.cancelling():
                     raise  # the worker is being stopped: the lease is handed back
                 if lease in self.stop_requested:
-                    return Outcome(error=TaskCancelledError(f"task {task_id} was cancelled"),
-                                   retryable=False)
+                    return Outcome(
+                        error=TaskCancelledError(f"task {task_id} was cancelled"), retryable=False
+                    )
                 return Outcome(error=exc)
             except Exception as exc:
                 return Outcome(error=exc)
@@ -198,40 +224,57 @@ class TaskRunner:
                 return
         assert outcome.error is not None
         error = outcome.error
-        retryable = outcome.retryable and (prepared.policy is None
-                                           or prepared.policy.retries_error(error))
+        retryable = outcome.retryable and (
+            prepared.policy is None or prepared.policy.retries_error(error)
+        )
         if retryable and delivery.retried < m.max_retries:
             delay = self._retry_delay_ms(prepared.policy, delivery.retried, error)
             retry = self._settlement(delivery, error=task_error(error), retry_delay_ms=delay)
             if await self._settle(delivery, retry):
-                log.warning("attempt %d of %d failed (%s: %s); retrying in %d ms",
-                            delivery.retried + 1, m.max_retries + 1, type(error).__name__, error,
-                            delay, extra=task_extra(m.id, m.name))
+                log.warning(
+                    "attempt %d of %d failed (%s: %s); retrying in %d ms",
+                    delivery.retried + 1,
+                    m.max_retries + 1,
+                    type(error).__name__,
+                    error,
+                    delay,
+                    extra=task_extra(m.id, m.name),
+                )
             return
         if await self._settle(delivery, self._settlement(delivery, error=task_error(error))):
-            log.error("failed: %s: %s", type(error).__name__, error,
-                      exc_info=None if isinstance(error, TaskCancelledError) else error,
-                      extra=task_extra(m.id, m.name))
+            log.error(
+                "failed: %s: %s",
+                type(error).__name__,
+                error,
+                exc_info=None if isinstance(error, TaskCancelledError) else error,
+                extra=task_extra(m.id, m.name),
+            )
             await self.events.task_event("after_task_failure", info, exception=error)
 
-    def _retry_delay_ms(self, policy: RetryPolicy | None, retried: int,
-                        error: BaseException) -> int:
+    def _retry_delay_ms(
+        self, policy: RetryPolicy | None, retried: int, error: BaseException
+    ) -> int:
         if isinstance(error, Retry) and error.delay_ms is not None:
             return error.delay_ms
         if policy is None:
             return self.backoff.delay_ms(retried)
-        return policy.delay_ms(retried, base_ms=self.backoff.base_ms,
-                               cap_ms=self.backoff.cap_ms,
-                               jitter=0.5 if self.backoff.jitter else 0.0)
+        return policy.delay_ms(
+            retried,
+            base_ms=self.backoff.base_ms,
+            cap_ms=self.backoff.cap_ms,
+            jitter=0.5 if self.backoff.jitter else 0.0,
+        )
 
     async def _settle(self, delivery: Delivery, settlement: Settlement) -> bool:
         m = delivery.message
         self.leases.remove(m.queue, delivery.lease)
         held = await self.settler.settle(settlement)
         if not held:
-            log.warning("lease lost before the task was settled; the outcome is discarded"
-                        " (the task runs again elsewhere or was cancelled)",
-                        extra=task_extra(m.id, m.name))
+            log.warning(
+                "lease lost before the task was settled; the outcome is discarded"
+                " (the task runs again elsewhere or was cancelled)",
+                extra=task_extra(m.id, m.name),
+            )
         return held
 
     async def _reject(self, delivery: Delivery, exc: InvalidTaskError) -> None:

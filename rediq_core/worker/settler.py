@@ -27,8 +27,13 @@ _Pending = tuple[Settlement, "asyncio.Future[bool]", float]
 
 
 class Settler:
-    def __init__(self, broker: Consumer, worker_id: str, health: BrokerHealth | None = None,
-                 retry_s: float = defaults.SETTLE_RETRY_S) -> None:
+    def __init__(
+        self,
+        broker: Consumer,
+        worker_id: str,
+        health: BrokerHealth | None = None,
+        retry_s: float = defaults.SETTLE_RETRY_S,
+    ) -> None:
         self._broker = broker
         self._worker_id = worker_id
         self._health = health or BrokerHealth(broker.url)
@@ -59,8 +64,12 @@ class Settler:
                 pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
                 continue
             except Exception as exc:
-                log.error("could not settle %d task(s): %s; their leases will expire and"
-                          " they will run again", len(batch), exc)
+                log.error(
+                    "could not settle %d task(s): %s; their leases will expire and"
+                    " they will run again",
+                    len(batch),
+                    exc,
+                )
                 answers = [False] * len(batch)
             else:
                 self._health.ok()
@@ -74,9 +83,13 @@ class Settler:
         kept = [item for item in batch if item[2] > now]
         expired = [item for item in batch if item[2] <= now]
         if expired:
-            log.error("gave up settling %d task(s) after %.0f s without the broker (%s);"
-                      " they run again once their leases expire", len(expired),
-                      self._retry_s, exc)
+            log.error(
+                "gave up settling %d task(s) after %.0f s without the broker (%s);"
+                " they run again once their leases expire",
+                len(expired),
+                self._retry_s,
+                exc,
+            )
         for _, future, _ in expired:
             if not future.done():
                 future.set_result(False)

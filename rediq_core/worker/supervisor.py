@@ -59,8 +59,12 @@ def _serves_metrics(argv: list[str]) -> bool:
 
 class _Supervisor:
     def __init__(self, argv: list[str], processes: int) -> None:
-        self.command = [sys.executable, "-c", "from rediq_core.cli import main; main()",
-                        *strip_processes_option(argv)]
+        self.command = [
+            sys.executable,
+            "-c",
+            "from rediq_core.cli import main; main()",
+            *strip_processes_option(argv),
+        ]
         self.processes = processes
         self.metrics = _serves_metrics(argv)
         self.metrics_dir: str | None = None
@@ -85,8 +89,12 @@ class _Supervisor:
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
         how = "gracefully" if self.signals == 1 else "at once"
-        log.warning("%s: stopping %d worker process(es) %s", signal.Signals(signum).name,
-                    len(self.children), how)
+        log.warning(
+            "%s: stopping %d worker process(es) %s",
+            signal.Signals(signum).name,
+            len(self.children),
+            how,
+        )
         for _, child, _ in self.children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -107,11 +115,19 @@ class _Supervisor:
             if self.signals:
                 self.failures += code != 0
                 continue
-            log.error("worker process %d (pid %d) exited with %d; restarting it in %.1f s",
-                      slot, pid, code, pause)
+            log.error(
+                "worker process %d (pid %d) exited with %d; restarting it in %.1f s",
+                slot,
+                pid,
+                code,
+                pause,
+            )
             time.sleep(pause)  # crash-loop back-off of the supervisor, not a poll
-            pause = (defaults.WORKER_RECONNECT_MIN_S if time.monotonic() - started
-                     > _HEALTHY_AFTER_S else min(pause * 2, defaults.WORKER_RECONNECT_MAX_S))
+            pause = (
+                defaults.WORKER_RECONNECT_MIN_S
+                if time.monotonic() - started > _HEALTHY_AFTER_S
+                else min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
+            )
             if not self.signals:
                 self.start(slot)
         if self.metrics_dir:

@@ -11,8 +11,17 @@ from rediq_redis.keys import QUEUE_KEY_NAMES, QueueKeys
 
 __all__ = ["QueueState", "audit_queue", "namespace_keys", "reply_keys_expire"]
 
-_HASHES = ("envelope", "payload", "state", "retried", "deliveries", "owner", "error",
-           "position", "lost")
+_HASHES = (
+    "envelope",
+    "payload",
+    "state",
+    "retried",
+    "deliveries",
+    "owner",
+    "error",
+    "position",
+    "lost",
+)
 
 
 def _s(value: bytes) -> str:
@@ -47,21 +56,34 @@ async def audit_queue(
     keys = QueueKeys(namespace, queue)
     for name in QUEUE_KEY_NAMES:
         kind = _s(await redis.type(keys.key(name)))
-        expected = {"pending": "zset", "scheduled": "zset", "active": "zset", "dead": "zset",
-                    "cancel": "set", "wake": "list", "seq": "string",
-                    "paused": "string", "groups": "zset", "cron_paused": "set"}.get(name, "hash")
+        expected = {
+            "pending": "zset",
+            "scheduled": "zset",
+            "active": "zset",
+            "dead": "zset",
+            "cancel": "set",
+            "wake": "list",
+            "seq": "string",
+            "paused": "string",
+            "groups": "zset",
+            "cron_paused": "set",
+        }.get(name, "hash")
         assert kind in (expected, "none"), f"{name} is a {kind}"
     pending_members = [_s(m) for m in await redis.zrange(keys.key("pending"), 0, -1)]
     pending = [m[17:] for m in pending_members]
     scheduled = {_s(m) for m in await redis.zrange(keys.key("scheduled"), 0, -1)}
     active = {_s(m) for m in await redis.zrange(keys.key("active"), 0, -1)}
     dead = {_s(m) for m in await redis.zrange(keys.key("dead"), 0, -1)}
-    hashes = {name: {_s(k): _s(v) if name != "payload" else "" for k, v in
-                     (await redis.hgetall(keys.key(name))).items()} for name in _HASHES}
+    hashes = {
+        name: {
+            _s(k): _s(v) if name != "payload" else ""
+            for k, v in (await redis.hgetall(keys.key(name))).items()
+        }
+        for name in _HASHES
+    }
     states = hashes["state"]
     assert len(pending) == len(set(pending)), "a task is twice in pending"
-    places = {"pending": set(pending), "scheduled": scheduled, "active": active,
-              "failed": dead}
+    places = {"pending": set(pending), "scheduled": scheduled, "active": active, "failed": dead}
     seen: dict[str, str] = {}
     for place, ids in places.items():
         for task_id in ids:
@@ -87,7 +109,11 @@ async def audit_queue(
     assert cancel <= active, f"cancel flags {cancel - active} on inactive tasks"
     assert await redis.llen(keys.key("wake")) <= 1, "more than one wake token"
     return QueueState(
-        pending=pending, scheduled=scheduled, active=active, dead=dead, states=states,
+        pending=pending,
+        scheduled=scheduled,
+        active=active,
+        dead=dead,
+        states=states,
         owners=hashes["owner"],
         deliveries={k: int(v) for k, v in hashes["deliveries"].items()},
         retried={k: int(v) for k, v in hashes["retried"].items()},

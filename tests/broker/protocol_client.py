@@ -32,8 +32,10 @@ async def steps(broker: RedisBroker, task_id: str) -> None:
     pause(2)
     await broker.extend_leases("child", {QUEUE: [Lease(task_id, 1)]}, LEASE_MS)
     pause(3)
-    await broker.settle("child", [Settlement(task_id, QUEUE, error=TaskError("E", "x"),
-                                             retry_delay_ms=0, delivery=1)])
+    await broker.settle(
+        "child",
+        [Settlement(task_id, QUEUE, error=TaskError("E", "x"), retry_delay_ms=0, delivery=1)],
+    )
     pause(4)
     await broker.fetch(QUEUE, worker_id="child", limit=1, lease_ms=LEASE_MS)
     pause(5)
@@ -47,8 +49,13 @@ async def loop(broker: RedisBroker) -> None:
         await broker.enqueue([make_message(queue=QUEUE, result_ttl_s=0) for _ in range(20)])
         batch = await broker.fetch(QUEUE, worker_id="child", limit=20, lease_ms=LEASE_MS)
         deliveries = batch.deliveries
-        await broker.settle("child", [Settlement(d.message.id, QUEUE, result=b"r",
-                                                 delivery=d.deliveries) for d in deliveries[::2]])
+        await broker.settle(
+            "child",
+            [
+                Settlement(d.message.id, QUEUE, result=b"r", delivery=d.deliveries)
+                for d in deliveries[::2]
+            ],
+        )
         await broker.release("child", {QUEUE: [d.lease for d in deliveries[1::2]]})
 
 

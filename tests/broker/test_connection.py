@@ -15,13 +15,20 @@ from rediq_redis import RedisBroker
 from rediq_redis.connection import check_server
 
 
-@pytest.mark.parametrize("config", [{"decode_responses": True}, {"decode_responses": False},
-                                    {"max_connections": 2, "socket_timeout": 0.5}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"decode_responses": True},
+        {"decode_responses": False},
+        {"max_connections": 2, "socket_timeout": 0.5},
+    ],
+)
 async def test_works_whatever_the_redis_config(
     rediq_redis_url: str, rediq_namespace: str, config: dict[str, Any]
 ) -> None:
-    broker = RedisBroker(BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace,
-                                       config=config))
+    broker = RedisBroker(
+        BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace, config=config)
+    )
     try:
         message = make_message(payload=b"\xff\x00 binary")
         await broker.enqueue([message])
@@ -29,8 +36,9 @@ async def test_works_whatever_the_redis_config(
         record = await broker.get_task(message.id)
         assert record is not None and record.message == message
         # blocked fetchers use their own pool, without the socket timeout
-        fetchers = [asyncio.ensure_future(fetch(broker, worker_id=f"w{i}", limit=1))
-                    for i in range(3)]
+        fetchers = [
+            asyncio.ensure_future(fetch(broker, worker_id=f"w{i}", limit=1)) for i in range(3)
+        ]
         await asyncio.sleep(0.7)  # longer than socket_timeout=0.5 above
         await broker.enqueue([make_message() for _ in range(3)])
         batches = await asyncio.gather(*fetchers)
@@ -59,8 +67,9 @@ async def test_old_server_is_refused_with_a_clear_error() -> None:
         await check_server(_OldServer())  # type: ignore[arg-type]
 
 
-async def test_current_server_is_accepted(rediq_redis_server: RedisServer,
-                                          rediq_namespace: str) -> None:
+async def test_current_server_is_accepted(
+    rediq_redis_server: RedisServer, rediq_namespace: str
+) -> None:
     broker = RedisBroker(BrokerOptions(url=rediq_redis_server.url(), namespace=rediq_namespace))
     try:
         await broker.connect()
@@ -73,8 +82,15 @@ def test_registered_for_its_schemes() -> None:
 
     registered: dict[str, Any] = {}
     rediq_register_brokers(lambda scheme, factory: registered.__setitem__(scheme, factory))
-    assert set(registered) == {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel",
-                               "redis+cluster", "rediss+cluster"}
+    assert set(registered) == {
+        "redis",
+        "rediss",
+        "unix",
+        "redis+sentinel",
+        "rediss+sentinel",
+        "redis+cluster",
+        "rediss+cluster",
+    }
     broker = registered["redis"](BrokerOptions(url="redis://127.0.0.1:1/0"))
     assert isinstance(broker, RedisBroker)
 

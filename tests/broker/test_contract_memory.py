@@ -14,8 +14,7 @@ from rediq_core.testing.broker_contract import CoreBrokerContract
 
 class TestMemoryBrokerContract(CoreBrokerContract):
     @pytest.fixture
-    async def broker(self, plugin_host: PluginHost, rediq_namespace: str
-                     ) -> AsyncIterator[Broker]:
+    async def broker(self, plugin_host: PluginHost, rediq_namespace: str) -> AsyncIterator[Broker]:
         """Built through the plugin host, as an app builds it from its URL."""
         broker = plugin_host.broker(BrokerOptions(url="memory://", namespace=rediq_namespace))
         await broker.connect()

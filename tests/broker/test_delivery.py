@@ -54,8 +54,9 @@ async def warm_up(broker: RedisBroker, direct: RedisBroker) -> None:
     """Load every script through ``broker`` once, so that a rule never meets NOSCRIPT."""
     [first, second] = [make_message(queue=Q, result_ttl_s=0) for _ in range(2)]
     await broker.enqueue([first, second])
-    batch = await asyncio.wait_for(broker.fetch(Q, worker_id="warm", limit=2, lease_ms=5000),
-                                   WAIT_S)
+    batch = await asyncio.wait_for(
+        broker.fetch(Q, worker_id="warm", limit=2, lease_ms=5000), WAIT_S
+    )
     ids = [d.message.id for d in batch.deliveries]
     assert sorted(ids) == sorted([first.id, second.id])
     await broker.settle("warm", [Settlement(ids[0], Q, result=b"")])
@@ -68,7 +69,10 @@ async def warm_up(broker: RedisBroker, direct: RedisBroker) -> None:
 
 @pytest.mark.parametrize("skew_s", [-60, 60])
 async def test_delay_is_counted_on_the_server_clock(
-    rediq_redis_url: str, rediq_namespace: str, redis: Redis, skew_s: int,
+    rediq_redis_url: str,
+    rediq_namespace: str,
+    redis: Redis,
+    skew_s: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A producer whose clock is a minute off still delays a task by what it asked."""
@@ -104,8 +108,9 @@ async def test_resent_enqueue_of_a_finished_task_does_not_run_it_again(
     runs: list[str] = []
 
     async def worker_finishes_it() -> None:
-        batch = await asyncio.wait_for(broker.fetch(Q, worker_id="w", limit=1, lease_ms=5000),
-                                       WAIT_S)
+        batch = await asyncio.wait_for(
+            broker.fetch(Q, worker_id="w", limit=1, lease_ms=5000), WAIT_S
+        )
         for delivery in batch.deliveries:
             runs.append(delivery.message.id)
             [held] = await broker.settle("w", [Settlement(delivery.message.id, Q, result=b"ok")])
@@ -129,8 +134,7 @@ async def test_resent_settlement_is_acknowledged(
     await warm_up(proxied, broker)
     message = make_message(queue=Q, result_ttl_s=60)
     await broker.enqueue([message])
-    batch = await asyncio.wait_for(proxied.fetch(Q, worker_id="w", limit=1, lease_ms=5000),
-                                   WAIT_S)
+    batch = await asyncio.wait_for(proxied.fetch(Q, worker_id="w", limit=1, lease_ms=5000), WAIT_S)
     assert [d.message.id for d in batch.deliveries] == [message.id]
     proxy.add(Rule(message.id.encode(), "drop"))
     assert await proxied.settle("w", [Settlement(message.id, Q, result=b"ok")]) == [True]
@@ -141,8 +145,14 @@ async def test_resent_settlement_is_acknowledged(
 # --- defect 5: cancelling a fetch, and a failing finishing step ----------------------------
 
 
-async def cancel_after_claim(fetching: asyncio.Future[Any], hold: Rule, redis: Redis,
-                             state_key: str, task_id: str, claimed: str) -> None:
+async def cancel_after_claim(
+    fetching: asyncio.Future[Any],
+    hold: Rule,
+    redis: Redis,
+    state_key: str,
+    task_id: str,
+    claimed: str,
+) -> None:
     """Once the held claim has leased ``task_id`` on the server (``claimed``: what that
     means in the test), cancel the fetch, let the reply through, and check that the task
     is pending again within 2 s."""
@@ -159,7 +169,10 @@ async def cancel_after_claim(fetching: asyncio.Future[Any], hold: Rule, redis: R
 
 
 async def test_cancelled_fetch_hands_back_a_claim_in_flight(
-    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
+    proxy: TcpProxy,
+    proxied: RedisBroker,
+    broker: RedisBroker,
+    redis: Redis,
     rediq_namespace: str,
 ) -> None:
     """The claim ran on the server, its reply is in flight, and the fetch is cancelled
@@ -170,14 +183,19 @@ async def test_cancelled_fetch_hands_back_a_claim_in_flight(
     state_key = f"{{{rediq_namespace}:{Q}}}:state"
     hold = proxy.add(Rule(b"holding-worker", "hold"))
     fetching = asyncio.ensure_future(
-        proxied.fetch(Q, worker_id="holding-worker", limit=1, lease_ms=60_000))
+        proxied.fetch(Q, worker_id="holding-worker", limit=1, lease_ms=60_000)
+    )
     await asyncio.wait_for(hold.matched.wait(), WAIT_S)
-    await cancel_after_claim(fetching, hold, redis, state_key, message.id,
-                             "the claim ran on the server")
+    await cancel_after_claim(
+        fetching, hold, redis, state_key, message.id, "the claim ran on the server"
+    )
 
 
 async def test_cancelled_fetch_hands_back_a_claim_that_followed_its_wait(
-    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
+    proxy: TcpProxy,
+    proxied: RedisBroker,
+    broker: RedisBroker,
+    redis: Redis,
     rediq_namespace: str,
 ) -> None:
     """An idle fetch sends its wait and its claim together: a task arrives, the claim runs
@@ -188,23 +206,33 @@ async def test_cancelled_fetch_hands_back_a_claim_that_followed_its_wait(
     await redis.delete(f"{prefix}:wake")  # a token left by the warm-up would end the wait
     hold = proxy.add(Rule(b"BLPOP", "hold"))
     fetching = asyncio.ensure_future(
-        proxied.fetch(Q, worker_id="waiting-worker", limit=1, lease_ms=60_000))
+        proxied.fetch(Q, worker_id="waiting-worker", limit=1, lease_ms=60_000)
+    )
     await asyncio.wait_for(hold.matched.wait(), WAIT_S)  # blocked in its wait
     message = make_message(queue=Q, result_ttl_s=60)
     await broker.enqueue([message])
 
-    await cancel_after_claim(fetching, hold, redis, f"{prefix}:state", message.id,
-                             "the claim ran on the server right after the wait")
+    await cancel_after_claim(
+        fetching,
+        hold,
+        redis,
+        f"{prefix}:state",
+        message.id,
+        "the claim ran on the server right after the wait",
+    )
     assert await redis.keys(f"{prefix}:unblock:*") == []
 
 
 async def test_cancelled_idle_fetch_ends_its_wait_at_once(
-    broker: RedisBroker, redis: Redis, rediq_namespace: str,
+    broker: RedisBroker,
+    redis: Redis,
+    rediq_namespace: str,
 ) -> None:
     """Cancelling a fetch blocked in its (30 s) wait returns promptly, leases nothing and
     leaves no key behind; the next fetch gets the next task."""
     fetching = asyncio.ensure_future(
-        broker.fetch(Q, worker_id="idle-worker", limit=1, lease_ms=60_000))
+        broker.fetch(Q, worker_id="idle-worker", limit=1, lease_ms=60_000)
+    )
     await asyncio.sleep(0.2)  # blocked in its wait by now
     started = time.monotonic()
     fetching.cancel()
@@ -215,12 +243,16 @@ async def test_cancelled_idle_fetch_ends_its_wait_at_once(
     message = make_message(queue=Q)
     await broker.enqueue([message])
     batch = await asyncio.wait_for(
-        broker.fetch(Q, worker_id="idle-worker", limit=1, lease_ms=60_000), WAIT_S)
+        broker.fetch(Q, worker_id="idle-worker", limit=1, lease_ms=60_000), WAIT_S
+    )
     assert [d.message.id for d in batch.deliveries] == [message.id]
 
 
 async def test_fetch_keeps_its_deliveries_when_a_finishing_step_fails(
-    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
+    proxy: TcpProxy,
+    proxied: RedisBroker,
+    broker: RedisBroker,
+    redis: Redis,
     rediq_namespace: str,
 ) -> None:
     """An expired lease that must be dead-lettered (a separate script) cannot be finished
@@ -237,8 +269,7 @@ async def test_fetch_keeps_its_deliveries_when_a_finishing_step_fails(
     await redis.zadd(f"{prefix}:active", {doomed.id: 1}, xx=True)
     await broker.enqueue([good])
     proxy.add(Rule(b"doomed-task", "refuse", times=1000))
-    batch = await asyncio.wait_for(
-        proxied.fetch(Q, worker_id="w", limit=1, lease_ms=60_000), 15)
+    batch = await asyncio.wait_for(proxied.fetch(Q, worker_id="w", limit=1, lease_ms=60_000), 15)
     assert [d.message.id for d in batch.deliveries] == [good.id]
     assert await redis.hget(f"{prefix}:state", doomed.id) == b"active"  # finished later
 
@@ -274,16 +305,19 @@ async def test_timed_waits_keep_their_connection(
     try:
         await broker.connect()
         now = await server_ms(redis)
-        messages = [make_message(queue=Q, result_ttl_s=0, eta_ms=now + 150 + 30 * i)
-                    for i in range(20)]
+        messages = [
+            make_message(queue=Q, result_ttl_s=0, eta_ms=now + 150 + 30 * i) for i in range(20)
+        ]
         await broker.enqueue(messages)
         before = int((await redis.info("stats"))["total_connections_received"])
         done = 0
         while done < 20:
             batch = await asyncio.wait_for(
-                broker.fetch(Q, worker_id="w", limit=1, lease_ms=5000), WAIT_S)
-            await broker.settle("w", [Settlement(d.message.id, Q, result=b"")
-                                      for d in batch.deliveries])
+                broker.fetch(Q, worker_id="w", limit=1, lease_ms=5000), WAIT_S
+            )
+            await broker.settle(
+                "w", [Settlement(d.message.id, Q, result=b"") for d in batch.deliveries]
+            )
             done += len(batch.deliveries)
         opened = int((await redis.info("stats"))["total_connections_received"]) - before
         assert opened <= 1, f"{opened} connections opened for 20 timed waits"
@@ -293,7 +327,10 @@ async def test_timed_waits_keep_their_connection(
 
 
 async def test_resent_claim_leases_nothing_more(
-    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker, redis: Redis,
+    proxy: TcpProxy,
+    proxied: RedisBroker,
+    broker: RedisBroker,
+    redis: Redis,
     rediq_namespace: str,
 ) -> None:
     """A claim whose reply was lost is re-sent: it answers with the leases it made, and
@@ -303,7 +340,8 @@ async def test_resent_claim_leases_nothing_more(
     await broker.enqueue(messages)
     proxy.add(Rule(b"resending-worker", "drop"))
     batch = await asyncio.wait_for(
-        proxied.fetch(Q, worker_id="resending-worker", limit=2, lease_ms=60_000), WAIT_S)
+        proxied.fetch(Q, worker_id="resending-worker", limit=2, lease_ms=60_000), WAIT_S
+    )
     assert [d.message.id for d in batch.deliveries] == [m.id for m in messages[:2]]
     active = await redis.zrange(f"{{{rediq_namespace}:{Q}}}:active", 0, -1)
     assert sorted(a.decode() for a in active) == sorted(m.id for m in messages[:2])

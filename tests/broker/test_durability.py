@@ -63,8 +63,14 @@ async def test_unreplicated_enqueue_is_lost_only_without_wait(
             await _lose_one(*_cluster(cluster, rediq_namespace), rediq_namespace, durability)
 
 
-async def _lose_one(url: str, master: RedisServer, replica: RedisServer,
-                    promoted: Callable[[], None], namespace: str, durability: str) -> None:
+async def _lose_one(
+    url: str,
+    master: RedisServer,
+    replica: RedisServer,
+    promoted: Callable[[], None],
+    namespace: str,
+    durability: str,
+) -> None:
     config = {"wait_replicas": 1, "wait_timeout_ms": 300} if durability == "on" else {}
     broker = RedisBroker(BrokerOptions(url=url, namespace=namespace, config=config))
     assert replica.process is not None

@@ -20,8 +20,13 @@ W = "w"
 def allowed(namespace: str) -> set[str]:
     """The documented bounded metadata (docs/broker.md, "What remains")."""
     tag = f"{{{namespace}:{Q}}}"
-    return {f"{tag}:seq", f"{tag}:stats", f"{tag}:wake", f"{tag}:minutes",
-            f"{{{namespace}}}:queues"}
+    return {
+        f"{tag}:seq",
+        f"{tag}:stats",
+        f"{tag}:wake",
+        f"{tag}:minutes",
+        f"{{{namespace}}}:queues",
+    }
 
 
 REPLAY_MS = 500
@@ -33,8 +38,10 @@ async def test_every_ending_leaves_only_bounded_metadata(
     """Every way a task can end, then: the queue holds no task field, and the only keys
     left are the bounded metadata -- plus each call's reply key, until its replay window
     (shortened here) has passed."""
-    broker = RedisBroker(BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace),
-                         BrokerSettings(replay_window_ms=REPLAY_MS))
+    broker = RedisBroker(
+        BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace),
+        BrokerSettings(replay_window_ms=REPLAY_MS),
+    )
     try:
         await _end_tasks_every_way(broker)
     finally:
@@ -52,8 +59,9 @@ async def _end_tasks_every_way(broker: RedisBroker) -> None:
     cancelled, scheduled, running, deleted = (make_message(**kw) for _ in range(4))
     purged = [make_message(**kw), make_message(**kw, eta_ms=now_ms() + 60_000)]
     await broker.enqueue([ok, retried, expired, released, running])
-    await broker.enqueue([cancelled, make_message(**kw, id=scheduled.id,
-                                                  eta_ms=now_ms() + 60_000), deleted])
+    await broker.enqueue(
+        [cancelled, make_message(**kw, id=scheduled.id, eta_ms=now_ms() + 60_000), deleted]
+    )
     await broker.heartbeat(WorkerRecord(id=W, name=W, queues=(Q,), heartbeat_age_s=0), 60)
     assert await broker.cancel(cancelled.id, Q) is CancelOutcome.CANCELLED
     assert await broker.cancel(scheduled.id, Q) is CancelOutcome.CANCELLED

@@ -23,14 +23,24 @@ from .protocol_client import QUEUE
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The state of the task after each step of protocol_client.steps.
-EXPECTED = {0: None, 1: "pending", 2: "active", 3: "active", 4: "pending", 5: "active",
-            6: "succeeded"}
+EXPECTED = {
+    0: None,
+    1: "pending",
+    2: "active",
+    3: "active",
+    4: "pending",
+    5: "active",
+    6: "succeeded",
+}
 
 
 def spawn(url: str, namespace: str, task_id: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.broker.protocol_client", url, namespace, task_id],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -57,9 +67,11 @@ async def recover(url: str, namespace: str, task_id: str) -> None:
         record = await broker.get_task(task_id, QUEUE)
         while record is not None and record.state.unfinished:
             batch = await asyncio.wait_for(
-                broker.fetch(QUEUE, worker_id="rescuer", limit=1, lease_ms=5000), 5)
-            await broker.settle("rescuer", [Settlement(d.message.id, QUEUE, result=b"r")
-                                            for d in batch.deliveries])
+                broker.fetch(QUEUE, worker_id="rescuer", limit=1, lease_ms=5000), 5
+            )
+            await broker.settle(
+                "rescuer", [Settlement(d.message.id, QUEUE, result=b"r") for d in batch.deliveries]
+            )
             record = await broker.get_task(task_id, QUEUE)
         if record is not None:
             assert record.state is TaskState.SUCCEEDED

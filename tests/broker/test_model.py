@@ -72,7 +72,8 @@ class Model:
     tasks: dict[str, Task] = field(default_factory=dict)
     seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     counters: dict[str, int] = field(
-        default_factory=lambda: {"enqueued": 0, "succeeded": 0, "failed": 0, "retried": 0})
+        default_factory=lambda: {"enqueued": 0, "succeeded": 0, "failed": 0, "retried": 0}
+    )
     #: How tasks with a result TTL ended (id -> state), for waiters and lookups.
     ended: dict[str, str] = field(default_factory=dict)
     paused: bool = False
@@ -88,8 +89,9 @@ class Model:
         return [t for t in self.tasks.values() if t.state == state]
 
     def pending_order(self) -> list[str]:
-        return [t.id for t in sorted(self.in_state("pending"),
-                                     key=lambda t: (t.priority, t.position))]
+        return [
+            t.id for t in sorted(self.in_state("pending"), key=lambda t: (t.priority, t.position))
+        ]
 
     def make_pending(self, task: Task, fresh: bool) -> None:
         task.state = "pending"
@@ -98,8 +100,9 @@ class Model:
 
     def claim(self, limit: int, worker: str) -> list[str]:
         """What one claim step does: promote, reclaim, lease (returns leased ids)."""
-        for task in sorted((t for t in self.in_state("scheduled") if t.due_rank),
-                           key=lambda t: t.due_rank):
+        for task in sorted(
+            (t for t in self.in_state("scheduled") if t.due_rank), key=lambda t: t.due_rank
+        ):
             task.due_rank = 0
             self.make_pending(task, fresh=True)
         for task in [t for t in self.in_state("active") if t.expired]:
@@ -129,8 +132,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.namespace = f"m{uuid.uuid4().hex[:10]}"
         self.keys = QueueKeys(self.namespace, Q)
-        self.broker = RedisBroker(BrokerOptions(url=self.url, namespace=self.namespace),
-                                  BrokerSettings(max_deliveries=MAX_LOST))
+        self.broker = RedisBroker(
+            BrokerOptions(url=self.url, namespace=self.namespace),
+            BrokerSettings(max_deliveries=MAX_LOST),
+        )
         self.waiters: dict[str, asyncio.Task[TaskRecord | None]] = {}
         self.redis = Redis.from_url(self.url)
         self.model = Model()
@@ -157,19 +162,36 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     # --- rules ------------------------------------------------------------------------
 
-    @rule(priority=st.integers(0, 2),
-          timing=st.sampled_from(["now", "delay", "eta", "past-eta"]),
-          reuse=st.booleans(), ttl=st.sampled_from([0, 60]), resend=st.booleans(),
-          group=st.sampled_from(["g", "h"]), data=st.data())
-    def enqueue(self, priority: int, timing: str, reuse: bool, ttl: int, resend: bool,
-                group: str, data: st.DataObject) -> None:
+    @rule(
+        priority=st.integers(0, 2),
+        timing=st.sampled_from(["now", "delay", "eta", "past-eta"]),
+        reuse=st.booleans(),
+        ttl=st.sampled_from([0, 60]),
+        resend=st.booleans(),
+        group=st.sampled_from(["g", "h"]),
+        data=st.data(),
+    )
+    def enqueue(
+        self,
+        priority: int,
+        timing: str,
+        reuse: bool,
+        ttl: int,
+        resend: bool,
+        group: str,
+        data: st.DataObject,
+    ) -> None:
         task_id = f"task{next(self.ids):04d}"  # deterministic: draws must not vary
         if reuse and self.model.tasks:
             task_id = data.draw(st.sampled_from(sorted(self.model.tasks)))
-        when = {"delay": {"delay_ms": FAR}, "eta": {"eta_ms": self.now() + FAR},
-                "past-eta": {"eta_ms": self.now() - FAR}}.get(timing, {})
-        message = make_message(queue=Q, id=task_id, priority=priority, result_ttl_s=ttl,
-                               groups=(group,), **when)
+        when = {
+            "delay": {"delay_ms": FAR},
+            "eta": {"eta_ms": self.now() + FAR},
+            "past-eta": {"eta_ms": self.now() - FAR},
+        }.get(timing, {})
+        message = make_message(
+            queue=Q, id=task_id, priority=priority, result_ttl_s=ttl, groups=(group,), **when
+        )
         [outcome] = self.twice(resend, lambda: self.broker.enqueue([message]))
         existing = self.model.tasks.get(task_id)
         if existing and existing.state != "failed":
@@ -178,8 +200,9 @@ class ProtocolMachine(RuleBasedStateMachine):
             return
         assert outcome.accepted
         delayed = timing in ("delay", "eta")
-        task = Task(task_id, priority, "scheduled" if delayed else "pending", result_ttl_s=ttl,
-                    group=group)
+        task = Task(
+            task_id, priority, "scheduled" if delayed else "pending", result_ttl_s=ttl, group=group
+        )
         if not delayed:
             task.position = next(self.model.seq)
         self.model.tasks[task_id] = task
@@ -205,19 +228,26 @@ class ProtocolMachine(RuleBasedStateMachine):
     def fetch(self, limit: int, worker: str) -> None:
         expected = self.model.claim(limit, worker)
         if expected:
-            batch = self.run(asyncio.wait_for(
-                self.broker.fetch(Q, worker_id=worker, limit=limit, lease_ms=FAR), 5))
+            batch = self.run(
+                asyncio.wait_for(
+                    self.broker.fetch(Q, worker_id=worker, limit=limit, lease_ms=FAR), 5
+                )
+            )
             assert [d.message.id for d in batch.deliveries] == expected
             for delivery in batch.deliveries:
                 task = self.model.tasks[delivery.message.id]
                 assert (delivery.deliveries, delivery.retried, delivery.lost) == (
-                    task.deliveries, task.retried, task.lost)
+                    task.deliveries,
+                    task.retried,
+                    task.lost,
+                )
         else:
             self.run(self.fetch_nothing(worker))
 
     async def fetch_nothing(self, worker: str) -> None:
         fetching = asyncio.ensure_future(
-            self.broker.fetch(Q, worker_id=worker, limit=1, lease_ms=FAR))
+            self.broker.fetch(Q, worker_id=worker, limit=1, lease_ms=FAR)
+        )
         done, _ = await asyncio.wait({fetching}, timeout=0.05)
         assert not done, f"unexpected fetch result {fetching.result()}"
         fetching.cancel()
@@ -229,8 +259,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         task = self.pick(data, "scheduled")
         if not task.due_rank:
             task.due_rank = next(self.due_ranks)
-            self.run(self.redis.zadd(self.keys.key("scheduled"), {task.id: task.due_rank},
-                                     xx=True))
+            self.run(self.redis.zadd(self.keys.key("scheduled"), {task.id: task.due_rank}, xx=True))
 
     @precondition(lambda self: self.model.in_state("active"))
     @rule(data=st.data())
@@ -240,10 +269,12 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.run(self.redis.zadd(self.keys.key("active"), {task.id: 1}, xx=True))
 
     @precondition(lambda self: self.model.in_state("active"))
-    @rule(data=st.data(), outcome=st.sampled_from(["success", "retry-now", "retry-later",
-                                                   "fail"]),
-          holder=st.sampled_from(["owner", "other-worker", "stale-lease"]),
-          resend=st.booleans())
+    @rule(
+        data=st.data(),
+        outcome=st.sampled_from(["success", "retry-now", "retry-later", "fail"]),
+        holder=st.sampled_from(["owner", "other-worker", "stale-lease"]),
+        resend=st.booleans(),
+    )
     def settle(self, data: st.DataObject, outcome: str, holder: str, resend: bool) -> None:
         task = self.pick(data, "active")
         error = TaskError("E", "boom")
@@ -253,10 +284,11 @@ class ProtocolMachine(RuleBasedStateMachine):
             worker = next(w for w in WORKERS if w != task.owner)
         elif holder == "stale-lease":
             delivery -= 1
-        settlement = (Settlement(task.id, Q, result=b"r", delivery=delivery)
-                      if outcome == "success" else
-                      Settlement(task.id, Q, error=error, retry_delay_ms=delay,
-                                 delivery=delivery))
+        settlement = (
+            Settlement(task.id, Q, result=b"r", delivery=delivery)
+            if outcome == "success"
+            else Settlement(task.id, Q, error=error, retry_delay_ms=delay, delivery=delivery)
+        )
         [ok] = self.twice(resend, lambda: self.broker.settle(worker, [settlement]))
         assert ok == (holder == "owner")
         if not ok:
@@ -330,8 +362,9 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(group=st.sampled_from(["g", "h"]))
     def cancel_group(self, group: str) -> None:
         outcomes = self.run(self.broker.cancel_group(group, Q))
-        members = sorted((t for t in self.model.tasks.values() if t.group == group),
-                         key=lambda t: t.id)
+        members = sorted(
+            (t for t in self.model.tasks.values() if t.group == group), key=lambda t: t.id
+        )
         assert set(outcomes) == {t.id for t in members}
         for task in members:
             self.model_cancel(task, outcomes[task.id])
@@ -366,11 +399,13 @@ class ProtocolMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def wait(self, data: st.DataObject) -> None:
         """A waiter blocks on a task with a result TTL; it must wake with its ending."""
-        task = data.draw(st.sampled_from(sorted(
-            (t for t in self.model.tasks.values() if t.result_ttl_s), key=lambda t: t.id)))
+        task = data.draw(
+            st.sampled_from(
+                sorted((t for t in self.model.tasks.values() if t.result_ttl_s), key=lambda t: t.id)
+            )
+        )
         if task.id not in self.waiters:
-            self.waiters[task.id] = self.loop.create_task(
-                self.broker.wait_finished(task.id, Q, 30))
+            self.waiters[task.id] = self.loop.create_task(self.broker.wait_finished(task.id, Q, 30))
 
     # --- invariants -------------------------------------------------------------------
 
@@ -393,14 +428,14 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.check_endings()
         stats = self.run(self.broker.queue_stats(Q))
         assert (stats.enqueued, stats.succeeded, stats.failed, stats.retried) == tuple(
-            model.counters[k] for k in ("enqueued", "succeeded", "failed", "retried"))
+            model.counters[k] for k in ("enqueued", "succeeded", "failed", "retried")
+        )
         overview = self.run(self.broker.queue_overview(Q, minutes=60))
         assert overview.paused == model.paused
         for name, total in model.counters.items():  # every event is in a minute bucket
             assert sum(getattr(m, name) for m in overview.minutes) == total, name
         index = {m.decode() for m in self.run(self.redis.zrange(self.keys.key("groups"), 0, -1))}
         assert index == {f"{t.group}\n{t.id}" for t in model.tasks.values()}
-
 
     def check_endings(self) -> None:
         """Waiters of ended tasks wake with the ending; lookups agree with the model."""
@@ -430,6 +465,10 @@ def test_protocol_against_model(rediq_redis_server: RedisServer) -> None:
     ProtocolMachine.url = rediq_redis_server.url()
     run_state_machine_as_test(
         ProtocolMachine,
-        settings=settings(max_examples=40, stateful_step_count=25, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow]),
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
     )

@@ -13,8 +13,25 @@ from rediq_redis.packing import fast_packing
 pytest.importorskip("hiredis")
 
 COMMANDS: list[tuple[Any, ...]] = [
-    ("EVALSHA", "a" * 40, 3, "{rediq:default}:pending", "{rediq:default}:é", b"k", "id",
-     b'{"x":1}', b"\x00\xff\r\n", 0, -7, 10**20, "", 1.5, 0.1, 1 / 3, 1e20),
+    (
+        "EVALSHA",
+        "a" * 40,
+        3,
+        "{rediq:default}:pending",
+        "{rediq:default}:é",
+        b"k",
+        "id",
+        b'{"x":1}',
+        b"\x00\xff\r\n",
+        0,
+        -7,
+        10**20,
+        "",
+        1.5,
+        0.1,
+        1 / 3,
+        1e20,
+    ),
     ("PING",),
     (b"GET", b"key"),
 ]
@@ -49,11 +66,14 @@ def test_another_encoding_is_packed_by_redis_py() -> None:
     assert _wire(fast, args) == _wire(Connection(encoding="latin-1"), args)
 
 
-@pytest.mark.parametrize(("url", "base"), [
-    ("redis://127.0.0.1:1/0", Connection),
-    ("rediss://127.0.0.1:1/0", SSLConnection),
-    ("unix:///tmp/none.sock", UnixDomainSocketConnection),
-])
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("redis://127.0.0.1:1/0", Connection),
+        ("rediss://127.0.0.1:1/0", SSLConnection),
+        ("unix:///tmp/none.sock", UnixDomainSocketConnection),
+    ],
+)
 def test_the_brokers_clients_pack_in_c(url: str, base: type[Any]) -> None:
     for client in make_clients(url, {}):
         cls = client.connection_pool.connection_class

@@ -57,8 +57,9 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, list[s
     original = LuaScript.__call__
     original_call = LuaScript.call
 
-    async def recording(self: LuaScript, client: Any, keys: Sequence[str],
-                        args: Sequence[Any]) -> Any:
+    async def recording(
+        self: LuaScript, client: Any, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
         CALLS.append((self.name, list(keys)))
         return await original(self, client, keys, args)
 
@@ -76,8 +77,9 @@ class TestEveryScriptCallIsSingleSlot(BrokerContract):
     """The contract suite with every script call's keys checked after each test."""
 
     @pytest.fixture
-    async def broker(self, rediq_redis_url: str, rediq_namespace: str,
-                     recorded: list[tuple[str, list[str]]]) -> AsyncIterator[RedisBroker]:
+    async def broker(
+        self, rediq_redis_url: str, rediq_namespace: str, recorded: list[tuple[str, list[str]]]
+    ) -> AsyncIterator[RedisBroker]:
         broker = RedisBroker(BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace))
         try:
             yield broker
@@ -93,8 +95,10 @@ class TestEveryScriptCallIsSingleSlot(BrokerContract):
 @pytest.fixture(scope="module")
 def cluster_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     conf = tmp_path_factory.mktemp("cluster") / "nodes.conf"
-    server = RedisServer(port=cluster_port(), extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
-                                     str(conf))).start()
+    server = RedisServer(
+        port=cluster_port(),
+        extra_args=("--cluster-enabled", "yes", "--cluster-config-file", str(conf)),
+    ).start()
     try:
         yield server
     finally:
@@ -105,8 +109,9 @@ class TestContractOnClusterNode(BrokerContract):
     """A one-node Redis Cluster owning every slot raises CROSSSLOT on a mixed script."""
 
     @pytest.fixture
-    async def broker(self, cluster_node: RedisServer,
-                     rediq_namespace: str) -> AsyncIterator[RedisBroker]:
+    async def broker(
+        self, cluster_node: RedisServer, rediq_namespace: str
+    ) -> AsyncIterator[RedisBroker]:
         admin = Redis.from_url(cluster_node.url())
         try:
             info = await admin.execute_command("CLUSTER", "INFO")
@@ -132,7 +137,6 @@ async def _wait_cluster_ok(admin: Redis) -> None:
     raise AssertionError("the one-node cluster never reached cluster_state:ok")
 
 
-
 def test_scripts_name_no_key_of_their_own() -> None:
     """Scripts reach keys only through KEYS (via the prelude's Q table): no literal or
     computed key names, and no KEYS/SCAN commands."""
@@ -153,7 +157,15 @@ def test_scripts_name_no_key_of_their_own() -> None:
             if command == "PUBLISH":
                 assert first.startswith("ARGV["), (entry.name, match.group(0))
                 continue
-            allowed = ("Q.", "Q[", "KEYS[", "key", "result_key", "done_key", "reply_key", "RESULT",
-                       "DONE")
-            assert first.startswith(allowed), (
-                entry.name, match.group(0))
+            allowed = (
+                "Q.",
+                "Q[",
+                "KEYS[",
+                "key",
+                "result_key",
+                "done_key",
+                "reply_key",
+                "RESULT",
+                "DONE",
+            )
+            assert first.startswith(allowed), (entry.name, match.group(0))

@@ -28,8 +28,9 @@ def topology_options(request: pytest.FixtureRequest, name: str) -> tuple[str, di
 
 class TestContractOnTopologies(BrokerContract):
     @pytest.fixture(params=TOPOLOGIES)
-    async def broker(self, request: pytest.FixtureRequest,
-                     rediq_namespace: str) -> AsyncIterator[RedisBroker]:
+    async def broker(
+        self, request: pytest.FixtureRequest, rediq_namespace: str
+    ) -> AsyncIterator[RedisBroker]:
         url, config = topology_options(request, request.param)
         broker = RedisBroker(BrokerOptions(url=url, namespace=rediq_namespace, config=config))
         await broker.connect()
@@ -53,14 +54,14 @@ async def test_cluster_queues_spread_over_every_master(
         session = await broker._ready()
         cluster = session.client
         assert isinstance(cluster, RedisCluster)
-        nodes = {cluster.get_node_from_key(session.keys.queue(q).key("pending")).name
-                 for q in queues}
+        nodes = {
+            cluster.get_node_from_key(session.keys.queue(q).key("pending")).name for q in queues
+        }
         assert len(nodes) == 3, nodes
         for q in queues:
             assert len((await fetch(broker, queue=q)).deliveries) == 3
     finally:
         await broker.close()
-
 
 
 async def test_cluster_worker_blocks_on_every_node_at_once(
@@ -95,16 +96,19 @@ async def test_cluster_worker_blocks_on_every_node_at_once(
         await broker.enqueue([make_message(q) for q in queues])
         batches = await asyncio.gather(*fetches)
         assert [len(b.deliveries) for b in batches] == [1, 1, 1]
-        print(f"\n[measure] three blocked fetchers on three nodes woken in"
-              f" {(time.monotonic() - started) * 1000:.1f} ms")
+        print(
+            f"\n[measure] three blocked fetchers on three nodes woken in"
+            f" {(time.monotonic() - started) * 1000:.1f} ms"
+        )
     finally:
         for admin in admins:
             await admin.aclose()
         await broker.close()
 
 
-async def test_cluster_queue_resharded_while_in_use(rediq_redis_cluster: Any,
-                                                    rediq_namespace: str) -> None:
+async def test_cluster_queue_resharded_while_in_use(
+    rediq_redis_cluster: Any, rediq_namespace: str
+) -> None:
     """A queue's slot moves to another master while tasks are leased, a fetcher is
     blocked on it and enqueues go on mid-migration (MOVED, ASK and TRYAGAIN answers):
     nothing is lost and every task is settled once; then the slot moves back."""
@@ -141,8 +145,9 @@ async def test_cluster_queue_resharded_while_in_use(rediq_redis_cluster: Any,
         rest = []
         while len(rest) < 40:
             rest += (await fetch(broker, queue=queue)).deliveries
-        settled = await broker.settle("worker-1", [
-            success(d.message, delivery=d.deliveries) for d in [*leased, *rest]])
+        settled = await broker.settle(
+            "worker-1", [success(d.message, delivery=d.deliveries) for d in [*leased, *rest]]
+        )
         assert settled == [True] * 50
         ids = {d.message.id for d in [*leased, *rest]}
         assert ids == {m.id for m in [*first, *later]}
@@ -165,19 +170,26 @@ async def test_tls_forms_of_cluster_and_sentinel(
     from rediq_core.testing.broker_contract import success
     from rediq_core.testing.topologies import ClusterTopology, SentinelTopology
 
-    topology = (ClusterTopology(tls=rediq_certificates) if kind == "rediss+cluster"
-                else SentinelTopology(tls=rediq_certificates))
+    topology = (
+        ClusterTopology(tls=rediq_certificates)
+        if kind == "rediss+cluster"
+        else SentinelTopology(tls=rediq_certificates)
+    )
     with topology:
         url = topology.url()
         assert url.startswith(f"{kind}://")
-        broker = RedisBroker(BrokerOptions(url=url, namespace=rediq_namespace,
-                                           config=rediq_certificates.client_config()))
+        broker = RedisBroker(
+            BrokerOptions(
+                url=url, namespace=rediq_namespace, config=rediq_certificates.client_config()
+            )
+        )
         try:
             message = make_message(result_ttl_s=60)
             await broker.enqueue([message])
             [delivery] = (await fetch(broker)).deliveries
-            assert await broker.settle("worker-1", [success(message,
-                                                            delivery=delivery.deliveries)]) == [True]
+            assert await broker.settle(
+                "worker-1", [success(message, delivery=delivery.deliveries)]
+            ) == [True]
             record = await broker.wait_finished(message.id, message.queue, 5)
             assert record is not None and record.result == b"ok"
         finally:

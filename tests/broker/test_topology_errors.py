@@ -55,22 +55,30 @@ async def test_sentinels_unreachable(rediq_namespace: str) -> None:
     assert "s3cret" not in message and "\n" not in message
 
 
-async def test_unknown_sentinel_service(rediq_redis_sentinel: SentinelTopology,
-                                        rediq_namespace: str) -> None:
+async def test_unknown_sentinel_service(
+    rediq_redis_sentinel: SentinelTopology, rediq_namespace: str
+) -> None:
     url = rediq_redis_sentinel.url().replace("/rediq/", "/nosuchservice/")
-    with pytest.raises(BrokerError, match="monitor no service named 'nosuchservice'.*"
-                                          "check the service name"):
+    with pytest.raises(
+        BrokerError, match="monitor no service named 'nosuchservice'.*check the service name"
+    ):
         await _connect(url, rediq_namespace)
 
 
-async def test_tls_with_a_wrong_ca(rediq_redis_tls_server: TlsRedisServer,
-                                   rediq_namespace: str) -> None:
+async def test_tls_with_a_wrong_ca(
+    rediq_redis_tls_server: TlsRedisServer, rediq_namespace: str
+) -> None:
     other = Certificates("another")
     try:
-        config = {**rediq_redis_tls_server.certificates.client_config(),
-                  "ssl_ca_certs": str(other.ca.cert)}
-        with pytest.raises(BrokerError, match=r"rediss://localhost:\d+/0: TLS handshake"
-                                              r" failed.*check redis_config ssl_ca_certs"):
+        config = {
+            **rediq_redis_tls_server.certificates.client_config(),
+            "ssl_ca_certs": str(other.ca.cert),
+        }
+        with pytest.raises(
+            BrokerError,
+            match=r"rediss://localhost:\d+/0: TLS handshake"
+            r" failed.*check redis_config ssl_ca_certs",
+        ):
             await _connect(rediq_redis_tls_server.url(), rediq_namespace, **config)
     finally:
         other.close()
@@ -82,23 +90,30 @@ def masters_only() -> Iterator[ClusterTopology]:
         yield cluster
 
 
-async def test_queue_whose_slot_node_is_down(masters_only: ClusterTopology,
-                                             rediq_namespace: str) -> None:
+async def test_queue_whose_slot_node_is_down(
+    masters_only: ClusterTopology, rediq_namespace: str
+) -> None:
     """With no replica to take over, a queue on the dead node fails with an error naming
     its slot and node (after the re-send budget); queues on the other nodes work on."""
+
     def node(tag: str) -> int:
         return masters_only.master_of_slot(key_slot(tag.encode())).port
 
     queues = masters_only.spread_queues(rediq_namespace, 3)
     # namespace-wide keys ({NS}: the queue set, the worker registry) stay reachable
-    down = next(q for q in queues if node(f"{{{rediq_namespace}:{q}}}")
-                != node(f"{{{rediq_namespace}}}"))
-    up = next(q for q in queues if node(f"{{{rediq_namespace}:{q}}}")
-              not in (node(f"{{{rediq_namespace}:{down}}}"),))
+    down = next(
+        q for q in queues if node(f"{{{rediq_namespace}:{q}}}") != node(f"{{{rediq_namespace}}}")
+    )
+    up = next(
+        q
+        for q in queues
+        if node(f"{{{rediq_namespace}:{q}}}") not in (node(f"{{{rediq_namespace}:{down}}}"),)
+    )
     victim = masters_only.master_of_slot(key_slot(f"{{{rediq_namespace}:{down}}}".encode()))
     config = {"retry": BoundedRetry(NoBackoff(), 0, budget_s=1.0)}
-    broker = RedisBroker(BrokerOptions(url=masters_only.url(), namespace=rediq_namespace,
-                                       config=config))
+    broker = RedisBroker(
+        BrokerOptions(url=masters_only.url(), namespace=rediq_namespace, config=config)
+    )
     try:
         await broker.connect()
         victim.kill()

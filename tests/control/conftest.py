@@ -26,28 +26,41 @@ class Done:
         return json.loads(self.out)
 
 
-async def cli(h: Harness, *args: str, app: bool = False, env: dict[str, str] | None = None,
-              target: bool = True) -> Done:
+async def cli(
+    h: Harness,
+    *args: str,
+    app: bool = False,
+    env: dict[str, str] | None = None,
+    target: bool = True,
+) -> Done:
     """Run ``rediq ARGS`` in a subprocess (stdout is a pipe, not a terminal), naming the
     broker by URL and namespace, or by ``--app tasks:app`` with ``app=True``."""
-    named = (["--app", "tasks:app"] if app else
-             ["--redis-url", h.url, "--namespace", h.namespace]) if target else []
+    named = (
+        (["--app", "tasks:app"] if app else ["--redis-url", h.url, "--namespace", h.namespace])
+        if target
+        else []
+    )
     environment = {**h.env, **(env or {})}
     if not target:
         del environment["REDIQ_REDIS_URL"]
     done = await asyncio.to_thread(
-        subprocess.run, [*CLI, *args, *named], cwd=h.dir, env=environment,
-        capture_output=True, text=True, timeout=60,
+        subprocess.run,
+        [*CLI, *args, *named],
+        cwd=h.dir,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return Done(done.returncode, done.stdout, done.stderr)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str,
-                     timeout: float = 20.0) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0
+) -> None:
     """Wait (bounded) until ``check()`` is true; fail naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout} s for {what}")
         await asyncio.sleep(0.05)  # re-check interval of a bounded wait
-

@@ -21,7 +21,7 @@ from .conftest import CLI, Harness, eventually
 
 pytestmark = pytest.mark.timeout(60)
 
-APP = '''
+APP = """
 @app.task(task_queue="elsewhere")
 async def double(n):
     return 2 * n
@@ -29,7 +29,7 @@ async def double(n):
 @app.task(task_queue="elsewhere")
 async def broken():
     raise RuntimeError("nope")
-'''
+"""
 
 
 async def test_result_and_handle_by_id_alone(harness: Harness) -> None:
@@ -59,10 +59,16 @@ async def test_result_and_handle_by_id_alone(harness: Harness) -> None:
 
 
 def test_stale_worker_entries_are_marked() -> None:
-    fresh = worker_status(WorkerRecord("w1", "w", ("q",), heartbeat_age_s=1.0,
-                                       info={"pid": 7, "running_ids": ["a"], "processed": 3}))
-    assert (fresh.stale, fresh.pid, fresh.running_ids, fresh.processed) == (
-        False, 7, ("a",), 3)
+    fresh = worker_status(
+        WorkerRecord(
+            "w1",
+            "w",
+            ("q",),
+            heartbeat_age_s=1.0,
+            info={"pid": 7, "running_ids": ["a"], "processed": 3},
+        )
+    )
+    assert (fresh.stale, fresh.pid, fresh.running_ids, fresh.processed) == (False, 7, ("a",), 3)
     assert worker_status(WorkerRecord("w2", "w", (), heartbeat_age_s=120.0)).stale
 
 
@@ -71,11 +77,22 @@ async def test_destructive_commands_confirm_on_a_terminal(harness: Harness) -> N
     await m.app.enqueue_many([m.double(n) for n in range(3)])
 
     def purge(answer: str) -> tuple[int, str]:
-        child = pexpect.spawn(CLI[0], [*CLI[1:], "purge", "elsewhere", "--redis-url",
-                                       harness.url, "--namespace", harness.namespace],
-                              cwd=str(harness.dir), env=harness.env, encoding="utf-8")
-        child.expect(r"purge the pending, scheduled, dead tasks of queue 'elsewhere'\?",
-                     timeout=20)
+        child = pexpect.spawn(
+            CLI[0],
+            [
+                *CLI[1:],
+                "purge",
+                "elsewhere",
+                "--redis-url",
+                harness.url,
+                "--namespace",
+                harness.namespace,
+            ],
+            cwd=str(harness.dir),
+            env=harness.env,
+            encoding="utf-8",
+        )
+        child.expect(r"purge the pending, scheduled, dead tasks of queue 'elsewhere'\?", timeout=20)
         child.sendline(answer)
         child.expect(pexpect.EOF, timeout=20)
         child.close()
@@ -119,8 +136,9 @@ async def test_workers_count_what_they_settle(rediq_redis_url: str, rediq_namesp
         error = TaskError("E", "boom")
         assert await settler.settle(Settlement(messages[0].id, "q", result=b"1"))
         assert await settler.settle(Settlement(messages[1].id, "q", error=error))
-        assert await settler.settle(Settlement(messages[2].id, "q", error=error,
-                                               retry_delay_ms=60_000))
+        assert await settler.settle(
+            Settlement(messages[2].id, "q", error=error, retry_delay_ms=60_000)
+        )
         assert not await settler.settle(Settlement("unknown", "q", result=b"1"))
         assert (settler.processed, settler.failed) == (2, 1)  # a retry is not the end
     finally:

@@ -14,7 +14,7 @@ from .conftest import Harness, cli, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = '''
+APP = """
 @app.task(task_queue="work")
 async def add(a, b):
     return a + b
@@ -26,7 +26,7 @@ async def fail():
 @app.task(task_queue="work")
 async def hold():
     await asyncio.sleep(60)
-'''
+"""
 
 
 async def state_of(m: Any, task_id: str) -> str | None:
@@ -50,8 +50,14 @@ async def scenario(harness: Harness) -> dict[str, Any]:
         return await state_of(m, held.id) == "active"
 
     await eventually(running, "the hold task to run")
-    return {"m": m, "worker": worker, "adds": adds, "failed": failed, "held": held,
-            "scheduled": scheduled}
+    return {
+        "m": m,
+        "worker": worker,
+        "adds": adds,
+        "failed": failed,
+        "held": held,
+        "scheduled": scheduled,
+    }
 
 
 async def test_every_command_table_and_json(harness: Harness) -> None:
@@ -61,8 +67,11 @@ async def test_every_command_table_and_json(harness: Harness) -> None:
     # queues
     table = await cli(harness, "queues")
     assert table.code == 0 and "work" in table.out and "running" in table.out
-    [work] = [q for q in (await cli(harness, "queues", "--json", app=True)).json()["queues"]
-              if q["name"] == "work"]
+    [work] = [
+        q
+        for q in (await cli(harness, "queues", "--json", app=True)).json()["queues"]
+        if q["name"] == "work"
+    ]
     assert (work["pending"], work["scheduled"], work["active"], work["dead"]) == (0, 2, 1, 1)
     assert work["totals"] == {"enqueued": 7, "succeeded": 3, "failed": 1, "retried": 0}
     assert sum(minute["succeeded"] for minute in work["minutes"]) == 3
@@ -81,8 +90,9 @@ async def test_every_command_table_and_json(harness: Harness) -> None:
     doc = (await cli(harness, "tasks", "work", "--state", "scheduled", "--json")).json()
     assert {t["id"] for t in doc["tasks"]} == {h.id for h in s["scheduled"]}
     assert doc["tasks"][0]["due_at_ms"] <= doc["tasks"][1]["due_at_ms"]
-    page = (await cli(harness, "tasks", "work", "--state", "scheduled", "--limit", "1",
-                      "--json")).json()
+    page = (
+        await cli(harness, "tasks", "work", "--state", "scheduled", "--limit", "1", "--json")
+    ).json()
     assert len(page["tasks"]) == 1 and page["next_cursor"] == "1"
     [active] = (await cli(harness, "tasks", "work", "--state", "active", "--json")).json()["tasks"]
     assert active["id"] == held.id and active["worker"].startswith("cli-w@")
@@ -96,7 +106,11 @@ async def test_every_command_table_and_json(harness: Harness) -> None:
     assert table.code == 0 and "succeeded" in table.out and "add" in table.out
     task = (await cli(harness, "task", add_id, "--json", app=True)).json()["task"]
     assert (task["state"], task["result"], task["name"], task["queue"]) == (
-        "succeeded", 1, "add", "work")
+        "succeeded",
+        1,
+        "add",
+        "work",
+    )
     assert task["enqueued_at_ms"] <= task["started_at_ms"] <= task["finished_at_ms"]
 
     # dead letters: list, requeue (it fails again), delete
@@ -173,8 +187,16 @@ async def fingerprint(m: Any) -> tuple[Any, ...]:
     for state in ("pending", "scheduled", "active", "failed"):
         page = await control.tasks("work", state, limit=1000)  # type: ignore[arg-type]
         listed.append(sorted((r.id, r.state.value, r.retried) for r in page.tasks))
-    return (o.pending, o.scheduled, o.active, o.dead, o.paused, dict(o.totals), listed,
-            len(await control.workers()))
+    return (
+        o.pending,
+        o.scheduled,
+        o.active,
+        o.dead,
+        o.paused,
+        dict(o.totals),
+        listed,
+        len(await control.workers()),
+    )
 
 
 BAD = [

@@ -15,20 +15,28 @@ from .conftest import Harness, cli, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = '''
+APP = """
 @app.task(task_queue="grp")
 async def hold(n):
     await asyncio.sleep(120)
-'''
+"""
 
 
 async def test_cancel_a_group_with_running_tasks(harness: Harness) -> None:
     m = harness.write_app(APP)
     tagged = await m.app.enqueue_many([m.hold(n).groups("g", f"n{n}") for n in range(200)])
     others = await m.app.enqueue_many(
-        [m.hold(n).groups("other").options(priority=10) for n in range(20)])
-    harness.start("--queue-name", "grp", "--skip-default-queue",
-                  "--worker-task-concurrency", "50", "--worker-queue-size", "0")
+        [m.hold(n).groups("other").options(priority=10) for n in range(20)]
+    )
+    harness.start(
+        "--queue-name",
+        "grp",
+        "--skip-default-queue",
+        "--worker-task-concurrency",
+        "50",
+        "--worker-queue-size",
+        "0",
+    )
 
     async def fifty_running() -> bool:
         return (await m.app.control.queue("grp")).active == 50
@@ -37,8 +45,12 @@ async def test_cancel_a_group_with_running_tasks(harness: Harness) -> None:
     started = time.perf_counter()
     done = await cli(harness, "cancel", "--group", "g", "--yes", "--json")
     assert done.code == 0, done
-    assert done.json()["counts"] == {"cancelled": 150, "requested": 50, "finished": 0,
-                                     "not_found": 0}
+    assert done.json()["counts"] == {
+        "cancelled": 150,
+        "requested": 50,
+        "finished": 0,
+        "not_found": 0,
+    }
 
     async def ended(handle: Any) -> None:
         with pytest.raises(TaskCancelledError):

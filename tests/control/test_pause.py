@@ -15,13 +15,13 @@ from .conftest import Harness, cli, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = '''
+APP = """
 @app.task(task_queue="p")
 async def work(n):
     with open(os.environ["REDIQ_TEST_RUNS"], "a") as runs:
         runs.write(f"{n}\\n")
     return n
-'''
+"""
 COUNT = 1000
 
 

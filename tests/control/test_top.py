@@ -14,17 +14,19 @@ from .conftest import CLI, Harness, cli
 
 pytestmark = pytest.mark.timeout(90)
 
-APP = '''
+APP = """
 @app.task(task_queue="drain")
 async def step(n):
     await asyncio.sleep(0.05)
     return n
-'''
+"""
 COUNT = 300
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]")
 # queue | state | pending | scheduled | active | dead | oldest | enqueued | succeeded
-ROW = re.compile(r"│ drain\s*│\s*\w+\s*│\s*(\d+)\s*│\s*\d+\s*│\s*\d+\s*│\s*\d+\s*│[^│]*│"
-                 r"\s*\d+\s*│\s*(\d+)\s*│")
+ROW = re.compile(
+    r"│ drain\s*│\s*\w+\s*│\s*(\d+)\s*│\s*\d+\s*│\s*\d+\s*│\s*\d+\s*│[^│]*│"
+    r"\s*\d+\s*│\s*(\d+)\s*│"
+)
 
 
 def frames(child: pexpect.spawn, until: float) -> list[tuple[int, int]]:
@@ -48,15 +50,33 @@ async def test_top_shows_a_draining_queue_live(harness: Harness) -> None:
     m = harness.write_app(APP)
     handles = await m.app.enqueue_many([m.step(n) for n in range(COUNT)])
     child = pexpect.spawn(
-        CLI[0], [*CLI[1:], "top", "--redis-url", harness.url, "--namespace", harness.namespace,
-                 "--interval", "0.25"],
-        cwd=str(harness.dir), env={**harness.env, "TERM": "xterm-256color"},
-        dimensions=(60, 220), encoding="utf-8",
+        CLI[0],
+        [
+            *CLI[1:],
+            "top",
+            "--redis-url",
+            harness.url,
+            "--namespace",
+            harness.namespace,
+            "--interval",
+            "0.25",
+        ],
+        cwd=str(harness.dir),
+        env={**harness.env, "TERM": "xterm-256color"},
+        dimensions=(60, 220),
+        encoding="utf-8",
     )
     try:
         child.expect("rediq top", timeout=20)
-        harness.start("--queue-name", "drain", "--skip-default-queue",
-                      "--worker-task-concurrency", "5", "--worker-queue-size", "5")
+        harness.start(
+            "--queue-name",
+            "drain",
+            "--skip-default-queue",
+            "--worker-task-concurrency",
+            "5",
+            "--worker-queue-size",
+            "5",
+        )
         seen = await asyncio.to_thread(frames, child, time.monotonic() + 40)
         print(f"\n[measure] top_frames (pending, succeeded) = {seen}")
         assert seen and seen[-1] == (0, COUNT), f"the screen never showed the queue drained: {seen}"

@@ -11,23 +11,31 @@ from .conftest import Harness, cli, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = '''
+APP = """
 @app.task(task_queue="busy")
 async def tick(n):
     await asyncio.sleep(0.02)  # slow enough that tasks are still pending at the purge
     if n % 10 == 0:
         raise ValueError(f"tick {n}")
     return n
-'''
+"""
 COUNT = 2000
 
 
-async def test_purge_and_requeue_while_a_worker_drains(harness: Harness,
-                                                       rediq_redis_url: str) -> None:
+async def test_purge_and_requeue_while_a_worker_drains(
+    harness: Harness, rediq_redis_url: str
+) -> None:
     m = harness.write_app(APP)
     await m.app.enqueue_many([m.tick(n) for n in range(COUNT)])
-    harness.start("--queue-name", "busy", "--skip-default-queue",
-                  "--worker-task-concurrency", "20", "--worker-queue-size", "20")
+    harness.start(
+        "--queue-name",
+        "busy",
+        "--skip-default-queue",
+        "--worker-task-concurrency",
+        "20",
+        "--worker-queue-size",
+        "20",
+    )
     control = m.app.control
 
     async def some_done() -> bool:

@@ -188,8 +188,17 @@ def test_plugin_commands_are_registered_and_clashes_named() -> None:
 
 
 def _message() -> TaskMessage:
-    return TaskMessage(id="1", name="t", queue="q", payload=b"", serializer="json",
-                       priority=0, max_retries=0, timeout_ms=None, result_ttl_s=0)
+    return TaskMessage(
+        id="1",
+        name="t",
+        queue="q",
+        payload=b"",
+        serializer="json",
+        priority=0,
+        max_retries=0,
+        timeout_ms=None,
+        result_ttl_s=0,
+    )
 
 
 async def test_event_wrappers_run_around_the_listeners_in_pluggy_order(

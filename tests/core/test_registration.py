@@ -136,7 +136,9 @@ def test_per_call_options(app: Rediq) -> None:
     assert (call.delay_ms, call.eta_ms) == (2000, None)
     when = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     assert (call.options(eta=when).eta_ms, call.options(eta=when).delay_ms) == (
-        int(when.timestamp() * 1000), None)
+        int(when.timestamp() * 1000),
+        None,
+    )
     assert t().groups("import", "user:42").groups("x").group_names == ("import", "user:42", "x")
     assert t.options.priority == 5, "per-call options must not change the task"
 
@@ -184,8 +186,9 @@ def test_default_serializer_is_json(app: Rediq) -> None:
 def test_unknown_broker_scheme(plugin_host: PluginHost) -> None:
     app = Rediq("amqp://localhost", plugins=plugin_host)
     with pytest.raises(
-        UnknownNameError, match=r"unknown broker URL scheme 'amqp'.*redis, redis\+cluster,"
-                                r" redis\+sentinel, rediss, rediss\+cluster, rediss\+sentinel, unix"
+        UnknownNameError,
+        match=r"unknown broker URL scheme 'amqp'.*redis, redis\+cluster,"
+        r" redis\+sentinel, rediss, rediss\+cluster, rediss\+sentinel, unix",
     ):
         app.get_broker()
 
@@ -195,8 +198,11 @@ def test_durations_accept_timedelta(app: Rediq) -> None:
     async def t() -> None: ...
 
     assert t.options.timeout_ms == 2_500 and t.options.result_ttl_s == 3_600
-    call = t().options(timeout=dt.timedelta(milliseconds=40), result_ttl=dt.timedelta(0),
-                       delay=dt.timedelta(minutes=1))
+    call = t().options(
+        timeout=dt.timedelta(milliseconds=40),
+        result_ttl=dt.timedelta(0),
+        delay=dt.timedelta(minutes=1),
+    )
     options = call.resolved_options
     assert options.timeout_ms == 40 and options.result_ttl_s == 0 and call.delay_ms == 60_000
     assert t().options(timeout=700, result_ttl=5).resolved_options.timeout_ms == 700

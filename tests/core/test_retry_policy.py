@@ -40,8 +40,10 @@ def test_default_policy_retries_every_exception() -> None:
         (RetryPolicy(backoff="fixed", base=dt.timedelta(seconds=2), jitter=0), [2000] * 4),
         (RetryPolicy(base=1, cap=3, jitter=0), [1000, 2000, 3000, 3000]),
         (RetryPolicy(backoff=lambda n: 0.5 * (n + 1), jitter=0), [500, 1000, 1500, 2000]),
-        (RetryPolicy(backoff=lambda n: dt.timedelta(minutes=n), cap=90, jitter=0),
-         [0, 60_000, 90_000, 90_000]),
+        (
+            RetryPolicy(backoff=lambda n: dt.timedelta(minutes=n), cap=90, jitter=0),
+            [0, 60_000, 90_000, 90_000],
+        ),
         (RetryPolicy(jitter=0), [1000, 2000, 4000, 8000]),  # the worker's base
     ],
 )
@@ -98,8 +100,9 @@ def test_per_task_and_per_call_policies(plugin_host: PluginHost) -> None:
     message = app.build_message(job())
     assert message.max_retries == 4 and RETRY_HEADER not in message.headers
 
-    call = job().options(retry=RetryPolicy(retries=1, backoff="fixed", base=0.25,
-                                           dont_retry_on=(Subtransient,)))
+    call = job().options(
+        retry=RetryPolicy(retries=1, backoff="fixed", base=0.25, dont_retry_on=(Subtransient,))
+    )
     message = app.build_message(call)
     assert message.max_retries == 1
     carried = RetryPolicy.from_header(message.headers[RETRY_HEADER])

@@ -33,10 +33,12 @@ async def enqueued() -> Enqueued:
 
 
 @pytest.fixture
-async def app(rediq_redis_url: str, rediq_namespace: str, enqueued: Enqueued
-              ) -> AsyncIterator[Rediq]:
-    app = Rediq(rediq_redis_url, namespace=rediq_namespace,
-                plugins=make_plugin_host(plugins=[enqueued]))
+async def app(
+    rediq_redis_url: str, rediq_namespace: str, enqueued: Enqueued
+) -> AsyncIterator[Rediq]:
+    app = Rediq(
+        rediq_redis_url, namespace=rediq_namespace, plugins=make_plugin_host(plugins=[enqueued])
+    )
     try:
         yield app
     finally:
@@ -48,10 +50,10 @@ def clock_starting_at(start_ms: int) -> Callable[[], int]:
     return lambda: time.time_ns() // 1_000_000 + offset
 
 
-async def run_until_fired(app: Rediq, start_ms: int, enqueued: Enqueued
-                          ) -> tuple[CronScheduler, TaskMessage]:
-    scheduler = CronScheduler(app, app.get_broker(), ["default"],
-                              clock=clock_starting_at(start_ms))
+async def run_until_fired(
+    app: Rediq, start_ms: int, enqueued: Enqueued
+) -> tuple[CronScheduler, TaskMessage]:
+    scheduler = CronScheduler(app, app.get_broker(), ["default"], clock=clock_starting_at(start_ms))
     running = asyncio.create_task(scheduler.run())
     try:
         message = await asyncio.wait_for(enqueued.messages.get(), 10)
@@ -61,5 +63,3 @@ async def run_until_fired(app: Rediq, start_ms: int, enqueued: Enqueued
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
-
-

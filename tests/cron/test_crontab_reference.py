@@ -14,9 +14,20 @@ from hypothesis import strategies as st
 
 from rediq_core.crontab import CronExpression
 
-EXPRESSIONS = ("* * * * *", "*/7 * * * *", "30 2 * * *", "0 * * * *", "15,45 1-3 * * *",
-               "*/20 * * * * *", "0 30 2 * * *", "@hourly", "0 3 * * *", "59 1 * * *",
-               "*/30 * * * *", "10 2 * * 0")
+EXPRESSIONS = (
+    "* * * * *",
+    "*/7 * * * *",
+    "30 2 * * *",
+    "0 * * * *",
+    "15,45 1-3 * * *",
+    "*/20 * * * * *",
+    "0 30 2 * * *",
+    "@hourly",
+    "0 3 * * *",
+    "59 1 * * *",
+    "*/30 * * * *",
+    "10 2 * * 0",
+)
 #: (zone, a DST change in UTC): spring forward and fall back of 2026.
 CHANGES = (
     ("Europe/Berlin", dt.datetime(2026, 3, 29, 1, tzinfo=dt.UTC)),
@@ -43,11 +54,15 @@ def reference(cron: CronExpression, after_ms: int) -> int:
 
 
 @settings(max_examples=200, deadline=None)
-@given(expression=st.sampled_from(EXPRESSIONS), change=st.sampled_from(CHANGES),
-       offset_s=st.integers(min_value=-6 * 3600, max_value=6 * 3600),
-       millis=st.integers(min_value=0, max_value=999))
-def test_next_after_matches_the_reference(expression: str, change: tuple[str, dt.datetime],
-                                          offset_s: int, millis: int) -> None:
+@given(
+    expression=st.sampled_from(EXPRESSIONS),
+    change=st.sampled_from(CHANGES),
+    offset_s=st.integers(min_value=-6 * 3600, max_value=6 * 3600),
+    millis=st.integers(min_value=0, max_value=999),
+)
+def test_next_after_matches_the_reference(
+    expression: str, change: tuple[str, dt.datetime], offset_s: int, millis: int
+) -> None:
     zone, moment = change
     cron = CronExpression(expression, zone)
     after_ms = int(moment.timestamp() * 1000) + offset_s * 1000 + millis

@@ -17,8 +17,16 @@ def app(plugin_host: PluginHost) -> Rediq:
 
 def test_several_schedules_with_arguments_zone_seconds_alias_and_jitter(app: Rediq) -> None:
     @app.cron("@hourly")
-    @app.cron("*/10 * * * * *", name="fast", args=(1,), kwargs={"b": 2},
-              timezone="Europe/Berlin", jitter=0.5, missed="run_once", priority=-5)
+    @app.cron(
+        "*/10 * * * * *",
+        name="fast",
+        args=(1,),
+        kwargs={"b": 2},
+        timezone="Europe/Berlin",
+        jitter=0.5,
+        missed="run_once",
+        priority=-5,
+    )
     @app.task(task_name="report")
     async def report(a: int = 0, b: int = 0) -> int:
         return a + b
@@ -26,7 +34,11 @@ def test_several_schedules_with_arguments_zone_seconds_alias_and_jitter(app: Red
     assert set(app.schedules) == {"fast", "report[@hourly]"}
     fast = app.schedules["fast"].spec
     assert (fast.task, fast.queue, fast.timezone, fast.jitter_ms) == (
-        "report", "default", "Europe/Berlin", 500)
+        "report",
+        "default",
+        "Europe/Berlin",
+        500,
+    )
     assert (fast.missed, fast.priority) == ("run_once", -5)
     assert app.serializer.loads(fast.payload) == [[1], {"b": 2}]
     assert fast.task_id(1_000) == "cron:fast:1000"
@@ -44,20 +56,34 @@ def test_schedule_on_another_known_queue(app: Rediq) -> None:
     assert app.schedules["job[0 * * * *]"].spec.queue == "reports"
 
 
-@pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"expression": "61 * * * *"}, ConfigurationError, "invalid cron expression '61 \\* \\* \\* \\*'"),
-    ({"expression": "* * *"}, ConfigurationError, "invalid cron expression"),
-    ({"expression": ""}, ConfigurationError, "is empty"),
-    ({"timezone": "Europe/Atlantis"}, ConfigurationError,
-     "'Europe/Atlantis' is not a known IANA time zone"),
-    ({"queue": "nobody-serves-this"}, UnknownNameError,
-     "names queue 'nobody-serves-this', which no task of this app uses"),
-    ({"queue": "bad queue!"}, ConfigurationError, "queue='bad queue!' is invalid"),
-    ({"missed": "later"}, ConfigurationError, "missed='later' is invalid"),
-    ({"jitter": -1}, ConfigurationError, "jitter=-1 is invalid"),
-])
-def test_bad_input_is_refused(app: Rediq, kwargs: dict[str, object], error: type[Exception],
-                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"expression": "61 * * * *"},
+            ConfigurationError,
+            "invalid cron expression '61 \\* \\* \\* \\*'",
+        ),
+        ({"expression": "* * *"}, ConfigurationError, "invalid cron expression"),
+        ({"expression": ""}, ConfigurationError, "is empty"),
+        (
+            {"timezone": "Europe/Atlantis"},
+            ConfigurationError,
+            "'Europe/Atlantis' is not a known IANA time zone",
+        ),
+        (
+            {"queue": "nobody-serves-this"},
+            UnknownNameError,
+            "names queue 'nobody-serves-this', which no task of this app uses",
+        ),
+        ({"queue": "bad queue!"}, ConfigurationError, "queue='bad queue!' is invalid"),
+        ({"missed": "later"}, ConfigurationError, "missed='later' is invalid"),
+        ({"jitter": -1}, ConfigurationError, "jitter=-1 is invalid"),
+    ],
+)
+def test_bad_input_is_refused(
+    app: Rediq, kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
     @app.task
     async def job() -> None: ...
 
@@ -72,8 +98,11 @@ def test_task_with_required_arguments_needs_them(app: Rediq) -> None:
     @app.task(task_name="send")
     async def send(to: str, *, urgent: bool) -> None: ...
 
-    with pytest.raises(ConfigurationError, match=r"task 'send': the task cannot be called with args=\(\)"
-                       r".*missing a required argument: 'to'.*args=\.\.\., kwargs=\.\.\."):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"task 'send': the task cannot be called with args=\(\)"
+        r".*missing a required argument: 'to'.*args=\.\.\., kwargs=\.\.\.",
+    ):
         app.cron("@daily")(send)
     app.cron("@daily", args=("ops",), kwargs={"urgent": True})(send)
     app.cron("@daily", args=("dev",), kwargs={"urgent": False})(send)

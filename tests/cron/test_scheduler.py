@@ -62,8 +62,7 @@ async def test_a_stall_coalesces_the_due_ticks_into_one_run(
     async def job() -> None: ...
 
     jump = [0]
-    scheduler = CronScheduler(app, app.get_broker(), ["default"],
-                              clock=lambda: now_ms() + jump[0])
+    scheduler = CronScheduler(app, app.get_broker(), ["default"], clock=lambda: now_ms() + jump[0])
     running = asyncio.create_task(scheduler.run())
     try:
         first = await asyncio.wait_for(enqueued.messages.get(), 10)

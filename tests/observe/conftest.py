@@ -8,8 +8,16 @@ import urllib.request
 
 from tests.worker.conftest import CLI, Harness, WorkerProcess, harness  # noqa: F401
 
-__all__ = ["CLI", "Harness", "WorkerProcess", "free_port", "metrics_url", "scrape",
-           "start_dashboard", "wait_http"]
+__all__ = [
+    "CLI",
+    "Harness",
+    "WorkerProcess",
+    "free_port",
+    "metrics_url",
+    "scrape",
+    "start_dashboard",
+    "wait_http",
+]
 
 
 def metrics_url(worker: WorkerProcess) -> str:
@@ -64,8 +72,20 @@ def start_dashboard(h: Harness, *options: str, env: dict[str, str] | None = None
     """Run ``rediq dashboard --redis-url ... --namespace ...`` on a free loopback port
     (stopped at teardown with the harness's workers); return its base URL."""
     port = free_port()
-    process = WorkerProcess(["dashboard", "--redis-url", h.url, "--namespace", h.namespace,
-                             "--port", str(port), *options], h.dir, {**h.env, **(env or {})})
+    process = WorkerProcess(
+        [
+            "dashboard",
+            "--redis-url",
+            h.url,
+            "--namespace",
+            h.namespace,
+            "--port",
+            str(port),
+            *options,
+        ],
+        h.dir,
+        {**h.env, **(env or {})},
+    )
     h.workers.append(process)
     process.wait_for(r"rediq dashboard on http://127\.0\.0\.1:", timeout=30)
     base = f"http://127.0.0.1:{port}"

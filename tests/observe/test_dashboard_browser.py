@@ -24,7 +24,7 @@ from .conftest import Harness, start_dashboard
 #: Set to a path to refresh the screenshot in the docs (docs/images/dashboard-overview.png).
 SCREENSHOT_ENV = "REDIQ_DASHBOARD_SCREENSHOT"
 
-BODY = '''
+BODY = """
 FLAG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fail.flag")
 
 @app.task(task_name="work")
@@ -45,15 +45,20 @@ async def fragile(label):
 @app.task(task_name="later", task_queue="idle")
 async def later(n):
     return n
-'''
+"""
 
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--no-proxy-server"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--no-proxy-server",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
@@ -64,8 +69,9 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str,
-                     timeout: float = 20.0) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
@@ -96,7 +102,6 @@ def no_alert(driver: WebDriver) -> bool:
     return False
 
 
-
 def text_of(browser: WebDriver, element_id: str) -> str:
     """The element's text. Pages that refresh in place may swap the element between
     finding it and reading it; find it again then (bounded)."""
@@ -106,6 +111,7 @@ def text_of(browser: WebDriver, element_id: str) -> str:
         except StaleElementReferenceException:
             time.sleep(0.02)  # the swap takes one animation frame
     raise AssertionError(f"#{element_id} kept being replaced")
+
 
 async def test_every_page_and_every_operation_in_a_real_browser(
     harness: Harness, browser: WebDriver, tmp_path: Path
@@ -168,8 +174,10 @@ async def test_every_page_and_every_operation_in_a_real_browser(
     browser.find_element(By.LINK_TEXT, sleeper.hex()).click()
     assert browser.find_element(By.ID, "state").text == "active"
     click(browser, "button.cancel", confirm=True)
-    await eventually(lambda: task_state(control, sleeper.hex(), TaskState.CANCELLED),
-                     "the running task to be cancelled")
+    await eventually(
+        lambda: task_state(control, sleeper.hex(), TaskState.CANCELLED),
+        "the running task to be cancelled",
+    )
 
     # Dead letters: the task page shows the traceback and escaped arguments.
     browser.get(base + f"/tasks/{broken.hex()}")
@@ -182,21 +190,28 @@ async def test_every_page_and_every_operation_in_a_real_browser(
     browser.get(base + "/queues/default/dead")
     browser.find_element(By.CSS_SELECTOR, f'input[value="{broken.hex()}"]').click()
     click(browser, "button.requeue")
-    await eventually(lambda: task_state(control, broken.hex(), TaskState.SUCCEEDED),
-                     "the requeued dead letter to succeed")
+    await eventually(
+        lambda: task_state(control, broken.hex(), TaskState.SUCCEEDED),
+        "the requeued dead letter to succeed",
+    )
 
     # Requeue from the task page, then visit the finished task's page.
     browser.get(base + f"/tasks/{doomed.hex()}")
     click(browser, "button.requeue")
-    await eventually(lambda: task_state(control, doomed.hex(), TaskState.SUCCEEDED),
-                     "the task requeued from its page to succeed")
+    await eventually(
+        lambda: task_state(control, doomed.hex(), TaskState.SUCCEEDED),
+        "the task requeued from its page to succeed",
+    )
     browser.get(base + f"/tasks/{doomed.hex()}")
     assert browser.find_element(By.ID, "state").text == "succeeded"
     assert '"doomed"' in browser.find_element(By.ID, "result").text
 
     # Nothing the pages do was refused by their own Content-Security-Policy.
-    refused = [e["message"] for e in browser.get_log("browser")
-               if "Content Security Policy" in e["message"]]
+    refused = [
+        e["message"]
+        for e in browser.get_log("browser")
+        if "Content Security Policy" in e["message"]
+    ]
     assert not refused, refused
 
 

@@ -16,16 +16,21 @@ from rediq import TaskState
 
 from .conftest import CLI, Harness, free_port, start_dashboard, wait_http
 
-BODY = '''
+BODY = """
 @app.task(task_name="show", task_queue="inbox")
 async def show(text, **extra):
     return text
-'''
+"""
 
 ACTIONS = [
-    "/queues/inbox/pause", "/queues/inbox/resume", "/queues/inbox/purge",
-    "/queues/inbox/dead/requeue", "/queues/inbox/dead/delete",
-    "/tasks/{id}/cancel", "/tasks/{id}/delete", "/tasks/{id}/requeue",
+    "/queues/inbox/pause",
+    "/queues/inbox/resume",
+    "/queues/inbox/purge",
+    "/queues/inbox/dead/requeue",
+    "/queues/inbox/dead/delete",
+    "/tasks/{id}/cancel",
+    "/tasks/{id}/delete",
+    "/tasks/{id}/requeue",
 ]
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
@@ -54,8 +59,11 @@ async def test_mutations_refuse_get_and_a_missing_or_wrong_csrf_token(harness: H
             assert (await client.get(path)).status_code == 405, path
             assert (await client.post(path, data={})).status_code == 403, path
             assert (await client.post(path, data={"csrf_token": "x" * 43})).status_code == 403, path
-        cross = await client.post("/queues/inbox/pause", data={"csrf_token": token},
-                            headers={"Origin": "http://evil.example"})
+        cross = await client.post(
+            "/queues/inbox/pause",
+            data={"csrf_token": token},
+            headers={"Origin": "http://evil.example"},
+        )
         assert cross.status_code == 403
         assert not (await control.queue("inbox")).paused
         assert (await control.task(task_id)).state is TaskState.PENDING  # nothing changed
@@ -91,7 +99,8 @@ async def test_task_arguments_holding_html_are_shown_escaped(harness: Harness) -
             assert "<script>alert" not in text and "<img src=x" not in text, page
         text = (await client.get(f"/tasks/{task_id}")).text
         assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in text.replace(
-            "\\&#34;", "&#34;")
+            "\\&#34;", "&#34;"
+        )
         assert "onerror=alert(1)&gt;" in text
 
 
@@ -108,8 +117,9 @@ async def test_pages_forbid_framing_and_foreign_scripts(harness: Harness) -> Non
 
 def test_the_command_needs_an_app_or_a_url(harness: Harness) -> None:
     env = {k: v for k, v in harness.env.items() if k != "REDIQ_REDIS_URL"}
-    done = subprocess.run([*CLI, "dashboard"], cwd=harness.dir, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*CLI, "dashboard"], cwd=harness.dir, env=env, capture_output=True, text=True, timeout=60
+    )
     said = " ".join((done.stdout + done.stderr).replace("│", " ").split())
     assert done.returncode == 2, said
     assert "name the app" in said and "--redis-url" in said
@@ -124,11 +134,13 @@ async def test_basic_auth_refuses_a_wrong_password(harness: Harness) -> None:
         assert anonymous.headers["www-authenticate"] == 'Basic realm="rediq"'
         assert (await client.get("/", auth=("admin", "wrong"))).status_code == 401
         assert (await client.get("/", auth=("other", "s3cret"))).status_code == 401
-        assert (await client.get("/static/dashboard.js", auth=("admin", "wrong"))).status_code == 401
+        assert (
+            await client.get("/static/dashboard.js", auth=("admin", "wrong"))
+        ).status_code == 401
         assert (await client.get("/", auth=("admin", "s3cret"))).status_code == 200
 
 
-MOUNTING = '''
+MOUNTING = """
 import os
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -141,7 +153,7 @@ api = Starlette(routes=[
     Route("/", lambda request: PlainTextResponse("the user's own app")),
     Mount("/ops/rediq", create_dashboard(app, title="ops")),
 ])
-'''
+"""
 
 
 async def test_the_dashboard_mounts_inside_another_starlette_app(harness: Harness) -> None:
@@ -149,8 +161,20 @@ async def test_the_dashboard_mounts_inside_another_starlette_app(harness: Harnes
     (harness.dir / "userapp.py").write_text(MOUNTING)
     port = free_port()
     process = await asyncio.to_thread(
-        subprocess.Popen, [sys.executable, "-m", "uvicorn", "userapp:api", "--port", str(port),
-                           "--log-level", "warning"], cwd=harness.dir, env=harness.env)
+        subprocess.Popen,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "userapp:api",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=harness.dir,
+        env=harness.env,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -160,7 +184,9 @@ async def test_the_dashboard_mounts_inside_another_starlette_app(harness: Harnes
             assert 'href="/ops/rediq/static/dashboard.css"' in page.text
             assert client.cookies.jar and all(c.path == "/ops/rediq" for c in client.cookies.jar)
             token = await token_of(client, f"/ops/rediq/tasks/{task_id}")
-            done = await client.post(f"/ops/rediq/tasks/{task_id}/cancel", data={"csrf_token": token})
+            done = await client.post(
+                f"/ops/rediq/tasks/{task_id}/cancel", data={"csrf_token": token}
+            )
             assert done.status_code == 303
             assert done.headers["location"].startswith(f"/ops/rediq/tasks/{task_id}?notice=")
     finally:

@@ -37,8 +37,9 @@ async def app(rediq_redis_url: str, rediq_namespace: str) -> AsyncIterator[Rediq
 
 
 async def run_worker_until(app: Rediq, done: asyncio.Future[object]) -> None:
-    worker = Worker(app, WorkerConfig(handle_signals=False, backoff=Backoff(base_ms=10),
-                                      queues=("maths",)))
+    worker = Worker(
+        app, WorkerConfig(handle_signals=False, backoff=Backoff(base_ms=10), queues=("maths",))
+    )
     running = asyncio.ensure_future(worker.run())
     try:
         await asyncio.wait_for(done, 20)
@@ -69,26 +70,36 @@ async def test_one_enqueue_and_run_give_a_producer_and_a_consumer_span_in_one_tr
     (consumer,) = spans("process maths")
     (inside,) = spans("inside the task")
     trace_id = request.get_span_context().trace_id
-    assert {producer.context.trace_id, consumer.context.trace_id,
-            inside.context.trace_id} == {trace_id}
+    assert {producer.context.trace_id, consumer.context.trace_id, inside.context.trace_id} == {
+        trace_id
+    }
     assert producer.kind is SpanKind.PRODUCER and consumer.kind is SpanKind.CONSUMER
     assert producer.parent is not None and consumer.parent is not None
     assert producer.parent.span_id == request.get_span_context().span_id
     assert consumer.parent.span_id == producer.context.span_id
     assert inside.parent is not None and inside.parent.span_id == consumer.context.span_id
     assert dict(producer.attributes or {}) == {
-        "messaging.system": "rediq", "messaging.operation.type": "send",
-        "messaging.operation.name": "enqueue", "messaging.destination.name": "maths",
+        "messaging.system": "rediq",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "enqueue",
+        "messaging.destination.name": "maths",
         "messaging.message.id": handle.hex(),
         "messaging.message.body.size": producer.attributes["messaging.message.body.size"],
-        "rediq.task.name": "double", "rediq.task.priority": 0, "rediq.task.retries": 0,
+        "rediq.task.name": "double",
+        "rediq.task.priority": 0,
+        "rediq.task.retries": 0,
         "rediq.enqueue.accepted": True,
     }
     assert dict(consumer.attributes or {}) == {
-        "messaging.system": "rediq", "messaging.operation.type": "process",
-        "messaging.operation.name": "process", "messaging.destination.name": "maths",
-        "messaging.message.id": handle.hex(), "messaging.consumer.group.name": "maths",
-        "rediq.task.name": "double", "rediq.task.retried": 0, "rediq.task.deliveries": 1,
+        "messaging.system": "rediq",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": "maths",
+        "messaging.message.id": handle.hex(),
+        "messaging.consumer.group.name": "maths",
+        "rediq.task.name": "double",
+        "rediq.task.retried": 0,
+        "rediq.task.deliveries": 1,
         "rediq.worker.name": "worker",
     }
     assert consumer.status.status_code is StatusCode.UNSET

@@ -14,13 +14,13 @@ from .conftest import CLI, Harness, metrics_url, scrape
 
 TASKS, FAILING = 1_000, 10
 
-BODY = '''
+BODY = """
 @app.task(task_name="work", task_retries=1)
 async def work(i):
     if i % 100 == 7:
         raise ValueError(f"task {i} fails")
     return i
-'''
+"""
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
@@ -29,8 +29,9 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 async def test_metrics_while_a_worker_drains_a_thousand_tasks(harness: Harness) -> None:
     tasks = harness.write_app(BODY)
-    worker = harness.start("--metrics-port", "0", "--metrics-host", "127.0.0.1",
-                           "--worker-task-concurrency", "50")
+    worker = harness.start(
+        "--metrics-port", "0", "--metrics-host", "127.0.0.1", "--worker-task-concurrency", "50"
+    )
     url = metrics_url(worker)
     labels = {"task": "work", "queue": "default"}
     enqueued_before = REGISTRY.get_sample_value("rediq_tasks_enqueued_total", labels) or 0.0
@@ -52,8 +53,9 @@ async def test_metrics_while_a_worker_drains_a_thousand_tasks(harness: Harness) 
     while True:
         samples = await asyncio.to_thread(scrape, url)
         scrapes += 1
-        done = (value(samples, "rediq_tasks_succeeded_total", **labels)
-                + value(samples, "rediq_tasks_dead_lettered_total", **labels))
+        done = value(samples, "rediq_tasks_succeeded_total", **labels) + value(
+            samples, "rediq_tasks_dead_lettered_total", **labels
+        )
         if done == TASKS:
             break
         assert time.monotonic() < deadline, f"only {done} tasks settled: {worker.output[-3000:]}"
@@ -80,9 +82,12 @@ async def test_metrics_while_a_worker_drains_a_thousand_tasks(harness: Harness) 
 def test_metrics_port_without_the_plugin_is_a_clear_usage_error(harness: Harness) -> None:
     harness.write_app(BODY)
     done = subprocess.run(
-        [*CLI, "worker", "tasks:app", "--metrics-port", "0"], cwd=harness.dir,
+        [*CLI, "worker", "tasks:app", "--metrics-port", "0"],
+        cwd=harness.dir,
         env={**harness.env, "REDIQ_DISABLE_PLUGINS": "prometheus"},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2, done.stdout + done.stderr
     said = " ".join((done.stdout + done.stderr).replace("│", " ").split())
@@ -97,15 +102,30 @@ async def test_multiprocess_mode_serves_the_sum_of_every_worker_process(
     tasks = harness.write_app(BODY)
     with tempfile.TemporaryDirectory() as shared:
         env = {"PROMETHEUS_MULTIPROC_DIR": shared}
-        serving = harness.start("--metrics-port", "0", "--metrics-host", "127.0.0.1",
-                                "--worker-name", "serving", "--log-level", "debug", env=env)
+        serving = harness.start(
+            "--metrics-port",
+            "0",
+            "--metrics-host",
+            "127.0.0.1",
+            "--worker-name",
+            "serving",
+            "--log-level",
+            "debug",
+            env=env,
+        )
         harness.start("--worker-name", "silent", "--log-level", "debug", env=env)
         url = metrics_url(serving)
         await asyncio.gather(*(tasks.work(i).enqueue() for i in range(200) if i % 100 != 7))
         labels = {"task": "work", "queue": "default"}
         deadline = time.monotonic() + 30
-        while value(samples := await asyncio.to_thread(scrape, url),
-                    "rediq_tasks_succeeded_total", **labels) < 198:
+        while (
+            value(
+                samples := await asyncio.to_thread(scrape, url),
+                "rediq_tasks_succeeded_total",
+                **labels,
+            )
+            < 198
+        ):
             assert time.monotonic() < deadline, "the two workers did not drain 198 tasks"
             await asyncio.sleep(0.05)
         assert value(samples, "rediq_tasks_succeeded_total", **labels) == 198
@@ -115,12 +135,12 @@ async def test_multiprocess_mode_serves_the_sum_of_every_worker_process(
         assert sum(ran) == 198 and min(ran) > 0, f"tasks run per worker: {ran}"
 
 
-SLEEPER = '''
+SLEEPER = """
 @app.task(task_name="sleeper")
 async def sleeper():
     out("SLEEPER STARTED")
     await asyncio.sleep(60)
-'''
+"""
 
 
 async def test_a_cancelled_running_task_counts_as_cancelled_not_failed(
@@ -137,8 +157,12 @@ async def test_a_cancelled_running_task_counts_as_cancelled_not_failed(
     assert value(samples, "rediq_queue_tasks", queue="default", state="active") == 1
     await tasks.app.control.cancel(handle.hex())
     deadline = time.monotonic() + 20
-    while value(samples := await asyncio.to_thread(scrape, url),
-                "rediq_tasks_cancelled_total", **labels) < 1:
+    while (
+        value(
+            samples := await asyncio.to_thread(scrape, url), "rediq_tasks_cancelled_total", **labels
+        )
+        < 1
+    ):
         assert time.monotonic() < deadline, "the cancellation was not counted"
         await asyncio.sleep(0.05)
     assert value(samples, "rediq_tasks_running", **labels) == 0
@@ -149,21 +173,35 @@ async def test_a_cancelled_running_task_counts_as_cancelled_not_failed(
 
 async def test_processes_serve_one_endpoint_with_the_sum_of_all(harness: Harness) -> None:
     """rediq worker --processes 2 --metrics-port: one /metrics, counting both processes."""
-    tasks = harness.write_app(BODY + '''
+    tasks = harness.write_app(
+        BODY
+        + """
 @app.task(task_name="pid")
 async def pid():
     await asyncio.sleep(0.05)
     return os.getpid()
-''')
-    supervisor = harness.start("--processes", "2", "--metrics-port", "0", "--metrics-host",
-                               "127.0.0.1", "--worker-task-concurrency", "5",
-                               "--worker-queue-size", "0", ready=False)  # 5 slots each
+"""
+    )
+    supervisor = harness.start(
+        "--processes",
+        "2",
+        "--metrics-port",
+        "0",
+        "--metrics-host",
+        "127.0.0.1",
+        "--worker-task-concurrency",
+        "5",
+        "--worker-queue-size",
+        "0",
+        ready=False,
+    )  # 5 slots each
     supervisor.wait_for(r"ready: consuming", count=2, timeout=30)
     url = metrics_url(supervisor)
     assert len(supervisor.matching(r"serving Prometheus metrics on http://")) == 1
     handles = await asyncio.gather(*(tasks.pid().enqueue() for _ in range(100)))
     pids = {await h.result(timeout=20) for h in handles}
     labels = {"task": "pid", "queue": "default"}
-    assert value(await asyncio.to_thread(scrape, url), "rediq_tasks_succeeded_total",
-                 **labels) == 100
+    assert (
+        value(await asyncio.to_thread(scrape, url), "rediq_tasks_succeeded_total", **labels) == 100
+    )
     assert len(pids) == 2, pids

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(150)
 
 #: Each task counts its runs; "running" holds, per worker pid, the tasks started there
 #: whose outcome is not stored yet (after_task_success fires once it is).
-CHAOS_APP = '''
+CHAOS_APP = """
 import redis.asyncio as redis_asyncio
 
 NS = os.environ["REDIQ_TEST_NAMESPACE"]
@@ -34,7 +34,7 @@ async def unit(n):
 async def after_task_success():
     n = current_task_info().args[0]
     await counter.srem(f"{NS}:running:{os.getpid()}", n)
-'''
+"""
 
 TASKS, KILLS = 5000, 10
 
@@ -62,9 +62,11 @@ async def test_random_worker_sigkilled_every_second(harness: Harness) -> None:
     lost = TASKS - len(runs)
     extra = {n for n, count in runs.items() if count > 1}
     stats = await m.app.get_broker().queue_stats("default")
-    print(f"\nchaos: {TASKS} tasks, {KILLS} SIGKILLs (1/s) among 3 workers with default"
-          f" settings: lost {lost}, ran twice {len(extra)} (all of them running at a kill:"
-          f" {len(exposed)} were), all done {done_after_s:.1f} s after the last kill")
+    print(
+        f"\nchaos: {TASKS} tasks, {KILLS} SIGKILLs (1/s) among 3 workers with default"
+        f" settings: lost {lost}, ran twice {len(extra)} (all of them running at a kill:"
+        f" {len(exposed)} were), all done {done_after_s:.1f} s after the last kill"
+    )
     assert lost == 0 and sorted(runs) == list(range(TASKS))
     assert extra <= exposed, f"ran twice without being exposed to a kill: {extra - exposed}"
     assert (stats.pending, stats.scheduled, stats.active, stats.dead) == (0, 0, 0, 0)

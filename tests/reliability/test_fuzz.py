@@ -28,19 +28,20 @@ from ..worker.conftest import Harness
 pytestmark = pytest.mark.timeout(180)
 
 KEY = "fuzz-signing-key-" + "k" * 16
-APP = f'''
+APP = f"""
 app = Rediq(redis_url=os.environ["REDIQ_REDIS_URL"],
             namespace=os.environ["REDIQ_TEST_NAMESPACE"], signing_key={KEY!r})
 
 @app.task
 async def add(a, b):
     return a + b
-'''
+"""
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=10)
+    max_leaves=10,
+)
 
 
 def _valid(app: Rediq) -> TaskMessage:
@@ -51,8 +52,20 @@ def _valid(app: Rediq) -> TaskMessage:
 @st.composite
 def bad_messages(draw: st.DrawFn, app: Rediq) -> tuple[str, bytes, bytes]:
     """(kind, envelope, payload) of a message that must be refused."""
-    kind = draw(st.sampled_from(["bytes", "json", "payload", "forged", "unsigned",
-                                 "serializer", "truncated", "tampered"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "bytes",
+                "json",
+                "payload",
+                "forged",
+                "unsigned",
+                "serializer",
+                "truncated",
+                "tampered",
+            ]
+        )
+    )
     good = _valid(app)
     if kind == "bytes":
         return kind, draw(st.binary(max_size=200)), draw(st.binary(max_size=50))
@@ -95,20 +108,26 @@ def test_garbage_is_dead_lettered_with_its_reason_and_the_worker_goes_on(
         for _, envelope, payload in items:
             task_id = f"fuzz-{uuid.uuid4().hex[:12]}"
             keys = session.keys.queue("default").for_call(task_id)
-            await session.scripts.enqueue(session.client, keys,
-                                          [task_id, envelope, payload, 0, "", ""])
+            await session.scripts.enqueue(
+                session.client, keys, [task_id, envelope, payload, 0, "", ""]
+            )
             ids.append(task_id)
         deadline = time.monotonic() + 10
         for (kind, _, _), task_id in zip(items, ids, strict=True):
-            while (record := await broker.get_task(task_id, "default")) is None or \
-                    record.state is not TaskState.FAILED:
+            while (
+                record := await broker.get_task(task_id, "default")
+            ) is None or record.state is not TaskState.FAILED:
                 assert time.monotonic() < deadline, f"{kind} message {task_id} not refused"
                 await asyncio.sleep(0.01)
             assert record.error is not None and record.error.message, record
             reasons[kind] = reasons.get(kind, 0) + 1
 
-    @settings(max_examples=30, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=30,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(st.lists(bad_messages(m.app), min_size=1, max_size=6))
     def check(items: list[tuple[str, bytes, bytes]]) -> None:
         loop.run_until_complete(write_and_check(items))

@@ -20,7 +20,7 @@ from ..worker.conftest import Harness
 
 pytestmark = pytest.mark.timeout(120)
 
-COUNTING_APP = '''
+COUNTING_APP = """
 import redis.asyncio as redis_asyncio
 
 counter = redis_asyncio.from_url(os.environ["REDIQ_REDIS_URL"])
@@ -30,16 +30,18 @@ async def unit(n):
     await asyncio.sleep(0.01)
     await counter.hincrby(os.environ["REDIQ_TEST_NAMESPACE"] + ":runs", str(n), 1)
     return n
-'''
+"""
 
 
-async def _drain_through(harness: Harness, proxy: TcpProxy, fault: Callable[[], object],
-                         tasks: int = 1500) -> dict[int, int]:
+async def _drain_through(
+    harness: Harness, proxy: TcpProxy, fault: Callable[[], object], tasks: int = 1500
+) -> dict[int, int]:
     """A worker talking to Redis through ``proxy`` drains ``tasks`` while ``fault`` runs;
     returns the runs per task (the tasks count themselves directly in Redis)."""
     m = harness.write_app(COUNTING_APP)
-    worker = harness.start("--redis-url", proxy.url(), "--worker-task-concurrency", "20",
-                           ready=False)
+    worker = harness.start(
+        "--redis-url", proxy.url(), "--worker-task-concurrency", "20", ready=False
+    )
     # Wait off the event loop: the proxy serves the worker from this loop.
     await asyncio.to_thread(worker.wait_for, "ready: consuming", timeout=30)
     handles = await m.app.enqueue_many([m.unit(n) for n in range(tasks)])
@@ -49,8 +51,9 @@ async def _drain_through(harness: Harness, proxy: TcpProxy, fault: Callable[[], 
         await handle.result(timeout=60)
     # No "lost the connection" line is needed here: a blackhole breaks no connection (the
     # commands wait) and reset connections are re-sent by the client's bounded retry.
-    runs = {int(k): int(v) for k, v in
-            (await m.counter.hgetall(f"{harness.namespace}:runs")).items()}
+    runs = {
+        int(k): int(v) for k, v in (await m.counter.hgetall(f"{harness.namespace}:runs")).items()
+    }
     await m.counter.aclose()
     assert sorted(runs) == list(range(tasks)), "a task was lost"
     return runs
@@ -85,9 +88,12 @@ async def test_producers_during_a_cut_fail_clearly_or_store_whole(
 ) -> None:
     """Enqueues through a cut connection raise BrokerUnavailableError (URL masked) or
     succeed after the retry; either way nothing is half-written."""
-    app = Rediq(redis_url=proxy.url().replace("redis://", "redis://:s3cret@"),
-                namespace=rediq_namespace, redis_config={"socket_timeout": 0.5},
-                enqueue_retry_s=2.0)
+    app = Rediq(
+        redis_url=proxy.url().replace("redis://", "redis://:s3cret@"),
+        namespace=rediq_namespace,
+        redis_config={"socket_timeout": 0.5},
+        enqueue_retry_s=2.0,
+    )
     direct = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace)
 
     @app.task
@@ -154,14 +160,15 @@ async def test_out_of_memory_fails_enqueue_clearly_and_workers_keep_settling(
     harness: Harness, rediq_redis_server_factory: Callable[..., RedisServer]
 ) -> None:
     server = rediq_redis_server_factory(
-        extra_args=("--maxmemory", "3mb", "--maxmemory-policy", "noeviction"))
+        extra_args=("--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
+    )
     harness.url = server.url()
     harness.env["REDIQ_REDIS_URL"] = server.url()
-    m = harness.write_app('''
+    m = harness.write_app("""
 @app.task
 async def hold(blob):
     return len(blob)
-''')
+""")
     stored, failure = [], None
     for _ in range(400):
         try:

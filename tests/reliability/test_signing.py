@@ -27,10 +27,17 @@ def test_sign_verify_and_rotate() -> None:
         MessageSigner(NEW).verify(message)
 
 
-@pytest.mark.parametrize("change", [
-    {"payload": b"[[1],{}]"}, {"name": "other.task"}, {"priority": -5},
-    {"headers": {"x": "y"}}, {"id": "another-id"}, {"max_retries": 99},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"payload": b"[[1],{}]"},
+        {"name": "other.task"},
+        {"priority": -5},
+        {"headers": {"x": "y"}},
+        {"id": "another-id"},
+        {"max_retries": 99},
+    ],
+)
 def test_any_change_breaks_the_signature(change: dict[str, object]) -> None:
     signed = MessageSigner(OLD).sign(make_message())
     with pytest.raises(InvalidSignatureError, match="altered or forged"):
@@ -55,24 +62,29 @@ async def test_a_message_over_the_size_limit_fails_at_enqueue() -> None:
 async def test_a_worker_refuses_unsigned_pickle_unless_told_otherwise(
     rediq_redis_url: str, rediq_namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    unsafe = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace,
-                   serializer_name="pickle")
+    unsafe = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace, serializer_name="pickle")
     with pytest.raises(ConfigurationError, match="runs code when decoding.*signing_key"):
         await Worker(unsafe, WorkerConfig(handle_signals=False)).run()
-    opted_out = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace,
-                      serializer_name="pickle", allow_unsigned=True)
+    opted_out = Rediq(
+        redis_url=rediq_redis_url,
+        namespace=rediq_namespace,
+        serializer_name="pickle",
+        allow_unsigned=True,
+    )
     worker = Worker(opted_out, WorkerConfig(handle_signals=False, burst=True))
     assert await worker.run() == 0
     assert "accepting unsigned pickle messages" in caplog.text
-    signed = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace,
-                   serializer_name="pickle", signing_key=NEW)
+    signed = Rediq(
+        redis_url=rediq_redis_url,
+        namespace=rediq_namespace,
+        serializer_name="pickle",
+        signing_key=NEW,
+    )
     assert signed.unsafe_serializers() == []
 
 
-async def test_a_signed_app_runs_signed_tasks_and_dead_letters_the_rest(
-    harness: Harness
-) -> None:
-    m = harness.write_app(f'''
+async def test_a_signed_app_runs_signed_tasks_and_dead_letters_the_rest(harness: Harness) -> None:
+    m = harness.write_app(f"""
 app = Rediq(redis_url=os.environ["REDIQ_REDIS_URL"],
             namespace=os.environ["REDIQ_TEST_NAMESPACE"], serializer_name="pickle",
             signing_key={NEW!r}, verify_keys=[{OLD!r}])
@@ -89,7 +101,7 @@ async def add(a, b):
 
 old_add = old_app.task(task_name="add")(add.fn)
 rogue_add = rogue.task(task_name="add")(add.fn)
-''')
+""")
     harness.start()
     assert await (await m.add(1, 2).enqueue()).result(timeout=10) == 3
     assert await (await m.old_add(2, 2).enqueue()).result(timeout=10) == 4  # rotated key

@@ -48,8 +48,7 @@ async def memory_app() -> AsyncIterator[Rediq]:
 
 
 async def test_tasks_run_to_completion_in_process(memory_app: Rediq) -> None:
-    async with run_worker(memory_app, queues=("default", "slow"), lease_ms=600,
-                          lease_renew_ms=200):
+    async with run_worker(memory_app, queues=("default", "slow"), lease_ms=600, lease_renew_ms=200):
         handle = await add(1, 2).enqueue()
         assert await handle.result(timeout=5) == 3
         assert await (await flaky(8).enqueue()).result(timeout=5) == 8 and seen == [8, 8, 8]
@@ -72,10 +71,10 @@ async def test_the_app_is_pointed_back_afterwards() -> None:
     assert app.namespace == "rediq"
 
 
-FIXTURE_USER = '''
+FIXTURE_USER = """
 async def test_uses_a_fixture(rediq_namespace):
     assert rediq_namespace.startswith("t")
-'''
+"""
 
 
 @pytest.mark.parametrize("opt_in", [False, True])
@@ -83,9 +82,24 @@ def test_the_pytest_fixtures_are_opt_in(tmp_path: Path, opt_in: bool) -> None:
     (tmp_path / "test_user.py").write_text(FIXTURE_USER)
     options = ["-p", "rediq.testing"] if opt_in else []
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
-         "asyncio_mode=auto", *options, "test_user.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "asyncio_mode=auto",
+            *options,
+            "test_user.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if opt_in:
         assert done.returncode == 0, done.stdout
     else:

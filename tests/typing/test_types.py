@@ -37,10 +37,28 @@ def test_results_are_typed_end_to_end(tmp_path: Path) -> None:
     if (source_root / "pyproject.toml").exists():  # an editable install: mypy cannot see it
         env["MYPYPATH"] = str(source_root)
     run = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--config-file", "",
-         "--cache-dir", str(tmp_path / "cache"), "--follow-imports", "silent", "--hide-error-context",
-         "--no-error-summary", "--show-error-codes", sample.name],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file",
+            "",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--follow-imports",
+            "silent",
+            "--hide-error-context",
+            "--no-error-summary",
+            "--show-error-codes",
+            sample.name,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
     )
     found = set()
     for line in run.stdout.splitlines():

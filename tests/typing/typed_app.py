@@ -33,8 +33,7 @@ async def nothing() -> None:
 async def main() -> None:
     call = add(1, 2)
     assert_type(call, TaskCall[int])
-    assert_type(call.groups("g").options(priority=1, delay=dt.timedelta(seconds=1)),
-                TaskCall[int])
+    assert_type(call.groups("g").options(priority=1, delay=dt.timedelta(seconds=1)), TaskCall[int])
     handle = await call.enqueue()
     assert_type(handle, TaskHandle[int])
     assert_type(await handle.result(), int)

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-HEADER = '''\
+HEADER = """\
 import asyncio, functools, os, sys, time
 from rediq import *
 from rediq_core.errors import *
@@ -36,7 +36,7 @@ app = Rediq(redis_url=os.environ["REDIQ_REDIS_URL"],
 
 def out(*parts):
     print(*parts, flush=True)
-'''
+"""
 
 CLI = [sys.executable, "-c", "from rediq_core.cli import main; main()"]
 
@@ -47,8 +47,13 @@ class WorkerProcess:
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [*CLI, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1,
+            [*CLI, *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -121,8 +126,12 @@ class Harness:
         self.url = url
         self.namespace = namespace
         self.env = {
-            **os.environ, "REDIQ_REDIS_URL": url, "REDIQ_TEST_NAMESPACE": namespace,
-            "PYTHONUNBUFFERED": "1", "REDIQ_BACKOFF_BASE_MS": "20", "REDIQ_LOG_FORMAT": "plain",
+            **os.environ,
+            "REDIQ_REDIS_URL": url,
+            "REDIQ_TEST_NAMESPACE": namespace,
+            "PYTHONUNBUFFERED": "1",
+            "REDIQ_BACKOFF_BASE_MS": "20",
+            "REDIQ_LOG_FORMAT": "plain",
         }
         self.workers: list[WorkerProcess] = []
         self.modules: list[ModuleType] = []
@@ -137,8 +146,7 @@ class Harness:
         saved = {k: os.environ.get(k) for k in ("REDIQ_REDIS_URL", "REDIQ_TEST_NAMESPACE")}
         os.environ.update(REDIQ_REDIS_URL=self.url, REDIQ_TEST_NAMESPACE=self.namespace)
         try:
-            spec = importlib.util.spec_from_file_location(f"_rq_{self.namespace}_{path.stem}",
-                                                          path)
+            spec = importlib.util.spec_from_file_location(f"_rq_{self.namespace}_{path.stem}", path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
@@ -152,10 +160,19 @@ class Harness:
         self.modules.append(module)
         return module
 
-    def start(self, *options: str, app: str = "tasks:app", ready: bool = True,
-              cwd: Path | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(["worker", app, "--redis-url", self.url, *options],
-                               cwd or self.dir, {**self.env, **(env or {})})
+    def start(
+        self,
+        *options: str,
+        app: str = "tasks:app",
+        ready: bool = True,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            ["worker", app, "--redis-url", self.url, *options],
+            cwd or self.dir,
+            {**self.env, **(env or {})},
+        )
         self.workers.append(worker)
         if ready:
             worker.wait_for(r"ready: consuming", timeout=30)
@@ -169,8 +186,9 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path, rediq_redis_url: str, rediq_namespace: str
-                  ) -> AsyncIterator[Harness]:
+async def harness(
+    tmp_path: Path, rediq_redis_url: str, rediq_namespace: str
+) -> AsyncIterator[Harness]:
     h = Harness(tmp_path, rediq_redis_url, rediq_namespace)
     try:
         yield h

@@ -29,7 +29,7 @@ KILL_AFTER = 1_500
 BACKLOG = 600
 DRAIN_TIMEOUT_S = 120.0
 
-APP = '''\
+APP = """\
 import json, os, time
 from rediq import Rediq
 
@@ -42,7 +42,7 @@ LOG = {log!r}
 async def work(i, queue):
     with open(LOG, "a") as f:
         f.write(f"t{{i}} {{time.time():.4f}} {{queue}}\\n")
-'''
+"""
 
 
 @dataclass
@@ -58,9 +58,11 @@ class Report:
     enqueue_errors: int
 
     def line(self) -> str:
-        return (f"acknowledged={self.acknowledged} unconfirmed={self.unconfirmed} executed={self.executed} lost={self.lost}"
-                f" duplicates={self.duplicates} stall={self.stall_s:.2f}s"
-                f" promotion={self.promotion_s:.2f}s enqueue_errors={self.enqueue_errors}")
+        return (
+            f"acknowledged={self.acknowledged} unconfirmed={self.unconfirmed} executed={self.executed} lost={self.lost}"
+            f" duplicates={self.duplicates} stall={self.stall_s:.2f}s"
+            f" promotion={self.promotion_s:.2f}s enqueue_errors={self.enqueue_errors}"
+        )
 
 
 def _executions(log: Path) -> list[tuple[str, float, str]]:
@@ -83,8 +85,13 @@ async def _wait(condition: Callable[[], Any], what: str, timeout_s: float) -> No
 
 
 async def drain_through_failover(
-    harness: Harness, *, queues: list[str], config: dict[str, Any],
-    kill: Callable[[], Any], promoted: Callable[[Any], None], recover: Callable[[Any], None],
+    harness: Harness,
+    *,
+    queues: list[str],
+    config: dict[str, Any],
+    kill: Callable[[], Any],
+    promoted: Callable[[Any], None],
+    recover: Callable[[Any], None],
     killed_queues: set[str],
 ) -> Report:
     """See the module docstring. ``kill()`` SIGKILLs a master and returns what
@@ -92,8 +99,15 @@ async def drain_through_failover(
     log = harness.dir / "executions.log"
     m = harness.write_app(APP.format(config=json.dumps(config), log=str(log)), header="")
     options = [opt for q in queues for opt in ("--queue-name", q)]
-    worker = harness.start(*options, "--skip-default-queue", "--worker-task-concurrency", "20",
-                           "--worker-queue-size", "50", env={"REDIQ_LEASE_MS": "3000"})
+    worker = harness.start(
+        *options,
+        "--skip-default-queue",
+        "--worker-task-concurrency",
+        "20",
+        "--worker-queue-size",
+        "50",
+        env={"REDIQ_LEASE_MS": "3000"},
+    )
     acknowledged: set[str] = set()
     unconfirmed: set[str] = set()
     errors = 0
@@ -101,11 +115,17 @@ async def drain_through_failover(
     async def produce() -> None:
         nonlocal errors
         for start in range(0, TOTAL, BATCH):
-            calls = [m.work(i, queues[i % len(queues)]).options(
-                queue=queues[i % len(queues)], task_id=f"t{i}")
-                for i in range(start, start + BATCH)]
-            await _wait(lambda: _backlog_below(log, len(acknowledged) + len(unconfirmed)),
-                        "the worker keeps up with the producer", 60)
+            calls = [
+                m.work(i, queues[i % len(queues)]).options(
+                    queue=queues[i % len(queues)], task_id=f"t{i}"
+                )
+                for i in range(start, start + BATCH)
+            ]
+            await _wait(
+                lambda: _backlog_below(log, len(acknowledged) + len(unconfirmed)),
+                "the worker keeps up with the producer",
+                60,
+            )
             ids = {f"t{i}" for i in range(start, start + BATCH)}
             while True:
                 try:
@@ -148,8 +168,7 @@ async def drain_through_failover(
         stats = [await m.app.get_broker().queue_stats(q) for q in queues]
         return all(s.pending == s.scheduled == s.active == 0 for s in stats)
 
-    await _wait(drained, "every acknowledged task ran (or nothing is left queued)",
-                DRAIN_TIMEOUT_S)
+    await _wait(drained, "every acknowledged task ran (or nothing is left queued)", DRAIN_TIMEOUT_S)
     assert worker.proc.poll() is None, f"the worker died:\n{worker.output[-4000:]}"
     (harness.dir / "worker.log").write_text(worker.output)
     rows = _executions(log)
@@ -157,8 +176,12 @@ async def drain_through_failover(
     after = sorted(t for _, t, q in rows if q in killed_queues and t >= killed_at)
     gaps = [b - a for a, b in zip([killed_at, *after], after, strict=False)]
     return Report(
-        acknowledged=len(acknowledged), unconfirmed=len(unconfirmed), executed=len(runs),
-        lost=len(acknowledged - set(runs)), duplicates=sum(n - 1 for n in runs.values()),
-        stall_s=max(gaps, default=time.time() - killed_at), promotion_s=promotion_s,
+        acknowledged=len(acknowledged),
+        unconfirmed=len(unconfirmed),
+        executed=len(runs),
+        lost=len(acknowledged - set(runs)),
+        duplicates=sum(n - 1 for n in runs.values()),
+        stall_s=max(gaps, default=time.time() - killed_at),
+        promotion_s=promotion_s,
         enqueue_errors=errors,
     )

@@ -16,24 +16,33 @@ from .conftest import CLI, Harness
 
 pytestmark = pytest.mark.timeout(60)
 
-ADD = '''
+ADD = """
 @app.task
 async def add(a, b):
     import logging
     logging.getLogger("user").info("adding %s and %s", a, b)
     return a + b
-'''
+"""
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nosuchmodule:app", "cannot import module 'nosuchmodule'"),
-    ("tasks:missing", "'tasks:missing' is nothing, not a rediq.Rediq app"),
-    ("tasks", "is not of the form module:attribute"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nosuchmodule:app", "cannot import module 'nosuchmodule'"),
+        ("tasks:missing", "'tasks:missing' is nothing, not a rediq.Rediq app"),
+        ("tasks", "is not of the form module:attribute"),
+    ],
+)
 def test_bad_app_is_a_one_line_error(harness: Harness, spec: str, message: str) -> None:
     harness.write_app(ADD)
-    done = subprocess.run([*CLI, "worker", spec], cwd=harness.dir, env=harness.env,
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [*CLI, "worker", spec],
+        cwd=harness.dir,
+        env=harness.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
@@ -43,8 +52,9 @@ async def test_seed_form_burst_and_json_logs(harness: Harness, tmp_path: Path) -
     m = harness.write_app(ADD)
     handles = [await m.add(n, 1).enqueue() for n in range(5)]
     log_file = tmp_path / "worker.jsonl"
-    worker = harness.start("--burst", "--log-format", "json", "--log-file", str(log_file),
-                           app="tasks:app", ready=False)
+    worker = harness.start(
+        "--burst", "--log-format", "json", "--log-file", str(log_file), app="tasks:app", ready=False
+    )
     assert worker.wait_exit(30) == 0
     assert [await h.result(timeout=5) for h in handles] == [1, 2, 3, 4, 5]
     records = [json.loads(line) for line in log_file.read_text().splitlines()]
@@ -55,8 +65,13 @@ async def test_seed_form_burst_and_json_logs(harness: Harness, tmp_path: Path) -
 
     # The original `rediq APP [options]` form, also in burst mode (nothing left to do).
     done = await asyncio.to_thread(
-        subprocess.run, [*CLI, "tasks:app", "--redis-url", harness.url, "--burst"],
-        cwd=harness.dir, env=harness.env, capture_output=True, text=True, timeout=30,
+        subprocess.run,
+        [*CLI, "tasks:app", "--redis-url", harness.url, "--burst"],
+        cwd=harness.dir,
+        env=harness.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
     assert "ready: consuming default" in done.stderr
@@ -81,15 +96,23 @@ async def test_reload_restarts_the_worker_on_code_changes(harness: Harness) -> N
 
 
 @pytest.mark.parametrize("debug", [False, True])
-def test_an_error_while_importing_the_app_names_file_and_line(harness: Harness,
-                                                              debug: bool) -> None:
+def test_an_error_while_importing_the_app_names_file_and_line(
+    harness: Harness, debug: bool
+) -> None:
     (harness.dir / "helpers.py").write_text("def settings():\n    return {}['missing_key']\n")
     (harness.dir / "broken.py").write_text(
-        "from rediq import Rediq\nimport helpers\n\napp = Rediq()\nCONFIG = helpers.settings()\n")
+        "from rediq import Rediq\nimport helpers\n\napp = Rediq()\nCONFIG = helpers.settings()\n"
+    )
     (harness.dir / "typo.py").write_text("from rediq import Rediq\napp = Rediq(\n")
     options = ["--log-level", "debug"] if debug else []
-    done = subprocess.run([*CLI, "worker", "broken:app", *options], cwd=harness.dir,
-                          env=harness.env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [*CLI, "worker", "broken:app", *options],
+        cwd=harness.dir,
+        env=harness.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2, done.stderr
     assert "cannot import module 'broken': KeyError: 'missing_key'" in done.stderr
     assert f'File "{harness.dir / "helpers.py"}", line 2' in done.stderr
@@ -101,7 +124,13 @@ def test_an_error_while_importing_the_app_names_file_and_line(harness: Harness,
     else:
         assert "Traceback" not in done.stderr and "--log-level debug" in done.stderr
 
-    syntax = subprocess.run([*CLI, "worker", "typo:app", *options], cwd=harness.dir,
-                            env=harness.env, capture_output=True, text=True, timeout=30)
+    syntax = subprocess.run(
+        [*CLI, "worker", "typo:app", *options],
+        cwd=harness.dir,
+        env=harness.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert syntax.returncode == 2
-    assert "SyntaxError" in syntax.stderr and f'{harness.dir / "typo.py"}' in syntax.stderr
+    assert "SyntaxError" in syntax.stderr and f"{harness.dir / 'typo.py'}" in syntax.stderr

@@ -17,18 +17,24 @@ from .conftest import CLI, Harness
 
 pytestmark = pytest.mark.timeout(90)
 
-BEAT = '''
+BEAT = """
 @app.cron("* * * * * *", name="beat")
 @app.task(task_name="beat")
 async def beat():
     info = current_task_info()
     out("BEAT", info.headers.get("cron_tick_ms", "now"), info.task_id)
-'''
+"""
 
 
 def cli(harness: Harness, *args: str) -> str:
-    done = subprocess.run([*CLI, "cron", "tasks:app", *args], cwd=harness.dir,
-                          env=harness.env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [*CLI, "cron", "tasks:app", *args],
+        cwd=harness.dir,
+        env=harness.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -65,28 +71,36 @@ async def test_list_pause_trigger_resume_from_the_cli(harness: Harness) -> None:
 def test_unknown_schedule_is_a_one_line_error(harness: Harness) -> None:
     harness.write_app(BEAT)
     assert "not stored yet (no worker serving them has started): beat" in cli(harness)
-    done = subprocess.run([*CLI, "cron", "tasks:app", "pause", "nope"], cwd=harness.dir,
-                          env=harness.env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [*CLI, "cron", "tasks:app", "pause", "nope"],
+        cwd=harness.dir,
+        env=harness.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1 and "no schedule named 'nope' is stored" in done.stderr
 
 
-async def test_redeploy_changes_a_schedule_and_orphans_a_removed_one(harness: Harness
-                                                                     ) -> None:
-    m = harness.write_app(BEAT + '''
+async def test_redeploy_changes_a_schedule_and_orphans_a_removed_one(harness: Harness) -> None:
+    m = harness.write_app(
+        BEAT
+        + """
 @app.cron("0 0 1 1 *", name="yearly")
 @app.task(task_name="yearly")
 async def yearly():
     pass
-''')
+"""
+    )
     old = harness.start()
     old.wait_for(r"^BEAT \d+ ", count=1)
-    harness.write_app('''
+    harness.write_app("""
 @app.cron("*/2 * * * * *", name="beat")
 @app.task(task_name="beat")
 async def beat():
     info = current_task_info()
     out("BEAT2", info.headers["cron_tick_ms"])
-''')
+""")
     new = harness.start()
     # the old worker is woken by the change at once and stops firing the old spec
     old.wait_for(r"cron beat: another deployment stored a different spec", timeout=5)
@@ -106,14 +120,14 @@ async def beat():
 
 
 async def test_missed_ticks_skipped_or_run_once_at_start_up(harness: Harness) -> None:
-    harness.write_app('''
+    harness.write_app("""
 @app.cron("* * * * * *", name="skipper")
 @app.cron("* * * * * *", name="catcher", missed="run_once")
 @app.task(task_name="job")
 async def job():
     info = current_task_info()
     out("RUN", info.headers["cron"], info.headers["cron_tick_ms"])
-''')
+""")
     first = harness.start()
     first.wait_for(r"^RUN catcher \d+", count=1)
     first.wait_for(r"^RUN skipper \d+", count=1)

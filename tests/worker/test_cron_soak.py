@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 def test_each_tick_runs_exactly_once_while_workers_are_killed(
     tmp_path: Path, rediq_redis_url: str, rediq_namespace: str
 ) -> None:
-    report = run_scenario(rediq_redis_url, tmp_path, rediq_namespace, workers=5,
-                          duration_s=60, kills=2)
+    report = run_scenario(
+        rediq_redis_url, tmp_path, rediq_namespace, workers=5, duration_s=60, kills=2
+    )
     print("\n[measure] cron soak", json.dumps(asdict(report)))
     assert report.window_ticks >= 55, report
     assert not report.missed_ticks, f"ticks without a run: {report.missed_ticks}"

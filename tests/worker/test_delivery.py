@@ -22,19 +22,19 @@ from .conftest import Harness
 
 pytestmark = pytest.mark.timeout(90)
 
-SKEW = '''
+SKEW = """
 if os.environ.get("REDIQ_TEST_CLOCK_SKEW_S"):  # this process's wall clock is off
     _skew, _real_ns = int(os.environ["REDIQ_TEST_CLOCK_SKEW_S"]), time.time_ns
     time.time_ns = lambda: _real_ns() + _skew * 1_000_000_000
     time.time = lambda: _real_ns() / 1e9 + _skew
-'''
+"""
 
 
 async def test_retries_do_not_use_up_the_crash_budget(harness: Harness) -> None:
     """Four ordinary failures, then the worker dies once (OOM kill, deploy): the task has
     retries left and lost its lease only once, so it runs again and succeeds."""
     marker = harness.dir / "killed-once"
-    m = harness.write_app(f'''
+    m = harness.write_app(f"""
 @app.task(task_retries=10)
 async def flaky():
     retried = current_task_retried()
@@ -45,7 +45,7 @@ async def flaky():
         open({str(marker)!r}, "w").close()
         os.kill(os.getpid(), 9)  # the worker dies holding the task
     return "ok"
-''')
+""")
     env = {"REDIQ_LEASE_MS": "1000", "REDIQ_BACKOFF_BASE_MS": "1"}
     handle = await m.flaky().enqueue()
     first = harness.start(env=env)
@@ -56,17 +56,19 @@ async def flaky():
 
 async def test_retry_backoff_runs_on_the_server_clock(harness: Harness) -> None:
     """A worker whose clock is a minute behind Redis still waits out the backoff."""
-    m = harness.write_app(SKEW + '''
+    m = harness.write_app(
+        SKEW
+        + """
 @app.task(task_retries=2)
 async def twice_failing():
     out("ATTEMPT", current_task_retried(), time.monotonic())
     if current_task_retried() < 2:
         raise RuntimeError("again")
     return "ok"
-''')
+"""
+    )
     handle = await m.twice_failing().enqueue()
-    worker = harness.start(env={"REDIQ_TEST_CLOCK_SKEW_S": "-60",
-                                "REDIQ_BACKOFF_BASE_MS": "400"})
+    worker = harness.start(env={"REDIQ_TEST_CLOCK_SKEW_S": "-60", "REDIQ_BACKOFF_BASE_MS": "400"})
     assert await handle.result(timeout=15) == "ok"
     starts = [float(line.split()[2]) for line in worker.wait_for("^ATTEMPT", count=3)]
     gaps_ms = [round((b - a) * 1000) for a, b in itertools.pairwise(starts)]
@@ -105,8 +107,10 @@ async def test_runners_survive_internal_errors_while_redis_is_unreachable(
         return await real_release(*args, **kwargs)
 
     monkeypatch.setattr(broker, "release", release)
-    worker = Worker(app, WorkerConfig(task_concurrency=2, handle_signals=False,
-                                      lease_ms=1000, lease_renew_ms=300))
+    worker = Worker(
+        app,
+        WorkerConfig(task_concurrency=2, handle_signals=False, lease_ms=1000, lease_renew_ms=300),
+    )
     running = asyncio.ensure_future(worker.run())
     try:
         first = [await echo(n).enqueue() for n in range(2)]
@@ -122,7 +126,7 @@ async def test_runners_survive_internal_errors_while_redis_is_unreachable(
 async def test_forced_stop_keeps_a_task_that_ignores_cancellation(harness: Harness) -> None:
     """A second signal while a task runs blocking code in a thread: the task is not handed
     back while that code still runs (another worker would run it concurrently)."""
-    m = harness.write_app('''
+    m = harness.write_app("""
 def blocking_code():
     time.sleep(3)
     out("DONE")  # from the executor thread: the code ran to its end
@@ -131,7 +135,7 @@ def blocking_code():
 async def stubborn():
     out("STARTED")
     await run_in_current_executor(blocking_code)
-''')
+""")
     handle = await m.stubborn().enqueue()
     worker = harness.start(env={"REDIQ_LEASE_MS": "1000"})
     worker.wait_for("^STARTED")
@@ -152,9 +156,17 @@ async def stubborn():
 
 
 def _delivery(task_id: str, number: int) -> Delivery:
-    message = TaskMessage(id=task_id, name="t", queue="q", payload=b"[[],{}]",
-                          serializer="json", priority=0, max_retries=0, timeout_ms=None,
-                          result_ttl_s=0)
+    message = TaskMessage(
+        id=task_id,
+        name="t",
+        queue="q",
+        payload=b"[[],{}]",
+        serializer="json",
+        priority=0,
+        max_retries=0,
+        timeout_ms=None,
+        result_ttl_s=0,
+    )
     return Delivery(message, retried=0, deliveries=number, lease_deadline_ms=0)
 
 
@@ -176,9 +188,14 @@ async def test_a_cancel_announced_before_the_lease_arrives_is_not_lost(
     claim's reply register the lease here: the task is stopped all the same."""
     app = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace)
     worker = Worker(app, WorkerConfig(handle_signals=False))
-    worker.runner = TaskRunner(app=app, worker_name="w", events=None,  # type: ignore[arg-type]
-                               settler=None, leases=worker.leases,  # type: ignore[arg-type]
-                               backoff=worker.config.backoff)
+    worker.runner = TaskRunner(
+        app=app,
+        worker_name="w",
+        events=None,  # type: ignore[arg-type]
+        settler=None,
+        leases=worker.leases,  # type: ignore[arg-type]
+        backoff=worker.config.backoff,
+    )
     worker._cancel_announced("t1")
     delivery = _delivery("t1", 3)
     worker._leased(delivery)

@@ -14,7 +14,7 @@ from .conftest import Harness
 
 pytestmark = pytest.mark.timeout(60)
 
-EVENTS = '''
+EVENTS = """
 def tag():
     info = current_task_info()
     return f"{info.task_name} {info.task_id} {current_task_retried()}"
@@ -34,15 +34,15 @@ async def after_task_success():
 @app.event
 async def after_task_failure():
     out("EV failure", tag(), type(current_task_exception()).__name__)
-'''
+"""
 
 
 async def test_priorities_run_lowest_first(harness: Harness) -> None:
-    m = harness.write_app('''
+    m = harness.write_app("""
 @app.task
 async def job(n):
     out("RUN", n)
-''')
+""")
     priorities = [5, -3, 9, 0, 5, 1, -3, 7]
     handles = [await m.job(p).options(priority=p).enqueue() for p in priorities]
     harness.start("--worker-task-concurrency", "1", "--worker-queue-size", "0")
@@ -53,7 +53,7 @@ async def job(n):
 
 
 async def test_several_queues_and_skip_default_queue(harness: Harness) -> None:
-    m = harness.write_app('''
+    m = harness.write_app("""
 @app.task(task_queue="a")
 async def in_a():
     return "a"
@@ -65,9 +65,8 @@ async def in_b():
 @app.task
 async def in_default():
     return "default"
-''')
-    a, b, d = (await m.in_a().enqueue(), await m.in_b().enqueue(),
-               await m.in_default().enqueue())
+""")
+    a, b, d = (await m.in_a().enqueue(), await m.in_b().enqueue(), await m.in_default().enqueue())
     worker = harness.start("--queue-name", "a", "--queue-name", "b", "--skip-default-queue")
     assert (await a.result(timeout=20), await b.result(timeout=20)) == ("a", "b")
     assert await d.state() is TaskState.PENDING
@@ -78,30 +77,41 @@ async def in_default():
 
 
 async def test_retries_fire_events_in_the_seed_order(harness: Harness) -> None:
-    m = harness.write_app(EVENTS + '''
+    m = harness.write_app(
+        EVENTS
+        + """
 @app.task(task_retries=3)
 async def flaky():
     out("RUN flaky", current_task_retried())
     if current_task_retried() < 2:
         raise RuntimeError("not yet")
     return current_task_retried()
-''')
+"""
+    )
     handle = await m.flaky().enqueue()
     worker = harness.start()
     assert await handle.result(timeout=20) == 2
     lines = worker.wait_for(r"^(EV|RUN) ", count=7)
     assert [" ".join(line.split()[:2] + line.split()[-1:]) for line in lines] == [
-        "EV start 0", "RUN flaky 0", "EV retry 1", "RUN flaky 1", "EV retry 2",
-        "RUN flaky 2", "EV success 2",
+        "EV start 0",
+        "RUN flaky 0",
+        "EV retry 1",
+        "RUN flaky 1",
+        "EV retry 2",
+        "RUN flaky 2",
+        "EV success 2",
     ]
 
 
 async def test_timeout_fails_the_attempt_then_retries_then_fails(harness: Harness) -> None:
-    m = harness.write_app(EVENTS + '''
+    m = harness.write_app(
+        EVENTS
+        + """
 @app.task(task_timeout=100, task_retries=1)
 async def slow():
     await asyncio.sleep(5)
-''')
+"""
+    )
     handle = await m.slow().enqueue()
     worker = harness.start()
     with pytest.raises(TaskFailedError, match="exceeded its timeout of 100 ms"):
@@ -112,12 +122,15 @@ async def slow():
 
 
 async def test_running_task_is_cancelled_within_milliseconds(harness: Harness) -> None:
-    m = harness.write_app(EVENTS + '''
+    m = harness.write_app(
+        EVENTS
+        + """
 @app.task
 async def forever():
     out("STARTED")
     await asyncio.sleep(60)
-''')
+"""
+    )
     handle = await m.forever().enqueue()
     worker = harness.start()
     worker.wait_for("^STARTED")
@@ -134,32 +147,66 @@ async def forever():
 
 
 async def test_bad_input_is_dead_lettered_and_the_worker_goes_on(harness: Harness) -> None:
-    m = harness.write_app('''
+    m = harness.write_app("""
 @app.task
 async def add(a, b):
     return a + b
-''')
+""")
     broker = m.app.get_broker()
     good = m.app.build_message(m.add(1, 2))
-    unknown = TaskMessage(id="unknown-name", name="nope", queue="default",
-                          payload=good.payload, serializer="json", priority=0, max_retries=0,
-                          timeout_ms=None, result_ttl_s=60)
-    bad_args = TaskMessage(id="bad-args", name="add", queue="default", payload=b'[[1], {}]',
-                           serializer="json", priority=0, max_retries=3, timeout_ms=None,
-                           result_ttl_s=60)
-    not_json = TaskMessage(id="not-json", name="add", queue="default", payload=b"\x80\x04",
-                           serializer="json", priority=0, max_retries=0, timeout_ms=None,
-                           result_ttl_s=60)
-    foreign = TaskMessage(id="foreign", name="add", queue="default", payload=b"x",
-                          serializer="pickle", priority=0, max_retries=0, timeout_ms=None,
-                          result_ttl_s=60)
+    unknown = TaskMessage(
+        id="unknown-name",
+        name="nope",
+        queue="default",
+        payload=good.payload,
+        serializer="json",
+        priority=0,
+        max_retries=0,
+        timeout_ms=None,
+        result_ttl_s=60,
+    )
+    bad_args = TaskMessage(
+        id="bad-args",
+        name="add",
+        queue="default",
+        payload=b"[[1], {}]",
+        serializer="json",
+        priority=0,
+        max_retries=3,
+        timeout_ms=None,
+        result_ttl_s=60,
+    )
+    not_json = TaskMessage(
+        id="not-json",
+        name="add",
+        queue="default",
+        payload=b"\x80\x04",
+        serializer="json",
+        priority=0,
+        max_retries=0,
+        timeout_ms=None,
+        result_ttl_s=60,
+    )
+    foreign = TaskMessage(
+        id="foreign",
+        name="add",
+        queue="default",
+        payload=b"x",
+        serializer="pickle",
+        priority=0,
+        max_retries=0,
+        timeout_ms=None,
+        result_ttl_s=60,
+    )
     await broker.enqueue([unknown, bad_args, not_json, foreign, good])
     worker = harness.start()
     assert await m.app.get_broker().wait_finished(good.id, "default", 20) is not None
-    for task_id, reason in [("unknown-name", "unknown task name 'nope'"),
-                            ("bad-args", "arguments do not match"),
-                            ("not-json", "does not deserialize"),
-                            ("foreign", "not accepted by this app")]:
+    for task_id, reason in [
+        ("unknown-name", "unknown task name 'nope'"),
+        ("bad-args", "arguments do not match"),
+        ("not-json", "does not deserialize"),
+        ("foreign", "not accepted by this app"),
+    ]:
         record = await broker.wait_finished(task_id, "default", 20)
         assert record is not None and record.state is TaskState.FAILED, task_id
         assert record.error is not None and reason in record.error.message, record.error

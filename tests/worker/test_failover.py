@@ -50,17 +50,30 @@ def _report(record_property: Any, name: str, report: Any, durability: str) -> No
 
 @pytest.mark.parametrize("durability", DURABILITY)
 async def test_cluster_master_killed_mid_run(
-    cluster: ClusterTopology, tmp_path: Path, rediq_namespace: str, durability: str,
+    cluster: ClusterTopology,
+    tmp_path: Path,
+    rediq_namespace: str,
+    durability: str,
     record_property: Any,
 ) -> None:
     queues = cluster.spread_queues(rediq_namespace, 6)
     victim = cluster.master_of_slot(key_slot(f"{{{rediq_namespace}:{queues[0]}}}".encode()))
     replica = cluster.replica_of(victim)
-    on_victim = {q for q in queues
-                 if cluster.master_of_slot(key_slot(f"{{{rediq_namespace}:{q}}}".encode()))
-                 is victim}
-    assert len(on_victim) == 2 and len({cluster.master_of_slot(
-        key_slot(f"{{{rediq_namespace}:{q}}}".encode())).port for q in queues}) == 3
+    on_victim = {
+        q
+        for q in queues
+        if cluster.master_of_slot(key_slot(f"{{{rediq_namespace}:{q}}}".encode())) is victim
+    }
+    assert (
+        len(on_victim) == 2
+        and len(
+            {
+                cluster.master_of_slot(key_slot(f"{{{rediq_namespace}:{q}}}".encode())).port
+                for q in queues
+            }
+        )
+        == 3
+    )
 
     def kill() -> RedisServer:
         victim.kill()  # SIGKILL
@@ -73,9 +86,14 @@ async def test_cluster_master_killed_mid_run(
     harness = Harness(tmp_path, cluster.url(), rediq_namespace)
     try:
         report = await drain_through_failover(
-            harness, queues=queues, config=DURABILITY[durability], kill=kill,
-            promoted=lambda _: cluster.wait_promoted(replica), recover=recover,
-            killed_queues=on_victim)
+            harness,
+            queues=queues,
+            config=DURABILITY[durability],
+            kill=kill,
+            promoted=lambda _: cluster.wait_promoted(replica),
+            recover=recover,
+            killed_queues=on_victim,
+        )
     finally:
         await harness.close()
     _report(record_property, f"cluster failover, durability {durability}", report, durability)
@@ -83,7 +101,10 @@ async def test_cluster_master_killed_mid_run(
 
 @pytest.mark.parametrize("durability", DURABILITY)
 async def test_sentinel_master_killed_mid_run(
-    sentinel: SentinelTopology, tmp_path: Path, rediq_namespace: str, durability: str,
+    sentinel: SentinelTopology,
+    tmp_path: Path,
+    rediq_namespace: str,
+    durability: str,
     record_property: Any,
 ) -> None:
     queues = [f"q{i}" for i in range(6)]
@@ -100,9 +121,14 @@ async def test_sentinel_master_killed_mid_run(
     harness = Harness(tmp_path, sentinel.url(), rediq_namespace)
     try:
         report = await drain_through_failover(
-            harness, queues=queues, config=DURABILITY[durability], kill=kill,
-            promoted=lambda old: sentinel.wait_failover(old), recover=recover,
-            killed_queues=set(queues))
+            harness,
+            queues=queues,
+            config=DURABILITY[durability],
+            kill=kill,
+            promoted=lambda old: sentinel.wait_failover(old),
+            recover=recover,
+            killed_queues=set(queues),
+        )
     finally:
         await harness.close()
     _report(record_property, f"sentinel failover, durability {durability}", report, durability)

@@ -22,8 +22,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def load_example(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("REDIQ_REDIS_URL", harness.url)
     monkeypatch.setenv("REDIQ_NAMESPACE", harness.namespace)
-    spec = importlib.util.spec_from_file_location(f"fastapi_service_{harness.namespace}",
-                                                  EXAMPLES / "fastapi_service.py")
+    spec = importlib.util.spec_from_file_location(
+        f"fastapi_service_{harness.namespace}", EXAMPLES / "fastapi_service.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -34,13 +35,20 @@ async def test_enqueue_in_one_request_and_await_by_id_in_another(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = load_example(harness, monkeypatch)
-    harness.start("--queue-name", "reports", "--skip-default-queue",
-                  app="fastapi_service:app", cwd=EXAMPLES,
-                  env={"REDIQ_NAMESPACE": harness.namespace})
+    harness.start(
+        "--queue-name",
+        "reports",
+        "--skip-default-queue",
+        app="fastapi_service:app",
+        cwd=EXAMPLES,
+        env={"REDIQ_NAMESPACE": harness.namespace},
+    )
     api = service.api
     transport = httpx.ASGITransport(app=api)
-    async with api.router.lifespan_context(api), httpx.AsyncClient(
-            transport=transport, base_url="http://test") as client:
+    async with (
+        api.router.lifespan_context(api),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
         started = await client.post("/reports", params={"customer": 7})
         assert started.status_code == 200, started.text
         task_id = started.json()["task_id"]
@@ -55,8 +63,13 @@ async def test_the_app_reconnects_from_a_new_event_loop(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = load_example(harness, monkeypatch)
-    harness.start("--queue-name", "reports", app="fastapi_service:app", cwd=EXAMPLES,
-                  env={"REDIQ_NAMESPACE": harness.namespace})
+    harness.start(
+        "--queue-name",
+        "reports",
+        app="fastapi_service:app",
+        cwd=EXAMPLES,
+        env={"REDIQ_NAMESPACE": harness.namespace},
+    )
 
     async def round_trip(customer: int) -> object:
         handle = await service.build_report(customer).enqueue()

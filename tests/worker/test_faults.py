@@ -13,25 +13,31 @@ from .conftest import Harness
 
 pytestmark = pytest.mark.timeout(90)
 
-SLOW_ADD = '''
+SLOW_ADD = """
 @app.task
 async def add(a, b):
     await asyncio.sleep(0.05)
     return a + b
-'''
+"""
 
 
 async def test_worker_rides_out_a_redis_restart(
     tmp_path: Path, rediq_namespace: str, rediq_redis_server_factory: Callable[..., RedisServer]
 ) -> None:
     # fsync on every write, so a SIGKILLed server comes back with every acknowledged write
-    server = rediq_redis_server_factory(extra_args=("--appendonly", "yes",
-                                                    "--appendfsync", "always"))
+    server = rediq_redis_server_factory(
+        extra_args=("--appendonly", "yes", "--appendfsync", "always")
+    )
     harness = Harness(tmp_path, server.url(), rediq_namespace)
     try:
         m = harness.write_app(SLOW_ADD)
-        worker = harness.start("--worker-task-concurrency", "10", "--worker-queue-size", "10",
-                               env={"REDIQ_LEASE_MS": "2000"})
+        worker = harness.start(
+            "--worker-task-concurrency",
+            "10",
+            "--worker-queue-size",
+            "10",
+            env={"REDIQ_LEASE_MS": "2000"},
+        )
         before = await m.app.enqueue_many([m.add(i, 1) for i in range(300)])
         assert await before[0].result(timeout=20) == 1  # the worker is busy now
         mid_run = await m.app.get_broker().queue_stats("default")

@@ -34,8 +34,7 @@ async def _until(condition: Callable[[], bool], what: str, timeout_s: float = 20
         await asyncio.sleep(0.01)
 
 
-async def test_two_workers_both_get_slow_tasks(rediq_redis_url: str,
-                                               rediq_namespace: str) -> None:
+async def test_two_workers_both_get_slow_tasks(rediq_redis_url: str, rediq_namespace: str) -> None:
     app = _app(rediq_redis_url, rediq_namespace)
     ran_by: Counter[str] = Counter()
     release = asyncio.Event()
@@ -53,11 +52,16 @@ async def test_two_workers_both_get_slow_tasks(rediq_redis_url: str,
         held = len(first.leases)
         async with run_worker(app, worker_name="second", task_concurrency=CONCURRENCY):
             try:
-                await _until(lambda: ran_by["second"] == CONCURRENCY,
-                             "the second worker started tasks too", timeout_s=5)
+                await _until(
+                    lambda: ran_by["second"] == CONCURRENCY,
+                    "the second worker started tasks too",
+                    timeout_s=5,
+                )
             except AssertionError:
-                pytest.fail(f"the second worker started {ran_by['second']} task(s) while the"
-                            f" first held {held} lease(s) for {CONCURRENCY} runners")
+                pytest.fail(
+                    f"the second worker started {ran_by['second']} task(s) while the"
+                    f" first held {held} lease(s) for {CONCURRENCY} runners"
+                )
             finally:
                 release.set()
             assert held == CONCURRENCY, "a worker leases only what it can start"
@@ -67,7 +71,8 @@ async def test_two_workers_both_get_slow_tasks(rediq_redis_url: str,
 
 
 async def test_a_high_priority_task_starts_next_behind_a_busy_worker(
-        rediq_redis_url: str, rediq_namespace: str) -> None:
+    rediq_redis_url: str, rediq_namespace: str
+) -> None:
     app = _app(rediq_redis_url, rediq_namespace)
     started: list[str] = []
     gates = {name: asyncio.Event() for name in ("busy", "low")}
@@ -89,8 +94,9 @@ async def test_a_high_priority_task_starts_next_behind_a_busy_worker(
         await _until(lambda: len(started) > CONCURRENCY, "a task started after the busy ones")
         gates["low"].set()
         assert started[CONCURRENCY] == "urgent", (
-            f"after the busy tasks, these started: {started[CONCURRENCY:CONCURRENCY + 5]}"
-            f" (prefetched: {prefetched} in the local queue)")
+            f"after the busy tasks, these started: {started[CONCURRENCY : CONCURRENCY + 5]}"
+            f" (prefetched: {prefetched} in the local queue)"
+        )
         for handle in [*busy, *low, urgent]:
             await handle.result(timeout=20)
     await app.close()

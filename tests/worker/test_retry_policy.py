@@ -14,7 +14,7 @@ from .conftest import Harness
 
 pytestmark = pytest.mark.timeout(90)
 
-APP = '''
+APP = """
 class Transient(Exception): ...
 class Fatal(Transient): ...
 
@@ -56,7 +56,7 @@ async def plain(kind):
     if current_task_retried() < 2:
         raise {"key": KeyError, "value": ValueError}[kind]("boom")
     return current_task_retried()
-'''
+"""
 
 
 def times(harness: Harness, tag: str, task_id: str, expected: int) -> list[float]:
@@ -106,25 +106,31 @@ async def test_jittered_delays_stay_in_bounds(harness: Harness) -> None:
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert len(gaps) == 4
     assert all(0.19 <= gap < 2.0 for gap in gaps), gaps  # drawn from [0.2, 0.4] s
-    delays = [int(line.split("retrying in ")[1].split()[0])
-              for line in harness.workers[0].matching(r"retrying in \d+ ms")]
+    delays = [
+        int(line.split("retrying in ")[1].split()[0])
+        for line in harness.workers[0].matching(r"retrying in \d+ ms")
+    ]
     assert len(delays) == 4 and all(200 <= d <= 400 for d in delays), delays
 
 
 async def test_a_call_carries_its_own_policy(harness: Harness) -> None:
     m = harness.write_app(APP)
     harness.start()
-    refused = await m.plain("key").options(
-        retry=RetryPolicy(dont_retry_on=(KeyError,))).enqueue()
+    refused = await m.plain("key").options(retry=RetryPolicy(dont_retry_on=(KeyError,))).enqueue()
     with pytest.raises(TaskFailedError, match="KeyError"):
         await refused.result(timeout=20)
     assert len(times(harness, "plain", refused.id, 1)) == 1
-    by_name = await m.plain("value").options(
-        retry=RetryPolicy(retries=1, retry_on=("builtins.LookupError",))).enqueue()
+    by_name = (
+        await m.plain("value")
+        .options(retry=RetryPolicy(retries=1, retry_on=("builtins.LookupError",)))
+        .enqueue()
+    )
     with pytest.raises(TaskFailedError, match="ValueError"):
         await by_name.result(timeout=20)
-    allowed = await m.plain("key").options(
-        retry=RetryPolicy(retry_on=("builtins.LookupError",), backoff="fixed", base=0)
-    ).enqueue()
+    allowed = (
+        await m.plain("key")
+        .options(retry=RetryPolicy(retry_on=("builtins.LookupError",), backoff="fixed", base=0))
+        .enqueue()
+    )
     assert await allowed.result(timeout=20) == 2  # KeyError is a LookupError
     assert await (await m.plain("value").enqueue()).result(timeout=20) == 2  # unchanged

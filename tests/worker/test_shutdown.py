@@ -13,7 +13,7 @@ from .conftest import Harness
 
 pytestmark = pytest.mark.timeout(120)
 
-SLEEPER = '''
+SLEEPER = """
 @app.task
 async def nap(n, sec):
     out("STARTED", n)
@@ -24,7 +24,7 @@ async def nap(n, sec):
 @app.event
 async def after_worker_shutdown():
     out("SHUTDOWN-EVENT")
-'''
+"""
 
 
 async def test_first_signal_finishes_running_and_prefetched_tasks(harness: Harness) -> None:
@@ -65,7 +65,7 @@ async def test_second_signal_hands_tasks_back_at_once(harness: Harness) -> None:
     assert not worker.matching("^DONE ")
 
 
-CRASH_APP = '''
+CRASH_APP = """
 import redis.asyncio as redis_asyncio
 
 counter = redis_asyncio.from_url(os.environ["REDIQ_REDIS_URL"])
@@ -75,7 +75,7 @@ async def unit(n):
     await asyncio.sleep(0.002)
     await counter.hincrby(os.environ["REDIQ_TEST_NAMESPACE"] + ":runs", str(n), 1)
     return n
-'''
+"""
 
 
 async def test_sigkill_mid_run_a_second_worker_completes_every_task(harness: Harness) -> None:
@@ -96,8 +96,10 @@ async def test_sigkill_mid_run_a_second_worker_completes_every_task(harness: Har
     runs = {int(k): int(v) for k, v in (await counter.hgetall(key)).items()}
     assert sorted(runs) == list(range(1000))
     twice = sum(1 for count in runs.values() if count > 1)
-    print(f"\nSIGKILL recovery: all 1000 done {recovery_s:.2f} s after the kill"
-          f" (lease 2 s); {twice} task(s) ran twice")
+    print(
+        f"\nSIGKILL recovery: all 1000 done {recovery_s:.2f} s after the kill"
+        f" (lease 2 s); {twice} task(s) ran twice"
+    )
     # Only a task that had finished but whose settlement had not reached Redis at the kill
     # runs twice: at most the 20 running at that instant (prefetched ones never started).
     # 2-7 are observed.
@@ -107,13 +109,13 @@ async def test_sigkill_mid_run_a_second_worker_completes_every_task(harness: Har
     assert second.wait_exit() == 0
 
 
-BLOCKER = '''
+BLOCKER = """
 @app.task
 async def blocker():
     out("BLOCKER-RUN", os.getpid())
     time.sleep(3)  # blocks the event loop, longer than the 1 s lease
     return "done"
-'''
+"""
 
 
 async def test_a_task_blocking_the_loop_past_its_lease_runs_once(harness: Harness) -> None:
@@ -148,13 +150,16 @@ async def test_graceful_shutdown_is_bounded_by_its_timeout(harness: Harness) -> 
 
 
 async def test_processes_supervisor_restarts_a_dead_child_and_forwards_signals(
-    harness: Harness
+    harness: Harness,
 ) -> None:
-    m = harness.write_app(SLEEPER + '''
+    m = harness.write_app(
+        SLEEPER
+        + """
 @app.task
 async def whoami():
     return os.getpid()
-''')
+"""
+    )
     supervisor = harness.start("--processes", "2", ready=False)
     ready = supervisor.wait_for(r"ready: consuming", count=2, timeout=30)
     pids = {int(re.search(r"@[^:\s]+:(\d+):", line).group(1)) for line in ready}  # type: ignore[union-attr]

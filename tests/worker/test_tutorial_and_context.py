@@ -16,10 +16,23 @@ from .conftest import Harness
 pytestmark = pytest.mark.timeout(90)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED_OPTIONS = [
-    "--queue-name", "a", "--queue-name", "b", "--skip-default-queue",
-    "--worker-name", "worker123", "--worker-queue-size", "200",
-    "--worker-task-concurrency", "100", "--executor-pool-name", "process",
-    "--executor-pool-size", "32", "--log-level", "info",
+    "--queue-name",
+    "a",
+    "--queue-name",
+    "b",
+    "--skip-default-queue",
+    "--worker-name",
+    "worker123",
+    "--worker-queue-size",
+    "200",
+    "--worker-task-concurrency",
+    "100",
+    "--executor-pool-name",
+    "process",
+    "--executor-pool-size",
+    "32",
+    "--log-level",
+    "info",
 ]
 
 #: The seed's availability table: run_in_current_executor, info, groups, retried, result,
@@ -34,7 +47,7 @@ TABLE = {
     "after_worker_shutdown": "100000",
 }
 
-PROBE = '''
+PROBE = """
 import operator
 
 async def row(where):
@@ -70,20 +83,34 @@ async def probe(fail):
     if fail:
         raise ValueError("asked to fail")
     return "ok"
-'''
+"""
 
 
 def test_seed_tutorial_runs_unchanged(harness: Harness, tmp_path: Path) -> None:
     log_file = tmp_path / "1.log"
     env = {**harness.env, "REDIQ_BACKOFF_BASE_MS": "20", "REDIQ_SIGNING_KEY": "k" * 32}
-    worker = harness.start(*SEED_OPTIONS, "--log-file", str(log_file), app="mytasks:app",
-                           cwd=EXAMPLES, ready=False, env=env)
-    produced = subprocess.run([sys.executable, "producer.py", "0.05"], cwd=EXAMPLES, env=env,
-                              capture_output=True, text=True, timeout=60)
+    worker = harness.start(
+        *SEED_OPTIONS,
+        "--log-file",
+        str(log_file),
+        app="mytasks:app",
+        cwd=EXAMPLES,
+        ready=False,
+        env=env,
+    )
+    produced = subprocess.run(
+        [sys.executable, "producer.py", "0.05"],
+        cwd=EXAMPLES,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert produced.returncode == 0, produced.stderr
     assert produced.stdout.count("'simple_task finished'") == 3
     assert "failed as expected (task 'simple_task' exceeded its timeout of 50 ms)" in (
-        produced.stdout)
+        produced.stdout
+    )
     worker.signal(2)
     assert worker.wait_exit() == 0
     doomed = re.search(r"task (\w+): failed as expected", produced.stdout)
@@ -95,7 +122,7 @@ def test_seed_tutorial_runs_unchanged(harness: Harness, tmp_path: Path) -> None:
     mine = [i for i, line in enumerate(lines) if doomed.group(1) in line]
     assert "retried=0" in lines[mine[0]]
     failure = lines.index("task 'simple_task' exceeded its timeout of 50 ms")
-    retries = [line for line in lines[mine[0]:failure] if line in ("1", "2", "3")]
+    retries = [line for line in lines[mine[0] : failure] if line in ("1", "2", "3")]
     assert retries == ["1", "2", "3"]
     log = log_file.read_text()
     assert "after_task_failure handler after_task_failure raised" in log
@@ -108,8 +135,9 @@ def test_seed_tutorial_runs_unchanged(harness: Harness, tmp_path: Path) -> None:
 @pytest.mark.parametrize("pool", ["thread", "process"])
 async def test_context_table_in_every_place(harness: Harness, pool: str) -> None:
     m = harness.write_app(PROBE)
-    worker = harness.start("--executor-pool-name", pool, "--executor-pool-size", "2",
-                           env={"POOL": pool})
+    worker = harness.start(
+        "--executor-pool-name", pool, "--executor-pool-size", "2", env={"POOL": pool}
+    )
     ok = await m.probe(False).groups("g1", "g2").enqueue()
     assert await ok.result(timeout=30) == "ok"
     bad = await m.probe(True).enqueue()
@@ -128,8 +156,12 @@ async def test_context_table_in_every_place(harness: Harness, pool: str) -> None
 
 
 def test_the_readme_tutorial_command_runs_end_to_end() -> None:
-    done = subprocess.run([sys.executable, str(EXAMPLES / "run_tutorial.py")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "run_tutorial.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "tutorial finished: producer exited 0, worker exited 0" in done.stdout
     assert done.stdout.count("'simple_task finished'") == 3
