@@ -9,8 +9,10 @@ from typing import Any
 
 from mytasks import app, simple_task
 
+from rediq import TaskNotFoundError
+
 try:
-    from fastapi import FastAPI
+    from fastapi import FastAPI, HTTPException
 except ImportError as exc:  # fastapi is optional: only this example needs it
     raise SystemExit("examples/api.py needs FastAPI: pip install fastapi uvicorn") from exc
 
@@ -25,11 +27,11 @@ async def publish_simple_task() -> dict[str, str]:
 
 @api.get("/result/{task_id}")
 async def task_result(task_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    record = await app.get_broker().wait_finished(task_id, "a", timeout)
-    if record is None:
-        return dict(task_id=task_id, state="unfinished")
-    return dict(
-        task_id=task_id,
-        state=record.state.value,
-        result=app.decode_result(record) if record.state.value == "succeeded" else None,
-    )
+    """The task's result; 504 while it runs longer than ``timeout``, 404 for an unknown id."""
+    try:
+        result = await app.result(task_id, timeout=timeout)  # finds the task's queue
+    except TaskNotFoundError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except TimeoutError as exc:
+        raise HTTPException(status_code=504, detail=str(exc)) from exc
+    return dict(task_id=task_id, result=result)
