@@ -109,7 +109,7 @@ async def enqueue_path(url: str, n: int) -> list[tuple[str, float]]:
             await per_call_us(n, lambda: app.build_message(call)),
         ),
         ("envelope JSON", await per_call_us(n, message.envelope)),
-        ("seal (sign, size check)", await per_call_us(n, lambda: app._seal(message))),
+        ("seal (sign, size check)", await per_call_us(n, lambda: app.producer.seal(message))),
         ("plugin hooks (before + after enqueue)", await per_call_us(n, hooks)),
         (
             "script call: keys, nonce, arguments",

@@ -14,17 +14,16 @@ from .control import Control
 from .cron import CronControl, Schedule, make_schedule
 from .errors import (
     ConfigurationError,
-    MessageTooLargeError,
-    SerializationError,
     TaskNotFoundError,
     TaskRegistrationError,
     UnknownNameError,
 )
 from .handle import TaskHandle, raise_for_record
-from .message import TaskMessage, new_task_id
+from .message import TaskMessage
 from .options import TaskOptions, check_name, milliseconds, seconds
 from .plugins import PluginHost, make_plugin_host
-from .retry import RETRY_HEADER, RetryPolicy
+from .producer import ProducerPipeline
+from .retry import RetryPolicy
 from .serializer import Serializer
 from .signing import MessageSigner
 from .task import TaskCall, TaskDefinition
@@ -72,8 +71,9 @@ class Rediq:
         this long before raising :class:`BrokerUnavailableError` (default 0: at once,
         after the client's own short reconnect attempts). At most
         ``MAX_ENQUEUE_RETRY_S``; a retry never stores a task twice.
-    :param signing_key: sign every message this app enqueues (HMAC-SHA256 over id,
-        envelope and payload) and, in its workers, decode only messages a key verifies.
+    :param signing_key: sign every message this app sends (enqueues, cron ticks and
+        triggers: HMAC-SHA256 over id, envelope and payload) and, in its workers, decode
+        only messages a key verifies.
         Required for serializers that run code when decoding (pickle, cloudpickle),
         unless ``allow_unsigned`` is set.
     :param verify_keys: more keys a worker accepts (rotation: keep the old key here
@@ -81,8 +81,9 @@ class Rediq:
     :param allow_unsigned: let a worker decode unsigned messages with a serializer that
         runs code on load (a warning is logged at worker start). Only for a Redis that
         only trusted parties can write to.
-    :param max_message_bytes: refuse, at enqueue, a task whose serialized arguments and
-        envelope exceed this size (``MessageTooLargeError``); 0 disables the check.
+    :param max_message_bytes: refuse, before sending, a task whose serialized arguments
+        and envelope exceed this size (``MessageTooLargeError``; a cron schedule's runs
+        are checked at ``@app.cron`` too); 0 disables the check.
     :param plugins: a plugin host (default: a fresh one from installed entry points).
     """
 
@@ -139,6 +140,8 @@ class Rediq:
         self.handlers: dict[str, list[EventHandler]] = {name: [] for name in EVENT_NAMES}
         self.schedules: dict[str, Schedule] = {}
         self._serializers: dict[str, Serializer] = {serializer_name: self.serializer}
+        #: The one path every message of this app is sent by (hooks, signing, size check).
+        self.producer = ProducerPipeline(self)
         self._broker: Broker | None = None
         self._broker_loop: asyncio.AbstractEventLoop | None = None
 
@@ -294,7 +297,9 @@ class Rediq:
     @property
     def cron_control(self) -> CronControl:
         """List, pause, resume and trigger the schedules stored in the broker."""
-        return CronControl(self.get_broker(), orphan_after_s=defaults.CRON_ORPHAN_AFTER_S)
+        return CronControl(
+            self.get_broker(), orphan_after_s=defaults.CRON_ORPHAN_AFTER_S, producer=self.producer
+        )
 
     # --- serializers and broker -------------------------------------------------------
 
@@ -381,44 +386,16 @@ class Rediq:
     # --- enqueueing -------------------------------------------------------------------
 
     def build_message(self, call: TaskCall[Any]) -> TaskMessage:
-        """Serialize a call into a message; raise :class:`SerializationError` at once."""
-        options = call.resolved_options
-        try:
-            payload = self.serializer.dumps([list(call.args), call.kwargs])
-        except Exception as exc:
-            raise SerializationError(
-                f"the arguments of task {call.task.name!r} cannot be serialized with"
-                f" {self.serializer_name!r}: {exc}. Pass values this serializer can carry,"
-                " or choose another serializer_name"
-            ) from exc
-        return TaskMessage(
-            id=call.task_id or new_task_id(),
-            name=call.task.name,
-            queue=options.queue,
-            payload=payload,
-            serializer=self.serializer_name,
-            priority=options.priority,
-            max_retries=options.retries,
-            timeout_ms=options.timeout_ms,
-            result_ttl_s=options.result_ttl_s,
-            groups=call.group_names,
-            headers=_headers(call),
-            eta_ms=call.eta_ms,
-            delay_ms=call.delay_ms,
-        )
+        """Serialize a call into a message (the pipeline's first step); raise
+        :class:`SerializationError` at once."""
+        return self.producer.build(call)
 
     async def enqueue_many(self, calls: Sequence[TaskCall[R]]) -> list[TaskHandle[R]]:
         """Publish several calls in one pipelined round trip; one handle per call."""
         for call in calls:
             if call.task.app is not self:
                 raise ConfigurationError(f"task {call.task.name!r} belongs to another app")
-        messages = [self.build_message(call) for call in calls]
-        for message in messages:
-            await self.plugins.notify("rediq_before_task_enqueue", message=message)
-        messages = [self._seal(message) for message in messages]
-        outcomes = await self.get_broker().enqueue(messages)
-        for message, outcome in zip(messages, outcomes, strict=True):
-            await self.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
+        sent = await self.producer.publish_calls(self.get_broker(), calls)
         return [
             TaskHandle[R](
                 self,
@@ -427,21 +404,8 @@ class Rediq:
                 accepted=o.accepted,
                 result_ttl_s=m.result_ttl_s if o.result_ttl_s is None else o.result_ttl_s,
             )
-            for m, o in zip(messages, outcomes, strict=True)
+            for m, o in sent
         ]
-
-    def _seal(self, message: TaskMessage) -> TaskMessage:
-        """Sign the message (after the hooks added their headers) and check its size."""
-        message = self.signer.sign(message)
-        if self.max_message_bytes:
-            size = len(message.payload) + len(message.envelope())
-            if size > self.max_message_bytes:
-                raise MessageTooLargeError(
-                    f"task {message.name!r}: the message is {size:,} bytes, over this app's"
-                    f" max_message_bytes={self.max_message_bytes:,}; pass large data by"
-                    " reference (a key, a URL) or raise the limit"
-                )
-        return message
 
     def unsafe_serializers(self) -> list[str]:
         """Accepted serializers that run code on load while this app verifies nothing."""
@@ -466,13 +430,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _headers(call: TaskCall[Any]) -> dict[str, str]:
-    """The call's headers, plus its own retry policy if it has one (a task's policy is
-    known to the worker; a call's travels with the message)."""
-    headers = dict(call.headers)
-    policy = call.resolved_options.retry
-    if policy is not None and policy is not call.task.options.retry:
-        headers[RETRY_HEADER] = policy.to_header()
-    return headers

@@ -23,6 +23,7 @@ from .options import check_queue
 
 if TYPE_CHECKING:
     from .app import Rediq
+    from .producer import ProducerPipeline
     from .task import TaskDefinition
 
 __all__ = ["CronControl", "Schedule", "ScheduleStatus", "make_schedule"]
@@ -134,6 +135,8 @@ def make_schedule(
         raise TaskRegistrationError(
             f"a schedule named {name!r} is already registered; pass a unique name="
         )
+    now = now_ms()  # a run as the pipeline will seal it: too large fails here, not per tick
+    app.producer.seal(spec.message(spec.task_id(now), tick_ms=now, eta_ms=now))
     return Schedule(spec, cron)
 
 
@@ -158,14 +161,20 @@ class ScheduleStatus:
 
 
 class CronControl:
-    """List, pause, resume and trigger stored schedules (no app code needed).
+    """List, pause, resume and trigger stored schedules (read from the broker, so the
+    schedules' code is not needed).
 
     :param orphan_after_s: a schedule no live worker registered for this long is orphaned.
+    :param producer: the pipeline a triggered run is sent through (signed, hooked, size
+        checked like every message of the app); ``app.cron_control`` passes the app's.
     """
 
-    def __init__(self, broker: Broker, *, orphan_after_s: float) -> None:
+    def __init__(
+        self, broker: Broker, *, orphan_after_s: float, producer: ProducerPipeline | None = None
+    ) -> None:
         self.broker = broker
         self.orphan_after_s = orphan_after_s
+        self.producer = producer
 
     async def _entry(self, name: str) -> CronEntry:
         for entry in await self.broker.cron_entries():
@@ -218,12 +227,14 @@ class CronControl:
 
     async def trigger(self, name: str) -> str:
         """Run ``name`` now, once, outside its ticks (even when paused); return the task id."""
+        if self.producer is None:
+            raise ConfigurationError(
+                "triggering a schedule sends a message: use app.cron_control, whose runs the"
+                " app signs and checks like every other message"
+            )
         spec = (await self._entry(name)).spec
-        task_id = f"cron:{spec.name}:now:{now_ms()}"
-        await self.broker.cron_fire(
-            spec.message(task_id, tick_ms=None, eta_ms=None), spec.name, None
-        )
-        return task_id
+        sent, _ = await self.producer.publish_tick(self.broker, spec, None)
+        return sent.id
 
     async def forget(self, name: str) -> None:
         """Remove a stored schedule (a live worker serving it stores it again)."""

@@ -77,6 +77,10 @@ class ScheduleSpec:
         """The id of the run of tick ``tick_ms``: the same on every worker (deduplication)."""
         return f"cron:{self.name}:{tick_ms}"
 
+    def trigger_id(self, now_ms: int) -> str:
+        """The id of a run triggered by hand at ``now_ms`` (outside the ticks)."""
+        return f"cron:{self.name}:now:{now_ms}"
+
     def message(self, task_id: str, *, tick_ms: int | None, eta_ms: int | None) -> TaskMessage:
         """The task message of one run (``tick_ms`` None for a manual trigger)."""
         headers = {"cron": self.name}

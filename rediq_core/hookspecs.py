@@ -95,18 +95,25 @@ def rediq_register_commands(register: RegisterCommand) -> None:
 
 @hookspec
 def rediq_before_task_enqueue(message: TaskMessage) -> MaybeAwaitable:
-    """Called before a task is handed to the broker.
+    """Called for every message a producer sends, before it is signed and handed to the
+    broker: ``enqueue``, ``enqueue_many``, each cron tick a worker fires and each
+    ``rediq cron trigger`` (one producer pipeline: hooks, signing, size check, send).
+    Every worker racing for a cron tick calls it; only the one that stores the run calls
+    :func:`rediq_after_task_enqueue`.
 
     :param message: the message about to be stored; add entries to ``message.headers``
-        (strings) to carry data such as trace ids to the worker.
+        (strings) to carry data such as trace ids to the worker (they are signed).
     """
 
 
 @hookspec
 def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> MaybeAwaitable:
-    """Called after the broker answered an enqueue.
+    """Called after the broker answered: for ``enqueue`` and ``enqueue_many`` whether it
+    stored the message or found a duplicate; for a cron tick or trigger only when it
+    stored the run (not for a tick another worker fired first, nor for the tick of a
+    paused schedule: a plugin must bound what it keeps between the two hooks).
 
-    :param message: the stored message.
+    :param message: the stored message, as sent (signed).
     :param outcome: ``outcome.accepted`` is False when an unfinished task with the same id
         already existed (deduplication).
     """

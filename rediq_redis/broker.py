@@ -323,7 +323,7 @@ class RedisBroker(Broker):
     async def _cron(self) -> tuple[Session, CronScripts]:
         session = await self._ready()
         if self._cron_scripts is None:
-            self._cron_scripts = CronScripts(session.client)
+            self._cron_scripts = CronScripts(session.client, session.settings.replay_window_ms)
         return session, self._cron_scripts
 
     @_translated

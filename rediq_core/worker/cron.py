@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .. import defaults
-from ..broker import Broker, EnqueueOutcome, TaskState
+from ..broker import Broker
 from ..cron import Schedule
 from ..cron_records import FireResult, MissedPolicy
+from ..errors import MessageTooLargeError
 from ..message import now_ms
 from ..roles import Role, supports
 
@@ -146,21 +147,18 @@ class CronScheduler:
         # ETA = the tick (plus jitter): a worker whose clock runs ahead cannot start a run
         # early, the run becomes ready at the tick by the broker's clock
         eta = tick + (random.randint(0, spec.jitter_ms) if spec.jitter_ms else 0)
-        message = spec.message(spec.task_id(tick), tick_ms=tick, eta_ms=eta)
-        await self.app.plugins.notify("rediq_before_task_enqueue", message=message)
         try:
-            outcome = await self.broker.cron_fire(message, spec.name, tick)
+            message, outcome = await self.app.producer.publish_tick(
+                self.broker, spec, tick, eta_ms=eta, clock=self.clock
+            )
+        except MessageTooLargeError as exc:  # hooks made it larger: no retry would help
+            log.error("cron %s: tick %s not sent: %s", spec.name, tick, exc)
+            return True
         except Exception as exc:
             log.warning("cron %s: could not fire tick %s (%s); retrying", spec.name, tick, exc)
             await asyncio.sleep(defaults.WORKER_RECONNECT_MAX_S)  # back-off, not a poll
             return False
         if outcome.result is FireResult.FIRED:
-            state = TaskState.SCHEDULED if eta > self.clock() else TaskState.PENDING
-            await self.app.plugins.notify(
-                "rediq_after_task_enqueue",
-                message=message,
-                outcome=EnqueueOutcome(message.id, True, state),
-            )
             log.info(
                 "cron %s: fired tick %s as task %s (%d ms late)",
                 spec.name,

@@ -7,9 +7,11 @@ import json
 import pytest
 from redis.asyncio import Redis
 
+from rediq_core import defaults
+from rediq_core.broker import BrokerOptions
 from rediq_core.cron_records import ScheduleSpec
 from rediq_core.testing.cron_contract import CRON_QUEUE, make_spec
-from rediq_redis import RedisBroker
+from rediq_redis import BrokerSettings, RedisBroker
 
 
 async def test_unreadable_spec_is_skipped_and_new_fields_ignored(
@@ -58,3 +60,25 @@ async def test_cron_fire_passes_enqueue_the_producers_keys_and_arguments(
     fire_keys, fire_args = calls["cron_fire"]
     assert fire_keys == enqueue_keys
     assert fire_args[2:] == enqueue_args
+
+
+async def test_cron_fire_keeps_its_reply_for_the_brokers_replay_window(
+    rediq_redis_url: str, redis: Redis, rediq_namespace: str
+) -> None:
+    """A fired tick's reply key lives as long as the broker's settings say (a re-sent fire
+    is recognised for exactly as long as a re-sent enqueue), not the default window."""
+    replay_ms = 4 * defaults.REPLAY_WINDOW_MS
+    broker = RedisBroker(
+        BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace),
+        BrokerSettings(replay_window_ms=replay_ms),
+    )
+    try:
+        spec = make_spec("replayed")
+        await broker.cron_fire(
+            spec.message(spec.task_id(1000), tick_ms=1000, eta_ms=1000), spec.name, 1000
+        )
+    finally:
+        await broker.close()
+    replies = [k async for k in redis.scan_iter(f"{{{rediq_namespace}:*:reply:*")]
+    assert len(replies) == 1, replies
+    assert defaults.REPLAY_WINDOW_MS < await redis.pttl(replies[0]) <= replay_ms

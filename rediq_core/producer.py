@@ -1,0 +1,166 @@
+"""The producer pipeline: the one path by which a message reaches a broker.
+
+Every producer (``enqueue``, ``enqueue_many``, a cron tick, ``rediq cron trigger``, and
+whatever produces tasks next) goes through :class:`ProducerPipeline`::
+
+    build -> rediq_before_task_enqueue hooks -> seal (sign) -> size check -> send
+          -> rediq_after_task_enqueue hooks
+
+Only the *send* step differs between producers (a :class:`SendStep`): a plain enqueue,
+or the broker's compare-and-set fire of a cron tick. Hooks, signing and the size limit
+are therefore the same for every message. Nothing else calls a broker's send operations
+(``tests/worker/test_producer_pipeline.py`` fails if something does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .broker import Broker, EnqueueOutcome, TaskState
+from .cron_records import CronFire, FireResult, ScheduleSpec
+from .errors import MessageTooLargeError, SerializationError
+from .message import TaskMessage, new_task_id, now_ms
+from .retry import RETRY_HEADER
+
+if TYPE_CHECKING:
+    from .app import Rediq
+    from .roles import Producer
+    from .task import TaskCall
+
+__all__ = ["ProducerPipeline", "SendStep", "cron_fire_step", "enqueue_step"]
+
+Answer = TypeVar("Answer")
+
+
+@dataclass(frozen=True, slots=True)
+class SendStep(Generic[Answer]):
+    """The pipeline's last step: ``send`` hands sealed messages to a broker and answers
+    one ``Answer`` per message; ``stored`` reads from an answer the enqueue outcome the
+    after-enqueue hooks get, or None when the broker stored nothing (a cron tick another
+    worker fired first, or the tick of a paused schedule)."""
+
+    send: Callable[[Sequence[TaskMessage]], Awaitable[Sequence[Answer]]]
+    stored: Callable[[TaskMessage, Answer], EnqueueOutcome | None]
+
+
+def enqueue_step(broker: Producer) -> SendStep[EnqueueOutcome]:
+    """Store the messages (one round trip)."""
+    return SendStep(broker.enqueue, lambda _message, outcome: outcome)
+
+
+def cron_fire_step(
+    broker: Broker, schedule: str, tick_ms: int | None, clock: Callable[[], int] = now_ms
+) -> SendStep[CronFire]:
+    """Fire ``tick_ms`` of ``schedule``: the broker's compare-and-set of the last fired
+    tick and the enqueue of its run, in one atomic step (``tick_ms`` None: run now)."""
+
+    async def send(messages: Sequence[TaskMessage]) -> list[CronFire]:
+        return [await broker.cron_fire(message, schedule, tick_ms) for message in messages]
+
+    def stored(message: TaskMessage, fire: CronFire) -> EnqueueOutcome | None:
+        if fire.result is not FireResult.FIRED:
+            return None
+        later = message.eta_ms is not None and message.eta_ms > clock()
+        return EnqueueOutcome(message.id, True, TaskState.SCHEDULED if later else TaskState.PENDING)
+
+    return SendStep(send, stored)
+
+
+class ProducerPipeline:
+    """An app's producer pipeline (``app.producer``): its hooks, key and size limit."""
+
+    def __init__(self, app: Rediq) -> None:
+        self.app = app
+
+    def build(self, call: TaskCall[Any]) -> TaskMessage:
+        """Serialize a call into a message; raise :class:`SerializationError` at once."""
+        app = self.app
+        options = call.resolved_options
+        try:
+            payload = app.serializer.dumps([list(call.args), call.kwargs])
+        except Exception as exc:
+            raise SerializationError(
+                f"the arguments of task {call.task.name!r} cannot be serialized with"
+                f" {app.serializer_name!r}: {exc}. Pass values this serializer can carry,"
+                " or choose another serializer_name"
+            ) from exc
+        return TaskMessage(
+            id=call.task_id or new_task_id(),
+            name=call.task.name,
+            queue=options.queue,
+            payload=payload,
+            serializer=app.serializer_name,
+            priority=options.priority,
+            max_retries=options.retries,
+            timeout_ms=options.timeout_ms,
+            result_ttl_s=options.result_ttl_s,
+            groups=call.group_names,
+            headers=_headers(call),
+            eta_ms=call.eta_ms,
+            delay_ms=call.delay_ms,
+        )
+
+    def seal(self, message: TaskMessage) -> TaskMessage:
+        """Sign the message (after the hooks added their headers) and check its size."""
+        message = self.app.signer.sign(message)
+        limit = self.app.max_message_bytes
+        if limit:
+            size = len(message.payload) + len(message.envelope())
+            if size > limit:
+                raise MessageTooLargeError(
+                    f"task {message.name!r}: the message is {size:,} bytes, over this app's"
+                    f" max_message_bytes={limit:,}; pass large data by reference (a key, a"
+                    " URL) or raise the limit"
+                )
+        return message
+
+    async def publish(
+        self, messages: Sequence[TaskMessage], step: SendStep[Answer]
+    ) -> list[tuple[TaskMessage, Answer]]:
+        """Hooks, seal, size check, send, hooks; each message as sent, with its answer.
+        Nothing is sent if any message is refused (too large)."""
+        notify = self.app.plugins.notify
+        for message in messages:
+            await notify("rediq_before_task_enqueue", message=message)
+        sealed = [self.seal(message) for message in messages]
+        answers = await step.send(sealed)
+        for message, answer in zip(sealed, answers, strict=True):
+            outcome = step.stored(message, answer)
+            if outcome is not None:
+                await notify("rediq_after_task_enqueue", message=message, outcome=outcome)
+        return list(zip(sealed, answers, strict=True))
+
+    async def publish_calls(
+        self, broker: Producer, calls: Sequence[TaskCall[Any]]
+    ) -> list[tuple[TaskMessage, EnqueueOutcome]]:
+        """Publish task calls (``enqueue``, ``enqueue_many``)."""
+        return await self.publish([self.build(call) for call in calls], enqueue_step(broker))
+
+    async def publish_tick(
+        self,
+        broker: Broker,
+        spec: ScheduleSpec,
+        tick_ms: int | None,
+        *,
+        eta_ms: int | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> tuple[TaskMessage, CronFire]:
+        """Publish the run of a schedule's tick (a worker's scheduler), or with
+        ``tick_ms`` None a run now (``rediq cron trigger``)."""
+        task_id = spec.task_id(tick_ms) if tick_ms is not None else spec.trigger_id(clock())
+        message = spec.message(task_id, tick_ms=tick_ms, eta_ms=eta_ms)
+        step = cron_fire_step(broker, spec.name, tick_ms, clock)
+        [(sent, fire)] = await self.publish([message], step)
+        return sent, fire
+
+
+def _headers(call: TaskCall[Any]) -> dict[str, str]:
+    """The call's headers, plus its own retry policy if it has one (a task's policy is
+    known to the worker; a call's travels with the message)."""
+    headers = dict(call.headers)
+    policy = call.resolved_options.retry
+    if policy is not None and policy is not call.task.options.retry:
+        headers[RETRY_HEADER] = policy.to_header()
+    return headers
