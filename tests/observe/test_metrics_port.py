@@ -13,6 +13,8 @@ import subprocess
 import pytest
 
 from rediq_core.broker import TaskState
+from rediq_core.testing import RedisServer
+from rediq_core.testing.redis_server import free_port
 
 from .conftest import CLI, Harness
 
@@ -72,3 +74,30 @@ async def test_a_busy_metrics_port_fails_the_start_before_any_task(
     )
     assert await handle.state() is TaskState.PENDING, "a task was consumed"
     assert await m.app.control.workers() == [], "the worker registered itself"
+
+
+async def test_a_metrics_port_taken_while_waiting_for_redis_fails_the_start(
+    harness: Harness,
+) -> None:
+    """Free when the command line checked it, taken by the time the worker could serve it
+    (another worker started while Redis was down): the worker still refuses to run."""
+    server = RedisServer(port=free_port())
+    harness.url = server.url()
+    harness.env["REDIQ_REDIS_URL"] = server.url()
+    m = harness.write_app(BODY)
+    port = free_port()
+    worker = harness.start("--metrics-port", str(port), "--metrics-host", "127.0.0.1", ready=False)
+    try:
+        worker.wait_for("lost the connection to redis://", timeout=30)  # waiting for Redis
+        with socket.create_server(("127.0.0.1", port)):
+            server.start()
+            assert worker.wait_exit(30) != 0
+        # It never registered (its first heartbeat comes after the metrics server, and its
+        # first fetch after that).
+        assert await m.app.control.workers() == [], "the worker registered itself"
+    finally:
+        await harness.close()
+        server.close()
+    errors = worker.matching(rf"--metrics-port {port} is in use \(.+\)")
+    assert len(errors) == 1, worker.output
+    assert "Traceback" not in worker.output, worker.output
