@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from rediq_core import defaults
-from rediq_core.worker.ports import EXIT_UNSERVABLE, unservable
+from rediq_core.metrics_port import EXIT_UNSERVABLE, unservable
 
 from .queues import QueueCollector
 

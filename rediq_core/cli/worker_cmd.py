@@ -211,7 +211,7 @@ def worker(app_spec: str, **options: Any) -> None:
 
         raise SystemExit(run_with_reload(sys.argv))
     processes = options.pop("processes")
-    from ..worker.ports import exit_if_unservable
+    from ..metrics_port import exit_if_unservable
 
     exit_if_unservable(options["metrics_port"], options["metrics_host"])
     if processes > 1:
