@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from rediq_core import defaults
+from rediq_core.metrics_port import EXIT_UNSERVABLE, unservable
 
 from .queues import QueueCollector
 
@@ -62,7 +63,15 @@ def start_metrics_server(worker: WorkerInfo) -> None:
     if worker.control is not None:
         queues = QueueCollector(worker.control, asyncio.get_running_loop())
         registry.register(queues)
-    server, thread = start_http_server(int(port), host, registry)
+    try:
+        server, thread = start_http_server(int(port), host, registry)
+    except OSError as exc:
+        # Taken since the command line checked it (another worker started meanwhile):
+        # refuse to run unmonitored, before this worker fetches anything.
+        if queues is not None:
+            registry.unregister(queues)
+        log.error("%s: not starting a worker without its metrics", unservable(int(port), host, exc))
+        raise SystemExit(EXIT_UNSERVABLE) from None
     _serving[worker.worker_id] = Serving(server, thread, registry, queues)
     log.info("serving Prometheus metrics on http://%s:%d/metrics", host, server.server_address[1])
 

@@ -8,9 +8,17 @@ stats) and ``registry`` (worker heartbeats). ``docs/broker.md`` documents the pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from redis import exceptions as redis_errors
@@ -37,6 +45,7 @@ from rediq_core.message import TaskMessage
 from rediq_core.roles import CORE_ROLES, Role
 
 from . import control, cron, doctor, leasing, operate, producer, registry, stopping
+from .channels import channel_messages
 from .cluster import is_cluster
 from .connection import (
     UNREACHABLE,
@@ -49,7 +58,6 @@ from .connection import (
 from .cron_scripts import CronScripts
 from .durability import durability
 from .keys import NamespaceKeys
-from .records import text
 from .scripts import Scripts
 from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
@@ -198,21 +206,23 @@ class RedisBroker(Broker):
     async def release(self, worker_id: str, leases: Mapping[str, Sequence[Lease]]) -> int:
         return await leasing.release(await self._ready(), worker_id, leases)
 
+    async def _followed(
+        self, items: Callable[[Session], AsyncGenerator[T, None]]
+    ) -> AsyncIterator[T]:
+        """The items of a subscription, ``items(session)``; an unreachable server raises
+        :class:`BrokerUnavailableError` (naming the URL), as every other call does."""
+        try:
+            async with contextlib.aclosing(items(await self._ready())) as following:
+                async for item in following:
+                    yield item
+        except UNREACHABLE as exc:
+            raise translate_error(self.url, exc) from exc
+
     async def cancellations(self) -> AsyncIterator[str]:
-        try:
-            session = await self._ready()
-            pubsub = session.blocking.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(session.keys.cancel_channel)
-        except UNREACHABLE as exc:
-            raise translate_error(self.url, exc) from exc
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    yield text(message["data"]) or ""
-        except UNREACHABLE as exc:
-            raise translate_error(self.url, exc) from exc
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+        async for task_id in self._followed(
+            lambda session: channel_messages(session, session.keys.cancel_channel)
+        ):
+            yield task_id
 
     # --- results and control ----------------------------------------------------------
 
@@ -295,7 +305,9 @@ class RedisBroker(Broker):
         return await stopping.stop_workers(await self._ready(), worker_ids)
 
     async def stop_requests(self, worker_id: str) -> AsyncIterator[None]:
-        async for request in stopping.stop_requests(await self._ready(), worker_id):
+        async for request in self._followed(
+            lambda session: stopping.stop_requests(session, worker_id)
+        ):
             yield request
 
     # --- worker registry --------------------------------------------------------------
@@ -349,5 +361,5 @@ class RedisBroker(Broker):
         return await cron.forget(*await self._cron(), queue, schedule)
 
     async def cron_changes(self) -> AsyncIterator[str]:
-        async for name in cron.changes(await self._ready()):
+        async for name in self._followed(cron.changes):
             yield name

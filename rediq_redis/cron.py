@@ -9,7 +9,7 @@ namespace metadata (``{NS}``).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 from rediq_core.cron_records import (
     CronEntry,
@@ -20,6 +20,7 @@ from rediq_core.cron_records import (
 )
 from rediq_core.message import TaskMessage
 
+from .channels import channel_messages
 from .cron_scripts import CronScripts
 from .producer import enqueue_calls
 from .records import text
@@ -106,12 +107,6 @@ async def forget(session: Session, scripts: CronScripts, queue: str, schedule: s
     return bool(await scripts.forget(session.client, keys, [schedule]))
 
 
-async def changes(session: Session) -> AsyncIterator[str]:
-    pubsub = session.blocking.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(session.keys.cron_channel)
-    try:
-        async for message in pubsub.listen():
-            if message.get("type") == "message":
-                yield text(message["data"]) or ""
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+def changes(session: Session) -> AsyncGenerator[str, None]:
+    """The names of schedules whose stored spec changed."""
+    return channel_messages(session, session.keys.cron_channel)

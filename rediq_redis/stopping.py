@@ -3,7 +3,7 @@ the namespace's control channel (the flag covers a missed announcement)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from .records import text
 from .session import Session
@@ -21,7 +21,7 @@ async def stop_workers(session: Session, worker_ids: Sequence[str]) -> int:
     return int(reply)
 
 
-async def stop_requests(session: Session, worker_id: str) -> AsyncIterator[None]:
+async def stop_requests(session: Session, worker_id: str) -> AsyncGenerator[None, None]:
     pubsub = session.blocking.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(session.keys.control_channel)
     try:

@@ -211,6 +211,9 @@ def worker(app_spec: str, **options: Any) -> None:
 
         raise SystemExit(run_with_reload(sys.argv))
     processes = options.pop("processes")
+    from ..metrics_port import exit_if_unservable
+
+    exit_if_unservable(options["metrics_port"], options["metrics_host"])
     if processes > 1:
         from ..logs import setup_logging
         from ..worker.supervisor import run_processes

@@ -20,9 +20,10 @@ from .. import defaults
 from ..broker import Broker
 from ..cron import Schedule
 from ..cron_records import FireResult, MissedPolicy
-from ..errors import MessageTooLargeError
+from ..errors import BrokerUnavailableError, MessageTooLargeError
 from ..message import now_ms
 from ..roles import Role, supports
+from .listening import follow
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -223,7 +224,14 @@ class CronScheduler:
             except NotImplementedError:
                 raise
             except Exception as exc:
-                log.warning("cron: could not register schedules of queue %s: %s", queue, exc)
+                # An outage is the worker's to report (one line); only other errors warn.
+                quiet = isinstance(exc, BrokerUnavailableError)
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING,
+                    "cron: could not register schedules of queue %s: %s",
+                    queue,
+                    exc,
+                )
                 continue
             for name in registration.conflicting:
                 self._supersede(name)
@@ -237,18 +245,12 @@ class CronScheduler:
             self.superseded.add(name)
 
     async def _listen(self) -> None:
-        pause = defaults.WORKER_RECONNECT_MIN_S
-        while True:
-            try:
-                async for name in self.broker.cron_changes():
-                    pause = defaults.WORKER_RECONNECT_MIN_S
-                    if name in self.schedules:
-                        self._changed_names.add(name)
-                        self._changed.set()
-            except Exception as exc:
-                log.warning("cron change listener failed: %s; reconnecting", exc)
-            await asyncio.sleep(pause)  # reconnect back-off, not a poll
-            pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
+        await follow("cron change listener", self.broker.cron_changes, self._on_change)
+
+    def _on_change(self, name: str) -> None:
+        if name in self.schedules:
+            self._changed_names.add(name)
+            self._changed.set()
 
     async def _reload(self) -> None:
         """A stored spec changed: fire only the schedules whose stored spec is ours."""

@@ -169,6 +169,8 @@ class LeaseKeeper:
                 now = time.monotonic()
                 if now >= next_renew:
                     next_renew = now + self._renew_s
+                    if self._health is not None and self._health.down:
+                        next_beat = now  # a heartbeat per tick notices the reconnection
                     await self._guard(self._renew(broker), "renew leases")
                 if now >= next_beat:
                     next_beat = now + self._hb_interval_s
@@ -185,8 +187,10 @@ class LeaseKeeper:
             await broker.close()
 
     async def _guard(self, step: Awaitable[object], what: str) -> None:
+        """Run ``step``; it returns False when it sent nothing (which proves nothing about
+        the connection)."""
         try:
-            await step
+            sent = await step
         except BrokerUnavailableError as exc:
             if self._health is not None:
                 self._health.failed(f"lease keeper: {what}", exc)
@@ -195,17 +199,18 @@ class LeaseKeeper:
         except Exception as exc:
             log.warning("lease keeper could not %s: %s", what, exc)
         else:
-            if self._health is not None:
+            if self._health is not None and sent is not False:
                 self._health.ok()
 
-    async def _renew(self, broker: Broker) -> None:
+    async def _renew(self, broker: Broker) -> bool:
         leases = self._table.snapshot()
         if not leases:
-            return
+            return False
         stop = await broker.extend_leases(self._worker_id, leases, self._lease_ms)
         if stop and not self._main_loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the main loop closed meanwhile
                 self._main_loop.call_soon_threadsafe(self._on_stop, stop)
+        return True
 
     def _answered(self) -> None:
         self._asked_at = None

@@ -31,6 +31,7 @@ from .events import EventDispatcher
 from .fetcher import Fetcher, LocalQueue, Slots
 from .health import BrokerHealth
 from .leases import LeaseKeeper, LeaseTable
+from .listening import follow
 from .remote import CountingSettler, listen_stop_requests
 from .runner import TaskRunner
 
@@ -378,18 +379,12 @@ class Worker:
             )
 
     async def _listen_cancellations(self, broker: Broker) -> None:
-        pause = defaults.WORKER_RECONNECT_MIN_S
-        while True:
-            try:
-                async for task_id in broker.cancellations():
-                    pause = defaults.WORKER_RECONNECT_MIN_S
-                    self._cancel_announced(task_id)
-            except BrokerUnavailableError as exc:
-                self.health.failed("cancellation listener", exc)
-            except Exception as exc:
-                log.warning("cancellation listener failed: %s; reconnecting", exc)
-            await asyncio.sleep(pause)  # reconnect back-off, not a poll
-            pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
+        await follow(
+            "cancellation listener",
+            broker.cancellations,
+            self._cancel_announced,
+            health=self.health,
+        )
 
     def _maybe_check_burst(self, broker: Broker) -> None:
         if not self.config.burst or self._stop.is_set():

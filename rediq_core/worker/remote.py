@@ -3,12 +3,11 @@ reports in its registry entry (processed and failed tasks)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
-from .. import defaults
 from ..broker import Broker, Settlement
+from .listening import follow
 from .settler import Settler
 
 __all__ = ["CountingSettler", "listen_stop_requests"]
@@ -34,14 +33,10 @@ class CountingSettler(Settler):
 
 async def listen_stop_requests(broker: Broker, worker_id: str, on_stop: Callable[[], None]) -> None:
     """Call ``on_stop`` once an operator asks this worker to stop (``rediq stop-worker``)."""
-    pause = defaults.WORKER_RECONNECT_MIN_S
-    while True:
-        try:
-            async for _ in broker.stop_requests(worker_id):
-                log.warning("stop requested by an operator: shutting down gracefully")
-                on_stop()
-                return
-        except Exception as exc:
-            log.warning("stop-request listener failed: %s; reconnecting", exc)
-        await asyncio.sleep(pause)  # reconnect back-off, not a poll
-        pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
+
+    def stop(_: None) -> bool:
+        log.warning("stop requested by an operator: shutting down gracefully")
+        on_stop()
+        return True
+
+    await follow("stop-request listener", lambda: broker.stop_requests(worker_id), stop)

@@ -9,7 +9,8 @@ It exits 0 when every child stopped with 0, else 1.
 With ``--metrics-port`` (or ``REDIQ_METRICS_PORT``) only the first child serves /metrics,
 and every child writes its samples into one prometheus_client multiprocess directory (a
 temporary one unless ``PROMETHEUS_MULTIPROC_DIR`` is set), so the one endpoint reports the
-sum of all worker processes.
+sum of all worker processes. ``rediq worker`` checks that the port can be served before
+it starts the supervisor (:mod:`rediq_core.metrics_port`): a busy port is an error, not N restarts.
 """
 
 from __future__ import annotations
