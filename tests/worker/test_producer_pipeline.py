@@ -195,6 +195,29 @@ async def test_every_path_signs_and_calls_the_enqueue_hooks(
         assert outcome.accepted and outcome.state in (TaskState.PENDING, TaskState.SCHEDULED)
 
 
+async def test_the_after_hook_pairs_every_tick_that_stored_nothing(signed: SignedApp) -> None:
+    """A tick another worker fired first and the tick of a paused schedule still get their
+    after hook (accepted False), so a plugin that opens something before an enqueue (a
+    trace span) can always close it."""
+    broker = signed.app.get_broker()
+    spec = signed.app.schedules["yearly"].spec
+    await broker.cron_register(spec.queue, {spec.name: spec.to_json()})
+    cron = signed.app.schedules["yearly"].cron
+    tick = cron.next_after(0)
+    producer, after = signed.app.producer, signed.hooks.after
+    first, fired = await producer.publish_tick(broker, spec, tick)
+    stored = after.pop(first.id)[1]
+    again, lost = await producer.publish_tick(broker, spec, tick)  # as a racing worker would
+    elsewhere = after.pop(again.id)[1]
+    await broker.cron_set_paused(spec.queue, spec.name, True)
+    later, paused = await producer.publish_tick(broker, spec, cron.next_after(tick))
+    skipped = after.pop(later.id)[1]
+    assert [f.result.value for f in (fired, lost, paused)] == ["fired", "already", "paused"]
+    assert first.id == again.id and signed.hooks.before.count(first.id) == 2
+    assert (stored.accepted, elsewhere.accepted, skipped.accepted) == (True, False, False)
+    assert (elsewhere.state, skipped.state) == (TaskState.PENDING, TaskState.CANCELLED)
+
+
 async def _run(s: SignedApp) -> TaskInfo:
     try:
         return await asyncio.wait_for(s.ran.get(), WAIT_S)
