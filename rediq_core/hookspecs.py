@@ -108,14 +108,16 @@ def rediq_before_task_enqueue(message: TaskMessage) -> MaybeAwaitable:
 
 @hookspec
 def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> MaybeAwaitable:
-    """Called after the broker answered: for ``enqueue`` and ``enqueue_many`` whether it
-    stored the message or found a duplicate; for a cron tick or trigger only when it
-    stored the run (not for a tick another worker fired first, nor for the tick of a
-    paused schedule: a plugin must bound what it keeps between the two hooks).
+    """Called after the broker answered, once for every message that went through
+    :func:`rediq_before_task_enqueue` and reached the broker (so a plugin can pair the
+    two): ``enqueue``, ``enqueue_many``, cron ticks and ``rediq cron trigger``.
 
-    :param message: the stored message, as sent (signed).
-    :param outcome: ``outcome.accepted`` is False when an unfinished task with the same id
-        already existed (deduplication).
+    :param message: the message, as sent (signed).
+    :param outcome: ``outcome.accepted`` is False when the broker stored nothing: an
+        unfinished task with the same id already existed (deduplication; ``state`` is that
+        task's), another worker fired the same cron tick first (its run has the same id;
+        ``state`` is ``pending``), or the tick belongs to a paused schedule (no run;
+        ``state`` is ``cancelled``).
     """
 
 

@@ -38,11 +38,11 @@ Answer = TypeVar("Answer")
 class SendStep(Generic[Answer]):
     """The pipeline's last step: ``send`` hands sealed messages to a broker and answers
     one ``Answer`` per message; ``stored`` reads from an answer the enqueue outcome the
-    after-enqueue hooks get, or None when the broker stored nothing (a cron tick another
-    worker fired first, or the tick of a paused schedule)."""
+    after-enqueue hooks get (``accepted`` False when the broker stored nothing: a
+    duplicate id, a cron tick another worker fired first, the tick of a paused schedule)."""
 
     send: Callable[[Sequence[TaskMessage]], Awaitable[Sequence[Answer]]]
-    stored: Callable[[TaskMessage, Answer], EnqueueOutcome | None]
+    stored: Callable[[TaskMessage, Answer], EnqueueOutcome]
 
 
 def enqueue_step(broker: Producer) -> SendStep[EnqueueOutcome]:
@@ -59,11 +59,13 @@ def cron_fire_step(
     async def send(messages: Sequence[TaskMessage]) -> list[CronFire]:
         return [await broker.cron_fire(message, schedule, tick_ms) for message in messages]
 
-    def stored(message: TaskMessage, fire: CronFire) -> EnqueueOutcome | None:
-        if fire.result is not FireResult.FIRED:
-            return None
+    def stored(message: TaskMessage, fire: CronFire) -> EnqueueOutcome:
+        if fire.result is FireResult.PAUSED:  # the tick was consumed without a run
+            return EnqueueOutcome(message.id, False, TaskState.CANCELLED)
         later = message.eta_ms is not None and message.eta_ms > clock()
-        return EnqueueOutcome(message.id, True, TaskState.SCHEDULED if later else TaskState.PENDING)
+        state = TaskState.SCHEDULED if later else TaskState.PENDING
+        # ALREADY: another worker enqueued this tick's run, under the same task id
+        return EnqueueOutcome(message.id, fire.result is FireResult.FIRED, state)
 
     return SendStep(send, stored)
 
@@ -128,8 +130,7 @@ class ProducerPipeline:
         answers = await step.send(sealed)
         for message, answer in zip(sealed, answers, strict=True):
             outcome = step.stored(message, answer)
-            if outcome is not None:
-                await notify("rediq_after_task_enqueue", message=message, outcome=outcome)
+            await notify("rediq_after_task_enqueue", message=message, outcome=outcome)
         return list(zip(sealed, answers, strict=True))
 
     async def publish_calls(
