@@ -1,7 +1,8 @@
 """What every control command shares: which broker to talk to (``--app`` or
 ``--redis-url``/``--namespace``), ``--json``, one-line errors and exit codes.
 
-Exit codes: 0 done, 1 not found or nothing done, 2 usage error.
+Exit codes: 0 done, 1 not found or nothing done (a namespace that holds nothing
+included), 2 usage error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import rich_click as click
 from click.exceptions import Exit
 
 from .. import defaults
+from ..roles import Role, supports
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -30,10 +32,13 @@ __all__ = [
     "UsageFailure",
     "confirm",
     "control_command",
+    "empty_namespace_hint",
     "run",
 ]
 
 EXIT_NOTHING, EXIT_USAGE = 1, 2
+#: The namespace hint names at most this many of the namespaces found.
+NAMESPACES_NAMED = 10
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
@@ -127,13 +132,39 @@ def control_command(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def run(target: Target, action: Callable[[Rediq], Awaitable[T]]) -> T:
+async def empty_namespace_hint(app: Rediq) -> str | None:
+    """What to say when the app's namespace holds nothing (no queue, no worker, no key
+    with its prefix: a typo, usually), naming the namespaces found on the server; None
+    when it holds something or the broker cannot tell (no diagnosis role)."""
+    broker = app.get_broker()
+    if not supports(broker, Role.DIAGNOSIS):
+        return None
+    if await app.control.queues() or await broker.workers():
+        return None
+    try:
+        found = await broker.namespaces()
+    except NotImplementedError:
+        return None
+    if app.namespace in found:
+        return None
+    named = ", ".join(found[:NAMESPACES_NAMED]) or "none"
+    if len(found) > NAMESPACES_NAMED:
+        named += f" and {len(found) - NAMESPACES_NAMED} more"
+    return f"namespace {app.namespace!r} holds nothing; namespaces found: {named}"
+
+
+def run(
+    target: Target, action: Callable[[Rediq], Awaitable[T]], *, check_namespace: bool = True
+) -> T:
     """Build the app, run ``action`` in an event loop, close the broker; broker errors
-    become one-line errors."""
+    become one-line errors. First, with ``check_namespace``, a namespace that holds
+    nothing is an error (exit 1) naming the namespaces found."""
     app = target.app()
 
     async def main() -> T:
         try:
+            if check_namespace and (hint := await empty_namespace_hint(app)):
+                raise CommandError(hint)
             return await action(app)
         finally:
             await app.close()
