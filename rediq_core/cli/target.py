@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import rich_click as click
+from click import get_current_context
+from click.core import ParameterSource
 from click.exceptions import Exit
 
 from .. import defaults
@@ -89,8 +91,31 @@ class Target:
         )
 
 
+def _within(own: Target) -> Target:
+    """A subcommand's target completed by its group's (``rediq cron --app A pause X``):
+    an option given on the subcommand's command line wins, then the group's value."""
+    ctx = get_current_context()
+    outer = ctx.parent.find_object(Target) if ctx.parent else None
+    if outer is None:
+        return own
+
+    def pick(name: str, mine: str | None, theirs: str | None) -> str | None:
+        given = ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        return mine if given or theirs is None else theirs
+
+    return Target(
+        pick("app_spec", own.app_spec, outer.app_spec),
+        pick("redis_url", own.redis_url, outer.redis_url),
+        pick("namespace", own.namespace, outer.namespace),
+        own.as_json or outer.as_json,
+    )
+
+
 def control_command(fn: F) -> F:
-    """Add ``--app``, ``--redis-url``, ``--namespace`` and ``--json``; pass ``target``."""
+    """Add ``--app``, ``--redis-url``, ``--namespace`` and ``--json``; pass ``target``.
+
+    On a group's subcommand the group's target fills in what the subcommand's own options
+    leave out (a group stores its target as ``ctx.obj``)."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
     @click.option(
@@ -122,7 +147,7 @@ def control_command(fn: F) -> F:
         as_json: bool,
         **kwargs: Any,
     ) -> Any:
-        target = Target(app_spec, redis_url, namespace, as_json)
+        target = _within(Target(app_spec, redis_url, namespace, as_json))
         try:
             return fn(target=target, **kwargs)
         except CommandError as exc:
