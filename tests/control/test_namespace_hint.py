@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,22 @@ async def test_a_server_without_any_namespace_says_so(
     done = rediq("queues", "--redis-url", server.url())
     assert done.code == 1, done
     assert done.err.strip() == "error: namespace 'rediq' holds nothing; namespaces found: none"
+
+
+async def test_namespaces_are_found_on_every_master_of_a_cluster(
+    rediq_redis_cluster: Any, rediq_namespace: str
+) -> None:
+    names = [f"{rediq_namespace}-{n}" for n in range(12)]  # their tags hash to many slots
+    apps = [Rediq(redis_url=rediq_redis_cluster.url(), namespace=name) for name in names]
+    try:
+        for app in apps:
+
+            @app.task
+            async def step() -> None: ...
+
+            await step().enqueue()
+        found = await apps[0].get_broker().namespaces()
+        assert set(names) <= set(found), found
+    finally:
+        for app in apps:
+            await app.close()
