@@ -8,12 +8,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from rediq_core.testing import RedisServer
 
-from .conftest import CLI, Harness
+from .conftest import Harness
+from .test_top import quit_top, spawn_top
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,23 +38,7 @@ async def test_top_shows_an_outage_and_resumes(
     harness = Harness(tmp_path, server.url(), rediq_namespace)
     m = harness.write_app(APP)
     await m.first().enqueue()
-    child = pexpect.spawn(
-        CLI[0],
-        [
-            *CLI[1:],
-            "top",
-            "--redis-url",
-            server.url(),
-            "--namespace",
-            rediq_namespace,
-            "--interval",
-            "0.25",
-        ],
-        cwd=str(tmp_path),
-        env={**harness.env, "TERM": "xterm-256color"},
-        dimensions=(50, 200),
-        encoding="utf-8",
-    )
+    child = spawn_top(harness, rows=50)
     try:
         child.expect("firstq", timeout=30)
         server.stop()
@@ -67,10 +51,7 @@ async def test_top_shows_an_outage_and_resumes(
         child.expect("rediq top", timeout=20)
         child.expect("rediq top", timeout=20)
         assert "secondq" in child.before and "disconnected" not in child.before, child.before
-        child.send("q")
-        child.expect(pexpect.EOF, timeout=20)
-        child.close()
-        assert child.exitstatus == 0
+        quit_top(child)
     finally:
         if child.isalive():
             child.terminate(force=True)
