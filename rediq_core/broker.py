@@ -372,6 +372,11 @@ class Broker(abc.ABC):
         latency, permissions, topology) for ``rediq doctor``."""
         raise NotImplementedError(f"{type(self).__name__} has no diagnosis")
 
+    async def namespaces(self) -> list[str]:
+        """The namespaces holding data of this broker kind on its server (sorted): the
+        control commands name them when the one asked for holds nothing (a typo)."""
+        raise NotImplementedError(f"{type(self).__name__} has no diagnosis")
+
     # --- cron schedules (docs/cron.md); optional for third-party brokers --------------
 
     async def cron_register(

@@ -103,6 +103,8 @@ class Registry(Protocol):
 class Diagnosis(Protocol):
     async def diagnose(self) -> list[Check]: ...
 
+    async def namespaces(self) -> list[str]: ...
+
 
 def supports(broker: object, role: Role) -> bool:
     """Whether ``broker`` declares ``role`` (brokers without ``roles``: the core ones)."""

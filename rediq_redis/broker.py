@@ -330,6 +330,10 @@ class RedisBroker(Broker):
     async def diagnose(self) -> list[Check]:
         return await doctor.diagnose(await self._ready())
 
+    @_translated
+    async def namespaces(self) -> list[str]:
+        return await doctor.namespaces(await self._ready())
+
     # --- cron schedules ---------------------------------------------------------------
 
     async def _cron(self) -> tuple[Session, CronScripts]:

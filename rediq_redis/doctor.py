@@ -15,7 +15,7 @@ from .connection import MIN_SERVER_VERSION, _parse_version
 from .records import text
 from .session import Session
 
-__all__ = ["diagnose"]
+__all__ = ["diagnose", "namespaces"]
 
 OK, INFO, WARN, FAIL = CheckStatus.OK, CheckStatus.INFO, CheckStatus.WARN, CheckStatus.FAIL
 
@@ -233,3 +233,28 @@ async def diagnose(session: Session) -> list[Check]:
             name = check.__name__.strip("_")
             found.append(Check(name, INFO, f"could not check: {exc}"))
     return found
+
+
+#: Namespace-wide keys (``{NS}:<name>``, rediq_redis/keys.py): a namespace holds rediq
+#: data while one of them exists (a worker's entry is ``{NS}:worker:<id>``).
+NAMESPACE_KEYS = frozenset({"queues", "workers", "cron_queues"})
+#: Keys asked for per SCAN call.
+SCAN_COUNT = 1000
+
+
+async def namespaces(session: Session) -> list[str]:
+    """Every namespace with a queue set, a worker registry or stored schedules on the
+    server (every master of a cluster), found by SCAN; the session's own namespace too if
+    any key carries its prefix. Walks the whole keyspace: for diagnosis only."""
+    own = session.keys.namespace
+    own_prefixes = (f"{{{own}}}", f"{{{own}:")
+    found: set[str] = set()
+    async for raw in session.client.scan_iter(match="{*}:*", count=SCAN_COUNT):
+        key = text(raw) or ""
+        if key.startswith(own_prefixes):
+            found.add(own)
+            continue
+        tag, _, name = key[1:].partition("}:")
+        if name in NAMESPACE_KEYS or name.startswith("worker:"):
+            found.add(tag)
+    return sorted(found)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import rich_click as click
 from rich.table import Table
 
+from ..control import Control
 from ..diagnosis import Check, CheckStatus
 from ..roles import Role, supports
 from .render import console, echo_json
-from .target import EXIT_NOTHING, Target, control_command, run
+from .target import EXIT_NOTHING, NAMESPACES_NAMED, Target, control_command, run
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -25,11 +27,37 @@ _STYLE = {
 }
 
 
+def _live(count: int, namespace: str) -> str:
+    if not count:
+        return f"no live worker in namespace {namespace!r}"
+    return f"{count} live worker{'s' if count > 1 else ''} in namespace {namespace!r}"
+
+
+async def _live_elsewhere(app: Rediq) -> dict[str, int]:
+    """Live workers per other namespace of the server (brokers with the diagnosis role)."""
+    broker = app.get_broker()
+    if not supports(broker, Role.DIAGNOSIS):
+        return {}
+    try:
+        others = [ns for ns in await broker.namespaces() if ns != app.namespace]
+    except NotImplementedError:
+        return {}
+    found = {}
+    for namespace in others[:NAMESPACES_NAMED]:
+        other = app.plugins.broker(dataclasses.replace(app.broker_options, namespace=namespace))
+        try:
+            live = [w for w in await Control(other).workers() if not w.stale]
+        finally:
+            await other.close()
+        if live:
+            found[namespace] = len(live)
+    return found
+
+
 async def _workers(app: Rediq) -> Check:
     workers = await app.control.workers()
     stale = [w.name for w in workers if w.stale]
-    live = len(workers) - len(stale)
-    detail = f"{live} live worker(s)" + (
+    detail = _live(len(workers) - len(stale), app.namespace) + (
         f", {len(stale)} stale: {', '.join(stale)}" if stale else ""
     )
     if stale:
@@ -40,9 +68,19 @@ async def _workers(app: Rediq) -> Check:
             "a stale worker missed heartbeats:"
             " it is blocked or gone (its leases expire and its tasks run elsewhere)",
         )
-    if not workers:
-        return Check("workers", CheckStatus.INFO, detail, "no worker is running")
-    return Check("workers", CheckStatus.OK, detail)
+    if workers:
+        return Check("workers", CheckStatus.OK, detail)
+    elsewhere = await _live_elsewhere(app)
+    if elsewhere:
+        first = next(iter(elsewhere))
+        return Check(
+            "workers",
+            CheckStatus.INFO,
+            "; ".join([detail, *(_live(n, ns) for ns, n in elsewhere.items())]),
+            f"workers serve other namespaces: pass --namespace {first} (or --app) to"
+            " check one of them",
+        )
+    return Check("workers", CheckStatus.INFO, detail, "no worker is running")
 
 
 def _signing(app: Rediq) -> Check:
@@ -85,7 +123,9 @@ def doctor(target: Target) -> None:
     """Check Redis and the workers: version, memory policy, persistence, clock skew,
     latency, permissions, topology, live and stale workers (and, with --app, signing).
     Exits 1 when something needs attention."""
-    checks = run(target, lambda app: _diagnose(app, target.app_spec is not None))
+    checks = run(
+        target, lambda app: _diagnose(app, target.app_spec is not None), check_namespace=False
+    )
     attention = any(c.status.attention for c in checks)
     if target.as_json:
         echo_json(

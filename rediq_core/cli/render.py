@@ -7,10 +7,12 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
+from rich.text import Text
 
 from ..broker import TaskRecord, TaskState
 from ..inspection import COUNTER_NAMES, QueueOverview, WorkerStatus
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from ..app import Rediq
 
 __all__ = [
+    "Column",
+    "FittedTable",
     "age",
     "console",
     "echo_json",
@@ -151,26 +155,125 @@ def worker_json(w: WorkerStatus) -> dict[str, Any]:
     }
 
 
-def overview_table(overviews: Iterable[QueueOverview], title: str = "queues") -> Table:
-    table = Table(title=title)
-    for column in (
-        "queue",
-        "state",
-        "pending",
-        "scheduled",
-        "active",
-        "dead",
-        "oldest pending",
-        "enqueued",
-        "succeeded",
-        "failed",
-        "retried",
-        f"done/min ({RATE_MINUTES}m)",
-        "succeeded per minute",
-    ):
-        table.add_column(column, justify="left" if column in ("queue", "state") else "right")
-    for o in overviews:
-        table.add_row(
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of a :class:`FittedTable`.
+
+    :param rank: importance; at narrow widths the highest ranks are dropped first.
+    :param short: a compact header used when the full headers do not fit.
+    :param wraps: the cells may wrap at spaces (a list of names, a date and a time).
+    :param flexible: long free text (an error message): takes the room left and is
+        shortened with an ellipsis instead of widening the table.
+    """
+
+    header: str
+    rank: int = 0
+    short: str | None = None
+    justify: str = "left"
+    wraps: bool = False
+    flexible: bool = False
+
+
+#: Characters a column costs besides its content (padding and a border), and the table.
+_COLUMN_COST, _TABLE_COST = 3, 1
+#: The narrowest a flexible column gets.
+_FLEXIBLE_MIN = 24
+
+
+def _lines(cell: str) -> list[str]:
+    return Text.from_markup(cell).plain.splitlines() or [""]
+
+
+class FittedTable:
+    """A table that fits the console it is printed on (a terminal's width, 80 columns
+    included): when the full headers do not fit it uses the compact ones, then drops the
+    least important columns, before any name is cut."""
+
+    def __init__(self, title: str, columns: Sequence[Column], rows: Iterable[Sequence[str]]):
+        self.title, self.columns, self.rows = title, tuple(columns), [tuple(r) for r in rows]
+
+    def _natural(self, i: int, header: str) -> int:
+        cells = [line for row in self.rows for line in _lines(row[i])]
+        return max(Text(h).cell_len for h in [header, *cells])
+
+    def _needed(self, i: int, header: str) -> int:
+        """The fewest characters column ``i`` shows whole in."""
+        column = self.columns[i]
+        if column.flexible:
+            return min(self._natural(i, header), max(_FLEXIBLE_MIN, Text(header).cell_len))
+        if column.wraps:
+            words = [w for row in self.rows for line in _lines(row[i]) for w in line.split()]
+            return max(Text(w).cell_len for w in [header, *words])
+        return self._natural(i, header)
+
+    def _choose(self, width: int) -> tuple[list[int], bool]:
+        """The columns shown (indexes) and whether with compact headers."""
+        shown = list(range(len(self.columns)))
+        for compact in (False, True):
+            if self._total(shown, compact, needed=False) <= width:
+                return shown, compact
+        while len(shown) > 1 and self._total(shown, True, needed=True) > width:
+            least = max(shown, key=lambda i: (self.columns[i].rank, i))
+            if self.columns[least].rank == 0:
+                break  # the essential columns stay; rich wraps what is left
+            shown.remove(least)
+        return shown, True
+
+    def _header(self, i: int, compact: bool) -> str:
+        column = self.columns[i]
+        return (column.short or column.header) if compact else column.header
+
+    def _total(self, shown: list[int], compact: bool, *, needed: bool) -> int:
+        measure = self._needed if needed else self._natural
+        widths = [measure(i, self._header(i, compact)) for i in shown]
+        return sum(widths) + _COLUMN_COST * len(shown) + _TABLE_COST
+
+    def table(self, width: int) -> Table:
+        shown, compact = self._choose(width)
+        spare = width - self._total(shown, compact, needed=True)
+        table = Table(title=self.title)
+        for i in shown:
+            column, header = self.columns[i], self._header(i, compact)
+            needed, natural = self._needed(i, header), self._natural(i, header)
+            grant = max(0, min(spare, natural - needed))
+            spare -= grant
+            table.add_column(
+                header,
+                justify=column.justify,  # type: ignore[arg-type]
+                no_wrap=not column.wraps,
+                overflow="ellipsis" if column.flexible else "fold",
+                min_width=needed if column.wraps else None,
+                max_width=needed + grant if column.flexible or column.wraps else None,
+            )
+        for row in self.rows:
+            table.add_row(*(row[i] for i in shown))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.table(options.max_width)
+
+
+#: The queue overview's columns, most important first in rank.
+OVERVIEW_COLUMNS = (
+    Column("queue"),
+    Column("state"),
+    Column("pending", justify="right"),
+    Column("scheduled", 2, "sched", "right"),
+    Column("active", justify="right"),
+    Column("dead", 1, justify="right"),
+    Column("oldest pending", 3, "oldest", "right"),
+    Column("enqueued", 8, justify="right"),
+    Column("succeeded", 7, justify="right"),
+    Column("failed", 4, justify="right"),
+    Column("retried", 9, justify="right"),
+    Column(f"done/min ({RATE_MINUTES}m)", 5, "done/min", "right"),
+    Column("succeeded per minute", 6, "per minute", "right"),
+)
+
+
+def overview_table(overviews: Iterable[QueueOverview], title: str = "queues") -> FittedTable:
+    rows = [
+        (
             o.name,
             "[yellow]paused[/]" if o.paused else "running",
             str(o.pending),
@@ -182,7 +285,9 @@ def overview_table(overviews: Iterable[QueueOverview], title: str = "queues") ->
             f"{o.rate_per_minute('succeeded', RATE_MINUTES):.1f}",
             sparkline([m.succeeded for m in o.minutes]),
         )
-    return table
+        for o in overviews
+    ]
+    return FittedTable(title, OVERVIEW_COLUMNS, rows)
 
 
 def workers_table(workers: Iterable[WorkerStatus]) -> Table:

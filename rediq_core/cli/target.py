@@ -1,7 +1,8 @@
 """What every control command shares: which broker to talk to (``--app`` or
 ``--redis-url``/``--namespace``), ``--json``, one-line errors and exit codes.
 
-Exit codes: 0 done, 1 not found or nothing done, 2 usage error.
+Exit codes: 0 done, 1 not found or nothing done (a namespace that holds nothing
+included), 2 usage error.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import rich_click as click
+from click import get_current_context
+from click.core import ParameterSource
 from click.exceptions import Exit
 
 from .. import defaults
+from ..roles import Role, supports
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -30,10 +34,13 @@ __all__ = [
     "UsageFailure",
     "confirm",
     "control_command",
+    "empty_namespace_hint",
     "run",
 ]
 
 EXIT_NOTHING, EXIT_USAGE = 1, 2
+#: The namespace hint names at most this many of the namespaces found.
+NAMESPACES_NAMED = 10
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
@@ -84,8 +91,31 @@ class Target:
         )
 
 
+def _within(own: Target) -> Target:
+    """A subcommand's target completed by its group's (``rediq cron --app A pause X``):
+    an option given on the subcommand's command line wins, then the group's value."""
+    ctx = get_current_context()
+    outer = ctx.parent.find_object(Target) if ctx.parent else None
+    if outer is None:
+        return own
+
+    def pick(name: str, mine: str | None, theirs: str | None) -> str | None:
+        given = ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        return mine if given or theirs is None else theirs
+
+    return Target(
+        pick("app_spec", own.app_spec, outer.app_spec),
+        pick("redis_url", own.redis_url, outer.redis_url),
+        pick("namespace", own.namespace, outer.namespace),
+        own.as_json or outer.as_json,
+    )
+
+
 def control_command(fn: F) -> F:
-    """Add ``--app``, ``--redis-url``, ``--namespace`` and ``--json``; pass ``target``."""
+    """Add ``--app``, ``--redis-url``, ``--namespace`` and ``--json``; pass ``target``.
+
+    On a group's subcommand the group's target fills in what the subcommand's own options
+    leave out (a group stores its target as ``ctx.obj``)."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
     @click.option(
@@ -117,7 +147,7 @@ def control_command(fn: F) -> F:
         as_json: bool,
         **kwargs: Any,
     ) -> Any:
-        target = Target(app_spec, redis_url, namespace, as_json)
+        target = _within(Target(app_spec, redis_url, namespace, as_json))
         try:
             return fn(target=target, **kwargs)
         except CommandError as exc:
@@ -127,13 +157,39 @@ def control_command(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def run(target: Target, action: Callable[[Rediq], Awaitable[T]]) -> T:
+async def empty_namespace_hint(app: Rediq) -> str | None:
+    """What to say when the app's namespace holds nothing (no queue, no worker, no key
+    with its prefix: a typo, usually), naming the namespaces found on the server; None
+    when it holds something or the broker cannot tell (no diagnosis role)."""
+    broker = app.get_broker()
+    if not supports(broker, Role.DIAGNOSIS):
+        return None
+    if await app.control.queues() or await broker.workers():
+        return None
+    try:
+        found = await broker.namespaces()
+    except NotImplementedError:
+        return None
+    if app.namespace in found:
+        return None
+    named = ", ".join(found[:NAMESPACES_NAMED]) or "none"
+    if len(found) > NAMESPACES_NAMED:
+        named += f" and {len(found) - NAMESPACES_NAMED} more"
+    return f"namespace {app.namespace!r} holds nothing; namespaces found: {named}"
+
+
+def run(
+    target: Target, action: Callable[[Rediq], Awaitable[T]], *, check_namespace: bool = True
+) -> T:
     """Build the app, run ``action`` in an event loop, close the broker; broker errors
-    become one-line errors."""
+    become one-line errors. First, with ``check_namespace``, a namespace that holds
+    nothing is an error (exit 1) naming the namespaces found."""
     app = target.app()
 
     async def main() -> T:
         try:
+            if check_namespace and (hint := await empty_namespace_hint(app)):
+                raise CommandError(hint)
             return await action(app)
         finally:
             await app.close()

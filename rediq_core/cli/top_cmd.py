@@ -15,17 +15,21 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import rich_click as click
-from rich.console import Group
-from rich.table import Table
+from rich.console import Group, RenderableType
 from rich.text import Text
 
-from ..broker import TaskRecord
+from ..broker import TaskRecord, TaskState
+from ..errors import BrokerError
 from ..inspection import QueueOverview, WorkerStatus
 from .render import (
+    Column,
+    FittedTable,
     age,
     console,
     echo_json,
@@ -40,14 +44,25 @@ from .target import Target, control_command, run
 if TYPE_CHECKING:
     from ..app import Rediq
 
-__all__ = ["Snapshot", "render", "take_snapshot", "top"]
+__all__ = ["Outage", "Snapshot", "render", "take_snapshot", "top"]
 
 #: Failures shown at the bottom of the view.
 FAILURES_SHOWN = 8
 
 
+#: Active tasks read per call when counting each worker's leases.
+LEASES_PAGE = 500
+#: A frame whose reads take longer than this shows the view as disconnected.
+SNAPSHOT_TIMEOUT_S = 10.0
+
+
 class Snapshot:
-    """Everything one frame shows, read in one go."""
+    """Everything one frame shows, read in one go.
+
+    ``held`` counts each worker's leases (running and prefetched tasks) as the queues
+    list them: the same source as the queues' ``active``, read in the same frame, so the
+    two panels agree (a worker's own ``running`` is as of its last heartbeat).
+    """
 
     def __init__(
         self,
@@ -55,62 +70,120 @@ class Snapshot:
         workers: list[WorkerStatus],
         failures: list[TaskRecord],
         taken_at: float,
+        held: Mapping[str, int] | None = None,
     ) -> None:
         self.queues, self.workers, self.failures = queues, workers, failures
         self.taken_at = taken_at
+        self.held: Mapping[str, int] = (
+            held if held is not None else {w.id: w.running for w in workers}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """The broker stopped answering at ``since`` (epoch s); ``error`` is the last error."""
+
+    since: float
+    error: str
+
+    def line(self) -> Text:
+        when = time.strftime("%H:%M:%S", time.localtime(self.since))
+        text = Text(f"disconnected since {when}: {self.error}", style="bold red")
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
+
+
+async def _held_leases(app: Rediq, queues: list[QueueOverview]) -> Counter[str]:
+    held: Counter[str] = Counter()
+    for overview in queues:
+        cursor: str | None = None
+        while overview.active:
+            page = await app.control.tasks(
+                overview.name, TaskState.ACTIVE, limit=LEASES_PAGE, cursor=cursor
+            )
+            held.update(r.worker for r in page.tasks if r.worker)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return held
 
 
 async def take_snapshot(app: Rediq, minutes: int) -> Snapshot:
     control = app.control
     queues = await control.overview(minutes=minutes)
+    held = await _held_leases(app, queues)
     failures: list[TaskRecord] = []
     for overview in queues:
         if overview.dead:
             failures += (await control.dead_letters(overview.name, limit=FAILURES_SHOWN)).tasks
     failures.sort(key=lambda r: r.finished_at_ms or 0, reverse=True)
-    return Snapshot(queues, await control.workers(), failures[:FAILURES_SHOWN], time.time())
+    workers = await control.workers()
+    return Snapshot(queues, workers, failures[:FAILURES_SHOWN], time.time(), held)
 
 
-def _workers_table(workers: list[WorkerStatus]) -> Table:
-    table = Table(title="workers")
-    for column in ("name", "host:pid", "queues", "running", "processed", "failed", "heartbeat"):
-        table.add_column(column)
-    for w in workers:
-        table.add_row(
+WORKER_COLUMNS = (
+    Column("name"),
+    Column("host:pid", 5),
+    Column("queues", 1, wraps=True),
+    Column("active", justify="right"),
+    Column("processed", 3, justify="right"),
+    Column("failed", 4, justify="right"),
+    Column("heartbeat", 2),
+)
+FAILURE_COLUMNS = (
+    Column("when", 1, wraps=True),
+    Column("queue", 2),
+    Column("task"),
+    Column("id", 3),
+    Column("error", flexible=True),
+)
+
+
+def _workers_table(snapshot: Snapshot) -> FittedTable:
+    rows = [
+        (
             w.name,
             f"{w.host}:{w.pid}",
             ", ".join(w.queues),
-            f"{w.running}/{w.concurrency or '?'}",
+            f"{snapshot.held.get(w.id, 0)}/{w.concurrency or '?'}",
             str(w.processed),
             str(w.failed),
             age(w.heartbeat_age_s) + (" [red]stale[/]" if w.stale else ""),
         )
-    return table
+        for w in snapshot.workers
+    ]
+    return FittedTable("workers", WORKER_COLUMNS, rows)
 
 
-def _failures_table(failures: list[TaskRecord]) -> Table:
-    table = Table(title="latest failures")
-    for column in ("when", "queue", "task", "id", "error"):
-        table.add_column(column)
-    for r in failures:
-        error = f"{r.error.type}: {r.error.message}" if r.error else ""
-        table.add_row(stamp(r.finished_at_ms), r.queue, r.name or "?", r.id, error[:100])
-    return table
+def _failures_table(failures: list[TaskRecord]) -> FittedTable:
+    rows = [
+        (
+            stamp(r.finished_at_ms),
+            r.queue,
+            r.name or "?",
+            r.id,
+            f"{r.error.type}: {r.error.message}" if r.error else "",
+        )
+        for r in failures
+    ]
+    return FittedTable("latest failures", FAILURE_COLUMNS, rows)
 
 
-def render(snapshot: Snapshot, source: str) -> Group:
-    header = Text.assemble(
-        ("rediq top", "bold"),
-        f"  {source}  ",
-        time.strftime("%H:%M:%S", time.localtime(snapshot.taken_at)),
-        ("   q quits", "dim"),
-    )
-    return Group(
-        header,
-        overview_table(snapshot.queues),
-        _workers_table(snapshot.workers),
-        _failures_table(snapshot.failures),
-    )
+def render(snapshot: Snapshot | None, source: str, outage: Outage | None = None) -> Group:
+    """One frame: the header, the outage line while the broker does not answer, and the
+    panels of the last snapshot read (``None``: nothing read yet)."""
+    when = time.strftime("%H:%M:%S", time.localtime(snapshot.taken_at)) if snapshot else "-"
+    header = Text.assemble(("rediq top", "bold"), f"  {source}  ", when, ("   q quits", "dim"))
+    parts: list[RenderableType] = [header]
+    if outage is not None:
+        parts.append(outage.line())
+    if snapshot is not None:
+        parts += [
+            overview_table(snapshot.queues),
+            _workers_table(snapshot),
+            _failures_table(snapshot.failures),
+        ]
+    return Group(*parts)
 
 
 @contextlib.contextmanager
@@ -133,9 +206,17 @@ def _quit_pressed() -> bool:
 async def _live(app: Rediq, source: str, interval: float, minutes: int) -> None:
     from rich.live import Live
 
+    snapshot: Snapshot | None = None
+    outage: Outage | None = None
     with _keys(), Live(console=console(), screen=True, auto_refresh=False) as live:
         while True:
-            live.update(render(await take_snapshot(app, minutes), source), refresh=True)
+            try:
+                snapshot = await asyncio.wait_for(take_snapshot(app, minutes), SNAPSHOT_TIMEOUT_S)
+                outage = None
+            except (BrokerError, OSError) as exc:  # OSError: ConnectionError, TimeoutError
+                error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+                outage = Outage(outage.since if outage else time.time(), error)
+            live.update(render(snapshot, source, outage), refresh=True)
             deadline = time.monotonic() + interval
             while time.monotonic() < deadline:  # key checks between frames
                 if _quit_pressed():
@@ -172,7 +253,9 @@ def top(target: Target, interval: float, minutes: int, once: bool) -> None:
         echo_json(
             {
                 "queues": [overview_json(o) for o in snap.queues],
-                "workers": [worker_json(w) for w in snap.workers],
+                "workers": [
+                    {**worker_json(w), "active": snap.held.get(w.id, 0)} for w in snap.workers
+                ],
                 "failures": [task_json(r) for r in snap.failures],
             }
         )

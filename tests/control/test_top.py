@@ -29,6 +29,35 @@ ROW = re.compile(
 )
 
 
+def spawn_top(harness: Harness, rows: int = 60) -> pexpect.spawn:
+    """``rediq top`` on a pseudo-terminal (220 columns), refreshing every 0.25 s."""
+    return pexpect.spawn(
+        CLI[0],
+        [
+            *CLI[1:],
+            "top",
+            "--redis-url",
+            harness.url,
+            "--namespace",
+            harness.namespace,
+            "--interval",
+            "0.25",
+        ],
+        cwd=str(harness.dir),
+        env={**harness.env, "TERM": "xterm-256color"},
+        dimensions=(rows, 220),
+        encoding="utf-8",
+    )
+
+
+def quit_top(child: pexpect.spawn) -> None:
+    """Press ``q``: the view ends with exit status 0."""
+    child.send("q")
+    child.expect(pexpect.EOF, timeout=20)
+    child.close()
+    assert child.exitstatus == 0
+
+
 def frames(child: pexpect.spawn, until: float) -> list[tuple[int, int]]:
     """(pending, succeeded) of every frame drawn until the queue is drained or ``until``."""
     seen: list[tuple[int, int]] = []
@@ -49,23 +78,7 @@ def frames(child: pexpect.spawn, until: float) -> list[tuple[int, int]]:
 async def test_top_shows_a_draining_queue_live(harness: Harness) -> None:
     m = harness.write_app(APP)
     handles = await m.app.enqueue_many([m.step(n) for n in range(COUNT)])
-    child = pexpect.spawn(
-        CLI[0],
-        [
-            *CLI[1:],
-            "top",
-            "--redis-url",
-            harness.url,
-            "--namespace",
-            harness.namespace,
-            "--interval",
-            "0.25",
-        ],
-        cwd=str(harness.dir),
-        env={**harness.env, "TERM": "xterm-256color"},
-        dimensions=(60, 220),
-        encoding="utf-8",
-    )
+    child = spawn_top(harness)
     try:
         child.expect("rediq top", timeout=20)
         harness.start(
@@ -83,10 +96,7 @@ async def test_top_shows_a_draining_queue_live(harness: Harness) -> None:
         pending = [p for p, _ in seen]
         assert len(set(pending)) >= 3, f"the numbers did not change on screen: {seen}"
         assert pending == sorted(pending, reverse=True)
-        child.send("q")
-        child.expect(pexpect.EOF, timeout=10)
-        child.close()
-        assert child.exitstatus == 0
+        quit_top(child)
     finally:
         if child.isalive():
             child.terminate(force=True)
