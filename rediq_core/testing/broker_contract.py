@@ -737,6 +737,25 @@ class CoreBrokerContract:
         await broker.unregister_worker("w-1")
         assert "w-1" not in {w.id for w in await broker.workers()}
 
+    # --- deleting ended tasks by group --------------------------------------------------
+
+    async def test_delete_group_includes_ended_tasks(self, broker: Broker) -> None:
+        ended = [make_message(groups=("user:42",)) for _ in range(2)]
+        cancelled = make_message(groups=("user:42", "other"))
+        kept = [make_message(groups=("user:4",)), make_message(groups=("user:42x",))]
+        await broker.enqueue([*ended, cancelled, *kept])
+        assert await broker.cancel(cancelled.id, QUEUE) is CancelOutcome.CANCELLED
+        batch = await fetch(broker)
+        assert {d.message.id for d in batch.deliveries} == {m.id for m in [*ended, *kept]}
+        assert await broker.settle(WORKER, [success(m) for m in [*ended, *kept]]) == [True] * 4
+        assert await broker.delete_group("user:42") == 3
+        for message in [*ended, cancelled]:
+            assert await broker.get_task(message.id, QUEUE) is None
+        for message in kept:
+            record = await broker.get_task(message.id, QUEUE)
+            assert record is not None and record.state is TaskState.SUCCEEDED
+        assert await broker.delete_group("user:42", QUEUE) == 0
+
 
 class BrokerContract(CoreBrokerContract, CronContract):
     """The whole contract: :class:`CoreBrokerContract` plus cron schedules."""

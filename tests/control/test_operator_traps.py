@@ -1,0 +1,48 @@
+"""Operator traps, as subprocesses against real workers and redis-server: group deletion
+of tasks that already ended."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rediq import TaskState
+
+from .conftest import Harness, cli
+
+pytestmark = pytest.mark.timeout(120)
+
+APP = """
+@app.task(task_queue="reports")
+async def report(n):
+    return n
+
+@app.task(task_queue="work")
+async def add(a, b):
+    return a + b
+"""
+
+
+def one_line_error(done: Any) -> str:
+    assert (done.code, done.out) == (1, ""), done
+    assert done.err.startswith("error: ") and done.err.count("\n") == 1, done.err
+    return str(done.err)
+
+
+async def test_delete_group_finds_tasks_that_ended(harness: Harness) -> None:
+    m = harness.write_app(APP)
+    tagged = [await m.add(n, 1).groups("user:42").enqueue() for n in range(3)]
+    other = await m.add(5, 5).groups("user:7").enqueue()
+    harness.start("--queue-name", "work", "--skip-default-queue")
+    assert [await h.result(timeout=20) for h in tagged] == [1, 2, 3]
+    assert await other.result(timeout=20) == 10
+
+    done = await cli(harness, "delete", "--group", "user:42", "--yes", "--json")
+    assert done.code == 0, done
+    assert done.json() == {"group": "user:42", "deleted": 3}
+    assert [await m.app.control.task(h.id) for h in tagged] == [None] * 3
+    record = await m.app.control.task(other.id)
+    assert record is not None and record.state is TaskState.SUCCEEDED
+    said = one_line_error(await cli(harness, "delete", "--group", "user:42", "--yes"))
+    assert "no task to delete" in said
