@@ -319,7 +319,8 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def delete_group(self, group: str, queue: str | None = None) -> int:
-        """Delete every task tagged ``group`` that is not running; return how many."""
+        """Delete every task tagged ``group`` that is not running (waiting, dead, or ended
+        with its result still kept); return how many."""
 
     @abc.abstractmethod
     async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:

@@ -89,7 +89,8 @@ class Control:
         return await self.broker.delete(task_id, queue)
 
     async def delete_group(self, group: str, queue: str | None = None) -> int:
-        """Forget every task tagged ``group`` that is not running; return how many."""
+        """Forget every task tagged ``group`` that is not running (waiting, dead, or ended
+        with its result still kept); return how many."""
         return await self.broker.delete_group(group, queue)
 
     # --- queues -----------------------------------------------------------------------

@@ -161,7 +161,7 @@ class OperateMixin(Broker):
                     [
                         i
                         for i, t in q.tasks.items()
-                        if group in t.message.groups and t.state in PURGEABLE
+                        if group in t.message.groups and t.state is not TaskState.ACTIVE
                     ],
                 )
                 for q in self._queues(queue)

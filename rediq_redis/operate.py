@@ -1,6 +1,9 @@
 """Operating queues: listings, group cancel/delete, purge by state, dead-letter deletion,
 queue overviews and pause/resume (the broker side of ``app.control``).
 
+Group delete finds waiting and dead tasks in the group index and ended ones by their
+result hashes (a SCAN, see :func:`ended_group_ids`).
+
 Every change is a Lua script call (``pause``, ``resume``, ``purge_state``, ``delete_dead``,
 and the one-task ``cancel`` / ``delete`` scripts run in pipelined batches); listings and
 overviews only read.
@@ -8,6 +11,8 @@ overviews only read.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 
 from rediq_core.broker import CancelOutcome, TaskRecord, TaskState
@@ -22,6 +27,7 @@ __all__ = [
     "cancel_group",
     "delete_dead",
     "delete_group",
+    "ended_group_ids",
     "group_ids",
     "list_tasks",
     "pause",
@@ -155,11 +161,59 @@ async def cancel_group(session: Session, group: str, queue: str | None) -> dict[
     return outcomes
 
 
+def _glob_literal(text: str) -> str:
+    """``text`` matching only itself in a Redis glob pattern (SCAN MATCH)."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+def _tags(raw: bytes | None) -> list[object]:
+    try:
+        tags = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return tags if isinstance(tags, list) else []
+
+
+async def _tagged(session: Session, result_keys: list[str], prefix: str, group: str) -> list[str]:
+    """The task ids of those result hashes whose ``groups`` hold ``group``."""
+    if not result_keys:
+        return []
+    async with session.client.pipeline(transaction=False) as pipe:
+        for key in result_keys:
+            pipe.hget(key, "groups")
+        replies = await pipe.execute()
+    return [
+        key[len(prefix) :]
+        for key, raw in zip(result_keys, replies, strict=True)
+        if group in _tags(raw)
+    ]
+
+
+async def ended_group_ids(session: Session, queue: str, group: str) -> list[str]:
+    """Every ended task of ``queue`` tagged ``group`` whose result is still kept.
+
+    An ended task leaves the group index (the index covers pending, scheduled, active
+    and dead tasks), so its result hash is found by a SCAN of the queue's ``result:*``
+    keys: a walk of the keyspace, as fits an operator's command (never a worker's)."""
+    prefix = session.keys.queue(queue).result("")
+    found: list[str] = []
+    page: list[str] = []
+    async for key in session.client.scan_iter(match=_glob_literal(prefix) + "*", count=1000):
+        page.append(text(key) or "")
+        if len(page) == _GROUP_PAGE:
+            found += await _tagged(session, page, prefix, group)
+            page = []
+    return found + await _tagged(session, page, prefix, group)
+
+
 async def delete_group(session: Session, group: str, queue: str | None) -> int:
+    """Delete the group's tasks that are not running: those of the group index, and the
+    ended ones whose result is kept."""
     total = 0
     for name in await _queues_of(session, queue):
         keys = session.keys.queue(name)
-        ids = await group_ids(session, name, group)
+        indexed = await group_ids(session, name, group)
+        ids = list(dict.fromkeys([*indexed, *await ended_group_ids(session, name, group)]))
         for start in range(0, len(ids), _GROUP_PAGE):
             calls = [
                 session.scripts.delete.call(keys.for_task(i), [i])

@@ -625,7 +625,7 @@ class CoreBrokerContract:
         assert await broker.cancel_group("no-such-group") == {}
         assert await broker.delete_group("h", QUEUE) == 1
         assert await broker.get_task(others[0].id) is None
-        assert await broker.delete_group("g") == 0  # only the running one is left: kept
+        assert await broker.delete_group("g") == len(tagged)  # ended (cancelled); not running
         await broker.enqueue([make_message(groups=("g",)) for _ in range(2)])
         assert await broker.delete_group("g") == 2
         record = await broker.get_task(running.id, QUEUE)
