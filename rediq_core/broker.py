@@ -343,6 +343,17 @@ class Broker(abc.ABC):
     async def resume(self, queue: str) -> bool:
         """Undo :meth:`pause`; False if the queue was not paused."""
 
+    async def queue_known(self, queue: str) -> bool:
+        """Whether ``queue`` was ever seen: it is in the queue set (it received a task or
+        was paused) or the broker holds anything of it. This default asks :meth:`queues`."""
+        return queue in await self.queues()
+
+    async def forget_queue(self, queue: str) -> bool:
+        """Forget an empty queue: its name leaves the queue set, its pause flag and its
+        counters go. False, changing nothing, while it holds a pending, scheduled, active
+        or dead task. Its next task brings it back."""
+        raise NotImplementedError(f"{type(self).__name__} cannot forget queues")
+
     @abc.abstractmethod
     async def stop_workers(self, worker_ids: Sequence[str]) -> int:
         """Ask these workers to shut down gracefully; return how many are registered."""

@@ -737,7 +737,7 @@ class CoreBrokerContract:
         await broker.unregister_worker("w-1")
         assert "w-1" not in {w.id for w in await broker.workers()}
 
-    # --- deleting ended tasks by group --------------------------------------------------
+    # --- forgetting queues and deleting ended tasks by group -----------------------------
 
     async def test_delete_group_includes_ended_tasks(self, broker: Broker) -> None:
         ended = [make_message(groups=("user:42",)) for _ in range(2)]
@@ -755,6 +755,38 @@ class CoreBrokerContract:
             record = await broker.get_task(message.id, QUEUE)
             assert record is not None and record.state is TaskState.SUCCEEDED
         assert await broker.delete_group("user:42", QUEUE) == 0
+
+    async def test_forget_an_empty_queue(self, broker: Broker) -> None:
+        assert not await broker.queue_known("never-seen")
+        assert await broker.pause("phantom")  # e.g. a typo, paused by mistake
+        assert await broker.queue_known("phantom") and "phantom" in await broker.queues()
+        assert await broker.forget_queue("phantom")
+        assert "phantom" not in await broker.queues()
+        assert not await broker.queue_known("phantom")
+        assert not (await broker.queue_overview("phantom")).paused
+
+        running = await enqueue_one(broker)
+        assert await broker.queue_known(QUEUE)
+        await fetch_one(broker)
+        assert not await broker.forget_queue(QUEUE)  # active
+        assert await broker.settle(WORKER, [failure(running)]) == [True]
+        assert not await broker.forget_queue(QUEUE)  # dead
+        assert await broker.delete_dead(QUEUE) == 1
+        await enqueue_one(broker, eta_ms=now_ms() + 60_000)
+        assert not await broker.forget_queue(QUEUE)  # scheduled
+        assert await broker.purge_tasks(QUEUE, [TaskState.SCHEDULED]) == 1
+        await enqueue_one(broker)
+        assert not await broker.forget_queue(QUEUE)  # pending
+        assert await broker.pause(QUEUE)
+        assert await broker.purge_tasks(QUEUE, [TaskState.PENDING]) == 1
+
+        assert await broker.forget_queue(QUEUE)
+        assert QUEUE not in await broker.queues() and not await broker.queue_known(QUEUE)
+        overview = await broker.queue_overview(QUEUE)
+        assert not overview.paused and set(overview.totals.values()) == {0}
+        again = await enqueue_one(broker)  # the queue comes back with its next task
+        assert QUEUE in await broker.queues()
+        assert (await fetch_one(broker)).message.id == again.id
 
 
 class BrokerContract(CoreBrokerContract, CronContract):

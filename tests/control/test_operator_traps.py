@@ -1,5 +1,6 @@
-"""Operator traps, as subprocesses against real workers and redis-server: group deletion
-of tasks that already ended."""
+"""Operator traps, as subprocesses against real workers and redis-server: a queue never
+seen (a typo) that must not be paused by accident, an empty queue to forget, and group
+deletion of tasks that already ended."""
 
 from __future__ import annotations
 
@@ -28,6 +29,41 @@ def one_line_error(done: Any) -> str:
     assert (done.code, done.out) == (1, ""), done
     assert done.err.startswith("error: ") and done.err.count("\n") == 1, done.err
     return str(done.err)
+
+
+async def test_pause_needs_force_for_a_queue_never_seen(harness: Harness) -> None:
+    m = harness.write_app(APP)
+    await m.add(1, 2).enqueue()
+    said = one_line_error(await cli(harness, "pause", "wrok"))
+    assert "unknown queue 'wrok'" in said and "--force" in said, said
+    assert "wrok" not in await m.app.control.queues()
+    assert not await m.app.control.queue_known("wrok")
+
+    done = await cli(harness, "pause", "later", "--force", "--json")
+    assert done.json() == {"queue": "later", "paused": True, "changed": True}
+    assert (await m.app.control.queue("later")).paused
+
+
+async def test_an_empty_queue_can_be_forgotten(harness: Harness) -> None:
+    m = harness.write_app(APP)
+    await m.add(1, 2).enqueue()
+    assert (await cli(harness, "pause", "typo", "--force")).code == 0
+
+    said = one_line_error(await cli(harness, "forget", "work", "--yes"))
+    assert "not empty" in said and "1 pending" in said, said
+    assert not await m.app.control.forget("work")
+    assert "work" in await m.app.control.queues()
+
+    done = await cli(harness, "forget", "typo", "--yes", "--json")
+    assert done.code == 0 and done.json() == {"queue": "typo", "forgotten": True}
+    assert "typo" not in await m.app.control.queues()
+    assert not (await m.app.control.queue("typo")).paused
+    listed = (await cli(harness, "queues", "--json")).json()["queues"]
+    assert [q["name"] for q in listed] == ["work"]
+
+    said = one_line_error(await cli(harness, "forget", "typo", "--yes"))
+    assert "unknown queue 'typo'" in said, said
+    assert (await cli(harness, "forget", "work")).code == 2  # no --yes off a terminal
 
 
 async def test_delete_group_finds_tasks_that_ended(harness: Harness) -> None:

@@ -1,0 +1,40 @@
+"""Dashboard queue pages against ``rediq dashboard`` subprocesses and a real Redis: a queue
+never seen (a typo in the address) is 404 for pages and actions alike and cannot be
+paused into existence."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .conftest import Harness, start_dashboard
+from .test_dashboard_security import enqueue_one, token_of
+
+QUEUE_ACTIONS = ["pause", "resume", "purge", "dead/requeue", "dead/delete"]
+
+
+async def test_a_queue_never_seen_is_not_found_and_cannot_be_paused(harness: Harness) -> None:
+    await enqueue_one(harness)
+    base = start_dashboard(harness)
+    control = harness.modules[0].app.control
+    async with httpx.AsyncClient(base_url=base) as client:
+        token = await token_of(client, "/queues/inbox")
+        for page in ("/queues/inbxo", "/queues/inbxo/dead"):
+            shown = await client.get(page)
+            assert shown.status_code == 404, page
+            assert "Pause" not in shown.text and "Purge" not in shown.text, page
+            assert "inbxo" in shown.text
+        for action in QUEUE_ACTIONS:
+            refused = await client.post(
+                f"/queues/inbxo/{action}", data={"csrf_token": token, "confirm": "inbxo"}
+            )
+            assert refused.status_code == 404, action
+        assert (await client.get("/queues/inbox")).status_code == 200
+    assert "inbxo" not in await control.queues()
+    assert not (await control.queue("inbxo")).paused
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
