@@ -99,6 +99,17 @@ class Control:
         """Every queue that has received a task (or was paused)."""
         return await self.broker.queues()
 
+    async def queue_known(self, queue: str) -> bool:
+        """Whether ``queue`` was ever seen (it is listed by :meth:`queues` or the broker
+        holds anything of it); False for a name never used, such as a typo."""
+        return await self.broker.queue_known(queue)
+
+    async def forget(self, queue: str) -> bool:
+        """Forget an empty queue: it leaves :meth:`queues`, its pause flag and counters go
+        (its next task brings it back). False, changing nothing, while it holds pending,
+        scheduled, active or dead tasks: purge them (or let them end) first."""
+        return await self.broker.forget_queue(queue)
+
     async def queue(self, name: str, *, minutes: int = 15) -> QueueOverview:
         """Counts per state, oldest pending age, counters and the last ``minutes``."""
         return await self.broker.queue_overview(name, minutes)
@@ -115,7 +126,8 @@ class Control:
 
     async def pause(self, queue: str) -> bool:
         """Workers stop leasing from ``queue`` within one fetch; running tasks finish.
-        False if it was paused already."""
+        False if it was paused already. Any name is accepted (a queue can be paused before
+        its first task): check :meth:`queue_known` first to refuse typos."""
         return await self.broker.pause(queue)
 
     async def resume(self, queue: str) -> bool:

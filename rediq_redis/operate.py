@@ -5,8 +5,8 @@ Group delete finds waiting and dead tasks in the group index and ended ones by t
 result hashes (a SCAN, see :func:`ended_group_ids`).
 
 Every change is a Lua script call (``pause``, ``resume``, ``purge_state``, ``delete_dead``,
-and the one-task ``cancel`` / ``delete`` scripts run in pipelined batches); listings and
-overviews only read.
+``forget_queue``, and the one-task ``cancel`` / ``delete`` scripts run in pipelined
+batches); listings and overviews only read.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ __all__ = [
     "delete_dead",
     "delete_group",
     "ended_group_ids",
+    "forget_queue",
     "group_ids",
     "list_tasks",
     "pause",
     "purge_tasks",
+    "queue_known",
     "queue_overview",
     "resume",
 ]
@@ -313,3 +315,27 @@ async def pause(session: Session, queue: str) -> bool:
 async def resume(session: Session, queue: str) -> bool:
     keys = session.keys.queue(queue).all
     return int(await session.scripts.resume(session.client, keys, [])) == 1
+
+
+async def _holds_anything(session: Session, keys: QueueKeys) -> bool:
+    return int(await session.client.exists(*keys.all)) > 0
+
+
+async def queue_known(session: Session, queue: str) -> bool:
+    if await session.client.sismember(session.keys.queues, queue):
+        return True
+    return await _holds_anything(session, session.keys.queue(queue))
+
+
+async def forget_queue(session: Session, queue: str) -> bool:
+    """Forget an empty queue: the script drops its own keys, then its name leaves the
+    queue set. A task enqueued in between (by a producer that added the name before)
+    puts the name back at once."""
+    keys = session.keys.queue(queue)
+    if not int(await session.scripts.forget_queue(session.client, keys.all, [])):
+        return False
+    await session.client.srem(session.keys.queues, queue)
+    session.queue_names.discard(queue)
+    if int(await session.client.exists(*[keys.key(n) for n in ("state", "paused")])) > 0:
+        await session.client.sadd(session.keys.queues, queue)
+    return True

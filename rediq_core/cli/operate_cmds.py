@@ -1,5 +1,5 @@
 """Control commands that change things: cancel, delete, purge, dead-letters, pause,
-resume and stop-worker. Destructive ones ask on a terminal and need ``--yes`` elsewhere;
+resume, forget and stop-worker. Destructive ones ask on a terminal and need ``--yes`` elsewhere;
 each exits 1 when it found nothing to do."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..broker import CancelOutcome, TaskState
 from ..control import PURGEABLE_STATES
+from ..inspection import QueueOverview
 from .inspect_cmds import known_queue, parse_state
 from .render import console, echo_json, task_json, tasks_table
 from .target import CommandError, Target, UsageFailure, confirm, control_command, run
@@ -19,7 +20,16 @@ from .target import CommandError, Target, UsageFailure, confirm, control_command
 if TYPE_CHECKING:
     from ..app import Rediq
 
-__all__ = ["cancel", "dead_letters", "delete", "pause", "purge", "resume", "stop_worker"]
+__all__ = [
+    "cancel",
+    "dead_letters",
+    "delete",
+    "forget",
+    "pause",
+    "purge",
+    "resume",
+    "stop_worker",
+]
 
 yes_option = click.option("-y", "--yes", is_flag=True, help="Do it without asking.")
 
@@ -239,35 +249,68 @@ async def _page(app: Rediq, queue: str, limit: int, cursor: str | None) -> Any:
         raise UsageFailure(str(exc)) from None
 
 
-def _pause_command(name: str, pausing: bool) -> click.Command:
-    @click.command(name)
-    @click.argument("queue")
-    @control_command
-    def command(target: Target, queue: str) -> None:
-        async def action(app: Rediq) -> bool:
-            await known_queue(app, queue)
-            return await (app.control.pause(queue) if pausing else app.control.resume(queue))
+def _set_paused(target: Target, queue: str, pausing: bool, force: bool) -> None:
+    async def action(app: Rediq) -> bool:
+        if not force:
+            hint = "; pass --force to pause a queue before its first task" if pausing else ""
+            await known_queue(app, queue, hint)
+        return await (app.control.pause(queue) if pausing else app.control.resume(queue))
 
-        changed = run(target, action)
-        verb = "paused" if pausing else "resumed"
-        if target.as_json:
-            echo_json({"queue": queue, "paused": pausing, "changed": changed})
-        elif changed:
-            click.echo(f"queue {queue!r} {verb}")
-        if not changed:
-            raise CommandError(f"queue {queue!r} was {'already' if pausing else 'not'} paused")
-
-    command.help = (
-        "Pause QUEUE: workers stop leasing its tasks within one fetch (running tasks finish;"
-        " the pause outlives worker restarts)."
-        if pausing
-        else "Resume a paused QUEUE: workers lease its tasks again at once."
-    )
-    return command
+    changed = run(target, action)
+    if target.as_json:
+        echo_json({"queue": queue, "paused": pausing, "changed": changed})
+    elif changed:
+        click.echo(f"queue {queue!r} {'paused' if pausing else 'resumed'}")
+    if not changed:
+        raise CommandError(f"queue {queue!r} was {'already' if pausing else 'not'} paused")
 
 
-pause = _pause_command("pause", True)
-resume = _pause_command("resume", False)
+@click.command()
+@click.argument("queue")
+@click.option("--force", is_flag=True, help="Pause it even if no task was ever sent to it.")
+@control_command
+def pause(target: Target, queue: str, force: bool) -> None:
+    """Pause QUEUE: workers stop leasing its tasks within one fetch (running tasks finish;
+    the pause outlives worker restarts). A queue never seen needs --force."""
+    _set_paused(target, queue, True, force)
+
+
+@click.command()
+@click.argument("queue")
+@control_command
+def resume(target: Target, queue: str) -> None:
+    """Resume a paused QUEUE: workers lease its tasks again at once."""
+    _set_paused(target, queue, False, False)
+
+
+def _held(o: QueueOverview) -> str:
+    counts = (("pending", o.pending), ("scheduled", o.scheduled), ("active", o.active))
+    return ", ".join(f"{n} {state}" for state, n in (*counts, ("dead", o.dead)) if n)
+
+
+@click.command()
+@click.argument("queue")
+@yes_option
+@control_command
+def forget(target: Target, queue: str, yes: bool) -> None:
+    """Forget an empty QUEUE (a typo, a queue no longer used): it leaves `rediq queues`,
+    its pause flag and counters go. Refused while it holds waiting, running or dead tasks."""
+    run(target, lambda app: known_queue(app, queue))
+    confirm(f"forget queue {queue!r} and its counters?", yes)
+
+    async def action(app: Rediq) -> QueueOverview | None:
+        return None if await app.control.forget(queue) else await app.control.queue(queue)
+
+    held = run(target, action)
+    if target.as_json:
+        echo_json({"queue": queue, "forgotten": held is None})
+    elif held is None:
+        click.echo(f"queue {queue!r} forgotten")
+    if held is not None:
+        raise CommandError(
+            f"queue {queue!r} is not empty ({_held(held) or 'tasks arrived meanwhile'}):"
+            " purge it or let its tasks end first"
+        )
 
 
 @click.command("stop-worker")
