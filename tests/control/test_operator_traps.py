@@ -1,6 +1,6 @@
-"""Operator traps, as subprocesses against real workers and redis-server: a queue never
-seen (a typo) that must not be paused by accident, an empty queue to forget, and group
-deletion of tasks that already ended."""
+"""Operator traps, as subprocesses against real workers and redis-server: a queue that
+nobody consumes, a queue never seen (a typo) that must not be paused by accident, an
+empty queue to forget, and group deletion of tasks that already ended."""
 
 from __future__ import annotations
 
@@ -29,6 +29,26 @@ def one_line_error(done: Any) -> str:
     assert (done.code, done.out) == (1, ""), done
     assert done.err.startswith("error: ") and done.err.count("\n") == 1, done.err
     return str(done.err)
+
+
+async def test_queues_mark_pending_tasks_that_no_live_worker_consumes(harness: Harness) -> None:
+    m = harness.write_app(APP)
+    await m.report(1).enqueue()
+    handle = await m.add(1, 2).enqueue()
+    harness.start("--queue-name", "work", "--skip-default-queue")
+    assert await handle.result(timeout=20) == 3
+
+    queues = {q["name"]: q for q in (await cli(harness, "queues", "--json")).json()["queues"]}
+    assert (queues["reports"]["consumers"], queues["reports"]["no_consumer"]) == (0, True)
+    assert (queues["work"]["consumers"], queues["work"]["no_consumer"]) == (1, False)
+    table = await cli(harness, "queues")
+    assert table.code == 0, table
+    [reports] = [line for line in table.out.splitlines() if "reports" in line]
+    [work] = [line for line in table.out.splitlines() if " work " in line]
+    assert "no consumer" in reports and "no consumer" not in work
+
+    overview = await m.app.control.queue("reports")
+    assert overview.no_consumer and overview.consumers == 0
 
 
 async def test_pause_needs_force_for_a_queue_never_seen(harness: Harness) -> None:
