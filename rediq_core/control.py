@@ -8,6 +8,7 @@ each change is one atomic step in the broker and is safe while workers run. The 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from . import defaults
@@ -111,12 +112,20 @@ class Control:
         return await self.broker.forget_queue(queue)
 
     async def queue(self, name: str, *, minutes: int = 15) -> QueueOverview:
-        """Counts per state, oldest pending age, counters and the last ``minutes``."""
-        return await self.broker.queue_overview(name, minutes)
+        """Counts per state, oldest pending age, counters, the last ``minutes``, and how
+        many live workers consume it (``no_consumer``: tasks pending and none does)."""
+        return await self._overview(name, minutes, await self.workers())
 
     async def overview(self, *, minutes: int = 15) -> list[QueueOverview]:
         """:meth:`queue` for every queue."""
-        return [await self.queue(name, minutes=minutes) for name in await self.queues()]
+        workers = await self.workers()
+        return [await self._overview(name, minutes, workers) for name in await self.queues()]
+
+    async def _overview(
+        self, name: str, minutes: int, workers: Sequence[WorkerStatus]
+    ) -> QueueOverview:
+        consumers = sum(1 for w in workers if name in w.queues and not w.stale)
+        return replace(await self.broker.queue_overview(name, minutes), consumers=consumers)
 
     async def purge(self, queue: str, states: Sequence[TaskState] | None = None) -> int:
         """Remove every task of ``queue`` in ``states`` (default: pending, scheduled and

@@ -24,6 +24,7 @@ __all__ = [
     "echo_json",
     "overview_json",
     "overview_table",
+    "queue_state",
     "sparkline",
     "stamp",
     "task_json",
@@ -118,6 +119,8 @@ def overview_json(o: QueueOverview) -> dict[str, Any]:
     return {
         "name": o.name,
         "paused": o.paused,
+        "consumers": o.consumers,
+        "no_consumer": o.no_consumer,
         "pending": o.pending,
         "scheduled": o.scheduled,
         "active": o.active,
@@ -151,6 +154,15 @@ def worker_json(w: WorkerStatus) -> dict[str, Any]:
     }
 
 
+def queue_state(o: QueueOverview) -> str:
+    """``paused`` or ``running``; ``no consumer`` instead of ``running`` (after ``paused``)
+    when tasks are pending and no live worker consumes the queue."""
+    paused = ["[yellow]paused[/]"] if o.paused else []
+    if o.no_consumer:
+        return ", ".join([*paused, "[red]no consumer[/]"])
+    return paused[0] if paused else "running"
+
+
 def overview_table(overviews: Iterable[QueueOverview], title: str = "queues") -> Table:
     table = Table(title=title)
     for column in (
@@ -172,7 +184,7 @@ def overview_table(overviews: Iterable[QueueOverview], title: str = "queues") ->
     for o in overviews:
         table.add_row(
             o.name,
-            "[yellow]paused[/]" if o.paused else "running",
+            queue_state(o),
             str(o.pending),
             str(o.scheduled),
             str(o.active),
