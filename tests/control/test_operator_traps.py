@@ -1,16 +1,19 @@
 """Operator traps, as subprocesses against real workers and redis-server: a queue that
-nobody consumes, a queue never seen (a typo) that must not be paused by accident, an
-empty queue to forget, and group deletion of tasks that already ended."""
+nobody consumes, a worker name shared by several workers, a queue never seen (a typo)
+that must not be paused by accident, an empty queue to forget, and group deletion of
+tasks that already ended."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from rediq import TaskState
+from rediq_core.broker import WorkerRecord
 
-from .conftest import Harness, cli
+from .conftest import Harness, cli, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,6 +52,39 @@ async def test_queues_mark_pending_tasks_that_no_live_worker_consumes(harness: H
 
     overview = await m.app.control.queue("reports")
     assert overview.no_consumer and overview.consumers == 0
+
+
+async def test_stop_worker_refuses_a_name_that_several_workers_share(harness: Harness) -> None:
+    m = harness.write_app(APP)
+    twins = [harness.start("--queue-name", "work", "--worker-name", "twin") for _ in range(2)]
+
+    async def both_registered() -> bool:
+        return len(await m.app.control.workers()) == 2
+
+    await eventually(both_registered, "both workers to register")
+    by_pid = {w.pid: w.id for w in await m.app.control.workers()}
+    ids = [by_pid[t.proc.pid] for t in twins]
+
+    said = one_line_error(await cli(harness, "stop-worker", "twin", "--yes"))
+    assert all(i in said for i in ids) and "worker id" in said and "--all" in said, said
+    assert all(t.proc.poll() is None for t in twins)
+
+    asked = (await cli(harness, "stop-worker", ids[0], "--yes", "--json")).json()["asked"]
+    assert asked == [ids[0]]
+    assert await asyncio.to_thread(twins[0].wait_exit, 20) == 0
+    assert twins[1].proc.poll() is None, "the other worker of that name was stopped too"
+
+    async def one_left() -> bool:
+        return [w.id for w in await m.app.control.workers()] == [ids[1]]
+
+    await eventually(one_left, "the stopped worker to leave the registry")
+    elsewhere = WorkerRecord(  # a second live entry named "twin" (on another host)
+        id="twin@elsewhere:1:abcdef", name="twin", queues=("work",), heartbeat_age_s=0
+    )
+    await m.app.control.broker.heartbeat(elsewhere, 60)
+    done = await cli(harness, "stop-worker", "twin", "--all", "--yes", "--json")
+    assert done.code == 0 and sorted(done.json()["asked"]) == sorted([ids[1], elsewhere.id])
+    assert await asyncio.to_thread(twins[1].wait_exit, 20) == 0
 
 
 async def test_pause_needs_force_for_a_queue_never_seen(harness: Harness) -> None:
