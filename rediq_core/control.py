@@ -13,12 +13,25 @@ from typing import Any
 
 from . import defaults
 from .broker import Broker, CancelOutcome, TaskRecord, TaskState, WorkerRecord
+from .errors import RediqError
 from .inspection import QueueOverview, TaskPage, WorkerStatus
 
-__all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
+__all__ = ["PURGEABLE_STATES", "AmbiguousWorkerError", "Control", "worker_status"]
 
 #: The states ``purge`` removes by default: everything that waits (not running tasks).
 PURGEABLE_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.FAILED)
+
+
+class AmbiguousWorkerError(RediqError, LookupError):
+    """A name that several registered workers share, where one worker was meant
+    (:meth:`Control.stop_worker`); ``ids`` are theirs."""
+
+    def __init__(self, name: str, ids: Sequence[str]) -> None:
+        self.name, self.ids = name, tuple(ids)
+        super().__init__(
+            f"{len(self.ids)} workers are named {name!r} ({', '.join(self.ids)}):"
+            " name one by its id, or pass every=True"
+        )
 
 
 def _int(value: Any) -> int | None:
@@ -166,11 +179,18 @@ class Control:
         found = [worker_status(r) for r in await self.broker.workers()]
         return sorted(found, key=lambda w: (w.name, w.id))
 
-    async def stop_worker(self, name: str) -> list[str]:
-        """Ask the worker with this id, or every worker with this name, to shut down
-        gracefully (finish running and prefetched tasks); return the ids asked."""
+    async def stop_worker(self, name: str, *, every: bool = False) -> list[str]:
+        """Ask the worker with this id, or the worker with this name, to shut down
+        gracefully (finish running and prefetched tasks); return the ids asked.
+
+        A name that several registered workers share raises :class:`AmbiguousWorkerError`
+        (naming their ids, nothing asked) unless ``every`` is true: then each is asked."""
         workers = await self.broker.workers()
-        ids = [w.id for w in workers if w.id == name] or [w.id for w in workers if w.name == name]
+        ids = [w.id for w in workers if w.id == name] or sorted(
+            w.id for w in workers if w.name == name
+        )
+        if len(ids) > 1 and not every:
+            raise AmbiguousWorkerError(name, ids)
         await self.broker.stop_workers(ids)
         return ids
 

@@ -11,7 +11,7 @@ import rich_click as click
 from rich.table import Table
 
 from ..broker import CancelOutcome, TaskState
-from ..control import PURGEABLE_STATES
+from ..control import PURGEABLE_STATES, AmbiguousWorkerError
 from ..inspection import QueueOverview
 from .inspect_cmds import known_queue, parse_state
 from .render import console, echo_json, task_json, tasks_table
@@ -315,21 +315,34 @@ def forget(target: Target, queue: str, yes: bool) -> None:
 
 @click.command("stop-worker")
 @click.argument("name", required=False)
-@click.option("--all", "every", is_flag=True, help="Ask every registered worker.")
+@click.option(
+    "--all", "every", is_flag=True, help="Every registered worker (with NAME: of that name)."
+)
 @yes_option
 @control_command
 def stop_worker(target: Target, name: str | None, every: bool, yes: bool) -> None:
-    """Ask a worker (by id, or every worker of that name) or --all to shut down gracefully:
-    it stops fetching, finishes running and prefetched tasks, and exits."""
-    if bool(name) == every:
+    """Ask a worker (by id, or by a name no other worker has) to shut down gracefully: it
+    stops fetching, finishes running and prefetched tasks, and exits. --all: every worker,
+    or with NAME every worker of that name."""
+    if not name and not every:
         raise UsageFailure("name a worker (NAME or id) or pass --all (one of the two)")
-    confirm("stop every worker?" if every else f"stop worker {name!r}?", yes)
-    asked = run(
-        target,
-        lambda a: (
-            a.control.stop_all_workers() if every or name is None else a.control.stop_worker(name)
-        ),
-    )
+    question = f"stop worker {name!r}?"
+    if every:
+        question = f"stop every worker named {name!r}?" if name else "stop every worker?"
+    confirm(question, yes)
+
+    async def action(app: Rediq) -> list[str]:
+        if not name:
+            return await app.control.stop_all_workers()
+        try:
+            return await app.control.stop_worker(name, every=every)
+        except AmbiguousWorkerError as exc:
+            raise CommandError(
+                f"{len(exc.ids)} workers are named {name!r}: {', '.join(exc.ids)};"
+                " pass a worker id, or --all to stop every one of them"
+            ) from None
+
+    asked = run(target, action)
     if not target.as_json:
         for worker_id in asked:
             click.echo(f"asked {worker_id} to stop")
@@ -338,5 +351,5 @@ def stop_worker(target: Target, name: str | None, every: bool, yes: bool) -> Non
         {"asked": asked},
         [],
         "stop-worker",
-        None if asked else f"no registered worker {'at all' if every else repr(name)}",
+        None if asked else f"no registered worker {repr(name) if name else 'at all'}",
     )
