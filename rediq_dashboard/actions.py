@@ -80,6 +80,13 @@ async def purge(control: Control, request: Request, form: FormData) -> tuple[str
     return _queue_path(queue), f"purged {removed} waiting and dead tasks from {queue}"
 
 
+async def forget(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    queue = request.path_params["queue"]
+    if not await control.forget(queue):
+        return _queue_path(queue), f"queue {queue} not forgotten: it holds tasks"
+    return "/", f"queue {queue} forgotten"
+
+
 async def requeue_dead(control: Control, request: Request, form: FormData) -> tuple[str, str]:
     queue, ids = request.path_params["queue"], _ids(form)
     if ids == []:
@@ -130,6 +137,7 @@ ACTIONS: list[tuple[str, Action]] = [
     ("/queues/{queue}/pause", pause),
     ("/queues/{queue}/resume", resume),
     ("/queues/{queue}/purge", purge),
+    ("/queues/{queue}/forget", forget),
     ("/queues/{queue}/dead/requeue", requeue_dead),
     ("/queues/{queue}/dead/delete", delete_dead),
     ("/tasks/{task_id}/cancel", cancel),

@@ -63,6 +63,25 @@ async def test_a_queue_that_no_live_worker_consumes_is_marked(harness: Harness) 
         assert "no consumer" not in (await client.get("/queues/inbox")).text
 
 
+async def test_an_empty_queue_can_be_forgotten_from_its_page(harness: Harness) -> None:
+    await enqueue_one(harness)
+    base = start_dashboard(harness)
+    control = harness.modules[0].app.control
+    async with httpx.AsyncClient(base_url=base) as client:
+        token = await token_of(client, "/queues/inbox")
+        assert "Forget" not in (await client.get("/queues/inbox")).text  # it holds a task
+        kept = await client.post("/queues/inbox/forget", data={"csrf_token": token})
+        assert kept.status_code == 303 and "not+forgotten" in kept.headers["location"]
+        assert "inbox" in await control.queues()
+
+        await control.purge("inbox")
+        assert "Forget" in (await client.get("/queues/inbox")).text
+        done = await client.post("/queues/inbox/forget", data={"csrf_token": token})
+        assert done.status_code == 303 and done.headers["location"].startswith("/?notice=")
+        assert "inbox" not in await control.queues()
+        assert (await client.get("/queues/inbox")).status_code == 404
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
