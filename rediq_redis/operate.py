@@ -176,46 +176,70 @@ def _tags(raw: bytes | None) -> list[object]:
     return tags if isinstance(tags, list) else []
 
 
-async def _tagged(session: Session, result_keys: list[str], prefix: str, group: str) -> list[str]:
-    """The task ids of those result hashes whose ``groups`` hold ``group``."""
+_RESULT = "}:result:"
+
+
+async def _tagged(
+    session: Session, result_keys: list[str], prefixes: dict[str, str], group: str
+) -> list[tuple[str, str]]:
+    """(queue, task id) of those result hashes whose ``groups`` hold ``group``; keys of
+    queues not in ``prefixes`` (result key prefix -> queue) are left out."""
     if not result_keys:
         return []
     async with session.client.pipeline(transaction=False) as pipe:
         for key in result_keys:
             pipe.hget(key, "groups")
         replies = await pipe.execute()
-    return [
-        key[len(prefix) :]
-        for key, raw in zip(result_keys, replies, strict=True)
-        if group in _tags(raw)
-    ]
+    found = []
+    for key, raw in zip(result_keys, replies, strict=True):
+        prefix = key[: key.find(_RESULT) + len(_RESULT)]
+        if prefix not in prefixes:  # a queue name holding "}:result:"
+            prefix = next((p for p in prefixes if key.startswith(p)), "")
+        if prefix in prefixes and group in _tags(raw):
+            found.append((prefixes[prefix], key[len(prefix) :]))
+    return found
 
 
-async def ended_group_ids(session: Session, queue: str, group: str) -> list[str]:
-    """Every ended task of ``queue`` tagged ``group`` whose result is still kept.
+async def ended_group_ids(
+    session: Session, queues: Sequence[str], group: str
+) -> dict[str, list[str]]:
+    """The ended tasks of ``queues`` tagged ``group`` whose result is still kept, by queue.
 
     An ended task leaves the group index (the index covers pending, scheduled, active
-    and dead tasks), so its result hash is found by a SCAN of the queue's ``result:*``
-    keys: a walk of the keyspace, as fits an operator's command (never a worker's)."""
-    prefix = session.keys.queue(queue).result("")
-    found: list[str] = []
+    and dead tasks), so its result hash is found by one SCAN over the result keys of the
+    namespace (of the queue, for one): a walk of the keyspace, as fits an operator's
+    command (never a worker's)."""
+    prefixes = {session.keys.queue(q).result(""): q for q in queues}
+    if len(prefixes) == 1:
+        [pattern] = [_glob_literal(p) + "*" for p in prefixes]
+    else:
+        namespace = _glob_literal(session.keys.namespace)
+        pattern = "{" + namespace + ":*" + _RESULT + "*"
+    found: dict[str, list[str]] = {}
     page: list[str] = []
-    async for key in session.client.scan_iter(match=_glob_literal(prefix) + "*", count=1000):
+
+    async def sort_out() -> None:
+        for queue, task_id in await _tagged(session, page, prefixes, group):
+            found.setdefault(queue, []).append(task_id)
+        page.clear()
+
+    async for key in session.client.scan_iter(match=pattern, count=1000):
         page.append(text(key) or "")
         if len(page) == _GROUP_PAGE:
-            found += await _tagged(session, page, prefix, group)
-            page = []
-    return found + await _tagged(session, page, prefix, group)
+            await sort_out()
+    await sort_out()
+    return found
 
 
 async def delete_group(session: Session, group: str, queue: str | None) -> int:
     """Delete the group's tasks that are not running: those of the group index, and the
     ended ones whose result is kept."""
+    names = await _queues_of(session, queue)
+    ended = await ended_group_ids(session, names, group) if names else {}
     total = 0
-    for name in await _queues_of(session, queue):
+    for name in names:
         keys = session.keys.queue(name)
-        indexed = await group_ids(session, name, group)
-        ids = list(dict.fromkeys([*indexed, *await ended_group_ids(session, name, group)]))
+        ids = list(dict.fromkeys([*await group_ids(session, name, group), *ended.get(name, [])]))
         for start in range(0, len(ids), _GROUP_PAGE):
             calls = [
                 session.scripts.delete.call(keys.for_task(i), [i])

@@ -748,13 +748,18 @@ class CoreBrokerContract:
         batch = await fetch(broker)
         assert {d.message.id for d in batch.deliveries} == {m.id for m in [*ended, *kept]}
         assert await broker.settle(WORKER, [success(m) for m in [*ended, *kept]]) == [True] * 4
-        assert await broker.delete_group("user:42") == 3
+        elsewhere = await enqueue_one(broker, queue="elsewhere", groups=("user:42",))
+        assert await broker.cancel(elsewhere.id, "elsewhere") is CancelOutcome.CANCELLED
+        assert await broker.delete_group("user:42", QUEUE) == 3
         for message in [*ended, cancelled]:
             assert await broker.get_task(message.id, QUEUE) is None
         for message in kept:
             record = await broker.get_task(message.id, QUEUE)
             assert record is not None and record.state is TaskState.SUCCEEDED
-        assert await broker.delete_group("user:42", QUEUE) == 0
+        assert await broker.get_task(elsewhere.id, "elsewhere") is not None
+        assert await broker.delete_group("user:42") == 1  # every queue
+        assert await broker.get_task(elsewhere.id, "elsewhere") is None
+        assert await broker.delete_group("user:42") == 0
 
     async def test_forget_an_empty_queue(self, broker: Broker) -> None:
         assert not await broker.queue_known("never-seen")
