@@ -2,7 +2,7 @@
 queue overviews and pause/resume (the broker side of ``app.control``).
 
 Group delete finds waiting and dead tasks in the group index and ended ones by their
-result hashes (a SCAN, see :func:`ended_group_ids`).
+result hashes (a SCAN: :mod:`rediq_redis.ended`).
 
 Every change is a Lua script call (``pause``, ``resume``, ``purge_state``, ``delete_dead``,
 ``forget_queue``, and the one-task ``cancel`` / ``delete`` scripts run in pipelined
@@ -11,13 +11,12 @@ batches); listings and overviews only read.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 
 from rediq_core.broker import CancelOutcome, TaskRecord, TaskState
 from rediq_core.inspection import COUNTER_NAMES, MinuteCounts, QueueOverview, TaskPage
 
+from .ended import ended_group_ids
 from .keys import QueueKeys
 from .records import live_record, text
 from .scripts import run_batch
@@ -27,7 +26,6 @@ __all__ = [
     "cancel_group",
     "delete_dead",
     "delete_group",
-    "ended_group_ids",
     "forget_queue",
     "group_ids",
     "list_tasks",
@@ -161,74 +159,6 @@ async def cancel_group(session: Session, group: str, queue: str | None) -> dict[
                 (i, CancelOutcome(text(r) or "")) for i, r in zip(chunk, replies, strict=True)
             )
     return outcomes
-
-
-def _glob_literal(text: str) -> str:
-    """``text`` matching only itself in a Redis glob pattern (SCAN MATCH)."""
-    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
-
-
-def _tags(raw: bytes | None) -> list[object]:
-    try:
-        tags = json.loads(raw) if raw else []
-    except ValueError:
-        return []
-    return tags if isinstance(tags, list) else []
-
-
-_RESULT = "}:result:"
-
-
-async def _tagged(
-    session: Session, result_keys: list[str], prefixes: dict[str, str], group: str
-) -> list[tuple[str, str]]:
-    """(queue, task id) of those result hashes whose ``groups`` hold ``group``; keys of
-    queues not in ``prefixes`` (result key prefix -> queue) are left out."""
-    if not result_keys:
-        return []
-    async with session.client.pipeline(transaction=False) as pipe:
-        for key in result_keys:
-            pipe.hget(key, "groups")
-        replies = await pipe.execute()
-    found = []
-    for key, raw in zip(result_keys, replies, strict=True):
-        prefix = key[: key.find(_RESULT) + len(_RESULT)]
-        if prefix not in prefixes:  # a queue name holding "}:result:"
-            prefix = next((p for p in prefixes if key.startswith(p)), "")
-        if prefix in prefixes and group in _tags(raw):
-            found.append((prefixes[prefix], key[len(prefix) :]))
-    return found
-
-
-async def ended_group_ids(
-    session: Session, queues: Sequence[str], group: str
-) -> dict[str, list[str]]:
-    """The ended tasks of ``queues`` tagged ``group`` whose result is still kept, by queue.
-
-    An ended task leaves the group index (the index covers pending, scheduled, active
-    and dead tasks), so its result hash is found by one SCAN over the result keys of the
-    namespace (of the queue, for one): a walk of the keyspace, as fits an operator's
-    command (never a worker's)."""
-    prefixes = {session.keys.queue(q).result(""): q for q in queues}
-    if len(prefixes) == 1:
-        [pattern] = [_glob_literal(p) + "*" for p in prefixes]
-    else:
-        namespace = _glob_literal(session.keys.namespace)
-        pattern = "{" + namespace + ":*" + _RESULT + "*"
-    found: dict[str, list[str]] = {}
-    page: list[str] = []
-
-    async def sort_out() -> None:
-        for queue, task_id in await _tagged(session, page, prefixes, group):
-            found.setdefault(queue, []).append(task_id)
-        page.clear()
-
-    async for key in session.client.scan_iter(match=pattern, count=1000):
-        page.append(text(key) or "")
-        if len(page) == _GROUP_PAGE:
-            await sort_out()
-    await sort_out()
-    return found
 
 
 async def delete_group(session: Session, group: str, queue: str | None) -> int:

@@ -1,6 +1,6 @@
 """Control commands that change things: cancel, delete, purge, dead-letters, pause,
-resume, forget and stop-worker. Destructive ones ask on a terminal and need ``--yes`` elsewhere;
-each exits 1 when it found nothing to do."""
+resume, forget and stop-worker. Destructive ones ask on a terminal and need ``--yes``
+elsewhere; each exits 1 when it found nothing to do."""
 
 from __future__ import annotations
 
@@ -284,8 +284,8 @@ def resume(target: Target, queue: str) -> None:
 
 
 def _held(o: QueueOverview) -> str:
-    counts = (("pending", o.pending), ("scheduled", o.scheduled), ("active", o.active))
-    return ", ".join(f"{n} {state}" for state, n in (*counts, ("dead", o.dead)) if n)
+    counts = {"pending": o.pending, "scheduled": o.scheduled, "active": o.active, "dead": o.dead}
+    return ", ".join(f"{n} {state}" for state, n in counts.items() if n)
 
 
 @click.command()
