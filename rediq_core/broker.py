@@ -319,7 +319,8 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def delete_group(self, group: str, queue: str | None = None) -> int:
-        """Delete every task tagged ``group`` that is not running; return how many."""
+        """Delete every task tagged ``group`` that is not running (waiting, dead, or ended
+        with its result still kept); return how many."""
 
     @abc.abstractmethod
     async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:
@@ -341,6 +342,17 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def resume(self, queue: str) -> bool:
         """Undo :meth:`pause`; False if the queue was not paused."""
+
+    async def queue_known(self, queue: str) -> bool:
+        """Whether ``queue`` was ever seen: it is in the queue set (it received a task or
+        was paused) or the broker holds anything of it. This default asks :meth:`queues`."""
+        return queue in await self.queues()
+
+    async def forget_queue(self, queue: str) -> bool:
+        """Forget an empty queue: its name leaves the queue set, its pause flag and its
+        counters go. False, changing nothing, while it holds a pending, scheduled, active
+        or dead task. Its next task brings it back."""
+        raise NotImplementedError(f"{type(self).__name__} cannot forget queues")
 
     @abc.abstractmethod
     async def stop_workers(self, worker_ids: Sequence[str]) -> int:

@@ -8,16 +8,30 @@ each change is one atomic step in the broker and is safe while workers run. The 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from . import defaults
 from .broker import Broker, CancelOutcome, TaskRecord, TaskState, WorkerRecord
+from .errors import RediqError
 from .inspection import QueueOverview, TaskPage, WorkerStatus
 
-__all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
+__all__ = ["PURGEABLE_STATES", "AmbiguousWorkerError", "Control", "worker_status"]
 
 #: The states ``purge`` removes by default: everything that waits (not running tasks).
 PURGEABLE_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.FAILED)
+
+
+class AmbiguousWorkerError(RediqError, LookupError):
+    """A name that several registered workers share, where one worker was meant
+    (:meth:`Control.stop_worker`); ``ids`` are theirs."""
+
+    def __init__(self, name: str, ids: Sequence[str]) -> None:
+        self.name, self.ids = name, tuple(ids)
+        super().__init__(
+            f"{len(self.ids)} workers are named {name!r} ({', '.join(self.ids)}):"
+            " name one by its id, or pass every=True"
+        )
 
 
 def _int(value: Any) -> int | None:
@@ -89,7 +103,8 @@ class Control:
         return await self.broker.delete(task_id, queue)
 
     async def delete_group(self, group: str, queue: str | None = None) -> int:
-        """Forget every task tagged ``group`` that is not running; return how many."""
+        """Forget every task tagged ``group`` that is not running (waiting, dead, or ended
+        with its result still kept); return how many."""
         return await self.broker.delete_group(group, queue)
 
     # --- queues -----------------------------------------------------------------------
@@ -98,13 +113,32 @@ class Control:
         """Every queue that has received a task (or was paused)."""
         return await self.broker.queues()
 
+    async def queue_known(self, queue: str) -> bool:
+        """Whether ``queue`` was ever seen (it is listed by :meth:`queues` or the broker
+        holds anything of it); False for a name never used, such as a typo."""
+        return await self.broker.queue_known(queue)
+
+    async def forget(self, queue: str) -> bool:
+        """Forget an empty queue: it leaves :meth:`queues`, its pause flag and counters go
+        (its next task brings it back). False, changing nothing, while it holds pending,
+        scheduled, active or dead tasks: purge them (or let them end) first."""
+        return await self.broker.forget_queue(queue)
+
     async def queue(self, name: str, *, minutes: int = 15) -> QueueOverview:
-        """Counts per state, oldest pending age, counters and the last ``minutes``."""
-        return await self.broker.queue_overview(name, minutes)
+        """Counts per state, oldest pending age, counters, the last ``minutes``, and how
+        many live workers consume it (``no_consumer``: tasks pending and none does)."""
+        return await self._overview(name, minutes, await self.workers())
 
     async def overview(self, *, minutes: int = 15) -> list[QueueOverview]:
         """:meth:`queue` for every queue."""
-        return [await self.queue(name, minutes=minutes) for name in await self.queues()]
+        workers = await self.workers()
+        return [await self._overview(name, minutes, workers) for name in await self.queues()]
+
+    async def _overview(
+        self, name: str, minutes: int, workers: Sequence[WorkerStatus]
+    ) -> QueueOverview:
+        consumers = sum(1 for w in workers if name in w.queues and not w.stale)
+        return replace(await self.broker.queue_overview(name, minutes), consumers=consumers)
 
     async def purge(self, queue: str, states: Sequence[TaskState] | None = None) -> int:
         """Remove every task of ``queue`` in ``states`` (default: pending, scheduled and
@@ -114,7 +148,8 @@ class Control:
 
     async def pause(self, queue: str) -> bool:
         """Workers stop leasing from ``queue`` within one fetch; running tasks finish.
-        False if it was paused already."""
+        False if it was paused already. Any name is accepted (a queue can be paused before
+        its first task): check :meth:`queue_known` first to refuse typos."""
         return await self.broker.pause(queue)
 
     async def resume(self, queue: str) -> bool:
@@ -144,11 +179,18 @@ class Control:
         found = [worker_status(r) for r in await self.broker.workers()]
         return sorted(found, key=lambda w: (w.name, w.id))
 
-    async def stop_worker(self, name: str) -> list[str]:
-        """Ask the worker with this id, or every worker with this name, to shut down
-        gracefully (finish running and prefetched tasks); return the ids asked."""
+    async def stop_worker(self, name: str, *, every: bool = False) -> list[str]:
+        """Ask the worker with this id, or the worker with this name, to shut down
+        gracefully (finish running and prefetched tasks); return the ids asked.
+
+        A name that several registered workers share raises :class:`AmbiguousWorkerError`
+        (naming their ids, nothing asked) unless ``every`` is true: then each is asked."""
         workers = await self.broker.workers()
-        ids = [w.id for w in workers if w.id == name] or [w.id for w in workers if w.name == name]
+        ids = [w.id for w in workers if w.id == name] or sorted(
+            w.id for w in workers if w.name == name
+        )
+        if len(ids) > 1 and not every:
+            raise AmbiguousWorkerError(name, ids)
         await self.broker.stop_workers(ids)
         return ids
 

@@ -49,6 +49,8 @@ class QueueOverview:
     """Counts per state, the oldest ready task's wait, counters and recent minutes.
 
     ``minutes`` lists the last minutes, oldest first, the current (partial) minute last.
+    ``consumers`` counts the live (not stale) registered workers that consume the queue;
+    the control API fills it in (None where it was not read, as in a broker's answer).
     """
 
     name: str
@@ -60,6 +62,13 @@ class QueueOverview:
     oldest_pending_age_s: float | None
     totals: Mapping[str, int]
     minutes: tuple[MinuteCounts, ...] = ()
+    consumers: int | None = None
+
+    @property
+    def no_consumer(self) -> bool:
+        """Tasks are pending and no live worker consumes the queue: they wait for nothing
+        (a worker started without this ``--queue-name``, usually)."""
+        return self.pending > 0 and self.consumers == 0
 
     def rate_per_minute(self, counter: str, minutes: int = 5) -> float:
         """Mean count of ``counter`` per minute over the last *complete* ``minutes``."""

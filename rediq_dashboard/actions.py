@@ -1,5 +1,6 @@
-"""The changes (POST only): each checks read-only mode and the CSRF token, calls the
-control API once, and redirects (303) to a page with a notice saying what happened."""
+"""The changes (POST only): each checks read-only mode, the CSRF token and that the queue
+it names was ever seen (404 otherwise: a typo must not create a paused queue), calls the
+control API, and redirects (303) to a page with a notice saying what happened."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def _guarded(board: Dashboard, action: Action) -> Endpoint:
         refused = check_csrf(request, str(form.get(CSRF_FIELD, "")))
         if refused:
             return PlainTextResponse(refused, status_code=403)
+        queue = request.path_params.get("queue")
+        if queue is not None and not await board.app.control.queue_known(queue):
+            return PlainTextResponse(f"no queue {queue}: nothing changed", status_code=404)
         path, notice = await action(board.app.control, request, form)
         root = request.scope.get("root_path", "")
         separator = "&" if "?" in path else "?"
@@ -74,6 +78,13 @@ async def purge(control: Control, request: Request, form: FormData) -> tuple[str
         return _queue_path(queue), "nothing purged: type the queue's name to confirm"
     removed = await control.purge(queue)
     return _queue_path(queue), f"purged {removed} waiting and dead tasks from {queue}"
+
+
+async def forget(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+    queue = request.path_params["queue"]
+    if not await control.forget(queue):
+        return _queue_path(queue), f"queue {queue} not forgotten: it holds tasks"
+    return "/", f"queue {queue} forgotten"
 
 
 async def requeue_dead(control: Control, request: Request, form: FormData) -> tuple[str, str]:
@@ -126,6 +137,7 @@ ACTIONS: list[tuple[str, Action]] = [
     ("/queues/{queue}/pause", pause),
     ("/queues/{queue}/resume", resume),
     ("/queues/{queue}/purge", purge),
+    ("/queues/{queue}/forget", forget),
     ("/queues/{queue}/dead/requeue", requeue_dead),
     ("/queues/{queue}/dead/delete", delete_dead),
     ("/tasks/{task_id}/cancel", cancel),

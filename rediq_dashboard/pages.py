@@ -15,7 +15,7 @@ from .present import CHART_MINUTES, chart, decoded_call, decoded_result
 if TYPE_CHECKING:
     from .app import Dashboard
 
-__all__ = ["LISTED_STATES", "dead_letters", "overview", "queue", "task", "workers"]
+__all__ = ["LISTED_STATES", "dead_letters", "overview", "queue", "task", "unknown_queue", "workers"]
 
 Page = Callable[[Request], Awaitable[Response]]
 #: The states a queue page lists (finished tasks are found by id).
@@ -49,8 +49,24 @@ def workers(board: Dashboard) -> Page:
     return page
 
 
+async def unknown_queue(board: Dashboard, request: Request) -> Response | None:
+    """The 404 page if the path names a queue never seen (a typo, usually), else None."""
+    name = request.path_params["queue"]
+    if await board.app.control.queue_known(name):
+        return None
+    return board.render(
+        request,
+        "missing.html",
+        status_code=404,
+        what=f"queue {name}",
+        why="no task was ever sent to it and it holds nothing",
+    )
+
+
 def queue(board: Dashboard) -> Page:
     async def page(request: Request) -> Response:
+        if missing := await unknown_queue(board, request):
+            return missing
         name = request.path_params["queue"]
         try:
             state = TaskState(request.query_params.get("state", "pending"))
@@ -75,6 +91,8 @@ def queue(board: Dashboard) -> Page:
 
 def dead_letters(board: Dashboard) -> Page:
     async def page(request: Request) -> Response:
+        if missing := await unknown_queue(board, request):
+            return missing
         name = request.path_params["queue"]
         cursor = request.query_params.get("cursor") or None
         listing = await board.app.control.dead_letters(name, limit=board.page_size, cursor=cursor)

@@ -161,7 +161,7 @@ class OperateMixin(Broker):
                     [
                         i
                         for i, t in q.tasks.items()
-                        if group in t.message.groups and t.state in PURGEABLE
+                        if group in t.message.groups and t.state is not TaskState.ACTIVE
                     ],
                 )
                 for q in self._queues(queue)
@@ -221,6 +221,19 @@ class OperateMixin(Broker):
                 totals={k: q.totals[k] for k in ("enqueued", "succeeded", "failed", "retried")},
                 minutes=buckets,
             )
+
+    async def queue_known(self, queue: str) -> bool:
+        with self.store.lock:
+            return queue in self.store.queues
+
+    async def forget_queue(self, queue: str) -> bool:
+        with self.store.lock:
+            for q in self._queues(queue):
+                if any(t.state.unfinished or t.state is TaskState.FAILED for t in q.tasks.values()):
+                    return False
+            self.store.queues.pop(queue, None)  # kept results of its ended tasks go too
+            self.store.changed()
+            return True
 
     async def pause(self, queue: str) -> bool:
         return self._set_paused(queue, True)

@@ -301,6 +301,14 @@ class RedisBroker(Broker):
         return await operate.resume(await self._ready(), queue)
 
     @_translated
+    async def queue_known(self, queue: str) -> bool:
+        return await operate.queue_known(await self._ready(), queue)
+
+    @_translated
+    async def forget_queue(self, queue: str) -> bool:
+        return await operate.forget_queue(await self._ready(), queue)
+
+    @_translated
     async def stop_workers(self, worker_ids: Sequence[str]) -> int:
         return await stopping.stop_workers(await self._ready(), worker_ids)
 

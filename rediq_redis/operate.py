@@ -1,9 +1,12 @@
 """Operating queues: listings, group cancel/delete, purge by state, dead-letter deletion,
 queue overviews and pause/resume (the broker side of ``app.control``).
 
+Group delete finds waiting and dead tasks in the group index and ended ones by their
+result hashes (a SCAN: :mod:`rediq_redis.ended`).
+
 Every change is a Lua script call (``pause``, ``resume``, ``purge_state``, ``delete_dead``,
-and the one-task ``cancel`` / ``delete`` scripts run in pipelined batches); listings and
-overviews only read.
+``forget_queue``, and the one-task ``cancel`` / ``delete`` scripts run in pipelined
+batches); listings and overviews only read.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from rediq_core.broker import CancelOutcome, TaskRecord, TaskState
 from rediq_core.inspection import COUNTER_NAMES, MinuteCounts, QueueOverview, TaskPage
 
+from .ended import ended_group_ids
 from .keys import QueueKeys
 from .records import live_record, text
 from .scripts import run_batch
@@ -22,10 +26,12 @@ __all__ = [
     "cancel_group",
     "delete_dead",
     "delete_group",
+    "forget_queue",
     "group_ids",
     "list_tasks",
     "pause",
     "purge_tasks",
+    "queue_known",
     "queue_overview",
     "resume",
 ]
@@ -156,10 +162,14 @@ async def cancel_group(session: Session, group: str, queue: str | None) -> dict[
 
 
 async def delete_group(session: Session, group: str, queue: str | None) -> int:
+    """Delete the group's tasks that are not running: those of the group index, and the
+    ended ones whose result is kept."""
+    names = await _queues_of(session, queue)
+    ended = await ended_group_ids(session, names, group) if names else {}
     total = 0
-    for name in await _queues_of(session, queue):
+    for name in names:
         keys = session.keys.queue(name)
-        ids = await group_ids(session, name, group)
+        ids = list(dict.fromkeys([*await group_ids(session, name, group), *ended.get(name, [])]))
         for start in range(0, len(ids), _GROUP_PAGE):
             calls = [
                 session.scripts.delete.call(keys.for_task(i), [i])
@@ -259,3 +269,27 @@ async def pause(session: Session, queue: str) -> bool:
 async def resume(session: Session, queue: str) -> bool:
     keys = session.keys.queue(queue).all
     return int(await session.scripts.resume(session.client, keys, [])) == 1
+
+
+async def _holds_anything(session: Session, keys: QueueKeys) -> bool:
+    return int(await session.client.exists(*keys.all)) > 0
+
+
+async def queue_known(session: Session, queue: str) -> bool:
+    if await session.client.sismember(session.keys.queues, queue):
+        return True
+    return await _holds_anything(session, session.keys.queue(queue))
+
+
+async def forget_queue(session: Session, queue: str) -> bool:
+    """Forget an empty queue: the script drops its own keys, then its name leaves the
+    queue set. A task enqueued in between (by a producer that added the name before)
+    puts the name back at once."""
+    keys = session.keys.queue(queue)
+    if not int(await session.scripts.forget_queue(session.client, keys.all, [])):
+        return False
+    await session.client.srem(session.keys.queues, queue)
+    session.queue_names.discard(queue)
+    if int(await session.client.exists(*[keys.key(n) for n in ("state", "paused")])) > 0:
+        await session.client.sadd(session.keys.queues, queue)
+    return True

@@ -55,6 +55,7 @@ QUEUE_SCRIPTS = (
     "purge_state",
     "oldest_pending",
     "delete_dead",
+    "forget_queue",
 )
 STANDALONE_SCRIPTS = ("heartbeat", "stop_workers")
 
@@ -201,3 +202,4 @@ class Scripts:
         self.oldest_pending = LuaScript("oldest_pending", client, replay_ms)
         self.stop_workers = LuaScript("stop_workers", client, replay_ms)
         self.delete_dead = LuaScript("delete_dead", client, replay_ms)
+        self.forget_queue = LuaScript("forget_queue", client, replay_ms)

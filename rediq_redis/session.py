@@ -56,6 +56,10 @@ class QueueNames:
         now = time.monotonic()
         self._added.update((n, now) for n in names)
 
+    def discard(self, name: str) -> None:
+        """Add ``name`` again at the next enqueue (it was removed from the set)."""
+        self._added.pop(name, None)
+
 
 @dataclass(frozen=True, slots=True)
 class Session:

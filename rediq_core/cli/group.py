@@ -18,6 +18,7 @@ BUILTIN_COMMANDS = {
     "dead-letters": "rediq_core.cli.operate_cmds:dead_letters",
     "delete": "rediq_core.cli.operate_cmds:delete",
     "doctor": "rediq_core.cli.doctor_cmd:doctor",
+    "forget": "rediq_core.cli.operate_cmds:forget",
     "pause": "rediq_core.cli.operate_cmds:pause",
     "cron": "rediq_core.cli.cron_cmd:cron",
     "plugins": "rediq_core.cli.plugins_cmd:plugins",

@@ -43,11 +43,13 @@ def parse_state(name: str, allowed: tuple[str, ...]) -> TaskState:
     return STATE_NAMES[name.lower()]
 
 
-async def known_queue(app: Rediq, queue: str) -> None:
-    """A one-line error (exit 1) for a queue that never received a task."""
+async def known_queue(app: Rediq, queue: str, hint: str = "") -> None:
+    """A one-line error (exit 1, ending with ``hint``) for a queue never seen: it never
+    received a task, was never paused and holds nothing (a typo, usually)."""
+    if await app.control.queue_known(queue):
+        return
     names = await app.control.queues()
-    if queue not in names:
-        raise CommandError(f"unknown queue {queue!r} (known: {', '.join(names) or 'none'})")
+    raise CommandError(f"unknown queue {queue!r} (known: {', '.join(names) or 'none'}){hint}")
 
 
 @click.command()

@@ -1,6 +1,6 @@
 """Control commands that change things: cancel, delete, purge, dead-letters, pause,
-resume and stop-worker. Destructive ones ask on a terminal and need ``--yes`` elsewhere;
-each exits 1 when it found nothing to do."""
+resume, forget and stop-worker. Destructive ones ask on a terminal and need ``--yes``
+elsewhere; each exits 1 when it found nothing to do."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import rich_click as click
 from rich.table import Table
 
 from ..broker import CancelOutcome, TaskState
-from ..control import PURGEABLE_STATES
+from ..control import PURGEABLE_STATES, AmbiguousWorkerError
+from ..inspection import QueueOverview
 from .inspect_cmds import known_queue, parse_state
 from .render import console, echo_json, task_json, tasks_table
 from .target import CommandError, Target, UsageFailure, confirm, control_command, run
@@ -19,7 +20,16 @@ from .target import CommandError, Target, UsageFailure, confirm, control_command
 if TYPE_CHECKING:
     from ..app import Rediq
 
-__all__ = ["cancel", "dead_letters", "delete", "pause", "purge", "resume", "stop_worker"]
+__all__ = [
+    "cancel",
+    "dead_letters",
+    "delete",
+    "forget",
+    "pause",
+    "purge",
+    "resume",
+    "stop_worker",
+]
 
 yes_option = click.option("-y", "--yes", is_flag=True, help="Do it without asking.")
 
@@ -239,54 +249,100 @@ async def _page(app: Rediq, queue: str, limit: int, cursor: str | None) -> Any:
         raise UsageFailure(str(exc)) from None
 
 
-def _pause_command(name: str, pausing: bool) -> click.Command:
-    @click.command(name)
-    @click.argument("queue")
-    @control_command
-    def command(target: Target, queue: str) -> None:
-        async def action(app: Rediq) -> bool:
-            await known_queue(app, queue)
-            return await (app.control.pause(queue) if pausing else app.control.resume(queue))
+def _set_paused(target: Target, queue: str, pausing: bool, force: bool) -> None:
+    async def action(app: Rediq) -> bool:
+        if not force:
+            hint = "; pass --force to pause a queue before its first task" if pausing else ""
+            await known_queue(app, queue, hint)
+        return await (app.control.pause(queue) if pausing else app.control.resume(queue))
 
-        changed = run(target, action)
-        verb = "paused" if pausing else "resumed"
-        if target.as_json:
-            echo_json({"queue": queue, "paused": pausing, "changed": changed})
-        elif changed:
-            click.echo(f"queue {queue!r} {verb}")
-        if not changed:
-            raise CommandError(f"queue {queue!r} was {'already' if pausing else 'not'} paused")
-
-    command.help = (
-        "Pause QUEUE: workers stop leasing its tasks within one fetch (running tasks finish;"
-        " the pause outlives worker restarts)."
-        if pausing
-        else "Resume a paused QUEUE: workers lease its tasks again at once."
-    )
-    return command
+    changed = run(target, action)
+    if target.as_json:
+        echo_json({"queue": queue, "paused": pausing, "changed": changed})
+    elif changed:
+        click.echo(f"queue {queue!r} {'paused' if pausing else 'resumed'}")
+    if not changed:
+        raise CommandError(f"queue {queue!r} was {'already' if pausing else 'not'} paused")
 
 
-pause = _pause_command("pause", True)
-resume = _pause_command("resume", False)
+@click.command()
+@click.argument("queue")
+@click.option("--force", is_flag=True, help="Pause it even if no task was ever sent to it.")
+@control_command
+def pause(target: Target, queue: str, force: bool) -> None:
+    """Pause QUEUE: workers stop leasing its tasks within one fetch (running tasks finish;
+    the pause outlives worker restarts). A queue never seen needs --force."""
+    _set_paused(target, queue, True, force)
+
+
+@click.command()
+@click.argument("queue")
+@control_command
+def resume(target: Target, queue: str) -> None:
+    """Resume a paused QUEUE: workers lease its tasks again at once."""
+    _set_paused(target, queue, False, False)
+
+
+def _held(o: QueueOverview) -> str:
+    counts = {"pending": o.pending, "scheduled": o.scheduled, "active": o.active, "dead": o.dead}
+    return ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+
+
+@click.command()
+@click.argument("queue")
+@yes_option
+@control_command
+def forget(target: Target, queue: str, yes: bool) -> None:
+    """Forget an empty QUEUE (a typo, a queue no longer used): it leaves `rediq queues`,
+    its pause flag and counters go. Refused while it holds waiting, running or dead tasks."""
+    run(target, lambda app: known_queue(app, queue))
+    confirm(f"forget queue {queue!r} and its counters?", yes)
+
+    async def action(app: Rediq) -> QueueOverview | None:
+        return None if await app.control.forget(queue) else await app.control.queue(queue)
+
+    held = run(target, action)
+    if target.as_json:
+        echo_json({"queue": queue, "forgotten": held is None})
+    elif held is None:
+        click.echo(f"queue {queue!r} forgotten")
+    if held is not None:
+        raise CommandError(
+            f"queue {queue!r} is not empty ({_held(held) or 'tasks arrived meanwhile'}):"
+            " purge it or let its tasks end first"
+        )
 
 
 @click.command("stop-worker")
 @click.argument("name", required=False)
-@click.option("--all", "every", is_flag=True, help="Ask every registered worker.")
+@click.option(
+    "--all", "every", is_flag=True, help="Every registered worker (with NAME: of that name)."
+)
 @yes_option
 @control_command
 def stop_worker(target: Target, name: str | None, every: bool, yes: bool) -> None:
-    """Ask a worker (by id, or every worker of that name) or --all to shut down gracefully:
-    it stops fetching, finishes running and prefetched tasks, and exits."""
-    if bool(name) == every:
+    """Ask a worker (by id, or by a name no other worker has) to shut down gracefully: it
+    stops fetching, finishes running and prefetched tasks, and exits. --all: every worker,
+    or with NAME every worker of that name."""
+    if not name and not every:
         raise UsageFailure("name a worker (NAME or id) or pass --all (one of the two)")
-    confirm("stop every worker?" if every else f"stop worker {name!r}?", yes)
-    asked = run(
-        target,
-        lambda a: (
-            a.control.stop_all_workers() if every or name is None else a.control.stop_worker(name)
-        ),
-    )
+    question = f"stop worker {name!r}?"
+    if every:
+        question = f"stop every worker named {name!r}?" if name else "stop every worker?"
+    confirm(question, yes)
+
+    async def action(app: Rediq) -> list[str]:
+        if not name:
+            return await app.control.stop_all_workers()
+        try:
+            return await app.control.stop_worker(name, every=every)
+        except AmbiguousWorkerError as exc:
+            raise CommandError(
+                f"{len(exc.ids)} workers are named {name!r}: {', '.join(exc.ids)};"
+                " pass a worker id, or --all to stop every one of them"
+            ) from None
+
+    asked = run(target, action)
     if not target.as_json:
         for worker_id in asked:
             click.echo(f"asked {worker_id} to stop")
@@ -295,5 +351,5 @@ def stop_worker(target: Target, name: str | None, every: bool, yes: bool) -> Non
         {"asked": asked},
         [],
         "stop-worker",
-        None if asked else f"no registered worker {'at all' if every else repr(name)}",
+        None if asked else f"no registered worker {repr(name) if name else 'at all'}",
     )

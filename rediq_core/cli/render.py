@@ -28,6 +28,7 @@ __all__ = [
     "echo_json",
     "overview_json",
     "overview_table",
+    "queue_state",
     "sparkline",
     "stamp",
     "task_json",
@@ -122,6 +123,8 @@ def overview_json(o: QueueOverview) -> dict[str, Any]:
     return {
         "name": o.name,
         "paused": o.paused,
+        "consumers": o.consumers,
+        "no_consumer": o.no_consumer,
         "pending": o.pending,
         "scheduled": o.scheduled,
         "active": o.active,
@@ -271,11 +274,20 @@ OVERVIEW_COLUMNS = (
 )
 
 
+def queue_state(o: QueueOverview) -> str:
+    """``paused`` or ``running``; ``no consumer`` instead of ``running`` (after ``paused``)
+    when tasks are pending and no live worker consumes the queue."""
+    paused = ["[yellow]paused[/]"] if o.paused else []
+    if o.no_consumer:
+        return ", ".join([*paused, "[red]no consumer[/]"])
+    return paused[0] if paused else "running"
+
+
 def overview_table(overviews: Iterable[QueueOverview], title: str = "queues") -> FittedTable:
     rows = [
         (
             o.name,
-            "[yellow]paused[/]" if o.paused else "running",
+            queue_state(o),
             str(o.pending),
             str(o.scheduled),
             str(o.active),

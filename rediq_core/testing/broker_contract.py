@@ -625,7 +625,7 @@ class CoreBrokerContract:
         assert await broker.cancel_group("no-such-group") == {}
         assert await broker.delete_group("h", QUEUE) == 1
         assert await broker.get_task(others[0].id) is None
-        assert await broker.delete_group("g") == 0  # only the running one is left: kept
+        assert await broker.delete_group("g") == len(tagged)  # ended (cancelled); not running
         await broker.enqueue([make_message(groups=("g",)) for _ in range(2)])
         assert await broker.delete_group("g") == 2
         record = await broker.get_task(running.id, QUEUE)
@@ -736,6 +736,62 @@ class CoreBrokerContract:
         assert 0 <= found["w-1"].heartbeat_age_s < 5
         await broker.unregister_worker("w-1")
         assert "w-1" not in {w.id for w in await broker.workers()}
+
+    # --- forgetting queues and deleting ended tasks by group -----------------------------
+
+    async def test_delete_group_includes_ended_tasks(self, broker: Broker) -> None:
+        ended = [make_message(groups=("user:42",)) for _ in range(2)]
+        cancelled = make_message(groups=("user:42", "other"))
+        kept = [make_message(groups=("user:4",)), make_message(groups=("user:42x",))]
+        await broker.enqueue([*ended, cancelled, *kept])
+        assert await broker.cancel(cancelled.id, QUEUE) is CancelOutcome.CANCELLED
+        batch = await fetch(broker)
+        assert {d.message.id for d in batch.deliveries} == {m.id for m in [*ended, *kept]}
+        assert await broker.settle(WORKER, [success(m) for m in [*ended, *kept]]) == [True] * 4
+        elsewhere = await enqueue_one(broker, queue="elsewhere", groups=("user:42",))
+        assert await broker.cancel(elsewhere.id, "elsewhere") is CancelOutcome.CANCELLED
+        assert await broker.delete_group("user:42", QUEUE) == 3
+        for message in [*ended, cancelled]:
+            assert await broker.get_task(message.id, QUEUE) is None
+        for message in kept:
+            record = await broker.get_task(message.id, QUEUE)
+            assert record is not None and record.state is TaskState.SUCCEEDED
+        assert await broker.get_task(elsewhere.id, "elsewhere") is not None
+        assert await broker.delete_group("user:42") == 1  # every queue
+        assert await broker.get_task(elsewhere.id, "elsewhere") is None
+        assert await broker.delete_group("user:42") == 0
+
+    async def test_forget_an_empty_queue(self, broker: Broker) -> None:
+        assert not await broker.queue_known("never-seen")
+        assert await broker.pause("phantom")  # e.g. a typo, paused by mistake
+        assert await broker.queue_known("phantom") and "phantom" in await broker.queues()
+        assert await broker.forget_queue("phantom")
+        assert "phantom" not in await broker.queues()
+        assert not await broker.queue_known("phantom")
+        assert not (await broker.queue_overview("phantom")).paused
+
+        running = await enqueue_one(broker)
+        assert await broker.queue_known(QUEUE)
+        await fetch_one(broker)
+        assert not await broker.forget_queue(QUEUE)  # active
+        assert await broker.settle(WORKER, [failure(running)]) == [True]
+        assert not await broker.forget_queue(QUEUE)  # dead
+        assert await broker.delete_dead(QUEUE) == 1
+        await enqueue_one(broker, eta_ms=now_ms() + 60_000)
+        assert not await broker.forget_queue(QUEUE)  # scheduled
+        assert await broker.purge_tasks(QUEUE, [TaskState.SCHEDULED]) == 1
+        await enqueue_one(broker)
+        assert not await broker.forget_queue(QUEUE)  # pending
+        assert await broker.pause(QUEUE)
+        assert await broker.purge_tasks(QUEUE, [TaskState.PENDING]) == 1
+
+        assert await broker.forget_queue(QUEUE)
+        assert QUEUE not in await broker.queues() and not await broker.queue_known(QUEUE)
+        overview = await broker.queue_overview(QUEUE)
+        assert not overview.paused and set(overview.totals.values()) == {0}
+        again = await enqueue_one(broker)  # the queue comes back with its next task
+        assert QUEUE in await broker.queues()
+        assert (await fetch_one(broker)).message.id == again.id
 
 
 class BrokerContract(CoreBrokerContract, CronContract):

@@ -26,6 +26,7 @@ ACTIONS = [
     "/queues/inbox/pause",
     "/queues/inbox/resume",
     "/queues/inbox/purge",
+    "/queues/inbox/forget",
     "/queues/inbox/dead/requeue",
     "/queues/inbox/dead/delete",
     "/tasks/{id}/cancel",
