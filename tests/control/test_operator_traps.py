@@ -100,6 +100,15 @@ async def test_pause_needs_force_for_a_queue_never_seen(harness: Harness) -> Non
     assert (await m.app.control.queue("later")).paused
 
 
+async def test_pause_force_works_in_a_namespace_that_holds_nothing_yet(harness: Harness) -> None:
+    """A new deployment pauses its queue before its first task: --force says the operator
+    means a queue (and so a namespace) that holds nothing yet."""
+    m = harness.write_app(APP)
+    done = await cli(harness, "pause", "first", "--force", "--json")
+    assert done.code == 0 and done.json() == {"queue": "first", "paused": True, "changed": True}
+    assert (await m.app.control.queue("first")).paused
+
+
 async def test_an_empty_queue_can_be_forgotten(harness: Harness) -> None:
     m = harness.write_app(APP)
     await m.add(1, 2).enqueue()
