@@ -256,7 +256,8 @@ def _set_paused(target: Target, queue: str, pausing: bool, force: bool) -> None:
             await known_queue(app, queue, hint)
         return await (app.control.pause(queue) if pausing else app.control.resume(queue))
 
-    changed = run(target, action)
+    # --force is for a deployment's first steps, so an empty namespace is no error there
+    changed = run(target, action, check_namespace=not force)
     if target.as_json:
         echo_json({"queue": queue, "paused": pausing, "changed": changed})
     elif changed:
