@@ -58,18 +58,30 @@ def _reads_clock(node: ast.AST) -> bool:
     return False
 
 
+#: Calls that keep a duration a duration (``max(latencies)``, ``round(took, 1)``).
+_KEEPING = frozenset({"abs", "float", "int", "max", "min", "round", "sorted", "sum"})
+
+
 def _is_duration(node: ast.AST, tainted: set[str]) -> bool:
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name) and (sub.id in tainted or _words(sub.id) & DURATION_WORDS):
-            return True
-        if isinstance(sub, ast.Attribute) and _words(sub.attr) & DURATION_WORDS:
-            return True
-        if (
-            isinstance(sub, ast.BinOp)
-            and isinstance(sub.op, ast.Sub)
-            and (_reads_clock(sub.left) or _reads_clock(sub.right))
-        ):
-            return True
+    """A clock difference, a name bound to one, or a name that says it is a duration,
+    possibly in arithmetic, a subscript, a list or a call that keeps it a duration."""
+    match node:
+        case ast.Name(id=name):
+            return name in tainted or bool(_words(name) & DURATION_WORDS)
+        case ast.Attribute(attr=attr):
+            return bool(_words(attr) & DURATION_WORDS)
+        case ast.BinOp(left=left, op=op, right=right):
+            if isinstance(op, ast.Sub) and (_reads_clock(left) or _reads_clock(right)):
+                return True
+            return _is_duration(left, tainted) or _is_duration(right, tainted)
+        case ast.UnaryOp(operand=inner) | ast.Await(value=inner) | ast.Subscript(value=inner):
+            return _is_duration(inner, tainted)
+        case ast.ListComp(elt=inner) | ast.GeneratorExp(elt=inner):
+            return _is_duration(inner, tainted)
+        case ast.List(elts=items) | ast.Tuple(elts=items):
+            return any(_is_duration(item, tainted) for item in items)
+        case ast.Call(func=ast.Name(id=name), args=args) if name in _KEEPING:
+            return any(_is_duration(arg, tainted) for arg in args)
     return False
 
 
@@ -175,6 +187,8 @@ def test_the_scan_reports_durations_and_spares_bounded_waits() -> None:
             assert record.lease_deadline_ms > now_ms()
             assert before <= record.started_at_ms <= now_ms()
             assert record.due_at_ms - 300 >= before
+            message = make(enqueued_at_ms=now_ms() - 60_000)
+            assert message.priority == 0
     """)
     lines = [int(f.split(":")[1]) for f in timed_assertions(source)]
     assert lines == [5, 6, 7, 11, 12]
