@@ -57,7 +57,9 @@ class CronContract:
 
     async def test_cron_tick_fires_once_among_racing_workers(self, broker: Broker) -> None:
         spec = make_spec()
+        before = now_ms()
         await _register(broker, spec)
+        registered = now_ms()
         tick = now_ms() // 1000 * 1000
         results = await asyncio.gather(*(_fire(broker, spec, tick) for _ in range(20)))
         assert results.count(FireResult.FIRED) == 1, results
@@ -75,7 +77,9 @@ class CronContract:
         [entry] = await broker.cron_entries(CRON_QUEUE)
         assert entry.spec == spec and entry.last_tick_ms == tick + 1000
         assert entry.last_task_id == spec.task_id(tick + 1000)
-        assert abs(entry.seen_ms - now_ms()) < 5_000 and not entry.paused
+        # seen when registered, on the broker's clock (allowed to be a second off this one)
+        assert before - 1000 <= entry.seen_ms <= registered + 1000, (before, entry.seen_ms)
+        assert not entry.paused
 
     async def test_cron_pause_resume_trigger_forget(self, broker: Broker) -> None:
         spec = make_spec("paused")
@@ -112,7 +116,7 @@ class CronContract:
         stream = broker.cron_changes()
         next_name = asyncio.ensure_future(anext(stream))
         try:
-            for attempt in range(20):  # the subscription may start after the first change
+            for attempt in range(60):  # the subscription may start after the first change
                 changed = make_spec("announced", expression=f"{attempt} * * * *")
                 await broker.cron_register(CRON_QUEUE, {"announced": changed.to_json()})
                 done, _ = await asyncio.wait({next_name}, timeout=0.25)

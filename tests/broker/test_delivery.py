@@ -85,13 +85,14 @@ async def test_delay_is_counted_on_the_server_clock(
     monkeypatch.setattr(time, "time_ns", lambda: real_ns() + skew_s * 1_000_000_000)
     monkeypatch.setattr(time, "time", lambda: real_ns() / 1e9 + skew_s)
     try:
+        before = await server_ms(redis)
         handle = await later().options(delay=0.5).enqueue()
+        after = await server_ms(redis)
         assert await handle.state() is TaskState.SCHEDULED
         due = await redis.zscore(f"{{{rediq_namespace}:{Q}}}:scheduled", handle.id)
         assert due is not None
-        due_in_ms = due - await server_ms(redis)
-        # 500 ms asked; the bound is what two local round trips may take.
-        assert 400 <= due_in_ms <= 500, due_in_ms
+        # 500 ms after the server stored it, on the server's clock
+        assert before + 500 <= due <= after + 500, (before, due, after)
     finally:
         await app.close()
 
@@ -155,7 +156,7 @@ async def cancel_after_claim(
 ) -> None:
     """Once the held claim has leased ``task_id`` on the server (``claimed``: what that
     means in the test), cancel the fetch, let the reply through, and check that the task
-    is pending again within 2 s."""
+    is pending again long before its 60 s lease could expire."""
 
     async def state_is(state: bytes) -> bool:
         return await redis.hget(state_key, task_id) == state
@@ -165,7 +166,7 @@ async def cancel_after_claim(
     hold.release.set()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(fetching, WAIT_S)
-    await until(lambda: state_is(b"pending"), "the leased task was handed back", timeout_s=2.0)
+    await until(lambda: state_is(b"pending"), "the leased task was handed back", timeout_s=20.0)
 
 
 async def test_cancelled_fetch_hands_back_a_claim_in_flight(
@@ -228,17 +229,19 @@ async def test_cancelled_idle_fetch_ends_its_wait_at_once(
     redis: Redis,
     rediq_namespace: str,
 ) -> None:
-    """Cancelling a fetch blocked in its (30 s) wait returns promptly, leases nothing and
-    leaves no key behind; the next fetch gets the next task."""
+    """Cancelling a fetch blocked in its (30 s) wait returns well before the wait would
+    end, leases nothing and leaves no key behind; the next fetch gets the next task."""
     fetching = asyncio.ensure_future(
         broker.fetch(Q, worker_id="idle-worker", limit=1, lease_ms=60_000)
     )
-    await asyncio.sleep(0.2)  # blocked in its wait by now
-    started = time.monotonic()
+
+    async def blocked() -> bool:
+        return any(c.get("cmd") == "blpop" for c in await redis.client_list())
+
+    await until(blocked, "the fetch to block in its wait", timeout_s=20.0)
     fetching.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(fetching, WAIT_S)
-    assert time.monotonic() - started < 2.0, "the wait was not ended by the cancellation"
+        await asyncio.wait_for(fetching, 20)  # the wait alone would take 30 s
     assert await redis.keys(f"{{{rediq_namespace}:{Q}}}:unblock:*") == []
     message = make_message(queue=Q)
     await broker.enqueue([message])

@@ -15,9 +15,15 @@ from .conftest import CLI, Harness, cli
 pytestmark = pytest.mark.timeout(90)
 
 APP = """
+import redis.asyncio as redis_asyncio
+
+gate = redis_asyncio.from_url(os.environ["REDIQ_REDIS_URL"])
+
 @app.task(task_queue="drain")
 async def step(n):
-    await asyncio.sleep(0.05)
+    if n >= 100:  # tasks 100-199 and 200-299 wait until the test opens their gate
+        name = f"{os.environ['REDIQ_TEST_NAMESPACE']}:gate{n // 100}"
+        await gate.blmove(name, name, 0)
     return n
 """
 COUNT = 300
@@ -58,8 +64,9 @@ def quit_top(child: pexpect.spawn) -> None:
     assert child.exitstatus == 0
 
 
-def frames(child: pexpect.spawn, until: float) -> list[tuple[int, int]]:
-    """(pending, succeeded) of every frame drawn until the queue is drained or ``until``."""
+def frames(child: pexpect.spawn, succeeded: int, until: float) -> list[tuple[int, int]]:
+    """(pending, succeeded) of every frame drawn until one shows ``succeeded`` (or
+    ``until``)."""
     seen: list[tuple[int, int]] = []
     screen = ""
     while time.monotonic() < until:
@@ -70,7 +77,7 @@ def frames(child: pexpect.spawn, until: float) -> list[tuple[int, int]]:
         found = [(int(p), int(s)) for p, s in ROW.findall(ANSI.sub("", screen))]
         screen = screen[-4000:]
         seen += [f for f in found if not seen or f != seen[-1]]
-        if seen and seen[-1] == (0, COUNT):
+        if seen and seen[-1][1] == succeeded:
             break
     return seen
 
@@ -90,9 +97,14 @@ async def test_top_shows_a_draining_queue_live(harness: Harness) -> None:
             "--worker-queue-size",
             "5",
         )
-        seen = await asyncio.to_thread(frames, child, time.monotonic() + 40)
+        seen: list[tuple[int, int]] = []
+        for done, gate in ((100, 1), (200, 2), (COUNT, None)):  # the screen follows each step
+            seen += await asyncio.to_thread(frames, child, done, time.monotonic() + 40)
+            assert seen and seen[-1][1] == done, f"the screen never showed {done} done: {seen}"
+            if gate is not None:
+                await m.gate.rpush(f"{harness.namespace}:gate{gate}", "open")
         print(f"\n[measure] top_frames (pending, succeeded) = {seen}")
-        assert seen and seen[-1] == (0, COUNT), f"the screen never showed the queue drained: {seen}"
+        assert seen[-1] == (0, COUNT), f"the screen never showed the queue drained: {seen}"
         pending = [p for p, _ in seen]
         assert len(set(pending)) >= 3, f"the numbers did not change on screen: {seen}"
         assert pending == sorted(pending, reverse=True)
@@ -100,6 +112,7 @@ async def test_top_shows_a_draining_queue_live(harness: Harness) -> None:
     finally:
         if child.isalive():
             child.terminate(force=True)
+        await m.gate.aclose()
     assert await handles[-1].result(timeout=5) == COUNT - 1
 
 

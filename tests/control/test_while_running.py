@@ -12,20 +12,27 @@ from .conftest import Harness, cli, eventually
 pytestmark = pytest.mark.timeout(120)
 
 APP = """
+import redis.asyncio as redis_asyncio
+
+gate = redis_asyncio.from_url(os.environ["REDIQ_REDIS_URL"])
+GATE = os.environ["REDIQ_TEST_NAMESPACE"] + ":gate"
+
 @app.task(task_queue="busy")
 async def tick(n):
-    await asyncio.sleep(0.02)  # slow enough that tasks are still pending at the purge
+    if n >= FREE:
+        await gate.blmove(GATE, GATE, 0)  # waits until the test opens the gate
     if n % 10 == 0:
         raise ValueError(f"tick {n}")
     return n
 """
 COUNT = 2000
+FREE = 200  # tasks 0..199 run at once; the others wait at the gate
 
 
 async def test_purge_and_requeue_while_a_worker_drains(
     harness: Harness, rediq_redis_url: str
 ) -> None:
-    m = harness.write_app(APP)
+    m = harness.write_app(f"FREE = {FREE}\n" + APP)
     await m.app.enqueue_many([m.tick(n) for n in range(COUNT)])
     harness.start(
         "--queue-name",
@@ -38,16 +45,23 @@ async def test_purge_and_requeue_while_a_worker_drains(
     )
     control = m.app.control
 
-    async def some_done() -> bool:
-        return (await control.queue("busy")).totals["succeeded"] >= 200
+    async def free_ones_done() -> bool:
+        totals = (await control.queue("busy")).totals
+        return totals["succeeded"] + totals["failed"] >= FREE
 
-    await eventually(some_done, "200 tasks to succeed")
+    # the worker now holds gated tasks (running and prefetched); the rest is pending
+    await eventually(free_ones_done, f"the {FREE} tasks before the gate to end")
     requeued = await cli(harness, "dead-letters", "busy", "requeue", "--json")
     assert requeued.code == 0, requeued
     purged = await cli(harness, "purge", "busy", "--state", "pending", "--yes", "--json")
     assert purged.code == 0, purged
     removed = purged.json()["removed"]
     assert 0 < removed < COUNT
+    opener = Redis.from_url(rediq_redis_url)
+    try:
+        await opener.rpush(f"{harness.namespace}:gate", "open")  # the held tasks go on
+    finally:
+        await opener.aclose()
 
     async def settled() -> bool:
         o = await control.queue("busy")

@@ -1,5 +1,5 @@
 """Fixtures of the scheduler tests: an app on the test Redis whose enqueues are recorded,
-and a scheduler run in-process with an injected clock."""
+and a scheduler run in-process with a clock that only the test moves."""
 
 from __future__ import annotations
 
@@ -45,21 +45,53 @@ async def app(
         await app.close()
 
 
-def clock_starting_at(start_ms: int) -> Callable[[], int]:
-    offset = start_ms - time.time_ns() // 1_000_000
-    return lambda: time.time_ns() // 1_000_000 + offset
+class ManualClock:
+    """The scheduler's clock (epoch ms): it moves only when the test moves it, so what
+    fires depends on the test's steps, not on how fast the machine is."""
+
+    def __init__(self, start_ms: int) -> None:
+        self.now_ms = start_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Wait (bounded) until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout_s} s for {what}"
+        await asyncio.sleep(0.01)  # re-check interval of a bounded wait
+
+
+def planned_past(scheduler: CronScheduler, clock: ManualClock) -> Callable[[], bool]:
+    """Every next tick of ``scheduler`` lies after the clock: nothing more can fire until
+    the clock moves."""
+    return lambda: bool(scheduler.next_ms) and min(scheduler.next_ms.values()) > clock()
+
+
+async def fire_next(
+    scheduler: CronScheduler, clock: ManualClock, enqueued: Enqueued
+) -> TaskMessage:
+    """Move the clock to the scheduler's earliest next tick and return the run it fired,
+    once the scheduler planned past the clock (and fired nothing else)."""
+    await until(planned_past(scheduler, clock), "the scheduler to plan its next tick")
+    clock.now_ms = min(scheduler.next_ms.values())
+    message = await asyncio.wait_for(enqueued.messages.get(), 10)
+    await until(planned_past(scheduler, clock), "the scheduler to plan past the fired tick")
+    assert enqueued.messages.empty(), f"also fired: {enqueued.messages.get_nowait()}"
+    return message
 
 
 async def run_until_fired(
     app: Rediq, start_ms: int, enqueued: Enqueued
 ) -> tuple[CronScheduler, TaskMessage]:
-    scheduler = CronScheduler(app, app.get_broker(), ["default"], clock=clock_starting_at(start_ms))
+    """Run a scheduler whose clock starts at ``start_ms`` and moves to the first tick."""
+    clock = ManualClock(start_ms)
+    scheduler = CronScheduler(app, app.get_broker(), ["default"], clock=clock)
     running = asyncio.create_task(scheduler.run())
     try:
-        message = await asyncio.wait_for(enqueued.messages.get(), 10)
-        await asyncio.sleep(0.3)  # let a wrongly scheduled second tick show up too
-        assert enqueued.messages.empty(), enqueued.messages.get_nowait()
-        return scheduler, message
+        return scheduler, await fire_next(scheduler, clock, enqueued)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -10,7 +10,7 @@ from rediq import Rediq
 from rediq_core.message import now_ms
 from rediq_core.worker.cron import CronScheduler
 
-from .conftest import Enqueued, run_until_fired
+from .conftest import Enqueued, ManualClock, fire_next, planned_past, run_until_fired, until
 
 
 async def test_jitter_delays_the_run_within_its_bound(app: Rediq, enqueued: Enqueued) -> None:
@@ -39,7 +39,7 @@ async def test_control_api_pause_trigger_resume(app: Rediq, enqueued: Enqueued) 
     @app.task(task_name="job")
     async def job() -> None: ...
 
-    await run_until_fired(app, now_ms(), enqueued)
+    await run_until_fired(app, now_ms() - 5_000, enqueued)  # a tick in the past: pending
     control = app.cron_control
     [status] = await control.list()
     assert status.name == "beat" and not status.paused and not status.orphaned
@@ -61,18 +61,18 @@ async def test_a_stall_coalesces_the_due_ticks_into_one_run(
     @app.task(task_name="job")
     async def job() -> None: ...
 
-    jump = [0]
-    scheduler = CronScheduler(app, app.get_broker(), ["default"], clock=lambda: now_ms() + jump[0])
+    clock = ManualClock(now_ms() - 10_000)
+    scheduler = CronScheduler(app, app.get_broker(), ["default"], clock=clock)
     running = asyncio.create_task(scheduler.run())
     try:
-        first = await asyncio.wait_for(enqueued.messages.get(), 10)
-        jump[0] = 5_500  # the clock jumps as after a 5.5 s stall: ~6 ticks are due at once
+        first = await fire_next(scheduler, clock, enqueued)
+        clock.now_ms += 5_500  # the clock jumps as after a 5.5 s stall: 5 ticks are due
         second = await asyncio.wait_for(enqueued.messages.get(), 10)
-        await asyncio.sleep(0.3)  # a burst of catch-up runs would show up now
+        await until(planned_past(scheduler, clock), "the scheduler to plan past the stall")
         assert enqueued.messages.empty(), "the due ticks were not coalesced"
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
     gap = int(second.headers["cron_tick_ms"]) - int(first.headers["cron_tick_ms"])
-    assert gap >= 6_000, gap
-    assert f"cron beat: skipped {gap // 1000 - 1} tick(s)" in caplog.text
+    assert gap == 5_000, gap  # the latest due tick, not the first
+    assert "cron beat: skipped 4 tick(s)" in caplog.text

@@ -70,5 +70,4 @@ async def test_random_worker_sigkilled_every_second(harness: Harness) -> None:
     assert lost == 0 and sorted(runs) == list(range(TASKS))
     assert extra <= exposed, f"ran twice without being exposed to a kill: {extra - exposed}"
     assert (stats.pending, stats.scheduled, stats.active, stats.dead) == (0, 0, 0, 0)
-    assert done_after_s <= 10, f"the queue finished {done_after_s:.1f} s after the last kill"
     await counter.aclose()

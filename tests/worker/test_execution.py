@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from rediq_core.broker import CancelOutcome, TaskState
@@ -121,7 +119,10 @@ async def slow():
     assert lines[-1].endswith("TimeoutError")
 
 
-async def test_running_task_is_cancelled_within_milliseconds(harness: Harness) -> None:
+async def test_running_task_is_cancelled_by_the_announcement(harness: Harness) -> None:
+    """The worker's safety net (its lease keeper learns of a cancellation when it renews
+    the lease) renews only once a minute here: a cancelled result within 20 s came through
+    the announcement, not the safety net."""
     m = harness.write_app(
         EVENTS
         + """
@@ -132,17 +133,11 @@ async def forever():
 """
     )
     handle = await m.forever().enqueue()
-    worker = harness.start()
+    worker = harness.start(env={"REDIQ_LEASE_MS": "180000", "REDIQ_LEASE_RENEW_MS": "60000"})
     worker.wait_for("^STARTED")
-    started = asyncio.get_running_loop().time()
     assert await handle.cancel() is CancelOutcome.REQUESTED
     with pytest.raises(TaskCancelledError):
-        await handle.result(timeout=10)
-    took_ms = (asyncio.get_running_loop().time() - started) * 1000
-    print(f"\ncancel to cancelled result: {took_ms:.1f} ms")
-    # Announcement, cancellation and settlement are a few local round trips (~2-5 ms);
-    # the bound leaves room for a loaded 2-core CI machine, far below any lease or poll.
-    assert took_ms < 200, took_ms
+        await handle.result(timeout=20)
     assert worker.wait_for("^EV failure")[0].endswith("TaskCancelledError")
 
 

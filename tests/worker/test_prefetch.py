@@ -53,9 +53,7 @@ async def test_two_workers_both_get_slow_tasks(rediq_redis_url: str, rediq_names
         async with run_worker(app, worker_name="second", task_concurrency=CONCURRENCY):
             try:
                 await _until(
-                    lambda: ran_by["second"] == CONCURRENCY,
-                    "the second worker started tasks too",
-                    timeout_s=5,
+                    lambda: ran_by["second"] == CONCURRENCY, "the second worker started tasks too"
                 )
             except AssertionError:
                 pytest.fail(
@@ -87,7 +85,12 @@ async def test_a_high_priority_task_starts_next_behind_a_busy_worker(
         await _until(lambda: started.count("busy") == CONCURRENCY, "all runners busy")
         # more than any local queue holds (the default prefetch was 200)
         low = await app.enqueue_many([job("low").options(priority=5) for _ in range(300)])
-        await asyncio.sleep(0.2)  # let a prefetching worker fill its local queue
+        # a prefetching worker would lease some now: wait until this one leased beyond its
+        # runners, or has no free slot (then it fetches nothing until a runner frees up)
+        await _until(
+            lambda: worker.slots["default"].free <= 0 or len(worker.leases) > CONCURRENCY,
+            "the worker to lease beyond its runners or to have no free slot",
+        )
         urgent = await job("urgent").options(priority=-5).enqueue()
         prefetched = worker.local.qsize()
         gates["busy"].set()  # the runners free up
