@@ -19,8 +19,13 @@ from collections.abc import Callable
 import pytest
 
 from rediq_core.app import Rediq
+from rediq_core.errors import ConfigurationError
 from rediq_core.handle import TaskHandle
 from rediq_core.testing import run_worker
+from rediq_core.worker import QueueOrder, WorkerConfig
+from rediq_core.worker.config import parse_queue_names
+
+from .conftest import Harness
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -243,3 +248,33 @@ async def test_default_worker_names_are_unique_and_name_host_and_pid(
     async with run_worker(app, worker_name="mail") as named:
         assert named.name == "mail"
     await app.close()
+
+
+def test_queue_names_take_an_optional_weight() -> None:
+    assert parse_queue_names(["critical:3", "bulk", "shard:2:1"]) == (
+        ("critical", "bulk", "shard:2"),
+        {"critical": 3, "shard:2": 1},
+    )
+    weighted = WorkerConfig(queues=("critical", "bulk"), queue_weights={"critical": 3})
+    assert weighted.resolved_queue_order is QueueOrder.WEIGHTED
+    assert weighted.describe_queues(("critical", "bulk")) == "critical:3, bulk:1 (weighted order)"
+    assert WorkerConfig().resolved_queue_order is QueueOrder.FAIR
+    with pytest.raises(ConfigurationError, match="apply to the weighted order"):
+        WorkerConfig(queues=("a",), queue_weights={"a": 2}, queue_order="strict")
+    with pytest.raises(ConfigurationError, match="not among the queues"):
+        WorkerConfig(queues=("a",), queue_weights={"b": 2})
+    with pytest.raises(ConfigurationError, match="whole number >= 1"):
+        WorkerConfig(queues=("a",), queue_weights={"a": 0})
+    with pytest.raises(ConfigurationError, match="expected one of fair, strict, weighted"):
+        WorkerConfig(queue_order="random")
+
+
+async def test_the_command_line_takes_weights_and_an_order(harness: Harness) -> None:
+    harness.write_app("@app.task\nasync def noop():\n    pass\n")
+    worker = harness.start(
+        "--queue-name", "critical:3", "--queue-name", "bulk", "--skip-default-queue"
+    )
+    worker.wait_for(r"ready: consuming critical:3, bulk:1 \(weighted order\)")
+    refused = harness.start("--queue-name", "critical:3", "--queue-order", "strict", ready=False)
+    assert refused.wait_exit() == 2
+    assert "queue weights apply to the weighted order" in refused.output, refused.output
