@@ -9,12 +9,15 @@ In-process workers against a real redis-server; every wait is on a condition, bo
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
+import shlex
 import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +26,7 @@ from rediq_core.errors import ConfigurationError
 from rediq_core.handle import TaskHandle
 from rediq_core.testing import run_worker
 from rediq_core.worker import QueueOrder, WorkerConfig
-from rediq_core.worker.config import parse_queue_names
+from rediq_core.worker.config import parse_queue_names, unconsumed_queues
 
 from .conftest import Harness
 
@@ -178,9 +181,13 @@ async def test_a_slow_queue_does_not_starve_a_fast_one(
         app, queues=("slow", "fast"), skip_default_queue=True, task_concurrency=concurrency
     ):
         released = 0
+
+        def runners_full_or_fast_done() -> bool:
+            return len(slow_started) - released == concurrency or fast_done == fast_count
+
         while fast_done < fast_count:
             await _until(
-                lambda n=released: len(slow_started) - n == concurrency or fast_done == fast_count,
+                runners_full_or_fast_done,
                 f"slow tasks fill the runners or the fast ones end ({fast_done} ended,"
                 f" {len(slow_started)} slow ones started, {released} let go)",
             )
@@ -278,3 +285,24 @@ async def test_the_command_line_takes_weights_and_an_order(harness: Harness) -> 
     refused = harness.start("--queue-name", "critical:3", "--queue-order", "strict", ready=False)
     assert refused.wait_exit() == 2
     assert "queue weights apply to the weighted order" in refused.output, refused.output
+
+
+def test_the_fastapi_example_starts_a_worker_on_its_task_queue() -> None:
+    """The worker command in examples/fastapi_service.py's docstring consumes every queue
+    its tasks go to (else the request waits forever)."""
+    pytest.importorskip("fastapi")
+    path = Path(__file__).resolve().parents[2] / "examples" / "fastapi_service.py"
+    spec = importlib.util.spec_from_file_location("fastapi_service_docstring", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    [command] = [
+        shlex.split(line) for line in (example.__doc__ or "").splitlines() if "rediq worker" in line
+    ]
+    names = [command[i + 1] for i, arg in enumerate(command) if arg == "--queue-name"]
+    queues, weights = parse_queue_names(names)
+    config = WorkerConfig(
+        queues=queues, queue_weights=weights, skip_default_queue="--skip-default-queue" in command
+    )
+    consumed = config.resolved_queues(example.app.default_options.queue)
+    assert unconsumed_queues(example.app, consumed) == {}, " ".join(command)
