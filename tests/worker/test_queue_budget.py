@@ -26,6 +26,7 @@ from rediq_core.errors import ConfigurationError
 from rediq_core.handle import TaskHandle
 from rediq_core.testing import run_worker
 from rediq_core.worker import QueueOrder, WorkerConfig
+from rediq_core.worker.budget import Budget
 from rediq_core.worker.config import parse_queue_names, unconsumed_queues
 
 from .conftest import Harness
@@ -306,3 +307,59 @@ def test_the_fastapi_example_starts_a_worker_on_its_task_queue() -> None:
     )
     consumed = config.resolved_queues(example.app.default_options.queue)
     assert unconsumed_queues(example.app, consumed) == {}, " ".join(command)
+
+
+async def test_the_budget_grants_free_slots_by_the_order_and_takes_unused_ones_back() -> None:
+    budget = Budget(4, ("a", "b"))
+    assert await budget.acquire("a") == 4, "the only waiting queue gets every free slot"
+    budget.settle("a", 1)  # its claim found one task: three slots are free again at once
+    assert budget.free == 3 and budget.held == 1
+    both = [asyncio.ensure_future(budget.acquire(q)) for q in "ab"]
+    await asyncio.sleep(0)
+    assert budget.spare == 0, "free slots someone waits for are not spare"
+    granted = await asyncio.wait_for(asyncio.gather(*both), WAIT_S)
+    assert granted == [2, 1], "fair: one slot each in turn"
+    budget.settle("a", 0)
+    budget.settle("b", 1)
+    assert budget.admit(5) == 2, "a fetch that waited for work keeps what still fits"
+    assert budget.free == 0
+    waiting = asyncio.ensure_future(budget.acquire("b"))
+    budget.give()
+    assert await asyncio.wait_for(waiting, WAIT_S) == 1
+    cancelled = asyncio.ensure_future(budget.acquire("a"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    budget.settle("b", 0)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert budget.free == 1, "a cancelled wait holds no slot"
+
+
+@pytest.mark.parametrize(
+    ("order", "weights", "expected"),
+    [
+        (QueueOrder.FAIR, {}, "abcabcabc"),
+        (QueueOrder.STRICT, {}, "aaaaaaaaa"),
+        (QueueOrder.WEIGHTED, {"a": 3, "c": 2}, "acabcaaca"),
+    ],
+)
+async def test_slots_freed_one_at_a_time_go_by_the_order(
+    order: QueueOrder, weights: dict[str, int], expected: str
+) -> None:
+    budget = Budget(1, ("a", "b", "c"), order, weights)
+    budget.held = 1
+    granted: list[str] = []
+    for _ in expected:
+        waiters = {q: asyncio.ensure_future(budget.acquire(q)) for q in "abc"}
+        await asyncio.sleep(0)
+        budget.give()
+        done, pending = await asyncio.wait(
+            waiters.values(), timeout=WAIT_S, return_when="FIRST_COMPLETED"
+        )
+        [queue] = [q for q, w in waiters.items() if w in done]
+        granted.append(queue)
+        budget.settle(queue, 1)
+        for waiter in pending:
+            waiter.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    assert "".join(granted) == expected
