@@ -121,5 +121,6 @@ class Fetcher:
     async def _hand_back(self, deliveries: list[Delivery], why: str) -> None:
         if deliveries:
             leases = [d.lease for d in deliveries]
-            await self.broker.release(self.worker_id, {self.queue: leases})
+            # Shielded: a stop arriving now must not leave them leased until they expire.
+            await asyncio.shield(self.broker.release(self.worker_id, {self.queue: leases}))
             log.debug("queue %r: handed back %d task(s) %s", self.queue, len(leases), why)
