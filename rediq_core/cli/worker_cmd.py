@@ -122,12 +122,12 @@ def _banner(app: Rediq, worker: Worker) -> str:
     default=None,
     help="Which queue gets a free runner when several have due tasks: fair"
     " (round-robin), strict (the first as listed), weighted (by NAME:WEIGHT)."
-    "  [default: fair, or weighted when weights are given]",
+    " [default: fair, or weighted when weights are given]",
 )
 @click.option(
     "--worker-name",
     default=None,
-    help="This worker's name.  [default: worker@HOST:PID]",
+    help="This worker's name. [default: worker@HOST:PID]",
 )
 @click.option(
     "--worker-queue-size",

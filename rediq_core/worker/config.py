@@ -112,7 +112,7 @@ class WorkerConfig:
     queues: tuple[str, ...] = ()
     skip_default_queue: bool = False
     queue_order: QueueOrder | str | None = None
-    queue_weights: Mapping[str, int] = field(default_factory=dict)
+    queue_weights: Mapping[str, int] = field(default_factory=dict, hash=False)
     worker_name: str | None = None
     queue_size: int = defaults.WORKER_QUEUE_SIZE
     task_concurrency: int = defaults.WORKER_TASK_CONCURRENCY
