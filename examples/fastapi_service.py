@@ -2,7 +2,7 @@
 
 Run it next to a worker (both read REDIQ_REDIS_URL, default redis://localhost:6379/0)::
 
-    rediq worker examples.fastapi_service:app
+    rediq worker examples.fastapi_service:app --queue-name reports --skip-default-queue
     uvicorn examples.fastapi_service:api
 
     curl -X POST 'localhost:8000/reports?customer=42'      # {"task_id": "..."}

@@ -224,11 +224,16 @@ class Broker(abc.ABC):
     # --- worker -----------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def fetch(self, queue: str, *, worker_id: str, limit: int, lease_ms: int) -> FetchBatch:
+    async def fetch(
+        self, queue: str, *, worker_id: str, limit: int, lease_ms: int, wait: bool = True
+    ) -> FetchBatch:
         """Lease up to ``limit`` ready tasks of ``queue``, highest priority first.
 
         Blocks without polling until at least one task is leased or rejected, sleeping
         exactly until the next known deadline (a scheduled task or a lease expiry).
+        With ``wait=False`` it claims what is ready now and returns at once, possibly
+        with nothing (a worker claims so with the slots it reserved for a queue that had
+        more due tasks, so that no slot stays reserved while a fetch blocks).
         Cancelling the coroutine at any instant loses nothing: a claim already sent is
         awaited and what it leased handed back. Never raises because of bad task data.
         """

@@ -63,7 +63,7 @@ class Consumer(Protocol):
     url: str
 
     async def fetch(
-        self, queue: str, *, worker_id: str, limit: int, lease_ms: int
+        self, queue: str, *, worker_id: str, limit: int, lease_ms: int, wait: bool = True
     ) -> FetchBatch: ...
 
     async def extend_leases(

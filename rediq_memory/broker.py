@@ -80,7 +80,9 @@ class MemoryBroker(OperateMixin):
 
     # --- worker -----------------------------------------------------------------------
 
-    async def fetch(self, queue: str, *, worker_id: str, limit: int, lease_ms: int) -> FetchBatch:
+    async def fetch(
+        self, queue: str, *, worker_id: str, limit: int, lease_ms: int, wait: bool = True
+    ) -> FetchBatch:
         while True:
             with self.store.lock:
                 now = now_ms()
@@ -89,6 +91,7 @@ class MemoryBroker(OperateMixin):
                 deliveries = [] if q.paused else self._claim(q, worker_id, limit, lease_ms, now)
                 if deliveries:
                     self.store.changed()
+                if deliveries or not wait:
                     return FetchBatch(deliveries)
                 deadline = self._next_deadline(q)
                 future = self.store.waiter()

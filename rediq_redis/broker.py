@@ -189,8 +189,10 @@ class RedisBroker(Broker):
     # --- worker -----------------------------------------------------------------------
 
     @_translated
-    async def fetch(self, queue: str, *, worker_id: str, limit: int, lease_ms: int) -> FetchBatch:
-        return await leasing.fetch(await self._ready(), queue, worker_id, limit, lease_ms)
+    async def fetch(
+        self, queue: str, *, worker_id: str, limit: int, lease_ms: int, wait: bool = True
+    ) -> FetchBatch:
+        return await leasing.fetch(await self._ready(), queue, worker_id, limit, lease_ms, wait)
 
     @_translated
     async def extend_leases(

@@ -264,10 +264,10 @@ async def _hand_back(
 
 
 async def fetch(
-    session: Session, queue: str, worker_id: str, limit: int, lease_ms: int
+    session: Session, queue: str, worker_id: str, limit: int, lease_ms: int, wait: bool = True
 ) -> FetchBatch:
     """Lease up to ``limit`` ready tasks of ``queue``, waiting (blocked in Redis) until
-    there are some.
+    there are some; without ``wait``, claim at once and return even with nothing.
 
     A claim that leased fewer than ``limit`` found the queue without more ready tasks: the
     next fetch of this worker then waits for a wake token first instead of claiming again
@@ -279,7 +279,7 @@ async def fetch(
     backoff = _ERROR_BACKOFF_S[0]
     wait_ms: int | None = None  # None: claim at once; else wait first, at most this long
     resume_at = session.drained.pop((queue, worker_id), None)
-    if resume_at is not None:
+    if resume_at is not None and wait:
         wait_ms = int((resume_at - time.monotonic()) * 1000)
         wait_ms = wait_ms if wait_ms > 0 else None
     while True:
@@ -314,7 +314,7 @@ async def fetch(
         backoff = _ERROR_BACKOFF_S[0]
         batch = claim.batch
         more_due = claim.exhausted or claim.cancelled or claim.next_delay_ms == 0
-        if batch.deliveries or batch.rejected:
+        if batch.deliveries or batch.rejected or not (wait or more_due):
             if len(batch.deliveries) + len(batch.rejected) < limit and not more_due:
                 session.drained[(queue, worker_id)] = time.monotonic() + _wait_s(
                     session, claim.next_delay_ms

@@ -96,7 +96,7 @@ def _banner(app: Rediq, worker: Worker) -> str:
         [
             f"[bold]rediq {__version__}[/] worker [cyan]{worker.id}[/]",
             f"  broker      {redact_url(app.redis_url)} (namespace {app.namespace})",
-            f"  queues      {', '.join(worker.queues)}",
+            f"  queues      {c.describe_queues(worker.queues)}",
             f"  concurrency {c.task_concurrency} tasks, {c.queue_size} prefetched, executor {pool}",
             f"  serializer  {app.serializer_name}"
             f" (accepts {', '.join(sorted(app.accept_serializers))})",
@@ -108,9 +108,27 @@ def _banner(app: Rediq, worker: Worker) -> str:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("app_spec", metavar="APP")
-@click.option("--queue-name", "queue_names", multiple=True, help="Queue to consume (repeatable).")
+@click.option(
+    "--queue-name",
+    "queue_names",
+    multiple=True,
+    help="Queue to consume (repeatable); NAME:WEIGHT gives it a weight (implies"
+    " --queue-order weighted). All queues share --worker-task-concurrency.",
+)
 @click.option("--skip-default-queue", is_flag=True, help="Do not consume the default queue.")
-@click.option("--worker-name", default="worker", show_default=True, help="This worker's name.")
+@click.option(
+    "--queue-order",
+    type=click.Choice(["fair", "strict", "weighted"]),
+    default=None,
+    help="Which queue gets a free runner when several have due tasks: fair"
+    " (round-robin), strict (the first as listed), weighted (by NAME:WEIGHT)."
+    " [default: fair, or weighted when weights are given]",
+)
+@click.option(
+    "--worker-name",
+    default=None,
+    help="This worker's name. [default: worker@HOST:PID]",
+)
 @click.option(
     "--worker-queue-size",
     type=click.IntRange(min=0),
@@ -123,7 +141,7 @@ def _banner(app: Rediq, worker: Worker) -> str:
     type=click.IntRange(min=1),
     default=defaults.WORKER_TASK_CONCURRENCY,
     show_default=True,
-    help="Task coroutines running at once.",
+    help="Task coroutines running at once, across all consumed queues.",
 )
 @click.option(
     "--executor-pool-name",
@@ -264,14 +282,18 @@ def _run(
     from ..errors import RediqError
     from ..logs import setup_logging
     from ..worker import Worker, WorkerConfig
+    from ..worker.config import parse_queue_names
 
     app = load_app(app_spec, full_traceback=log_level.lower() == "debug")
     if redis_url:
         app.redis_url = redis_url
     _metrics_server(app, options.pop("metrics_port"), options.pop("metrics_host"))
     try:
+        queues, weights = parse_queue_names(queue_names)
         config = WorkerConfig(
-            queues=queue_names,
+            queues=queues,
+            queue_weights=weights,
+            queue_order=options["queue_order"],
             skip_default_queue=options["skip_default_queue"],
             worker_name=options["worker_name"],
             queue_size=options["worker_queue_size"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .backoff import Backoff
-from .config import WorkerConfig, new_worker_id
+from .config import QueueOrder, WorkerConfig, new_worker_id
 from .orchestrator import Worker, run_worker
 
-__all__ = ["Backoff", "Worker", "WorkerConfig", "new_worker_id", "run_worker"]
+__all__ = ["Backoff", "QueueOrder", "Worker", "WorkerConfig", "new_worker_id", "run_worker"]

@@ -2,33 +2,97 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import defaults
 from ..errors import ConfigurationError
 from ..options import check_queue
 from .backoff import Backoff
+from .budget import QueueOrder
 
-__all__ = ["WorkerConfig", "new_worker_id"]
+if TYPE_CHECKING:
+    from ..app import Rediq
+
+__all__ = [
+    "QueueOrder",
+    "WorkerConfig",
+    "default_worker_name",
+    "new_worker_id",
+    "parse_queue_names",
+    "unconsumed_queues",
+]
+
+_workers_here = itertools.count(1)
+_WEIGHT = re.compile(r"^(?P<queue>.+):(?P<weight>[0-9]+)$")
+
+
+def _host_pid() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def default_worker_name() -> str:
+    """A name no other worker has: ``worker@<host>:<pid>`` (``worker-2@…`` for the
+    second worker of one process, and so on)."""
+    n = next(_workers_here)
+    return f"worker{'' if n == 1 else f'-{n}'}@{_host_pid()}"
 
 
 def new_worker_id(name: str) -> str:
-    """A worker id unique across hosts and restarts: name, host, pid and a random part."""
-    return f"{name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """A worker id unique across hosts and restarts: name, host, pid and a random part
+    (host and pid once, when the name already ends with them, as a default name does)."""
+    base = name if name.endswith(f"@{_host_pid()}") else f"{name}@{_host_pid()}"
+    return f"{base}:{uuid.uuid4().hex[:6]}"
+
+
+def parse_queue_names(values: Iterable[str]) -> tuple[tuple[str, ...], dict[str, int]]:
+    """``--queue-name`` values: ``name`` or ``name:weight`` (a whole number >= 1; a queue
+    whose own name ends with ``:<digits>`` is given with its weight, e.g. ``shard:2:1``).
+    Return the queue names in order and the weights given."""
+    queues: list[str] = []
+    weights: dict[str, int] = {}
+    for value in values:
+        found = _WEIGHT.match(value)
+        queue = found["queue"] if found else value
+        queues.append(queue)
+        if found:
+            weights[queue] = int(found["weight"])
+    return tuple(queues), weights
+
+
+def unconsumed_queues(app: Rediq, consumed: Iterable[str]) -> dict[str, list[str]]:
+    """The queues the app's tasks and schedules go to that ``consumed`` leaves out, with
+    the names of the tasks that go there."""
+    going: dict[str, set[str]] = {}
+    for task in app.tasks.values():
+        going.setdefault(task.options.queue, set()).add(task.name)
+    for schedule in app.schedules.values():
+        going.setdefault(schedule.spec.queue, set()).add(schedule.spec.task)
+    for queue in consumed:
+        going.pop(queue, None)
+    return {queue: sorted(tasks) for queue, tasks in going.items()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerConfig:
     """How a worker runs (the ``rediq worker`` options of the same names).
 
-    :param queues: queues to consume besides the app's default queue.
+    :param queues: queues to consume besides the app's default queue, in order.
     :param skip_default_queue: do not consume the app's default queue.
-    :param worker_name: a readable name (default: ``worker``); the id adds host, pid and
-        a random part.
+    :param queue_order: which queue gets a free slot when several have due tasks:
+        ``fair`` (round-robin), ``strict`` (the first as listed) or ``weighted``
+        (weighted round-robin); default: ``weighted`` if ``queue_weights`` are given,
+        else ``fair``. All queues share the ``task_concurrency`` (docs/worker.md).
+    :param queue_weights: ``{queue: weight}`` (whole numbers >= 1; 1 for a queue not
+        named) for the weighted order.
+    :param worker_name: a readable name (default: ``worker@<host>:<pid>``, unique); the
+        id adds host, pid and a random part.
     :param queue_size: tasks leased beyond those the idle runners start at once
         (prefetched, waiting locally for a runner); 0: none.
     :param task_concurrency: task coroutines running at once.
@@ -47,7 +111,9 @@ class WorkerConfig:
 
     queues: tuple[str, ...] = ()
     skip_default_queue: bool = False
-    worker_name: str = "worker"
+    queue_order: QueueOrder | str | None = None
+    queue_weights: Mapping[str, int] = field(default_factory=dict, hash=False)
+    worker_name: str | None = None
     queue_size: int = defaults.WORKER_QUEUE_SIZE
     task_concurrency: int = defaults.WORKER_TASK_CONCURRENCY
     executor_pool_name: str = defaults.EXECUTOR_POOL_NAME
@@ -67,6 +133,7 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         for queue in self.queues:
             check_queue(queue, "queue_name")
+        self._check_order()
         if self.queue_size < 0:
             raise ConfigurationError(f"worker_queue_size={self.queue_size} must be >= 0")
         if self.task_concurrency < 1:
@@ -84,6 +151,42 @@ class WorkerConfig:
                 f"lease_renew_ms={self.lease_renew_ms} must be between 0 and"
                 f" lease_ms={self.lease_ms}, so leases are renewed before they expire"
             )
+
+    def _check_order(self) -> None:
+        orders = [o.value for o in QueueOrder]
+        if self.queue_order is not None and self.queue_order not in orders:
+            raise ConfigurationError(
+                f"queue_order={self.queue_order!r}: expected one of {', '.join(orders)}"
+            )
+        for queue, weight in self.queue_weights.items():
+            if queue not in self.queues:
+                raise ConfigurationError(
+                    f"queue weight for {queue!r}, which is not among the queues to consume"
+                    f" ({', '.join(self.queues) or 'none given'})"
+                )
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+                raise ConfigurationError(
+                    f"queue weight {weight!r} of {queue!r} must be a whole number >= 1"
+                )
+        if self.queue_weights and self.resolved_queue_order is not QueueOrder.WEIGHTED:
+            raise ConfigurationError(
+                f"queue weights apply to the weighted order, not to --queue-order"
+                f" {self.queue_order}: drop the weights or the order"
+            )
+
+    @property
+    def resolved_queue_order(self) -> QueueOrder:
+        if self.queue_order is None:
+            return QueueOrder.WEIGHTED if self.queue_weights else QueueOrder.FAIR
+        return QueueOrder(self.queue_order)
+
+    def describe_queues(self, queues: Iterable[str]) -> str:
+        """The consumed queues and their order, as the banner and the ready line say it."""
+        order = self.resolved_queue_order
+        names = list(queues)
+        if order is QueueOrder.WEIGHTED:
+            names = [f"{q}:{self.queue_weights.get(q, 1)}" for q in names]
+        return ", ".join(names) + (f" ({order.value} order)" if len(names) > 1 else "")
 
     def resolved_queues(self, default_queue: str) -> tuple[str, ...]:
         """The queues to consume, in order, without duplicates."""

@@ -25,10 +25,11 @@ from ..errors import BrokerUnavailableError, ConfigurationError
 from ..info import WorkerInfo
 from ..logs import task_extra
 from ..message import now_ms
-from .config import WorkerConfig, new_worker_id
+from .budget import Budget
+from .config import WorkerConfig, default_worker_name, new_worker_id, unconsumed_queues
 from .cron import CronScheduler
 from .events import EventDispatcher
-from .fetcher import Fetcher, LocalQueue, Slots
+from .fetcher import Fetcher, LocalQueue
 from .health import BrokerHealth
 from .leases import LeaseKeeper, LeaseTable
 from .listening import follow
@@ -44,12 +45,6 @@ log = logging.getLogger("rediq.worker")
 EXIT_OK, EXIT_FORCED = 0, 1
 
 
-def _share(total: int, parts: int) -> list[int]:
-    """Split ``total`` local slots between ``parts`` queues (each gets at least one)."""
-    base, extra = divmod(max(total, parts), parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
 class Worker:
     """Consumes ``config``'s queues of ``app`` until asked to stop. ``await run()``."""
 
@@ -57,10 +52,11 @@ class Worker:
         self.app = app
         self.config = config = config or WorkerConfig()
         self.queues = config.resolved_queues(app.default_options.queue)
-        self.id = new_worker_id(config.worker_name)
+        self.name = config.worker_name or default_worker_name()
+        self.id = new_worker_id(self.name)
         self.info = WorkerInfo(
             worker_id=self.id,
-            worker_name=config.worker_name,
+            worker_name=self.name,
             queues=self.queues,
             task_concurrency=config.task_concurrency,
             queue_size=config.queue_size,
@@ -71,11 +67,13 @@ class Worker:
         self.leases = LeaseTable()
         self.health = BrokerHealth(app.redis_url)
         self.local: LocalQueue = asyncio.PriorityQueue()
-        capacity = config.queue_size + config.task_concurrency
-        self.slots = {
-            q: Slots(n)
-            for q, n in zip(self.queues, _share(capacity, len(self.queues)), strict=True)
-        }
+        #: Local slots (running plus prefetched tasks) shared by every consumed queue.
+        self.budget = Budget(
+            config.queue_size + config.task_concurrency,
+            self.queues,
+            config.resolved_queue_order,
+            config.queue_weights,
+        )
         self.forced = False
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
@@ -155,7 +153,7 @@ class Worker:
         settler = self.settler = CountingSettler(broker, self.id, self.health)
         self.runner = TaskRunner(
             app=self.app,
-            worker_name=self.config.worker_name,
+            worker_name=self.name,
             events=events,
             settler=settler,
             leases=self.leases,
@@ -225,7 +223,8 @@ class Worker:
         cron = self._supervised(
             CronScheduler(self.app, broker, self.queues).run, "cron", may_end=True
         )  # it ends at once without schedules
-        log.info("worker %s ready: consuming %s", self.id, ", ".join(self.queues))
+        log.info("worker %s ready: consuming %s", self.id, self.config.describe_queues(self.queues))
+        self._warn_unconsumed()
         self.ready.set()
         self._maybe_check_burst(broker)
         await self._stop.wait()
@@ -331,12 +330,24 @@ class Worker:
 
         return self._spawn(supervise(), name)
 
+    def _warn_unconsumed(self) -> None:
+        """One line per queue that tasks (or schedules) of the app go to and this worker
+        does not consume: their enqueues would wait for another worker."""
+        for queue, tasks in sorted(unconsumed_queues(self.app, self.queues).items()):
+            log.warning(
+                "%s %s to queue %r, which this worker does not consume (add --queue-name %s)",
+                f"tasks {', '.join(tasks)}" if len(tasks) > 1 else f"task {tasks[0]}",
+                "go" if len(tasks) > 1 else "goes",
+                queue,
+                queue,
+            )
+
     def _fetcher(self, broker: Broker, queue: str) -> Fetcher:
         return Fetcher(
             broker=broker,
             queue=queue,
             worker_id=self.id,
-            slots=self.slots[queue],
+            budget=self.budget,
             lease_ms=self.config.lease_ms,
             local=self.local,
             on_leased=self._leased,
@@ -358,7 +369,7 @@ class Worker:
             except Exception:
                 await self._internal_error(broker, delivery)
             finally:
-                self.slots[delivery.message.queue].give()
+                self.budget.give()
                 self.local.task_done()
                 self._maybe_check_burst(broker)
 
@@ -389,8 +400,7 @@ class Worker:
     def _maybe_check_burst(self, broker: Broker) -> None:
         if not self.config.burst or self._stop.is_set():
             return
-        idle = all(slots.idle for slots in self.slots.values())
-        if idle and (self._burst_check is None or self._burst_check.done()):
+        if self.budget.idle and (self._burst_check is None or self._burst_check.done()):
             self._burst_check = self._spawn(self._check_burst(broker), "burst")
 
     async def _check_burst(self, broker: Broker) -> None:
@@ -398,7 +408,7 @@ class Worker:
             stats = await broker.queue_stats(queue)
             if stats.pending or stats.scheduled:
                 return
-        if all(slots.idle for slots in self.slots.values()) and not self._stop.is_set():
+        if self.budget.idle and not self._stop.is_set():
             log.info("burst mode: the queues are empty, stopping")
             self.request_shutdown()
 
@@ -422,7 +432,7 @@ class Worker:
     def _record(self) -> WorkerRecord:
         return WorkerRecord(
             id=self.id,
-            name=self.config.worker_name,
+            name=self.name,
             queues=self.queues,
             heartbeat_age_s=0.0,
             info={
