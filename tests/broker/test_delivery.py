@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -349,3 +349,39 @@ async def test_resent_claim_leases_nothing_more(
     active = await redis.zrange(f"{{{rediq_namespace}:{Q}}}:active", 0, -1)
     assert sorted(a.decode() for a in active) == sorted(m.id for m in messages[:2])
     assert [d.deliveries for d in batch.deliveries] == [1, 1]
+
+
+async def test_resent_group_cancel_and_delete_answer_their_first_answer(
+    proxy: TcpProxy, proxied: RedisBroker, broker: RedisBroker
+) -> None:
+    """Group cancel and group delete are re-sent after a lost reply like every other
+    state-changing call: the re-send answers what the first send did (cancelled; one
+    deleted), not what a second run would find (finished; nothing left)."""
+    await warm_up(proxied, broker)
+    cancel_me = make_message(queue=Q, groups=("lost-cancel",), result_ttl_s=60)
+    delete_me = make_message(queue=Q, groups=("lost-delete",), result_ttl_s=60)
+    throwaway = make_message(queue=Q)
+    await broker.enqueue([cancel_me, delete_me, throwaway])
+    await broker.cancel(throwaway.id, Q)  # loads both scripts: no rule meets NOSCRIPT
+    await broker.delete(throwaway.id, Q)
+
+    def ran(task_id: str, state: TaskState | None) -> Callable[[], Awaitable[None]]:
+        async def on_server() -> None:  # the reply is lost only once the call ran
+            async def reached() -> bool:
+                record = await broker.get_task(task_id, Q)
+                return (record.state if record else None) is state
+
+            await until(reached, f"{task_id} {state} on the server")
+
+        return on_server
+
+    cancelled = Rule(
+        b"result:" + cancel_me.id.encode(), hook=ran(cancel_me.id, TaskState.CANCELLED)
+    )
+    proxy.add(cancelled)
+    outcomes = await proxied.cancel_group("lost-cancel", Q)
+    assert {i: o.value for i, o in outcomes.items()} == {cancel_me.id: "cancelled"}
+    deleted = Rule(b"result:" + delete_me.id.encode(), hook=ran(delete_me.id, None))
+    proxy.add(deleted)
+    assert await proxied.delete_group("lost-delete", Q) == 1
+    assert (cancelled.hits, deleted.hits) == (1, 1), "a reply was not lost"
