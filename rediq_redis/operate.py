@@ -151,7 +151,7 @@ async def cancel_group(session: Session, group: str, queue: str | None) -> dict[
         for start in range(0, len(ids), _GROUP_PAGE):
             chunk = ids[start : start + _GROUP_PAGE]
             calls = [
-                session.scripts.cancel.call(keys.for_task(i), [i, session.keys.cancel_channel])
+                session.scripts.cancel.call(keys.for_call(i), [i, session.keys.cancel_channel])
                 for i in chunk
             ]
             replies = await run_batch(session.client, calls)
@@ -172,7 +172,7 @@ async def delete_group(session: Session, group: str, queue: str | None) -> int:
         ids = list(dict.fromkeys([*await group_ids(session, name, group), *ended.get(name, [])]))
         for start in range(0, len(ids), _GROUP_PAGE):
             calls = [
-                session.scripts.delete.call(keys.for_task(i), [i])
+                session.scripts.delete.call(keys.for_call(i), [i])
                 for i in ids[start : start + _GROUP_PAGE]
             ]
             total += sum(int(r) for r in await run_batch(session.client, calls))
