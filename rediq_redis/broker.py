@@ -44,6 +44,7 @@ from .connection import (
     client_options,
     explain_connect_failure,
     make_clients,
+    pool_exhausted,
     translate_error,
 )
 from .cron_scripts import CronScripts
@@ -172,8 +173,8 @@ class RedisBroker(Broker):
                 session = await self._ready()
                 calls = calls or producer.enqueue_calls(session, messages)
                 return await producer.enqueue(session, messages, calls)
-            except UNREACHABLE:
-                if time.monotonic() + pause > deadline:
+            except UNREACHABLE as exc:
+                if pool_exhausted(exc) or time.monotonic() + pause > deadline:
                     raise
             await asyncio.sleep(pause)  # retry back-off while unreachable, not a poll
             pause = min(pause * 2, _RETRY_PAUSE_S[1])
