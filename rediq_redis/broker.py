@@ -51,6 +51,7 @@ from .cron_scripts import CronScripts
 from .durability import durability
 from .keys import NamespaceKeys
 from .records import text
+from .results import ResultListener
 from .scripts import Scripts
 from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
@@ -99,6 +100,7 @@ class RedisBroker(Broker):
         self.settings = settings or BrokerSettings()
         self._session: Session | None = None
         self._cron_scripts: CronScripts | None = None
+        self._results: ResultListener | None = None
         self._lock = asyncio.Lock()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -154,6 +156,9 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         session, self._session = self._session, None
         self._cron_scripts = None
+        results, self._results = self._results, None
+        if results is not None:
+            await results.close()
         if session is not None:
             await session.blocking.aclose()
             await session.client.aclose()
@@ -225,7 +230,10 @@ class RedisBroker(Broker):
     async def wait_finished(
         self, task_id: str, queue: str, timeout_s: float | None
     ) -> TaskRecord | None:
-        return await control.wait_finished(await self._ready(), task_id, queue, timeout_s)
+        session = await self._ready()
+        if self._results is None:
+            self._results = ResultListener(session, self.url)
+        return await self._results.wait(session.keys.queue(queue), task_id, timeout_s)
 
     @_translated
     async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:

@@ -94,6 +94,19 @@ async def many_waits(harness: Harness, servers: Sequence[RedisServer], count: in
 
 
 @pytest.mark.timeout(300)
+async def test_two_thousand_waits_on_one_server(
+    tmp_path: Path, rediq_redis_server: RedisServer, rediq_namespace: str
+) -> None:
+    """The reported case: 2,000 waits with the default pool (each took a connection)."""
+    harness = Harness(tmp_path, rediq_redis_server.url(), rediq_namespace)
+    try:
+        await many_waits(harness, [rediq_redis_server], 2_000)
+    finally:
+        await harness.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_ten_thousand_waits_on_one_server(
     tmp_path: Path, rediq_redis_server: RedisServer, rediq_namespace: str
 ) -> None:
