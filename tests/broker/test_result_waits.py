@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ import pytest
 from redis.asyncio import Redis
 
 from rediq_core.testing import RedisServer
-from rediq_core.testing.topologies import ClusterTopology, SentinelTopology
 
 from ..worker.conftest import Harness
+from ..worker.test_failover import cluster, sentinel  # noqa: F401  (fixtures)
 
 WAITERS = 10_000
 #: Connections the producer may hold on one server however many waiters it has.
@@ -43,17 +43,26 @@ async def double(x):
 """
 
 
-async def producer_connections(servers: Sequence[RedisServer]) -> list[int]:
-    """The producer's connections on each server (by client name)."""
-    counts = []
+async def _clients(servers: Sequence[RedisServer]) -> list[list[dict[str, Any]]]:
+    """``CLIENT LIST`` of each server (empty for a server that is down)."""
+    found = []
     for server in servers:
         admin = Redis(port=server.port)
         try:
-            clients = await admin.client_list()
+            found.append(await admin.client_list())
+        except OSError:
+            found.append([])
         finally:
             await admin.aclose()
-        counts.append(sum(1 for c in clients if c.get("name") == "producer"))
-    return counts
+    return found
+
+
+async def producer_connections(servers: Sequence[RedisServer]) -> list[int]:
+    """The producer's connections on each server (by client name)."""
+    return [
+        sum(1 for c in clients if c.get("name") == "producer")
+        for clients in await _clients(servers)
+    ]
 
 
 async def enqueue(m: Any, count: int) -> list[Any]:
@@ -93,50 +102,35 @@ async def many_waits(harness: Harness, servers: Sequence[RedisServer], count: in
     assert 0 < peak <= MAX_CONNECTIONS_PER_SERVER, peak
 
 
+def _topology(request: pytest.FixtureRequest, name: str) -> tuple[str, list[RedisServer]]:
+    """URL and servers (the masters) of a session-wide topology."""
+    if name == "server":
+        server = request.getfixturevalue("rediq_redis_server")
+        return server.url(), [server]
+    if name == "sentinel":
+        topology = request.getfixturevalue("rediq_redis_sentinel")
+        return topology.url(), [topology.master()]
+    topology = request.getfixturevalue("rediq_redis_cluster")
+    return topology.url(), topology.masters()
+
+
 @pytest.mark.timeout(300)
-async def test_two_thousand_waits_on_one_server(
-    tmp_path: Path, rediq_redis_server: RedisServer, rediq_namespace: str
+@pytest.mark.parametrize(
+    ("topology", "count"),
+    [
+        ("server", 2_000),  # the reported case: each wait took a connection of the pool
+        pytest.param("server", WAITERS, marks=pytest.mark.slow),
+        pytest.param("sentinel", WAITERS, marks=pytest.mark.slow),
+        pytest.param("cluster", WAITERS, marks=pytest.mark.slow),
+    ],
+)
+async def test_many_concurrent_waits(
+    request: pytest.FixtureRequest, tmp_path: Path, rediq_namespace: str, topology: str, count: int
 ) -> None:
-    """The reported case: 2,000 waits with the default pool (each took a connection)."""
-    harness = Harness(tmp_path, rediq_redis_server.url(), rediq_namespace)
+    url, servers = _topology(request, topology)
+    harness = Harness(tmp_path, url, rediq_namespace)
     try:
-        await many_waits(harness, [rediq_redis_server], 2_000)
-    finally:
-        await harness.close()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-async def test_ten_thousand_waits_on_one_server(
-    tmp_path: Path, rediq_redis_server: RedisServer, rediq_namespace: str
-) -> None:
-    harness = Harness(tmp_path, rediq_redis_server.url(), rediq_namespace)
-    try:
-        await many_waits(harness, [rediq_redis_server], WAITERS)
-    finally:
-        await harness.close()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-async def test_ten_thousand_waits_through_sentinel(
-    tmp_path: Path, rediq_redis_sentinel: SentinelTopology, rediq_namespace: str
-) -> None:
-    harness = Harness(tmp_path, rediq_redis_sentinel.url(), rediq_namespace)
-    try:
-        await many_waits(harness, [rediq_redis_sentinel.master()], WAITERS)
-    finally:
-        await harness.close()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-async def test_ten_thousand_waits_on_a_cluster(
-    tmp_path: Path, rediq_redis_cluster: ClusterTopology, rediq_namespace: str
-) -> None:
-    harness = Harness(tmp_path, rediq_redis_cluster.url(), rediq_namespace)
-    try:
-        await many_waits(harness, rediq_redis_cluster.masters(), WAITERS)
+        await many_waits(harness, servers, count)
     finally:
         await harness.close()
 
@@ -148,90 +142,61 @@ FAILOVER_WAITERS = 2_000
 DURABLE = '{"wait_replicas": 1, "wait_timeout_ms": 5000}'
 
 
-@pytest.fixture
-def cluster() -> Iterator[ClusterTopology]:
-    with ClusterTopology() as topology:
-        yield topology
-
-
-@pytest.fixture
-def sentinel() -> Iterator[SentinelTopology]:
-    with SentinelTopology() as topology:
-        yield topology
-
-
 async def waits_through_failover(
     harness: Harness, servers: Sequence[RedisServer], fail_over: Any
 ) -> None:
-    """Waiters of unfinished tasks wait while ``fail_over()`` (in a thread) kills the
-    master serving them and waits for the promotion; then a worker runs the tasks and
-    every waiter gets its result."""
+    """Waiters of unfinished tasks wait while ``fail_over(server)`` (in a thread) kills
+    the master holding their subscription and waits for the promotion; then a worker
+    runs the tasks and every waiter gets its result."""
     m = harness.write_app(APP.format(config=DURABLE), header="")
     handles = await enqueue(m, FAILOVER_WAITERS)
     waits = [asyncio.ensure_future(h.result(timeout=WAIT_S)) for h in handles]
     # the listener is subscribed before the kill (the producer subscribes on the master)
     deadline = asyncio.get_running_loop().time() + 30
-    while await _subscribers(servers) == 0:
+    while not (subscribed := await _subscribed_on(servers)):
         assert asyncio.get_running_loop().time() < deadline, "the waiters never subscribed"
         await asyncio.sleep(0.05)  # bounded wait for the listener
-    await asyncio.to_thread(fail_over)
+    [server] = subscribed
+    await asyncio.to_thread(fail_over, server)
     harness.start("--worker-task-concurrency", "50", env={"REDIQ_TEST_CLIENT": "worker"})
     results, _ = await gather_results(waits, servers)
     assert results == [2 * i for i in range(FAILOVER_WAITERS)]
 
 
-async def _subscribers(servers: Sequence[RedisServer]) -> int:
-    found = 0
-    for server in servers:
-        admin = Redis(port=server.port)
-        try:
-            clients = await admin.client_list()
-        except OSError:
-            continue
-        finally:
-            await admin.aclose()
-        found += sum(1 for c in clients if c.get("name") == "producer" and c.get("sub") != "0")
-    return found
+async def _subscribed_on(servers: Sequence[RedisServer]) -> list[RedisServer]:
+    """The servers on which the producer holds a subscription."""
+    return [
+        server
+        for server, clients in zip(servers, await _clients(servers), strict=True)
+        if any(c.get("name") == "producer" and c.get("sub") != "0" for c in clients)
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-async def test_waits_survive_a_sentinel_failover(
-    tmp_path: Path, sentinel: SentinelTopology, rediq_namespace: str
+@pytest.mark.parametrize("kind", ["sentinel", "cluster"])
+async def test_waits_survive_a_failover(
+    request: pytest.FixtureRequest, tmp_path: Path, rediq_namespace: str, kind: str
 ) -> None:
-    victim = sentinel.master()
+    """The master holding the waiters' subscription is SIGKILLed (on Sentinel it also
+    serves their queue); a replica takes over; the killed server comes back as a
+    replica."""
+    topology = request.getfixturevalue(kind)  # a topology of its own (it is broken)
+    servers = [topology.master()] if kind == "sentinel" else topology.masters()
 
-    def fail_over() -> None:
+    def fail_over(victim: RedisServer) -> None:
         victim.kill()  # SIGKILL
-        sentinel.wait_failover(victim)
-        victim.start()  # the sentinels turn it into a replica of the new master
-        sentinel.wait_replica(victim)
+        if kind == "sentinel":
+            topology.wait_failover(victim)
+            victim.start()
+            topology.wait_replica(victim)
+        else:
+            topology.wait_promoted(topology.replica_of(victim))
+            victim.start()
+            topology.wait_healthy()
 
-    harness = Harness(tmp_path, sentinel.url(), rediq_namespace)
+    harness = Harness(tmp_path, topology.url(), rediq_namespace)
     try:
-        await waits_through_failover(harness, [victim], fail_over)
-    finally:
-        await harness.close()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-async def test_waits_survive_a_cluster_failover(
-    tmp_path: Path, cluster: ClusterTopology, rediq_namespace: str
-) -> None:
-    from redis.crc import key_slot
-
-    victim = cluster.master_of_slot(key_slot(f"{{{rediq_namespace}:default}}".encode()))
-    replica = cluster.replica_of(victim)
-
-    def fail_over() -> None:
-        victim.kill()  # SIGKILL
-        cluster.wait_promoted(replica)
-        victim.start()  # comes back as a replica of the new master
-        cluster.wait_healthy()
-
-    harness = Harness(tmp_path, cluster.url(), rediq_namespace)
-    try:
-        await waits_through_failover(harness, cluster.masters(), fail_over)
+        await waits_through_failover(harness, servers, fail_over)
     finally:
         await harness.close()
