@@ -200,3 +200,72 @@ async def test_waits_survive_a_failover(
         await waits_through_failover(harness, servers, fail_over)
     finally:
         await harness.close()
+
+
+# --- what wakes a waiter besides the announcement ---------------------------------------
+
+
+async def _silent_end(redis: Redis, broker: Any, message: Any) -> None:
+    """Wait until the broker listens for the end of ``message``'s task, then end the task
+    the way a lost announcement would look: the outcome is stored, nothing is published."""
+    keys, task_id = (await broker._ready()).keys.queue(message.queue), message.id
+    channel = keys.done(task_id)
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await redis.pubsub_numsub(channel))[0][1] == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the waiter never subscribed"
+        await asyncio.sleep(0.02)  # bounded wait for the subscription
+    await redis.hset(keys.result(task_id), mapping={"state": "succeeded", "result": "42"})
+    await redis.hdel(keys.key("state"), task_id)
+
+
+async def test_the_safety_net_finds_an_end_whose_announcement_was_lost(
+    rediq_redis_url: str, rediq_namespace: str
+) -> None:
+    from rediq_core.broker import BrokerOptions
+    from rediq_core.testing.broker_contract import make_message
+    from rediq_redis import RedisBroker
+    from rediq_redis.session import BrokerSettings
+
+    options = BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace)
+    broker = RedisBroker(options, BrokerSettings(wake_safety_cap_s=0.3))
+    redis = Redis.from_url(rediq_redis_url)
+    try:
+        message = make_message()
+        await broker.enqueue([message])
+        waiter = asyncio.ensure_future(broker.wait_finished(message.id, message.queue, 20))
+        await _silent_end(redis, broker, message)
+        record = await waiter
+        assert record is not None and record.result == b"42"
+    finally:
+        await redis.aclose()
+        await broker.close()
+
+
+async def test_a_reconnected_listener_looks_every_waiting_task_up_again(
+    rediq_redis_url: str, rediq_namespace: str
+) -> None:
+    """The safety net is 30 s away: only the re-check after the listener's connection
+    was killed (and re-established) can end these waits in time."""
+    from rediq_core.broker import BrokerOptions
+    from rediq_core.testing.broker_contract import make_message
+    from rediq_redis import RedisBroker
+
+    name = f"waiter-{rediq_namespace}"
+    options = BrokerOptions(
+        url=rediq_redis_url, namespace=rediq_namespace, config={"client_name": name}
+    )
+    broker = RedisBroker(options)
+    redis = Redis.from_url(rediq_redis_url)
+    try:
+        messages = [make_message() for _ in range(3)]
+        await broker.enqueue(messages)
+        waiters = [asyncio.ensure_future(broker.wait_finished(m.id, m.queue, 20)) for m in messages]
+        for message in messages:
+            await _silent_end(redis, broker, message)
+        [listener] = [c for c in await redis.client_list() if c["name"] == name and c["sub"] != "0"]
+        await redis.client_kill_filter(_id=listener["id"])
+        records = await asyncio.gather(*waiters)
+        assert all(r is not None and r.result == b"42" for r in records)
+    finally:
+        await redis.aclose()
+        await broker.close()
