@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from redis import exceptions as redis_errors
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
@@ -44,7 +45,13 @@ log = logging.getLogger("rediq.results")
 BATCH = 500
 #: Pauses between reconnection attempts of the listener (doubling, capped).
 _RETRY_PAUSE_S = (0.05, 1.0)
-_LOST: tuple[type[Exception], ...] = (*UNREACHABLE, *RESENDABLE)
+#: Errors after which the listener reconnects (a cluster whose nodes all fail to answer
+#: raises RedisClusterException while its slot map is reloaded).
+_LOST: tuple[type[Exception], ...] = (
+    *UNREACHABLE,
+    *RESENDABLE,
+    redis_errors.RedisClusterException,
+)
 
 
 @dataclass(eq=False)
