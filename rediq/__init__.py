@@ -37,6 +37,7 @@ from rediq_core import (
 from rediq_core.errors import (
     BrokerError,
     BrokerOutOfMemoryError,
+    BrokerPoolExhaustedError,
     BrokerUnavailableError,
     ConfigurationError,
     ContextUnavailableError,
@@ -55,6 +56,7 @@ __all__ = [
     "EVENT_NAMES",
     "BrokerError",
     "BrokerOutOfMemoryError",
+    "BrokerPoolExhaustedError",
     "BrokerUnavailableError",
     "CancelOutcome",
     "ConfigurationError",

@@ -8,6 +8,7 @@ from __future__ import annotations
 __all__ = [
     "BrokerError",
     "BrokerOutOfMemoryError",
+    "BrokerPoolExhaustedError",
     "BrokerUnavailableError",
     "ConfigurationError",
     "ContextUnavailableError",
@@ -69,6 +70,12 @@ class BrokerError(RediqError):
 class BrokerUnavailableError(BrokerError, ConnectionError):
     """The broker cannot be reached (refused, reset, timed out); the message names the URL
     (password masked). Nothing was half-written: the call either happened or did not."""
+
+
+class BrokerPoolExhaustedError(BrokerError):
+    """Every connection of the client's pool is in use (``max_connections`` reached): the
+    broker is reachable, this process asks too much of it at once. The message says which
+    setting to raise."""
 
 
 class BrokerOutOfMemoryError(BrokerError):

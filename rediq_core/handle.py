@@ -61,7 +61,8 @@ class TaskHandle(Generic[R]):
         return await self._app.get_broker().cancel(self.id, self.queue)
 
     async def result(self, timeout: float | dt.timedelta | None = None) -> R:
-        """Wait (blocking in Redis, no polling) for the task to end and return its result.
+        """Wait for the task to end (no polling: the broker announces it; any number of
+        waiters share a fixed number of connections) and return its result.
 
         Raises :class:`TimeoutError` after ``timeout`` (seconds or a timedelta),
         :class:`TaskFailedError` if it failed, :class:`TaskCancelledError` if it was cancelled, and

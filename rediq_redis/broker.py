@@ -53,11 +53,13 @@ from .connection import (
     client_options,
     explain_connect_failure,
     make_clients,
+    pool_exhausted,
     translate_error,
 )
 from .cron_scripts import CronScripts
 from .durability import durability
 from .keys import NamespaceKeys
+from .results import ResultListener
 from .scripts import Scripts
 from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
@@ -106,6 +108,7 @@ class RedisBroker(Broker):
         self.settings = settings or BrokerSettings()
         self._session: Session | None = None
         self._cron_scripts: CronScripts | None = None
+        self._results: ResultListener | None = None
         self._lock = asyncio.Lock()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -161,6 +164,9 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         session, self._session = self._session, None
         self._cron_scripts = None
+        results, self._results = self._results, None
+        if results is not None:
+            await results.close()
         if session is not None:
             await session.blocking.aclose()
             await session.client.aclose()
@@ -180,8 +186,8 @@ class RedisBroker(Broker):
                 session = await self._ready()
                 calls = calls or producer.enqueue_calls(session, messages)
                 return await producer.enqueue(session, messages, calls)
-            except UNREACHABLE:
-                if time.monotonic() + pause > deadline:
+            except UNREACHABLE as exc:
+                if pool_exhausted(exc) or time.monotonic() + pause > deadline:
                     raise
             await asyncio.sleep(pause)  # retry back-off while unreachable, not a poll
             pause = min(pause * 2, _RETRY_PAUSE_S[1])
@@ -236,7 +242,10 @@ class RedisBroker(Broker):
     async def wait_finished(
         self, task_id: str, queue: str, timeout_s: float | None
     ) -> TaskRecord | None:
-        return await control.wait_finished(await self._ready(), task_id, queue, timeout_s)
+        session = await self._ready()
+        if self._results is None:
+            self._results = ResultListener(session, self.url)
+        return await self._results.wait(session.keys.queue(queue), task_id, timeout_s)
 
     @_translated
     async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:

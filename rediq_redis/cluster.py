@@ -33,7 +33,7 @@ from redis.backoff import NoBackoff
 from rediq_core import defaults
 from rediq_core.errors import BrokerError
 
-from .connection import BoundedRetry, blocking_options
+from .connection import BoundedRetry, blocking_options, pool_exhausted
 from .durability import WaitReplicas, check_acknowledged
 from .packing import fast_packing
 from .topology import Topology
@@ -82,6 +82,8 @@ async def resend(
         try:
             return await send()
         except RESENDABLE as exc:
+            if pool_exhausted(exc):  # the client's own pool is full: no node failed
+                raise
             if time.monotonic() - started + delay > budget_s:
                 raise SlotUnavailableError(explain(exc)) from exc
             await asyncio.sleep(delay)  # failover backoff, not a poll of work

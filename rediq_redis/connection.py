@@ -28,7 +28,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from rediq_core import defaults
-from rediq_core.errors import BrokerError, BrokerOutOfMemoryError, BrokerUnavailableError
+from rediq_core.errors import (
+    BrokerError,
+    BrokerOutOfMemoryError,
+    BrokerPoolExhaustedError,
+    BrokerUnavailableError,
+)
 
 from .packing import fast_packing
 from .topology import Kind, mask_url, parse_url
@@ -45,11 +50,21 @@ __all__ = [
     "default_retry",
     "explain_connect_failure",
     "make_clients",
+    "pool_exhausted",
     "translate_error",
 ]
 
 #: The client library's errors that mean "the server could not be reached".
 UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """Whether ``exc`` says the client's own pool is full (``max_connections``): nothing
+    is wrong with the server, and re-sending on a fresh connection cannot help."""
+    error = getattr(redis_errors, "MaxConnectionsError", None)  # redis-py >= 6
+    if error is not None and isinstance(exc, error):
+        return True
+    return isinstance(exc, redis_errors.ConnectionError) and str(exc) == "Too many connections"
 
 
 def translate_error(url: str, exc: Exception) -> Exception:
@@ -58,6 +73,13 @@ def translate_error(url: str, exc: Exception) -> Exception:
     if isinstance(exc, BrokerError):  # already rediq's own, with its own advice
         return exc
     where = mask_url(url)
+    if pool_exhausted(exc):  # a ConnectionError to the client library, but a local one
+        return BrokerPoolExhaustedError(
+            f"the connection pool for Redis at {where} is exhausted ({exc}): this process"
+            " runs more Redis commands at once than redis_config's max_connections allows"
+            " (per node on a cluster); raise max_connections in redis_config, or run fewer"
+            " operations concurrently"
+        )
     if isinstance(exc, UNREACHABLE):
         return BrokerUnavailableError(
             f"Redis at {where} is unreachable ({type(exc).__name__}: {exc}); check that the"

@@ -1,12 +1,14 @@
-"""Results and control: task lookup, result waits, cancel, delete, purge, dead letters."""
+"""Results and control: task lookup, cancel, delete, purge, dead letters (result waits:
+``results``)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from typing import Any
 
-from rediq_core.broker import CancelOutcome, QueueStats, TaskRecord
-from rediq_core.errors import TaskNotFoundError
+from redis.asyncio.client import Pipeline
+
+from rediq_core.broker import CancelOutcome, QueueStats, TaskRecord, TaskState
 
 from .keys import QueueKeys
 from .records import live_record, result_record, text
@@ -20,11 +22,12 @@ __all__ = [
     "find_queue",
     "get_task",
     "lookup",
+    "lookup_many",
+    "outcomes",
     "purge",
     "queue_stats",
     "queues",
     "requeue_dead",
-    "wait_finished",
 ]
 
 _FIELDS = ("state", "envelope", "payload", "retried", "deliveries", "owner", "error", "started")
@@ -35,21 +38,75 @@ async def queues(session: Session) -> list[str]:
     return sorted(text(m) or "" for m in members)
 
 
-async def lookup(session: Session, keys: QueueKeys, task_id: str) -> TaskRecord | None:
-    async with session.client.pipeline(transaction=False) as pipe:
-        for name in _FIELDS:
-            pipe.hget(keys.key(name), task_id)
-        pipe.zscore(keys.key("dead"), task_id)
-        pipe.hgetall(keys.result(task_id))
-        pipe.zscore(keys.key("scheduled"), task_id)
-        pipe.zscore(keys.key("active"), task_id)
-        replies = await pipe.execute()
+_WAITING = frozenset(s.value for s in TaskState if s.unfinished)
+#: Replies of one task's lookup in a pipeline.
+_LOOKUP_REPLIES = len(_FIELDS) + 4
+
+
+def _queue_lookup(pipe: Pipeline, keys: QueueKeys, task_id: str) -> None:
+    for name in _FIELDS:
+        pipe.hget(keys.key(name), task_id)
+    pipe.zscore(keys.key("dead"), task_id)
+    pipe.hgetall(keys.result(task_id))
+    pipe.zscore(keys.key("scheduled"), task_id)
+    pipe.zscore(keys.key("active"), task_id)
+
+
+def _record(keys: QueueKeys, task_id: str, replies: Sequence[Any]) -> TaskRecord | None:
     fields = dict(zip(_FIELDS, replies[: len(_FIELDS)], strict=True))
     dead_at, result, due, deadline = replies[len(_FIELDS) :]
     record = live_record(task_id, keys.queue, fields, dead_at, due if due is not None else deadline)
     if record is not None:
         return record
     return result_record(task_id, keys.queue, result) if result else None
+
+
+async def lookup(session: Session, keys: QueueKeys, task_id: str) -> TaskRecord | None:
+    [record] = await lookup_many(session, [(keys, task_id)])
+    return record
+
+
+async def lookup_many(
+    session: Session, tasks: Sequence[tuple[QueueKeys, str]]
+) -> list[TaskRecord | None]:
+    """The records of several tasks (None: no record), in one pipelined round trip."""
+    async with session.client.pipeline(transaction=False) as pipe:
+        for keys, task_id in tasks:
+            _queue_lookup(pipe, keys, task_id)
+        replies = await pipe.execute()
+    return [
+        _record(keys, task_id, replies[i * _LOOKUP_REPLIES : (i + 1) * _LOOKUP_REPLIES])
+        for i, (keys, task_id) in enumerate(tasks)
+    ]
+
+
+async def outcomes(
+    session: Session, tasks: Sequence[tuple[QueueKeys, str]]
+) -> list[TaskRecord | TaskState | None]:
+    """What result waiters need of each task, cheaply, in one pipelined round trip (two
+    commands a task): its record if it ended, its state if it has not, None if the
+    broker holds no record of it. Dead letters are looked up in full."""
+    async with session.client.pipeline(transaction=False) as pipe:
+        for keys, task_id in tasks:
+            pipe.hget(keys.key("state"), task_id)
+            pipe.hgetall(keys.result(task_id))
+        replies = await pipe.execute()
+    found: list[TaskRecord | TaskState | None] = []
+    dead: list[int] = []
+    for i, (keys, task_id) in enumerate(tasks):
+        state, result = replies[2 * i], replies[2 * i + 1]
+        if state is None:
+            found.append(result_record(task_id, keys.queue, result) if result else None)
+        elif (text(state) or "") in _WAITING:
+            found.append(TaskState(text(state) or ""))
+        else:  # a dead letter: its record comes from the queue's hashes
+            found.append(None)
+            dead.append(i)
+    if dead:
+        records = await lookup_many(session, [tasks[i] for i in dead])
+        for i, record in zip(dead, records, strict=True):
+            found[i] = record
+    return found
 
 
 async def get_task(session: Session, task_id: str, queue: str | None) -> TaskRecord | None:
@@ -66,27 +123,6 @@ async def find_queue(session: Session, task_id: str, queue: str | None) -> str |
         return queue
     record = await get_task(session, task_id, None)
     return record.queue if record else None
-
-
-async def wait_finished(
-    session: Session, task_id: str, queue: str, timeout_s: float | None
-) -> TaskRecord | None:
-    """Block on the task's done list (BLMOVE onto itself, so every waiter is served)."""
-    keys = session.keys.queue(queue)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    cap = session.settings.wake_safety_cap_s
-    while True:
-        record = await lookup(session, keys, task_id)
-        if record is None:
-            raise TaskNotFoundError(f"no task {task_id} in queue {queue!r} (or it expired)")
-        if not record.state.unfinished:
-            return record
-        remaining = cap if deadline is None else min(cap, deadline - time.monotonic())
-        if remaining <= 0:
-            return None
-        timeout: float = max(remaining, 0.001)  # Redis >= 6 takes decimal timeouts
-        done = keys.done(task_id)
-        await session.blocking.blmove(done, done, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
 
 
 async def cancel(session: Session, task_id: str, queue: str | None) -> CancelOutcome:

@@ -70,7 +70,9 @@ class QueueKeys:
         return self.key(f"result:{task_id}")
 
     def done(self, task_id: str) -> str:
-        """LIST holding one token once the task ended; waiters BLMOVE it onto itself."""
+        """Pub/sub channel (not a key: nothing is stored under it) on which the scripts
+        announce that the task ended or was forgotten unfinished; result waiters
+        subscribe to it (``rediq_redis/results.py``)."""
         return self.key(f"done:{task_id}")
 
     def unblock(self, worker_id: str) -> str:
@@ -84,7 +86,8 @@ class QueueKeys:
         return self.key(f"reply:{nonce}")
 
     def for_task(self, task_id: str) -> list[str]:
-        """KEYS of a script about one task: the queue's keys, then result and done."""
+        """KEYS of a script about one task: the queue's keys, then result and done (the
+        done channel's name travels with the task's keys)."""
         return [*self.all, self.result(task_id), self.done(task_id)]
 
     def for_call(self, task_id: str) -> list[str]:

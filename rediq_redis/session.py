@@ -21,7 +21,8 @@ __all__ = ["BrokerSettings", "QueueNames", "Session"]
 class BrokerSettings:
     """Protocol bounds (documented in docs/broker.md)."""
 
-    #: A blocked fetch re-checks at least this often, in case a wake token was lost.
+    #: A blocked fetch re-checks at least this often, in case a wake token was lost; the
+    #: result listener looks up every waiting task this often, in case a message was lost.
     wake_safety_cap_s: float = 30.0
     #: Lost leases (expired unsettled) after which an expiring lease dead-letters the task.
     max_deliveries: int = defaults.MAX_DELIVERIES

@@ -871,6 +871,20 @@ class CoreBrokerContract:
         assert QUEUE in await broker.queues()
         assert (await fetch_one(broker)).message.id == again.id
 
+    async def test_waiters_of_a_deleted_or_purged_task_are_told(self, broker: Broker) -> None:
+        """A wait ends with TaskNotFoundError when its task is deleted or purged (not at
+        its timeout, nor only at a safety net's next check)."""
+        deleted, purged = await enqueue_one(broker), await enqueue_one(broker)
+        waiters = [
+            asyncio.ensure_future(broker.wait_finished(m.id, QUEUE, WAIT_S))
+            for m in (deleted, purged)
+        ]
+        await asyncio.sleep(0.05)  # let the waiters start waiting (either order is correct)
+        assert await broker.delete(deleted.id, QUEUE)
+        assert await broker.purge(QUEUE) == 1
+        for outcome in await asyncio.gather(*waiters, return_exceptions=True):
+            assert isinstance(outcome, TaskNotFoundError), outcome
+
 
 class BrokerContract(CoreBrokerContract, CronContract):
     """The whole contract: :class:`CoreBrokerContract` plus cron schedules."""

@@ -2,7 +2,7 @@
 --
 -- KEYS[1..N] are the keys of ONE queue, in the order of QUEUE_KEY_NAMES (rediq_redis/keys.py);
 -- they all share the hash tag {<namespace>:<queue>}, so a script touches a single slot.
--- Per-task keys (result/done of one task id) follow from KEYS[N + 1] on. The table `Q`
+-- Per-task names (result/done of one task id) follow from KEYS[N + 1] on. The table `Q`
 -- below (name -> key) and `N` are generated from QUEUE_KEY_NAMES when the script loads.
 --
 -- Invariants kept by every script (docs/broker.md, "Invariants"):
@@ -17,15 +17,21 @@
 --       same worker never touches a newer one.
 --   I5. A call that carries a reply key answers a re-send of itself (same key) with its
 --       first answer, changing nothing (see replay() below).
+--   I6. Every step that ends a task or forgets an unfinished one publishes on the task's
+--       done channel (announce_end() below), after writing its outcome: a result waiter
+--       subscribed to it re-reads the task then (rediq_redis/results.py).
 redis.replicate_commands()
 
 --@QUEUE_KEYS@--
--- The result hash and done list of the j-th task a script is about. RESULT and DONE are
--- those of the first (the only one, for scripts about one task; nil in queue scripts).
+-- The result hash and done name of the j-th task a script is about. RESULT is that of the
+-- first (the only one, for scripts about one task; nil in queue scripts). The done name is
+-- a pub/sub channel, not a key: nothing is stored under it (see announce_end()).
 local function task_keys(j)
   return KEYS[N + 2 * j - 1], KEYS[N + 2 * j]
 end
-local RESULT, DONE = task_keys(1)
+local RESULT = task_keys(1)
+-- The queue's hash tag, "{<namespace>:<queue>}" (every queue key starts with it).
+local TAG = string.sub(Q.pending, 1, #Q.pending - #':pending')
 local TASK_DATA = { 'envelope', 'payload', 'state', 'retried', 'deliveries', 'owner',
                     'error', 'position', 'lost', 'started' }
 local REPLAY_MS = tonumber('--@REPLAY_MS@--')
@@ -176,10 +182,22 @@ local function result_ttl(id)
   return 0
 end
 
--- Store the end of a task in its result hash and wake its waiters, for `ttl` seconds.
--- With ttl 0 nothing is written. `field`, `value`: one more field (result or error).
-local function record_end(result_key, done_key, id, ttl, state, now, field, value)
-  redis.call('DEL', result_key, done_key)
+-- The done channel of `id`, "{NS:Q}:done:<id>" (QueueKeys.done). A channel is not a key:
+-- nothing is stored under it and it belongs to no slot (a PUBLISH reaches every node).
+local function done_channel(id)
+  return TAG .. ':done:' .. id
+end
+
+-- Announce that `id` ended (or was forgotten unfinished): its result waiters look it up.
+local function announce_end(id, state)
+  redis.call('PUBLISH', done_channel(id), state)
+end
+
+-- Store the end of a task in its result hash for `ttl` seconds (with ttl 0 nothing is
+-- written) and wake its waiters. `field`, `value`: one more field (result or error).
+local function record_end(result_key, id, ttl, state, now, field, value)
+  redis.call('DEL', result_key)
+  announce_end(id, state)
   if ttl <= 0 then return end
   local env = envelope_of(id)
   local serializer = env.serializer
@@ -199,8 +217,6 @@ local function record_end(result_key, done_key, id, ttl, state, now, field, valu
   end
   redis.call('HSET', result_key, unpack(data))
   redis.call('EXPIRE', result_key, ttl)
-  redis.call('RPUSH', done_key, '1')
-  redis.call('EXPIRE', done_key, ttl)
 end
 
 -- Drop dead letters older than ttl_ms or beyond max_count (at most 100 per call).

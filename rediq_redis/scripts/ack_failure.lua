@@ -2,7 +2,7 @@
 -- cancellation was requested) end it as cancelled. Also used by fetch to dead-letter
 -- unusable data and tasks whose lease was lost too often.
 --
--- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id> (a channel)
 -- KEYS[N+3]   reply key of this call (optional: see replay() in the prelude)
 -- ARGV[1] worker id, or '' to finish an *expired* lease (whoever held it; counted as lost)
 -- ARGV[2] task id   ARGV[3] lease number ('' = any)   ARGV[4] error JSON
@@ -30,7 +30,7 @@ local function main()
   redis.call('ZREM', Q.active, id)
   local ttl = result_ttl(id)
   if redis.call('SISMEMBER', Q.cancel, id) == 1 then
-    record_end(RESULT, DONE, id, ttl, 'cancelled', now)
+    record_end(RESULT, id, ttl, 'cancelled', now)
     forget(id)
     return 3
   end
@@ -47,7 +47,7 @@ local function main()
     end
     return 1
   end
-  record_end(RESULT, DONE, id, ttl, 'failed', now, 'error', ARGV[4])
+  record_end(RESULT, id, ttl, 'failed', now, 'error', ARGV[4])
   dead_letter(id, ARGV[4], now)
   prune_dead(now, tonumber(ARGV[6]), tonumber(ARGV[7]))
   return 2

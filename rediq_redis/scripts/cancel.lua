@@ -1,6 +1,6 @@
 -- cancel: remove a pending or scheduled task, or flag and announce a running one.
 --
--- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id> (a channel)
 -- KEYS[N+3]   reply key of this call (optional: a re-send answers as the first send did)
 -- ARGV[1] task id   ARGV[2] announcement channel
 -- Returns 'cancelled', 'requested', 'finished' or 'not_found'.
@@ -16,7 +16,7 @@ local function main()
   local now = now_ms()
   if state == 'pending' or state == 'scheduled' then
     unlink(id)
-    record_end(RESULT, DONE, id, result_ttl(id), 'cancelled', now)
+    record_end(RESULT, id, result_ttl(id), 'cancelled', now)
     forget(id)
     return 'cancelled'
   end
@@ -24,7 +24,7 @@ local function main()
     local deadline = tonumber(redis.call('ZSCORE', Q.active, id))
     if deadline and deadline <= now then
       unlink(id)
-      record_end(RESULT, DONE, id, result_ttl(id), 'cancelled', now)
+      record_end(RESULT, id, result_ttl(id), 'cancelled', now)
       forget(id)
       return 'cancelled'
     end

@@ -1,6 +1,6 @@
 -- enqueue: store one task as pending (or scheduled when it is due later).
 --
--- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id> (a channel)
 -- KEYS[N+3]   reply key of this call (optional: see replay() in the prelude)
 -- ARGV[1] task id   ARGV[2] envelope JSON   ARGV[3] payload   ARGV[4] priority
 -- ARGV[5] ETA in epoch ms, or ''   ARGV[6] delay in ms from now (server clock), or ''
@@ -29,7 +29,7 @@ local function main()
     unlink(id)
     forget(id)
   end
-  redis.call('DEL', RESULT, DONE)
+  redis.call('DEL', RESULT)
   redis.call('HSET', Q.envelope, id, ARGV[2])
   index_groups(id, ARGV[2])
   redis.call('HSET', Q.payload, id, ARGV[3])

@@ -6,18 +6,20 @@
 -- Returns how many tasks were removed.
 --
 -- Invariants: active tasks and dead letters are untouched; a purged task leaves no field.
--- Results are not written (waiters of purged tasks time out).
+-- Results are not written; waiters of purged tasks are told (I6) and find no task.
 local bound = tonumber(ARGV[1])
 local count = 0
 for _, member in ipairs(redis.call('ZRANGE', Q.pending, 0, bound - 1)) do
   local id = string.sub(member, 18)
   redis.call('ZREM', Q.pending, member)
   forget(id)
+  announce_end(id, 'purged')
   count = count + 1
 end
 for _, id in ipairs(redis.call('ZRANGE', Q.scheduled, 0, bound - 1)) do
   redis.call('ZREM', Q.scheduled, id)
   forget(id)
+  announce_end(id, 'purged')
   count = count + 1
 end
 return count

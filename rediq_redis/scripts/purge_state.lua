@@ -6,7 +6,7 @@
 -- Returns how many tasks were removed.
 --
 -- Invariants: active tasks are never purged (cancel them instead); a purged task leaves no
--- field and no group index entry. Results are not written (waiters get "not found").
+-- field and no group index entry. Results are not written; waiters are told (I6) and get "not found".
 -- Dead letters are purged by delete_dead.lua, which also deletes their results.
 local state, bound = ARGV[1], tonumber(ARGV[2])
 local key = ({ pending = Q.pending, scheduled = Q.scheduled })[state]
@@ -17,6 +17,7 @@ for _, member in ipairs(redis.call('ZRANGE', key, 0, bound - 1)) do
   if state == 'pending' then id = string.sub(member, 18) end
   redis.call('ZREM', key, member)
   forget(id)
+  announce_end(id, 'purged')
   count = count + 1
 end
 return count

@@ -2,7 +2,7 @@
 -- a claim whose fetch was cancelled).
 --
 -- KEYS[1..N]  the queue's keys (prelude order); then KEYS[N + 2j - 1], KEYS[N + 2j]
--- are result:<id> and done:<id> of the j-th task (j = 1..n)
+-- are result:<id> and done:<id> (a channel) of the j-th task (j = 1..n)
 -- ARGV[1] worker id   ARGV[2..] pairs: task id, lease number (j-th pair: the j-th task)
 -- Returns how many tasks were released (or ended as cancelled, if that was requested).
 --
@@ -19,8 +19,8 @@ for i = 2, #ARGV, 2 do
     redis.call('ZREM', Q.active, id)
     if redis.call('SISMEMBER', Q.cancel, id) == 1 then
       now = now or now_ms()
-      local result_key, done_key = task_keys(i / 2)
-      record_end(result_key, done_key, id, result_ttl(id), 'cancelled', now)
+      local result_key = task_keys(i / 2)
+      record_end(result_key, id, result_ttl(id), 'cancelled', now)
       forget(id)
     else
       redis.call('HDEL', Q.owner, id)

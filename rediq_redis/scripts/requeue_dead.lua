@@ -1,6 +1,6 @@
 -- requeue_dead: move one dead-lettered task back to pending with fresh counters.
 --
--- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id>
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id> (a channel)
 -- KEYS[N+3]   reply key of this call (optional: a re-send answers as the first send did)
 -- ARGV[1] task id
 -- Returns 1 if requeued, 0 if the task is not in the dead-letter set.
@@ -15,7 +15,7 @@ local function main()
     return 0
   end
   redis.call('ZREM', Q.dead, id)
-  redis.call('DEL', RESULT, DONE)
+  redis.call('DEL', RESULT)
   redis.call('HSET', Q.retried, id, 0)
   redis.call('HDEL', Q.lost, id)
   redis.call('HDEL', Q.error, id)
