@@ -21,7 +21,14 @@ from click import get_current_context
 
 from ..errors import UnknownNameError
 from .render import console, echo_json
-from .target import CommandError, Target, control_command, empty_namespace_hint, run
+from .target import (
+    CommandError,
+    Target,
+    control_command,
+    empty_namespace_hint,
+    report_paused,
+    run,
+)
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -150,13 +157,7 @@ def _pausing(name: str, paused: bool, doc: str) -> click.Command:
             await (app.cron_control.pause if paused else app.cron_control.resume)(schedule)
             return True
 
-        changed = _run(target, action)
-        if target.as_json:
-            echo_json({"schedule": schedule, "paused": paused, "changed": changed})
-        elif changed:
-            click.echo(f"schedule {schedule!r} {'paused' if paused else 'resumed'}")
-        if not changed:
-            raise CommandError(f"schedule {schedule!r} was {'already' if paused else 'not'} paused")
+        report_paused(target, "schedule", schedule, paused, _run(target, action))
 
     return command
 

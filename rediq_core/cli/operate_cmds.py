@@ -15,7 +15,15 @@ from ..control import PURGEABLE_STATES, AmbiguousWorkerError
 from ..inspection import QueueOverview
 from .inspect_cmds import known_queue, parse_state
 from .render import console, echo_json, task_json, tasks_table
-from .target import CommandError, Target, UsageFailure, confirm, control_command, run
+from .target import (
+    CommandError,
+    Target,
+    UsageFailure,
+    confirm,
+    control_command,
+    report_paused,
+    run,
+)
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -257,13 +265,7 @@ def _set_paused(target: Target, queue: str, pausing: bool, force: bool) -> None:
         return await (app.control.pause(queue) if pausing else app.control.resume(queue))
 
     # --force is for a deployment's first steps, so an empty namespace is no error there
-    changed = run(target, action, check_namespace=not force)
-    if target.as_json:
-        echo_json({"queue": queue, "paused": pausing, "changed": changed})
-    elif changed:
-        click.echo(f"queue {queue!r} {'paused' if pausing else 'resumed'}")
-    if not changed:
-        raise CommandError(f"queue {queue!r} was {'already' if pausing else 'not'} paused")
+    report_paused(target, "queue", queue, pausing, run(target, action, check_namespace=not force))
 
 
 @click.command()

@@ -22,6 +22,7 @@ from click.exceptions import Exit
 
 from .. import defaults
 from ..roles import Role, supports
+from .render import echo_json
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -35,6 +36,7 @@ __all__ = [
     "confirm",
     "control_command",
     "empty_namespace_hint",
+    "report_paused",
     "run",
 ]
 
@@ -214,3 +216,14 @@ def confirm(question: str, yes: bool) -> None:
         raise UsageFailure(f"{question} -- not a terminal: pass --yes to confirm")
     if not click.confirm(question, default=False):
         raise CommandError("aborted, nothing changed")
+
+
+def report_paused(target: Target, kind: str, name: str, paused: bool, changed: bool) -> None:
+    """The outcome of pausing or resuming a queue or a schedule, alike for both: a line
+    (or ``--json``), and exit 1 when nothing changed (already paused, or not paused)."""
+    if target.as_json:
+        echo_json({kind: name, "paused": paused, "changed": changed})
+    elif changed:
+        click.echo(f"{kind} {name!r} {'paused' if paused else 'resumed'}")
+    if not changed:
+        raise CommandError(f"{kind} {name!r} was {'already' if paused else 'not'} paused")
