@@ -24,7 +24,6 @@ NEEDED_COMMANDS = (
     ("EVALSHA", "sha", "1", "{key}"),
     ("SCRIPT", "LOAD", "return 1"),
     ("BLPOP", "{key}", "1"),
-    ("BLMOVE", "{key}", "{key}", "LEFT", "RIGHT", "1"),
     ("PUBLISH", "{key}", "x"),
     ("SUBSCRIBE", "{key}"),
     ("HGETALL", "{key}"),

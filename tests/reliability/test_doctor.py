@@ -74,14 +74,14 @@ def test_missing_permissions_are_named(
             "~*",
             "&*",
             "+@all",
-            "-blmove",
+            "-publish",
         ],
         check=True,
         capture_output=True,
     )
     status, checks, stderr = doctor(f"redis://worker:s3cret@127.0.0.1:{server.port}/0")
     assert status == 1, stderr
-    assert checks["acl"]["status"] == "fail" and "BLMOVE" in checks["acl"]["detail"]
+    assert checks["acl"]["status"] == "fail" and "PUBLISH" in checks["acl"]["detail"]
 
 
 def test_an_unreachable_server_is_one_line_with_the_password_masked() -> None:
