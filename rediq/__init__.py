@@ -35,6 +35,7 @@ from rediq_core import (
     run_in_current_executor,
 )
 from rediq_core.errors import (
+    AmbiguousWorkerError,
     BrokerError,
     BrokerOutOfMemoryError,
     BrokerPoolExhaustedError,
@@ -54,6 +55,7 @@ from rediq_core.errors import (
 
 __all__ = [
     "EVENT_NAMES",
+    "AmbiguousWorkerError",
     "BrokerError",
     "BrokerOutOfMemoryError",
     "BrokerPoolExhaustedError",

@@ -13,25 +13,13 @@ from typing import Any
 
 from . import defaults
 from .broker import Broker, CancelOutcome, TaskRecord, TaskState, WorkerRecord
-from .errors import RediqError
+from .errors import AmbiguousWorkerError
 from .inspection import QueueOverview, TaskPage, WorkerStatus
 
-__all__ = ["PURGEABLE_STATES", "AmbiguousWorkerError", "Control", "worker_status"]
+__all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
 
 #: The states ``purge`` removes by default: everything that waits (not running tasks).
 PURGEABLE_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.FAILED)
-
-
-class AmbiguousWorkerError(RediqError, LookupError):
-    """A name that several registered workers share, where one worker was meant
-    (:meth:`Control.stop_worker`); ``ids`` are theirs."""
-
-    def __init__(self, name: str, ids: Sequence[str]) -> None:
-        self.name, self.ids = name, tuple(ids)
-        super().__init__(
-            f"{len(self.ids)} workers are named {name!r} ({', '.join(self.ids)}):"
-            " name one by its id, or pass every=True"
-        )
 
 
 def _int(value: Any) -> int | None:

@@ -5,7 +5,10 @@ Each message says what went wrong *and* what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
+    "AmbiguousWorkerError",
     "BrokerError",
     "BrokerOutOfMemoryError",
     "BrokerPoolExhaustedError",
@@ -107,3 +110,15 @@ class TaskFailedError(RediqError):
 
 class TaskCancelledError(RediqError):
     """The awaited task was cancelled."""
+
+
+class AmbiguousWorkerError(RediqError, LookupError):
+    """A name that several registered workers share, where one worker was meant
+    (:meth:`Control.stop_worker`); ``ids`` are theirs."""
+
+    def __init__(self, name: str, ids: Sequence[str]) -> None:
+        self.name, self.ids = name, tuple(ids)
+        super().__init__(
+            f"{len(self.ids)} workers are named {name!r} ({', '.join(self.ids)}):"
+            " name one by its id, or pass every=True"
+        )

@@ -11,7 +11,8 @@ import rich_click as click
 from rich.table import Table
 
 from ..broker import CancelOutcome, TaskState
-from ..control import PURGEABLE_STATES, AmbiguousWorkerError
+from ..control import PURGEABLE_STATES
+from ..errors import AmbiguousWorkerError
 from ..inspection import QueueOverview
 from .inspect_cmds import known_queue, parse_state
 from .render import console, echo_json, task_json, tasks_table
