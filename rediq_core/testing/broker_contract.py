@@ -94,10 +94,12 @@ async def fetch(
     lease_ms: int = LEASE_MS,
     worker_id: str = WORKER,
     queue: str = QUEUE,
+    wait: bool = True,
 ) -> FetchBatch:
     """A fetch that must return within WAIT_S."""
     return await asyncio.wait_for(
-        broker.fetch(queue, worker_id=worker_id, limit=limit, lease_ms=lease_ms), WAIT_S
+        broker.fetch(queue, worker_id=worker_id, limit=limit, lease_ms=lease_ms, wait=wait),
+        WAIT_S,
     )
 
 
@@ -884,6 +886,23 @@ class CoreBrokerContract:
         assert await broker.purge(QUEUE) == 1
         for outcome in await asyncio.gather(*waiters, return_exceptions=True):
             assert isinstance(outcome, TaskNotFoundError), outcome
+
+    async def test_a_fetch_without_wait_returns_at_once(self, broker: Broker) -> None:
+        """``fetch(..., wait=False)`` claims what is ready, at most ``limit``, and returns
+        at once, possibly with nothing (a worker claims so with slots it reserved); a
+        waiting fetch after it still wakes for new work."""
+
+        async def ids(limit: int, wait: bool) -> list[str]:
+            return [d.message.id for d in (await fetch(broker, limit=limit, wait=wait)).deliveries]
+
+        assert await ids(5, False) == [], "an empty queue gives nothing"
+        first, second = await enqueue_one(broker), await enqueue_one(broker)
+        assert await ids(1, False) == [first.id]
+        assert await ids(5, False) == [second.id], "what is ready, no more"
+        assert await ids(5, False) == []
+        waiting = asyncio.ensure_future(ids(5, True))
+        third = await enqueue_one(broker)
+        assert await waiting == [third.id], "a waiting fetch after it wakes for new work"
 
 
 class BrokerContract(CoreBrokerContract, CronContract):
