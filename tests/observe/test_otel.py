@@ -38,7 +38,13 @@ async def app(rediq_redis_url: str, rediq_namespace: str) -> AsyncIterator[Rediq
 
 async def run_worker_until(app: Rediq, done: asyncio.Future[object]) -> None:
     worker = Worker(
-        app, WorkerConfig(handle_signals=False, backoff=Backoff(base_ms=10), queues=("maths",))
+        app,
+        WorkerConfig(
+            handle_signals=False,
+            backoff=Backoff(base_ms=10),
+            queues=("maths",),
+            worker_name="tracer",
+        ),
     )
     running = asyncio.ensure_future(worker.run())
     try:
@@ -100,7 +106,7 @@ async def test_one_enqueue_and_run_give_a_producer_and_a_consumer_span_in_one_tr
         "rediq.task.name": "double",
         "rediq.task.retried": 0,
         "rediq.task.deliveries": 1,
-        "rediq.worker.name": "worker",
+        "rediq.worker.name": "tracer",
     }
     assert consumer.status.status_code is StatusCode.UNSET
 

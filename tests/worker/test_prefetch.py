@@ -88,7 +88,7 @@ async def test_a_high_priority_task_starts_next_behind_a_busy_worker(
         # a prefetching worker would lease some now: wait until this one leased beyond its
         # runners, or has no free slot (then it fetches nothing until a runner frees up)
         await _until(
-            lambda: worker.slots["default"].free <= 0 or len(worker.leases) > CONCURRENCY,
+            lambda: worker.budget.free <= 0 or len(worker.leases) > CONCURRENCY,
             "the worker to lease beyond its runners or to have no free slot",
         )
         urgent = await job("urgent").options(priority=-5).enqueue()
