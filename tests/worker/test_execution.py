@@ -6,7 +6,7 @@ import pytest
 
 from rediq_core.broker import CancelOutcome, TaskState
 from rediq_core.errors import TaskCancelledError, TaskFailedError
-from rediq_core.message import TaskMessage
+from rediq_core.testing.broker_contract import make_message
 
 from .conftest import Harness
 
@@ -149,50 +149,12 @@ async def add(a, b):
 """)
     broker = m.app.get_broker()
     good = m.app.build_message(m.add(1, 2))
-    unknown = TaskMessage(
-        id="unknown-name",
-        name="nope",
-        queue="default",
-        payload=good.payload,
-        serializer="json",
-        priority=0,
-        max_retries=0,
-        timeout_ms=None,
-        result_ttl_s=60,
+    unknown = make_message("default", id="unknown-name", name="nope", payload=good.payload)
+    bad_args = make_message(
+        "default", id="bad-args", name="add", payload=b"[[1], {}]", max_retries=3
     )
-    bad_args = TaskMessage(
-        id="bad-args",
-        name="add",
-        queue="default",
-        payload=b"[[1], {}]",
-        serializer="json",
-        priority=0,
-        max_retries=3,
-        timeout_ms=None,
-        result_ttl_s=60,
-    )
-    not_json = TaskMessage(
-        id="not-json",
-        name="add",
-        queue="default",
-        payload=b"\x80\x04",
-        serializer="json",
-        priority=0,
-        max_retries=0,
-        timeout_ms=None,
-        result_ttl_s=60,
-    )
-    foreign = TaskMessage(
-        id="foreign",
-        name="add",
-        queue="default",
-        payload=b"x",
-        serializer="pickle",
-        priority=0,
-        max_retries=0,
-        timeout_ms=None,
-        result_ttl_s=60,
-    )
+    not_json = make_message("default", id="not-json", name="add", payload=b"\x80\x04")
+    foreign = make_message("default", id="foreign", name="add", payload=b"x", serializer="pickle")
     await broker.enqueue([unknown, bad_args, not_json, foreign, good])
     worker = harness.start()
     assert await m.app.get_broker().wait_finished(good.id, "default", 20) is not None
