@@ -54,6 +54,7 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            start_new_session=True,  # its own process group: stop() ends --processes children
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -114,9 +115,11 @@ class WorkerProcess:
         return status
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        """SIGKILL the worker and whatever it started (``--processes`` children, which a
+        killed supervisor would otherwise leave running)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
         self._reader.join(5)
 
 
