@@ -22,7 +22,7 @@ from ..cron import Schedule
 from ..cron_records import FireResult, MissedPolicy
 from ..errors import BrokerUnavailableError, MessageTooLargeError
 from ..message import now_ms
-from ..roles import Cron, Role, supports
+from ..roles import Cron, MissingRoleError, Role, supports
 from .listening import follow
 
 if TYPE_CHECKING:
@@ -79,11 +79,8 @@ class CronScheduler:
     async def run(self) -> None:
         """Serve the schedules until cancelled; an internal error restarts the component."""
         if self.schedules and not supports(self.broker, Role.CRON):
-            log.error(
-                "cron: the broker (%s) does not support cron schedules; the schedules"
-                " of this worker will not fire",
-                type(self.broker).__name__,
-            )
+            missing = MissingRoleError(self.broker, Role.CRON)
+            log.error("cron: %s; the schedules of this worker will not fire", missing)
             return
         while self.schedules:
             try:
