@@ -50,6 +50,7 @@ def render_hooks() -> str:
         "# Hook reference\n",
         "Generated from `rediq_core/hookspecs.py` by `python docs/generate.py`;"
         " do not edit by hand. See [Writing plugins](plugins.md) for how to implement them.\n",
+        inspect.cleandoc(hookspecs.__doc__ or "").partition("\n\n")[2] + "\n",
     ]
     current = None
     for name in hook_names():

@@ -5,6 +5,25 @@ Every hook is named ``rediq_*``. Registration hooks are synchronous and receive 
 both plugin names. Event hooks may be ``async def``: rediq awaits each result in turn,
 and a listener that raises is logged and skipped, never breaking the task or the worker.
 
+How event hooks are called. pluggy itself is synchronous: it would hand back the
+coroutine of an ``async def`` listener unawaited, and its wrappers would see coroutines
+instead of results. So rediq calls event hooks itself (``rediq_core/plugins/calling.py``),
+in pluggy's order (``tryfirst`` first, ``trylast`` last, later registrations first):
+
+- each wrapper (``wrapper=True``, or old-style ``hookwrapper=True``; a *synchronous*
+  generator, as pluggy requires) runs up to its ``yield``; then every plain listener
+  runs, each awaited before the next starts; then the wrappers resume, innermost first.
+  A wrapper suits work around the listeners (a span, a timer).
+- at its ``yield`` a ``wrapper=True`` receives the list of the listeners' non-``None``
+  results, a ``hookwrapper=True`` a ``pluggy.Result`` holding that list (event hooks
+  return nothing, so it is normally empty); neither can change the outcome.
+- a listener, or a wrapper before or after its ``yield``, that raises is logged with its
+  traceback and skipped; a wrapper that yields twice is closed and logged.
+
+Inside rediq every event is fired through one typed method per hook
+(``app.plugins.events.before_task_start(task)``, ``rediq_core/plugins/events.py``), so a
+misspelt event is a type error; a test keeps those methods and the hooks below in step.
+
 The docstrings below *are* the reference documentation (``docs/hooks.md`` is generated
 from them).
 """

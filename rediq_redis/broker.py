@@ -56,11 +56,10 @@ from .connection import (
     pool_exhausted,
     translate_error,
 )
-from .cron_scripts import CronScripts
 from .durability import durability
 from .keys import NamespaceKeys
 from .results import ResultListener
-from .scripts import Scripts
+from .scripts import CronScripts, Scripts
 from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
 from .topology import Kind, parse_url
