@@ -29,6 +29,7 @@ __all__ = [
     "RegisterBroker",
     "RegisterCommand",
     "RegisterExecutorPool",
+    "RegisterPytestPlugin",
     "RegisterSerializer",
     "hookspec",
 ]
@@ -39,6 +40,7 @@ RegisterBroker = Callable[[str, "Callable[[BrokerOptions], Broker]"], None]
 RegisterSerializer = Callable[[str, "Callable[[], Serializer]"], None]
 RegisterExecutorPool = Callable[[str, Callable[[int | None], Executor]], None]
 RegisterCommand = Callable[["click.Command"], None]
+RegisterPytestPlugin = Callable[[object], None]
 MaybeAwaitable = Awaitable[None] | None
 
 # -------------------------------------------------------------------------------------
@@ -85,6 +87,21 @@ def rediq_register_commands(register: RegisterCommand) -> None:
 
     :param register: call ``register(command)`` with a :class:`click.Command`; its
         ``name`` is the subcommand name.
+    """
+
+
+@hookspec
+def rediq_register_pytest_plugins(register: RegisterPytestPlugin) -> None:
+    """Give ``pytest -p rediq.testing`` the fixtures a plugin owns (the Redis plugin's
+    ``rediq_redis_server``, ``rediq_redis_url``, topologies, ...), so the core's pytest
+    plugin needs to know no broker.
+
+    :param register: call ``register(plugin)`` with a module (or object) holding pytest
+        fixtures and hooks; when pytest is configured with ``-p rediq.testing`` it is
+        registered with pytest's plugin manager under the module's name. Import that module
+        inside the implementation: a worker, which never runs this hook, then never imports
+        pytest. A module registered by two plugins raises
+        :class:`~rediq_core.errors.PluginNameClash` naming both.
     """
 
 

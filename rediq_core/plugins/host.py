@@ -86,6 +86,10 @@ class PluginHost:
     def commands(self) -> dict[str, Registration[click.Command]]:
         return self._collect("rediq_register_commands", "command", lambda c: c.name or "?")
 
+    def pytest_plugins(self) -> dict[str, Registration[object]]:
+        """Modules of pytest fixtures, by module name (``pytest -p rediq.testing``)."""
+        return self._collect("rediq_register_pytest_plugins", "pytest plugin", _module_name)
+
     def serializer(self, name: str) -> Serializer:
         """Build the serializer registered as ``name``."""
         serializer: Serializer = _build(self.serializers(), name, "serializer")()
@@ -172,6 +176,10 @@ class PluginHost:
 
     def plugin_names(self) -> list[str]:
         return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
+
+
+def _module_name(plugin: object) -> str:
+    return str(getattr(plugin, "__name__", type(plugin).__qualname__))
 
 
 def _build(registry: dict[str, Registration[Any]], name: str, kind: str) -> Any:
