@@ -40,7 +40,7 @@ RegisterBroker = Callable[[str, "Callable[[BrokerOptions], Broker]"], None]
 RegisterSerializer = Callable[[str, "Callable[[], Serializer]"], None]
 RegisterExecutorPool = Callable[[str, Callable[[int | None], Executor]], None]
 RegisterCommand = Callable[["click.Command"], None]
-RegisterPytestPlugin = Callable[[object], None]
+RegisterPytestPlugin = Callable[[str], None]
 MaybeAwaitable = Awaitable[None] | None
 
 # -------------------------------------------------------------------------------------
@@ -96,12 +96,13 @@ def rediq_register_pytest_plugins(register: RegisterPytestPlugin) -> None:
     ``rediq_redis_server``, ``rediq_redis_url``, topologies, ...), so the core's pytest
     plugin needs to know no broker.
 
-    :param register: call ``register(plugin)`` with a module (or object) holding pytest
-        fixtures and hooks; when pytest is configured with ``-p rediq.testing`` it is
-        registered with pytest's plugin manager under the module's name. Import that module
-        inside the implementation: a worker, which never runs this hook, then never imports
-        pytest. A module registered by two plugins raises
-        :class:`~rediq_core.errors.PluginNameClash` naming both.
+    :param register: call ``register(module_name)`` with the dotted name of a module of
+        pytest fixtures and hooks, e.g. ``register("rediq_redis.testing.fixtures")``; when
+        pytest is configured with ``-p rediq.testing`` it is imported and registered with
+        pytest as ``-p module_name`` would. A name, not the module: the plugin's production
+        code never imports its testing code, and a worker never imports pytest. A module
+        registered by two plugins raises :class:`~rediq_core.errors.PluginNameClash`
+        naming both.
     """
 
 

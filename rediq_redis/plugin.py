@@ -27,7 +27,5 @@ def rediq_register_brokers(register: RegisterBroker) -> None:
 
 @hookimpl(trylast=True)
 def rediq_register_pytest_plugins(register: RegisterPytestPlugin) -> None:
-    # imported here: only a pytest session runs this hook, so a worker never loads pytest
-    from .testing import fixtures
-
-    register(fixtures)
+    # a name: the core's pytest plugin imports it, so production code never imports testing
+    register("rediq_redis.testing.fixtures")

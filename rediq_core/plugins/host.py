@@ -86,9 +86,9 @@ class PluginHost:
     def commands(self) -> dict[str, Registration[click.Command]]:
         return self._collect("rediq_register_commands", "command", lambda c: c.name or "?")
 
-    def pytest_plugins(self) -> dict[str, Registration[object]]:
-        """Modules of pytest fixtures, by module name (``pytest -p rediq.testing``)."""
-        return self._collect("rediq_register_pytest_plugins", "pytest plugin", _module_name)
+    def pytest_plugins(self) -> dict[str, Registration[str]]:
+        """Dotted names of modules of pytest fixtures (``pytest -p rediq.testing``)."""
+        return self._collect("rediq_register_pytest_plugins", "pytest plugin", str)
 
     def serializer(self, name: str) -> Serializer:
         """Build the serializer registered as ``name``."""
@@ -176,10 +176,6 @@ class PluginHost:
 
     def plugin_names(self) -> list[str]:
         return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
-
-
-def _module_name(plugin: object) -> str:
-    return str(getattr(plugin, "__name__", type(plugin).__qualname__))
 
 
 def _build(registry: dict[str, Registration[Any]], name: str, kind: str) -> Any:

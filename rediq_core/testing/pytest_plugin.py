@@ -24,9 +24,8 @@ __all__ = ["pytest_configure", "rediq_namespace"]
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register with pytest the fixture modules that rediq plugins register."""
-    for registration in make_plugin_host().pytest_plugins().values():
-        if not config.pluginmanager.is_registered(registration.value):
-            config.pluginmanager.register(registration.value, registration.name)
+    for name in make_plugin_host().pytest_plugins():
+        config.pluginmanager.import_plugin(name)  # as ``-p name``; once per name
 
 
 @pytest.fixture
