@@ -42,8 +42,8 @@ from redis.asyncio import Redis
 
 from benchmarks import per_task, run
 from rediq_core.app import Rediq
-from rediq_core.testing.redis_server import RedisServer
 from rediq_redis.scripts import script_source
+from rediq_redis.testing.redis_server import RedisServer
 
 __all__ = ["main"]
 

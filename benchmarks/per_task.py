@@ -37,8 +37,8 @@ from redis.asyncio import Redis
 
 from rediq_core.app import Rediq
 from rediq_core.broker import EnqueueOutcome, TaskState
-from rediq_core.testing.redis_server import RedisServer
 from rediq_core.worker import Worker, WorkerConfig
+from rediq_redis.testing.redis_server import RedisServer
 
 __all__ = ["main"]
 

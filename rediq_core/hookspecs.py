@@ -48,6 +48,7 @@ __all__ = [
     "RegisterBroker",
     "RegisterCommand",
     "RegisterExecutorPool",
+    "RegisterPytestPlugin",
     "RegisterSerializer",
     "hookspec",
 ]
@@ -58,6 +59,7 @@ RegisterBroker = Callable[[str, "Callable[[BrokerOptions], Broker]"], None]
 RegisterSerializer = Callable[[str, "Callable[[], Serializer]"], None]
 RegisterExecutorPool = Callable[[str, Callable[[int | None], Executor]], None]
 RegisterCommand = Callable[["click.Command"], None]
+RegisterPytestPlugin = Callable[[str], None]
 MaybeAwaitable = Awaitable[None] | None
 
 # -------------------------------------------------------------------------------------
@@ -104,6 +106,22 @@ def rediq_register_commands(register: RegisterCommand) -> None:
 
     :param register: call ``register(command)`` with a :class:`click.Command`; its
         ``name`` is the subcommand name.
+    """
+
+
+@hookspec
+def rediq_register_pytest_plugins(register: RegisterPytestPlugin) -> None:
+    """Give ``pytest -p rediq.testing`` the fixtures a plugin owns (the Redis plugin's
+    ``rediq_redis_server``, ``rediq_redis_url``, topologies, ...), so the core's pytest
+    plugin needs to know no broker.
+
+    :param register: call ``register(module_name)`` with the dotted name of a module of
+        pytest fixtures and hooks, e.g. ``register("rediq_redis.testing.fixtures")``; when
+        pytest is configured with ``-p rediq.testing`` it is imported and registered with
+        pytest as ``-p module_name`` would. A name, not the module: the plugin's production
+        code never imports its testing code, and a worker never imports pytest. A module
+        registered by two plugins raises :class:`~rediq_core.errors.PluginNameClash`
+        naming both.
     """
 
 

@@ -86,6 +86,10 @@ class PluginHost:
     def commands(self) -> dict[str, Registration[click.Command]]:
         return self._collect("rediq_register_commands", "command", lambda c: c.name or "?")
 
+    def pytest_plugins(self) -> dict[str, Registration[str]]:
+        """Dotted names of modules of pytest fixtures (``pytest -p rediq.testing``)."""
+        return self._collect("rediq_register_pytest_plugins", "pytest plugin", str)
+
     def serializer(self, name: str) -> Serializer:
         """Build the serializer registered as ``name``."""
         serializer: Serializer = _build(self.serializers(), name, "serializer")()
