@@ -6,6 +6,7 @@ Imports stay light: the worker package is imported only when the command runs.
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib
 import logging
 import os
@@ -16,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 import rich_click as click
 
 from .. import defaults
+from ..errors import PluginNameClash
 from ..urls import redact_url
 
 if TYPE_CHECKING:
     from ..app import Rediq
+    from ..plugins import PluginHost
     from ..worker import Worker
 
-__all__ = ["load_app", "redact_url", "worker"]
+__all__ = ["load_app", "redact_url", "worker", "worker_command"]
 
 
 def load_app(spec: str, *, full_traceback: bool = False) -> Rediq:
@@ -203,20 +206,6 @@ def _banner(app: Rediq, worker: Worker) -> str:
     help="Worker processes to run under a supervisor that restarts one that dies"
     " and forwards signals (each registers as a worker).",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(min=0, max=65535),
-    default=None,
-    envvar=defaults.ENV_METRICS_PORT,
-    help="Serve Prometheus metrics on this port at /metrics (needs the rediq[prometheus] extra).",
-)
-@click.option(
-    "--metrics-host",
-    default=defaults.METRICS_HOST,
-    show_default=True,
-    envvar=defaults.ENV_METRICS_HOST,
-    help="Address the metrics server binds.",
-)
 @click.option("--reload", is_flag=True, help="Restart when a .py file changes (development).")
 def worker(app_spec: str, **options: Any) -> None:
     """Start a worker for APP (module:attribute, importable from the current directory).
@@ -224,14 +213,43 @@ def worker(app_spec: str, **options: Any) -> None:
     The first SIGINT/SIGTERM stops fetching and finishes running and prefetched tasks;
     a second one cancels running tasks and hands them back to their queues at once.
     """
+    _start(app_spec, None, options)
+
+
+def worker_command(host: PluginHost) -> click.Command:
+    """``rediq worker`` with the options the plugins of ``host`` register (placed before
+    ``--reload``); their values go to the plugins' ``rediq_configure_worker``."""
+    added = [registration.value for registration in host.worker_options().values()]
+    taken = {name: param.name for param in worker.params for name in (param.name, *param.opts)}
+    for option in added:
+        for name in (*option.opts, option.name):
+            if name in taken:
+                plugin = host.worker_options()[option.name or "?"].plugin
+                raise PluginNameClash(
+                    f"worker option {name!r} of plugin {plugin!r} is a built-in option of"
+                    " `rediq worker`; block the plugin with REDIQ_DISABLE_PLUGINS"
+                )
+    command = copy.copy(worker)
+    at = next(i for i, param in enumerate(worker.params) if param.name == "reload")
+    command.params = [*worker.params[:at], *added, *worker.params[at:]]
+
+    def callback(app_spec: str, **options: Any) -> None:
+        _start(app_spec, host, options)
+
+    command.callback = callback
+    return command
+
+
+def _start(app_spec: str, host: PluginHost | None, options: dict[str, Any]) -> None:
     if options.pop("reload"):
         from ..worker.reload import run_with_reload
 
         raise SystemExit(run_with_reload(sys.argv))
     processes = options.pop("processes")
-    from ..metrics_port import exit_if_unservable
-
-    exit_if_unservable(options["metrics_port"], options["metrics_host"])
+    core = {param.name for param in worker.params}
+    plugin_options = {name: options.pop(name) for name in list(options) if name not in core}
+    if host is not None:
+        host.configure_worker(plugin_options, processes)
     if processes > 1:
         from ..logs import setup_logging
         from ..worker.supervisor import run_processes
@@ -239,7 +257,8 @@ def worker(app_spec: str, **options: Any) -> None:
         setup_logging(
             level=options["log_level"], file=options["log_file"], fmt=options["log_format"]
         )
-        raise SystemExit(run_processes(sys.argv[1:], processes))
+        prepare = host.prepare_worker_process if host is not None else None
+        raise SystemExit(run_processes(sys.argv[1:], processes, prepare))
     status = _run(app_spec, **options)
     if status != 0:
         # A forced stop: whatever could be handed back was; code that ignored cancellation
@@ -249,22 +268,6 @@ def worker(app_spec: str, **options: Any) -> None:
         sys.stderr.flush()
         os._exit(status)
     raise SystemExit(status)
-
-
-def _metrics_server(app: Rediq, port: int | None, host: str) -> None:
-    """Hand ``--metrics-port`` to the Prometheus plugin (it reads the environment when the
-    worker starts), or refuse clearly when that plugin is not installed."""
-    if port is None:
-        return
-    from .plugins_cmd import plugin_status
-
-    plugin = app.plugins.pm.get_plugin("prometheus")
-    if plugin is None or plugin_status(plugin) != "available":
-        raise click.UsageError(
-            "--metrics-port needs the Prometheus plugin: pip install 'rediq[prometheus]'"
-        )
-    os.environ[defaults.ENV_METRICS_PORT] = str(port)
-    os.environ[defaults.ENV_METRICS_HOST] = host
 
 
 def _run(
@@ -287,7 +290,6 @@ def _run(
     app = load_app(app_spec, full_traceback=log_level.lower() == "debug")
     if redis_url:
         app.redis_url = redis_url
-    _metrics_server(app, options.pop("metrics_port"), options.pop("metrics_host"))
     try:
         queues, weights = parse_queue_names(queue_names)
         config = WorkerConfig(
