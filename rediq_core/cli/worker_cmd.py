@@ -90,23 +90,48 @@ def _report_import_error(module_name: str, exc: Exception, full: bool) -> str:
     return f" ({os.path.basename(filename)}, line {lineno})"
 
 
-def _banner(app: Rediq, worker: Worker) -> str:
+def _banner(app: Rediq, worker: Worker, *, markup: bool) -> str:
+    """The start-up banner; with ``markup``, in rich markup (values escaped)."""
     from .. import __version__
+
+    def shown(text: str, style: str = "") -> str:
+        if not markup:
+            return text
+        from rich.markup import escape
+
+        return f"[{style}]{escape(text)}[/]" if style else escape(text)
 
     c = worker.config
     pool = f"{c.executor_pool_name}({c.executor_pool_size or 'auto'})"
     return "\n".join(
         [
-            f"[bold]rediq {__version__}[/] worker [cyan]{worker.id}[/]",
-            f"  broker      {redact_url(app.redis_url)} (namespace {app.namespace})",
-            f"  queues      {c.describe_queues(worker.queues)}",
-            f"  concurrency {c.task_concurrency} tasks, {c.queue_size} prefetched, executor {pool}",
-            f"  serializer  {app.serializer_name}"
-            f" (accepts {', '.join(sorted(app.accept_serializers))})",
-            f"  plugins     {', '.join(app.plugins.plugin_names())}",
-            f"  mode        {'burst' if c.burst else 'continuous'}",
+            f"{shown(f'rediq {__version__}', 'bold')} worker {shown(worker.id, 'cyan')}",
+            shown(f"  broker      {redact_url(app.redis_url)} (namespace {app.namespace})"),
+            shown(f"  queues      {c.describe_queues(worker.queues)}"),
+            shown(
+                f"  concurrency {c.task_concurrency} tasks, {c.queue_size} prefetched,"
+                f" executor {pool}"
+            ),
+            shown(
+                f"  serializer  {app.serializer_name}"
+                f" (accepts {', '.join(sorted(app.accept_serializers))})"
+            ),
+            shown(f"  plugins     {', '.join(app.plugins.plugin_names())}"),
+            shown(f"  mode        {'burst' if c.burst else 'continuous'}"),
         ]
     )
+
+
+def _print_banner(app: Rediq, worker: Worker) -> None:
+    """Print the banner on stderr: styled by rich on a terminal, else the same text
+    plain, without importing rich (an idle worker under a supervisor, a container or
+    systemd never needs it)."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(_banner(app, worker, markup=True))
+    else:
+        print(_banner(app, worker, markup=False), file=sys.stderr, flush=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -280,8 +305,6 @@ def _run(
     log_format: str,
     **options: Any,
 ) -> int:
-    from rich.console import Console
-
     from ..errors import RediqError
     from ..logs import setup_logging
     from ..worker import Worker, WorkerConfig
@@ -317,7 +340,7 @@ def _run(
         raise click.UsageError(str(exc)) from None
     setup_logging(level=log_level, file=log_file, fmt=log_format)
     instance = Worker(app, config)
-    Console(stderr=True, highlight=False).print(_banner(app, instance))
+    _print_banner(app, instance)
     try:
         return asyncio.run(instance.run())
     except Exception as exc:
