@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
@@ -89,6 +90,30 @@ class PluginHost:
     def pytest_plugins(self) -> dict[str, Registration[str]]:
         """Dotted names of modules of pytest fixtures (``pytest -p rediq.testing``)."""
         return self._collect("rediq_register_pytest_plugins", "pytest plugin", str)
+
+    def worker_options(self) -> dict[str, Registration[click.Option]]:
+        """The options plugins add to ``rediq worker``, by parameter name."""
+        return self._collect(
+            "rediq_register_worker_options", "worker option", lambda o: o.name or "?"
+        )
+
+    def settings(self) -> dict[str, Registration[ModuleType]]:
+        """The settings modules plugins publish, by module name."""
+        return self._collect("rediq_register_settings", "settings module", lambda m: m.__name__)
+
+    def configure_worker(self, options: Mapping[str, Any], processes: int) -> None:
+        """Hand the parsed plugin options of ``rediq worker`` to the plugins (which may
+        refuse them by raising ``click.UsageError`` or ``SystemExit``)."""
+        self.pm.hook.rediq_configure_worker(options=options, processes=processes)
+
+    def prepare_worker_process(
+        self, slot: int, processes: int, argv: list[str], env: dict[str, str]
+    ) -> None:
+        """Let the plugins adjust the arguments and environment of one supervised worker
+        process (both edited in place)."""
+        self.pm.hook.rediq_prepare_worker_process(
+            slot=slot, processes=processes, argv=argv, env=env
+        )
 
     def serializer(self, name: str) -> Serializer:
         """Build the serializer registered as ``name``."""
