@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rediq import Rediq, TaskState
 from rediq_core.errors import TaskCancelledError
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 APP = """
 import asyncio, os

@@ -219,7 +219,7 @@ def run_scenario(
 
 
 def main() -> int:
-    from rediq_core.testing import RedisServer
+    from rediq_redis.testing import RedisServer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=5)

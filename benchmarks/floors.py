@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from redis.asyncio import Redis
 
-from benchmarks import per_task, run
+from benchmarks import per_task, worker_memory
 from rediq_core.app import Rediq
-from rediq_core.testing.redis_server import RedisServer
 from rediq_redis.scripts import script_source
+from rediq_redis.testing.redis_server import RedisServer
 
 __all__ = ["main"]
 
@@ -72,36 +72,10 @@ def _peak_rss_mib(imports: str) -> float:
     return int(done.stdout) / 1024
 
 
-def _worker_rss_mib(url: str) -> float:
-    """VmHWM of an idle ``rediq worker`` of the benchmark app (the harness's command line),
-    once it is registered."""
-    import redis
-
-    argv = [url if arg == "{url}" else arg for arg in run.rediq_worker_argv()]
-    worker = subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=dict(os.environ, BENCH_REDIS_URL=url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    probe = redis.Redis.from_url(url)
-    try:
-        deadline = time.monotonic() + 30
-        while not probe.zcard("{rediq}:workers"):  # the measurement's own wait
-            if time.monotonic() > deadline:
-                raise SystemExit("the worker did not register within 30 s")
-            time.sleep(0.1)
-        return run.tree_hwm_kib(worker.pid) / 1024
-    finally:
-        probe.close()
-        worker.terminate()
-        worker.wait(timeout=30)
-
-
 def memory(url: str) -> list[Row]:
     rows = [(label, f"{_peak_rss_mib(imports):.1f}") for label, imports in _IMPORTS.items()]
-    rows.append(("an idle `rediq worker` (VmHWM once registered)", f"{_worker_rss_mib(url):.1f}"))
+    idle = worker_memory.idle_worker_hwm_mib(url)
+    rows.append(("an idle `rediq worker` (VmHWM once registered)", f"{idle:.1f}"))
     return rows
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from rediq import Rediq
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 APP = """
 import asyncio, os

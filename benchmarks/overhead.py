@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import System, Worker, flush, produce, rediq_worker_argv, step
-from rediq_core.testing.redis_server import RedisServer
+from rediq_redis.testing.redis_server import RedisServer
 
 __all__ = ["MODES", "measure", "render"]
 

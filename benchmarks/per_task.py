@@ -37,8 +37,8 @@ from redis.asyncio import Redis
 
 from rediq_core.app import Rediq
 from rediq_core.broker import EnqueueOutcome, TaskState
-from rediq_core.testing.redis_server import RedisServer
 from rediq_core.worker import Worker, WorkerConfig
+from rediq_redis.testing.redis_server import RedisServer
 
 __all__ = ["main"]
 
@@ -94,8 +94,8 @@ async def enqueue_path(url: str, n: int) -> list[tuple[str, float]]:
     outcome = EnqueueOutcome(message.id, True, TaskState.PENDING, message.result_ttl_s)
 
     async def hooks() -> None:
-        await app.plugins.notify("rediq_before_task_enqueue", message=message)
-        await app.plugins.notify("rediq_after_task_enqueue", message=message, outcome=outcome)
+        await app.plugins.events.before_task_enqueue(message)
+        await app.plugins.events.after_task_enqueue(message, outcome)
 
     async def bare_evalsha() -> None:
         reply = session.keys.queue("default").reply(f"x{time.perf_counter_ns()}")

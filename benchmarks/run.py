@@ -28,7 +28,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import report  # noqa: E402
-from rediq_core.testing.redis_server import RedisServer  # noqa: E402
+from rediq_redis.testing.redis_server import RedisServer  # noqa: E402
 
 PEERS_VENV = HERE / ".venv-peers"
 #: rediq as a user installs it for production (``pip install 'rediq[hiredis]'``, editable

@@ -1,7 +1,9 @@
 """Render the reference pages from the code they describe.
 
 - docs/hooks.md from the docstrings in rediq_core/hookspecs.py;
-- docs/configuration.md from the constants and ``#:`` comments in rediq_core/defaults.py.
+- docs/configuration.md from the constants and ``#:`` comments in rediq_core/defaults.py,
+  then those of every settings module a plugin registers (``rediq_register_settings``),
+  one section per plugin.
 
 Run ``python docs/generate.py`` after changing either; a test fails while a committed page
 differs from what this renders.
@@ -14,8 +16,10 @@ import inspect
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from rediq_core import defaults, hookspecs
+from rediq_core.plugins import PluginHost, make_plugin_host
 
 HOOKS_PAGE = Path(__file__).with_name("hooks.md")
 CONFIGURATION_PAGE = Path(__file__).with_name("configuration.md")
@@ -50,6 +54,7 @@ def render_hooks() -> str:
         "# Hook reference\n",
         "Generated from `rediq_core/hookspecs.py` by `python docs/generate.py`;"
         " do not edit by hand. See [Writing plugins](plugins.md) for how to implement them.\n",
+        inspect.cleandoc(hookspecs.__doc__ or "").partition("\n\n")[2] + "\n",
     ]
     current = None
     for name in hook_names():
@@ -64,17 +69,38 @@ def render_hooks() -> str:
 
 CONFIGURATION_INTRO = """# Configuration and defaults
 
-Every default lives in `rediq_core/defaults.py`; this page is generated from it by
+Every default of the core lives in `rediq_core/defaults.py`, and every plugin's in the
+settings module it registers; this page is generated from them by
 `python docs/generate.py`. Override per task with `@app.task(...)`, per call with
 `.options(...)`, per app with `Rediq(...)`, per worker with `rediq worker` options.
 
-| constant | value | meaning |
-|---|---|---|
+"""
+TABLE_HEAD = "| constant | value | meaning |\n|---|---|---|\n"
+PLUGIN_SETTINGS_INTRO = """
+## Settings of the plugins
+
+Each plugin publishes its own settings module through the `rediq_register_settings` hook;
+the sections below are generated from the plugins installed with `rediq[all]`.
 """
 
 
-def render_configuration() -> str:
-    source = inspect.getsource(defaults)
+def render_configuration(host: PluginHost | None = None) -> str:
+    """The core's defaults, then one section per plugin settings module (sorted)."""
+    registered = (host or make_plugin_host(autoload=False)).settings().values()
+    parts = [CONFIGURATION_INTRO, TABLE_HEAD, _rows(defaults)]
+    if registered:
+        parts.append(PLUGIN_SETTINGS_INTRO)
+    for registration in sorted(registered, key=lambda r: (r.plugin, r.name)):
+        module = registration.value
+        parts.append(f"\n### {registration.plugin}\n\n`{module.__name__}`\n\n")
+        parts.append(TABLE_HEAD + _rows(module))
+    return "".join(parts)
+
+
+def _rows(module: ModuleType) -> str:
+    """One table row per annotated constant, with the ``#:`` comment above it (a group of
+    constants shares the comment of its first)."""
+    source = inspect.getsource(module)
     lines = source.splitlines()
     rows = []
     comment = ""
@@ -91,7 +117,7 @@ def render_configuration() -> str:
         comment = " ".join(above) or trailing or comment  # a group shares its comment
         value = ast.get_source_segment(source, node.value)
         rows.append(f"| `{node.target.id}` | `{value}` | {comment} |")
-    return CONFIGURATION_INTRO + "\n".join(rows) + "\n"
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 HERE = Path(__file__).resolve().parent
 RUN_CLI = [sys.executable, "-c", "from rediq_core.cli import main; main()"]

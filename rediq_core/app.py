@@ -22,6 +22,7 @@ from .handle import TaskHandle, raise_for_record
 from .message import TaskMessage
 from .options import TaskOptions, check_name, milliseconds, seconds
 from .plugins import PluginHost, make_plugin_host
+from .plugins.events import Event
 from .producer import ProducerPipeline
 from .retry import RetryPolicy
 from .serializer import Serializer
@@ -34,15 +35,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 EventHandler = Callable[[], Awaitable[None]]
 
-#: The events an app can handle with ``@app.event``, in the order a task meets them.
-EVENT_NAMES: Final = (
-    "before_worker_startup",
-    "before_task_start",
-    "before_task_retry",
-    "after_task_success",
-    "after_task_failure",
-    "after_worker_shutdown",
-)
+#: The events an app can handle with ``@app.event``, in the order a task meets them
+#: (the values of :class:`~rediq_core.plugins.events.Event`).
+EVENT_NAMES: Final[tuple[str, ...]] = tuple(event.value for event in Event)
 
 
 def _require_coroutine(fn: Any, what: str) -> None:
@@ -137,7 +132,7 @@ class Rediq:
                     f"accept_serializers names {name!r}, which no installed plugin provides"
                 )
         self.tasks: dict[str, TaskDefinition[Any, Any]] = {}
-        self.handlers: dict[str, list[EventHandler]] = {name: [] for name in EVENT_NAMES}
+        self.handlers: dict[Event, list[EventHandler]] = {event: [] for event in Event}
         self.schedules: dict[str, Schedule] = {}
         self._serializers: dict[str, Serializer] = {serializer_name: self.serializer}
         #: The one path every message of this app is sent by (hooks, signing, size check).
@@ -233,12 +228,12 @@ class Rediq:
 
         def decorate(func: EventHandler) -> EventHandler:
             name = event_name if event_name is not None else getattr(func, "__name__", "")
-            if name not in self.handlers:
+            if name not in EVENT_NAMES:
                 raise TaskRegistrationError(
                     f"unknown event {name!r}; events are: {', '.join(EVENT_NAMES)}"
                 )
             _require_coroutine(func, f"{name} handler")
-            self.handlers[name].append(func)
+            self.handlers[Event(name)].append(func)
             return func
 
         return decorate(fn) if fn is not None else decorate

@@ -103,22 +103,6 @@ ENV_REDIS_URL: Final = "REDIQ_REDIS_URL"
 ENV_APP: Final = "REDIQ_APP"
 ENV_NAMESPACE: Final = "REDIQ_NAMESPACE"
 
-#: Observability plugins. ``rediq worker --metrics-port`` serves Prometheus metrics on
-#: this address (all interfaces, for a scraper on another host); the port has no default.
-METRICS_HOST: Final = "0.0.0.0"
-ENV_METRICS_HOST: Final = "REDIQ_METRICS_HOST"
-ENV_METRICS_PORT: Final = "REDIQ_METRICS_PORT"
-#: A scrape waits at most this long for the queue depths read from the broker.
-METRICS_QUEUE_READ_TIMEOUT_S: Final = 2.0
-#: ``rediq dashboard`` binds this address and port (loopback only, unless told).
-DASHBOARD_HOST: Final = "127.0.0.1"
-DASHBOARD_PORT: Final = 8181
-#: Tasks per page in the dashboard's listings.
-DASHBOARD_PAGE_SIZE: Final = 50
-#: The dashboard's overview and workers pages reload their content this often, in
-#: seconds (0: never).
-DASHBOARD_REFRESH_S: Final = 5
-
 #: Worker internals. A worker refreshes its registry entry this often.
 WORKER_HEARTBEAT_INTERVAL_S: Final = 15
 #: A graceful shutdown (first signal) waits this long for running and prefetched tasks,

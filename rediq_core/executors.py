@@ -8,7 +8,7 @@ from __future__ import annotations
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from .hookspecs import RegisterExecutorPool
-from .plugins import hookimpl
+from .markers import hookimpl
 
 __all__ = ["rediq_register_executor_pools"]
 

@@ -5,14 +5,34 @@ Every hook is named ``rediq_*``. Registration hooks are synchronous and receive 
 both plugin names. Event hooks may be ``async def``: rediq awaits each result in turn,
 and a listener that raises is logged and skipped, never breaking the task or the worker.
 
+How event hooks are called. pluggy itself is synchronous: it would hand back the
+coroutine of an ``async def`` listener unawaited, and its wrappers would see coroutines
+instead of results. So rediq calls event hooks itself (``rediq_core/plugins/calling.py``),
+in pluggy's order (``tryfirst`` first, ``trylast`` last, later registrations first):
+
+- each wrapper (``wrapper=True``, or old-style ``hookwrapper=True``; a *synchronous*
+  generator, as pluggy requires) runs up to its ``yield``; then every plain listener
+  runs, each awaited before the next starts; then the wrappers resume, innermost first.
+  A wrapper suits work around the listeners (a span, a timer).
+- at its ``yield`` a ``wrapper=True`` receives the list of the listeners' non-``None``
+  results, a ``hookwrapper=True`` a ``pluggy.Result`` holding that list (event hooks
+  return nothing, so it is normally empty); neither can change the outcome.
+- a listener, or a wrapper before or after its ``yield``, that raises is logged with its
+  traceback and skipped; a wrapper that yields twice is closed and logged.
+
+Inside rediq every event is fired through one typed method per hook
+(``app.plugins.events.before_task_start(task)``, ``rediq_core/plugins/events.py``), so a
+misspelt event is a type error; a test keeps those methods and the hooks below in step.
+
 The docstrings below *are* the reference documentation (``docs/hooks.md`` is generated
 from them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -29,7 +49,10 @@ __all__ = [
     "RegisterBroker",
     "RegisterCommand",
     "RegisterExecutorPool",
+    "RegisterPytestPlugin",
     "RegisterSerializer",
+    "RegisterSettings",
+    "RegisterWorkerOption",
     "hookspec",
 ]
 
@@ -39,6 +62,9 @@ RegisterBroker = Callable[[str, "Callable[[BrokerOptions], Broker]"], None]
 RegisterSerializer = Callable[[str, "Callable[[], Serializer]"], None]
 RegisterExecutorPool = Callable[[str, Callable[[int | None], Executor]], None]
 RegisterCommand = Callable[["click.Command"], None]
+RegisterPytestPlugin = Callable[[str], None]
+RegisterWorkerOption = Callable[["click.Option"], None]
+RegisterSettings = Callable[[ModuleType], None]
 MaybeAwaitable = Awaitable[None] | None
 
 # -------------------------------------------------------------------------------------
@@ -85,6 +111,93 @@ def rediq_register_commands(register: RegisterCommand) -> None:
 
     :param register: call ``register(command)`` with a :class:`click.Command`; its
         ``name`` is the subcommand name.
+    """
+
+
+@hookspec
+def rediq_register_pytest_plugins(register: RegisterPytestPlugin) -> None:
+    """Give ``pytest -p rediq.testing`` the fixtures a plugin owns (the Redis plugin's
+    ``rediq_redis_server``, ``rediq_redis_url``, topologies, ...), so the core's pytest
+    plugin needs to know no broker.
+
+    :param register: call ``register(module_name)`` with the dotted name of a module of
+        pytest fixtures and hooks, e.g. ``register("rediq_redis.testing.fixtures")``; when
+        pytest is configured with ``-p rediq.testing`` it is imported and registered with
+        pytest as ``-p module_name`` would. A name, not the module: the plugin's production
+        code never imports its testing code, and a worker never imports pytest. A module
+        registered by two plugins raises :class:`~rediq_core.errors.PluginNameClash`
+        naming both.
+    """
+
+
+@hookspec
+def rediq_register_worker_options(register: RegisterWorkerOption) -> None:
+    """Add options to ``rediq worker`` (e.g. ``--metrics-port`` of the Prometheus plugin).
+
+    Declare them even when the plugin's optional dependencies are missing, and refuse a
+    given value in :func:`rediq_configure_worker`, so the user learns which extra to
+    install instead of reading "no such option".
+
+    :param register: call ``register(option)`` with a :class:`click.Option`; its parsed
+        value reaches :func:`rediq_configure_worker` under the option's ``name`` (e.g.
+        ``metrics_port``). An option whose name is also a built-in option's or another
+        plugin's raises :class:`~rediq_core.errors.PluginNameClash` naming both.
+    """
+
+
+@hookspec
+def rediq_register_settings(register: RegisterSettings) -> None:
+    """Publish the plugin's settings: its defaults and environment variable names.
+
+    :param register: call ``register(module)`` with a module of ``Final`` constants,
+        each documented by a ``#:`` comment above it (as in
+        :mod:`rediq_core.defaults`); ``docs/configuration.md`` renders it in a section
+        named after the plugin. Keep the module free of heavy imports: it is imported
+        when the plugin loads, whether or not its extra is installed.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Worker command (synchronous; in the process that parsed ``rediq worker``)
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def rediq_configure_worker(options: Mapping[str, Any], processes: int) -> None:
+    """Called when ``rediq worker`` starts, after its command line is parsed and before it
+    imports the app, connects to the broker or starts worker processes. With
+    ``--processes N`` it is called in the supervisor (``processes`` is N) and again in
+    each worker process it starts (``processes`` is 1 there). Not called by
+    ``rediq.testing`` workers, nor by a worker started in code.
+
+    Refuse an option here: raise :class:`click.UsageError` (exit status 2), or print
+    ``error: ...`` on stderr and raise ``SystemExit(1)`` for a resource that cannot be
+    had (a busy port), so nothing is consumed by a worker that cannot do what it was
+    asked to.
+
+    :param options: the parsed value of every option registered with
+        :func:`rediq_register_worker_options`, by option ``name`` (``None`` when not
+        given and without a default).
+    :param processes: the value of ``--processes``.
+    """
+
+
+@hookspec
+def rediq_prepare_worker_process(
+    slot: int, processes: int, argv: list[str], env: dict[str, str]
+) -> None:
+    """Called by the ``rediq worker --processes N`` supervisor before it starts (or
+    restarts) worker process ``slot``, so that a plugin can give each process its own
+    arguments or environment (e.g. only the first process serves an HTTP port, all share
+    one directory). The supervisor knows nothing else of plugins.
+
+    :param slot: which process, ``0`` to ``processes - 1`` (a restarted process keeps its
+        slot).
+    :param processes: how many worker processes the supervisor runs.
+    :param argv: the process's ``rediq`` arguments (``worker APP ...`` without
+        ``--processes``), a fresh copy per start; edit it in place.
+    :param env: the process's environment, a fresh copy of the supervisor's; edit it in
+        place.
     """
 
 

@@ -41,7 +41,7 @@ def lifespan(
     async def run(asgi_app: Any) -> AsyncIterator[None]:
         try:
             if worker:
-                from .testing.inprocess import run_worker
+                from .worker.inprocess import run_worker
 
                 async with run_worker(app, **worker_config):
                     yield

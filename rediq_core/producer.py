@@ -123,14 +123,14 @@ class ProducerPipeline:
     ) -> list[tuple[TaskMessage, Answer]]:
         """Hooks, seal, size check, send, hooks; each message as sent, with its answer.
         Nothing is sent if any message is refused (too large)."""
-        notify = self.app.plugins.notify
+        hooks = self.app.plugins.events
         for message in messages:
-            await notify("rediq_before_task_enqueue", message=message)
+            await hooks.before_task_enqueue(message)
         sealed = [self.seal(message) for message in messages]
         answers = await step.send(sealed)
         for message, answer in zip(sealed, answers, strict=True):
             outcome = step.stored(message, answer)
-            await notify("rediq_after_task_enqueue", message=message, outcome=outcome)
+            await hooks.after_task_enqueue(message, outcome)
         return list(zip(sealed, answers, strict=True))
 
     async def publish_calls(

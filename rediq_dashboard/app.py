@@ -16,9 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rediq_core import defaults
-
-from . import actions, pages, present
+from . import actions, pages, present, settings
 from .security import CSRF_FIELD, Auth, csrf_token, set_csrf_cookie
 
 if TYPE_CHECKING:
@@ -98,8 +96,8 @@ def create_dashboard(
     read_only: bool = False,
     auth: Auth | None = None,
     title: str = "rediq",
-    page_size: int = defaults.DASHBOARD_PAGE_SIZE,
-    refresh_s: int = defaults.DASHBOARD_REFRESH_S,
+    page_size: int = settings.DASHBOARD_PAGE_SIZE,
+    refresh_s: int = settings.DASHBOARD_REFRESH_S,
 ) -> Starlette:
     """The dashboard of ``app``'s broker as an ASGI application.
 

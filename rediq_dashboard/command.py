@@ -6,9 +6,11 @@ import rich_click as click
 
 from rediq_core import defaults
 
+from . import settings
+
 __all__ = ["dashboard"]
 
-ENV_AUTH = "REDIQ_DASHBOARD_AUTH"
+ENV_AUTH = settings.ENV_AUTH
 
 
 @click.command()
@@ -27,14 +29,14 @@ ENV_AUTH = "REDIQ_DASHBOARD_AUTH"
 )
 @click.option(
     "--host",
-    default=defaults.DASHBOARD_HOST,
+    default=settings.DASHBOARD_HOST,
     show_default=True,
     help="Address to bind (loopback by default; put a TLS proxy in front before exposing it).",
 )
 @click.option(
     "--port",
     type=click.IntRange(min=0, max=65535),
-    default=defaults.DASHBOARD_PORT,
+    default=settings.DASHBOARD_PORT,
     show_default=True,
 )
 @click.option("--read-only", is_flag=True, help="Show everything, change nothing.")
@@ -50,7 +52,7 @@ ENV_AUTH = "REDIQ_DASHBOARD_AUTH"
 @click.option(
     "--refresh",
     type=click.IntRange(min=0),
-    default=defaults.DASHBOARD_REFRESH_S,
+    default=settings.DASHBOARD_REFRESH_S,
     show_default=True,
     help="Seconds between updates of the overview (0: never).",
 )

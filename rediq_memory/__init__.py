@@ -9,7 +9,24 @@ supported.
 
 from __future__ import annotations
 
-from .broker import MemoryBroker
-from .store import drop_stores
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .broker import MemoryBroker
+    from .store import drop_stores
 
 __all__ = ["MemoryBroker", "drop_stores"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the broker on first use: every process loads the plugin (entry point
+    ``rediq_memory.plugin``), few use ``memory://``."""
+    if name == "MemoryBroker":
+        from .broker import MemoryBroker
+
+        return MemoryBroker
+    if name == "drop_stores":
+        from .store import drop_stores
+
+        return drop_stores
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,9 @@
 
 A span lives from one hook to another (before/after enqueue, before start or retry/after
 attempt); open spans are kept by task id, one per task at a time in a process.
+
+OpenTelemetry is imported by the first event, not with this module: a process that
+enqueues or runs nothing (an idle worker) never imports it.
 """
 
 from __future__ import annotations
@@ -11,16 +14,15 @@ from contextvars import Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from opentelemetry import context, propagate, trace
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
 from rediq_core.errors import TaskCancelledError
 from rediq_core.plugins import hookimpl
 
 from .attributes import consumer_attributes, producer_attributes
 
 if TYPE_CHECKING:
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+
     from rediq_core.broker import EnqueueOutcome
     from rediq_core.info import TaskInfo
     from rediq_core.message import TaskMessage
@@ -49,6 +51,8 @@ _consuming: dict[str, Open] = {}
 @functools.cache
 def _tracer() -> trace.Tracer:
     """rediq's tracer (a proxy until a tracer provider is set, then that provider's)."""
+    from opentelemetry import trace
+
     from rediq_core import __version__
 
     return trace.get_tracer("rediq", __version__)
@@ -56,6 +60,9 @@ def _tracer() -> trace.Tracer:
 
 @hookimpl
 def rediq_before_task_enqueue(message: TaskMessage) -> None:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
     span = _tracer().start_span(
         f"send {message.queue}", kind=SpanKind.PRODUCER, attributes=producer_attributes(message)
     )
@@ -76,6 +83,9 @@ def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> N
 
 
 def _start_attempt(task: TaskInfo) -> None:
+    from opentelemetry import context, propagate, trace
+    from opentelemetry.trace import SpanKind
+
     parent = propagate.extract(task.headers)
     span = _tracer().start_span(
         f"process {task.task_queue}",
@@ -107,6 +117,9 @@ def rediq_after_task_attempt(
     opened = _consuming.pop(task.task_id, None)
     if opened is None:
         return
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode
+
     span = opened.span
     if exception is not None:
         span.record_exception(exception)

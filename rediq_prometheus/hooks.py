@@ -1,20 +1,29 @@
-"""Hook implementations: count what this process enqueues and runs; serve /metrics."""
+"""Hook implementations: count what this process enqueues and runs; serve /metrics.
+
+prometheus_client is imported by the first event that counts something, or when the
+worker starts with a metrics port: an idle worker without ``--metrics-port`` never
+imports it (a producer process still counts its enqueues).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from rediq_core.errors import TaskCancelledError
 from rediq_core.plugins import hookimpl
 
-from .metrics import task_metrics
-from .server import start_metrics_server, stop_metrics_server
+from . import settings
 
 if TYPE_CHECKING:
     from rediq_core.broker import EnqueueOutcome
     from rediq_core.info import TaskInfo, WorkerInfo
     from rediq_core.message import TaskMessage
+
+    from .metrics import TaskMetrics
 
 __all__ = [
     "rediq_after_task_attempt",
@@ -26,6 +35,14 @@ __all__ = [
     "rediq_before_task_start",
     "rediq_before_worker_startup",
 ]
+
+
+@functools.cache
+def task_metrics() -> TaskMetrics:
+    """The process's metrics in the default registry (imports prometheus_client once)."""
+    from .metrics import task_metrics
+
+    return task_metrics()
 
 
 def _labels(task: TaskInfo) -> tuple[str, str]:
@@ -86,9 +103,14 @@ def rediq_after_task_failure(task: TaskInfo, exception: BaseException) -> None:
 
 @hookimpl
 def rediq_before_worker_startup(worker: WorkerInfo) -> None:
-    start_metrics_server(worker)
+    if os.environ.get(settings.ENV_METRICS_PORT):  # else there is nothing to serve
+        from .server import start_metrics_server
+
+        start_metrics_server(worker)
 
 
 @hookimpl
 def rediq_after_worker_shutdown(worker: WorkerInfo) -> None:
-    stop_metrics_server(worker)
+    server = sys.modules.get(f"{__package__}.server")  # imported only if it started one
+    if server is not None:
+        server.stop_metrics_server(worker)

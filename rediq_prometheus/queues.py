@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rediq_core import defaults
+from . import settings
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -56,7 +56,7 @@ class QueueCollector(Collector):
     def _read(self) -> list[QueueOverview]:
         future = asyncio.run_coroutine_threadsafe(self.control.overview(minutes=1), self.loop)
         try:
-            return future.result(defaults.METRICS_QUEUE_READ_TIMEOUT_S)
+            return future.result(settings.METRICS_QUEUE_READ_TIMEOUT_S)
         except Exception as exc:
             future.cancel()
             log.warning("queue depths not scraped: %s: %s", type(exc).__name__, exc)

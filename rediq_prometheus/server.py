@@ -19,9 +19,8 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from rediq_core import defaults
-from rediq_core.metrics_port import EXIT_UNSERVABLE, unservable
-
+from . import settings
+from .port import EXIT_UNSERVABLE, unservable
 from .queues import QueueCollector
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ _serving: dict[str, Serving] = {}
 
 def serving_registry() -> CollectorRegistry:
     """The registry /metrics renders: all processes' samples in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if os.environ.get(settings.ENV_MULTIPROC_DIR):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return registry
@@ -54,10 +53,10 @@ def serving_registry() -> CollectorRegistry:
 
 def start_metrics_server(worker: WorkerInfo) -> None:
     """Serve /metrics when ``rediq worker --metrics-port`` asked for it."""
-    port = os.environ.get(defaults.ENV_METRICS_PORT)
+    port = os.environ.get(settings.ENV_METRICS_PORT)
     if not port:
         return
-    host = os.environ.get(defaults.ENV_METRICS_HOST, defaults.METRICS_HOST)
+    host = os.environ.get(settings.ENV_METRICS_HOST, settings.METRICS_HOST)
     registry = serving_registry()
     queues = None
     if worker.control is not None:

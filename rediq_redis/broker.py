@@ -58,7 +58,7 @@ from .connection import (
 )
 from .durability import durability
 from .keys import NamespaceKeys
-from .scripts import Scripts
+from .scripts import CronScripts, Scripts
 from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
 from .topology import Kind, parse_url
@@ -69,7 +69,6 @@ if TYPE_CHECKING:
     from rediq_core.inspection import QueueOverview, TaskPage
     from rediq_core.message import TaskMessage
 
-    from .cron_scripts import CronScripts
     from .results import ResultListener
 
 __all__ = ["RedisBroker"]
@@ -393,8 +392,6 @@ class RedisBroker(Broker):
     # --- cron schedules (imported on first use: a worker without schedules never calls it)
 
     async def _cron(self) -> tuple[Session, CronScripts]:
-        from .cron_scripts import CronScripts
-
         session = await self._ready()
         if self._cron_scripts is None:
             self._cron_scripts = CronScripts(session.client, session.settings.replay_window_ms)

@@ -21,9 +21,9 @@ from rediq_core.cron_records import (
 from rediq_core.message import TaskMessage
 
 from .channels import channel_messages
-from .cron_scripts import CronScripts
 from .producer import enqueue_calls
 from .records import text
+from .scripts import CronScripts
 from .session import Session
 
 __all__ = ["changes", "entries", "fire", "forget", "register", "set_paused"]

@@ -18,6 +18,7 @@ from rediq_core.inspection import COUNTER_NAMES, MinuteCounts, QueueOverview, Ta
 
 from .ended import ended_group_ids
 from .keys import QueueKeys
+from .layout import GROUP_SEPARATOR, MINUTE_MS, MINUTE_SLOTS, MINUTE_STAMP, member_id, minute_field
 from .records import live_record, text
 from .scripts import run_batch
 from .session import Session
@@ -50,8 +51,6 @@ _PURGEABLE = {
     TaskState.FAILED: "failed",
 }
 _GROUP_PAGE = 500
-#: Minutes kept in the per-minute ring (MINUTE_SLOTS in the Lua prelude).
-MINUTE_SLOTS = 60
 #: Priority bands the oldest-pending estimate compares.
 _OLDEST_BANDS = 32
 
@@ -101,7 +100,7 @@ async def list_tasks(
     members = [text(m) or "" for m in await read(keys.key(set_name), offset, offset + limit)]
     more = len(members) > limit
     members = members[:limit]
-    ids = [m[17:] for m in members] if state is TaskState.PENDING else members
+    ids = [member_id(m) for m in members] if state is TaskState.PENDING else members
     records = await _records(session, keys, ids, set_name)
     return TaskPage(records, str(offset + limit) if more else None)
 
@@ -109,7 +108,8 @@ async def list_tasks(
 async def group_ids(session: Session, queue: str, group: str) -> list[str]:
     """Every task id of ``queue`` tagged ``group`` (from the group index)."""
     key = session.keys.queue(queue).key("groups")
-    prefix = group.encode() + b"\n"
+    separator = GROUP_SEPARATOR.encode()
+    prefix = group.encode() + separator
     start, ids = b"[" + prefix, []
     while True:
         reply = await session.client.zrangebylex(
@@ -117,7 +117,7 @@ async def group_ids(session: Session, queue: str, group: str) -> list[str]:
         )
         page = [m if isinstance(m, bytes) else str(m).encode() for m in reply]
         # a group named "<group>\n..." shares the prefix: its members have a "\n" left
-        ids += [m[len(prefix) :].decode() for m in page if b"\n" not in m[len(prefix) :]]
+        ids += [m[len(prefix) :].decode() for m in page if separator not in m[len(prefix) :]]
         if len(page) < _GROUP_PAGE:
             return ids
         start = b"(" + page[-1]
@@ -224,15 +224,17 @@ async def delete_dead(session: Session, queue: str, task_ids: Sequence[str] | No
 
 
 def _minutes(raw: dict[bytes, bytes], now_ms: int, count: int) -> tuple[MinuteCounts, ...]:
-    current = now_ms // 60_000
+    current = now_ms // MINUTE_MS
     found: list[MinuteCounts] = []
     for minute in range(current - count + 1, current + 1):
         slot = minute % MINUTE_SLOTS
-        if int(raw.get(f"t:{slot}".encode(), -1)) != minute:
-            found.append(MinuteCounts(minute * 60_000))
+        if int(raw.get(minute_field(MINUTE_STAMP, slot).encode(), -1)) != minute:
+            found.append(MinuteCounts(minute * MINUTE_MS))
             continue
-        counts = {name: int(raw.get(f"{name}:{slot}".encode(), 0)) for name in COUNTER_NAMES}
-        found.append(MinuteCounts(minute * 60_000, **counts))
+        counts = {
+            name: int(raw.get(minute_field(name, slot).encode(), 0)) for name in COUNTER_NAMES
+        }
+        found.append(MinuteCounts(minute * MINUTE_MS, **counts))
     return tuple(found)
 
 

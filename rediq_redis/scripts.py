@@ -1,7 +1,8 @@
 """Loads the Lua scripts in ``scripts/`` (one per state transition).
 
-Queue scripts are prefixed with ``scripts/_prelude.lua`` (the shared key table and
-helpers); each script's header lists its KEYS, ARGV and invariants. Scripts run with
+Queue and cron scripts are prefixed with ``scripts/_prelude.lua`` (the shared key table,
+layout constants and helpers), assembled by one function (:func:`script_source`); each
+script's header lists its KEYS, ARGV and invariants. Scripts run with
 EVALSHA and fall back to loading on NOSCRIPT (redis-py ``register_script``). Batches of
 script calls go out as one pipeline of bare EVALSHAs (:func:`run_batch`): redis-py would
 otherwise spend an extra ``SCRIPT EXISTS`` round trip on every pipeline that holds a script.
@@ -25,16 +26,20 @@ from rediq_core import defaults
 from .cluster import ResendingCluster, cluster_batch, is_cluster
 from .durability import NotDurableError, WaitReplicas, check_acknowledged
 from .keys import QUEUE_KEY_NAMES
+from .layout import LUA_CONSTANTS
 
 __all__ = [
+    "CRON_SCRIPTS",
     "QUEUE_SCRIPTS",
     "STANDALONE_SCRIPTS",
+    "CronScripts",
     "LuaScript",
     "NotDurableError",
     "ScriptCall",
     "Scripts",
     "WaitReplicas",
     "check_acknowledged",
+    "prelude_source",
     "run_batch",
     "script_source",
 ]
@@ -57,6 +62,11 @@ QUEUE_SCRIPTS = (
     "delete_dead",
     "forget_queue",
 )
+#: Scripts about one queue's schedules; ``cron_fire`` embeds the body of ``enqueue.lua`` as
+#: a local function (``--@ENQUEUE_TASK@--``), so a tick's run is written by the very code
+#: that writes every other task.
+CRON_SCRIPTS = ("cron_fire", "cron_register", "cron_pause", "cron_forget")
+#: Scripts about no queue: sent without the prelude.
 STANDALONE_SCRIPTS = ("heartbeat", "stop_workers")
 
 
@@ -70,15 +80,38 @@ def _key_table() -> str:
     return f"local N = {len(QUEUE_KEY_NAMES)}\nlocal Q = {{ {entries} }}"
 
 
+def _lua_value(value: str | int | tuple[str, ...]) -> str:
+    if isinstance(value, tuple):
+        return "{ " + ", ".join(_lua_value(item) for item in value) + " }"
+    if isinstance(value, int):
+        return str(value)
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
+def _layout_table() -> str:
+    """The prelude's layout constants, from the one source in ``layout.py``."""
+    return "\n".join(f"local {name} = {_lua_value(v)}" for name, v in LUA_CONSTANTS.items())
+
+
 def script_source(name: str, replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
     """The full text sent to Redis for script ``name`` (``replay_ms``: how long a call's
-    answer is remembered for a re-send)."""
+    answer is remembered for a re-send): every script but the standalone ones gets the
+    prelude with its generated key table and layout constants."""
     body = _read(name)
-    if name not in QUEUE_SCRIPTS:
+    if "--@ENQUEUE_TASK@--" in body:
+        enqueue = f"local function enqueue_task(ARGV)\n{_read('enqueue')}\nend\n"
+        body = body.replace("--@ENQUEUE_TASK@--", enqueue)
+    if name in STANDALONE_SCRIPTS:
         return body
+    return prelude_source(replay_ms) + "\n" + body
+
+
+def prelude_source(replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
+    """``scripts/_prelude.lua`` with its generated parts filled in."""
     prelude = _read("_prelude").replace("--@QUEUE_KEYS@--", _key_table())
-    prelude = prelude.replace("--@REPLAY_MS@--", str(int(replay_ms)))
-    return prelude + "\n" + body
+    prelude = prelude.replace("--@LAYOUT@--", _layout_table())
+    return prelude.replace("--@REPLAY_MS@--", str(int(replay_ms)))
 
 
 class LuaScript:
@@ -203,3 +236,14 @@ class Scripts:
         self.stop_workers = LuaScript("stop_workers", client, replay_ms)
         self.delete_dead = LuaScript("delete_dead", client, replay_ms)
         self.forget_queue = LuaScript("forget_queue", client, replay_ms)
+
+
+class CronScripts:
+    """Every cron script, registered on one client (``replay_ms``: the broker's
+    ``replay_window_ms``)."""
+
+    def __init__(self, client: Redis, replay_ms: int) -> None:
+        self.fire = LuaScript("cron_fire", client, replay_ms)
+        self.register = LuaScript("cron_register", client, replay_ms)
+        self.pause = LuaScript("cron_pause", client, replay_ms)
+        self.forget = LuaScript("cron_forget", client, replay_ms)

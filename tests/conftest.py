@@ -1,5 +1,6 @@
-"""Shared fixtures. The real-Redis fixtures come from rediq's opt-in pytest plugin
-(``-p rediq.testing`` in pyproject's addopts: rediq_redis_server, rediq_redis_url, ...)."""
+"""Shared fixtures. The real-Redis fixtures (rediq_redis_server, rediq_redis_url, ...) come
+from the Redis plugin, which registers them with rediq's opt-in pytest plugin
+(``-p rediq.testing`` in pyproject's addopts) through ``rediq_register_pytest_plugins``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from rediq_core.plugins import PluginHost, make_plugin_host
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 from .tcp_proxy import TcpProxy
 

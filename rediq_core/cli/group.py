@@ -61,6 +61,14 @@ class RediqGroup(click.RichGroup):
         return sorted({*self._available(), *self.host().commands()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "worker":  # with the options plugins add to it
+            from ..errors import PluginError
+            from .worker_cmd import worker_command
+
+            try:
+                return worker_command(self.host())
+            except PluginError as exc:  # a plugin that fails to load, or a clash
+                raise click.UsageError(str(exc)) from None
         if cmd_name in self._available():
             return _load(self._available()[cmd_name])
         registration = self.host().commands().get(cmd_name)

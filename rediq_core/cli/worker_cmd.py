@@ -6,6 +6,7 @@ Imports stay light: the worker package is imported only when the command runs.
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib
 import logging
 import os
@@ -16,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 import rich_click as click
 
 from .. import defaults
+from ..errors import PluginNameClash
 from ..urls import redact_url
 
 if TYPE_CHECKING:
     from ..app import Rediq
+    from ..plugins import PluginHost
     from ..worker import Worker
 
-__all__ = ["load_app", "redact_url", "worker"]
+__all__ = ["load_app", "redact_url", "worker", "worker_command"]
 
 
 def load_app(spec: str, *, full_traceback: bool = False) -> Rediq:
@@ -87,23 +90,48 @@ def _report_import_error(module_name: str, exc: Exception, full: bool) -> str:
     return f" ({os.path.basename(filename)}, line {lineno})"
 
 
-def _banner(app: Rediq, worker: Worker) -> str:
+def _banner(app: Rediq, worker: Worker, *, markup: bool) -> str:
+    """The start-up banner; with ``markup``, in rich markup (values escaped)."""
     from .. import __version__
+
+    def shown(text: str, style: str = "") -> str:
+        if not markup:
+            return text
+        from rich.markup import escape
+
+        return f"[{style}]{escape(text)}[/]" if style else escape(text)
 
     c = worker.config
     pool = f"{c.executor_pool_name}({c.executor_pool_size or 'auto'})"
     return "\n".join(
         [
-            f"[bold]rediq {__version__}[/] worker [cyan]{worker.id}[/]",
-            f"  broker      {redact_url(app.redis_url)} (namespace {app.namespace})",
-            f"  queues      {c.describe_queues(worker.queues)}",
-            f"  concurrency {c.task_concurrency} tasks, {c.queue_size} prefetched, executor {pool}",
-            f"  serializer  {app.serializer_name}"
-            f" (accepts {', '.join(sorted(app.accept_serializers))})",
-            f"  plugins     {', '.join(app.plugins.plugin_names())}",
-            f"  mode        {'burst' if c.burst else 'continuous'}",
+            f"{shown(f'rediq {__version__}', 'bold')} worker {shown(worker.id, 'cyan')}",
+            shown(f"  broker      {redact_url(app.redis_url)} (namespace {app.namespace})"),
+            shown(f"  queues      {c.describe_queues(worker.queues)}"),
+            shown(
+                f"  concurrency {c.task_concurrency} tasks, {c.queue_size} prefetched,"
+                f" executor {pool}"
+            ),
+            shown(
+                f"  serializer  {app.serializer_name}"
+                f" (accepts {', '.join(sorted(app.accept_serializers))})"
+            ),
+            shown(f"  plugins     {', '.join(app.plugins.plugin_names())}"),
+            shown(f"  mode        {'burst' if c.burst else 'continuous'}"),
         ]
     )
+
+
+def _print_banner(app: Rediq, worker: Worker) -> None:
+    """Print the banner on stderr: styled by rich on a terminal, else the same text
+    plain, without importing rich (an idle worker under a supervisor, a container or
+    systemd never needs it)."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(_banner(app, worker, markup=True))
+    else:
+        print(_banner(app, worker, markup=False), file=sys.stderr, flush=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -203,20 +231,6 @@ def _banner(app: Rediq, worker: Worker) -> str:
     help="Worker processes to run under a supervisor that restarts one that dies"
     " and forwards signals (each registers as a worker).",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(min=0, max=65535),
-    default=None,
-    envvar=defaults.ENV_METRICS_PORT,
-    help="Serve Prometheus metrics on this port at /metrics (needs the rediq[prometheus] extra).",
-)
-@click.option(
-    "--metrics-host",
-    default=defaults.METRICS_HOST,
-    show_default=True,
-    envvar=defaults.ENV_METRICS_HOST,
-    help="Address the metrics server binds.",
-)
 @click.option("--reload", is_flag=True, help="Restart when a .py file changes (development).")
 def worker(app_spec: str, **options: Any) -> None:
     """Start a worker for APP (module:attribute, importable from the current directory).
@@ -224,14 +238,43 @@ def worker(app_spec: str, **options: Any) -> None:
     The first SIGINT/SIGTERM stops fetching and finishes running and prefetched tasks;
     a second one cancels running tasks and hands them back to their queues at once.
     """
+    _start(app_spec, None, options)
+
+
+def worker_command(host: PluginHost) -> click.Command:
+    """``rediq worker`` with the options the plugins of ``host`` register (placed before
+    ``--reload``); their values go to the plugins' ``rediq_configure_worker``."""
+    added = [registration.value for registration in host.worker_options().values()]
+    taken = {name: param.name for param in worker.params for name in (param.name, *param.opts)}
+    for option in added:
+        for name in (*option.opts, option.name):
+            if name in taken:
+                plugin = host.worker_options()[option.name or "?"].plugin
+                raise PluginNameClash(
+                    f"worker option {name!r} of plugin {plugin!r} is a built-in option of"
+                    " `rediq worker`; block the plugin with REDIQ_DISABLE_PLUGINS"
+                )
+    command = copy.copy(worker)
+    at = next(i for i, param in enumerate(worker.params) if param.name == "reload")
+    command.params = [*worker.params[:at], *added, *worker.params[at:]]
+
+    def callback(app_spec: str, **options: Any) -> None:
+        _start(app_spec, host, options)
+
+    command.callback = callback
+    return command
+
+
+def _start(app_spec: str, host: PluginHost | None, options: dict[str, Any]) -> None:
     if options.pop("reload"):
         from ..worker.reload import run_with_reload
 
         raise SystemExit(run_with_reload(sys.argv))
     processes = options.pop("processes")
-    from ..metrics_port import exit_if_unservable
-
-    exit_if_unservable(options["metrics_port"], options["metrics_host"])
+    core = {param.name for param in worker.params}
+    plugin_options = {name: options.pop(name) for name in list(options) if name not in core}
+    if host is not None:
+        host.configure_worker(plugin_options, processes)
     if processes > 1:
         from ..logs import setup_logging
         from ..worker.supervisor import run_processes
@@ -239,7 +282,8 @@ def worker(app_spec: str, **options: Any) -> None:
         setup_logging(
             level=options["log_level"], file=options["log_file"], fmt=options["log_format"]
         )
-        raise SystemExit(run_processes(sys.argv[1:], processes))
+        prepare = host.prepare_worker_process if host is not None else None
+        raise SystemExit(run_processes(sys.argv[1:], processes, prepare))
     status = _run(app_spec, **options)
     if status != 0:
         # A forced stop: whatever could be handed back was; code that ignored cancellation
@@ -249,22 +293,6 @@ def worker(app_spec: str, **options: Any) -> None:
         sys.stderr.flush()
         os._exit(status)
     raise SystemExit(status)
-
-
-def _metrics_server(app: Rediq, port: int | None, host: str) -> None:
-    """Hand ``--metrics-port`` to the Prometheus plugin (it reads the environment when the
-    worker starts), or refuse clearly when that plugin is not installed."""
-    if port is None:
-        return
-    from .plugins_cmd import plugin_status
-
-    plugin = app.plugins.pm.get_plugin("prometheus")
-    if plugin is None or plugin_status(plugin) != "available":
-        raise click.UsageError(
-            "--metrics-port needs the Prometheus plugin: pip install 'rediq[prometheus]'"
-        )
-    os.environ[defaults.ENV_METRICS_PORT] = str(port)
-    os.environ[defaults.ENV_METRICS_HOST] = host
 
 
 def _run(
@@ -277,8 +305,6 @@ def _run(
     log_format: str,
     **options: Any,
 ) -> int:
-    from rich.console import Console
-
     from ..errors import RediqError
     from ..logs import setup_logging
     from ..worker import Worker, WorkerConfig
@@ -287,7 +313,6 @@ def _run(
     app = load_app(app_spec, full_traceback=log_level.lower() == "debug")
     if redis_url:
         app.redis_url = redis_url
-    _metrics_server(app, options.pop("metrics_port"), options.pop("metrics_host"))
     try:
         queues, weights = parse_queue_names(queue_names)
         config = WorkerConfig(
@@ -315,7 +340,7 @@ def _run(
         raise click.UsageError(str(exc)) from None
     setup_logging(level=log_level, file=log_file, fmt=log_format)
     instance = Worker(app, config)
-    Console(stderr=True, highlight=False).print(_banner(app, instance))
+    _print_banner(app, instance)
     try:
         return asyncio.run(instance.run())
     except Exception as exc:

@@ -26,12 +26,8 @@ loads only rediq's own plugins.
 
 from __future__ import annotations
 
-import pluggy
-
+from ..markers import hookimpl
 from .host import PluginHost, Registration
 from .manager import make_plugin_host
 
 __all__ = ["PluginHost", "Registration", "hookimpl", "make_plugin_host"]
-
-#: The marker for hook implementations.
-hookimpl = pluggy.HookimplMarker("rediq")

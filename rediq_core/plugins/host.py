@@ -1,18 +1,18 @@
-"""A typed facade over ``pm.hook``: one method per hook kind, and the async calling rules."""
+"""A typed facade over ``pm.hook``: one method per registry, and the typed events
+(:class:`~rediq_core.plugins.events.Events`, ``host.events``)."""
 
 from __future__ import annotations
 
-import inspect
-import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
-from pluggy import HookImpl
 
 from ..errors import PluginError, PluginNameClash, UnknownNameError
+from .events import Events
 
 if TYPE_CHECKING:
     import click
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PluginHost", "Registration"]
 
-log = logging.getLogger("rediq.plugins")
 T = TypeVar("T")
 
 
@@ -42,6 +41,8 @@ class PluginHost:
         self.pm = pm
         self.distributions = distributions
         self._registries: dict[str, dict[str, Registration[Any]]] = {}
+        #: One typed, awaitable method per event hook.
+        self.events = Events(pm)
 
     # --- registries -------------------------------------------------------------------
 
@@ -86,6 +87,34 @@ class PluginHost:
     def commands(self) -> dict[str, Registration[click.Command]]:
         return self._collect("rediq_register_commands", "command", lambda c: c.name or "?")
 
+    def pytest_plugins(self) -> dict[str, Registration[str]]:
+        """Dotted names of modules of pytest fixtures (``pytest -p rediq.testing``)."""
+        return self._collect("rediq_register_pytest_plugins", "pytest plugin", str)
+
+    def worker_options(self) -> dict[str, Registration[click.Option]]:
+        """The options plugins add to ``rediq worker``, by parameter name."""
+        return self._collect(
+            "rediq_register_worker_options", "worker option", lambda o: o.name or "?"
+        )
+
+    def settings(self) -> dict[str, Registration[ModuleType]]:
+        """The settings modules plugins publish, by module name."""
+        return self._collect("rediq_register_settings", "settings module", lambda m: m.__name__)
+
+    def configure_worker(self, options: Mapping[str, Any], processes: int) -> None:
+        """Hand the parsed plugin options of ``rediq worker`` to the plugins (which may
+        refuse them by raising ``click.UsageError`` or ``SystemExit``)."""
+        self.pm.hook.rediq_configure_worker(options=options, processes=processes)
+
+    def prepare_worker_process(
+        self, slot: int, processes: int, argv: list[str], env: dict[str, str]
+    ) -> None:
+        """Let the plugins adjust the arguments and environment of one supervised worker
+        process (both edited in place)."""
+        self.pm.hook.rediq_prepare_worker_process(
+            slot=slot, processes=processes, argv=argv, env=env
+        )
+
     def serializer(self, name: str) -> Serializer:
         """Build the serializer registered as ``name``."""
         serializer: Serializer = _build(self.serializers(), name, "serializer")()
@@ -104,71 +133,6 @@ class PluginHost:
     def executor_pool(self, name: str, size: int | None) -> Executor:
         pool: Executor = _build(self.executor_pools(), name, "executor pool")(size)
         return pool
-
-    # --- events -----------------------------------------------------------------------
-
-    def listens(self, hook_name: str) -> bool:
-        """Whether any plugin implements the event hook (callers skip setting up a
-        context for a hook nobody listens to)."""
-        return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
-
-    async def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call every implementation of an event hook in pluggy's order, awaiting async
-        results one by one; log and skip a listener that raises.
-
-        Wrappers (``wrapper=True`` or old-style ``hookwrapper=True``; synchronous
-        generators, as pluggy requires) run as pluggy runs them: outermost first up to
-        their ``yield``, then the plain implementations, then each wrapper's rest,
-        innermost first. A ``wrapper=True`` receives the list of the implementations'
-        (awaited) results at its ``yield``, a ``hookwrapper=True`` a ``pluggy.Result``."""
-        entered: list[tuple[HookImpl, Generator[Any, Any, Any]]] = []
-        results: list[Any] = []
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            args = [kwargs[arg] for arg in impl.argnames]
-            if impl.wrapper or impl.hookwrapper:
-                wrapper = self._enter(hook_name, impl, args)
-                if wrapper is not None:
-                    entered.append((impl, wrapper))
-                continue
-            try:
-                outcome = impl.function(*args)
-                if inspect.isawaitable(outcome):
-                    outcome = await outcome
-                if outcome is not None:
-                    results.append(outcome)
-            except Exception:
-                log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
-        for impl, wrapper in reversed(entered):
-            self._leave(hook_name, impl, wrapper, results)
-
-    @staticmethod
-    def _enter(hook_name: str, impl: HookImpl, args: list[Any]) -> Generator[Any, Any, Any] | None:
-        try:
-            wrapper = cast("Generator[Any, Any, Any]", impl.function(*args))
-            next(wrapper)
-        except Exception:
-            log.exception(
-                "plugin %r failed in %s (wrapper, before its yield)", impl.plugin_name, hook_name
-            )
-            return None
-        return wrapper
-
-    @staticmethod
-    def _leave(
-        hook_name: str, impl: HookImpl, wrapper: Generator[Any, Any, Any], results: list[Any]
-    ) -> None:
-        sent: Any = pluggy.Result(list(results), None) if impl.hookwrapper else list(results)
-        try:
-            wrapper.send(sent)
-        except StopIteration:
-            return
-        except Exception:
-            log.exception(
-                "plugin %r failed in %s (wrapper, after its yield)", impl.plugin_name, hook_name
-            )
-            return
-        wrapper.close()
-        log.error("plugin %r: its %s wrapper yielded more than once", impl.plugin_name, hook_name)
 
     def plugin_names(self) -> list[str]:
         return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]

@@ -1,18 +1,18 @@
-"""Testing helpers for rediq and for projects that use it.
+"""Broker-neutral testing helpers for rediq and for projects that use it.
 
 - :func:`run_worker` runs a worker in the test's event loop (an async context manager);
   :func:`using_broker` points an app at a test broker (``memory://``, or a test server).
-- :class:`RedisServer` starts a throwaway ``redis-server`` on a free loopback port;
-  ``rediq_core.testing.topologies`` builds a Redis Cluster, a Sentinel setup and a TLS
-  server from the same binary (certificates: ``rediq_core.testing.certificates``).
-- The opt-in pytest plugin (``-p rediq.testing``) provides the fixtures
-  ``rediq_redis_server``, ``rediq_redis_server_factory``, ``rediq_redis_url`` and
-  ``rediq_namespace``.
+- The opt-in pytest plugin (``-p rediq.testing``, :mod:`rediq_core.testing.pytest_plugin`)
+  provides ``rediq_namespace`` and the fixtures broker plugins register through
+  ``rediq_register_pytest_plugins``.
+- ``rediq_core.testing.broker_contract``: the contract suite every broker runs.
+
+Throwaway Redis servers and topologies (redis-server, Cluster, Sentinel, TLS) belong to
+the Redis plugin: ``rediq_redis.testing``. Production code never imports this package.
 """
 
 from __future__ import annotations
 
 from .inprocess import run_worker, using_broker
-from .redis_server import RedisServer, RedisServerMissing, free_port
 
-__all__ = ["RedisServer", "RedisServerMissing", "free_port", "run_worker", "using_broker"]
+__all__ = ["run_worker", "using_broker"]

@@ -25,6 +25,7 @@ from ..errors import BrokerUnavailableError, ConfigurationError
 from ..info import WorkerInfo
 from ..logs import task_extra
 from ..message import now_ms
+from ..plugins.events import Event
 from ..records import Delivery, Lease, WorkerRecord
 from .budget import Budget
 from .config import WorkerConfig, default_worker_name, new_worker_id, unconsumed_queues
@@ -164,7 +165,7 @@ class Worker:
             leases=self.leases,
             backoff=self.config.backoff,
         )
-        await events.worker_event("before_worker_startup", self.info)
+        await events.worker_event(Event.BEFORE_WORKER_STARTUP, self.info)
         await registry.heartbeat(self._record(), self.config.heartbeat_ttl_s)
         keeper = self._keeper()
         keeper.start()
@@ -293,7 +294,7 @@ class Worker:
             await broker.unregister_worker(self.id)
         except Exception as exc:
             log.warning("could not unregister worker: %s", exc)
-        await events.worker_event("after_worker_shutdown", self.info)
+        await events.worker_event(Event.AFTER_WORKER_SHUTDOWN, self.info)
         if self.forced:
             executor.shutdown(wait=False, cancel_futures=True)
         else:

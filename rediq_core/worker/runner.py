@@ -19,6 +19,7 @@ from ..broker import Delivery, Lease, Settlement, TaskError
 from ..errors import RediqError, SerializationError, TaskCancelledError
 from ..info import TaskInfo
 from ..logs import task_extra
+from ..plugins.events import Event
 from ..retry import RETRY_HEADER, Retry, RetryPolicy
 from ..signing import InvalidSignatureError
 
@@ -102,8 +103,10 @@ class TaskRunner:
                 error = TaskCancelledError(f"task {message.id} was cancelled before it started")
                 await self._settle(delivery, self._settlement(delivery, error=task_error(error)))
                 return
-            event = "before_task_start" if delivery.retried == 0 else "before_task_retry"
-            await self.events.task_event(event, prepared.info)
+            await self.events.task_event(
+                Event.BEFORE_TASK_RETRY if delivery.retried else Event.BEFORE_TASK_START,
+                prepared.info,
+            )
             started = time.perf_counter()
             outcome = await self._attempt(prepared, lease)
             await self.events.attempt_ended(
@@ -220,7 +223,9 @@ class TaskRunner:
             else:
                 if await self._settle(delivery, self._settlement(delivery, result=payload)):
                     log.debug("succeeded", extra=task_extra(m.id, m.name))
-                    await self.events.task_event("after_task_success", info, result=outcome.result)
+                    await self.events.task_event(
+                        Event.AFTER_TASK_SUCCESS, info, result=outcome.result
+                    )
                 return
         assert outcome.error is not None
         error = outcome.error
@@ -249,7 +254,7 @@ class TaskRunner:
                 exc_info=None if isinstance(error, TaskCancelledError) else error,
                 extra=task_extra(m.id, m.name),
             )
-            await self.events.task_event("after_task_failure", info, exception=error)
+            await self.events.task_event(Event.AFTER_TASK_FAILURE, info, exception=error)
 
     def _retry_delay_ms(
         self, policy: RetryPolicy | None, retried: int, error: BaseException

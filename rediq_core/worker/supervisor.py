@@ -6,28 +6,30 @@ so a crash loop does not spin), and forwards signals with the worker's semantics
 first SIGINT/SIGTERM asks every child to stop gracefully, a second one to stop at once.
 It exits 0 when every child stopped with 0, else 1.
 
-With ``--metrics-port`` (or ``REDIQ_METRICS_PORT``) only the first child serves /metrics,
-and every child writes its samples into one prometheus_client multiprocess directory (a
-temporary one unless ``PROMETHEUS_MULTIPROC_DIR`` is set), so the one endpoint reports the
-sum of all worker processes. ``rediq worker`` checks that the port can be served before
-it starts the supervisor (:mod:`rediq_core.metrics_port`): a busy port is an error, not N restarts.
+Plugins give each child its own arguments and environment through the
+``rediq_prepare_worker_process`` hook (e.g. only the first child serves an HTTP port);
+``rediq worker`` has already called ``rediq_configure_worker`` in this process, where a
+plugin refuses what no child could do (a busy port is an error, not N restarts).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from .. import defaults
 
-__all__ = ["run_processes", "strip_processes_option"]
+__all__ = ["PrepareProcess", "run_processes", "strip_option", "strip_processes_option"]
+
+#: ``prepare(slot, processes, argv, env)``: adjusts one child's ``rediq`` arguments and
+#: environment in place (the plugin host's ``prepare_worker_process``).
+PrepareProcess = Callable[[int, int, list[str], dict[str, str]], None]
 
 log = logging.getLogger("rediq.worker.supervisor")
 
@@ -53,36 +55,20 @@ def strip_processes_option(argv: list[str]) -> list[str]:
     return strip_option(argv, "--processes")
 
 
-def _serves_metrics(argv: list[str]) -> bool:
-    given = any(a == "--metrics-port" or a.startswith("--metrics-port=") for a in argv)
-    return given or bool(os.environ.get(defaults.ENV_METRICS_PORT))
-
-
 class _Supervisor:
-    def __init__(self, argv: list[str], processes: int) -> None:
-        self.command = [
-            sys.executable,
-            "-c",
-            "from rediq_core.cli import main; main()",
-            *strip_processes_option(argv),
-        ]
+    def __init__(self, argv: list[str], processes: int, prepare: PrepareProcess | None) -> None:
+        self.argv = strip_processes_option(argv)
         self.processes = processes
-        self.metrics = _serves_metrics(argv)
-        self.metrics_dir: str | None = None
-        if self.metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            self.metrics_dir = tempfile.mkdtemp(prefix="rediq-metrics-")
+        self.prepare = prepare
         self.children: dict[int, tuple[int, subprocess.Popen[bytes], float]] = {}
         self.signals = 0
         self.failures = 0
 
     def start(self, slot: int) -> None:
-        command, env = self.command, dict(os.environ)
-        if self.metrics:
-            if self.metrics_dir:
-                env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
-            if slot > 0:  # one endpoint, serving the sum of every process
-                command = strip_option(command, "--metrics-port")
-                env.pop(defaults.ENV_METRICS_PORT, None)
+        argv, env = list(self.argv), dict(os.environ)
+        if self.prepare is not None:
+            self.prepare(slot, self.processes, argv, env)
+        command = [sys.executable, "-c", "from rediq_core.cli import main; main()", *argv]
         child = subprocess.Popen(command, env=env)
         self.children[child.pid] = (slot, child, time.monotonic())
         log.info("started worker process %d (pid %d)", slot, child.pid)
@@ -131,11 +117,10 @@ class _Supervisor:
             )
             if not self.signals:
                 self.start(slot)
-        if self.metrics_dir:
-            shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return 0 if self.failures == 0 else 1
 
 
-def run_processes(argv: list[str], processes: int) -> int:
-    """Supervise ``processes`` worker processes running ``argv`` (minus ``--processes``)."""
-    return _Supervisor(argv, processes).run()
+def run_processes(argv: list[str], processes: int, prepare: PrepareProcess | None = None) -> int:
+    """Supervise ``processes`` worker processes running ``argv`` (minus ``--processes``),
+    each started with the arguments and environment ``prepare`` leaves."""
+    return _Supervisor(argv, processes, prepare).run()

@@ -3,7 +3,10 @@
 -- KEYS[1..N] are the keys of ONE queue, in the order of QUEUE_KEY_NAMES (rediq_redis/keys.py);
 -- they all share the hash tag {<namespace>:<queue>}, so a script touches a single slot.
 -- Per-task names (result/done of one task id) follow from KEYS[N + 1] on. The table `Q`
--- below (name -> key) and `N` are generated from QUEUE_KEY_NAMES when the script loads.
+-- below (name -> key) and `N` are generated from QUEUE_KEY_NAMES when the script loads,
+-- and so are the layout constants shared with the Python code (POSITION_FORMAT,
+-- MEMBER_ID_AT, MINUTE_SLOTS, MINUTE_MS, MINUTE_STAMP, COUNTERS, GROUP_SEPARATOR), from
+-- LUA_CONSTANTS in rediq_redis/layout.py: never write their values here.
 --
 -- Invariants kept by every script (docs/broker.md, "Invariants"):
 --   I1. A task id has a field in `state` iff its envelope/payload are stored, and then
@@ -23,6 +26,7 @@
 redis.replicate_commands()
 
 --@QUEUE_KEYS@--
+--@LAYOUT@--
 -- The result hash and done name of the j-th task a script is about. RESULT is that of the
 -- first (the only one, for scripts about one task; nil in queue scripts). The done name is
 -- a pub/sub channel, not a key: nothing is stored under it (see announce_end()).
@@ -63,9 +67,7 @@ local function holds(worker, id, delivery)
   if redis.call('HGET', Q.owner, id) ~= worker then return false end
   return delivery == '' or redis.call('HGET', Q.deliveries, id) == delivery
 end
--- The per-minute counters ring (Q.minutes): MINUTE_SLOTS one-minute buckets per counter.
-local MINUTE_SLOTS = 60
-local COUNTERS = { 'enqueued', 'succeeded', 'failed', 'retried' }
+-- The per-minute counters ring (Q.minutes): MINUTE_SLOTS buckets of MINUTE_MS per counter.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -106,7 +108,7 @@ local function make_pending(id, fresh, priority)
   local member = not fresh and redis.call('HGET', Q.position, id)
   if not member then
     local seq = redis.call('INCR', Q.seq)
-    member = string.format('%016x', seq) .. ':' .. id
+    member = string.format(POSITION_FORMAT, seq, id)
     redis.call('HSET', Q.position, id, member)
   end
   if priority == nil then
@@ -121,6 +123,11 @@ local function make_pending(id, fresh, priority)
   wake()
 end
 
+-- The task id of a pending member (its FIFO position, POSITION_FORMAT).
+local function member_id(member)
+  return string.sub(member, MEMBER_ID_AT)
+end
+
 -- The group tags of an envelope (JSON text), without decoding when there are none.
 local function groups_of(envelope)
   if not envelope or string.find(envelope, '"groups":[]', 1, true) then return {} end
@@ -129,10 +136,11 @@ local function groups_of(envelope)
   return {}
 end
 
--- Enter `id` in the group index (Q.groups, members "<group>\n<id>") under each of its tags.
+-- Enter `id` in the group index (Q.groups, members "<group>\n<id>": GROUP_SEPARATOR) under
+-- each of its tags.
 local function index_groups(id, envelope)
   for _, group in ipairs(groups_of(envelope)) do
-    redis.call('ZADD', Q.groups, 0, tostring(group) .. '\n' .. id)
+    redis.call('ZADD', Q.groups, 0, tostring(group) .. GROUP_SEPARATOR .. id)
   end
 end
 
@@ -140,12 +148,13 @@ end
 -- A slot is reset when it is reused for a new minute, so the ring stays bounded.
 local function count(name, now)
   redis.call('HINCRBY', Q.stats, name, 1)
-  local minute = math.floor(now / 60000)
+  local minute = math.floor(now / MINUTE_MS)
   local slot = minute % MINUTE_SLOTS
-  if tonumber(redis.call('HGET', Q.minutes, 't:' .. slot) or '-1') ~= minute then
+  local stamp = MINUTE_STAMP .. ':' .. slot
+  if tonumber(redis.call('HGET', Q.minutes, stamp) or '-1') ~= minute then
     for _, counter in ipairs(COUNTERS) do redis.call('HDEL', Q.minutes, counter .. ':' .. slot) end
-    redis.call('HSET', Q.minutes, 't:' .. slot, minute)
-    redis.call('EXPIRE', Q.minutes, MINUTE_SLOTS * 60 + 60)
+    redis.call('HSET', Q.minutes, stamp, minute)
+    redis.call('EXPIRE', Q.minutes, math.floor((MINUTE_SLOTS + 1) * MINUTE_MS / 1000))
   end
   redis.call('HINCRBY', Q.minutes, name .. ':' .. slot, 1)
 end
@@ -168,7 +177,7 @@ local function forget(id)
   local groups = decoded[id] and decoded[id].groups
   if type(groups) ~= 'table' then groups = groups_of(redis.call('HGET', Q.envelope, id)) end
   for _, group in ipairs(groups) do
-    redis.call('ZREM', Q.groups, tostring(group) .. '\n' .. id)
+    redis.call('ZREM', Q.groups, tostring(group) .. GROUP_SEPARATOR .. id)
   end
   for _, name in ipairs(TASK_DATA) do redis.call('HDEL', Q[name], id) end
   redis.call('SREM', Q.cancel, id)

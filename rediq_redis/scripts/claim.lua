@@ -59,7 +59,7 @@ local function main()
   local paused = redis.call('EXISTS', Q.paused) == 1  -- pause.lua
   if limit > 0 and not paused then
     for _, member in ipairs(redis.call('ZRANGE', Q.pending, 0, limit - 1)) do
-      local id = string.sub(member, 18)
+      local id = member_id(member)
       redis.call('ZREM', Q.pending, member)
       redis.call('ZADD', Q.active, deadline, id)
       redis.call('HSET', Q.state, id, 'active')

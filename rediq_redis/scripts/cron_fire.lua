@@ -1,6 +1,6 @@
 -- cron_fire: fire one tick of a cron schedule. Compare-and-set the schedule's last fired
 -- tick, then enqueue the tick's run exactly as enqueue.lua does: enqueue.lua's body is
--- included below as `enqueue_task` when the script loads (rediq_redis/cron_scripts.py).
+-- included below as `enqueue_task` when the script loads (script_source in rediq_redis/scripts.py).
 --
 -- KEYS        enqueue.lua's KEYS (the queue's keys, result, done, reply key)
 -- ARGV[1] schedule name   ARGV[2] tick in epoch ms, or '' to trigger now (no CAS)

@@ -12,7 +12,7 @@ local now = now_ms()
 local oldest = -1
 local head = redis.call('ZRANGE', Q.pending, 0, 0, 'WITHSCORES')
 while head[1] and bands > 0 do
-  local id = string.sub(head[1], 18)
+  local id = member_id(head[1])
   local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
   if ok and type(env) == 'table' then
     local due = math.max(tonumber(env.enqueued_at_ms) or 0, tonumber(env.eta_ms) or 0)

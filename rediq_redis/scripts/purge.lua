@@ -10,7 +10,7 @@
 local bound = tonumber(ARGV[1])
 local count = 0
 for _, member in ipairs(redis.call('ZRANGE', Q.pending, 0, bound - 1)) do
-  local id = string.sub(member, 18)
+  local id = member_id(member)
   redis.call('ZREM', Q.pending, member)
   forget(id)
   announce_end(id, 'purged')

@@ -14,7 +14,7 @@ if not key then return redis.error_reply('purge_state: bad state ' .. tostring(s
 local count = 0
 for _, member in ipairs(redis.call('ZRANGE', key, 0, bound - 1)) do
   local id = member
-  if state == 'pending' then id = string.sub(member, 18) end
+  if state == 'pending' then id = member_id(member) end
   redis.call('ZREM', key, member)
   forget(id)
   announce_end(id, 'purged')

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from rediq_redis.keys import QUEUE_KEY_NAMES, QueueKeys
+from rediq_redis.layout import member_id
 
 __all__ = ["QueueState", "audit_queue", "namespace_keys", "reply_keys_expire"]
 
@@ -70,7 +71,7 @@ async def audit_queue(
         }.get(name, "hash")
         assert kind in (expected, "none"), f"{name} is a {kind}"
     pending_members = [_s(m) for m in await redis.zrange(keys.key("pending"), 0, -1)]
-    pending = [m[17:] for m in pending_members]
+    pending = [member_id(m) for m in pending_members]
     scheduled = {_s(m) for m in await redis.zrange(keys.key("scheduled"), 0, -1)}
     active = {_s(m) for m in await redis.zrange(keys.key("active"), 0, -1)}
     dead = {_s(m) for m in await redis.zrange(keys.key("dead"), 0, -1)}

@@ -9,10 +9,10 @@ import pytest
 
 from rediq_core.broker import BrokerOptions
 from rediq_core.errors import BrokerError
-from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import fetch, make_message
 from rediq_redis import RedisBroker
 from rediq_redis.connection import check_server
+from rediq_redis.testing import RedisServer
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 from rediq import Rediq, TaskState
 from rediq_core.broker import BrokerOptions, Settlement
-from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import make_message
 from rediq_redis import RedisBroker
+from rediq_redis.testing import RedisServer
 
 from ..tcp_proxy import Rule, TcpProxy
 

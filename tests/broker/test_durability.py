@@ -16,17 +16,17 @@ import pytest
 from redis.crc import key_slot
 
 from rediq_core.broker import BrokerOptions
-from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import QUEUE, enqueue_one, make_message
-from rediq_core.testing.topologies import (
+from rediq_redis import RedisBroker
+from rediq_redis.durability import NotDurableError
+from rediq_redis.testing import RedisServer
+from rediq_redis.testing.topologies import (
     ClusterTopology,
     SentinelTopology,
     admin,
     command,
     wait_until,
 )
-from rediq_redis import RedisBroker
-from rediq_redis.durability import NotDurableError
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -38,9 +38,9 @@ from rediq_core.broker import (
     TaskRecord,
     TaskState,
 )
-from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import make_message
 from rediq_redis import BrokerSettings, QueueKeys, RedisBroker, keys
+from rediq_redis.testing import RedisServer
 
 from .audit import audit_queue
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 from ..worker.conftest import Harness
 from ..worker.test_failover import cluster, sentinel  # noqa: F401  (fixtures)

@@ -16,11 +16,11 @@ import pytest
 from redis.asyncio import Redis
 
 from rediq_core.broker import BrokerOptions
-from rediq_core.testing import RedisServer
 from rediq_core.testing.broker_contract import BrokerContract
-from rediq_core.testing.processes import cluster_port
 from rediq_redis import RedisBroker
 from rediq_redis.scripts import LuaScript, ScriptCall
+from rediq_redis.testing import RedisServer
+from rediq_redis.testing.processes import cluster_port
 
 
 def crc16(data: bytes) -> int:

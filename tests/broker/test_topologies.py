@@ -168,7 +168,7 @@ async def test_tls_forms_of_cluster_and_sentinel(
     """``rediss+cluster://`` and ``rediss+sentinel://``: every node (and every sentinel)
     speaks TLS only and requires the client certificate; a task goes round trip."""
     from rediq_core.testing.broker_contract import success
-    from rediq_core.testing.topologies import ClusterTopology, SentinelTopology
+    from rediq_redis.testing.topologies import ClusterTopology, SentinelTopology
 
     topology = (
         ClusterTopology(tls=rediq_certificates)

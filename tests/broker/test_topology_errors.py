@@ -12,13 +12,13 @@ from redis.crc import key_slot
 
 from rediq_core.broker import BrokerOptions
 from rediq_core.errors import BrokerError
-from rediq_core.testing import free_port
 from rediq_core.testing.broker_contract import fetch, make_message
-from rediq_core.testing.certificates import Certificates
-from rediq_core.testing.topologies import ClusterTopology, SentinelTopology, TlsRedisServer
 from rediq_redis import RedisBroker
 from rediq_redis.cluster import SlotUnavailableError
 from rediq_redis.connection import BoundedRetry
+from rediq_redis.testing import free_port
+from rediq_redis.testing.certificates import Certificates
+from rediq_redis.testing.topologies import ClusterTopology, SentinelTopology, TlsRedisServer
 from rediq_redis.topology import Kind, mask_url, parse_url
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from rediq import Rediq
 from rediq_core.broker import WorkerRecord
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 from .conftest import CLI, Done
 

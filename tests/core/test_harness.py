@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from rediq_core.testing import RedisServer, RedisServerMissing
-from rediq_core.testing.pytest_plugin import _start
+from rediq_redis.testing import RedisServer, RedisServerMissing
+from rediq_redis.testing.fixtures import _start
 
 
 def test_missing_binary_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,8 @@
 """No test asserts a wall-clock window: tests assert order and conditions, benchmarks/
 measures time (ARCHITECTURE §9). A duration checked against a number fails on a slower
-machine for the wrong reason, so this scan of tests/ and rediq_core/testing/ (the contract
-suite that third-party brokers run) fails on every ``assert`` that compares a measured
-duration with a number:
+machine for the wrong reason, so this scan of tests/, rediq_core/testing/ (the contract
+suite that third-party brokers run) and rediq_redis/testing/ (the Redis harness) fails on
+every ``assert`` that compares a measured duration with a number:
 
 - a difference involving a clock read (``time.monotonic()``, ``perf_counter()``,
   ``time.time()``, ``loop.time()``, ``now_ms()``, ...), or a name bound to one;
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = (ROOT / "tests", ROOT / "rediq_core" / "testing")
+SCANNED = (ROOT / "tests", ROOT / "rediq_core" / "testing", ROOT / "rediq_redis" / "testing")
 #: Calls that read a clock (as a function or a method: ``time.time()``, ``loop.time()``).
 CLOCKS = frozenset(
     {

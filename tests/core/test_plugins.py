@@ -70,7 +70,7 @@ async def test_separate_distribution_adds_serializer_and_listener(site: Path) ->
 
     message = app.build_message(t(5))
     assert message.payload == b"]}{ ,]5[[" and app.serializer.loads(message.payload) == [[5], {}]
-    await host.notify("rediq_before_task_enqueue", message=message)
+    await host.events.before_task_enqueue(message)
     assert message.headers == {"trace": "t-1"}
     assert [message.id] == sys.modules["rediq_test_reverse"].SEEN
 
@@ -160,7 +160,7 @@ async def test_failing_listener_is_isolated(caplog: pytest.LogCaptureFixture) ->
         timeout_ms=None,
         result_ttl_s=0,
     )
-    await host.notify("rediq_before_task_enqueue", message=message)
+    await host.events.before_task_enqueue(message)
     assert sorted(calls) == ["async", "failing"]
     assert "listener bug" in caplog.text and "rediq_before_task_enqueue" in caplog.text
 
@@ -235,7 +235,7 @@ async def test_event_wrappers_run_around_the_listeners_in_pluggy_order(
 
     host = make_plugin_host(plugins=[Listener(), Inner(), Outer(), OldStyle()])
     message = _message()
-    await host.notify("rediq_before_task_enqueue", message=message)
+    await host.events.before_task_enqueue(message)
     assert calls[0] == "outer before" and calls[-1] == ("outer after", [])
     assert calls.index("inner before") < calls.index("listener") < calls.index("inner after")
     assert ("old style", "Result") in calls

@@ -9,6 +9,7 @@ import pytest
 
 from rediq import ConfigurationError, Rediq, TaskRegistrationError, UnknownNameError
 from rediq_core.plugins import PluginHost
+from rediq_core.plugins.events import Event
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_events_bare_named_and_in_registration_order(app: Rediq) -> None:
     @app.event(event_name="after_task_success")
     async def second() -> None: ...
 
-    assert app.handlers["after_task_success"] == [after_task_success, second]
+    assert app.handlers[Event.AFTER_TASK_SUCCESS] == [after_task_success, second]
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import subprocess
 import pytest
 
 from rediq_core.broker import TaskState
-from rediq_core.testing import RedisServer
-from rediq_core.testing.redis_server import free_port
+from rediq_redis.testing import RedisServer
+from rediq_redis.testing.redis_server import free_port
 
 from .conftest import CLI, Harness
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 CLI = [sys.executable, "-c", "from rediq_core.cli import main; main()"]
 
@@ -85,7 +85,7 @@ def test_missing_permissions_are_named(
 
 
 def test_an_unreachable_server_is_one_line_with_the_password_masked() -> None:
-    from rediq_core.testing.redis_server import free_port
+    from rediq_redis.testing.redis_server import free_port
 
     done = subprocess.run(
         [*CLI, "doctor", "--redis-url", f"redis://:pw@127.0.0.1:{free_port()}/0"],

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 from ..worker.conftest import CLI, Harness
 

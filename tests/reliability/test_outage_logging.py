@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 from ..worker.conftest import Harness
 

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from rediq import BrokerOutOfMemoryError, BrokerUnavailableError, Rediq
-from rediq_core.testing import RedisServer
-from rediq_core.testing.redis_server import free_port
+from rediq_redis.testing import RedisServer
+from rediq_redis.testing.redis_server import free_port
 
 from ..broker.audit import audit_queue
 from ..tcp_proxy import TcpProxy

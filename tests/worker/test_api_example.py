@@ -13,7 +13,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from rediq_core.testing.redis_server import RedisServer
+from rediq_redis.testing.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
 

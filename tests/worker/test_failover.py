@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from rediq_core.testing import RedisServer
-from rediq_core.testing.topologies import ClusterTopology, SentinelTopology
+from rediq_redis.testing import RedisServer
+from rediq_redis.testing.topologies import ClusterTopology, SentinelTopology
 
 from .conftest import Harness
 from .failover import drain_through_failover

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rediq_core.testing import RedisServer
+from rediq_redis.testing import RedisServer
 
 from .conftest import Harness
 

@@ -1,5 +1,7 @@
 """The port of ``rediq worker --metrics-port``: a worker that cannot serve it does not
-start, since an operator who asked for metrics believes the worker is monitored."""
+start, since an operator who asked for metrics believes the worker is monitored.
+
+Standard library only: checked before the worker imports prometheus_client."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Real Redis topologies on loopback ports, built from the ``redis-server`` binary.
 
-- :class:`ClusterTopology` (``rediq_core.testing.cluster``): 3 masters and 3 replicas.
-- :class:`SentinelTopology` (``rediq_core.testing.sentinel``): one master, one replica
+- :class:`ClusterTopology` (``rediq_redis.testing.cluster``): 3 masters and 3 replicas.
+- :class:`SentinelTopology` (``rediq_redis.testing.sentinel``): one master, one replica
   and three sentinels (``redis-server --sentinel``).
 - :class:`TlsRedisServer`: a server that speaks TLS only, with certificates from
-  :class:`~rediq_core.testing.certificates.Certificates`; both topologies take
+  :class:`~rediq_redis.testing.certificates.Certificates`; both topologies take
   ``tls=certificates`` too.
 
 Every wait is bounded and fails with a message saying what did not happen. Killing a

@@ -1,0 +1,91 @@
+"""The layout constants shared by the Lua scripts and the Python code have one source
+(rediq_redis/layout.py): the scripts use the generated names, and both sides agree."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import pytest
+from redis.asyncio import Redis
+
+from rediq_redis import layout
+from rediq_redis.keys import QueueKeys
+from rediq_redis.scripts import (
+    CRON_SCRIPTS,
+    QUEUE_SCRIPTS,
+    STANDALONE_SCRIPTS,
+    prelude_source,
+    script_source,
+)
+
+SCRIPTS = resources.files("rediq_redis") / "scripts"
+LUA_FILES = sorted(p for p in SCRIPTS.iterdir() if p.name.endswith(".lua"))
+
+#: What a script would contain if it spelt a layout value out instead of using its name.
+BARE_VALUES = {
+    "the pending member format": re.compile(r"%016x"),
+    "the member id offset": re.compile(r"string\.sub\(\s*[\w\[\]]+\s*,\s*1[78]\s*\)"),
+    "the slot length": re.compile(r"\b60000\b|\b60_000\b"),
+    "the minute stamp field": re.compile(r"'t:'|\"t:\""),
+    "the group separator": re.compile(r"'\\n'|\"\\n\""),
+    "a layout local defined by hand": re.compile(
+        r"\blocal\s+(" + "|".join(layout.LUA_CONSTANTS) + r")\s*="
+    ),
+}
+
+
+def _code(text: str) -> str:
+    """Lua source without its ``--`` comments (none of the scripts has ``--`` in a string)."""
+    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+
+
+def test_every_script_is_assembled_by_the_one_function() -> None:
+    names = {p.name.removesuffix(".lua") for p in LUA_FILES} - {"_prelude"}
+    assert names == {*QUEUE_SCRIPTS, *CRON_SCRIPTS, *STANDALONE_SCRIPTS}
+    prelude = prelude_source()
+    for name in (*QUEUE_SCRIPTS, *CRON_SCRIPTS):
+        source = script_source(name)
+        assert source.startswith(prelude) and "--@" not in source, name
+    for name in STANDALONE_SCRIPTS:
+        assert "--@" not in script_source(name) and "local Q" not in script_source(name)
+
+
+@pytest.mark.parametrize("path", LUA_FILES, ids=lambda p: p.name)
+def test_no_script_spells_out_a_layout_value(path: object) -> None:
+    code = _code(path.read_text("utf-8"))  # type: ignore[attr-defined]
+    for what, pattern in BARE_VALUES.items():
+        assert not pattern.search(code), f"{what} in {path}: use the name from layout.py"
+
+
+def test_every_layout_constant_is_used_by_the_scripts() -> None:
+    code = "\n".join(_code(p.read_text("utf-8")) for p in LUA_FILES)
+    for name in layout.LUA_CONSTANTS:
+        assert re.search(rf"\b{name}\b", code), f"{name} is generated but no script uses it"
+
+
+async def test_lua_sees_the_python_values_and_both_sides_cut_members_alike(
+    redis: Redis, rediq_namespace: str
+) -> None:
+    constants = list(layout.LUA_CONSTANTS)
+    probe = (
+        prelude_source()
+        + "\nreturn { {"
+        + ", ".join(constants)
+        + "}, member_id(ARGV[1]), string.format(POSITION_FORMAT, tonumber(ARGV[2]), ARGV[3]) }"
+    )
+    keys = QueueKeys(rediq_namespace, "layout").all
+    python_member = layout.pending_member(0x1F, "id:with:colons")
+    seen, cut, lua_member = await redis.eval(  # type: ignore[misc]
+        probe, len(keys), *keys, python_member, 3_000_000_000, "t-1"
+    )
+
+    def plain(value: object) -> object:
+        if isinstance(value, list):
+            return tuple(plain(v) for v in value)
+        return value.decode() if isinstance(value, bytes) else value
+
+    assert dict(zip(constants, map(plain, seen), strict=True)) == dict(layout.LUA_CONSTANTS)
+    assert plain(cut) == "id:with:colons" == layout.member_id(python_member)
+    assert plain(lua_member) == layout.pending_member(3_000_000_000, "t-1")
+    assert layout.member_id(str(plain(lua_member))) == "t-1"
