@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
-from . import defaults
+from . import defaults, roles
 from .broker import Broker, BrokerOptions, TaskRecord, TaskState
 from .control import Control
 from .cron import CronControl, Schedule, make_schedule
@@ -357,7 +357,7 @@ class Rediq:
         Raises :class:`TaskNotFoundError` if no queue knows the task (never enqueued,
         deleted, purged, or its result expired).
         """
-        record = await self.get_broker().get_task(task_id)
+        record = await roles.results(self.get_broker()).get_task(task_id)
         if record is None:
             raise TaskNotFoundError(f"no task {task_id} in any queue (or its result expired)")
         ttl = record.message.result_ttl_s if record.message else defaults.DEFAULT_RESULT_TTL_S
@@ -390,7 +390,7 @@ class Rediq:
         for call in calls:
             if call.task.app is not self:
                 raise ConfigurationError(f"task {call.task.name!r} belongs to another app")
-        sent = await self.producer.publish_calls(self.get_broker(), calls)
+        sent = await self.producer.publish_calls(roles.producer(self.get_broker()), calls)
         return [
             TaskHandle[R](
                 self,

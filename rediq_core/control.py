@@ -1,6 +1,7 @@
 """The control API: ``app.control`` inspects and operates queues, tasks and workers.
 
-Every method is a thin, typed layer over the broker contract (``rediq_core.broker``):
+Every method is a thin, typed layer over three roles of the broker contract
+(``rediq_core.roles``: results, control and registry):
 each change is one atomic step in the broker and is safe while workers run. The CLI
 (``rediq queues``, ``rediq tasks``, ...) and ``rediq top`` are built on this class.
 """
@@ -11,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from . import defaults
-from .broker import Broker, CancelOutcome, TaskRecord, TaskState, WorkerRecord
+from . import defaults, roles
+from .broker import Broker
 from .errors import AmbiguousWorkerError
 from .inspection import QueueOverview, TaskPage, WorkerStatus
+from .records import CancelOutcome, TaskRecord, TaskState, WorkerRecord
 
 __all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
 
@@ -53,16 +55,22 @@ def worker_status(record: WorkerRecord) -> WorkerStatus:
 
 
 class Control:
-    """Inspect and operate the queues and workers of one broker (``app.control``)."""
+    """Inspect and operate the queues and workers of one broker (``app.control``).
+
+    Raises :class:`~rediq_core.roles.MissingRoleError` if the broker does not declare the
+    results, control and registry roles."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self._results = roles.results(broker)
+        self._control = roles.control(broker)
+        self._registry = roles.registry(broker)
 
     # --- tasks ------------------------------------------------------------------------
 
     async def task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
         """Everything known of a task (looked up in every queue unless ``queue`` is given)."""
-        return await self.broker.get_task(task_id, queue)
+        return await self._results.get_task(task_id, queue)
 
     async def tasks(
         self,
@@ -75,42 +83,42 @@ class Control:
         """A page of ``queue``'s tasks in ``state``: pending in run order, scheduled by due
         time, active by lease deadline (with their worker), failed (dead letters) newest
         first with their error. Pass ``page.next_cursor`` back for the next page."""
-        return await self.broker.list_tasks(queue, TaskState(state), limit=limit, cursor=cursor)
+        return await self._control.list_tasks(queue, TaskState(state), limit=limit, cursor=cursor)
 
     async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:
         """Cancel a waiting task at once, or ask its worker to cancel it if it runs."""
-        return await self.broker.cancel(task_id, queue)
+        return await self._control.cancel(task_id, queue)
 
     async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
         """Cancel every unfinished task tagged ``group`` (see ``TaskCall.groups()``)."""
-        return await self.broker.cancel_group(group, queue)
+        return await self._control.cancel_group(group, queue)
 
     async def delete(self, task_id: str, queue: str | None = None) -> bool:
         """Forget a task that is not running (its record and result); False if not found
         or running (cancel it first)."""
-        return await self.broker.delete(task_id, queue)
+        return await self._control.delete(task_id, queue)
 
     async def delete_group(self, group: str, queue: str | None = None) -> int:
         """Forget every task tagged ``group`` that is not running (waiting, dead, or ended
         with its result still kept); return how many."""
-        return await self.broker.delete_group(group, queue)
+        return await self._control.delete_group(group, queue)
 
     # --- queues -----------------------------------------------------------------------
 
     async def queues(self) -> list[str]:
         """Every queue that has received a task (or was paused)."""
-        return await self.broker.queues()
+        return await self._control.queues()
 
     async def queue_known(self, queue: str) -> bool:
         """Whether ``queue`` was ever seen (it is listed by :meth:`queues` or the broker
         holds anything of it); False for a name never used, such as a typo."""
-        return await self.broker.queue_known(queue)
+        return await self._control.queue_known(queue)
 
     async def forget(self, queue: str) -> bool:
         """Forget an empty queue: it leaves :meth:`queues`, its pause flag and counters go
         (its next task brings it back). False, changing nothing, while it holds pending,
         scheduled, active or dead tasks: purge them (or let them end) first."""
-        return await self.broker.forget_queue(queue)
+        return await self._control.forget_queue(queue)
 
     async def queue(self, name: str, *, minutes: int = 15) -> QueueOverview:
         """Counts per state, oldest pending age, counters, the last ``minutes``, and how
@@ -126,23 +134,23 @@ class Control:
         self, name: str, minutes: int, workers: Sequence[WorkerStatus]
     ) -> QueueOverview:
         consumers = sum(1 for w in workers if name in w.queues and not w.stale)
-        return replace(await self.broker.queue_overview(name, minutes), consumers=consumers)
+        return replace(await self._control.queue_overview(name, minutes), consumers=consumers)
 
     async def purge(self, queue: str, states: Sequence[TaskState] | None = None) -> int:
         """Remove every task of ``queue`` in ``states`` (default: pending, scheduled and
         dead letters; running tasks are never purged); return how many."""
         chosen = PURGEABLE_STATES if states is None else tuple(TaskState(s) for s in states)
-        return await self.broker.purge_tasks(queue, chosen)
+        return await self._control.purge_tasks(queue, chosen)
 
     async def pause(self, queue: str) -> bool:
         """Workers stop leasing from ``queue`` within one fetch; running tasks finish.
         False if it was paused already. Any name is accepted (a queue can be paused before
         its first task): check :meth:`queue_known` first to refuse typos."""
-        return await self.broker.pause(queue)
+        return await self._control.pause(queue)
 
     async def resume(self, queue: str) -> bool:
         """Undo :meth:`pause`; False if the queue was not paused."""
-        return await self.broker.resume(queue)
+        return await self._control.resume(queue)
 
     # --- dead letters -----------------------------------------------------------------
 
@@ -150,21 +158,21 @@ class Control:
         self, queue: str, *, limit: int = 100, cursor: str | None = None
     ) -> TaskPage:
         """Dead-lettered tasks, newest first, each with the error that ended it."""
-        return await self.broker.list_tasks(queue, TaskState.FAILED, limit=limit, cursor=cursor)
+        return await self._control.list_tasks(queue, TaskState.FAILED, limit=limit, cursor=cursor)
 
     async def requeue_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
         """Move dead letters (all, or these) back to pending with fresh counters."""
-        return await self.broker.requeue_dead(queue, task_ids)
+        return await self._control.requeue_dead(queue, task_ids)
 
     async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
         """Delete dead letters (all, or these); return how many."""
-        return await self.broker.delete_dead(queue, task_ids)
+        return await self._control.delete_dead(queue, task_ids)
 
     # --- workers ----------------------------------------------------------------------
 
     async def workers(self) -> list[WorkerStatus]:
         """Registered workers, by name; ``stale`` marks an overdue heartbeat."""
-        found = [worker_status(r) for r in await self.broker.workers()]
+        found = [worker_status(r) for r in await self._registry.workers()]
         return sorted(found, key=lambda w: (w.name, w.id))
 
     async def stop_worker(self, name: str, *, every: bool = False) -> list[str]:
@@ -173,17 +181,17 @@ class Control:
 
         A name that several registered workers share raises :class:`AmbiguousWorkerError`
         (naming their ids, nothing asked) unless ``every`` is true: then each is asked."""
-        workers = await self.broker.workers()
+        workers = await self._registry.workers()
         ids = [w.id for w in workers if w.id == name] or sorted(
             w.id for w in workers if w.name == name
         )
         if len(ids) > 1 and not every:
             raise AmbiguousWorkerError(name, ids)
-        await self.broker.stop_workers(ids)
+        await self._registry.stop_workers(ids)
         return ids
 
     async def stop_all_workers(self) -> list[str]:
         """Ask every registered worker to shut down gracefully; return their ids."""
-        ids = [w.id for w in await self.broker.workers()]
-        await self.broker.stop_workers(ids)
+        ids = [w.id for w in await self._registry.workers()]
+        await self._registry.stop_workers(ids)
         return ids

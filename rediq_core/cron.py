@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import roles
 from .broker import Broker, TaskRecord, TaskState
 from .cron_records import CronEntry, MissedPolicy, ScheduleSpec
 from .crontab import CronExpression
@@ -173,11 +174,13 @@ class CronControl:
         self, broker: Broker, *, orphan_after_s: float, producer: ProducerPipeline | None = None
     ) -> None:
         self.broker = broker
+        self._cron = roles.cron(broker)
+        self._results = roles.results(broker)
         self.orphan_after_s = orphan_after_s
         self.producer = producer
 
     async def _entry(self, name: str) -> CronEntry:
-        for entry in await self.broker.cron_entries():
+        for entry in await self._cron.cron_entries():
             if entry.spec.name == name:
                 return entry
         raise UnknownNameError(f"no schedule named {name!r} is stored")
@@ -186,11 +189,11 @@ class CronControl:
         """Every stored schedule with its next ``upcoming`` ticks and last run's state."""
         now = now_ms()
         statuses = []
-        for entry in await self.broker.cron_entries():
+        for entry in await self._cron.cron_entries():
             spec = entry.spec
             record: TaskRecord | None = None
             if entry.last_task_id:
-                record = await self.broker.get_task(entry.last_task_id, spec.queue)
+                record = await self._results.get_task(entry.last_task_id, spec.queue)
             orphaned = now - entry.seen_ms > self.orphan_after_s * 1000
             nexts = (
                 ()
@@ -219,11 +222,11 @@ class CronControl:
     async def pause(self, name: str) -> None:
         """Stop firing ``name`` (its ticks pass without runs) until resumed."""
         entry = await self._entry(name)
-        await self.broker.cron_set_paused(entry.spec.queue, name, True)
+        await self._cron.cron_set_paused(entry.spec.queue, name, True)
 
     async def resume(self, name: str) -> None:
         entry = await self._entry(name)
-        await self.broker.cron_set_paused(entry.spec.queue, name, False)
+        await self._cron.cron_set_paused(entry.spec.queue, name, False)
 
     async def trigger(self, name: str) -> str:
         """Run ``name`` now, once, outside its ticks (even when paused); return the task id."""
@@ -233,13 +236,13 @@ class CronControl:
                 " app signs and checks like every other message"
             )
         spec = (await self._entry(name)).spec
-        sent, _ = await self.producer.publish_tick(self.broker, spec, None)
+        sent, _ = await self.producer.publish_tick(self._cron, spec, None)
         return sent.id
 
     async def forget(self, name: str) -> None:
         """Remove a stored schedule (a live worker serving it stores it again)."""
         entry = await self._entry(name)
-        await self.broker.cron_forget(entry.spec.queue, name)
+        await self._cron.cron_forget(entry.spec.queue, name)
 
 
 def _outcome(record: TaskRecord | None) -> str:

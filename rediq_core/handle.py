@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
-from .broker import CancelOutcome, TaskRecord, TaskState
+from . import roles
 from .errors import (
     ResultNotKeptError,
     TaskCancelledError,
     TaskFailedError,
 )
+from .records import CancelOutcome, TaskRecord, TaskState
 
 if TYPE_CHECKING:
     from .app import Rediq
@@ -50,7 +51,7 @@ class TaskHandle(Generic[R]):
 
     async def info(self) -> TaskRecord | None:
         """Everything the broker knows of the task, or None once its record expired."""
-        return await self._app.get_broker().get_task(self.id, self.queue)
+        return await roles.results(self._app.get_broker()).get_task(self.id, self.queue)
 
     async def state(self) -> TaskState | None:
         record = await self.info()
@@ -58,7 +59,7 @@ class TaskHandle(Generic[R]):
 
     async def cancel(self) -> CancelOutcome:
         """Remove the task if it has not started; ask its worker to cancel it if running."""
-        return await self._app.get_broker().cancel(self.id, self.queue)
+        return await roles.control(self._app.get_broker()).cancel(self.id, self.queue)
 
     async def result(self, timeout: float | dt.timedelta | None = None) -> R:
         """Wait for the task to end (no polling: the broker announces it; any number of
@@ -75,7 +76,9 @@ class TaskHandle(Generic[R]):
                 " enqueue it with a positive result_ttl to await it"
             )
         timeout_s = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
-        record = await self._app.get_broker().wait_finished(self.id, self.queue, timeout_s)
+        record = await roles.results(self._app.get_broker()).wait_finished(
+            self.id, self.queue, timeout_s
+        )
         if record is None:
             raise TimeoutError(f"task {self.id} did not finish within {timeout_s} s")
         return cast(R, self._app.decode_result(record))

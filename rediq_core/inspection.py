@@ -1,6 +1,6 @@
 """What the control API reads back: pages of tasks, queue overviews and worker status.
 
-These records are part of the broker contract (``rediq_core.broker``) and of the public
+These records are part of the broker contract (``rediq_core.roles``) and of the public
 API (``app.control``); their fields are also the ``--json`` schema of the control CLI
 (docs/control.md). Times are epoch milliseconds unless a name says otherwise.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .broker import TaskRecord
+    from .records import TaskRecord
 
 __all__ = ["COUNTER_NAMES", "MinuteCounts", "QueueOverview", "TaskPage", "WorkerStatus"]
 

@@ -18,15 +18,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .broker import Broker, EnqueueOutcome, TaskState
 from .cron_records import CronFire, FireResult, ScheduleSpec
 from .errors import MessageTooLargeError, SerializationError
 from .message import TaskMessage, new_task_id, now_ms
+from .records import EnqueueOutcome, TaskState
 from .retry import RETRY_HEADER
 
 if TYPE_CHECKING:
     from .app import Rediq
-    from .roles import Producer
+    from .roles import Cron, Producer
     from .task import TaskCall
 
 __all__ = ["ProducerPipeline", "SendStep", "cron_fire_step", "enqueue_step"]
@@ -51,7 +51,7 @@ def enqueue_step(broker: Producer) -> SendStep[EnqueueOutcome]:
 
 
 def cron_fire_step(
-    broker: Broker, schedule: str, tick_ms: int | None, clock: Callable[[], int] = now_ms
+    broker: Cron, schedule: str, tick_ms: int | None, clock: Callable[[], int] = now_ms
 ) -> SendStep[CronFire]:
     """Fire ``tick_ms`` of ``schedule``: the broker's compare-and-set of the last fired
     tick and the enqueue of its run, in one atomic step (``tick_ms`` None: run now)."""
@@ -141,7 +141,7 @@ class ProducerPipeline:
 
     async def publish_tick(
         self,
-        broker: Broker,
+        broker: Cron,
         spec: ScheduleSpec,
         tick_ms: int | None,
         *,

@@ -1,8 +1,9 @@
 """``MemoryBroker``: producing, consuming, leases, settlement and results in memory.
 
-The control API's operations (listing, purging, pausing, the worker registry) live in
-:mod:`rediq_memory.operate`. Cron schedules are not supported (the ``cron_*`` methods
-raise ``NotImplementedError``: a worker logs that its schedules will not fire).
+It declares the core roles (producer, consumer, results, control, registry); the control
+and registry ones (listing, purging, pausing, the worker registry) live in
+:mod:`rediq_memory.operate`. It declares no cron role (a worker logs that its schedules
+will not fire) and no diagnosis role (``rediq doctor`` says it has no checks).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rediq_core.broker import (
 )
 from rediq_core.errors import TaskNotFoundError
 from rediq_core.message import TaskMessage, now_ms
+from rediq_core.roles import CORE_ROLES
 
 from .operate import OperateMixin
 from .store import QueueState, TaskEntry, sleep_until_change, store_for
@@ -40,6 +42,8 @@ class MemoryBroker(OperateMixin):
     """An in-process broker for tests and notebooks (URL ``memory://`` or
     ``memory://name``). Every broker of one process with the same URL and namespace sees
     the same queues; nothing outlives the process."""
+
+    roles = CORE_ROLES
 
     def __init__(self, options: BrokerOptions) -> None:
         self.url = options.url

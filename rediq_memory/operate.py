@@ -1,5 +1,5 @@
-"""The control API's side of ``memory://``: inspection, bulk operations, pause, the
-worker registry and stop requests."""
+"""The control and registry roles of ``memory://``: inspection, bulk operations, pause,
+the worker registry and stop requests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from rediq_core.broker import (
     Broker,
     CancelOutcome,
     QueueStats,
-    TaskRecord,
     TaskState,
     WorkerRecord,
 )
@@ -78,9 +77,6 @@ class OperateMixin(Broker):
                 return False
             return self._remove(found[0], [task_id]) == 1
 
-    async def purge(self, queue: str) -> int:
-        return await self.purge_tasks(queue, [TaskState.PENDING, TaskState.SCHEDULED])
-
     async def requeue_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
         with self.store.lock:
             requeued = 0
@@ -96,9 +92,6 @@ class OperateMixin(Broker):
                     requeued += 1
             self.store.changed()
             return requeued
-
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[TaskRecord]:
-        return (await self.list_tasks(queue, TaskState.FAILED, limit=limit)).tasks
 
     async def queues(self) -> list[str]:
         with self.store.lock:
@@ -250,27 +243,6 @@ class OperateMixin(Broker):
             self.store.changed()
             return True
 
-    async def stop_workers(self, worker_ids: Sequence[str]) -> int:
-        with self.store.lock:
-            self._expire_workers()
-            known = [w for w in worker_ids if w in self.store.workers]
-            for worker_id in known:
-                self.store.stop_requests[worker_id] += 1
-            self.store.changed()
-            return len(known)
-
-    async def stop_requests(self, worker_id: str) -> AsyncIterator[None]:
-        seen = 0
-        while True:
-            with self.store.lock:
-                fresh = self.store.stop_requests[worker_id] - seen
-                seen += fresh
-                future = None if fresh else self.store.waiter()
-            for _ in range(fresh):
-                yield None
-            if future is not None:
-                await sleep_until_change(self.store, future, None)
-
     # --- worker registry --------------------------------------------------------------
 
     def _expire_workers(self) -> None:
@@ -297,3 +269,24 @@ class OperateMixin(Broker):
                 WorkerRecord(r.id, r.name, r.queues, round(now - beat, 3), r.info)
                 for r, beat, _ in self.store.workers.values()
             ]
+
+    async def stop_workers(self, worker_ids: Sequence[str]) -> int:
+        with self.store.lock:
+            self._expire_workers()
+            known = [w for w in worker_ids if w in self.store.workers]
+            for worker_id in known:
+                self.store.stop_requests[worker_id] += 1
+            self.store.changed()
+            return len(known)
+
+    async def stop_requests(self, worker_id: str) -> AsyncIterator[None]:
+        seen = 0
+        while True:
+            with self.store.lock:
+                fresh = self.store.stop_requests[worker_id] - seen
+                seen += fresh
+                future = None if fresh else self.store.waiter()
+            for _ in range(fresh):
+                yield None
+            if future is not None:
+                await sleep_until_change(self.store, future, None)

@@ -1,8 +1,12 @@
-"""The Redis broker: the :class:`~rediq_core.broker.Broker` contract over Lua scripts.
+"""The Redis broker: every role of the broker contract (``rediq_core.roles``) over Lua scripts.
 
 Each method delegates to a small module: ``producer`` (enqueue), ``leasing`` (fetch,
-leases, settlement, release), ``control`` (results, cancel, delete, purge, dead letters,
-stats) and ``registry`` (worker heartbeats). ``docs/broker.md`` documents the protocol.
+leases, settlement, release), ``registry`` and ``stopping`` (worker heartbeats, stop
+requests), ``control`` (task lookups, cancel, delete, dead letters, stats), ``results``
+(waits), ``operate`` (listing, overviews, bulk operations, pause), ``cron`` and ``doctor``.
+A worker uses only the first ones: the modules only operators, handles and schedules use
+are imported on their first call, so that a worker does not pay for them.
+``docs/broker.md`` documents the protocol.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
-from rediq_core.broker import (
-    Broker,
+from rediq_core.broker import Broker
+from rediq_core.errors import BrokerError
+from rediq_core.records import (
     BrokerOptions,
     CancelOutcome,
     EnqueueOutcome,
@@ -37,14 +42,9 @@ from rediq_core.broker import (
     TaskState,
     WorkerRecord,
 )
-from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
-from rediq_core.diagnosis import Check
-from rediq_core.errors import BrokerError
-from rediq_core.inspection import QueueOverview, TaskPage
-from rediq_core.message import TaskMessage
-from rediq_core.roles import CORE_ROLES, Role
+from rediq_core.roles import Role
 
-from . import control, cron, doctor, leasing, operate, producer, registry, stopping
+from . import leasing, producer, registry, stopping
 from .channels import channel_messages
 from .cluster import is_cluster
 from .connection import (
@@ -58,11 +58,18 @@ from .connection import (
 )
 from .durability import durability
 from .keys import NamespaceKeys
-from .results import ResultListener
 from .scripts import CronScripts, Scripts
 from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
 from .topology import Kind, parse_url
+
+if TYPE_CHECKING:
+    from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
+    from rediq_core.diagnosis import Check
+    from rediq_core.inspection import QueueOverview, TaskPage
+    from rediq_core.message import TaskMessage
+
+    from .results import ResultListener
 
 __all__ = ["RedisBroker"]
 
@@ -99,7 +106,7 @@ class RedisBroker(Broker):
     the URL (password masked) and what to check.
     """
 
-    roles = CORE_ROLES | {Role.CRON, Role.DIAGNOSIS}
+    roles = frozenset(Role)  # every role
 
     def __init__(self, options: BrokerOptions, settings: BrokerSettings | None = None) -> None:
         self.url = options.url
@@ -191,7 +198,7 @@ class RedisBroker(Broker):
             await asyncio.sleep(pause)  # retry back-off while unreachable, not a poll
             pause = min(pause * 2, _RETRY_PAUSE_S[1])
 
-    # --- worker -----------------------------------------------------------------------
+    # --- consumer ---------------------------------------------------------------------
 
     @_translated
     async def fetch(
@@ -231,102 +238,118 @@ class RedisBroker(Broker):
         ):
             yield task_id
 
-    # --- results and control ----------------------------------------------------------
+    # --- results --------------------------------------------------------------------
 
     @_translated
     async def get_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
+        from . import control
+
         return await control.get_task(await self._ready(), task_id, queue)
 
     @_translated
     async def wait_finished(
         self, task_id: str, queue: str, timeout_s: float | None
     ) -> TaskRecord | None:
+        from .results import ResultListener
+
         session = await self._ready()
         if self._results is None:
             self._results = ResultListener(session, self.url)
         return await self._results.wait(session.keys.queue(queue), task_id, timeout_s)
 
+    # --- control (imported on first use: a worker never calls it) ---------------------
+
     @_translated
     async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:
+        from . import control
+
         return await control.cancel(await self._ready(), task_id, queue)
 
     @_translated
     async def delete(self, task_id: str, queue: str | None = None) -> bool:
+        from . import control
+
         return await control.delete(await self._ready(), task_id, queue)
 
     @_translated
-    async def purge(self, queue: str) -> int:
-        return await control.purge(await self._ready(), queue)
-
-    @_translated
     async def requeue_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
+        from . import control
+
         return await control.requeue_dead(await self._ready(), queue, task_ids)
 
     @_translated
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[TaskRecord]:
-        return await control.dead_letters(await self._ready(), queue, limit)
+    async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
+        from . import operate
+
+        return await operate.delete_dead(await self._ready(), queue, task_ids)
+
+    @_translated
+    async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:
+        from . import operate
+
+        return await operate.purge_tasks(await self._ready(), queue, states)
+
+    @_translated
+    async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
+        from . import operate
+
+        return await operate.cancel_group(await self._ready(), group, queue)
+
+    @_translated
+    async def delete_group(self, group: str, queue: str | None = None) -> int:
+        from . import operate
+
+        return await operate.delete_group(await self._ready(), group, queue)
 
     @_translated
     async def queues(self) -> list[str]:
+        from . import control
+
         return await control.queues(await self._ready())
 
     @_translated
+    async def queue_known(self, queue: str) -> bool:
+        from . import operate
+
+        return await operate.queue_known(await self._ready(), queue)
+
+    @_translated
+    async def forget_queue(self, queue: str) -> bool:
+        from . import operate
+
+        return await operate.forget_queue(await self._ready(), queue)
+
+    @_translated
     async def queue_stats(self, queue: str) -> QueueStats:
+        from . import control
+
         return await control.queue_stats(await self._ready(), queue)
 
-    # --- operating (the control API) ---------------------------------------------------
+    @_translated
+    async def queue_overview(self, queue: str, minutes: int = 15) -> QueueOverview:
+        from . import operate
+
+        return await operate.queue_overview(await self._ready(), queue, minutes)
 
     @_translated
     async def list_tasks(
         self, queue: str, state: TaskState, *, limit: int = 100, cursor: str | None = None
     ) -> TaskPage:
+        from . import operate
+
         return await operate.list_tasks(await self._ready(), queue, state, limit, cursor)
 
     @_translated
-    async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
-        return await operate.cancel_group(await self._ready(), group, queue)
-
-    @_translated
-    async def delete_group(self, group: str, queue: str | None = None) -> int:
-        return await operate.delete_group(await self._ready(), group, queue)
-
-    @_translated
-    async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:
-        return await operate.purge_tasks(await self._ready(), queue, states)
-
-    @_translated
-    async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
-        return await operate.delete_dead(await self._ready(), queue, task_ids)
-
-    @_translated
-    async def queue_overview(self, queue: str, minutes: int = 15) -> QueueOverview:
-        return await operate.queue_overview(await self._ready(), queue, minutes)
-
-    @_translated
     async def pause(self, queue: str) -> bool:
+        from . import operate
+
         return await operate.pause(await self._ready(), queue)
 
     @_translated
     async def resume(self, queue: str) -> bool:
+        from . import operate
+
         return await operate.resume(await self._ready(), queue)
-
-    @_translated
-    async def queue_known(self, queue: str) -> bool:
-        return await operate.queue_known(await self._ready(), queue)
-
-    @_translated
-    async def forget_queue(self, queue: str) -> bool:
-        return await operate.forget_queue(await self._ready(), queue)
-
-    @_translated
-    async def stop_workers(self, worker_ids: Sequence[str]) -> int:
-        return await stopping.stop_workers(await self._ready(), worker_ids)
-
-    async def stop_requests(self, worker_id: str) -> AsyncIterator[None]:
-        async for request in self._followed(
-            lambda session: stopping.stop_requests(session, worker_id)
-        ):
-            yield request
 
     # --- worker registry --------------------------------------------------------------
 
@@ -342,17 +365,31 @@ class RedisBroker(Broker):
     async def workers(self) -> list[WorkerRecord]:
         return await registry.workers(await self._ready())
 
-    # --- diagnosis --------------------------------------------------------------------
+    @_translated
+    async def stop_workers(self, worker_ids: Sequence[str]) -> int:
+        return await stopping.stop_workers(await self._ready(), worker_ids)
+
+    async def stop_requests(self, worker_id: str) -> AsyncIterator[None]:
+        async for request in self._followed(
+            lambda session: stopping.stop_requests(session, worker_id)
+        ):
+            yield request
+
+    # --- diagnosis (imported on first use) ---------------------------------------------
 
     @_translated
     async def diagnose(self) -> list[Check]:
+        from . import doctor
+
         return await doctor.diagnose(await self._ready())
 
     @_translated
     async def namespaces(self) -> list[str]:
+        from . import doctor
+
         return await doctor.namespaces(await self._ready())
 
-    # --- cron schedules ---------------------------------------------------------------
+    # --- cron schedules (imported on first use: a worker without schedules never calls it)
 
     async def _cron(self) -> tuple[Session, CronScripts]:
         session = await self._ready()
@@ -364,24 +401,36 @@ class RedisBroker(Broker):
     async def cron_register(
         self, queue: str, specs: Mapping[str, str], *, replace: bool = True
     ) -> CronRegistration:
+        from . import cron
+
         return await cron.register(*await self._cron(), queue, specs, replace)
 
     @_translated
     async def cron_fire(self, message: TaskMessage, schedule: str, tick_ms: int | None) -> CronFire:
+        from . import cron
+
         return await cron.fire(*await self._cron(), message, schedule, tick_ms)
 
     @_translated
     async def cron_entries(self, queue: str | None = None) -> list[CronEntry]:
+        from . import cron
+
         return await cron.entries(await self._ready(), queue)
 
     @_translated
     async def cron_set_paused(self, queue: str, schedule: str, paused: bool) -> bool:
+        from . import cron
+
         return await cron.set_paused(*await self._cron(), queue, schedule, paused)
 
     @_translated
     async def cron_forget(self, queue: str, schedule: str) -> bool:
+        from . import cron
+
         return await cron.forget(*await self._cron(), queue, schedule)
 
     async def cron_changes(self) -> AsyncIterator[str]:
+        from . import cron
+
         async for name in self._followed(cron.changes):
             yield name

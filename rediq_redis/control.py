@@ -1,5 +1,6 @@
-"""Results and control: task lookup, cancel, delete, purge, dead letters (result waits:
-``results``)."""
+"""Task lookup (the results role) and the control role's single-task operations: cancel,
+delete, requeue dead letters, queue stats (result waits: ``results``; listings and bulk
+operations: ``operate``)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,12 @@ from .session import Session
 
 __all__ = [
     "cancel",
-    "dead_letters",
     "delete",
     "find_queue",
     "get_task",
     "lookup",
     "lookup_many",
     "outcomes",
-    "purge",
     "queue_stats",
     "queues",
     "requeue_dead",
@@ -147,18 +146,6 @@ async def delete(session: Session, task_id: str, queue: str | None) -> bool:
     return int(reply) == 1
 
 
-async def purge(session: Session, queue: str) -> int:
-    total = 0
-    keys = session.keys.queue(queue).all
-    while True:
-        removed = int(
-            await session.scripts.purge(session.client, keys, [session.settings.purge_batch])
-        )
-        total += removed
-        if removed == 0:
-            return total
-
-
 async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | None) -> int:
     keys = session.keys.queue(queue)
     if task_ids is None:
@@ -168,13 +155,6 @@ async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | N
     calls = [session.scripts.requeue_dead.call(keys.for_call(i), [i]) for i in task_ids]
     replies = await run_batch(session.client, calls)
     return sum(int(r) for r in replies)
-
-
-async def dead_letters(session: Session, queue: str, limit: int) -> list[TaskRecord]:
-    keys = session.keys.queue(queue)
-    ids = await session.client.zrevrange(keys.key("dead"), 0, max(limit, 1) - 1)
-    records = [await lookup(session, keys, text(i) or "") for i in ids[:limit]]
-    return [r for r in records if r is not None]
 
 
 async def queue_stats(session: Session, queue: str) -> QueueStats:

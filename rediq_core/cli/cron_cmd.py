@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import rich_click as click
 from click import get_current_context
 
+from .. import roles
 from ..errors import UnknownNameError
 from .render import console, echo_json
 from .target import (
@@ -149,7 +150,11 @@ def _pausing(name: str, paused: bool, doc: str) -> click.Command:
     def command(target: Target, schedule: str) -> None:
         async def action(app: Rediq) -> bool:
             entry = next(
-                (e for e in await app.get_broker().cron_entries() if e.spec.name == schedule),
+                (
+                    e
+                    for e in await roles.cron(app.get_broker()).cron_entries()
+                    if e.spec.name == schedule
+                ),
                 None,
             )
             if entry is not None and entry.paused == paused:

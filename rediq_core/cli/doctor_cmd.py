@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import rich_click as click
 from rich.table import Table
 
+from .. import roles
 from ..control import Control
 from ..diagnosis import Check, CheckStatus
 from ..roles import Role, supports
@@ -38,10 +39,7 @@ async def _live_elsewhere(app: Rediq) -> dict[str, int]:
     broker = app.get_broker()
     if not supports(broker, Role.DIAGNOSIS):
         return {}
-    try:
-        others = [ns for ns in await broker.namespaces() if ns != app.namespace]
-    except NotImplementedError:
-        return {}
+    others = [ns for ns in await roles.diagnosis(broker).namespaces() if ns != app.namespace]
     found = {}
     for namespace in others[:NAMESPACES_NAMED]:
         other = app.plugins.broker(dataclasses.replace(app.broker_options, namespace=namespace))
@@ -106,7 +104,7 @@ def _signing(app: Rediq) -> Check:
 async def _diagnose(app: Rediq, with_app: bool) -> list[Check]:
     broker = app.get_broker()
     if supports(broker, Role.DIAGNOSIS):
-        checks = await broker.diagnose()
+        checks = await roles.diagnosis(broker).diagnose()
     else:
         checks = [
             Check("broker", CheckStatus.INFO, f"{type(broker).__name__} has no server checks")

@@ -20,7 +20,7 @@ from click import get_current_context
 from click.core import ParameterSource
 from click.exceptions import Exit
 
-from .. import defaults
+from .. import defaults, roles
 from ..roles import Role, supports
 from .render import echo_json
 
@@ -166,12 +166,9 @@ async def empty_namespace_hint(app: Rediq) -> str | None:
     broker = app.get_broker()
     if not supports(broker, Role.DIAGNOSIS):
         return None
-    if await app.control.queues() or await broker.workers():
+    if await app.control.queues() or await roles.registry(broker).workers():
         return None
-    try:
-        found = await broker.namespaces()
-    except NotImplementedError:
-        return None
+    found = await roles.diagnosis(broker).namespaces()
     if app.namespace in found:
         return None
     named = ", ".join(found[:NAMESPACES_NAMED]) or "none"

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .. import defaults
+from .. import defaults, roles
 from ..broker import Broker
 from ..cron import Schedule
 from ..cron_records import FireResult, MissedPolicy
 from ..errors import BrokerUnavailableError, MessageTooLargeError
 from ..message import now_ms
-from ..roles import Role, supports
+from ..roles import Cron, MissingRoleError, Role, supports
 from .listening import follow
 
 if TYPE_CHECKING:
@@ -71,14 +71,16 @@ class CronScheduler:
         self._changed = asyncio.Event()
         self._changed_names: set[str] = set()
 
+    @property
+    def _cron(self) -> Cron:
+        """The broker's cron role (:class:`~rediq_core.roles.MissingRoleError` without)."""
+        return roles.cron(self.broker)
+
     async def run(self) -> None:
         """Serve the schedules until cancelled; an internal error restarts the component."""
         if self.schedules and not supports(self.broker, Role.CRON):
-            log.error(
-                "cron: the broker (%s) does not support cron schedules; the schedules"
-                " of this worker will not fire",
-                type(self.broker).__name__,
-            )
+            missing = MissingRoleError(self.broker, Role.CRON)
+            log.error("cron: %s; the schedules of this worker will not fire", missing)
             return
         while self.schedules:
             try:
@@ -92,7 +94,6 @@ class CronScheduler:
 
     async def _serve(self) -> None:
         await self._register(initial=True)
-        self.broker.cron_changes()  # raises at once if the broker has no cron support
         listener = asyncio.create_task(self._listen(), name="rediq-cron-changes")
         try:
             await self._catch_up()
@@ -150,7 +151,7 @@ class CronScheduler:
         eta = tick + (random.randint(0, spec.jitter_ms) if spec.jitter_ms else 0)
         try:
             message, outcome = await self.app.producer.publish_tick(
-                self.broker, spec, tick, eta_ms=eta, clock=self.clock
+                self._cron, spec, tick, eta_ms=eta, clock=self.clock
             )
         except MessageTooLargeError as exc:  # hooks made it larger: no retry would help
             log.error("cron %s: tick %s not sent: %s", spec.name, tick, exc)
@@ -193,7 +194,7 @@ class CronScheduler:
             return
         now = self.clock()
         try:
-            entries = {e.spec.name: e for e in await self.broker.cron_entries()}
+            entries = {e.spec.name: e for e in await self._cron.cron_entries()}
         except Exception as exc:
             log.warning("cron: could not read the last fired ticks: %s", exc)
             return
@@ -220,7 +221,7 @@ class CronScheduler:
                 by_queue.setdefault(schedule.spec.queue, {})[name] = schedule.spec.to_json()
         for queue, specs in by_queue.items():
             try:
-                registration = await self.broker.cron_register(queue, specs, replace=initial)
+                registration = await self._cron.cron_register(queue, specs, replace=initial)
             except NotImplementedError:
                 raise
             except Exception as exc:
@@ -245,7 +246,7 @@ class CronScheduler:
             self.superseded.add(name)
 
     async def _listen(self) -> None:
-        await follow("cron change listener", self.broker.cron_changes, self._on_change)
+        await follow("cron change listener", self._cron.cron_changes, self._on_change)
 
     def _on_change(self, name: str) -> None:
         if name in self.schedules:
@@ -256,7 +257,7 @@ class CronScheduler:
         """A stored spec changed: fire only the schedules whose stored spec is ours."""
         names, self._changed_names = self._changed_names, set()
         try:
-            entries = {e.spec.name: e for e in await self.broker.cron_entries()}
+            entries = {e.spec.name: e for e in await self._cron.cron_entries()}
         except Exception as exc:
             log.warning("cron: could not read changed schedules: %s", exc)
             return

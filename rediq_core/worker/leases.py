@@ -21,9 +21,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .. import defaults
-from ..broker import Broker, Lease, WorkerRecord
+from .. import defaults, roles
+from ..broker import Broker
 from ..errors import BrokerUnavailableError
+from ..records import Lease, WorkerRecord
+from ..roles import Consumer
 from .health import BrokerHealth
 
 __all__ = ["LeaseKeeper", "LeaseTable"]
@@ -171,11 +173,12 @@ class LeaseKeeper:
                     next_renew = now + self._renew_s
                     if self._health is not None and self._health.down:
                         next_beat = now  # a heartbeat per tick notices the reconnection
-                    await self._guard(self._renew(broker), "renew leases")
+                    await self._guard(self._renew(roles.consumer(broker)), "renew leases")
                 if now >= next_beat:
                     next_beat = now + self._hb_interval_s
                     await self._guard(
-                        broker.heartbeat(self._record(), self._hb_ttl_s), "send heartbeat"
+                        roles.registry(broker).heartbeat(self._record(), self._hb_ttl_s),
+                        "send heartbeat",
                     )
                 self._watch_main_loop()
                 wait_s = max(0.0, min(next_renew, next_beat, now + self._tick_s) - now)
@@ -202,7 +205,7 @@ class LeaseKeeper:
             if self._health is not None and sent is not False:
                 self._health.ok()
 
-    async def _renew(self, broker: Broker) -> bool:
+    async def _renew(self, broker: Consumer) -> bool:
         leases = self._table.snapshot()
         if not leases:
             return False

@@ -19,13 +19,14 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
-from .. import defaults
-from ..broker import Broker, Delivery, Lease, WorkerRecord
+from .. import defaults, roles
+from ..broker import Broker
 from ..errors import BrokerUnavailableError, ConfigurationError
 from ..info import WorkerInfo
 from ..logs import task_extra
 from ..message import now_ms
 from ..plugins.events import Event
+from ..records import Delivery, Lease, WorkerRecord
 from .budget import Budget
 from .config import WorkerConfig, default_worker_name, new_worker_id, unconsumed_queues
 from .cron import CronScheduler
@@ -39,6 +40,7 @@ from .runner import TaskRunner
 
 if TYPE_CHECKING:
     from ..app import Rediq
+    from ..roles import Consumer, Registry
 
 __all__ = ["Worker", "run_worker"]
 
@@ -146,12 +148,15 @@ class Worker:
         """Run until shut down; return the exit status (0, or 1 after a forced stop)."""
         self._check_serializers()
         broker = self.app.get_broker()
+        consumer, registry = roles.consumer(broker), roles.registry(broker)
+        if self.config.burst:
+            roles.control(broker)  # burst mode reads queue stats: refuse a broker without
         await self._connect(broker)
         executor = self.app.plugins.executor_pool(
             self.config.executor_pool_name, self.config.executor_pool_size
         )
         events = EventDispatcher(self.app, executor)
-        settler = self.settler = CountingSettler(broker, self.id, self.health)
+        settler = self.settler = CountingSettler(consumer, self.id, self.health)
         self.runner = TaskRunner(
             app=self.app,
             worker_name=self.name,
@@ -161,7 +166,7 @@ class Worker:
             backoff=self.config.backoff,
         )
         await events.worker_event(Event.BEFORE_WORKER_STARTUP, self.info)
-        await broker.heartbeat(self._record(), self.config.heartbeat_ttl_s)
+        await registry.heartbeat(self._record(), self.config.heartbeat_ttl_s)
         keeper = self._keeper()
         keeper.start()
         self._install_signals()
@@ -172,7 +177,7 @@ class Worker:
             await settler.drain()
             if not self.leases:  # else: leases of code still running stay renewed
                 await asyncio.to_thread(keeper.stop)
-            await self._teardown(broker, events, executor)
+            await self._teardown(registry, events, executor)
         return EXIT_FORCED if self.forced else EXIT_OK
 
     def _check_serializers(self) -> None:
@@ -212,22 +217,25 @@ class Worker:
             return
 
     async def _serve(self, broker: Broker) -> None:
-        fetchers = [self._fetcher(broker, q) for q in self.queues]
+        consumer = roles.consumer(broker)
+        fetchers = [self._fetcher(consumer, q) for q in self.queues]
         fetching = [self._supervised(f.run, f"fetch:{f.queue}") for f in fetchers]
         runners = [
-            self._supervised(lambda: self._run_deliveries(broker), f"runner:{i}")
+            self._supervised(lambda: self._run_deliveries(consumer), f"runner:{i}")
             for i in range(self.config.task_concurrency)
         ]
-        self._supervised(lambda: self._listen_cancellations(broker), "control")
+        self._supervised(lambda: self._listen_cancellations(consumer), "control")
         # Ends once a stop was requested (it retries connections by itself).
-        self._spawn(listen_stop_requests(broker, self.id, self.request_shutdown), "stop")
+        self._spawn(
+            listen_stop_requests(roles.registry(broker), self.id, self.request_shutdown), "stop"
+        )
         cron = self._supervised(
             CronScheduler(self.app, broker, self.queues).run, "cron", may_end=True
         )  # it ends at once without schedules
         log.info("worker %s ready: consuming %s", self.id, self.config.describe_queues(self.queues))
         self._warn_unconsumed()
         self.ready.set()
-        self._maybe_check_burst(broker)
+        self._maybe_check_burst()
         await self._stop.wait()
         cron.cancel()  # no new ticks once stopping; other workers fire them
         for fetcher in fetchers:
@@ -248,10 +256,10 @@ class Worker:
             )
             self.request_shutdown(force=True)
         if self._force.is_set():
-            await self._hand_back(broker, runners)
+            await self._hand_back(consumer, runners)
         await _cancel_all(runners)
 
-    async def _hand_back(self, broker: Broker, runners: list[asyncio.Task[None]]) -> None:
+    async def _hand_back(self, broker: Consumer, runners: list[asyncio.Task[None]]) -> None:
         """Cancel running tasks and hand every lease back, except those of tasks whose
         code still runs (it ignored cancellation, or is blocking code in the executor):
         those stay leased, and renewed, while this process lives, so that no other worker
@@ -278,7 +286,9 @@ class Worker:
             except Exception as exc:
                 log.error("could not hand tasks back (%s); their leases will expire", exc)
 
-    async def _teardown(self, broker: Broker, events: EventDispatcher, executor: Executor) -> None:
+    async def _teardown(
+        self, broker: Registry, events: EventDispatcher, executor: Executor
+    ) -> None:
         await _cancel_all(list(self._background), defaults.WORKER_FORCE_GRACE_S)
         try:
             await broker.unregister_worker(self.id)
@@ -343,7 +353,7 @@ class Worker:
                 queue,
             )
 
-    def _fetcher(self, broker: Broker, queue: str) -> Fetcher:
+    def _fetcher(self, broker: Consumer, queue: str) -> Fetcher:
         return Fetcher(
             broker=broker,
             queue=queue,
@@ -361,7 +371,7 @@ class Worker:
         if self._announced.pop(m.id, None) is not None and self.runner is not None:
             self.runner.request_stop(delivery.lease)
 
-    async def _run_deliveries(self, broker: Broker) -> None:
+    async def _run_deliveries(self, broker: Consumer) -> None:
         assert self.runner is not None
         while True:
             _, _, delivery = await self.local.get()
@@ -372,9 +382,9 @@ class Worker:
             finally:
                 self.budget.give()
                 self.local.task_done()
-                self._maybe_check_burst(broker)
+                self._maybe_check_burst()
 
-    async def _internal_error(self, broker: Broker, delivery: Delivery) -> None:
+    async def _internal_error(self, broker: Consumer, delivery: Delivery) -> None:
         """The runner failed on a delivery (a bug, not the task's): stop renewing its lease
         and hand it back; if that fails too, the lease expires and the task runs again."""
         m = delivery.message
@@ -390,7 +400,7 @@ class Worker:
                 extra=task_extra(m.id, m.name),
             )
 
-    async def _listen_cancellations(self, broker: Broker) -> None:
+    async def _listen_cancellations(self, broker: Consumer) -> None:
         await follow(
             "cancellation listener",
             broker.cancellations,
@@ -398,15 +408,17 @@ class Worker:
             health=self.health,
         )
 
-    def _maybe_check_burst(self, broker: Broker) -> None:
+    def _maybe_check_burst(self) -> None:
         if not self.config.burst or self._stop.is_set():
             return
         if self.budget.idle and (self._burst_check is None or self._burst_check.done()):
-            self._burst_check = self._spawn(self._check_burst(broker), "burst")
+            self._burst_check = self._spawn(self._check_burst(), "burst")
 
-    async def _check_burst(self, broker: Broker) -> None:
+    async def _check_burst(self) -> None:
+        """Burst mode reads the queues' counts: the control role (``queue_stats``)."""
+        control = roles.control(self.app.get_broker())
         for queue in self.queues:
-            stats = await broker.queue_stats(queue)
+            stats = await control.queue_stats(queue)
             if stats.pending or stats.scheduled:
                 return
         if self.budget.idle and not self._stop.is_set():

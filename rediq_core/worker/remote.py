@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..broker import Broker, Settlement
+from ..records import Settlement
+from ..roles import Registry
 from .listening import follow
 from .settler import Settler
 
@@ -31,7 +32,9 @@ class CountingSettler(Settler):
         return held
 
 
-async def listen_stop_requests(broker: Broker, worker_id: str, on_stop: Callable[[], None]) -> None:
+async def listen_stop_requests(
+    broker: Registry, worker_id: str, on_stop: Callable[[], None]
+) -> None:
     """Call ``on_stop`` once an operator asks this worker to stop (``rediq stop-worker``)."""
 
     def stop(_: None) -> bool:

@@ -36,7 +36,7 @@ class Settler:
     ) -> None:
         self._broker = broker
         self._worker_id = worker_id
-        self._health = health or BrokerHealth(broker.url)
+        self._health = health or BrokerHealth(str(getattr(broker, "url", "the broker")))
         self._retry_s = retry_s
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None

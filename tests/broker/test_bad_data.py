@@ -40,7 +40,7 @@ async def test_corrupted_task_is_dead_lettered_with_its_reason(
     assert [d.message.id for d in batch.deliveries] == [good.id]
     [rejected] = batch.rejected
     assert rejected.task_id == bad.id and reason in rejected.reason
-    [dead] = await broker.dead_letters(Q)
+    [dead] = (await broker.list_tasks(Q, TaskState.FAILED)).tasks
     assert dead.id == bad.id and dead.state is TaskState.FAILED
     assert dead.error is not None and reason in dead.error.message
     await audit_queue(redis, rediq_namespace, Q, complete=False)
@@ -69,7 +69,8 @@ async def test_worker_detected_bad_input_is_dead_lettered(broker: RedisBroker) -
     }
     settled = await broker.settle(W, [Settlement(i, Q, error=e) for i, e in errors.items()])
     assert settled == [True, True]
-    assert {d.id: d.error for d in await broker.dead_letters(Q)} == errors
+    dead = (await broker.list_tasks(Q, TaskState.FAILED)).tasks
+    assert {d.id: d.error for d in dead} == errors
 
 
 async def test_wrong_key_type_on_a_queue_key_does_not_raise_out_of_fetch(

@@ -1,5 +1,5 @@
-"""The in-process broker (``memory://``) runs the same reusable contract suite as the
-Redis broker, minus cron schedules (it does not support them)."""
+"""The in-process broker (``memory://``) runs the contract classes of the roles it declares
+(the core ones: no cron, no diagnosis)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import pytest
 
 from rediq_core.broker import Broker, BrokerOptions
 from rediq_core.plugins import PluginHost
-from rediq_core.testing.broker_contract import CoreBrokerContract
+from rediq_core.roles import MissingRoleError, Role, cron
+from rediq_core.testing.contract import contracts_for
+from rediq_memory import MemoryBroker
 
 
-class TestMemoryBrokerContract(CoreBrokerContract):
+class TestMemoryBrokerContract(*contracts_for(MemoryBroker)):
     @pytest.fixture
     async def broker(self, plugin_host: PluginHost, rediq_namespace: str) -> AsyncIterator[Broker]:
         """Built through the plugin host, as an app builds it from its URL."""
@@ -31,5 +33,6 @@ async def test_memory_is_registered_like_any_broker_plugin(plugin_host: PluginHo
 
 async def test_cron_is_reported_unsupported(plugin_host: PluginHost) -> None:
     broker = plugin_host.broker(BrokerOptions(url="memory://", namespace="cronless"))
-    with pytest.raises(NotImplementedError, match="does not support cron"):
-        await broker.cron_entries()
+    assert Role.CRON not in broker.roles
+    with pytest.raises(MissingRoleError, match="MemoryBroker .*does not support the cron role"):
+        cron(broker)

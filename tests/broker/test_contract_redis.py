@@ -1,4 +1,4 @@
-"""The Redis broker runs the reusable broker contract suite."""
+"""The Redis broker runs the contract classes of every role (it declares them all)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 from redis.asyncio import Redis
 
 from rediq_core.broker import Broker
-from rediq_core.testing.broker_contract import WAKE_WAIT_S, BrokerContract
+from rediq_core.testing.contract import contracts_for
+from rediq_core.testing.contract.helpers import WAKE_WAIT_S
+from rediq_redis import RedisBroker
 
 
-class TestRedisBrokerContract(BrokerContract):
+class TestRedisBrokerContract(*contracts_for(RedisBroker)):
     """``broker`` comes from tests/broker/conftest.py."""
 
     async def wait_until_blocked(self, broker: Broker, fetches: asyncio.Future[Any]) -> None:

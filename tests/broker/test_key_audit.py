@@ -6,7 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from rediq_core.broker import BrokerOptions, CancelOutcome, Lease, WorkerRecord
+from rediq_core.broker import BrokerOptions, CancelOutcome, Lease, TaskState, WorkerRecord
 from rediq_core.message import now_ms
 from rediq_core.testing.broker_contract import failure, fetch, make_message, success
 from rediq_redis import BrokerSettings, RedisBroker
@@ -79,7 +79,7 @@ async def _end_tasks_every_way(broker: RedisBroker) -> None:
     assert seen == {released.id, retried.id, expired.id}
     await broker.settle(W, [success(m) for m in (released, retried, expired)])
     await broker.enqueue(purged)
-    assert await broker.purge(Q) == 2
+    assert await broker.purge_tasks(Q, [TaskState.PENDING, TaskState.SCHEDULED]) == 2
     await broker.unregister_worker(W)
 
 

@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "errors",
                 "urls",
                 "message",
+                "records",
                 "info",
                 "serializer",
                 "diagnosis",

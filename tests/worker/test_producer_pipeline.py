@@ -320,8 +320,11 @@ PIPELINE = "rediq_core/producer.py"
 #: References that are not a producer sending through a broker, and why.
 NOT_A_PRODUCER = {
     # the contract suites exercise a broker itself with hand-made messages
-    ("rediq_core/testing/broker_contract.py", "broker"),
-    ("rediq_core/testing/cron_contract.py", "broker"),
+    ("rediq_core/testing/contract/consumer.py", "broker"),
+    ("rediq_core/testing/contract/control.py", "broker"),
+    ("rediq_core/testing/contract/cron.py", "broker"),
+    ("rediq_core/testing/contract/helpers.py", "broker"),
+    ("rediq_core/testing/contract/producer.py", "broker"),
     # the Redis broker's own implementation of enqueue, and its Lua script object
     ("rediq_redis/broker.py", "producer"),
     ("rediq_redis/producer.py", "session.scripts"),
