@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import pickle
 from types import ModuleType
 from typing import Any
 
@@ -49,14 +48,21 @@ class PickleSerializer:
     name = "pickle"
     executes_code_on_load = True
 
+    def __init__(self) -> None:
+        # imported when an app picks this serializer, not when the plugin registers it
+        # (an idle worker of a json app imports nothing it does not use)
+        import pickle
+
+        self._pickle = pickle
+
     def dumps(self, value: Any) -> bytes:
         try:
-            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, AttributeError) as exc:
+            return self._pickle.dumps(value, protocol=self._pickle.HIGHEST_PROTOCOL)
+        except (self._pickle.PicklingError, AttributeError) as exc:
             raise TypeError(str(exc)) from exc
 
     def loads(self, data: bytes) -> Any:
-        return pickle.loads(data)
+        return self._pickle.loads(data)
 
 
 class OrjsonSerializer:
@@ -85,16 +91,19 @@ class CloudpickleSerializer:
     executes_code_on_load = True
 
     def __init__(self) -> None:
+        import pickle
+
         self._cloudpickle = _require("cloudpickle", "cloudpickle")
+        self._pickle = pickle
 
     def dumps(self, value: Any) -> bytes:
         try:
-            return self._cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
-        except (pickle.PicklingError, AttributeError) as exc:
+            return self._cloudpickle.dumps(value, protocol=self._pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+        except (self._pickle.PicklingError, AttributeError) as exc:
             raise TypeError(str(exc)) from exc
 
     def loads(self, data: bytes) -> Any:
-        return pickle.loads(data)
+        return self._pickle.loads(data)
 
 
 class MsgpackSerializer:
