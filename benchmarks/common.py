@@ -15,7 +15,6 @@ benchmark's Redis (URL in ``BENCH_REDIS_URL``) so every system is measured the s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -237,6 +236,8 @@ async def _produce(adapter: Adapter, workload: str, n: int, timeout_s: float) ->
 
 def main(adapter: Adapter, argv: Sequence[str] | None = None) -> None:
     """The CLI of one system's bench script (see the module docstring)."""
+    import argparse  # here: a worker that imports the task bodies never loads it
+
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker")

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from . import roles
 from .broker import Broker, TaskRecord, TaskState
 from .cron_records import CronEntry, MissedPolicy, ScheduleSpec
-from .crontab import CronExpression
 from .errors import ConfigurationError, TaskRegistrationError, UnknownNameError
 from .message import now_ms
 from .options import check_queue
 
 if TYPE_CHECKING:
     from .app import Rediq
+    from .crontab import CronExpression
     from .producer import ProducerPipeline
     from .task import TaskDefinition
 
@@ -90,6 +90,9 @@ def make_schedule(
     priority: int | None,
 ) -> Schedule:
     """Validate one ``@app.cron`` registration and build its schedule (no I/O)."""
+    # imported here, on @app.cron: an app without schedules never loads the parser
+    from .crontab import CronExpression
+
     cron = CronExpression(expression, timezone)
     _check_args(task, args, kwargs)
     target = _check_queue(app, task, queue)
@@ -187,6 +190,8 @@ class CronControl:
 
     async def list(self, *, upcoming: int = 3) -> list[ScheduleStatus]:
         """Every stored schedule with its next ``upcoming`` ticks and last run's state."""
+        from .crontab import CronExpression
+
         now = now_ms()
         statuses = []
         for entry in await self._cron.cron_entries():

@@ -59,7 +59,6 @@ from .connection import (
 from .durability import durability
 from .keys import NamespaceKeys
 from .scripts import CronScripts, Scripts
-from .sentinel import probe_sentinels
 from .session import BrokerSettings, Session
 from .topology import Kind, parse_url
 
@@ -134,7 +133,9 @@ class RedisBroker(Broker):
     async def _connect(self) -> Session:
         url, config = self.options.url, self.options.config
         topology = parse_url(url)
-        if topology.kind is Kind.SENTINEL:
+        if topology.kind is Kind.SENTINEL:  # Sentinel support loads only for its URLs
+            from .sentinel import probe_sentinels
+
             await probe_sentinels(
                 topology, client_options(config, topology.kind), config.get("sentinel_kwargs")
             )

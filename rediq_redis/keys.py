@@ -12,6 +12,8 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
+from .layout import DONE_CHANNEL
+
 __all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce"]
 
 #: The per-queue keys, in the order every queue script receives them as KEYS[1..N]. The Lua
@@ -73,7 +75,7 @@ class QueueKeys:
         """Pub/sub channel (not a key: nothing is stored under it) on which the scripts
         announce that the task ended or was forgotten unfinished; result waiters
         subscribe to it (``rediq_redis/results.py``)."""
-        return self.key(f"done:{task_id}")
+        return self.key(f"{DONE_CHANNEL}:{task_id}")
 
     def unblock(self, worker_id: str) -> str:
         """LIST a worker's wait blocks on besides ``wake``: a token there ends the wait of

@@ -19,6 +19,7 @@ from rediq_core.inspection import COUNTER_NAMES
 
 __all__ = [
     "COUNTER_NAMES",
+    "DONE_CHANNEL",
     "GROUP_SEPARATOR",
     "LUA_CONSTANTS",
     "MEMBER_ID_OFFSET",
@@ -52,6 +53,10 @@ MINUTE_STAMP: Final = "t"
 #: ``"<group>\n<id>"``, so one lex range lists a group.
 GROUP_SEPARATOR: Final = "\n"
 
+#: A task's done channel is ``"{NS:Q}:<DONE_CHANNEL>:<id>"``: the scripts publish its end
+#: there, result waiters subscribe to it (``QueueKeys.done``).
+DONE_CHANNEL: Final = "done"
+
 #: The Lua locals the prelude receives at ``--@LAYOUT@--``, by name.
 LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "POSITION_FORMAT": POSITION_FORMAT,
@@ -61,6 +66,7 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "MINUTE_STAMP": MINUTE_STAMP,
     "COUNTERS": COUNTER_NAMES,
     "GROUP_SEPARATOR": GROUP_SEPARATOR,
+    "DONE_CHANNEL": DONE_CHANNEL,
 }
 
 

@@ -1,11 +1,22 @@
-"""The top-level command group: built-in subcommands, plugin subcommands, ``rediq APP``."""
+"""The top-level command group: built-in subcommands, plugin subcommands, ``rediq APP``.
+
+Help and errors are drawn by rich-click. A worker run (``rediq worker APP ...`` or
+``rediq APP ...`` without ``-h``/``--help``/``--version``) parses its command line with
+plain click and imports rich-click only if it has an error to show: a worker process that
+runs for days does not keep rich-click's modules in memory (~1.5 MiB of an idle worker).
+Every other invocation goes to the same group built on rich-click (:func:`_rich_group`).
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
-import rich_click as click
+import click
 
 from .. import __version__
 from ..plugins import PluginHost, make_plugin_host
@@ -40,10 +51,11 @@ def _load(spec: str) -> click.Command:
     return command
 
 
-class RediqGroup(click.RichGroup):
+class RediqCommands(click.Group):
     """Finds built-in and plugin subcommands; ``rediq module:app ...`` means ``rediq worker``."""
 
     _host: PluginHost | None = None
+    _rich_worker = True
 
     def host(self) -> PluginHost:
         if self._host is None:
@@ -66,7 +78,7 @@ class RediqGroup(click.RichGroup):
             from .worker_cmd import worker_command
 
             try:
-                return worker_command(self.host())
+                return worker_command(self.host(), rich=self._rich_worker)
             except PluginError as exc:  # a plugin that fails to load, or a clash
                 raise click.UsageError(str(exc)) from None
         if cmd_name in self._available():
@@ -80,6 +92,130 @@ class RediqGroup(click.RichGroup):
         if args and ":" in args[0] and self.get_command(ctx, args[0]) is None:
             args = ["worker", *args]  # the original `rediq APP [options]` form
         return super().resolve_command(ctx, args)
+
+
+class RediqGroup(RediqCommands):
+    """The ``rediq`` group: a worker run is parsed by plain click, anything else by the
+    same group on rich-click."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not self._is_worker_run(argv, complete_var, prog_name):
+            rich = _rich_group(self)
+            return rich.main(argv, prog_name, complete_var, standalone_mode, **extra)
+        return self._run_worker(argv, prog_name, complete_var, standalone_mode, **extra)
+
+    def _is_worker_run(
+        self, argv: list[str], complete_var: str | None, prog_name: str | None
+    ) -> bool:
+        if not argv or any(arg in ("-h", "--help", "--version") for arg in argv):
+            return False
+        name = (prog_name or "rediq").replace("-", "_").replace(".", "_").upper()
+        if os.environ.get(complete_var or f"_{name}_COMPLETE"):
+            return False  # shell completion
+        first = argv[0]
+        return first == "worker" or (
+            ":" in first and not first.startswith("-") and first not in self.host().commands()
+        )
+
+    def _run_worker(
+        self,
+        argv: list[str],
+        prog_name: str | None,
+        complete_var: str | None,
+        standalone_mode: bool,
+        **extra: Any,
+    ) -> Any:
+        started = False
+
+        def start() -> None:
+            nonlocal started
+            started = True
+
+        plain = _plain_group(self, start)
+        try:
+            code = click.Group.main(
+                plain, argv, prog_name, complete_var, standalone_mode=False, **extra
+            )
+        except click.UsageError:
+            if started:  # raised by the worker's start (the app, its options): draw it
+                raise_drawn(sys.exc_info()[1])
+            # a parse error: the same command line through rich-click draws it as always
+            # (parsing has no side effect, so nothing happens twice)
+            return _rich_group(self).main(argv, prog_name, complete_var, standalone_mode, **extra)
+        except (click.ClickException, click.exceptions.Abort) as exc:
+            if not standalone_mode:
+                raise
+            raise_drawn(exc)
+        if standalone_mode:
+            sys.exit(code if isinstance(code, int) else 0)
+        return code
+
+
+def _plain_group(group: RediqGroup, started: Any) -> RediqCommands:
+    """A copy of ``group`` whose ``worker`` subcommand is plain click and reports, through
+    ``started``, that its command line was parsed."""
+    plain = RediqCommands(
+        name=group.name,
+        params=group.params,
+        callback=group.callback,
+        help=group.help,
+        context_settings=group.context_settings,
+    )
+    plain._host = group._host
+    plain._rich_worker = False
+    host = group.host
+
+    def get_command(ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name != "worker":
+            return RediqCommands.get_command(plain, ctx, cmd_name)
+        from ..errors import PluginError
+        from .worker_cmd import worker_command
+
+        try:
+            return worker_command(host(), rich=False, started=started)
+        except PluginError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    plain.get_command = get_command  # type: ignore[method-assign]
+    return plain
+
+
+def _rich_group(group: RediqGroup) -> click.Group:
+    """``group`` on rich-click: help and errors drawn as rich-click draws them."""
+    import rich_click
+
+    class RichRediqGroup(RediqCommands, rich_click.RichGroup):  # type: ignore[misc]
+        pass
+
+    rich = RichRediqGroup(
+        name=group.name,
+        params=group.params,
+        callback=group.callback,
+        help=group.help,
+        context_settings=group.context_settings,
+    )
+    rich._host = group._host
+    return rich
+
+
+def raise_drawn(exc: BaseException | None) -> NoReturn:
+    """Show a click error (or abort) as rich-click shows it, and exit with its status:
+    a rich-click command whose only work is to raise it."""
+    import rich_click
+
+    def fail() -> None:
+        raise exc  # type: ignore[misc]
+
+    rich_click.RichCommand(name="rediq", callback=fail).main(args=[], prog_name="rediq")
+    raise SystemExit(1)  # pragma: no cover - main() exits
 
 
 @click.group(cls=RediqGroup, context_settings={"help_option_names": ["-h", "--help"]})

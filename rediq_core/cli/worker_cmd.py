@@ -1,6 +1,8 @@
 """``rediq worker APP`` (and the original ``rediq APP``): start a worker.
 
-Imports stay light: the worker package is imported only when the command runs.
+Imports stay light: the worker package is imported only when the command runs, and the
+command is a plain click command, dressed by rich-click only where a person reads it (help,
+errors: :mod:`rediq_core.cli.group`), so a running worker never loads rich-click.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import rich_click as click
+import click
 
 from .. import defaults
 from ..errors import PluginNameClash
@@ -241,9 +244,19 @@ def worker(app_spec: str, **options: Any) -> None:
     _start(app_spec, None, options)
 
 
-def worker_command(host: PluginHost) -> click.Command:
+def worker_command(
+    host: PluginHost,
+    *,
+    rich: bool = True,
+    started: Callable[[], None] | None = None,
+) -> click.Command:
     """``rediq worker`` with the options the plugins of ``host`` register (placed before
-    ``--reload``); their values go to the plugins' ``rediq_configure_worker``."""
+    ``--reload``); their values go to the plugins' ``rediq_configure_worker``.
+
+    ``rich``: a rich-click command (help and errors drawn by rich-click), else the plain
+    click command a worker run parses its command line with. ``started`` is called when
+    the command line is parsed and the worker starts (errors after it are not parse errors).
+    """
     added = [registration.value for registration in host.worker_options().values()]
     taken = {name: param.name for param in worker.params for name in (param.name, *param.opts)}
     for option in added:
@@ -254,13 +267,26 @@ def worker_command(host: PluginHost) -> click.Command:
                     f"worker option {name!r} of plugin {plugin!r} is a built-in option of"
                     " `rediq worker`; block the plugin with REDIQ_DISABLE_PLUGINS"
                 )
-    command = copy.copy(worker)
     at = next(i for i, param in enumerate(worker.params) if param.name == "reload")
-    command.params = [*worker.params[:at], *added, *worker.params[at:]]
+    params = [*worker.params[:at], *added, *worker.params[at:]]
 
     def callback(app_spec: str, **options: Any) -> None:
+        if started is not None:
+            started()
         _start(app_spec, host, options)
 
+    if rich:
+        import rich_click
+
+        return rich_click.RichCommand(
+            name=worker.name,
+            context_settings=worker.context_settings,
+            callback=callback,
+            params=params,
+            help=worker.help,
+        )
+    command = copy.copy(worker)
+    command.params = params
     command.callback = callback
     return command
 

@@ -29,7 +29,6 @@ from ..plugins.events import Event
 from ..records import Delivery, Lease, WorkerRecord
 from .budget import Budget
 from .config import WorkerConfig, default_worker_name, new_worker_id, unconsumed_queues
-from .cron import CronScheduler
 from .events import EventDispatcher
 from .fetcher import Fetcher, LocalQueue
 from .health import BrokerHealth
@@ -229,15 +228,14 @@ class Worker:
         self._spawn(
             listen_stop_requests(roles.registry(broker), self.id, self.request_shutdown), "stop"
         )
-        cron = self._supervised(
-            CronScheduler(self.app, broker, self.queues).run, "cron", may_end=True
-        )  # it ends at once without schedules
+        cron = self._start_cron(broker)
         log.info("worker %s ready: consuming %s", self.id, self.config.describe_queues(self.queues))
         self._warn_unconsumed()
         self.ready.set()
         self._maybe_check_burst()
         await self._stop.wait()
-        cron.cancel()  # no new ticks once stopping; other workers fire them
+        if cron is not None:
+            cron.cancel()  # no new ticks once stopping; other workers fire them
         for fetcher in fetchers:
             fetcher.stopped = True
         await _cancel_all(fetching, defaults.WORKER_FORCE_GRACE_S)
@@ -309,6 +307,16 @@ class Worker:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    def _start_cron(self, broker: Broker) -> asyncio.Task[None] | None:
+        """The cron scheduler, when a consumed queue has schedules (the cron code is not
+        even imported by a worker without any)."""
+        if not any(s.spec.queue in self.queues for s in self.app.schedules.values()):
+            return None
+        from .cron import CronScheduler
+
+        scheduler = CronScheduler(self.app, broker, self.queues)
+        return self._supervised(scheduler.run, "cron", may_end=True)  # ends without the role
 
     def _supervised(
         self, run: Callable[[], Coroutine[Any, Any, None]], name: str, *, may_end: bool = False

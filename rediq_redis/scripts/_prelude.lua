@@ -194,7 +194,7 @@ end
 -- The done channel of `id`, "{NS:Q}:done:<id>" (QueueKeys.done). A channel is not a key:
 -- nothing is stored under it and it belongs to no slot (a PUBLISH reaches every node).
 local function done_channel(id)
-  return TAG .. ':done:' .. id
+  return TAG .. ':' .. DONE_CHANNEL .. ':' .. id
 end
 
 -- Announce that `id` ended (or was forgotten unfinished): its result waiters look it up.

@@ -1,25 +1,13 @@
-"""The broker contract by role: what a broker says it supports, and neutral app names."""
+"""Role defaults and neutral app names (which roles each broker implements, exactly:
+tests/broker/test_roles.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from rediq import ConfigurationError, Rediq
-from rediq_core.broker import BrokerOptions
-from rediq_core.roles import CORE_ROLES, Consumer, Producer, Registry, Results, Role, supports
+from rediq_core.roles import Role, supports
 from rediq_memory import MemoryBroker
-from rediq_redis import RedisBroker
-
-
-def test_brokers_declare_their_roles() -> None:
-    redis = RedisBroker(BrokerOptions(url="redis://127.0.0.1:1/0"))
-    memory = MemoryBroker(BrokerOptions(url="memory://roles"))
-    assert supports(redis, Role.CRON) and supports(redis, Role.DIAGNOSIS)
-    assert not supports(memory, Role.CRON) and not supports(memory, Role.DIAGNOSIS)
-    for broker in (redis, memory):
-        assert broker.roles >= CORE_ROLES
-        for protocol in (Producer, Consumer, Results, Registry):
-            assert isinstance(broker, protocol), (broker, protocol)
 
 
 def test_an_object_without_roles_is_read_as_a_core_broker() -> None:

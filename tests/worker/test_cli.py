@@ -134,3 +134,31 @@ def test_an_error_while_importing_the_app_names_file_and_line(
     )
     assert syntax.returncode == 2
     assert "SyntaxError" in syntax.stderr and f"{harness.dir / 'typo.py'}" in syntax.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["worker", "tasks:app", "--bogus"], "No such option '--bogus'"),  # parsing
+        (["worker", "nosuchmodule:app"], "cannot import module 'nosuchmodule'"),  # start
+        (["tasks:app", "--worker-task-concurrency", "0"], "Invalid value"),  # seed form
+        (  # after the worker ran
+            ["worker", "tasks:app", "--redis-url", "redis://127.0.0.1:1/0", "--fail-fast"],
+            "worker stopped: BrokerUnavailableError",
+        ),
+    ],
+)
+def test_a_worker_run_draws_its_errors_with_rich_click(
+    harness: Harness, args: list[str], message: str
+) -> None:
+    """A worker run parses its command line with plain click (rich-click stays out of a
+    running worker's memory), yet every error looks as rich-click draws it elsewhere."""
+    harness.write_app(ADD)
+    done = subprocess.run(
+        [*CLI, *args], cwd=harness.dir, env=harness.env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode in (1, 2), done.stderr
+    assert "╭─ Error" in done.stderr and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    if done.returncode == 2:  # a usage error names the command and its help
+        assert "worker [OPTIONS] APP" in done.stderr and "worker -h' for help" in done.stderr

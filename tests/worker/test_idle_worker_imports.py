@@ -2,8 +2,10 @@
 
 ``rediq worker --burst`` on an empty queue starts (plugins loaded, banner printed, worker
 registered, startup and shutdown events fired) and exits; the modules it imported are
-written at exit. The optional plugins' heavy packages, rich (the banner and logs are plain
-text when stderr is not a terminal) and the memory broker must not be among them.
+written at exit. The optional plugins' heavy packages, rich and rich-click (the banner and
+logs are plain text when stderr is not a terminal; the command line is parsed by plain
+click), the memory broker, the cron code of an app without schedules and the Redis
+broker's operator-only modules must not be among them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ NOT_IMPORTED = (
     "rediq_memory.broker",
     "rediq_memory.store",
     "rediq_core.cli.plugins_cmd",
+    "rich_click",  # the command line is parsed by plain click; rich-click draws help/errors
+    "rediq_core.crontab",  # no schedules: neither the parser nor the scheduler
+    "zoneinfo",
+    "rediq_core.worker.cron",
+    "rediq_redis.doctor",  # operator-only parts of the Redis broker
+    "rediq_redis.operate",
+    "rediq_redis.cron",
+    "pickle",  # a json app
 )
 
 DUMP_MODULES_AT_EXIT = """
