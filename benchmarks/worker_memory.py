@@ -81,7 +81,7 @@ def main() -> None:
     try:
         url = server.url()
         best = min(idle_worker_hwm_mib(url) for _ in range(args.rounds))
-        print(f"idle rediq worker VmHWM: {best:.1f} MiB ({sys.executable})")
+        print(f"idle rediq worker VmHWM: {best:.2f} MiB ({sys.executable})")
         if args.importtime is not None:
             idle_worker_hwm_mib(url, importtime=args.importtime)
             modules = sum(1 for line in args.importtime.read_text().splitlines() if "|" in line)
