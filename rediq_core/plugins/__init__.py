@@ -27,7 +27,8 @@ loads only rediq's own plugins.
 from __future__ import annotations
 
 from ..markers import hookimpl
+from .events import Event, Events
 from .host import PluginHost, Registration
 from .manager import make_plugin_host
 
-__all__ = ["PluginHost", "Registration", "hookimpl", "make_plugin_host"]
+__all__ = ["Event", "Events", "PluginHost", "Registration", "hookimpl", "make_plugin_host"]
