@@ -224,18 +224,23 @@ class _Script:
     def __set_name__(self, owner: type, name: str) -> None:
         self.attribute = name
 
-    def __get__(self, scripts: Scripts | CronScripts, owner: type | None = None) -> LuaScript:
+    def __get__(self, scripts: _ScriptSet, owner: type | None = None) -> LuaScript:
         script = LuaScript(self.script, scripts.client, scripts.replay_ms)
         scripts.__dict__[self.attribute] = script  # the next lookup finds it, not this
         return script
 
 
-class Scripts:
-    """Every script, registered on one client as it is first used."""
+class _ScriptSet:
+    """Scripts (:class:`_Script` attributes) on one client (``replay_ms``: the broker's
+    ``replay_window_ms``), each registered as it is first used."""
 
     def __init__(self, client: Redis, replay_ms: int = defaults.REPLAY_WINDOW_MS) -> None:
         self.client = client
         self.replay_ms = replay_ms
+
+
+class Scripts(_ScriptSet):
+    """Every queue and standalone script."""
 
     enqueue = _Script("enqueue")
     claim = _Script("claim")
@@ -256,13 +261,8 @@ class Scripts:
     forget_queue = _Script("forget_queue")
 
 
-class CronScripts:
-    """Every cron script, registered on one client (``replay_ms``: the broker's
-    ``replay_window_ms``)."""
-
-    def __init__(self, client: Redis, replay_ms: int) -> None:
-        self.client = client
-        self.replay_ms = replay_ms
+class CronScripts(_ScriptSet):
+    """Every cron script."""
 
     fire = _Script("cron_fire")
     register = _Script("cron_register")

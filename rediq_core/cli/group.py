@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -55,7 +55,10 @@ class RediqCommands(click.Group):
     """Finds built-in and plugin subcommands; ``rediq module:app ...`` means ``rediq worker``."""
 
     _host: PluginHost | None = None
+    #: The ``worker`` subcommand: on rich-click, or plain click for a worker run (which
+    #: calls ``_started`` once its command line is parsed).
     _rich_worker = True
+    _started: Callable[[], None] | None = None
 
     def host(self) -> PluginHost:
         if self._host is None:
@@ -78,7 +81,7 @@ class RediqCommands(click.Group):
             from .worker_cmd import worker_command
 
             try:
-                return worker_command(self.host(), rich=self._rich_worker)
+                return worker_command(self.host(), rich=self._rich_worker, started=self._started)
             except PluginError as exc:  # a plugin that fails to load, or a clash
                 raise click.UsageError(str(exc)) from None
         if cmd_name in self._available():
@@ -133,6 +136,7 @@ class RediqGroup(RediqCommands):
         standalone_mode: bool,
         **extra: Any,
     ) -> Any:
+        self.host()  # one plugin host for the plain run and, on a parse error, the rich one
         started = False
 
         def start() -> None:
@@ -159,51 +163,36 @@ class RediqGroup(RediqCommands):
         return code
 
 
-def _plain_group(group: RediqGroup, started: Any) -> RediqCommands:
-    """A copy of ``group`` whose ``worker`` subcommand is plain click and reports, through
-    ``started``, that its command line was parsed."""
-    plain = RediqCommands(
+def _copy(group: RediqGroup, cls: type[RediqCommands]) -> RediqCommands:
+    """``group`` (its name, options, callback and plugin host) on another class."""
+    copy = cls(
         name=group.name,
         params=group.params,
         callback=group.callback,
         help=group.help,
         context_settings=group.context_settings,
     )
-    plain._host = group._host
+    copy._host = group._host
+    return copy
+
+
+def _plain_group(group: RediqGroup, started: Callable[[], None]) -> RediqCommands:
+    """``group`` on plain click, its ``worker`` subcommand reporting through ``started``
+    that its command line was parsed."""
+    plain = _copy(group, RediqCommands)
     plain._rich_worker = False
-    host = group.host
-
-    def get_command(ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name != "worker":
-            return RediqCommands.get_command(plain, ctx, cmd_name)
-        from ..errors import PluginError
-        from .worker_cmd import worker_command
-
-        try:
-            return worker_command(host(), rich=False, started=started)
-        except PluginError as exc:
-            raise click.UsageError(str(exc)) from None
-
-    plain.get_command = get_command  # type: ignore[method-assign]
+    plain._started = started
     return plain
 
 
-def _rich_group(group: RediqGroup) -> click.Group:
+def _rich_group(group: RediqGroup) -> RediqCommands:
     """``group`` on rich-click: help and errors drawn as rich-click draws them."""
     import rich_click
 
     class RichRediqGroup(RediqCommands, rich_click.RichGroup):  # type: ignore[misc]
         pass
 
-    rich = RichRediqGroup(
-        name=group.name,
-        params=group.params,
-        callback=group.callback,
-        help=group.help,
-        context_settings=group.context_settings,
-    )
-    rich._host = group._host
-    return rich
+    return _copy(group, RichRediqGroup)
 
 
 def raise_drawn(exc: BaseException | None) -> NoReturn:
