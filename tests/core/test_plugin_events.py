@@ -21,6 +21,7 @@ from rediq_core import EVENT_NAMES, hookspecs
 from rediq_core.message import TaskMessage
 from rediq_core.plugins import hookimpl, make_plugin_host
 from rediq_core.plugins.events import Event, Events
+from rediq_core.testing.broker_contract import make_message
 
 
 def _event_hookspecs() -> dict[str, inspect.Signature]:
@@ -93,20 +94,6 @@ def test_listens_only_when_a_plugin_implements_the_event() -> None:
     assert not host.events.listens(host.events.after_task_attempt)
 
 
-def _message() -> TaskMessage:
-    return TaskMessage(
-        id="1",
-        name="t",
-        queue="q",
-        payload=b"",
-        serializer="json",
-        priority=0,
-        max_retries=0,
-        timeout_ms=None,
-        result_ttl_s=0,
-    )
-
-
 def _listener(label: str, calls: list[str], **marks: bool) -> object:
     """A plugin whose async listener yields to the loop between its start and its end."""
 
@@ -133,7 +120,7 @@ async def test_async_listeners_are_awaited_one_by_one_in_pluggy_order() -> None:
     first = _listener("first", calls, trylast=False, tryfirst=True)
     last = _listener("last", calls, trylast=True)
     host = make_plugin_host(plugins=[last, earlier, Sync(), later, first], autoload=False)
-    await host.events.before_task_enqueue(_message())
+    await host.events.before_task_enqueue(make_message())
     # pluggy: tryfirst first, trylast last, otherwise later registrations first
     assert calls == [
         "first start",
@@ -177,7 +164,7 @@ async def test_what_wrappers_receive_around_async_listeners() -> None:
     host = make_plugin_host(
         plugins=[Returning(), _listener("quiet", calls), NewStyle(), OldStyle()], autoload=False
     )
-    await host.events.before_task_enqueue(_message())
+    await host.events.before_task_enqueue(make_message())
     # the awaited results, not coroutines; a None result is left out
     assert seen["new"] == ["value"]
     old = seen["old"]
@@ -215,7 +202,7 @@ async def test_wrapper_raising_before_its_yield_is_skipped_and_not_resumed(
 
     host = make_plugin_host(plugins=[_listener("listener", calls), Fine(), Broken()])
     with caplog.at_level(logging.ERROR, logger="rediq.plugins"):
-        await host.events.before_task_enqueue(_message())
+        await host.events.before_task_enqueue(make_message())
     assert calls == ["broken before", "listener start", "listener end", "fine after"]
     assert "wrapper bug before yield" in caplog.text and "before its yield" in caplog.text
 
@@ -239,7 +226,7 @@ async def test_wrapper_raising_after_its_yield_leaves_the_others_running(
 
     host = make_plugin_host(plugins=[_listener("listener", calls), Inner(), Outer()])
     with caplog.at_level(logging.ERROR, logger="rediq.plugins"):
-        await host.events.before_task_enqueue(_message())
+        await host.events.before_task_enqueue(make_message())
     assert calls == ["listener start", "listener end", "outer after"]
     assert "old-style bug after yield" in caplog.text and "after its yield" in caplog.text
 
@@ -262,6 +249,6 @@ async def test_wrapper_yielding_twice_is_closed_and_logged(
 
     host = make_plugin_host(plugins=[_listener("listener", calls), Twice()])
     with caplog.at_level(logging.ERROR, logger="rediq.plugins"):
-        await host.events.before_task_enqueue(_message())
+        await host.events.before_task_enqueue(make_message())
     assert calls == ["listener start", "listener end", "between", "closed"]
     assert "yielded more than once" in caplog.text

@@ -14,6 +14,7 @@ from rediq import Rediq
 from rediq_core.errors import PluginError, PluginNameClash, UnknownNameError
 from rediq_core.message import TaskMessage
 from rediq_core.plugins import hookimpl, make_plugin_host
+from rediq_core.testing.broker_contract import make_message
 
 REVERSE_PLUGIN = """
 import json
@@ -187,20 +188,6 @@ def test_plugin_commands_are_registered_and_clashes_named() -> None:
         clash.commands()
 
 
-def _message() -> TaskMessage:
-    return TaskMessage(
-        id="1",
-        name="t",
-        queue="q",
-        payload=b"",
-        serializer="json",
-        priority=0,
-        max_retries=0,
-        timeout_ms=None,
-        result_ttl_s=0,
-    )
-
-
 async def test_event_wrappers_run_around_the_listeners_in_pluggy_order(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -234,7 +221,7 @@ async def test_event_wrappers_run_around_the_listeners_in_pluggy_order(
             calls.append(("old style", type(outcome).__name__))
 
     host = make_plugin_host(plugins=[Listener(), Inner(), Outer(), OldStyle()])
-    message = _message()
+    message = make_message()
     await host.events.before_task_enqueue(message)
     assert calls[0] == "outer before" and calls[-1] == ("outer after", [])
     assert calls.index("inner before") < calls.index("listener") < calls.index("inner after")
