@@ -12,7 +12,7 @@ from rediq_core.message import now_ms
 from rediq_core.records import TaskState
 from rediq_core.roles import Cron, Results, Role
 
-from .helpers import RoleContract
+from .helpers import RoleContract, until_announced
 
 __all__ = ["CRON_QUEUE", "CronBroker", "CronContract", "make_spec"]
 
@@ -114,20 +114,9 @@ class CronContract(RoleContract):
 
     async def test_cron_changes_are_announced(self, broker: CronBroker) -> None:
         await _register(broker, make_spec("announced"))
-        stream = broker.cron_changes()
-        next_name = asyncio.ensure_future(anext(stream))
-        try:
-            for attempt in range(60):  # the subscription may start after the first change
-                changed = make_spec("announced", expression=f"{attempt} * * * *")
-                await broker.cron_register(CRON_QUEUE, {"announced": changed.to_json()})
-                done, _ = await asyncio.wait({next_name}, timeout=0.25)
-                if done:
-                    assert next_name.result() == "announced"
-                    return
-            raise AssertionError("a changed schedule was never announced")
-        finally:
-            next_name.cancel()
-            await asyncio.gather(next_name, return_exceptions=True)
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+
+        async def change(attempt: int) -> None:
+            changed = make_spec("announced", expression=f"{attempt} * * * *")
+            await broker.cron_register(CRON_QUEUE, {"announced": changed.to_json()})
+
+        await until_announced(broker.cron_changes(), change, "announced", "a changed schedule")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Protocol
 
 import pytest
@@ -53,6 +53,7 @@ __all__ = [
     "make_message",
     "started_at",
     "success",
+    "until_announced",
 ]
 
 
@@ -237,22 +238,38 @@ async def finished_while_fetching(broker: CoreBroker, message: TaskMessage) -> T
         await asyncio.gather(fetching, return_exceptions=True)
 
 
-async def announce(broker: Control, stream: AsyncIterator[str], task_id: str) -> float:
-    """Request the cancellation until the stream announces it (a subscription may start
-    after the first request); return the latency of the announcement that arrived, in ms."""
-    next_id = asyncio.ensure_future(anext(stream))
+async def until_announced(
+    stream: AsyncIterator[str],
+    provoke: Callable[[int], Awaitable[object]],
+    expected: str,
+    what: str,
+) -> float:
+    """Call ``provoke(attempt)`` every 0.25 s until ``stream`` yields (a subscription may
+    start after the first announcement), check that it yields ``expected``, close the
+    stream; return the latency of the announcement that arrived, in ms."""
+    next_item = asyncio.ensure_future(anext(stream))
     try:
-        for _ in range(60):  # re-requested every 0.25 s: the subscription may start late
+        for attempt in range(60):
             started = time.perf_counter()
-            assert await broker.cancel(task_id) is CancelOutcome.REQUESTED
-            done, _ = await asyncio.wait({next_id}, timeout=0.25)
+            await provoke(attempt)
+            done, _ = await asyncio.wait({next_item}, timeout=0.25)
             if done:
-                assert next_id.result() == task_id
+                assert next_item.result() == expected
                 return round((time.perf_counter() - started) * 1000, 2)
-        raise AssertionError("cancellation of a running task was never announced")
+        raise AssertionError(f"{what} was never announced")
     finally:
-        next_id.cancel()
-        await asyncio.gather(next_id, return_exceptions=True)
+        next_item.cancel()
+        await asyncio.gather(next_item, return_exceptions=True)
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def announce(broker: Control, stream: AsyncIterator[str], task_id: str) -> float:
+    """Request the cancellation until the stream announces it; return the latency of the
+    announcement that arrived, in ms."""
+
+    async def cancel(_attempt: int) -> None:
+        assert await broker.cancel(task_id) is CancelOutcome.REQUESTED
+
+    return await until_announced(stream, cancel, task_id, "cancellation of a running task")
