@@ -92,7 +92,7 @@ async def _per_call_us(n: int, step: Callable[[], Awaitable[Any]]) -> float:
 
 def _enqueue_call(i: int) -> tuple[list[str], list[Any]]:
     """The keys and arguments of one enqueue script call, for a fresh task id."""
-    from rediq_redis.keys import QueueKeys
+    from rediq_redis.keys import QueueKeys, new_nonce
 
     task_id = f"floor{i}-{time.perf_counter_ns()}"
     envelope = json.dumps(
@@ -105,7 +105,17 @@ def _enqueue_call(i: int) -> tuple[list[str], list[Any]]:
             "serializer": "json",
         }
     )
-    return QueueKeys("rediq", "floor").for_call(task_id), [task_id, envelope, b"[[],{}]", 0, "", ""]
+    keys = QueueKeys("rediq", "floor")
+    return [*keys.all, keys.result(task_id)], [
+        task_id,
+        envelope,
+        b"[[],{}]",
+        0,
+        "",
+        "",
+        3600,
+        new_nonce(),
+    ]
 
 
 async def round_trips(url: str, n: int) -> list[Row]:
@@ -178,10 +188,10 @@ async def _server_us(
 def _claim_call(i: int) -> tuple[list[str], list[Any]]:
     """The keys and arguments of a claim of one task (the defaults of a worker)."""
     from rediq_core import defaults
-    from rediq_redis.keys import QueueKeys
+    from rediq_redis.keys import QueueKeys, new_nonce
 
     keys = QueueKeys("rediq", "floor")
-    return [*keys.all, keys.reply(f"claim{i}-{time.perf_counter_ns()}")], [
+    return list(keys.all), [
         "floor-worker",
         1,
         defaults.LEASE_MS,
@@ -189,15 +199,16 @@ def _claim_call(i: int) -> tuple[list[str], list[Any]]:
         3_600_000,
         10_000,
         100,
+        new_nonce(),
     ]
 
 
 async def server_time(url: str, n: int) -> list[Row]:
     client = Redis.from_url(url)
     enqueue = script_source("enqueue")
-    prelude = enqueue.rsplit("return replay(", 1)[0]
+    prelude = enqueue.rsplit("return enqueue_tasks(", 1)[0]
     scripts = {
-        "`EVALSHA` that returns at once (the enqueue's 29 keys and 6 arguments)": "return 1",
+        "`EVALSHA` that returns at once (the enqueue's 23 keys and 8 arguments)": "return 1",
         "... that runs the shared prelude, then returns": prelude + "return 1",
         "the enqueue script": enqueue,
     }

@@ -48,8 +48,9 @@ LEASE_RENEW_MS: Final = 1_000
 #: task is dead-lettered instead of being delivered again. Failed attempts that are
 #: retried do not count: ``task_retries`` bounds those.
 MAX_DELIVERIES: Final = 5
-#: A broker call's answer is remembered this long, so that a call re-sent after its reply
-#: was lost (the client retries on a broken connection) changes nothing the second time.
+#: What a broker call did is remembered at least this long (Redis: an ended task's
+#: tombstone), so that a call re-sent after its reply was lost (the client retries on a
+#: broken connection) changes nothing the second time.
 REPLAY_WINDOW_MS: Final = 30_000
 #: The client re-sends a call whose connection broke only within this long of the first
 #: send (well inside the replay window); after that the caller sees the error.

@@ -19,6 +19,7 @@ __all__ = [
     "PluginError",
     "PluginNameClash",
     "PluginUnavailableError",
+    "ProtocolMismatchError",
     "RediqError",
     "ResultNotKeptError",
     "SerializationError",
@@ -79,6 +80,11 @@ class BrokerPoolExhaustedError(BrokerError):
     """Every connection of the client's pool is in use (``max_connections`` reached): the
     broker is reachable, this process asks too much of it at once. The message says which
     setting to raise."""
+
+
+class ProtocolMismatchError(BrokerError):
+    """The broker holds data written by another version of rediq's storage protocol: this
+    client refuses to read or change it (the message says which versions, and what to do)."""
 
 
 class BrokerOutOfMemoryError(BrokerError):

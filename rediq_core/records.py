@@ -63,10 +63,13 @@ class EnqueueOutcome:
 class Lease(NamedTuple):
     """One lease of a task: its id and its delivery number (the ``deliveries`` count when
     it was leased). Two leases of one task never share a number, so a worker that holds a
-    stale lease cannot settle, renew or hand back a newer one."""
+    stale lease cannot settle, renew or hand back a newer one. ``token`` is the broker's
+    own mark of the lease (``""`` if it has none): the Redis broker names the holder the
+    lease belongs to, so renewing all the leases of a worker costs the same as one."""
 
     task_id: str
     delivery: int
+    token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +83,11 @@ class Delivery:
     deliveries: int
     lease_deadline_ms: int
     lost: int = 0
+    token: str = ""
 
     @property
     def lease(self) -> Lease:
-        return Lease(self.message.id, self.deliveries)
+        return Lease(self.message.id, self.deliveries, self.token)
 
 
 @dataclass(frozen=True, slots=True)

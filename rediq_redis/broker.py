@@ -58,9 +58,11 @@ from .connection import (
 )
 from .durability import durability
 from .keys import NamespaceKeys
+from .protocol import check_protocol
 from .scripts import CronScripts, Scripts
 from .session import BrokerSettings, Session
 from .topology import Kind, parse_url
+from .wire import HotLine
 
 if TYPE_CHECKING:
     from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
@@ -146,6 +148,7 @@ class RedisBroker(Broker):
             if is_cluster(blocking):  # its pub/sub needs the slot map before any command
                 await cast(RedisCluster, blocking).initialize()
             server = await check_server(client)
+            await check_protocol(client, NamespaceKeys(self.options.namespace))
         except (redis_errors.ConnectionError, redis_errors.RedisClusterException) as exc:
             await client.aclose()
             await blocking.aclose()
@@ -166,6 +169,7 @@ class RedisBroker(Broker):
             timer_tick_s=server.timer_tick_s,
             enqueue_wait=enqueue_wait,
             settle_wait=settle_wait,
+            line=None if is_cluster(client) else HotLine(client),
         )
 
     async def close(self) -> None:
@@ -175,6 +179,8 @@ class RedisBroker(Broker):
         if results is not None:
             await results.close()
         if session is not None:
+            if session.line is not None:
+                await session.line.close()
             await session.blocking.aclose()
             await session.client.aclose()
 
@@ -183,8 +189,8 @@ class RedisBroker(Broker):
     @_translated
     async def enqueue(self, messages: Sequence[TaskMessage]) -> list[EnqueueOutcome]:
         """Store the messages; while Redis is unreachable, retry for up to the options'
-        ``enqueue_retry_s`` with the very same calls (their reply keys make a call that
-        did reach Redis answer instead of running twice)."""
+        ``enqueue_retry_s`` with the very same calls (their nonces make a call that did
+        reach Redis answer instead of storing its tasks twice)."""
         deadline = time.monotonic() + self.options.enqueue_retry_s
         pause = _RETRY_PAUSE_S[0]
         calls = None

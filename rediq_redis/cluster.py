@@ -257,10 +257,11 @@ async def _pipeline_once(
 async def cluster_batch(
     client: Redis, calls: Sequence[ScriptCall], wait: WaitReplicas | None
 ) -> list[Any]:
-    """Script calls on a cluster; calls whose node failed are sent again (only those, with
-    the same reply keys) until the node or its promoted replica answers, within the
-    re-send budget. With ``wait``, a node's ``WAIT`` answer counts once all the calls sent
-    to it ran (calls sent again are followed by a ``WAIT`` of their own)."""
+    """Script calls on a cluster; calls whose node failed are sent again (only those: a
+    re-send is safe, docs/broker.md "Lost replies") until the node or its promoted
+    replica answers, within the re-send budget. With ``wait``, a node's ``WAIT`` answer
+    counts once all the calls sent to it ran (calls sent again are followed by a
+    ``WAIT`` of their own)."""
     cluster = cast(ResendingCluster, client)
     replies: list[Any] = [None] * len(calls)
     acks: list[Any] = []

@@ -9,10 +9,10 @@ exhaust ``max_connections`` of the main pool nor time out while blocked.
 Unless ``redis_config`` sets ``retry`` or ``retry_on_error``, a command that meets a
 broken connection (the server restarted, a failover) is re-sent on a fresh one, with
 exponential backoff, for at most ``RESEND_BUDGET_S`` after it was first sent. Re-sending
-a script is safe for the protocol: every state-changing call carries a reply key named
-by a nonce, and a re-send within the replay window (``REPLAY_WINDOW_MS``, three times
-the budget) gets the first answer back and changes nothing (docs/broker.md, "Lost
-replies").
+a script is safe for the protocol: a re-sent call finds the state its first send left
+(the task's record, or its tombstone for the replay window, ``REPLAY_WINDOW_MS``, three
+times the budget) and answers as the first send did, changing nothing (docs/broker.md,
+"Lost replies").
 """
 
 from __future__ import annotations

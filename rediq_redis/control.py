@@ -4,14 +4,15 @@ operations: ``operate``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio.client import Pipeline
 
 from rediq_core.broker import CancelOutcome, QueueStats, TaskRecord, TaskState
 
-from .keys import QueueKeys
+from .keys import QueueKeys, new_nonce
+from .layout import parse_record
 from .records import live_record, result_record, text
 from .scripts import run_batch
 from .session import Session
@@ -29,8 +30,6 @@ __all__ = [
     "requeue_dead",
 ]
 
-_FIELDS = ("state", "envelope", "payload", "retried", "deliveries", "owner", "error", "started")
-
 
 async def queues(session: Session) -> list[str]:
     members = await session.client.smembers(session.keys.queues)
@@ -38,26 +37,48 @@ async def queues(session: Session) -> list[str]:
 
 
 _WAITING = frozenset(s.value for s in TaskState if s.unfinished)
-#: Replies of one task's lookup in a pipeline.
-_LOOKUP_REPLIES = len(_FIELDS) + 4
+#: Replies of one task's lookup in a pipeline (see :func:`_queue_lookup`).
+_LOOKUP_REPLIES = 5
 
 
 def _queue_lookup(pipe: Pipeline, keys: QueueKeys, task_id: str) -> None:
-    for name in _FIELDS:
-        pipe.hget(keys.key(name), task_id)
+    pipe.hget(keys.key("tasks"), task_id)
+    pipe.hget(keys.key("errors"), task_id)
     pipe.zscore(keys.key("dead"), task_id)
     pipe.hgetall(keys.result(task_id))
     pipe.zscore(keys.key("scheduled"), task_id)
-    pipe.zscore(keys.key("active"), task_id)
 
 
-def _record(keys: QueueKeys, task_id: str, replies: Sequence[Any]) -> TaskRecord | None:
-    fields = dict(zip(_FIELDS, replies[: len(_FIELDS)], strict=True))
-    dead_at, result, due, deadline = replies[len(_FIELDS) :]
-    record = live_record(task_id, keys.queue, fields, dead_at, due if due is not None else deadline)
+def _record(
+    keys: QueueKeys,
+    task_id: str,
+    replies: Sequence[Any],
+    deadlines: Mapping[tuple[str, str], float | None],
+) -> TaskRecord | None:
+    raw, error, dead_at, result, due = replies
+    found = parse_record(raw)
+    deadline = due
+    if found is not None and found.fields["state"] == "active":
+        deadline = deadlines.get((keys.tag, found.fields["holder"]))
+    record = live_record(task_id, keys.queue, found, error, dead_at, deadline)
     if record is not None:
         return record
     return result_record(task_id, keys.queue, result) if result else None
+
+
+async def _holder_deadlines(
+    session: Session, holders: Sequence[tuple[QueueKeys, str]]
+) -> dict[tuple[str, str], float | None]:
+    """The deadline of each (queue, holder number): the lease deadline of the active
+    tasks it holds (one pipelined round trip; None: the holder is gone)."""
+    wanted = list(dict.fromkeys((keys.tag, holder, keys) for keys, holder in holders))
+    if not wanted:
+        return {}
+    async with session.client.pipeline(transaction=False) as pipe:
+        for _, holder, keys in wanted:
+            pipe.zscore(keys.key("holders"), holder)
+        scores = await pipe.execute()
+    return {(tag, holder): score for (tag, holder, _), score in zip(wanted, scores, strict=True)}
 
 
 async def lookup(session: Session, keys: QueueKeys, task_id: str) -> TaskRecord | None:
@@ -68,14 +89,22 @@ async def lookup(session: Session, keys: QueueKeys, task_id: str) -> TaskRecord 
 async def lookup_many(
     session: Session, tasks: Sequence[tuple[QueueKeys, str]]
 ) -> list[TaskRecord | None]:
-    """The records of several tasks (None: no record), in one pipelined round trip."""
+    """The records of several tasks (None: no record), in one pipelined round trip, and
+    one more for the lease deadlines of those that are active."""
     async with session.client.pipeline(transaction=False) as pipe:
         for keys, task_id in tasks:
             _queue_lookup(pipe, keys, task_id)
         replies = await pipe.execute()
+    rows = [replies[i * _LOOKUP_REPLIES : (i + 1) * _LOOKUP_REPLIES] for i in range(len(tasks))]
+    holders = []
+    for (keys, _), row in zip(tasks, rows, strict=True):
+        found = parse_record(row[0])
+        if found is not None and found.fields["state"] == "active":
+            holders.append((keys, found.fields["holder"]))
+    deadlines = await _holder_deadlines(session, holders)
     return [
-        _record(keys, task_id, replies[i * _LOOKUP_REPLIES : (i + 1) * _LOOKUP_REPLIES])
-        for i, (keys, task_id) in enumerate(tasks)
+        _record(keys, task_id, row, deadlines)
+        for (keys, task_id), row in zip(tasks, rows, strict=True)
     ]
 
 
@@ -87,20 +116,21 @@ async def outcomes(
     broker holds no record of it. Dead letters are looked up in full."""
     async with session.client.pipeline(transaction=False) as pipe:
         for keys, task_id in tasks:
-            pipe.hget(keys.key("state"), task_id)
+            pipe.hget(keys.key("tasks"), task_id)
             pipe.hgetall(keys.result(task_id))
         replies = await pipe.execute()
     found: list[TaskRecord | TaskState | None] = []
     dead: list[int] = []
     for i, (keys, task_id) in enumerate(tasks):
-        state, result = replies[2 * i], replies[2 * i + 1]
-        if state is None:
-            found.append(result_record(task_id, keys.queue, result) if result else None)
-        elif (text(state) or "") in _WAITING:
-            found.append(TaskState(text(state) or ""))
-        else:  # a dead letter: its record comes from the queue's hashes
+        stored, result = parse_record(replies[2 * i]), replies[2 * i + 1]
+        state = stored.fields["state"] if stored is not None else None
+        if state in _WAITING:
+            found.append(TaskState(state))
+        elif state == "failed":  # a dead letter: its error and time come from the queue
             found.append(None)
             dead.append(i)
+        else:  # no record (or an unreadable one): the result hash tells
+            found.append(result_record(task_id, keys.queue, result) if result else None)
     if dead:
         records = await lookup_many(session, [tasks[i] for i in dead])
         for i, record in zip(dead, records, strict=True):
@@ -130,8 +160,8 @@ async def cancel(session: Session, task_id: str, queue: str | None) -> CancelOut
         return CancelOutcome.NOT_FOUND
     reply = await session.scripts.cancel(
         session.client,
-        session.keys.queue(name).for_call(task_id),
-        [task_id, session.keys.cancel_channel],
+        session.keys.queue(name).for_task(task_id),
+        [task_id, session.keys.cancel_channel, new_nonce()],
     )
     return CancelOutcome(text(reply) or "")
 
@@ -141,7 +171,7 @@ async def delete(session: Session, task_id: str, queue: str | None) -> bool:
     if name is None:
         return False
     reply = await session.scripts.delete(
-        session.client, session.keys.queue(name).for_call(task_id), [task_id]
+        session.client, session.keys.queue(name).for_task(task_id), [task_id, new_nonce()]
     )
     return int(reply) == 1
 
@@ -152,7 +182,7 @@ async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | N
         task_ids = [text(i) or "" for i in await session.client.zrange(keys.key("dead"), 0, -1)]
     if not task_ids:
         return 0
-    calls = [session.scripts.requeue_dead.call(keys.for_call(i), [i]) for i in task_ids]
+    calls = [session.scripts.requeue_dead.call(keys.for_task(i), [i]) for i in task_ids]
     replies = await run_batch(session.client, calls)
     return sum(int(r) for r in replies)
 

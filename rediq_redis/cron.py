@@ -21,7 +21,7 @@ from rediq_core.cron_records import (
 from rediq_core.message import TaskMessage
 
 from .channels import channel_messages
-from .producer import enqueue_calls
+from .keys import new_nonce
 from .records import text
 from .scripts import CronScripts
 from .session import Session
@@ -53,10 +53,23 @@ async def register(
 async def fire(
     session: Session, scripts: CronScripts, message: TaskMessage, schedule: str, tick_ms: int | None
 ) -> CronFire:
-    """Atomically: CAS the last fired tick, enqueue ``message`` (as enqueue.lua does)."""
-    [enqueue] = enqueue_calls(session, [message])  # the producer's very KEYS and ARGV
-    args = [schedule, "" if tick_ms is None else tick_ms, *enqueue.args]
-    outcome, previous = await scripts.fire(session.client, enqueue.keys, args)
+    """Atomically: CAS the last fired tick, enqueue ``message`` (as enqueue.lua does:
+    the queue's keys and the task's result key, then its ``enqueue_tasks`` arguments)."""
+    m = message
+    # enqueue_tasks args (scripts/_prelude.lua), as the producer builds them
+    enqueue = [
+        m.id,
+        m.envelope(),
+        m.payload,
+        m.priority,
+        "" if m.eta_ms is None else m.eta_ms,
+        "" if m.delay_ms is None else m.delay_ms,
+        m.result_ttl_s,
+        new_nonce(),
+    ]
+    args = [schedule, "" if tick_ms is None else tick_ms, *enqueue]
+    keys = session.keys.queue(m.queue).for_task(m.id)
+    outcome, previous = await scripts.fire(session.client, keys, args)
     previous_text = text(previous)
     return CronFire(FireResult(text(outcome) or ""), int(previous_text) if previous_text else None)
 

@@ -247,10 +247,13 @@ async def namespaces(session: Session) -> list[str]:
     any key carries its prefix. Walks the whole keyspace: for diagnosis only."""
     own = session.keys.namespace
     own_prefixes = (f"{{{own}}}", f"{{{own}:")
+    # no sign of data: the first client of a namespace writes its protocol version
+    # (rediq_redis/protocol.py), even a command run on a mistyped one
+    own_marker = session.keys.protocol
     found: set[str] = set()
     async for raw in session.client.scan_iter(match="{*}:*", count=SCAN_COUNT):
         key = text(raw) or ""
-        if key.startswith(own_prefixes):
+        if key.startswith(own_prefixes) and key != own_marker:
             found.add(own)
             continue
         tag, _, name = key[1:].partition("}:")

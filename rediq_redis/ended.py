@@ -8,11 +8,10 @@ worker's path.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 
-from .records import text
+from .records import envelope_fields, text
 from .session import Session
 
 __all__ = ["ended_group_ids"]
@@ -27,24 +26,23 @@ def _glob_literal(literal: str) -> str:
     return re.sub(r"([\\*?\[\]])", r"\\\1", literal)
 
 
-def _tags(raw: bytes | None) -> list[object]:
-    try:
-        tags = json.loads(raw) if raw else []
-    except ValueError:
-        return []
+def _tags(envelope: bytes | None) -> list[object]:
+    """The group tags in a result hash's copy of the task's envelope."""
+    tags = envelope_fields(envelope).get("groups")
     return tags if isinstance(tags, list) else []
 
 
 async def _tagged(
     session: Session, result_keys: list[str], prefixes: dict[str, str], group: str
 ) -> list[tuple[str, str]]:
-    """(queue, task id) of those result hashes whose ``groups`` hold ``group``; keys of
-    queues not in ``prefixes`` (result key prefix -> queue) are left out."""
+    """(queue, task id) of those result hashes whose envelope's ``groups`` hold
+    ``group``; keys of queues not in ``prefixes`` (result key prefix -> queue) are left
+    out."""
     if not result_keys:
         return []
     async with session.client.pipeline(transaction=False) as pipe:
         for key in result_keys:
-            pipe.hget(key, "groups")
+            pipe.hget(key, "envelope")
         replies = await pipe.execute()
     found = []
     for key, raw in zip(result_keys, replies, strict=True):

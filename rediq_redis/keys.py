@@ -12,34 +12,31 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
-from .layout import DONE_CHANNEL
+from .layout import DONE_CHANNEL, UNBLOCK
 
 __all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce"]
 
 #: The per-queue keys, in the order every queue script receives them as KEYS[1..N]. The Lua
 #: prelude's key table is generated from this tuple: append a new key at the end.
 QUEUE_KEY_NAMES: tuple[str, ...] = (
-    "pending",  # ZSET score=priority, member="<16 hex seq>:<id>"
+    "pending",  # ZSET score=priority, member="<16 hex position>:<id>"
     "scheduled",  # ZSET score=due ms, member=id
-    "active",  # ZSET score=lease deadline ms, member=id
+    "active",  # ZSET score=holder number, member=id
     "dead",  # ZSET score=dead-lettered at ms, member=id
-    "envelope",  # HASH id -> envelope JSON
-    "payload",  # HASH id -> payload bytes
-    "state",  # HASH id -> pending|scheduled|active|failed
-    "retried",  # HASH id -> retries so far
-    "deliveries",  # HASH id -> leases so far
-    "owner",  # HASH id -> worker id (active tasks only)
-    "error",  # HASH id -> last error JSON
-    "position",  # HASH id -> its member in `pending` (FIFO position)
+    "tasks",  # HASH id -> task record (layout.RECORD_FIELDS, then envelope and payload)
+    "errors",  # HASH id -> last error JSON (tasks that failed at least once)
+    "holders",  # ZSET member=holder number, score=its deadline ms
+    "workers",  # HASH worker id -> holder number, "#<number>" -> worker id, ">"<id> last claim
     "cancel",  # SET ids of active tasks whose cancellation was requested
     "stats",  # HASH counters: enqueued, succeeded, failed, retried
     "wake",  # LIST wake tokens (at most one)
-    "seq",  # STRING sequence counter for FIFO positions
-    "lost",  # HASH id -> leases that expired unsettled (its worker died or stalled)
+    "seq",  # STRING sequence counter: FIFO positions and holder numbers
     "paused",  # STRING present while the queue is paused (workers lease nothing from it)
-    "started",  # HASH id -> when its current (last) lease began, ms
     "groups",  # ZSET score 0, member "<group>\n<id>": the group index (lex ranges)
     "minutes",  # HASH per-minute counters ring: "<counter>:<slot>" and "t:<slot>" (minute)
+    "ended_a",  # HASH tombstones id -> enqueue nonce, even replay-window generations
+    "ended_b",  # HASH tombstones id -> enqueue nonce, odd replay-window generations
+    "idle",  # LIST ids of workers waiting for a task (enqueue hands one straight over)
     "cron",  # HASH schedule name -> spec JSON (written by the workers serving it)
     "cron_tick",  # HASH schedule name -> last fired tick ms (advanced by compare-and-set)
     "cron_task",  # HASH schedule name -> task id of its last run
@@ -78,28 +75,26 @@ class QueueKeys:
         return self.key(f"{DONE_CHANNEL}:{task_id}")
 
     def unblock(self, worker_id: str) -> str:
-        """LIST a worker's wait blocks on besides ``wake``: a token there ends the wait of
-        that worker alone (its fetch was cancelled; deleted right after)."""
-        return self.key(f"unblock:{worker_id}")
-
-    def reply(self, nonce: str) -> str:
-        """STRING a script call remembers its answer in, for the replay window, so that a
-        re-send of the same call (after a lost reply) changes nothing (docs/broker.md)."""
-        return self.key(f"reply:{nonce}")
+        """LIST a worker's wait blocks on besides ``wake``: a task handed straight to the
+        waiting worker by an enqueue, or a token that ends the wait of that worker alone
+        (its fetch was cancelled); the one key a script names itself (from the queue's
+        tag, so in the queue's slot)."""
+        return self.key(f"{UNBLOCK}:{worker_id}")
 
     def for_task(self, task_id: str) -> list[str]:
-        """KEYS of a script about one task: the queue's keys, then result and done (the
-        done channel's name travels with the task's keys)."""
-        return [*self.all, self.result(task_id), self.done(task_id)]
-
-    def for_call(self, task_id: str) -> list[str]:
-        """:meth:`for_task` plus a fresh reply key: a call that is safe to re-send."""
-        return [*self.for_task(task_id), self.reply(new_nonce())]
+        """KEYS of a script about one task: the queue's keys, then its result hash."""
+        return [*self.all, self.result(task_id)]
 
 
-def new_nonce() -> str:
-    """A per-call nonce (64 random bits)."""
-    return secrets.token_hex(8)
+#: Maps the two bytes a nonce must not hold (record and claim-memo separators) to others.
+_NONCE_SAFE = bytes.maketrans(b"|,", b"/.")
+
+
+def new_nonce() -> bytes:
+    """A per-call nonce: 4 random bytes, neither ``|`` nor ``,``. It tells a re-send of
+    one enqueue of a task id from another enqueue of that id within the replay window,
+    and is what an ended task's tombstone keeps (4 bytes: the smallest allocation)."""
+    return secrets.token_bytes(4).translate(_NONCE_SAFE)
 
 
 @dataclass(frozen=True)
@@ -131,6 +126,11 @@ class NamespaceKeys:
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancellation requests of running tasks are announced."""
         return f"{{{self.namespace}}}:cancel"
+
+    @cached_property
+    def protocol(self) -> str:
+        """STRING: the protocol version of the data in this namespace (layout.PROTOCOL)."""
+        return f"{{{self.namespace}}}:protocol"
 
     @cached_property
     def cron_queues(self) -> str:

@@ -13,6 +13,7 @@ a member built on one side is cut right on the other, on a real Redis.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from rediq_core.inspection import COUNTER_NAMES
@@ -27,8 +28,15 @@ __all__ = [
     "MINUTE_SLOTS",
     "MINUTE_STAMP",
     "POSITION_FORMAT",
+    "PROTOCOL",
+    "RECORD_FIELDS",
+    "RECORD_PATTERNS",
+    "UNBLOCK",
+    "UNBLOCK_TTL_MS",
+    "Record",
     "member_id",
     "minute_field",
+    "parse_record",
     "pending_member",
 ]
 
@@ -57,6 +65,55 @@ GROUP_SEPARATOR: Final = "\n"
 #: there, result waiters subscribe to it (``QueueKeys.done``).
 DONE_CHANNEL: Final = "done"
 
+#: A worker's own list is ``"{NS:Q}:<UNBLOCK>:<worker id>"`` (``QueueKeys.unblock``): an
+#: enqueue pushes a task it hands straight to the waiting worker there, a cancelled fetch
+#: a token that ends its own wait. It expires ``UNBLOCK_TTL_MS`` after its last push.
+UNBLOCK: Final = "unblock"
+UNBLOCK_TTL_MS: Final = 60_000
+
+#: The protocol version: the data model and the scripts' arguments. A client of another
+#: version refuses to work on data written by this one (``{NS}:protocol``).
+PROTOCOL: Final = 2
+
+#: The header of a task record (the ``tasks`` hash, id -> record), in order: each field is
+#: followed by ``|``, then come the envelope (``envelope`` bytes long) and the payload.
+#: ``state`` pending|scheduled|active|failed; ``position`` the FIFO sequence number of its
+#: pending member; ``holder`` the number of the holder of its lease (active only);
+#: ``worker`` the worker of its current or last lease (``|`` in it written as ``/``);
+#: ``started`` when that lease began (ms); ``ttl`` its result TTL (s); ``nonce`` the
+#: nonce of the enqueue call that stored it.
+RECORD_FIELDS: Final = (
+    "state",
+    "priority",
+    "position",
+    "retried",
+    "deliveries",
+    "lost",
+    "holder",
+    "worker",
+    "started",
+    "ttl",
+    "nonce",
+    "envelope",
+)
+
+#: What each header field of a record may hold, as a Lua pattern capture (the scripts'
+#: parser refuses a record with anything else: it goes to the dead-letter set).
+RECORD_PATTERNS: Final = {
+    "state": "(%l*)",
+    "priority": "(%-?%d+)",
+    "position": "(%d*)",
+    "retried": "(%d+)",
+    "deliveries": "(%d+)",
+    "lost": "(%d+)",
+    "holder": "(%d*)",
+    "worker": "([^|]*)",
+    "started": "(%d*)",
+    "ttl": "(%d+)",
+    "nonce": "([^|]*)",
+    "envelope": "(%d+)",
+}
+
 #: The Lua locals the prelude receives at ``--@LAYOUT@--``, by name.
 LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "POSITION_FORMAT": POSITION_FORMAT,
@@ -67,6 +124,10 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "COUNTERS": COUNTER_NAMES,
     "GROUP_SEPARATOR": GROUP_SEPARATOR,
     "DONE_CHANNEL": DONE_CHANNEL,
+    "RECORD_FIELDS": RECORD_FIELDS,
+    "RECORD_PATTERNS": tuple(RECORD_PATTERNS[name] for name in RECORD_FIELDS),
+    "UNBLOCK": UNBLOCK,
+    "UNBLOCK_TTL_MS": UNBLOCK_TTL_MS,
 }
 
 
@@ -83,3 +144,34 @@ def member_id(member: str) -> str:
 def minute_field(name: str, slot: int) -> str:
     """The ring field of counter ``name`` (or :data:`MINUTE_STAMP`) in ``slot``."""
     return f"{name}:{slot}"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A task record as the scripts store it (header fields as text)."""
+
+    fields: Mapping[str, str]
+    envelope: bytes
+    payload: bytes
+
+    def number(self, name: str) -> int:
+        try:
+            return int(self.fields.get(name) or 0)
+        except ValueError:
+            return 0
+
+
+def parse_record(raw: bytes | None) -> Record | None:
+    """A record of the ``tasks`` hash, or None if ``raw`` is missing or not a record."""
+    if raw is None:
+        return None
+    parts = raw.split(b"|", len(RECORD_FIELDS))
+    if len(parts) != len(RECORD_FIELDS) + 1:
+        return None
+    fields = {name: parts[i].decode("utf-8", "replace") for i, name in enumerate(RECORD_FIELDS)}
+    try:
+        length = int(fields["envelope"])
+    except ValueError:
+        return None
+    body = parts[-1]
+    return Record(fields, body[:length], body[length:])

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
@@ -21,6 +21,7 @@ from rediq_core.message import MalformedMessageError, TaskMessage
 
 from .cluster import is_cluster
 from .keys import QueueKeys, new_nonce
+from .layout import UNBLOCK_TTL_MS, parse_record
 from .records import encode_error, text
 from .scripts import ScriptCall, run_batch
 from .session import Session
@@ -34,7 +35,10 @@ _background: set[asyncio.Task[Any]] = set()
 #: Back-off bounds after a server-side error in the claim step (e.g. a wrong key type).
 _ERROR_BACKOFF_S = (0.05, 5.0)
 _ROW = 7  # fields per leased task in a claim reply
-_UNBLOCK_TTL_MS = 60_000
+_CANCEL_TOKEN = b"1"  # what a cancelled fetch pushes onto its own list
+_SETTLE_BATCH = 500
+#: A worker's registration as waiting outlives its longest wait by this much.
+_REGISTRATION_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,44 +47,81 @@ class _Claim:
     batch: FetchBatch
     exhausted: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    #: The batch is a task an enqueue handed to this worker while it waited.
+    handed: bool = False
 
 
 def _decode(row: Sequence[Any]) -> TaskMessage:
-    task_id, envelope, payload = text(row[0]) or "", row[1], row[2]
-    if envelope is None:
-        raise MalformedMessageError(f"task {task_id}: envelope missing")
-    if payload is None:
-        raise MalformedMessageError(f"task {task_id}: payload missing")
-    return TaskMessage.from_parts(task_id, envelope, payload)
+    task_id, raw, at, length = text(row[0]) or "", row[1], int(row[2]), int(row[3])
+    return TaskMessage.from_parts(task_id, raw[at : at + length], raw[at + length :])
 
 
-def _dead_letter_call(
-    session: Session, keys: QueueKeys, worker_id: str, lease: Lease | None, error: TaskError
-) -> ScriptCall:
-    """ack_failure as a final failure: of ``lease`` held by ``worker_id``, or (worker '')
-    of an expired lease."""
-    s = session.settings
-    task_id = lease.task_id if lease else ""
-    return session.scripts.ack_failure.call(
-        keys.for_call(task_id),
-        [
-            worker_id,
-            task_id,
-            "" if lease is None or not worker_id else lease.delivery,
-            encode_error(error),
-            "",
-            s.dead_letter_ttl_s * 1000,
-            s.dead_letter_max,
-        ],
+def _handed(item: bytes) -> Delivery | tuple[Lease, str]:
+    """A task an enqueue handed to this worker (``hand_off`` in the prelude):
+    ``<holder>|<lease deadline>|<id length>|<id><record>``."""
+    holder, deadline, length, rest = item.split(b"|", 3)
+    task_id = rest[: int(length)].decode()
+    record = parse_record(rest[int(length) :])
+    lease = Lease(task_id, record.number("deliveries") if record else 0, holder.decode())
+    if record is None:
+        return lease, f"task {task_id}: its record is unreadable"
+    try:
+        message = TaskMessage.from_parts(task_id, record.envelope, record.payload)
+    except MalformedMessageError as exc:
+        return lease, str(exc)
+    return Delivery(
+        message,
+        record.number("retried"),
+        lease.delivery,
+        int(deadline),
+        record.number("lost"),
+        lease.token,
     )
 
 
+def _settle_args(item: Settlement) -> list[Any]:
+    """One task's part of a ``settle`` call (``scripts/settle.lua``)."""
+    delivery = "" if item.delivery is None else item.delivery
+    if item.error is None:
+        return [item.task_id, delivery, "s", item.result or b"", "", item.key]
+    if item.retry_delay_ms is None:
+        return [item.task_id, delivery, "f", encode_error(item.error), "", item.key]
+    delay = max(0, int(item.retry_delay_ms))
+    return [item.task_id, delivery, "r", encode_error(item.error), delay, item.key]
+
+
+def _settle_call(
+    session: Session, keys: QueueKeys, worker_id: str, items: Sequence[Settlement]
+) -> ScriptCall:
+    """One ``settle`` call for ``items`` (all of one queue); ``worker_id`` '' finishes
+    expired leases."""
+    s = session.settings
+    return session.scripts.settle.call(
+        [*keys.all, *(keys.result(item.task_id) for item in items)],
+        [
+            worker_id,
+            s.dead_letter_ttl_s * 1000,
+            s.dead_letter_max,
+            *(part for item in items for part in _settle_args(item)),
+        ],
+        items,
+    )
+
+
+def _dead_letter(task_id: str, queue: str, delivery: int | None, error: TaskError) -> Settlement:
+    return Settlement(task_id, queue, error=error, delivery=delivery)
+
+
 def _claim_args(
-    session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int
+    session: Session,
+    keys: QueueKeys,
+    worker_id: str,
+    limit: int,
+    lease_ms: int,
 ) -> tuple[list[str], list[Any]]:
     s = session.settings
     return (
-        [*keys.all, keys.reply(new_nonce())],
+        [*keys.all, keys.unblock(worker_id)],
         [
             worker_id,
             limit,
@@ -89,38 +130,59 @@ def _claim_args(
             s.dead_letter_ttl_s * 1000,
             s.dead_letter_max,
             s.claim_bound,
+            new_nonce(),
         ],
     )
 
 
 async def _claim(
-    session: Session, keys: QueueKeys, worker_id: str, limit: int, lease_ms: int
+    session: Session,
+    keys: QueueKeys,
+    worker_id: str,
+    limit: int,
+    lease_ms: int,
 ) -> _Claim:
     """One claim step, and the finishing calls it asks for (in one round trip)."""
     claim_keys, args = _claim_args(session, keys, worker_id, limit, lease_ms)
     reply = await session.scripts.claim(session.blocking, claim_keys, args)
-    return await _claimed(session, keys, worker_id, reply)
+    return await _claimed(session, keys, worker_id, lease_ms, reply)
 
 
-async def _claimed(session: Session, keys: QueueKeys, worker_id: str, reply: Any) -> _Claim:
+async def _claimed(
+    session: Session, keys: QueueKeys, worker_id: str, lease_ms: int, reply: Any
+) -> _Claim:
     """A claim's reply, decoded; then its finishing calls."""
     deliveries: list[Delivery] = []
     rejects: list[tuple[Lease, str]] = []
-    rows = reply[2]
+    now, holder, rows = int(reply[0]), text(reply[2]) or "", reply[3]
+    deadline = now + lease_ms
     for i in range(0, len(rows), _ROW):
         row = rows[i : i + _ROW]
-        lease = Lease(text(row[0]) or "", int(row[4]))
+        lease = Lease(text(row[0]) or "", int(row[5]), holder)
         try:
             message = _decode(row)
         except MalformedMessageError as exc:
             rejects.append((lease, str(exc)))
             continue
-        deliveries.append(Delivery(message, int(row[3]), lease.delivery, int(row[5]), int(row[6])))
+        deliveries.append(
+            Delivery(message, int(row[4]), lease.delivery, deadline, int(row[6]), holder)
+        )
+    for item in reply[7]:
+        handed = _handed(item)
+        if isinstance(handed, Delivery):
+            deliveries.append(handed)
+        else:
+            rejects.append(handed)
+    broken = reply[6]
+    rejected = [Rejected(lease.task_id, why) for lease, why in rejects]
+    rejected += [
+        Rejected(text(broken[i]) or "", text(broken[i + 1]) or "") for i in range(0, len(broken), 2)
+    ]
     claim = _Claim(
         next_delay_ms=int(reply[1]),
-        batch=FetchBatch(deliveries, [Rejected(lease.task_id, why) for lease, why in rejects]),
-        exhausted=[text(i) or "" for i in reply[3]],
-        cancelled=[text(i) or "" for i in reply[4]],
+        batch=FetchBatch(deliveries, rejected),
+        exhausted=[text(i) or "" for i in reply[4]],
+        cancelled=[text(i) or "" for i in reply[5]],
     )
     await _finish(session, keys, worker_id, claim, rejects)
     return claim
@@ -144,26 +206,33 @@ async def _finish(
         f"lost its lease {s.max_deliveries} times: its worker died or stalled while"
         " running it each time"
     )
-    calls = [
-        *(
-            _dead_letter_call(
-                session, keys, worker_id, lease, TaskError("MalformedMessageError", why)
+    queue = keys.queue
+    calls = []
+    if rejects:
+        calls.append(
+            _settle_call(
+                session,
+                keys,
+                worker_id,
+                [
+                    _dead_letter(lease.task_id, queue, lease.delivery, _malformed(why))
+                    for lease, why in rejects
+                ],
             )
-            for lease, why in rejects
-        ),
-        *(
-            _dead_letter_call(
-                session, keys, "", Lease(task_id, 0), TaskError("LeaseExpiredError", reason)
+        )
+    if claim.exhausted:
+        lost = TaskError("LeaseExpiredError", reason)
+        calls.append(
+            _settle_call(
+                session, keys, "", [_dead_letter(i, queue, None, lost) for i in claim.exhausted]
             )
-            for task_id in claim.exhausted
-        ),
-        *(
-            session.scripts.cancel.call(
-                keys.for_call(task_id), [task_id, session.keys.cancel_channel]
-            )
-            for task_id in claim.cancelled
-        ),
-    ]
+        )
+    calls.extend(
+        session.scripts.cancel.call(
+            keys.for_task(task_id), [task_id, session.keys.cancel_channel, new_nonce()]
+        )
+        for task_id in claim.cancelled
+    )
     if not calls:
         return
     try:
@@ -176,6 +245,10 @@ async def _finish(
             len(calls),
             exc,
         )
+
+
+def _malformed(why: str) -> TaskError:
+    return TaskError("MalformedMessageError", why)
 
 
 def _in_background(coro: Any) -> asyncio.Task[Any]:
@@ -192,7 +265,7 @@ def _wait_s(session: Session, next_delay_ms: int) -> float:
     return cap if next_delay_ms < 0 else min(next_delay_ms / 1000, cap)
 
 
-async def _wait_then_claim(
+async def _wait(
     session: Session,
     keys: QueueKeys,
     worker_id: str,
@@ -200,40 +273,67 @@ async def _wait_then_claim(
     lease_ms: int,
     next_delay_ms: int,
 ) -> _Claim:
-    """Block on the wake key until a token arrives or the next deadline passes, then claim.
+    """Block on this worker's own list and the wake key until a task is handed over, a
+    token arrives or the next deadline passes; then (but for a handed task) claim.
 
-    The wait (``BLPOP``) and the claim go out together in one pipeline: Redis runs the
-    claim as soon as the wait ends, without a round trip back to this process in between
-    (the pickup of a task enqueued while workers are idle).
+    A task an enqueue handed to this waiting worker (the claim before registered it)
+    arrives as the ``BLPOP``'s own answer, already leased: the pickup takes no claim.
 
     Redis ends a blocking command's timeout on its timer tick (1/hz s, 100 ms by default),
     so the server-side wait stops one tick short of the deadline; the claim then reports
     the remaining delay and the last tick is an asyncio timer: the wait is never late and
     never cancels the command (which would close the connection). A cancellation from
-    outside (shutdown) unblocks the wait through this worker's own unblock key, so the
-    claim runs and what it leased is handed back (:func:`_hand_back`).
+    outside (shutdown) unblocks the wait through this worker's own list
+    (:func:`_hand_back`).
     """
     timeout = _wait_s(session, next_delay_ms)
     server_part = timeout - session.timer_tick_s
-    if server_part <= 0.001 or is_cluster(session.blocking):
-        if server_part > 0.001:  # Cluster: a pipeline is split by node; wait, then claim
-            await session.blocking.blpop(
-                [keys.key("wake"), keys.unblock(worker_id)], timeout=server_part
-            )
-        else:
-            await asyncio.sleep(timeout)  # the last timer tick before a known deadline
-        return await _claim(session, keys, worker_id, limit, lease_ms)
-    claim_keys, args = _claim_args(session, keys, worker_id, limit, lease_ms)
-    script = session.scripts.claim
+    if server_part > 0.001:
+        popped = await _register_and_block(session, keys, worker_id, lease_ms, server_part)
+        if popped is not None and popped[0] != _wake_key(keys):  # this worker's own list
+            if popped[1] == _CANCEL_TOKEN:
+                return _Claim(-1, FetchBatch([], []))
+            handed = _handed(cast(bytes, popped[1]))
+            if isinstance(handed, Delivery):
+                return _Claim(-1, FetchBatch([handed], []), handed=True)
+            lease, why = handed
+            claim = _Claim(-1, FetchBatch([], [Rejected(lease.task_id, why)]), handed=True)
+            await _finish(session, keys, worker_id, claim, [handed])
+            return claim
+    else:
+        await asyncio.sleep(timeout)  # the last timer tick before a known deadline
+    return await _claim(session, keys, worker_id, limit, lease_ms)
+
+
+async def _register_and_block(
+    session: Session, keys: QueueKeys, worker_id: str, lease_ms: int, timeout_s: float
+) -> Any:
+    """Register as waiting (``wait.lua``), then ``BLPOP`` this worker's list and the wake
+    key: one pipeline (on a Cluster, which splits pipelines by node, two steps)."""
+    valid_ms = int((session.settings.wake_safety_cap_s + _REGISTRATION_MARGIN_S) * 1000)
+    blocked_on = [keys.unblock(worker_id), keys.key("wake")]
+    register = session.scripts.wait
+    args = [worker_id, lease_ms, valid_ms]
+    if is_cluster(session.blocking):
+        await register(session.blocking, keys.all, args)
+        return await session.blocking.blpop(blocked_on, timeout=timeout_s)
     async with session.blocking.pipeline(transaction=False) as pipe:
-        pipe.blpop([keys.key("wake"), keys.unblock(worker_id)], timeout=server_part)
-        pipe.execute_command("EVALSHA", script.sha, len(claim_keys), *claim_keys, *args)
-        _, reply = await pipe.execute(raise_on_error=False)
-    if isinstance(reply, NoScriptError):  # the server lost its scripts: load, claim again
-        return await _claim(session, keys, worker_id, limit, lease_ms)
-    if isinstance(reply, Exception):
-        raise reply
-    return await _claimed(session, keys, worker_id, reply)
+        pipe.execute_command("EVALSHA", register.sha, len(keys.all), *keys.all, *args)
+        pipe.blpop(blocked_on, timeout=timeout_s)
+        registered, popped = await pipe.execute(raise_on_error=False)
+    if isinstance(registered, NoScriptError):
+        # not registered this time (the server lost its scripts, or never had this one):
+        # the wait itself went on; the next one registers
+        await register.load(session.blocking, keys.all[0])
+        registered = 0
+    for reply in (registered, popped):
+        if isinstance(reply, Exception):
+            raise reply
+    return popped
+
+
+def _wake_key(keys: QueueKeys) -> bytes:
+    return keys.key("wake").encode()
 
 
 async def _hand_back(
@@ -243,24 +343,26 @@ async def _hand_back(
     claiming: asyncio.Future[_Claim],
     waiting: bool,
 ) -> None:
-    """A fetch was cancelled while its claim was in flight: await the claim and release
-    what it leased (it may have run on the server already). A claim still ``waiting``
-    behind its wake wait is unblocked first, through this worker's unblock key."""
+    """A fetch was cancelled while its claim or wait was in flight: await it and release
+    what it leased (it may have run on the server already). A wait is unblocked first,
+    through this worker's own list. Then a claim of nothing ends the worker's registration
+    as waiting and takes back what an enqueue handed to it meanwhile, released too."""
     unblock = keys.unblock(worker_id)
     with contextlib.suppress(Exception):
         if waiting and not claiming.done():
             async with session.client.pipeline(transaction=True) as pipe:
-                pipe.rpush(unblock, "1")
-                pipe.pexpire(unblock, _UNBLOCK_TTL_MS)  # in case the DEL below fails
+                pipe.rpush(unblock, _CANCEL_TOKEN)
+                pipe.pexpire(unblock, UNBLOCK_TTL_MS)  # in case the DEL below fails
                 await pipe.execute()
         try:
             claim = await claiming
+            final = await _claim(session, keys, worker_id, 0, 1)
         finally:
             if waiting:
                 await session.client.delete(unblock)
-        leases = [d.lease for d in claim.batch.deliveries]
-        if leases:
-            await release(session, worker_id, {keys.queue: leases})
+        deliveries = [*claim.batch.deliveries, *final.batch.deliveries]
+        if deliveries:
+            await release(session, worker_id, {keys.queue: [d.lease for d in deliveries]})
 
 
 async def fetch(
@@ -286,7 +388,7 @@ async def fetch(
         step = (
             _claim(session, keys, worker_id, limit, lease_ms)
             if wait_ms is None
-            else _wait_then_claim(session, keys, worker_id, limit, lease_ms, wait_ms)
+            else _wait(session, keys, worker_id, limit, lease_ms, wait_ms)
         )
         claiming = asyncio.ensure_future(step)
         try:
@@ -315,7 +417,8 @@ async def fetch(
         batch = claim.batch
         more_due = claim.exhausted or claim.cancelled or claim.next_delay_ms == 0
         if batch.deliveries or batch.rejected or not (wait or more_due):
-            if len(batch.deliveries) + len(batch.rejected) < limit and not more_due:
+            drained = len(batch.deliveries) + len(batch.rejected) < limit and not more_due
+            if drained and not claim.handed:
                 session.drained[(queue, worker_id)] = time.monotonic() + _wait_s(
                     session, claim.next_delay_ms
                 )
@@ -324,59 +427,59 @@ async def fetch(
 
 
 def _lease_args(leases: Sequence[Lease]) -> list[str | int]:
-    return [part for lease in leases for part in lease]
+    return [part for lease in leases for part in (lease.task_id, lease.delivery)]
 
 
 async def extend_leases(
     session: Session, worker_id: str, leases: Mapping[str, Sequence[Lease]], lease_ms: int
 ) -> set[Lease]:
+    """One ``renew`` call per queue: it moves the deadline of the worker's holder there,
+    so its cost does not depend on how many leases the worker holds. A lease whose token
+    names another (an expired) holder is lost; leases without a token (tools, tests) are
+    checked one by one."""
     queues = [q for q, held in leases.items() if held]
     if not queues:
         return set()
     calls = [
-        session.scripts.extend_leases.call(
-            session.keys.queue(queue).all, [worker_id, lease_ms, *_lease_args(leases[queue])]
+        session.scripts.renew.call(
+            session.keys.queue(queue).all,
+            [worker_id, lease_ms, *_lease_args([x for x in leases[queue] if not x.token])],
         )
         for queue in queues
     ]
     replies = await run_batch(session.client, calls)
-    return {
-        Lease(text(reply[i]) or "", int(reply[i + 1]))
-        for reply in replies
-        for i in range(0, len(reply), 2)
-    }
-
-
-def _settle_call(session: Session, worker_id: str, item: Settlement) -> ScriptCall:
-    queue = session.keys.queue(item.queue)
-    keys = [*queue.for_task(item.task_id), queue.reply(item.key)]
-    delivery = "" if item.delivery is None else item.delivery
-    if item.error is None:
-        return session.scripts.ack_success.call(
-            keys, [worker_id, item.task_id, delivery, item.result or b""]
-        )
-    s = session.settings
-    retry = "" if item.retry_delay_ms is None else max(0, int(item.retry_delay_ms))
-    return session.scripts.ack_failure.call(
-        keys,
-        [
-            worker_id,
-            item.task_id,
-            delivery,
-            encode_error(item.error),
-            retry,
-            s.dead_letter_ttl_s * 1000,
-            s.dead_letter_max,
-        ],
-    )
+    stop: set[Lease] = set()
+    for queue, (holder, cancelled, lost) in zip(queues, replies, strict=True):
+        alive = text(holder) or ""
+        flagged = {text(i) for i in cancelled}
+        unheld = {(text(lost[i]), int(lost[i + 1])) for i in range(0, len(lost), 2)}
+        for lease in leases[queue]:
+            if lease.token:
+                if lease.token != alive or lease.task_id in flagged:
+                    stop.add(lease)
+            elif (lease.task_id, lease.delivery) in unheld or lease.task_id in flagged:
+                stop.add(lease)
+    return stop
 
 
 async def settle(session: Session, worker_id: str, settlements: Sequence[Settlement]) -> list[bool]:
+    """One ``settle`` call per queue (and batch of 500) for all the settlements."""
     if not settlements:
         return []
-    calls = [_settle_call(session, worker_id, item) for item in settlements]
-    replies = await run_batch(session.client, calls, session.settle_wait)
-    return [int(r) != 0 for r in replies]
+    by_queue: dict[str, list[Settlement]] = {}
+    for item in settlements:
+        by_queue.setdefault(item.queue, []).append(item)
+    calls = [
+        _settle_call(session, session.keys.queue(queue), worker_id, items[i : i + _SETTLE_BATCH])
+        for queue, items in by_queue.items()
+        for i in range(0, len(items), _SETTLE_BATCH)
+    ]
+    replies = await run_batch(session.client, calls, session.settle_wait, session.line)
+    answers: dict[int, bool] = {}
+    for call, reply in zip(calls, replies, strict=True):
+        for item, answer in zip(call.items, reply, strict=True):
+            answers[id(item)] = int(answer) != 0
+    return [answers[id(item)] for item in settlements]
 
 
 async def release(session: Session, worker_id: str, leases: Mapping[str, Sequence[Lease]]) -> int:
@@ -387,11 +490,11 @@ async def release(session: Session, worker_id: str, leases: Mapping[str, Sequenc
     for queue in queues:
         keys = session.keys.queue(queue)
         held = list(leases[queue])
-        task_keys = [
-            k for lease in held for k in (keys.result(lease.task_id), keys.done(lease.task_id))
-        ]
         calls.append(
-            session.scripts.release.call([*keys.all, *task_keys], [worker_id, *_lease_args(held)])
+            session.scripts.release.call(
+                [*keys.all, *(keys.result(lease.task_id) for lease in held)],
+                [worker_id, *_lease_args(held)],
+            )
         )
     replies = await run_batch(session.client, calls)
     return sum(int(r) for r in replies)

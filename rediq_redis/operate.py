@@ -17,8 +17,16 @@ from rediq_core.broker import CancelOutcome, TaskRecord, TaskState
 from rediq_core.inspection import COUNTER_NAMES, MinuteCounts, QueueOverview, TaskPage
 
 from .ended import ended_group_ids
-from .keys import QueueKeys
-from .layout import GROUP_SEPARATOR, MINUTE_MS, MINUTE_SLOTS, MINUTE_STAMP, member_id, minute_field
+from .keys import QUEUE_KEY_NAMES, QueueKeys, new_nonce
+from .layout import (
+    GROUP_SEPARATOR,
+    MINUTE_MS,
+    MINUTE_SLOTS,
+    MINUTE_STAMP,
+    member_id,
+    minute_field,
+    parse_record,
+)
 from .records import live_record, text
 from .scripts import run_batch
 from .session import Session
@@ -37,7 +45,6 @@ __all__ = [
     "resume",
 ]
 
-_FIELDS = ("state", "envelope", "payload", "retried", "deliveries", "owner", "error", "started")
 #: The sorted set each listable state lives in, and whether it is listed newest first.
 _SETS = {
     TaskState.PENDING: ("pending", False),
@@ -64,25 +71,34 @@ def _check_state(state: TaskState, allowed: dict[TaskState, object]) -> None:
 async def _records(
     session: Session, keys: QueueKeys, ids: Sequence[str], set_name: str
 ) -> list[TaskRecord]:
-    """Live records of ``ids`` in one round trip (tasks that moved meanwhile are left out)."""
+    """Live records of ``ids`` in one round trip, and one more for the lease deadlines of
+    active ones (tasks that ended meanwhile are left out)."""
+    if not ids:
+        return []
     async with session.client.pipeline(transaction=False) as pipe:
-        for task_id in ids:
-            for name in _FIELDS:
-                pipe.hget(keys.key(name), task_id)
-            pipe.zscore(keys.key(set_name), task_id)
-        replies = await pipe.execute()
-    width = len(_FIELDS) + 1
-    found: list[TaskRecord] = []
-    for index, task_id in enumerate(ids):
-        row = replies[index * width : (index + 1) * width]
-        fields = dict(zip(_FIELDS, row[:-1], strict=True))
-        score = row[-1]
-        record = live_record(
-            task_id, keys.queue, fields, score if set_name == "dead" else None, score
+        pipe.hmget(keys.key("tasks"), ids)
+        pipe.hmget(keys.key("errors"), ids)
+        pipe.zmscore(keys.key(set_name), list(ids))
+        raws, errors, scores = await pipe.execute()
+    parsed = [parse_record(raw) for raw in raws]
+    holders = list(
+        dict.fromkeys(
+            r.fields["holder"] for r in parsed if r is not None and r.fields["state"] == "active"
         )
-        if record is not None:
-            found.append(record)
-    return found
+    )
+    deadlines: dict[str, float | None] = {}
+    if holders:
+        found = await session.client.zmscore(keys.key("holders"), holders)
+        deadlines = dict(zip(holders, found, strict=True))
+    records: list[TaskRecord] = []
+    for task_id, record, error, score in zip(ids, parsed, errors, scores, strict=True):
+        deadline = score
+        if record is not None and record.fields["state"] == "active":
+            deadline = deadlines.get(record.fields["holder"])
+        live = live_record(task_id, keys.queue, record, error, score, deadline)
+        if live is not None:
+            records.append(live)
+    return records
 
 
 async def list_tasks(
@@ -134,13 +150,17 @@ async def _waiting_first(session: Session, keys: QueueKeys, ids: list[str]) -> l
     not go to a task of the same group that is about to be cancelled."""
     if not ids:
         return ids
-    states = await session.client.hmget(keys.key("state"), ids)
-    return [
-        i
-        for _, i in sorted(
-            zip([s == b"active" for s in states], ids, strict=True), key=lambda pair: pair[0]
-        )
-    ]
+    async with session.client.pipeline(transaction=False) as pipe:
+        for start in range(0, len(ids), _GROUP_PAGE):
+            pipe.hmget(keys.key("tasks"), ids[start : start + _GROUP_PAGE])
+        raws = [raw for page in await pipe.execute() for raw in page]
+    running = [_state(raw) == "active" for raw in raws]
+    return [i for _, i in sorted(zip(running, ids, strict=True), key=lambda pair: pair[0])]
+
+
+def _state(raw: bytes | None) -> str | None:
+    record = parse_record(raw)
+    return record.fields["state"] if record is not None else None
 
 
 async def cancel_group(session: Session, group: str, queue: str | None) -> dict[str, CancelOutcome]:
@@ -151,7 +171,9 @@ async def cancel_group(session: Session, group: str, queue: str | None) -> dict[
         for start in range(0, len(ids), _GROUP_PAGE):
             chunk = ids[start : start + _GROUP_PAGE]
             calls = [
-                session.scripts.cancel.call(keys.for_call(i), [i, session.keys.cancel_channel])
+                session.scripts.cancel.call(
+                    keys.for_task(i), [i, session.keys.cancel_channel, new_nonce()]
+                )
                 for i in chunk
             ]
             replies = await run_batch(session.client, calls)
@@ -172,7 +194,7 @@ async def delete_group(session: Session, group: str, queue: str | None) -> int:
         ids = list(dict.fromkeys([*await group_ids(session, name, group), *ended.get(name, [])]))
         for start in range(0, len(ids), _GROUP_PAGE):
             calls = [
-                session.scripts.delete.call(keys.for_call(i), [i])
+                session.scripts.delete.call(keys.for_task(i), [i, new_nonce()])
                 for i in ids[start : start + _GROUP_PAGE]
             ]
             total += sum(int(r) for r in await run_batch(session.client, calls))
@@ -216,7 +238,7 @@ async def delete_dead(session: Session, queue: str, task_ids: Sequence[str] | No
     total = 0
     for start in range(0, len(task_ids), _GROUP_PAGE):
         chunk = list(task_ids[start : start + _GROUP_PAGE])
-        per_task = [k for i in chunk for k in (keys.result(i), keys.done(i))]
+        per_task = [keys.result(i) for i in chunk]
         total += int(
             await session.scripts.delete_dead(session.client, [*keys.all, *per_task], chunk)
         )
@@ -273,8 +295,14 @@ async def resume(session: Session, queue: str) -> bool:
     return int(await session.scripts.resume(session.client, keys, [])) == 1
 
 
+#: Keys that do not make a queue known: the tombstones of ended tasks (replay memory,
+#: which expires by itself within two replay windows and outlives ``forget_queue``).
+_TRANSIENT = frozenset({"ended_a", "ended_b"})
+
+
 async def _holds_anything(session: Session, keys: QueueKeys) -> bool:
-    return int(await session.client.exists(*keys.all)) > 0
+    names = [keys.key(n) for n in QUEUE_KEY_NAMES if n not in _TRANSIENT]
+    return int(await session.client.exists(*names)) > 0
 
 
 async def queue_known(session: Session, queue: str) -> bool:
@@ -292,6 +320,6 @@ async def forget_queue(session: Session, queue: str) -> bool:
         return False
     await session.client.srem(session.keys.queues, queue)
     session.queue_names.discard(queue)
-    if int(await session.client.exists(*[keys.key(n) for n in ("state", "paused")])) > 0:
+    if int(await session.client.exists(*[keys.key(n) for n in ("tasks", "paused")])) > 0:
         await session.client.sadd(session.keys.queues, queue)
     return True

@@ -1,4 +1,4 @@
-"""Enqueueing: one ``enqueue`` script call per message, all in one round trip."""
+"""Enqueueing: one batch-native ``enqueue`` script call per queue, all in one round trip."""
 
 from __future__ import annotations
 
@@ -7,29 +7,59 @@ from collections.abc import Sequence
 from rediq_core.broker import EnqueueOutcome, TaskState
 from rediq_core.message import TaskMessage
 
+from .keys import new_nonce
 from .records import text
 from .scripts import ScriptCall, run_batch
 from .session import Session
 
-__all__ = ["enqueue", "enqueue_calls"]
+__all__ = ["enqueue", "enqueue_args", "enqueue_calls"]
+
+#: Tasks per enqueue script call: a batch that large is one atomic step that keeps the
+#: server busy for about a millisecond.
+_BATCH = 500
+
+
+def enqueue_args(message: TaskMessage, nonce: bytes) -> list[bytes | str | int]:
+    """The arguments of one task in ``enqueue_tasks`` (``scripts/_prelude.lua``)."""
+    return [
+        message.id,
+        message.envelope(),
+        message.payload,
+        message.priority,
+        _ms(message.eta_ms),
+        _ms(message.delay_ms),
+        message.result_ttl_s,
+        nonce,
+    ]
 
 
 def enqueue_calls(session: Session, messages: Sequence[TaskMessage]) -> list[ScriptCall]:
-    """One ``enqueue`` call per message, each with its own reply key: sending the same
-    calls again (a retry after a broken connection) never stores a task twice."""
-    return [
-        session.scripts.enqueue.call(
-            session.keys.queue(m.queue).for_call(m.id),
-            [m.id, m.envelope(), m.payload, m.priority, _ms(m.eta_ms), _ms(m.delay_ms)],
-        )
-        for m in messages
-    ]
+    """The ``enqueue`` calls that store ``messages``: one per queue and batch, in the
+    order of the messages. Each call carries a nonce per task: sending the same calls
+    again (a retry after a broken connection) never stores a task twice."""
+    by_queue: dict[str, list[TaskMessage]] = {}
+    for m in messages:
+        by_queue.setdefault(m.queue, []).append(m)
+    calls = []
+    nonce = new_nonce()
+    for queue, batch in by_queue.items():
+        keys = session.keys.queue(queue)
+        for i in range(0, len(batch), _BATCH):
+            chunk = batch[i : i + _BATCH]
+            calls.append(
+                session.scripts.enqueue.call(
+                    [*keys.all, *(keys.result(m.id) for m in chunk)],
+                    [part for m in chunk for part in enqueue_args(m, nonce)],
+                    chunk,
+                )
+            )
+    return calls
 
 
 async def enqueue(
     session: Session, messages: Sequence[TaskMessage], calls: Sequence[ScriptCall]
 ) -> list[EnqueueOutcome]:
-    """Store every message (each atomically) in one round trip.
+    """Store every message (each batch atomically) in one round trip.
 
     The queue set (namespace metadata, another slot) is updated by an idempotent SADD
     before the scripts, once per queue and refresh period of this broker; a crash between
@@ -41,16 +71,17 @@ async def enqueue(
     if new_queues:
         await session.client.sadd(session.keys.queues, *new_queues)
         session.queue_names.mark(new_queues)
-    replies = await run_batch(session.client, calls, session.enqueue_wait)
-    return [
-        EnqueueOutcome(
-            m.id,
-            bool(int(reply[0])),
-            TaskState(text(reply[1]) or ""),
-            int(reply[2]) if len(reply) > 2 else m.result_ttl_s,
-        )
-        for m, reply in zip(messages, replies, strict=True)
-    ]
+    replies = await run_batch(session.client, calls, session.enqueue_wait, session.line)
+    outcomes: dict[int, EnqueueOutcome] = {}
+    for call, reply in zip(calls, replies, strict=True):
+        for m, answer in zip(call.items, reply, strict=True):
+            outcomes[id(m)] = EnqueueOutcome(
+                m.id,
+                bool(int(answer[0])),
+                TaskState(text(answer[1]) or ""),
+                int(answer[2]) if len(answer) > 2 else m.result_ttl_s,
+            )
+    return [outcomes[id(m)] for m in messages]
 
 
 def _ms(value: int | None) -> int | str:

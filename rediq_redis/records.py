@@ -8,13 +8,22 @@ from collections.abc import Mapping
 from rediq_core.broker import TaskError, TaskRecord, TaskState
 from rediq_core.message import MalformedMessageError, TaskMessage
 
-__all__ = ["decode_error", "encode_error", "live_record", "result_record", "text"]
+from .layout import Record
+
+__all__ = [
+    "decode_error",
+    "encode_error",
+    "envelope_fields",
+    "live_record",
+    "result_record",
+    "text",
+]
 
 _LIVE_STATES = {
-    b"pending": TaskState.PENDING,
-    b"scheduled": TaskState.SCHEDULED,
-    b"active": TaskState.ACTIVE,
-    b"failed": TaskState.FAILED,
+    "pending": TaskState.PENDING,
+    "scheduled": TaskState.SCHEDULED,
+    "active": TaskState.ACTIVE,
+    "failed": TaskState.FAILED,
 }
 
 
@@ -46,63 +55,87 @@ def _int(raw: bytes | None) -> int:
         return 0
 
 
-def _groups(raw: bytes | None) -> tuple[str, ...]:
-    try:
-        value = json.loads(raw or b"[]")
-    except ValueError:
-        return ()
+def _groups(value: object) -> tuple[str, ...]:
     return tuple(str(g) for g in value) if isinstance(value, list) else ()
+
+
+def envelope_fields(raw: bytes | None) -> dict[str, object]:
+    """The fields of an envelope (JSON object) as stored in a result hash; empty if it is
+    missing or not a JSON object."""
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _text_field(envelope: Mapping[str, object], name: str) -> str | None:
+    value = envelope.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _int_field(envelope: Mapping[str, object], name: str) -> int | None:
+    value = envelope.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def live_record(
     task_id: str,
     queue: str,
-    fields: Mapping[str, bytes | None],
+    record: Record | None,
+    error: bytes | None = None,
     dead_at: float | None = None,
-    score: float | None = None,
+    deadline: float | None = None,
 ) -> TaskRecord | None:
-    """A record from the per-queue hashes (``state``, ``envelope``, ``payload``, ...).
+    """A record from a task's record in the ``tasks`` hash (``layout.Record``) and its
+    last error (the ``errors`` hash).
 
-    ``score`` is the task's score in its state's set: the due time of a scheduled task,
-    the lease deadline of an active one.
+    ``dead_at`` is the score of a dead letter; ``deadline`` the due time of a scheduled
+    task, or the deadline of the holder of an active task's lease (``holders`` score).
     """
-    state = _LIVE_STATES.get(fields.get("state") or b"")
+    if record is None:
+        return None
+    state = _LIVE_STATES.get(record.fields.get("state", ""))
     if state is None:
         return None
-    message: TaskMessage | None = None
-    envelope, payload = fields.get("envelope"), fields.get("payload")
-    if envelope is not None and payload is not None:
-        try:
-            message = TaskMessage.from_parts(task_id, envelope, payload)
-        except MalformedMessageError:
-            message = None
+    message: TaskMessage | None
+    try:
+        message = TaskMessage.from_parts(task_id, record.envelope, record.payload)
+    except MalformedMessageError:
+        message = None
     return TaskRecord(
         id=task_id,
         queue=queue,
         state=state,
         message=message,
-        retried=_int(fields.get("retried")),
-        deliveries=_int(fields.get("deliveries")),
-        worker=text(fields.get("owner")) or None,
-        error=decode_error(fields.get("error")),
+        retried=record.number("retried"),
+        deliveries=record.number("deliveries"),
+        worker=record.fields.get("worker") or None,
+        error=decode_error(error),
         serializer=message.serializer if message else None,
-        finished_at_ms=int(dead_at) if dead_at is not None else None,
+        finished_at_ms=int(dead_at) if dead_at is not None and state is TaskState.FAILED else None,
         name=message.name if message else None,
-        priority=message.priority if message else None,
+        priority=message.priority if message else record.number("priority"),
         groups=message.groups if message else (),
         enqueued_at_ms=message.enqueued_at_ms if message else None,
-        started_at_ms=_int(fields.get("started")) or None,
-        due_at_ms=int(score) if score is not None and state is TaskState.SCHEDULED else None,
-        lease_deadline_ms=(int(score) if score is not None and state is TaskState.ACTIVE else None),
+        started_at_ms=record.number("started") or None,
+        due_at_ms=(
+            int(deadline) if deadline is not None and state is TaskState.SCHEDULED else None
+        ),
+        lease_deadline_ms=(
+            int(deadline) if deadline is not None and state is TaskState.ACTIVE else None
+        ),
     )
 
 
 def result_record(task_id: str, queue: str, fields: Mapping[bytes, bytes]) -> TaskRecord | None:
-    """A record from a finished task's result hash."""
+    """A record from a finished task's result hash (name, serializer, priority, groups and
+    enqueue time come from the task's envelope, which it holds as it was stored)."""
     try:
         state = TaskState(text(fields.get(b"state")) or "")
     except ValueError:
         return None
+    envelope = envelope_fields(fields.get(b"envelope"))
     return TaskRecord(
         id=task_id,
         queue=queue,
@@ -112,11 +145,11 @@ def result_record(task_id: str, queue: str, fields: Mapping[bytes, bytes]) -> Ta
         worker=text(fields.get(b"worker")) or None,
         result=fields.get(b"result"),
         error=decode_error(fields.get(b"error")),
-        serializer=text(fields.get(b"serializer")) or None,
+        serializer=_text_field(envelope, "serializer"),
         finished_at_ms=_int(fields.get(b"finished_at")) or None,
-        name=text(fields.get(b"name")) or None,
-        priority=_int(fields.get(b"priority")) if b"name" in fields else None,
-        groups=_groups(fields.get(b"groups")),
-        enqueued_at_ms=_int(fields.get(b"enqueued_at")) or None,
+        name=_text_field(envelope, "name"),
+        priority=_int_field(envelope, "priority"),
+        groups=_groups(envelope.get("groups")),
+        enqueued_at_ms=_int_field(envelope, "enqueued_at_ms"),
         started_at_ms=_int(fields.get(b"started_at")) or None,
     )

@@ -27,6 +27,7 @@ from .cluster import ResendingCluster, cluster_batch, is_cluster
 from .durability import NotDurableError, WaitReplicas, check_acknowledged
 from .keys import QUEUE_KEY_NAMES
 from .layout import LUA_CONSTANTS
+from .wire import HotLine
 
 __all__ = [
     "CRON_SCRIPTS",
@@ -47,9 +48,9 @@ __all__ = [
 QUEUE_SCRIPTS = (
     "enqueue",
     "claim",
-    "extend_leases",
-    "ack_success",
-    "ack_failure",
+    "wait",
+    "renew",
+    "settle",
     "release",
     "cancel",
     "delete",
@@ -61,9 +62,8 @@ QUEUE_SCRIPTS = (
     "delete_dead",
     "forget_queue",
 )
-#: Scripts about one queue's schedules; ``cron_fire`` embeds the body of ``enqueue.lua`` as
-#: a local function (``--@ENQUEUE_TASK@--``), so a tick's run is written by the very code
-#: that writes every other task.
+#: Scripts about one queue's schedules; ``cron_fire`` enqueues a tick's run with the
+#: prelude's ``enqueue_tasks``, the very code that writes every other task.
 CRON_SCRIPTS = ("cron_fire", "cron_register", "cron_pause", "cron_forget")
 #: Scripts about no queue: sent without the prelude.
 STANDALONE_SCRIPTS = ("heartbeat", "stop_workers")
@@ -94,13 +94,10 @@ def _layout_table() -> str:
 
 
 def script_source(name: str, replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
-    """The full text sent to Redis for script ``name`` (``replay_ms``: how long a call's
-    answer is remembered for a re-send): every script but the standalone ones gets the
-    prelude with its generated key table and layout constants."""
+    """The full text sent to Redis for script ``name`` (``replay_ms``: how long an ended
+    task's tombstone is kept for a re-send): every script but the standalone ones gets
+    the prelude with its generated key table and layout constants."""
     body = _read(name)
-    if "--@ENQUEUE_TASK@--" in body:
-        enqueue = f"local function enqueue_task(ARGV)\n{_read('enqueue')}\nend\n"
-        body = body.replace("--@ENQUEUE_TASK@--", enqueue)
     if name in STANDALONE_SCRIPTS:
         return body
     return prelude_source(replay_ms) + "\n" + body
@@ -143,22 +140,35 @@ class LuaScript:
         else:
             await client.script_load(self.source)
 
-    def call(self, keys: Sequence[str], args: Sequence[Any]) -> ScriptCall:
-        """This script with these keys and arguments, for :func:`run_batch`."""
-        return ScriptCall(self, keys, args)
+    def call(
+        self, keys: Sequence[str], args: Sequence[Any], items: Sequence[Any] = ()
+    ) -> ScriptCall:
+        """This script with these keys and arguments, for :func:`run_batch` (``items``:
+        what a batch call is about, in the order of its answers)."""
+        return ScriptCall(self, keys, args, items)
 
 
 class ScriptCall:
-    __slots__ = ("args", "keys", "script")
+    __slots__ = ("args", "items", "keys", "script")
 
-    def __init__(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        script: LuaScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        items: Sequence[Any] = (),
+    ) -> None:
         self.script = script
         self.keys = keys
         self.args = args
+        self.items = items
 
 
 async def run_batch(
-    client: Redis, calls: Sequence[ScriptCall], wait: WaitReplicas | None = None
+    client: Redis,
+    calls: Sequence[ScriptCall],
+    wait: WaitReplicas | None = None,
+    line: HotLine | None = None,
 ) -> list[Any]:
     """Run script calls in one round trip (each call stays atomic on its own).
 
@@ -166,12 +176,16 @@ async def run_batch(
     replica just promoted) is sent again after its script was loaded (on a cluster: on
     the node of its keys); it did not run the first time, so nothing happens twice. Any other
     error is raised after the whole batch was answered. With ``wait``, the batch ends
-    with ``WAIT`` (see :class:`WaitReplicas`).
+    with ``WAIT`` (see :class:`WaitReplicas`). A lone call goes out on ``line`` when it
+    is free (``wire.py``).
     """
     if not calls:
         return []
     if len(calls) == 1 and wait is None:  # a pipeline would only add client-side overhead
-        return [await calls[0].script(client, calls[0].keys, calls[0].args)]
+        c = calls[0]
+        if line is not None and not line.busy:
+            return [await line.evalsha(c.script.sha, c.script.source, c.keys, c.args)]
+        return [await c.script(client, c.keys, c.args)]
     replies = await _send(client, calls, wait)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
@@ -244,9 +258,9 @@ class Scripts(_ScriptSet):
 
     enqueue = _Script("enqueue")
     claim = _Script("claim")
-    extend_leases = _Script("extend_leases")
-    ack_success = _Script("ack_success")
-    ack_failure = _Script("ack_failure")
+    wait = _Script("wait")
+    renew = _Script("renew")
+    settle = _Script("settle")
     release = _Script("release")
     cancel = _Script("cancel")
     delete = _Script("delete")

@@ -13,6 +13,7 @@ from rediq_core import defaults
 from .durability import WaitReplicas
 from .keys import NamespaceKeys
 from .scripts import Scripts
+from .wire import HotLine
 
 __all__ = ["BrokerSettings", "QueueNames", "Session"]
 
@@ -26,7 +27,8 @@ class BrokerSettings:
     wake_safety_cap_s: float = 30.0
     #: Lost leases (expired unsettled) after which an expiring lease dead-letters the task.
     max_deliveries: int = defaults.MAX_DELIVERIES
-    #: How long a script call's answer is kept for a re-send of the same call.
+    #: How long an ended task's tombstone is kept (one to two windows) for a re-send of
+    #: the call that enqueued or settled it.
     replay_window_ms: int = defaults.REPLAY_WINDOW_MS
     dead_letter_ttl_s: int = defaults.DEAD_LETTER_TTL_S
     dead_letter_max: int = defaults.DEAD_LETTER_MAX
@@ -79,3 +81,5 @@ class Session:
     #: queue without more ready tasks ends: the next fetch waits first instead of
     #: claiming again (see ``leasing.fetch``).
     drained: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: The connection of calls made one at a time (None on a cluster: ``wire.py``).
+    line: HotLine | None = None

@@ -1,98 +1,158 @@
--- claim: one fetch step for one queue. Promotes due scheduled tasks, reclaims expired
--- leases, and leases up to `limit` ready tasks in priority order (lower score first,
--- FIFO among equal priorities by position member).
+-- claim: one fetch step for one queue. Promotes due scheduled tasks, reclaims the leases
+-- of expired holders, and leases up to `limit` ready tasks in priority order (lower score
+-- first, FIFO among equal priorities by position) to the worker's holder.
 --
--- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] reply key of this call (optional)
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] the worker's unblock list
 -- ARGV[1] worker id   ARGV[2] limit   ARGV[3] lease ms   ARGV[4] max lost leases
 -- ARGV[5] dead-letter TTL ms   ARGV[6] dead-letter max count   ARGV[7] batch bound
--- Returns {now, next_delay_ms (-1: nothing scheduled or leased), leased, exhausted,
---          cancelled} where leased is a flat list of (id, envelope|false, payload|false,
---          retried, deliveries, lease deadline, lost) and exhausted / cancelled are ids of
---          expired leases the caller must finish with ack_failure / cancel (they need
---          per-task keys this script cannot declare).
+-- ARGV[8] call nonce
+-- Returns {now, next_delay_ms (-1: nothing scheduled or leased), holder, leased,
+--          exhausted, cancelled, broken} where leased is a flat list of (id, record as
+--          read, where its body starts (0-based), envelope length, retried, deliveries,
+--          lost), holder the
+--          worker's holder number (the leases' token; its deadline is now + lease ms),
+--          exhausted / cancelled are ids of expired leases the caller must finish with
+--          settle / cancel (these need per-task keys this script cannot declare), and
+--          broken a flat list of (id, reason) of ready tasks whose record was unreadable
+--          (dead-lettered here) or missing (dropped), and handed the tasks an enqueue
+--          handed to this worker that it has not taken yet (its unblock list: see
+--          hand_off() in the prelude), which count against `limit`.
 --
 -- Invariants: an expired lease counts as lost (`lost` +1); retried failures never do.
 -- An expired lease of a task that lost its lease `max lost` times, or whose cancellation
--- was requested, stays in `active` (past its deadline) until the caller finishes it -- so
--- a crash between the two steps loses nothing. Every other expired lease returns to
+-- was requested, stays in `active` under its dead holder until the caller finishes it --
+-- so a crash between the two steps loses nothing. Every other expired lease returns to
 -- pending at its old position. If ready tasks remain after leasing, a wake token is
--- pushed so another idle worker wakes. A re-send of this call leases nothing more: it
--- answers with the leases the first send made that the worker still holds.
--- A paused queue (pause.lua) leases nothing and pushes no wake token; `started` records
--- when each lease began.
+-- pushed so another idle worker wakes. A re-send of this call (same nonce) leases
+-- nothing more: it answers with the leases the first send made that the worker still
+-- holds. A paused queue (pause.lua) leases nothing and pushes no wake token.
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_lost, bound = tonumber(ARGV[4]), tonumber(ARGV[7])
+local max_lost, bound, nonce = tonumber(ARGV[4]), tonumber(ARGV[7]), ARGV[8]
+local LAST = '>' .. worker  -- workers field: "<nonce>|<id>,<id>..." of its last claim
 
-local function row(leased, id, deadline, delivery)
+local function row(leased, id, r)
   table.insert(leased, id)
-  table.insert(leased, redis.call('HGET', Q.envelope, id))
-  table.insert(leased, redis.call('HGET', Q.payload, id))
-  table.insert(leased, tonumber(redis.call('HGET', Q.retried, id) or '0'))
-  table.insert(leased, delivery or tonumber(redis.call('HGET', Q.deliveries, id) or '0'))
-  table.insert(leased, deadline)
-  table.insert(leased, tonumber(redis.call('HGET', Q.lost, id) or '0'))
+  table.insert(leased, r.raw)  -- as read: Python takes the body from `at` on
+  table.insert(leased, r.at - 1)
+  table.insert(leased, tonumber(r.envelope))
+  table.insert(leased, tonumber(r.retried))
+  table.insert(leased, tonumber(r.deliveries))
+  table.insert(leased, tonumber(r.lost))
 end
 
-local function main()
-  local now = now_ms()
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', Q.scheduled, '-inf', now, 'LIMIT', 0, bound)) do
-    redis.call('ZREM', Q.scheduled, id)
-    make_pending(id, true)
-  end
-
-  local exhausted, cancelled = {}, {}
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', Q.active, '-inf', now, 'LIMIT', 0, bound)) do
-    if redis.call('SISMEMBER', Q.cancel, id) == 1 then
-      table.insert(cancelled, id)
-    elseif tonumber(redis.call('HGET', Q.lost, id) or '0') + 1 >= max_lost then
-      table.insert(exhausted, id)
-    else
-      redis.call('HINCRBY', Q.lost, id, 1)
-      redis.call('ZREM', Q.active, id)
-      redis.call('HDEL', Q.owner, id)
-      make_pending(id, false)
-    end
-  end
-
-  local leased, leases = {}, {}
-  local deadline = now + lease_ms
-  local paused = redis.call('EXISTS', Q.paused) == 1  -- pause.lua
-  if limit > 0 and not paused then
-    for _, member in ipairs(redis.call('ZRANGE', Q.pending, 0, limit - 1)) do
-      local id = member_id(member)
-      redis.call('ZREM', Q.pending, member)
-      redis.call('ZADD', Q.active, deadline, id)
-      redis.call('HSET', Q.state, id, 'active')
-      redis.call('HSET', Q.owner, id, worker)
-      redis.call('HSET', Q.started, id, now)
-      local delivery = redis.call('HINCRBY', Q.deliveries, id, 1)
-      row(leased, id, deadline, delivery)
-      table.insert(leases, id)
-      table.insert(leases, tostring(delivery))
-    end
-  end
-  if not paused and redis.call('ZCARD', Q.pending) > 0 then wake() end
-
-  prune_dead(now, tonumber(ARGV[5]), tonumber(ARGV[6]))
-
-  local next_delay = -1
+local function next_delay(now)
   local earliest = earliest_deadline()
-  if earliest ~= nil then next_delay = math.max(0, earliest - now) end
-  local answer = { now, next_delay, leased, exhausted, cancelled }
-  if #leases == 0 and #exhausted == 0 and #cancelled == 0 then return answer, false end
-  return answer, { now, next_delay, leases, exhausted, cancelled }
+  if earliest == nil then return -1 end
+  return math.max(0, earliest - now)
 end
+
+local now = now_ms()
 
 -- A re-send: the leases the first send made, as far as the worker still holds them.
-local function on_replay(stored)
-  local leased, leases = {}, stored[3]
-  for i = 1, #leases, 2 do
-    local id = leases[i]
-    if holds(worker, id, leases[i + 1]) then
-      row(leased, id, tonumber(redis.call('ZSCORE', Q.active, id)))
-    end
+local last = redis.call('HGET', Q.workers, LAST)
+if last and string.sub(last, 1, #nonce + 1) == nonce .. '|' then
+  local ids = {}
+  for id in string.gmatch(string.sub(last, #nonce + 2), '[^,]+') do table.insert(ids, id) end
+  load_many(ids)
+  local leased = {}
+  local n = holder_of(worker, now)
+  for _, id in ipairs(ids) do
+    if holds(load(id), worker, '', now) then row(leased, id, load(id)) end
   end
-  return { stored[1], stored[2], leased, stored[4], stored[5] }
+  return { now, next_delay(now), n or '', leased, {}, {}, {}, {} }
 end
 
-return replay(KEYS[N + 1], main, on_replay)
+-- The worker no longer waits (wait.lua registered it): its registration goes, and what
+-- was handed to it since (still in its list) is delivered by this claim.
+local handed = {}
+local mark = redis.call('HGET', Q.workers, waiting_mark(worker))
+if mark then
+  if mark ~= 'h' then redis.call('LREM', Q.idle, 0, worker) end
+  redis.call('HDEL', Q.workers, waiting_mark(worker))
+  if mark == 'h' then
+    for _, item in ipairs(redis.call('LRANGE', KEYS[N + 1], 0, -1)) do
+      if item ~= '1' then table.insert(handed, item) end
+    end
+    redis.call('DEL', KEYS[N + 1])
+  end
+end
+limit = math.max(0, limit - #handed)
+
+local due = redis.call('ZRANGEBYSCORE', Q.scheduled, '-inf', now, 'LIMIT', 0, bound)
+if #due > 0 then
+  load_many(due)
+  for _, id in ipairs(due) do
+    zrem(Q.scheduled, id)
+    local r = load(id)
+    if r then make_pending(id, r, true) end
+  end
+end
+
+local exhausted, cancelled = {}, {}
+local budget = bound
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', Q.holders, '-inf', '(' .. now, 'LIMIT', 0, 10)) do
+  if budget <= 0 then break end
+  local ids = redis.call('ZRANGEBYSCORE', Q.active, n, n, 'LIMIT', 0, budget)
+  budget = budget - #ids
+  load_many(ids)
+  local kept = 0
+  for _, id in ipairs(ids) do
+    local r = load(id)
+    if not r then
+      zrem(Q.active, id)
+    elseif cancel_requested(id) then
+      table.insert(cancelled, id)
+      kept = kept + 1
+    elseif tonumber(r.lost) + 1 >= max_lost then
+      table.insert(exhausted, id)
+      kept = kept + 1
+    else
+      r.lost = tostring(tonumber(r.lost) + 1)
+      zrem(Q.active, id)
+      make_pending(id, r, false)
+    end
+  end
+  if kept == 0 and budget > 0 then drop_holder(n) end
+end
+flush()
+
+local leased, holder, broken = {}, '', {}
+
+-- A ready task whose record is unreadable goes to the dead-letter set as it is (its raw
+-- value as the body), with the reason; one without a record is dropped.
+local function reject(id, now)
+  local raw = redis.call('HGET', Q.tasks, id)
+  local reason = 'task ' .. id .. ': no record stored for it'
+  if raw then
+    reason = 'task ' .. id .. ': its record is unreadable'
+    local r = { state = 'failed', priority = '0', position = '', retried = '0',
+      deliveries = '0', lost = '0', holder = '', worker = '', started = '', ttl = '0',
+      nonce = '', envelope = '0', body = raw }
+    dead_letter(id, r, cjson.encode({ type = 'MalformedMessageError', message = reason,
+      traceback = '' }), now)
+    count('failed', now, 1)
+  end
+  table.insert(broken, id)
+  table.insert(broken, reason)
+end
+local paused = redis.call('EXISTS', Q.paused) == 1  -- pause.lua
+if limit > 0 and not paused then
+  local popped = redis.call('ZPOPMIN', Q.pending, limit)
+  if #popped > 0 then
+    holder = renew_holder(worker, now, lease_ms)
+    local ids = {}
+    for i = 1, #popped, 2 do table.insert(ids, member_id(popped[i])) end
+    local taken, missing = lease(ids, worker, holder, now)
+    for _, id in ipairs(taken) do row(leased, id, load(id)) end
+    for _, id in ipairs(missing) do reject(id, now) end
+    redis.call('HSET', Q.workers, LAST, nonce .. '|' .. table.concat(taken, ','))
+    flush()
+  end
+  if #popped == 2 * limit and redis.call('EXISTS', Q.pending) == 1 then wake() end
+elseif made_ready and not paused then
+  wake()
+end
+
+prune_dead(now, tonumber(ARGV[5]), tonumber(ARGV[6]))
+flush()
+return { now, next_delay(now), holder, leased, exhausted, cancelled, broken, handed }

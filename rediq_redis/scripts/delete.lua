@@ -1,25 +1,24 @@
 -- delete: forget a task that is not running (pending, scheduled, dead or finished).
 --
--- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>; KEYS[N+2] done:<id> (a channel)
--- KEYS[N+3]   reply key of this call (optional: a re-send answers as the first send did)
--- ARGV[1] task id
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] result:<id>
+-- ARGV[1] task id   ARGV[2] call nonce
 -- Returns 1 if something was deleted, 0 if the task is running or unknown.
 --
--- Invariants: an active task is never deleted (cancel it instead); all of the task's keys
--- and fields go in one step; waiters of a deleted unfinished task are told (I6).
-local id = ARGV[1]
-
-local function main()
-  local state = redis.call('HGET', Q.state, id)
-  if state == 'active' then return 0 end
-  local found = 0
-  if state then
-    unlink(id)
-    forget(id)
-    if state ~= 'failed' then announce_end(id, 'deleted') end
-    found = 1
-  end
-  return math.max(found, redis.call('DEL', RESULT) > 0 and 1 or 0)
+-- Invariants: an active task is never deleted (cancel it instead); the task's record,
+-- error, group entries and result go in one step; waiters of a deleted unfinished task
+-- are told (I6). A re-send answers as the first send did (the task's tombstone names
+-- the call that deleted it).
+local id, nonce = ARGV[1], ARGV[2]
+local now = now_ms()
+local r = load(id)
+if not r and ended_by(id, nonce, now) then return 1 end
+if r and r.state == 'active' then return 0 end
+local found = 0
+if r then
+  unlink(id, r)
+  forget(id, r, now, nonce)
+  flush()
+  if r.state ~= 'failed' then announce_end(id, 'deleted') end
+  found = 1
 end
-
-return replay(KEYS[N + 3], main)
+return math.max(found, redis.call('DEL', KEYS[N + 1]) > 0 and 1 or 0)

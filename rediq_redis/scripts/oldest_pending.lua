@@ -13,7 +13,8 @@ local oldest = -1
 local head = redis.call('ZRANGE', Q.pending, 0, 0, 'WITHSCORES')
 while head[1] and bands > 0 do
   local id = member_id(head[1])
-  local ok, env = pcall(cjson.decode, redis.call('HGET', Q.envelope, id) or '')
+  local r = load(id)
+  local ok, env = pcall(cjson.decode, r and envelope_text(r) or '')
   if ok and type(env) == 'table' then
     local due = math.max(tonumber(env.enqueued_at_ms) or 0, tonumber(env.eta_ms) or 0)
     if due > 0 and (oldest < 0 or due < oldest) then oldest = due end

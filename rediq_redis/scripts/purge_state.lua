@@ -6,18 +6,23 @@
 -- Returns how many tasks were removed.
 --
 -- Invariants: active tasks are never purged (cancel them instead); a purged task leaves no
--- field and no group index entry. Results are not written; waiters are told (I6) and get "not found".
--- Dead letters are purged by delete_dead.lua, which also deletes their results.
+-- record and no group index entry. Results are not written; waiters are told (I6) and get
+-- "not found". Dead letters are purged by delete_dead.lua, which also deletes their results.
 local state, bound = ARGV[1], tonumber(ARGV[2])
 local key = ({ pending = Q.pending, scheduled = Q.scheduled })[state]
 if not key then return redis.error_reply('purge_state: bad state ' .. tostring(state)) end
-local count = 0
-for _, member in ipairs(redis.call('ZRANGE', key, 0, bound - 1)) do
-  local id = member
-  if state == 'pending' then id = member_id(member) end
-  redis.call('ZREM', key, member)
-  forget(id)
-  announce_end(id, 'purged')
-  count = count + 1
+local now = now_ms()
+local members = redis.call('ZRANGE', key, 0, bound - 1)
+local ids = {}
+for _, member in ipairs(members) do
+  if state == 'pending' then table.insert(ids, member_id(member)) else table.insert(ids, member) end
 end
-return count
+load_many(ids)
+for i, id in ipairs(ids) do
+  zrem(key, members[i])
+  local r = load(id)
+  if r then forget(id, r, now) end
+end
+flush()
+for _, id in ipairs(ids) do announce_end(id, 'purged') end
+return #ids

@@ -1,8 +1,7 @@
 -- release: hand leased tasks back at once (worker shutdown, prefetched but not started,
 -- a claim whose fetch was cancelled).
 --
--- KEYS[1..N]  the queue's keys (prelude order); then KEYS[N + 2j - 1], KEYS[N + 2j]
--- are result:<id> and done:<id> (a channel) of the j-th task (j = 1..n)
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+j] result:<id> of the j-th task
 -- ARGV[1] worker id   ARGV[2..] pairs: task id, lease number (j-th pair: the j-th task)
 -- Returns how many tasks were released (or ended as cancelled, if that was requested).
 --
@@ -11,22 +10,25 @@
 -- failed (its `deliveries` count stays: lease numbers are never reused). Idempotent: a
 -- re-send finds the leases no longer held and changes nothing.
 local worker = ARGV[1]
-local count = 0
-local now = nil
+local now = now_ms()
+local ids = {}
+for i = 2, #ARGV, 2 do table.insert(ids, ARGV[i]) end
+load_many(ids)
+local released = 0
 for i = 2, #ARGV, 2 do
   local id, delivery = ARGV[i], ARGV[i + 1]
-  if holds(worker, id, delivery) then
-    redis.call('ZREM', Q.active, id)
-    if redis.call('SISMEMBER', Q.cancel, id) == 1 then
-      now = now or now_ms()
-      local result_key = task_keys(i / 2)
-      record_end(result_key, id, result_ttl(id), 'cancelled', now)
-      forget(id)
+  local r = load(id)
+  if holds(r, worker, delivery, now) then
+    zrem(Q.active, id)
+    if cancel_requested(id) then
+      record_end(KEYS[N + i / 2], id, r, 'cancelled', now)
+      forget(id, r, now)
     else
-      redis.call('HDEL', Q.owner, id)
-      make_pending(id, false)
+      make_pending(id, r, false)
     end
-    count = count + 1
+    released = released + 1
   end
 end
-return count
+flush()
+wake_if_ready()
+return released

@@ -3,30 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from rediq_redis.keys import QUEUE_KEY_NAMES, QueueKeys
-from rediq_redis.layout import member_id
+from rediq_redis.layout import UNBLOCK_TTL_MS, Record, member_id, parse_record, pending_member
 
-__all__ = ["QueueState", "audit_queue", "namespace_keys", "reply_keys_expire"]
+__all__ = [
+    "QueueState",
+    "audit_queue",
+    "bounded_leftovers",
+    "namespace_keys",
+    "tombstones_expire",
+]
 
-_HASHES = (
-    "envelope",
-    "payload",
-    "state",
-    "retried",
-    "deliveries",
-    "owner",
-    "error",
-    "position",
-    "lost",
-)
+#: The type of each queue key that is not a hash.
+_TYPES = {
+    "pending": "zset",
+    "scheduled": "zset",
+    "active": "zset",
+    "dead": "zset",
+    "holders": "zset",
+    "cancel": "set",
+    "wake": "list",
+    "idle": "list",
+    "seq": "string",
+    "paused": "string",
+    "groups": "zset",
+    "cron_paused": "set",
+}
+#: The tombstone hashes (replay memory): id -> enqueue nonce, "#" -> generation.
+TOMBSTONES = ("ended_a", "ended_b")
 
 
 def _s(value: bytes) -> str:
-    return value.decode()
+    return value.decode("utf-8", "replace")  # a claim nonce in `workers` is raw bytes
 
 
 @dataclass(frozen=True)
@@ -38,51 +52,58 @@ class QueueState:
     active: set[str]
     dead: set[str]
     states: dict[str, str]
-    owners: dict[str, str]
+    owners: dict[str, str]  # active id -> the worker holding its lease
     deliveries: dict[str, int]
     retried: dict[str, int]
-    lost: dict[str, int]
+    lost: dict[str, int]  # only the non-zero counts
+    records: dict[str, Record]
 
     def where(self, task_id: str) -> str | None:
         return self.states.get(task_id)
 
 
+def _enveloped(record: Record) -> bool:
+    try:
+        return isinstance(json.loads(record.envelope), dict)
+    except ValueError:
+        return False
+
+
+async def _server_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 async def audit_queue(
     redis: Redis, namespace: str, queue: str, *, complete: bool = True
 ) -> QueueState:
-    """Check invariants I1/I2 of docs/broker.md and return the queue's state.
+    """Check invariants I1/I2 of the Lua prelude (docs/broker.md) and return the queue's
+    state.
 
-    ``complete=False`` accepts dead letters whose envelope or payload was lost (bad data).
+    ``complete=False`` accepts records whose envelope is not a JSON object (bad data,
+    dead-lettered with its reason); every record must still be a record.
     """
     keys = QueueKeys(namespace, queue)
     for name in QUEUE_KEY_NAMES:
         kind = _s(await redis.type(keys.key(name)))
-        expected = {
-            "pending": "zset",
-            "scheduled": "zset",
-            "active": "zset",
-            "dead": "zset",
-            "cancel": "set",
-            "wake": "list",
-            "seq": "string",
-            "paused": "string",
-            "groups": "zset",
-            "cron_paused": "set",
-        }.get(name, "hash")
+        expected = _TYPES.get(name, "hash")
         assert kind in (expected, "none"), f"{name} is a {kind}"
     pending_members = [_s(m) for m in await redis.zrange(keys.key("pending"), 0, -1)]
     pending = [member_id(m) for m in pending_members]
     scheduled = {_s(m) for m in await redis.zrange(keys.key("scheduled"), 0, -1)}
-    active = {_s(m) for m in await redis.zrange(keys.key("active"), 0, -1)}
-    dead = {_s(m) for m in await redis.zrange(keys.key("dead"), 0, -1)}
-    hashes = {
-        name: {
-            _s(k): _s(v) if name != "payload" else ""
-            for k, v in (await redis.hgetall(keys.key(name))).items()
-        }
-        for name in _HASHES
+    active_scores = {
+        _s(m): s for m, s in await redis.zrange(keys.key("active"), 0, -1, withscores=True)
     }
-    states = hashes["state"]
+    active = set(active_scores)
+    dead = {_s(m) for m in await redis.zrange(keys.key("dead"), 0, -1)}
+    records: dict[str, Record] = {}
+    for raw_id, raw in (await redis.hgetall(keys.key("tasks"))).items():
+        record = parse_record(raw)
+        assert record is not None, f"{_s(raw_id)}: not a record: {raw[:80]!r}"
+        assert not complete or _enveloped(record), f"{_s(raw_id)}: envelope {record.envelope!r}"
+        records[_s(raw_id)] = record
+    states = {task_id: r.fields["state"] for task_id, r in records.items()}
+
     assert len(pending) == len(set(pending)), "a task is twice in pending"
     places = {"pending": set(pending), "scheduled": scheduled, "active": active, "failed": dead}
     seen: dict[str, str] = {}
@@ -90,20 +111,34 @@ async def audit_queue(
         for task_id in ids:
             assert task_id not in seen, f"{task_id} is both {seen[task_id]} and {place}"
             seen[task_id] = place
-    assert seen == states, f"state hash {states} disagrees with structures {seen}"
+    assert seen == states, f"records {states} disagree with structures {seen}"
     for member, task_id in zip(pending_members, pending, strict=True):
-        assert hashes["position"].get(task_id) == member, f"{task_id} position"
-    for name in ("envelope", "payload", "retried", "deliveries"):
-        if complete or name in ("retried", "deliveries"):
-            assert set(hashes[name]) == set(states), f"{name} fields {set(hashes[name])}"
+        position = records[task_id].number("position")
+        assert pending_member(position, task_id) == member, f"{task_id} position"
+
+    # leases: an active record names its holder, which is in `holders` (I2)
+    holders = {_s(m): s for m, s in await redis.zrange(keys.key("holders"), 0, -1, withscores=True)}
+    workers = {_s(k): _s(v) for k, v in (await redis.hgetall(keys.key("workers"))).items()}
+    idle = [_s(w) for w in await redis.lrange(keys.key("idle"), 0, -1)]
+    owners: dict[str, str] = {}
+    for task_id, record in records.items():
+        holder = record.fields["holder"]
+        if task_id in active:
+            assert holder in holders, f"{task_id}: holder {holder!r} is not in holders"
+            assert active_scores[task_id] == int(holder), (
+                f"{task_id}: active score {active_scores[task_id]} vs holder {holder!r}"
+            )
+            owner = workers.get(f"#{holder}")
+            assert owner is not None, f"holder {holder} has no worker"
+            assert record.fields["worker"] == owner.replace("|", "/"), f"{task_id} worker"
+            owners[task_id] = owner
         else:
-            assert set(hashes[name]) <= set(states), f"{name} fields {set(hashes[name])}"
-    assert set(hashes["owner"]) == active, "owner fields must be exactly the active ids"
-    assert set(hashes["error"]) <= set(states)
-    assert set(hashes["position"]) <= set(states)
-    assert set(hashes["lost"]) <= set(states)
-    started = {_s(k) for k in await redis.hkeys(keys.key("started"))}
-    assert started <= set(states), f"start times {started - set(states)} of forgotten tasks"
+            assert holder == "", f"{task_id} ({states[task_id]}) names holder {holder!r}"
+    _check_workers(holders, workers, idle)
+
+    errors = {_s(k) for k in await redis.hkeys(keys.key("errors"))}
+    assert errors <= set(states), f"errors {errors - set(states)} of forgotten tasks"
+    assert dead <= errors, f"dead letters {dead - errors} without their error"
     indexed = {_s(m).partition("\n")[2] for m in await redis.zrange(keys.key("groups"), 0, -1)}
     assert indexed <= set(states), f"group index entries {indexed - set(states)} of forgotten tasks"
     cancel = {_s(m) for m in await redis.smembers(keys.key("cancel"))}
@@ -115,11 +150,30 @@ async def audit_queue(
         active=active,
         dead=dead,
         states=states,
-        owners=hashes["owner"],
-        deliveries={k: int(v) for k, v in hashes["deliveries"].items()},
-        retried={k: int(v) for k, v in hashes["retried"].items()},
-        lost={k: int(v) for k, v in hashes["lost"].items() if int(v)},
+        owners=owners,
+        deliveries={k: r.number("deliveries") for k, r in records.items()},
+        retried={k: r.number("retried") for k, r in records.items()},
+        lost={k: r.number("lost") for k, r in records.items() if r.number("lost")},
+        records=records,
     )
+
+
+def _check_workers(holders: dict[str, float], workers: dict[str, str], idle: list[str]) -> None:
+    """``workers`` maps each holder number back to its worker ("#<n>"), each worker to
+    its holder, ">"<worker> to its last claim and "<"<worker> to its registration as
+    waiting (in ``idle``, once) or "h" (a task was handed to it); every number it names
+    is a holder."""
+    numbers = {f[1:] for f in workers if f.startswith("#")}
+    assert numbers == set(holders), f"holders {set(holders)} vs workers' numbers {numbers}"
+    assert len(idle) == len(set(idle)), f"a worker is twice in idle: {idle}"
+    waiting = {f[1:] for f, v in workers.items() if f.startswith("<") and v != "h"}
+    assert waiting <= set(idle), f"waiting workers {waiting - set(idle)} not in idle"
+    names = {f for f in workers if not f.startswith(("#", ">", "<"))}
+    for name in names:
+        assert workers[name] in holders, f"worker {name} maps to a gone holder {workers[name]}"
+        assert workers[f"#{workers[name]}"] == name, f"holder of {name} names another worker"
+    claims = {f[1:] for f in workers if f.startswith(">")}
+    assert claims <= names, f"last claims {claims - names} of workers without a holder"
 
 
 async def namespace_keys(redis: Redis, namespace: str) -> set[str]:
@@ -127,13 +181,49 @@ async def namespace_keys(redis: Redis, namespace: str) -> set[str]:
     return {_s(k) async for k in redis.scan_iter(match=f"{{{namespace}[:}}]*", count=1000)}
 
 
-async def reply_keys_expire(redis: Redis, namespace: str, window_ms: int) -> None:
-    """Every reply key (a call's remembered answer) has a TTL within the replay window;
-    wait (bounded) until all of them are gone."""
-    replies = {k for k in await namespace_keys(redis, namespace) if ":reply:" in k}
-    for key in replies:
-        assert 0 < await redis.pttl(key) <= window_ms, f"{key} would outlive the window"
-    deadline = asyncio.get_running_loop().time() + window_ms / 1000 + 2
-    while any(":reply:" in k for k in await namespace_keys(redis, namespace)):
-        assert asyncio.get_running_loop().time() < deadline, "reply keys did not expire"
+async def bounded_leftovers(redis: Redis, namespace: str, queue: str, window_ms: int) -> set[str]:
+    """The queue's keys that may remain once its tasks are gone, besides its counters,
+    each checked to be bounded: the tombstone hashes (they expire within two replay
+    windows) and the holders of workers whose deadline has not passed yet (a claim
+    drops an expired holder), the waiting list of workers registered as waiting, and the
+    workers' own lists (they expire). Returns those of them that exist."""
+    keys = QueueKeys(namespace, queue)
+    found: set[str] = set()
+    for name in TOMBSTONES:
+        key = keys.key(name)
+        if not await redis.exists(key):
+            continue
+        found.add(key)
+        assert 0 < await redis.pttl(key) <= 2 * window_ms, f"{key} would outlive 2 windows"
+        assert await redis.hget(key, "#") is not None, f"{key} without its generation"
+    holders = {_s(m): s for m, s in await redis.zrange(keys.key("holders"), 0, -1, withscores=True)}
+    workers = {_s(k): _s(v) for k, v in (await redis.hgetall(keys.key("workers"))).items()}
+    idle = [_s(w) for w in await redis.lrange(keys.key("idle"), 0, -1)]
+    _check_workers(holders, workers, idle)
+    registered = {f[1:] for f in workers if f.startswith("<")}
+    assert set(idle) <= registered, f"idle workers {set(idle) - registered} not registered"
+    if idle:
+        found.add(keys.key("idle"))
+    async for raw in redis.scan_iter(match=f"{_glob(keys.unblock(''))}*", count=1000):
+        key = _s(raw)
+        assert 0 < await redis.pttl(key) <= UNBLOCK_TTL_MS, f"{key} would not expire"
+        found.add(key)
+    now = await _server_ms(redis)
+    expired = {n: deadline for n, deadline in holders.items() if deadline < now}
+    assert not expired, f"expired holders {expired} kept (now {now})"
+    found |= {keys.key(n) for n in ("holders", "workers") if await redis.exists(keys.key(n))}
+    return found
+
+
+def _glob(literal: str) -> str:
+    return re.sub(r"([\\*?\[\]])", r"\\\1", literal)
+
+
+async def tombstones_expire(redis: Redis, namespace: str, queue: str, window_ms: int) -> None:
+    """Wait (bounded: two replay windows and some slack) until the queue's tombstone
+    hashes are gone."""
+    keys = [QueueKeys(namespace, queue).key(name) for name in TOMBSTONES]
+    deadline = asyncio.get_running_loop().time() + 2 * window_ms / 1000 + 2
+    while await redis.exists(*keys):
+        assert asyncio.get_running_loop().time() < deadline, "tombstones did not expire"
         await asyncio.sleep(0.05)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from rediq_core.broker import Settlement, TaskError, TaskState
 from rediq_core.testing.broker_contract import fetch, make_message
 from rediq_redis import QueueKeys, RedisBroker
+from rediq_redis.layout import RECORD_FIELDS, parse_record
 
 from .audit import audit_queue
 
@@ -18,24 +19,39 @@ Q = "bad"
 W = "w"
 
 
+async def _rewrite(
+    redis: Redis, keys: QueueKeys, task_id: str, envelope: bytes, length: int
+) -> None:
+    """Store ``task_id``'s record again with ``envelope`` in place of its envelope and
+    ``length`` as its envelope length (header and payload kept)."""
+    record = parse_record(await redis.hget(keys.key("tasks"), task_id))
+    assert record is not None
+    header = [record.fields[name] for name in RECORD_FIELDS[:-1]]
+    raw = "|".join([*header, str(length)]).encode() + b"|" + envelope + record.payload
+    await redis.hset(keys.key("tasks"), task_id, raw)
+
+
 @pytest.mark.parametrize(
-    ("corrupt", "reason"),
+    ("envelope", "reason"),
     [
-        (lambda k, i: ("HSET", k.key("envelope"), i, b"{not json"), "malformed envelope"),
-        (lambda k, i: ("HSET", k.key("envelope"), i, b"[1, 2]"), "not a JSON object"),
-        (lambda k, i: ("HSET", k.key("envelope"), i, b'{"name": 1}'), "malformed envelope"),
-        (lambda k, i: ("HDEL", k.key("envelope"), i), "envelope missing"),
-        (lambda k, i: ("HDEL", k.key("payload"), i), "payload missing"),
+        (lambda e: b"{not json", "malformed envelope"),
+        (lambda e: b"[1, 2]", "not a JSON object"),
+        (lambda e: b'{"name": 1}', "malformed envelope"),
     ],
-    ids=["not-json", "not-object", "bad-fields", "no-envelope", "no-payload"],
+    ids=["not-json", "not-object", "bad-fields"],
 )
 async def test_corrupted_task_is_dead_lettered_with_its_reason(
-    broker: RedisBroker, redis: Redis, rediq_namespace: str, corrupt: object, reason: str
+    broker: RedisBroker, redis: Redis, rediq_namespace: str, envelope: object, reason: str
 ) -> None:
+    """A record whose envelope is not a message: the claim hands the body over as it is,
+    the broker's decoding rejects it and dead-letters it with the reason."""
     keys = QueueKeys(rediq_namespace, Q)
     bad, good = make_message(queue=Q, priority=0), make_message(queue=Q, priority=1)
     await broker.enqueue([bad, good])
-    await redis.execute_command(*corrupt(keys, bad.id))  # type: ignore[operator]
+    record = parse_record(await redis.hget(keys.key("tasks"), bad.id))
+    assert record is not None
+    corrupt = envelope(record.envelope)  # type: ignore[operator]
+    await _rewrite(redis, keys, bad.id, corrupt, len(corrupt))
     batch = await fetch(broker, queue=Q, worker_id=W)
     assert [d.message.id for d in batch.deliveries] == [good.id]
     [rejected] = batch.rejected
@@ -46,14 +62,77 @@ async def test_corrupted_task_is_dead_lettered_with_its_reason(
     await audit_queue(redis, rediq_namespace, Q, complete=False)
 
 
-async def test_garbage_member_in_pending_is_rejected(
+@pytest.mark.parametrize(
+    "length", [lambda n: n + 5, lambda n: n - 1], ids=["length-past-envelope", "length-short"]
+)
+async def test_a_wrong_envelope_length_is_dead_lettered(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str, length: object
+) -> None:
+    """The envelope length cuts envelope and payload apart: a wrong one leaves an
+    envelope that is not a message (never a message with another payload)."""
+    keys = QueueKeys(rediq_namespace, Q)
+    bad, good = make_message(queue=Q, priority=0), make_message(queue=Q, priority=1)
+    await broker.enqueue([bad, good])
+    record = parse_record(await redis.hget(keys.key("tasks"), bad.id))
+    assert record is not None
+    await _rewrite(redis, keys, bad.id, record.envelope, length(len(record.envelope)))  # type: ignore[operator]
+    batch = await fetch(broker, queue=Q, worker_id=W)
+    assert [d.message.id for d in batch.deliveries] == [good.id]
+    assert [r.task_id for r in batch.rejected] == [bad.id]
+    assert "malformed envelope" in batch.rejected[0].reason
+    [dead] = (await broker.list_tasks(Q, TaskState.FAILED)).tasks
+    assert dead.id == bad.id and dead.error is not None
+    await audit_queue(redis, rediq_namespace, Q, complete=False)
+
+
+async def test_an_unreadable_record_is_dead_lettered_as_it_is(
     broker: RedisBroker, redis: Redis, rediq_namespace: str
 ) -> None:
+    """A record the scripts cannot read goes to the dead-letter set with its reason, its
+    raw value kept as its body; the ready tasks behind it are delivered."""
+    keys = QueueKeys(rediq_namespace, Q)
+    bad, good = make_message(queue=Q, priority=0), make_message(queue=Q, priority=1)
+    await broker.enqueue([bad, good])
+    await redis.hset(keys.key("tasks"), bad.id, b"garbage")
+    batch = await fetch(broker, queue=Q, worker_id=W)
+    assert [d.message.id for d in batch.deliveries] == [good.id]
+    assert [r.task_id for r in batch.rejected] == [bad.id]
+    assert "unreadable" in batch.rejected[0].reason
+    [dead] = (await broker.list_tasks(Q, TaskState.FAILED)).tasks
+    assert dead.id == bad.id and dead.error is not None and "unreadable" in dead.error.message
+    state = await audit_queue(redis, rediq_namespace, Q, complete=False)
+    assert state.records[bad.id].payload == b"garbage"
+
+
+async def test_a_record_with_a_non_numeric_header_is_dead_lettered(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str
+) -> None:
+    """A header field that is not a number makes the record unreadable (the parser checks
+    every field): it is dead-lettered as it is, and the good task of the same claim is
+    delivered (the claim never fails half-way after its ZPOPMIN)."""
+    keys = QueueKeys(rediq_namespace, Q)
+    bad, good = make_message(queue=Q, priority=0), make_message(queue=Q, priority=1)
+    await broker.enqueue([bad, good])
+    await redis.hset(keys.key("tasks"), bad.id, b"pending|0|x|y|z|0||||0|n|2|{}")
+    batch = await fetch(broker, queue=Q, worker_id=W, wait=False)
+    assert [d.message.id for d in batch.deliveries] == [good.id]
+    assert [r.task_id for r in batch.rejected] == [bad.id]
+    await audit_queue(redis, rediq_namespace, Q, complete=False)
+
+
+async def test_garbage_member_in_pending_is_dropped(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str
+) -> None:
+    """A pending member without a record has nothing to deliver or dead-letter: the
+    claim drops it (and says why), and fetch does not raise."""
     keys = QueueKeys(rediq_namespace, Q)
     await redis.zadd(keys.key("pending"), {"garbage": 0})
-    batch = await fetch(broker, queue=Q, worker_id=W)
-    assert batch.deliveries == [] and len(batch.rejected) == 1
-    assert "envelope missing" in batch.rejected[0].reason
+    batch = await fetch(broker, queue=Q, worker_id=W, wait=False)
+    assert batch.deliveries == []
+    assert all("no record" in r.reason for r in batch.rejected), batch.rejected
+    assert await redis.zcard(keys.key("pending")) == 0
+    assert (await broker.list_tasks(Q, TaskState.FAILED)).tasks == []
+    await audit_queue(redis, rediq_namespace, Q)
 
 
 async def test_worker_detected_bad_input_is_dead_lettered(broker: RedisBroker) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -32,8 +33,9 @@ async def test_unreadable_spec_is_skipped_and_new_fields_ignored(
 async def test_cron_fire_passes_enqueue_the_producers_keys_and_arguments(
     broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """cron_fire.lua embeds enqueue.lua: it must get the very KEYS and ARGV the producer
-    gives enqueue (this fails if one changes without the other)."""
+    """cron_fire.lua embeds enqueue.lua (the prelude's enqueue_tasks): it must get the
+    very KEYS and ARGV the producer gives enqueue for one task, but for the call's nonce
+    (this fails if one changes without the other)."""
     from typing import Any
 
     from rediq_redis.scripts import LuaScript, ScriptCall
@@ -41,9 +43,9 @@ async def test_cron_fire_passes_enqueue_the_producers_keys_and_arguments(
     calls: dict[str, tuple[list[str], list[Any]]] = {}
     call, invoke = LuaScript.call, LuaScript.__call__
 
-    def recording_call(self: LuaScript, keys: Any, args: Any) -> ScriptCall:
+    def recording_call(self: LuaScript, keys: Any, args: Any, *rest: Any) -> ScriptCall:
         calls[self.name] = (list(keys), list(args))
-        return call(self, keys, args)
+        return call(self, keys, args, *rest)
 
     async def recording(self: LuaScript, client: Any, keys: Any, args: Any) -> Any:
         calls[self.name] = (list(keys), list(args))
@@ -59,14 +61,18 @@ async def test_cron_fire_passes_enqueue_the_producers_keys_and_arguments(
     enqueue_keys, enqueue_args = calls["enqueue"]
     fire_keys, fire_args = calls["cron_fire"]
     assert fire_keys == enqueue_keys
-    assert fire_args[2:] == enqueue_args
+    assert len(fire_args[2:]) == len(enqueue_args) == 8  # one task: enqueue_tasks' args
+    assert fire_args[2:-1] == enqueue_args[:-1]
+    assert fire_args[-1] and fire_args[-1] != enqueue_args[-1]  # a nonce of its own
 
 
-async def test_cron_fire_keeps_its_reply_for_the_brokers_replay_window(
+async def test_cron_fire_is_remembered_for_the_brokers_replay_window(
     rediq_redis_url: str, redis: Redis, rediq_namespace: str
 ) -> None:
-    """A fired tick's reply key lives as long as the broker's settings say (a re-sent fire
-    is recognised for exactly as long as a re-sent enqueue), not the default window."""
+    """A fired tick's run leaves its tombstone (the id's digest -> the fire's nonce, see
+    tomb_field() in the Lua prelude) for as long as the broker's settings say (a re-sent
+    fire is recognised for exactly as long as a re-sent enqueue), not the default
+    window."""
     replay_ms = 4 * defaults.REPLAY_WINDOW_MS
     broker = RedisBroker(
         BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace),
@@ -74,11 +80,13 @@ async def test_cron_fire_keeps_its_reply_for_the_brokers_replay_window(
     )
     try:
         spec = make_spec("replayed")
-        await broker.cron_fire(
-            spec.message(spec.task_id(1000), tick_ms=1000, eta_ms=1000), spec.name, 1000
-        )
+        task_id = spec.task_id(1000)
+        await broker.cron_fire(spec.message(task_id, tick_ms=1000, eta_ms=1000), spec.name, 1000)
+        assert await broker.delete(task_id, CRON_QUEUE)  # it ends: its tombstone stays
     finally:
         await broker.close()
-    replies = [k async for k in redis.scan_iter(f"{{{rediq_namespace}:*:reply:*")]
-    assert len(replies) == 1, replies
-    assert defaults.REPLAY_WINDOW_MS < await redis.pttl(replies[0]) <= replay_ms
+    tag = f"{{{rediq_namespace}:{CRON_QUEUE}}}"
+    field = hashlib.sha1(task_id.encode()).hexdigest()[:16]
+    tombs = [k for k in (f"{tag}:ended_a", f"{tag}:ended_b") if await redis.hexists(k, field)]
+    assert len(tombs) == 1, tombs
+    assert 2 * defaults.REPLAY_WINDOW_MS < await redis.pttl(tombs[0]) <= 2 * replay_ms

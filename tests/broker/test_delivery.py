@@ -19,6 +19,7 @@ from rediq_redis import RedisBroker
 from rediq_redis.testing import RedisServer
 
 from ..tcp_proxy import Rule, TcpProxy
+from .records import record_state, set_record_fields
 
 Q = "delivery"
 WAIT_S = 5.0
@@ -150,7 +151,7 @@ async def cancel_after_claim(
     fetching: asyncio.Future[Any],
     hold: Rule,
     redis: Redis,
-    state_key: str,
+    prefix: str,
     task_id: str,
     claimed: str,
 ) -> None:
@@ -159,7 +160,7 @@ async def cancel_after_claim(
     is pending again long before its 60 s lease could expire."""
 
     async def state_is(state: bytes) -> bool:
-        return await redis.hget(state_key, task_id) == state
+        return await record_state(redis, prefix, task_id) == state
 
     await until(lambda: state_is(b"active"), claimed)
     fetching.cancel()
@@ -181,14 +182,14 @@ async def test_cancelled_fetch_hands_back_a_claim_in_flight(
     await warm_up(proxied, broker)
     message = make_message(queue=Q, result_ttl_s=60)
     await broker.enqueue([message])
-    state_key = f"{{{rediq_namespace}:{Q}}}:state"
+    prefix = f"{{{rediq_namespace}:{Q}}}"
     hold = proxy.add(Rule(b"holding-worker", "hold"))
     fetching = asyncio.ensure_future(
         proxied.fetch(Q, worker_id="holding-worker", limit=1, lease_ms=60_000)
     )
     await asyncio.wait_for(hold.matched.wait(), WAIT_S)
     await cancel_after_claim(
-        fetching, hold, redis, state_key, message.id, "the claim ran on the server"
+        fetching, hold, redis, prefix, message.id, "the claim ran on the server"
     )
 
 
@@ -199,9 +200,10 @@ async def test_cancelled_fetch_hands_back_a_claim_that_followed_its_wait(
     redis: Redis,
     rediq_namespace: str,
 ) -> None:
-    """An idle fetch sends its wait and its claim together: a task arrives, the claim runs
-    on the server, its reply is in flight, and the fetch is cancelled (worker shutdown).
-    The leased task must be pending again at once, and no unblock key is left behind."""
+    """An idle fetch registers as waiting and blocks: a task arrives and is handed to it
+    (leased on the server), the wait's reply is in flight, and the fetch is cancelled
+    (worker shutdown). The leased task must be pending again at once, and no unblock key
+    (nor registration) is left behind."""
     await warm_up(proxied, broker)
     prefix = f"{{{rediq_namespace}:{Q}}}"
     await redis.delete(f"{prefix}:wake")  # a token left by the warm-up would end the wait
@@ -214,14 +216,10 @@ async def test_cancelled_fetch_hands_back_a_claim_that_followed_its_wait(
     await broker.enqueue([message])
 
     await cancel_after_claim(
-        fetching,
-        hold,
-        redis,
-        f"{prefix}:state",
-        message.id,
-        "the claim ran on the server right after the wait",
+        fetching, hold, redis, prefix, message.id, "the task was handed to the waiting fetch"
     )
     assert await redis.keys(f"{prefix}:unblock:*") == []
+    assert await redis.lrange(f"{prefix}:idle", 0, -1) == []
 
 
 async def test_cancelled_idle_fetch_ends_its_wait_at_once(
@@ -267,14 +265,14 @@ async def test_fetch_keeps_its_deliveries_when_a_finishing_step_fails(
     await asyncio.wait_for(broker.fetch(Q, worker_id="gone", limit=1, lease_ms=60_000), WAIT_S)
     prefix = f"{{{rediq_namespace}:{Q}}}"
     # Its worker died holding it for the last allowed time: the next claim finishes it.
-    await redis.hset(f"{prefix}:deliveries", doomed.id, 5)
-    await redis.hset(f"{prefix}:lost", doomed.id, 4)
-    await redis.zadd(f"{prefix}:active", {doomed.id: 1}, xx=True)
+    await set_record_fields(redis, prefix, doomed.id, deliveries=5, lost=4)
+    holder = await redis.hget(f"{prefix}:workers", "gone")
+    await redis.zadd(f"{prefix}:holders", {holder: 1}, xx=True)
     await broker.enqueue([good])
     proxy.add(Rule(b"doomed-task", "refuse", times=1000))
     batch = await asyncio.wait_for(proxied.fetch(Q, worker_id="w", limit=1, lease_ms=60_000), 15)
     assert [d.message.id for d in batch.deliveries] == [good.id]
-    assert await redis.hget(f"{prefix}:state", doomed.id) == b"active"  # finished later
+    assert await record_state(redis, prefix, doomed.id) == b"active"  # finished later
 
 
 # --- smaller ones ---------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""With result TTL 0, nothing but the documented bounded metadata remains once tasks end."""
+"""With result TTL 0, nothing but the documented bounded metadata remains once tasks end:
+the queue's counters, its tombstones (until two replay windows have passed) and the
+holder of a worker whose lease deadline has not passed yet."""
 
 from __future__ import annotations
 
@@ -6,15 +8,17 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from rediq_core import defaults
 from rediq_core.broker import BrokerOptions, CancelOutcome, Lease, TaskState, WorkerRecord
 from rediq_core.message import now_ms
 from rediq_core.testing.broker_contract import failure, fetch, make_message, success
 from rediq_redis import BrokerSettings, RedisBroker
 
-from .audit import audit_queue, namespace_keys, reply_keys_expire
+from .audit import audit_queue, bounded_leftovers, namespace_keys, tombstones_expire
 
 Q = "audit"
 W = "w"
+W2 = "w2"
 
 
 def allowed(namespace: str) -> set[str]:
@@ -25,7 +29,9 @@ def allowed(namespace: str) -> set[str]:
         f"{tag}:stats",
         f"{tag}:wake",
         f"{tag}:minutes",
+        f"{tag}:paused",
         f"{{{namespace}}}:queues",
+        f"{{{namespace}}}:protocol",
     }
 
 
@@ -35,9 +41,9 @@ REPLAY_MS = 500
 async def test_every_ending_leaves_only_bounded_metadata(
     rediq_redis_url: str, redis: Redis, rediq_namespace: str
 ) -> None:
-    """Every way a task can end, then: the queue holds no task field, and the only keys
-    left are the bounded metadata -- plus each call's reply key, until its replay window
-    (shortened here) has passed."""
+    """Every way a task can end, then: the queue holds no task record, and the only keys
+    left are the bounded metadata -- plus the tombstones, until two replay windows
+    (shortened here) have passed, and the worker's holder, until its deadline."""
     broker = RedisBroker(
         BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace),
         BrokerSettings(replay_window_ms=REPLAY_MS),
@@ -48,9 +54,16 @@ async def test_every_ending_leaves_only_bounded_metadata(
         await broker.close()
     state = await audit_queue(redis, rediq_namespace, Q)
     assert not state.states
-    await reply_keys_expire(redis, rediq_namespace, REPLAY_MS)
-    assert await namespace_keys(redis, rediq_namespace) <= allowed(rediq_namespace)
-    assert await redis.llen(f"{{{rediq_namespace}:{Q}}}:wake") <= 1
+    tag = f"{{{rediq_namespace}:{Q}}}"
+    leftovers = await bounded_leftovers(redis, rediq_namespace, Q, REPLAY_MS)
+    assert f"{tag}:ended_a" in leftovers or f"{tag}:ended_b" in leftovers, leftovers
+    assert {f"{tag}:holders", f"{tag}:workers"} <= leftovers  # the worker's live holder
+    keys = await namespace_keys(redis, rediq_namespace)
+    assert keys - allowed(rediq_namespace) == leftovers, keys
+    await tombstones_expire(redis, rediq_namespace, Q, REPLAY_MS)
+    keys = await namespace_keys(redis, rediq_namespace) - allowed(rediq_namespace)
+    assert keys == {f"{tag}:holders", f"{tag}:workers"}, keys
+    assert await redis.llen(f"{tag}:wake") <= 1
 
 
 async def _end_tasks_every_way(broker: RedisBroker) -> None:
@@ -58,7 +71,10 @@ async def _end_tasks_every_way(broker: RedisBroker) -> None:
     ok, retried, expired, released = (make_message(**kw) for _ in range(4))
     cancelled, scheduled, running, deleted = (make_message(**kw) for _ in range(4))
     purged = [make_message(**kw), make_message(**kw, eta_ms=now_ms() + 60_000)]
-    await broker.enqueue([ok, retried, expired, released, running])
+    # a lease expires when its worker's holder does: W2 takes `expired` and goes silent
+    await broker.enqueue([expired])
+    [lease] = (await fetch(broker, queue=Q, worker_id=W2, limit=1)).deliveries
+    await broker.enqueue([ok, retried, released, running])
     await broker.enqueue(
         [cancelled, make_message(**kw, id=scheduled.id, eta_ms=now_ms() + 60_000), deleted]
     )
@@ -67,15 +83,16 @@ async def _end_tasks_every_way(broker: RedisBroker) -> None:
     assert await broker.cancel(scheduled.id, Q) is CancelOutcome.CANCELLED
     assert await broker.delete(deleted.id, Q)
     batch = await fetch(broker, queue=Q, worker_id=W)
-    assert len(batch.deliveries) == 5
+    assert len(batch.deliveries) == 4
     await broker.release(W, {Q: [Lease(released.id, 1)]})
     assert await broker.cancel(running.id, Q) is CancelOutcome.REQUESTED
     await broker.settle(W, [success(ok), failure(retried, 0), failure(running)])
-    await broker.extend_leases(W, {Q: [Lease(expired.id, 1)]}, 50)
-    again = await fetch(broker, queue=Q, worker_id=W)  # released + retried (+ expired)
-    seen = {d.message.id for d in again.deliveries}
-    if expired.id not in seen:
+    await broker.extend_leases(W2, {Q: [lease.lease]}, 50)
+    seen: set[str] = set()
+    for _ in range(3):  # released + retried, and expired once W2's holder has expired
         seen |= {d.message.id for d in (await fetch(broker, queue=Q, worker_id=W)).deliveries}
+        if expired.id in seen:
+            break
     assert seen == {released.id, retried.id, expired.id}
     await broker.settle(W, [success(m) for m in (released, retried, expired)])
     await broker.enqueue(purged)
@@ -91,7 +108,7 @@ async def test_results_expire_and_done_channels_store_nothing(
     await fetch(broker, queue=Q, worker_id=W)
     await broker.settle(W, [success(message)])
     keys = await namespace_keys(redis, rediq_namespace) - allowed(rediq_namespace)
-    keys = {k for k in keys if ":reply:" not in k}  # expire with the replay window
+    keys -= await bounded_leftovers(redis, rediq_namespace, Q, defaults.REPLAY_WINDOW_MS)
     assert keys == {f"{{{rediq_namespace}:{Q}}}:result:{message.id}"}, keys
     for key in keys:
         assert 0 < await redis.ttl(key) <= 30, key

@@ -89,3 +89,38 @@ async def test_lua_sees_the_python_values_and_both_sides_cut_members_alike(
     assert plain(cut) == "id:with:colons" == layout.member_id(python_member)
     assert plain(lua_member) == layout.pending_member(3_000_000_000, "t-1")
     assert layout.member_id(str(plain(lua_member))) == "t-1"
+
+
+async def test_lua_and_python_read_a_record_alike(redis: Redis, rediq_namespace: str) -> None:
+    """A record packed by the scripts is parsed by ``layout.parse_record``, and one
+    built from RECORD_FIELDS in Python is parsed by the prelude: same fields, and the
+    envelope length cuts envelope and payload apart even when both hold ``|``."""
+    envelope, payload = b'{"name": "a|b"}', b"\x00|pay|load\xff"
+    fields = {name: str(i) for i, name in enumerate(layout.RECORD_FIELDS)}
+    fields |= {"state": "active", "worker": "", "envelope": str(len(envelope))}
+    python_raw = (
+        "|".join(fields[name] for name in layout.RECORD_FIELDS).encode() + b"|" + envelope + payload
+    )
+    names = "{" + ", ".join(f"'{n}'" for n in layout.RECORD_FIELDS) + "}"
+    probe = (
+        prelude_source()
+        + f"\nlocal names = {names}"
+        + "\nlocal r = parse(ARGV[1])"
+        + "\nlocal seen = {}"
+        + "\nfor i, name in ipairs(names) do seen[i] = r[name] end"
+        + "\nlocal built = { body = ARGV[2] .. ARGV[3] }"
+        + "\nfor i, name in ipairs(names) do built[name] = ARGV[3 + i] end"
+        + "\nreturn { seen, body_of(r), envelope_text(r), pack(built) }"
+    )
+    keys = QueueKeys(rediq_namespace, "layout").all
+    values = [fields[name] for name in layout.RECORD_FIELDS]
+    seen, body, lua_envelope, lua_raw = await redis.eval(  # type: ignore[misc]
+        probe, len(keys), *keys, python_raw, envelope, payload, *values
+    )
+    assert [v.decode() for v in seen] == values
+    assert (body, lua_envelope) == (envelope + payload, envelope)
+    assert lua_raw == python_raw
+    record = layout.parse_record(lua_raw)
+    assert record is not None and dict(record.fields) == fields
+    assert (record.envelope, record.payload) == (envelope, payload)
+    assert layout.parse_record(b"pending|0|1") is None and layout.parse_record(None) is None

@@ -1,10 +1,11 @@
 """Model-based test: random operation sequences against a reference model of the protocol.
 
 Lease expiry and due times are produced by moving scores in Redis into the past (the
-server clock cannot be advanced); everything else goes through the broker's API. The
+server clock cannot be advanced: a holder's deadline, which all the leases of its worker
+share, and a scheduled task's due time); everything else goes through the broker's API. The
 dimensions: several workers (leases, stale settlements), result TTLs with waiters that
 must wake with the right ending, delays (relative, server clock) and ETAs (absolute),
-lost leases mixed with retries, and calls re-sent with the same reply key (a lost reply)
+lost leases mixed with retries, and calls re-sent with the same nonces (a lost reply)
 that must answer as before and change nothing. After every step: no task is lost or in
 two states, the protocol invariants hold, and the counters agree with the model.
 """
@@ -39,7 +40,17 @@ from rediq_core.broker import (
     TaskState,
 )
 from rediq_core.testing.broker_contract import make_message
-from rediq_redis import BrokerSettings, QueueKeys, RedisBroker, keys
+from rediq_redis import (
+    BrokerSettings,
+    QueueKeys,
+    RedisBroker,
+    control,
+    keys,
+    leasing,
+    operate,
+    producer,
+)
+from rediq_redis.layout import parse_record
 from rediq_redis.testing import RedisServer
 
 from .audit import audit_queue
@@ -210,18 +221,21 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.model.counters["enqueued"] += 1
 
     def twice(self, resend: bool, call):  # type: ignore[no-untyped-def]
-        """Run a broker call; with ``resend``, send it again with the same reply keys (a
-        lost reply) and check that the second answer is the first."""
+        """Run a broker call; with ``resend``, send it again with the same nonces (a lost
+        reply) and check that the second answer is the first."""
         if not resend:
             return self.run(call())
-        nonce = uuid.uuid4().hex[:16]
+        nonce = uuid.uuid4().bytes[:4].translate(bytes.maketrans(b"|,", b"/."))
+        users = [keys, producer, control, operate, leasing]  # every module that makes nonces
         real = keys.new_nonce
-        keys.new_nonce = lambda: nonce
+        for module in users:
+            module.new_nonce = lambda: nonce  # type: ignore[attr-defined]
         try:
             first = self.run(call())
             assert self.run(call()) == first, "a re-sent call answered differently"
         finally:
-            keys.new_nonce = real
+            for module in users:
+                module.new_nonce = real  # type: ignore[attr-defined]
         return first
 
     @rule(limit=st.integers(1, 4), worker=st.sampled_from(WORKERS))
@@ -264,9 +278,14 @@ class ProtocolMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.in_state("active"))
     @rule(data=st.data())
     def expire_lease(self, data: st.DataObject) -> None:
+        """A worker's leases in a queue share its holder's deadline: they expire together."""
         task = self.pick(data, "active")
-        task.expired = True
-        self.run(self.redis.zadd(self.keys.key("active"), {task.id: 1}, xx=True))
+        record = parse_record(self.run(self.redis.hget(self.keys.key("tasks"), task.id)))
+        assert record is not None
+        self.run(self.redis.zadd(self.keys.key("holders"), {record.fields["holder"]: 1}, xx=True))
+        for other in self.model.in_state("active"):
+            if other.owner == task.owner:
+                other.expired = True
 
     @precondition(lambda self: self.model.in_state("active"))
     @rule(

@@ -215,7 +215,7 @@ async def _silent_end(redis: Redis, broker: Any, message: Any) -> None:
         assert asyncio.get_running_loop().time() < deadline, "the waiter never subscribed"
         await asyncio.sleep(0.02)  # bounded wait for the subscription
     await redis.hset(keys.result(task_id), mapping={"state": "succeeded", "result": "42"})
-    await redis.hdel(keys.key("state"), task_id)
+    await redis.hdel(keys.key("tasks"), task_id)
 
 
 async def test_the_safety_net_finds_an_end_whose_announcement_was_lost(

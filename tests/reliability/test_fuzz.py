@@ -22,6 +22,7 @@ from rediq import Rediq, TaskState
 from rediq_core.broker import BrokerOptions
 from rediq_core.message import TaskMessage
 from rediq_redis import RedisBroker
+from rediq_redis.keys import new_nonce
 
 from ..worker.conftest import Harness
 
@@ -107,10 +108,10 @@ def test_garbage_is_dead_lettered_with_its_reason_and_the_worker_goes_on(
         ids = []
         for _, envelope, payload in items:
             task_id = f"fuzz-{uuid.uuid4().hex[:12]}"
-            keys = session.keys.queue("default").for_call(task_id)
-            await session.scripts.enqueue(
-                session.client, keys, [task_id, envelope, payload, 0, "", ""]
-            )
+            keys = session.keys.queue("default").for_task(task_id)
+            # enqueue_tasks' args: id, envelope, payload, priority, eta, delay, ttl, nonce
+            args = [task_id, envelope, payload, 0, "", "", 60, new_nonce()]
+            await session.scripts.enqueue(session.client, keys, args)
             ids.append(task_id)
         deadline = time.monotonic() + 10
         for (kind, _, _), task_id in zip(items, ids, strict=True):

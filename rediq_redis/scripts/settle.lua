@@ -1,0 +1,108 @@
+-- settle: how a batch of attempts of one queue ended -- success (result stored for its
+-- TTL), failure to retry later, final failure (dead letter), or, if its cancellation was
+-- requested, cancelled. Also used by fetch to dead-letter unusable data and tasks whose
+-- lease was lost too often (worker '').
+--
+-- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+j] result:<id> of the j-th task
+-- ARGV[1] worker id, or '' to finish *expired* leases (whoever held them; counted as lost)
+-- ARGV[2] dead-letter TTL ms   ARGV[3] dead-letter max count
+-- ARGV[4..]   SETTLE_ARGS per task: id, lease number ('' = any), kind ('s' success,
+--             'r' retry, 'f' final failure), result or error JSON, retry delay ms ('' if
+--             none), settlement key (it names this settlement: a re-send carries it again)
+-- Returns one answer per task: 1 (stored, or retry scheduled), 2 (dead-lettered),
+-- 3 (cancelled), 0 (lease not held: nothing changed).
+--
+-- Invariants: only the lease holder (or, with '', nobody alive: the holder expired)
+-- settles. A retry increments `retried` and the `retried` counter, never `lost`; a final
+-- failure keeps the task's record and error in the dead-letter set (bounded by TTL and
+-- count) and records the error in its result hash for its result TTL. A re-send (lost
+-- reply) finds the task ended or moved on under this worker's lease number and answers
+-- as the first send did, changing nothing.
+local worker, dead_ttl, dead_max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local SETTLE_ARGS = 6
+local now = now_ms()
+local named = string.gsub(worker, '|', '/')
+
+local ids = {}
+for i = 4, #ARGV, SETTLE_ARGS do table.insert(ids, ARGV[i]) end
+load_many(ids)
+
+-- What a re-send of an answered settlement finds: the task ended within the replay
+-- window, or moved on from this worker's lease (retried or dead-lettered).
+local missing = {}
+for _, id in ipairs(ids) do
+  if not load(id) then table.insert(missing, id) end
+end
+local ended = tombstones(missing, now)
+local function answered(id, r, delivery, key)
+  if not r then
+    return (ended[id] and string.sub(ended[id], 1, 4) == string.sub(tomb_value(key, ''), 1, 4))
+      and 1 or 0
+  end
+  if worker == '' or r.worker ~= named or (delivery ~= '' and r.deliveries ~= delivery) then
+    return 0
+  end
+  if r.state == 'failed' then return 2 end
+  if r.state == 'pending' or r.state == 'scheduled' then return 1 end
+  return 0
+end
+
+local answers = {}
+local counts = { succeeded = 0, retried = 0, failed = 0 }
+local dead = false
+local j = 0
+for i = 4, #ARGV, SETTLE_ARGS do
+  j = j + 1
+  local id, delivery, kind, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local key = ARGV[i + 5]
+  local r = load(id)
+  local held
+  if worker == '' then
+    held = r and r.state == 'active' and not holder_alive(r.holder, now)
+  else
+    held = holds(r, worker, delivery, now)
+  end
+  if not held then
+    answers[j] = answered(id, r, delivery, key)
+  else
+    local result_key = KEYS[N + j]
+    zrem(Q.active, id)
+    if worker == '' then r.lost = tostring(tonumber(r.lost) + 1) end
+    if kind ~= 's' and cancel_requested(id) then
+      record_end(result_key, id, r, 'cancelled', now)
+      forget(id, r, now, key)
+      answers[j] = 3
+    elseif kind == 's' then
+      record_end(result_key, id, r, 'succeeded', now, 'result', value)
+      forget(id, r, now, key)
+      counts.succeeded = counts.succeeded + 1
+      answers[j] = 1
+    elseif kind == 'r' then
+      r.retried = tostring(tonumber(r.retried) + 1)
+      r.holder = ''
+      redis.call('HSET', Q.errors, id, value)
+      counts.retried = counts.retried + 1
+      local delay = tonumber(ARGV[i + 4]) or 0
+      if delay > 0 then
+        schedule(id, r, now + delay)
+      else
+        make_pending(id, r, true)
+      end
+      answers[j] = 1
+    else
+      record_end(result_key, id, r, 'failed', now, 'error', value)
+      dead_letter(id, r, value, now)
+      counts.failed = counts.failed + 1
+      dead = true
+      answers[j] = 2
+    end
+  end
+end
+for name, n in pairs(counts) do count(name, now, n) end
+flush()
+if dead then
+  prune_dead(now, dead_ttl, dead_max)
+  flush()
+end
+wake_if_ready()
+return answers

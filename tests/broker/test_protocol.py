@@ -1,0 +1,94 @@
+"""Protocol 2: versioned data, and lease renewal whose cost does not grow with the leases.
+
+A client refuses a namespace that holds data of another protocol version with a clear
+error (before it reads or writes anything else there), and renewing the leases of a
+worker is one step per queue whatever the number of leases.
+"""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from rediq import ProtocolMismatchError
+from rediq_core.broker import BrokerOptions
+from rediq_core.testing.contract.helpers import make_message
+from rediq_redis import RedisBroker
+from rediq_redis.keys import NamespaceKeys
+from rediq_redis.layout import PROTOCOL
+
+QUEUE = "contract"
+WORKER = "worker-1"
+
+
+async def _connect(url: str, namespace: str) -> RedisBroker:
+    broker = RedisBroker(BrokerOptions(url=url, namespace=namespace))
+    await broker.connect()
+    return broker
+
+
+async def test_a_new_namespace_is_marked_with_the_protocol(
+    rediq_redis_url: str, rediq_namespace: str, redis: Redis
+) -> None:
+    broker = await _connect(rediq_redis_url, rediq_namespace)
+    await broker.close()
+    assert await redis.get(NamespaceKeys(rediq_namespace).protocol) == str(PROTOCOL).encode()
+
+
+async def test_data_of_another_protocol_is_refused_with_what_to_do(
+    rediq_redis_url: str, rediq_namespace: str, redis: Redis
+) -> None:
+    await redis.set(NamespaceKeys(rediq_namespace).protocol, PROTOCOL + 1)
+    broker = RedisBroker(BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace))
+    with pytest.raises(ProtocolMismatchError) as refused:
+        await broker.enqueue([make_message(QUEUE)])
+    message = str(refused.value)
+    assert f"protocol {PROTOCOL + 1}" in message and f"speaks protocol {PROTOCOL}" in message
+    assert "another namespace" in message
+    await broker.close()
+    mine = [k async for k in redis.scan_iter(match=f"*{{{rediq_namespace}[:}}]*")]
+    assert mine == [NamespaceKeys(rediq_namespace).protocol.encode()]
+
+
+async def test_protocol_1_queues_are_refused(
+    rediq_redis_url: str, rediq_namespace: str, redis: Redis
+) -> None:
+    keys = NamespaceKeys(rediq_namespace)
+    await redis.sadd(keys.queues, "orders")
+    await redis.hset(keys.queue("orders").key("state"), "task-1", "pending")
+    broker = RedisBroker(BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace))
+    with pytest.raises(ProtocolMismatchError, match="protocol 1 .queue 'orders' holds tasks"):
+        await broker.connect()
+    await broker.close()
+    assert await redis.exists(keys.protocol) == 0
+
+
+async def _commands_run(redis: Redis) -> int:
+    """Commands the server ran since the last reset, scripts' own calls included (the
+    script calls themselves and their loading not counted)."""
+    stats = await redis.info("commandstats")
+    return sum(
+        int(v["calls"])
+        for name, v in stats.items()
+        if name
+        not in (
+            "cmdstat_evalsha",
+            "cmdstat_script|load",
+            "cmdstat_config|resetstat",
+            "cmdstat_info",
+        )
+    )
+
+
+@pytest.mark.parametrize("held", [1, 400])
+async def test_renewing_leases_costs_the_same_for_one_or_many(
+    broker: RedisBroker, redis: Redis, held: int
+) -> None:
+    await broker.enqueue([make_message(QUEUE) for _ in range(held)])
+    batch = await broker.fetch(QUEUE, worker_id=WORKER, limit=held, lease_ms=5_000)
+    leases = [d.lease for d in batch.deliveries]
+    assert len(leases) == held and all(lease.token for lease in leases)
+    await redis.config_resetstat()
+    assert await broker.extend_leases(WORKER, {QUEUE: leases}, 5_000) == set()
+    # HGET workers, ZSCORE holders, ZADD holders, SCARD cancel, TIME: 5 whatever `held` is
+    assert await _commands_run(redis) == 5, await redis.info("commandstats")
