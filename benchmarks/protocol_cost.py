@@ -91,6 +91,33 @@ async def lifecycle(broker: RedisBroker, redis: Redis, batch: int) -> list[tuple
     return rows
 
 
+async def handoff(broker: RedisBroker, redis: Redis) -> list[tuple[str, str]]:
+    """A task enqueued while a worker waits: the registration, then the enqueue that hands
+    it over (the worker's BLPOP returns it)."""
+    rows: list[tuple[str, str]] = []
+    for _ in range(2):  # the first round loads the scripts
+        await redis.config_resetstat()
+        waiting = asyncio.ensure_future(
+            broker.fetch(QUEUE, worker_id=WORKER, limit=1, lease_ms=LEASE_MS)
+        )
+        for _ in range(5000):  # the registration is on its way (bounded: 5 s)
+            if await redis.llen(f"{{cost:{QUEUE}}}:idle"):
+                break
+            await asyncio.sleep(0.001)
+        else:
+            raise RuntimeError("the waiting fetch never registered")
+        registered = await redis.info("commandstats")
+        wait_calls = sum(int(v["calls"]) for k, v in registered.items() if k not in _SKIP)
+        scripts, calls, usec = await _counted(redis, lambda: broker.enqueue([message(0)]))
+        [delivery] = (await waiting).deliveries
+        await broker.settle(WORKER, [Settlement(delivery.message.id, QUEUE, result=b"null")])
+        rows = [
+            ("a claim that finds nothing, then the registration", f"2 | {wait_calls} | -"),
+            ("the enqueue that hands the task over", f"{scripts} | {calls} | {usec:.1f}"),
+        ]
+    return rows
+
+
 async def memory(broker: RedisBroker, redis: Redis, n: int) -> tuple[float, float]:
     """Bytes per pending no-op task, and per task left right after draining them."""
     await redis.flushall()
@@ -141,6 +168,8 @@ async def main(tasks: int) -> None:
         print(table(("step", "scripts | calls/task | µs/task"), await lifecycle(broker, redis, 1)))
         print()
         print(table(("step (batch of 100)", "scripts | calls/task | µs/task"), rows))
+        print()
+        print(table(("a waiting worker", "scripts | calls | µs"), await handoff(broker, redis)))
         print()
         pending, left = await memory(broker, redis, tasks)
         print(f"Redis memory per pending no-op task: {pending:.0f} B")

@@ -26,7 +26,7 @@ from rediq_core import defaults
 from .cluster import ResendingCluster, cluster_batch, is_cluster
 from .durability import NotDurableError, WaitReplicas, check_acknowledged
 from .keys import QUEUE_KEY_NAMES
-from .layout import LUA_CONSTANTS
+from .layout import LUA_CONSTANTS, RECORD_FIELDS, RECORD_PATTERNS
 from .wire import HotLine
 
 __all__ = [
@@ -93,6 +93,27 @@ def _layout_table() -> str:
     return "\n".join(f"local {name} = {_lua_value(v)}" for name, v in LUA_CONSTANTS.items())
 
 
+def _record_functions() -> str:
+    """The prelude's ``parse`` and ``pack`` of a task record, from ``RECORD_FIELDS``."""
+    names = RECORD_FIELDS
+    captures = ", ".join(f"c{i}" for i in range(len(names)))
+    pattern = "^" + "|".join(RECORD_PATTERNS[n] for n in names) + "|()"
+    fields = ", ".join(f"{n} = c{i}" for i, n in enumerate(names))
+    values = ", ".join(f"r.{n}" for n in names)
+    return (
+        f"local RECORD_PATTERN = {_lua_value(pattern)}\n"
+        "local function parse(raw)\n"
+        "  if not raw then return nil end\n"
+        f"  local {captures}, at = string.match(raw, RECORD_PATTERN)\n"
+        "  if not at then return nil end\n"
+        f"  return {{ {fields}, raw = raw, at = at }}\n"
+        "end\n"
+        "local function pack(r)\n"
+        f"  return table.concat({{ {values}, r.body or string.sub(r.raw, r.at) }}, '|')\n"
+        "end"
+    )
+
+
 def script_source(name: str, replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
     """The full text sent to Redis for script ``name`` (``replay_ms``: how long an ended
     task's tombstone is kept for a re-send): every script but the standalone ones gets
@@ -107,6 +128,7 @@ def prelude_source(replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
     """``scripts/_prelude.lua`` with its generated parts filled in."""
     prelude = _read("_prelude").replace("--@QUEUE_KEYS@--", _key_table())
     prelude = prelude.replace("--@LAYOUT@--", _layout_table())
+    prelude = prelude.replace("--@RECORD@--", _record_functions())
     return prelude.replace("--@REPLAY_MS@--", str(int(replay_ms)))
 
 

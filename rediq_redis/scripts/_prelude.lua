@@ -5,9 +5,9 @@
 -- Per-task keys (the result hash of the j-th task a script is about) follow as KEYS[N + j].
 -- The table `Q` below (name -> key) and `N` are generated from QUEUE_KEY_NAMES when the
 -- script loads, and so are the layout constants shared with the Python code
--- (RECORD_FIELDS, POSITION_FORMAT, MEMBER_ID_AT, MINUTE_*, COUNTERS, GROUP_SEPARATOR,
--- DONE_CHANNEL, PROTOCOL), from LUA_CONSTANTS in rediq_redis/layout.py: never write their
--- values here.
+-- (POSITION_FORMAT, MEMBER_ID_AT, MINUTE_*, COUNTERS, GROUP_SEPARATOR, DONE_CHANNEL,
+-- UNBLOCK, UNBLOCK_TTL_MS: LUA_CONSTANTS in rediq_redis/layout.py) and the record's
+-- parse/pack (from RECORD_FIELDS and RECORD_PATTERNS there): never write their values here.
 --
 -- Protocol 2 (docs/broker.md). A task is ONE record: a field of the `tasks` hash, id ->
 -- "<state>|<priority>|...|<envelope length>|<envelope><payload>" (RECORD_FIELDS), read
@@ -40,7 +40,6 @@ redis.replicate_commands()
 -- The queue's hash tag, "{<namespace>:<queue>}" (every queue key starts with it).
 local TAG = string.sub(Q.pending, 1, #Q.pending - #':pending')
 local REPLAY_MS = tonumber('--@REPLAY_MS@--')
-local RECORD_PATTERN = '^' .. table.concat(RECORD_PATTERNS, '|') .. '|()'
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -49,27 +48,15 @@ end
 
 -- Records -------------------------------------------------------------------------------
 
--- A record as a table (fields of RECORD_FIELDS as strings; `raw` the stored value and
--- `at` where its body, envelope..payload, starts), or nil if `raw` is missing or not a
--- record. A new record has `body` instead.
-local function parse(raw)
-  if not raw then return nil end
-  local parts = { string.match(raw, RECORD_PATTERN) }
-  if #parts ~= #RECORD_FIELDS + 1 then return nil end
-  local r = { raw = raw, at = parts[#parts] }
-  for i, name in ipairs(RECORD_FIELDS) do r[name] = parts[i] end
-  return r
-end
+-- parse(raw): a record as a table (fields of RECORD_FIELDS as strings; `raw` the stored
+-- value and `at` where its body, envelope..payload, starts), or nil if `raw` is missing
+-- or not a record (a field that does not match RECORD_PATTERNS). A new record has `body`
+-- instead. pack(r): the stored value. Both are generated from RECORD_FIELDS (one table
+-- constructor each: no loop over the field names per record).
+--@RECORD@--
 
 local function body_of(r)
   return r.body or string.sub(r.raw, r.at)
-end
-
-local function pack(r)
-  local parts = {}
-  for i, name in ipairs(RECORD_FIELDS) do parts[i] = r[name] end
-  parts[#RECORD_FIELDS + 1] = body_of(r)
-  return table.concat(parts, '|')
 end
 
 -- The records this call read or wrote, by id (false: known to be absent). Writes are
