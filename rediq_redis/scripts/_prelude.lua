@@ -532,6 +532,30 @@ local function inbox_of(worker)
   return TAG .. ':' .. UNBLOCK .. ':' .. worker
 end
 
+-- A handed task as pushed by hand_off(): its holder and id (nil if `item` is not one).
+local function handed_item(item)
+  local holder, length, rest = string.match(item, '^(%d+)|%d+|(%d+)|()')
+  if not holder then return nil end
+  return holder, string.sub(item, rest, rest + tonumber(length) - 1)
+end
+
+-- The ids of tasks handed to the worker of expired holder `n` that are still in its list
+-- (it never took them: it died or stalled while waiting); the list goes.
+local function untaken_handoffs(n)
+  local untaken = {}
+  local worker = redis.call('HGET', Q.workers, '#' .. n)
+  if not worker then return untaken end
+  local inbox = inbox_of(worker)
+  local items = redis.call('LRANGE', inbox, 0, -1)
+  if #items == 0 then return untaken end
+  for _, item in ipairs(items) do
+    local holder, id = handed_item(item)
+    if holder == n then untaken[id] = true end
+  end
+  redis.call('DEL', inbox)
+  return untaken
+end
+
 -- Hand ready tasks straight to workers waiting for them (registered in `idle` by a claim
 -- that found less than it asked for), highest priority first, one per worker: leased to
 -- the worker's holder and pushed onto its own list, so its blocked BLPOP returns the task

@@ -70,8 +70,14 @@ if mark then
   if mark ~= 'h' then redis.call('LREM', Q.idle, 0, worker) end
   redis.call('HDEL', Q.workers, waiting_mark(worker))
   if mark == 'h' then
+    -- only what the worker still holds (a claim may have reclaimed it meanwhile)
+    local n = holder_of(worker, now)
     for _, item in ipairs(redis.call('LRANGE', KEYS[N + 1], 0, -1)) do
-      if item ~= '1' then table.insert(handed, item) end
+      local from, id = handed_item(item)
+      local r = id and load(id)
+      if r and from == n and r.state == 'active' and r.holder == n then
+        table.insert(handed, item)
+      end
     end
     redis.call('DEL', KEYS[N + 1])
   end
@@ -95,11 +101,17 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', Q.holders, '-inf', '(' .. now, 'L
   local ids = redis.call('ZRANGEBYSCORE', Q.active, n, n, 'LIMIT', 0, budget)
   budget = budget - #ids
   load_many(ids)
+  local untaken = untaken_handoffs(n)
   local kept = 0
   for _, id in ipairs(ids) do
     local r = load(id)
     if not r then
       zrem(Q.active, id)
+    elseif untaken[id] then
+      -- handed to a waiting worker that never took it: not a delivery, not a lost lease
+      r.deliveries = tostring(tonumber(r.deliveries) - 1)
+      zrem(Q.active, id)
+      make_pending(id, r, false)
     elseif cancel_requested(id) then
       table.insert(cancelled, id)
       kept = kept + 1

@@ -47,6 +47,22 @@ local function answered(id, r, delivery, key)
   return 0
 end
 
+-- Out of memory (maxmemory, noeviction), Redis refuses a script's writes that need memory
+-- until the script has written something: the first write is the removal of the settled
+-- leases from `active`, so that settling (which frees memory) goes on.
+local held_ids = {}
+for i = 4, #ARGV, SETTLE_ARGS do
+  local r = load(ARGV[i])
+  if worker == '' then
+    if r and r.state == 'active' and not holder_alive(r.holder, now) then
+      table.insert(held_ids, ARGV[i])
+    end
+  elseif holds(r, worker, ARGV[i + 1], now) then
+    table.insert(held_ids, ARGV[i])
+  end
+end
+if #held_ids > 0 then send_chunks('ZREM', Q.active, held_ids, 500) end
+
 local answers = {}
 local counts = { succeeded = 0, retried = 0, failed = 0 }
 local dead = false

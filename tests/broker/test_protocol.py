@@ -92,3 +92,24 @@ async def test_renewing_leases_costs_the_same_for_one_or_many(
     assert await broker.extend_leases(WORKER, {QUEUE: leases}, 5_000) == set()
     # HGET workers, ZSCORE holders, ZADD holders, SCARD cancel, TIME: 5 whatever `held` is
     assert await _commands_run(redis) == 5, await redis.info("commandstats")
+
+
+async def test_a_task_handed_to_a_worker_that_died_waiting_is_not_a_lost_delivery(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str
+) -> None:
+    """A worker registered as waiting and died before taking the task an enqueue handed
+    it: once its holder expired, the task is ready again with its delivery undone (not
+    counted as delivered, nor as a lost lease), and the dead worker's list is gone."""
+    keys = NamespaceKeys(rediq_namespace).queue(QUEUE)
+    session = await broker._ready()
+    await session.scripts.wait(session.client, keys.all, ["dead-worker", 5_000, 30_000])
+    message = make_message(QUEUE)
+    await broker.enqueue([message])
+    assert await redis.llen(keys.unblock("dead-worker")) == 1  # handed over, never taken
+    holder = await redis.hget(keys.key("workers"), "dead-worker")
+    await redis.zadd(keys.key("holders"), {holder: 1}, xx=True)  # it died: its holder expires
+    batch = await broker.fetch(QUEUE, worker_id=WORKER, limit=1, lease_ms=5_000)
+    [delivery] = batch.deliveries
+    assert (delivery.message.id, delivery.deliveries, delivery.lost) == (message.id, 1, 0)
+    assert await redis.exists(keys.unblock("dead-worker")) == 0
+    assert await redis.hget(keys.key("workers"), "dead-worker") is None
