@@ -47,8 +47,6 @@ class _Claim:
     batch: FetchBatch
     exhausted: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
-    #: The batch is a task an enqueue handed to this worker while it waited.
-    handed: bool = False
 
 
 def _decode(row: Sequence[Any]) -> TaskMessage:
@@ -58,8 +56,8 @@ def _decode(row: Sequence[Any]) -> TaskMessage:
 
 def _handed(item: bytes) -> Delivery | tuple[Lease, str]:
     """A task an enqueue handed to this worker (``hand_off`` in the prelude):
-    ``<holder>|<lease deadline>|<id length>|<id><record>``."""
-    holder, deadline, length, rest = item.split(b"|", 3)
+    ``<holder>|<lease deadline>|<next delay>|<id length>|<id><record>``."""
+    holder, deadline, _, length, rest = item.split(b"|", 4)
     task_id = rest[: int(length)].decode()
     record = parse_record(rest[int(length) :])
     lease = Lease(task_id, record.number("deliveries") if record else 0, holder.decode())
@@ -293,11 +291,13 @@ async def _wait(
         if popped is not None and popped[0] != _wake_key(keys):  # this worker's own list
             if popped[1] == _CANCEL_TOKEN:
                 return _Claim(-1, FetchBatch([], []))
-            handed = _handed(cast(bytes, popped[1]))
+            item = cast(bytes, popped[1])
+            next_delay_ms = int(item.split(b"|", 3)[2])  # the queue had no other ready task
+            handed = _handed(item)
             if isinstance(handed, Delivery):
-                return _Claim(-1, FetchBatch([handed], []), handed=True)
+                return _Claim(next_delay_ms, FetchBatch([handed], []))
             lease, why = handed
-            claim = _Claim(-1, FetchBatch([], [Rejected(lease.task_id, why)]), handed=True)
+            claim = _Claim(next_delay_ms, FetchBatch([], [Rejected(lease.task_id, why)]))
             await _finish(session, keys, worker_id, claim, [handed])
             return claim
     else:
@@ -417,8 +417,10 @@ async def fetch(
         batch = claim.batch
         more_due = claim.exhausted or claim.cancelled or claim.next_delay_ms == 0
         if batch.deliveries or batch.rejected or not (wait or more_due):
+            # a handed task came from a queue without other ready tasks: drained too, and
+            # the next fetch registers and waits at once
             drained = len(batch.deliveries) + len(batch.rejected) < limit and not more_due
-            if drained and not claim.handed:
+            if drained:
                 session.drained[(queue, worker_id)] = time.monotonic() + _wait_s(
                     session, claim.next_delay_ms
                 )

@@ -534,7 +534,7 @@ end
 
 -- A handed task as pushed by hand_off(): its holder and id (nil if `item` is not one).
 local function handed_item(item)
-  local holder, length, rest = string.match(item, '^(%d+)|%d+|(%d+)|()')
+  local holder, length, rest = string.match(item, '^(%d+)|%d+|%-?%d+|(%d+)|()')
   if not holder then return nil end
   return holder, string.sub(item, rest, rest + tonumber(length) - 1)
 end
@@ -579,8 +579,10 @@ local function hand_off(now)
       if #taken == 1 then
         local inbox = inbox_of(worker)
         local deadline = now + tonumber(lease_ms)
-        redis.call('RPUSH', inbox,
-          holder .. '|' .. deadline .. '|' .. #id .. '|' .. id .. pack(records[id]))
+        local earliest = earliest_deadline()
+        local next_delay = earliest and math.max(0, earliest - now) or -1
+        redis.call('RPUSH', inbox, holder .. '|' .. deadline .. '|' .. next_delay .. '|' .. #id
+          .. '|' .. id .. pack(records[id]))
         redis.call('PEXPIRE', inbox, UNBLOCK_TTL_MS)
         redis.call('HSET', Q.workers, waiting_mark(worker), 'h')
       end
