@@ -155,6 +155,18 @@ local function flush()
   staged, dropped, tombs = {}, {}, {}
 end
 
+-- Remove each of `ids` from the sorted set `key` and call `act(id, record)` for those
+-- with a record (read in one HMGET).
+local function take_each(key, ids, act)
+  if #ids == 0 then return end
+  load_many(ids)
+  for _, id in ipairs(ids) do
+    zrem(key, id)
+    local r = load(id)
+    if r then act(id, r) end
+  end
+end
+
 -- Waking, scheduling, pending ----------------------------------------------------------
 
 -- Push one wake token unless one is already waiting (the wake list holds at most 1).
@@ -454,13 +466,7 @@ local function prune_dead(now, ttl_ms, max_count)
       table.insert(old, id)
     end
   end
-  if #old == 0 then return end
-  load_many(old)
-  for _, id in ipairs(old) do
-    zrem(Q.dead, id)
-    local r = load(id)
-    if r then forget(id, r, now) end
-  end
+  take_each(Q.dead, old, function(id, r) forget(id, r, now) end)
 end
 
 -- Move an (already unlinked) task into the dead-letter set with its error JSON.

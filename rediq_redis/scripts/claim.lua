@@ -85,14 +85,7 @@ end
 limit = math.max(0, limit - #handed)
 
 local due = redis.call('ZRANGEBYSCORE', Q.scheduled, '-inf', now, 'LIMIT', 0, bound)
-if #due > 0 then
-  load_many(due)
-  for _, id in ipairs(due) do
-    zrem(Q.scheduled, id)
-    local r = load(id)
-    if r then make_pending(id, r, true) end
-  end
-end
+take_each(Q.scheduled, due, function(id, r) make_pending(id, r, true) end)
 
 local exhausted, cancelled = {}, {}
 local budget = bound

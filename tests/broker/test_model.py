@@ -274,6 +274,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         if not task.due_rank:
             task.due_rank = next(self.due_ranks)
             self.run(self.redis.zadd(self.keys.key("scheduled"), {task.id: task.due_rank}, xx=True))
+            self.time_passed()
 
     @precondition(lambda self: self.model.in_state("active"))
     @rule(data=st.data())
@@ -286,6 +287,13 @@ class ProtocolMachine(RuleBasedStateMachine):
         for other in self.model.in_state("active"):
             if other.owner == task.owner:
                 other.expired = True
+        self.time_passed()
+
+    def time_passed(self) -> None:
+        """A deadline moved into the past stands for time passing: a worker that found its
+        queue drained waits only until the next deadline its claim reported, so its next
+        fetch would claim by then. Forget those waits (the broker's memo of them)."""
+        self.run(self.broker._ready()).drained.clear()
 
     @precondition(lambda self: self.model.in_state("active"))
     @rule(
