@@ -37,7 +37,7 @@ _ERROR_BACKOFF_S = (0.05, 5.0)
 _ROW = 7  # fields per leased task in a claim reply
 _CANCEL_TOKEN = b"1"  # what a cancelled fetch pushes onto its own list
 _SETTLE_BATCH = 500
-#: A worker's registration as waiting outlives its longest wait by this much.
+#: A worker's registration as waiting outlives its wait by this much.
 _REGISTRATION_MARGIN_S = 1.0
 
 
@@ -284,7 +284,10 @@ async def _wait(
     outside (shutdown) unblocks the wait through this worker's own list
     (:func:`_hand_back`).
     """
-    timeout = _wait_s(session, next_delay_ms)
+    # A registration lasts about one lease (at least a second): the wait ends by then and
+    # the worker registers again (one claim and one registration per lease while idle),
+    # so the registration of a worker that died waiting lapses within a lease.
+    timeout = min(_wait_s(session, next_delay_ms), max(lease_ms / 1000, 1.0))
     server_part = timeout - session.timer_tick_s
     if server_part > 0.001:
         popped = await _register_and_block(session, keys, worker_id, lease_ms, server_part)
@@ -310,7 +313,7 @@ async def _register_and_block(
 ) -> Any:
     """Register as waiting (``wait.lua``), then ``BLPOP`` this worker's list and the wake
     key: one pipeline (on a Cluster, which splits pipelines by node, two steps)."""
-    valid_ms = int((session.settings.wake_safety_cap_s + _REGISTRATION_MARGIN_S) * 1000)
+    valid_ms = int((timeout_s + _REGISTRATION_MARGIN_S) * 1000)
     blocked_on = [keys.unblock(worker_id), keys.key("wake")]
     register = session.scripts.wait
     args = [worker_id, lease_ms, valid_ms]
