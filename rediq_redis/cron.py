@@ -22,6 +22,7 @@ from rediq_core.message import TaskMessage
 
 from .channels import channel_messages
 from .keys import new_nonce
+from .producer import enqueue_args
 from .records import text
 from .scripts import CronScripts
 from .session import Session
@@ -56,17 +57,7 @@ async def fire(
     """Atomically: CAS the last fired tick, enqueue ``message`` (as enqueue.lua does:
     the queue's keys and the task's result key, then its ``enqueue_tasks`` arguments)."""
     m = message
-    # enqueue_tasks args (scripts/_prelude.lua), as the producer builds them
-    enqueue = [
-        m.id,
-        m.envelope(),
-        m.payload,
-        m.priority,
-        "" if m.eta_ms is None else m.eta_ms,
-        "" if m.delay_ms is None else m.delay_ms,
-        m.result_ttl_s,
-        new_nonce(),
-    ]
+    enqueue = enqueue_args(m, new_nonce())  # the producer's very arguments
     args = [schedule, "" if tick_ms is None else tick_ms, *enqueue]
     keys = session.keys.queue(m.queue).for_task(m.id)
     outcome, previous = await scripts.fire(session.client, keys, args)
