@@ -55,10 +55,6 @@ end
 -- constructor each: no loop over the field names per record).
 --@RECORD@--
 
-local function body_of(r)
-  return r.body or string.sub(r.raw, r.at)
-end
-
 -- The records this call read or wrote, by id (false: known to be absent). Writes are
 -- staged and sent by flush(): a batch writes every record it touched in one HSET.
 local records, staged, dropped = {}, {}, {}

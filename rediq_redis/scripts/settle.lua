@@ -50,16 +50,16 @@ end
 -- Out of memory (maxmemory, noeviction), Redis refuses a script's writes that need memory
 -- until the script has written something: the first write is the removal of the settled
 -- leases from `active`, so that settling (which frees memory) goes on.
-local held_ids = {}
+-- held[i]: the lease of the settlement at ARGV[i] is held (decided once, here).
+local held_ids, held = {}, {}
 for i = 4, #ARGV, SETTLE_ARGS do
   local r = load(ARGV[i])
   if worker == '' then
-    if r and r.state == 'active' and not holder_alive(r.holder, now) then
-      table.insert(held_ids, ARGV[i])
-    end
-  elseif holds(r, worker, ARGV[i + 1], now) then
-    table.insert(held_ids, ARGV[i])
+    held[i] = r and r.state == 'active' and not holder_alive(r.holder, now)
+  else
+    held[i] = holds(r, worker, ARGV[i + 1], now)
   end
+  if held[i] then table.insert(held_ids, ARGV[i]) end
 end
 if #held_ids > 0 then send_chunks('ZREM', Q.active, held_ids, 500) end
 
@@ -72,13 +72,8 @@ for i = 4, #ARGV, SETTLE_ARGS do
   local id, delivery, kind, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = ARGV[i + 5]
   local r = load(id)
-  local held
-  if worker == '' then
-    held = r and r.state == 'active' and not holder_alive(r.holder, now)
-  else
-    held = holds(r, worker, delivery, now)
-  end
-  if not held then
+  -- (an id settled twice in one batch: its second settlement finds it moved on)
+  if not (held[i] and r and r.state == 'active') then
     answers[j] = answered(id, r, delivery, key)
   else
     local result_key = KEYS[N + j]

@@ -110,7 +110,7 @@ async def test_lua_and_python_read_a_record_alike(redis: Redis, rediq_namespace:
         + "\nfor i, name in ipairs(names) do seen[i] = r[name] end"
         + "\nlocal built = { body = ARGV[2] .. ARGV[3] }"
         + "\nfor i, name in ipairs(names) do built[name] = ARGV[3 + i] end"
-        + "\nreturn { seen, body_of(r), envelope_text(r), pack(built) }"
+        + "\nreturn { seen, string.sub(r.raw, r.at), envelope_text(r), pack(built) }"
     )
     keys = QueueKeys(rediq_namespace, "layout").all
     values = [fields[name] for name in layout.RECORD_FIELDS]
