@@ -131,22 +131,28 @@ def analyse(
     duration_s: float,
     kills: int,
 ) -> Report:
-    """Runs per tick (first deliveries; redeliveries of a killed run counted apart)."""
-    runs: dict[int, int] = {}
-    lateness: list[int] = []
+    """Tasks per tick (a second fire would be a second task id) and first deliveries per
+    tick; a redelivery of a run whose worker was killed (same id, ``deliveries > 1``) is
+    counted apart, and it alone shows a tick ran when its first delivery was killed before
+    it printed. Lateness is each tick's earliest printed start."""
+    tasks: dict[int, set[str]] = {}
+    first_runs: dict[int, int] = {}
+    started: dict[int, int] = {}
     redeliveries = 0
     for line in lines:
         match = RUN.search(line)
         if not match:
             continue
         tick, start, deliveries = (int(match.group(i)) for i in (1, 2, 3))
+        tasks.setdefault(tick, set()).add(match.group(4))
+        started[tick] = min(start, started.get(tick, start))
         if deliveries > 1:
             redeliveries += 1  # a worker was killed during this run: at-least-once delivery
-            continue
-        runs[tick] = runs.get(tick, 0) + 1
-        if first_tick <= tick <= last_tick:
-            lateness.append(start - tick)
+        else:
+            first_runs[tick] = first_runs.get(tick, 0) + 1
     window = range(first_tick, last_tick + 1, 1000)
+    runs = {t: max(len(tasks[t]), first_runs.get(t, 0)) for t in tasks}
+    lateness = [started[t] - t for t in window if t in started]
     return Report(
         workers=workers,
         duration_s=duration_s,

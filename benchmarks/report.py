@@ -111,4 +111,37 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
     versions = meta.get("versions", {})
     for env, found in versions.items():
         notes.append(f"versions ({env}): " + ", ".join(f"{k} {v}" for k, v in found.items()))
-    return "\n".join(lines + notes)
+    return "\n".join(lines + notes + _commands_table(results, systems))
+
+
+#: What the shared task body and the drain's progress polling send, for every system.
+HARNESS_COMMANDS = frozenset({"set", "incr", "incrby", "get", "mget"})
+
+
+def _commands_table(results: dict[str, dict[str, Any]], systems: list[str]) -> list[str]:
+    """Redis commands per no-op task (prefill and drain), as the server counted them:
+    which writes each system pays for. Script calls are shown with their own calls."""
+    counted = [s for s in systems if results[s].get("redis_commands_per_task")]
+    if not counted:
+        return []
+    lines = [
+        "",
+        "Redis commands per no-op task (`INFO commandstats` over the no-op prefill and drain;"
+        " a script's own calls are counted under their commands; the shared task body's"
+        f" {', '.join(sorted(HARNESS_COMMANDS))} are left out):",
+        "",
+        "| phase | " + " | ".join(counted) + " |",
+        "|---|" + "---|" * len(counted),
+    ]
+    for phase in ("enqueue", "drain"):
+        cells = []
+        for system in counted:
+            found = results[system]["redis_commands_per_task"][phase]
+            shown = {k: v for k, v in found.items() if k not in HARNESS_COMMANDS and v >= 0.005}
+            total = sum(v for k, v in shown.items() if k not in ("evalsha", "eval", "fcall"))
+            parts = ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(shown.items(), key=lambda kv: -kv[1])
+            )
+            cells.append(f"**{total:.1f}**: {parts}")
+        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+    return lines

@@ -175,6 +175,25 @@ def redis_cpu_s(url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def redis_commands(url: str) -> dict[str, int]:
+    """How many times the redis-server ran each command (``INFO commandstats``: a script's
+    own calls (``redis.call``) are counted under their commands too)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def per_task(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
+    """Commands per task between two :func:`redis_commands` snapshots."""
+    found = {name: (count - before.get(name, 0)) / n for name, count in after.items()}
+    return {name: per for name, per in sorted(found.items()) if per > 0}
+
+
 class Worker:
     """A worker process in its own session, so the whole tree can be killed."""
 
@@ -291,8 +310,10 @@ def bench_system(system: System, sizes: Sizes, logs: Path) -> dict[str, Any]:
         ):
             step(system.name, f"{label}: prefill {n}, then start the worker")
             before_prefill = redis_cpu_s(url)
+            commands_before_prefill = redis_commands(url)
             produce(system, env, workload, n)
             before_drain = redis_cpu_s(url)
+            commands_before_drain = redis_commands(url)
             worker = start_worker()
             out[label] = produce(system, env, "await-drain", n)
             worker.check_alive()
@@ -300,6 +321,10 @@ def bench_system(system: System, sizes: Sizes, logs: Path) -> dict[str, Any]:
                 out["redis_cpu_us"] = {
                     "enqueue": (before_drain - before_prefill) / n * 1e6,
                     "drain": (redis_cpu_s(url) - before_drain) / n * 1e6,
+                }
+                out["redis_commands_per_task"] = {
+                    "enqueue": per_task(commands_before_prefill, commands_before_drain, n),
+                    "drain": per_task(commands_before_drain, redis_commands(url), n),
                 }
                 out["worker_cpu_us"] = tree_cpu_s(worker.process.pid) / n * 1e6
                 rss = max(rss, worker.stop())

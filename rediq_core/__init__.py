@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .app import EVENT_NAMES, Rediq
 from .broker import Broker, BrokerOptions, CancelOutcome, TaskError, TaskRecord, TaskState
+from .canvas import Chain, Chord, Group, chain, chord, group
 from .context import (
     current_task_exception,
     current_task_groups,
@@ -16,6 +17,7 @@ from .context import (
     run_in_current_executor,
 )
 from .control import Control
+from .flow import FlowArgs, LimitUse, QueueFlow, QueueLimits, Rate
 from .handle import TaskHandle
 from .info import TaskInfo, WorkerInfo
 from .inspection import MinuteCounts, QueueOverview, TaskPage, WorkerStatus
@@ -25,6 +27,7 @@ from .plugins import hookimpl, make_plugin_host
 from .retry import Retry, RetryPolicy
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
+from .workflows import StepStatus, WorkflowHandle
 
 __version__ = "0.1.0"
 
@@ -33,13 +36,22 @@ __all__ = [
     "Broker",
     "BrokerOptions",
     "CancelOutcome",
+    "Chain",
+    "Chord",
     "Control",
+    "FlowArgs",
+    "Group",
+    "LimitUse",
     "MinuteCounts",
+    "QueueFlow",
+    "QueueLimits",
     "QueueOverview",
+    "Rate",
     "Rediq",
     "Retry",
     "RetryPolicy",
     "Serializer",
+    "StepStatus",
     "TaskCall",
     "TaskDefinition",
     "TaskError",
@@ -51,12 +63,16 @@ __all__ = [
     "TaskState",
     "WorkerInfo",
     "WorkerStatus",
+    "WorkflowHandle",
     "__version__",
+    "chain",
+    "chord",
     "current_task_exception",
     "current_task_groups",
     "current_task_info",
     "current_task_result",
     "current_task_retried",
+    "group",
     "hookimpl",
     "lifespan",
     "make_plugin_host",

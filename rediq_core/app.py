@@ -6,10 +6,12 @@ import asyncio
 import datetime as dt
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, ParamSpec, TypeVar, overload
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, Unpack, overload
 
 from . import defaults, roles
 from .broker import Broker, BrokerOptions, TaskRecord, TaskState
+from .canvas import plan
 from .control import Control
 from .cron import CronControl, Schedule, make_schedule
 from .errors import (
@@ -18,6 +20,7 @@ from .errors import (
     TaskRegistrationError,
     UnknownNameError,
 )
+from .flow import FlowArgs, check_flow_args
 from .handle import TaskHandle, raise_for_record
 from .message import TaskMessage
 from .options import TaskOptions, check_name, milliseconds, seconds
@@ -27,7 +30,11 @@ from .producer import ProducerPipeline
 from .retry import RetryPolicy
 from .serializer import Serializer
 from .signing import MessageSigner
-from .task import TaskCall, TaskDefinition
+from .task import TaskCall, TaskDefinition, refuse_partial
+
+if TYPE_CHECKING:
+    from .canvas import Step
+    from .workflows import WorkflowHandle
 
 __all__ = ["EVENT_NAMES", "Rediq"]
 
@@ -161,6 +168,7 @@ class Rediq:
         task_timeout: int | dt.timedelta | None = None,
         result_ttl: int | dt.timedelta | None = None,
         retry: RetryPolicy | None = None,
+        **flow: Unpack[FlowArgs],
     ) -> Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]: ...
 
     def task(
@@ -175,6 +183,7 @@ class Rediq:
         task_timeout: int | dt.timedelta | None = None,
         result_ttl: int | dt.timedelta | None = None,
         retry: RetryPolicy | None = None,
+        **flow: Unpack[FlowArgs],
     ) -> TaskDefinition[P, R] | Callable[[Callable[P, Awaitable[R]]], TaskDefinition[P, R]]:
         """Register a coroutine function as a task (bare ``@app.task`` or with options).
 
@@ -188,7 +197,30 @@ class Rediq:
         :param retry: which failures are retried, how often and after what delay
             (:class:`~rediq_core.retry.RetryPolicy`; default: every exception, with the
             worker's backoff, ``task_retries`` times).
+        :param rate_limit: at most this many starts across every worker, ``"100/s"``,
+            ``"10/m"`` or ``"5/h"`` (docs/flow-control.md).
+        :param rate_limit_key: one rate bucket per value of this argument (or of what
+            this callable returns, given the task's arguments).
+        :param concurrency_limit: at most this many running across every worker.
+        :param concurrency_key: the limit counts per value of this argument (or callable).
+        :param fair_key: tasks of the queue take turns by this argument's value (or the
+            callable's), round-robin among its values.
+        :param expires: seconds (or a timedelta) from its enqueue: a task not started by
+            then ends ``expired`` and never runs.
+        :param deadline: seconds (or a timedelta) from its enqueue after which no attempt
+            (a retry included) starts; the task then ends ``expired``.
+        :param unique: ``"until_done"`` or ``"until_started"``: while a task with the same
+            unique key is unfinished (or not started), an enqueue stores nothing and its
+            handle follows that task.
+        :param unique_key: the unique key's argument (or a callable); default: the task
+            and all its arguments.
+        :param debounce: seconds (or a timedelta): a burst of enqueues with one debounce
+            key runs once, the last call, this long after it (the earlier ones end
+            cancelled).
+        :param debounce_key: the debounce key's argument (or a callable); default: the
+            task alone (every call of it).
         """
+        check_flow_args(flow)  # a typo fails here, before the function is decorated
         options = self.default_options.merged(
             retry=retry,
             priority=task_priority,
@@ -200,13 +232,14 @@ class Rediq:
 
         def decorate(func: Callable[P, Awaitable[R]]) -> TaskDefinition[P, R]:
             _require_coroutine(func, "task function")
+            limits = options.flow.merged(inspect.signature(func), **flow)
             name = check_name(task_name if task_name is not None else func.__qualname__)
             if name in self.tasks:
                 raise TaskRegistrationError(
                     f"a task named {name!r} is already registered"
                     f" ({self.tasks[name].fn.__module__}); pass a unique task_name="
                 )
-            definition = TaskDefinition(self, func, name, options)
+            definition = TaskDefinition(self, func, name, replace(options, flow=limits))
             self.tasks[name] = definition
             return definition
 
@@ -366,6 +399,30 @@ class Rediq:
         )
         return handle
 
+    async def enqueue_workflow(self, workflow: Step[R]) -> WorkflowHandle[R]:
+        """Publish a workflow (``chain``, ``group``, ``chord``; what their ``enqueue()``
+        does); a handle to follow it. Its steps are checked first: a workflow that cannot
+        run as written raises :class:`ConfigurationError` and nothing is sent."""
+        from .workflows import enqueue_workflow
+
+        compiled = plan(workflow)
+        if not compiled.steps:
+            raise ConfigurationError("an empty workflow has no step to run")
+        for step in compiled.steps:
+            if step.call.task.app is not self:
+                raise ConfigurationError(f"task {step.call.task.name!r} belongs to another app")
+        handle: WorkflowHandle[R] = await enqueue_workflow(self, compiled)
+        return handle
+
+    async def workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """The handle of a workflow found by its id (``str(handle)``), so one process can
+        await, inspect or cancel what another enqueued. Raises
+        :class:`TaskNotFoundError` if the broker holds no such workflow (never
+        enqueued, or its record expired)."""
+        from .workflows import workflow_handle
+
+        return await workflow_handle(self, workflow_id)
+
     async def result(self, task_id: str, timeout: float | dt.timedelta | None = None) -> Any:
         """Wait for the task with this id to end and return its result (see
         :meth:`TaskHandle.result` for the errors), wherever it was enqueued from."""
@@ -390,11 +447,12 @@ class Rediq:
         for call in calls:
             if call.task.app is not self:
                 raise ConfigurationError(f"task {call.task.name!r} belongs to another app")
+            refuse_partial(call)
         sent = await self.producer.publish_calls(roles.producer(self.get_broker()), calls)
         return [
             TaskHandle[R](
                 self,
-                m.id,
+                o.task_id,  # a duplicate's handle follows the task it duplicates
                 m.queue,
                 accepted=o.accepted,
                 result_ttl_s=m.result_ttl_s if o.result_ttl_s is None else o.result_ttl_s,

@@ -15,13 +15,20 @@ from typing import Any
 from . import defaults, roles
 from .broker import Broker
 from .errors import AmbiguousWorkerError
+from .flow import QueueFlow, QueueLimits, Rate
 from .inspection import QueueOverview, TaskPage, WorkerStatus
 from .records import CancelOutcome, TaskRecord, TaskState, WorkerRecord
 
 __all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
 
 #: The states ``purge`` removes by default: everything that waits (not running tasks).
-PURGEABLE_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.FAILED)
+PURGEABLE_STATES = (
+    TaskState.PENDING,
+    TaskState.WAITING,
+    TaskState.LIMITED,
+    TaskState.SCHEDULED,
+    TaskState.FAILED,
+)
 
 
 def _int(value: Any) -> int | None:
@@ -137,8 +144,9 @@ class Control:
         return replace(await self._control.queue_overview(name, minutes), consumers=consumers)
 
     async def purge(self, queue: str, states: Sequence[TaskState] | None = None) -> int:
-        """Remove every task of ``queue`` in ``states`` (default: pending, scheduled and
-        dead letters; running tasks are never purged); return how many."""
+        """Remove every task of ``queue`` in ``states`` (default: pending, waiting,
+        scheduled and dead letters; running tasks are never purged); return how many. A
+        purged workflow step ends the steps waiting for it as cancelled."""
         chosen = PURGEABLE_STATES if states is None else tuple(TaskState(s) for s in states)
         return await self._control.purge_tasks(queue, chosen)
 
@@ -151,6 +159,31 @@ class Control:
     async def resume(self, queue: str) -> bool:
         """Undo :meth:`pause`; False if the queue was not paused."""
         return await self._control.resume(queue)
+
+    # --- limits -----------------------------------------------------------------------
+
+    async def set_limits(
+        self, queue: str, *, concurrency: int | None = None, rate: str | Rate | None = None
+    ) -> QueueLimits:
+        """Set ``queue``'s own limits, for every task of it across every worker: at most
+        ``concurrency`` running, at most ``rate`` starts (``"500/s"``, ``"10/m"``, ...).
+        None removes that limit: ``set_limits(queue)`` clears both. Tasks a raised or
+        cleared limit lets start do so at once. Raises
+        :class:`~rediq_core.roles.MissingRoleError` if the broker has no limits role."""
+        limits = QueueLimits(
+            concurrency=concurrency,
+            rate=rate if isinstance(rate, Rate) or rate is None else Rate.parse(rate, "rate"),
+        )
+        await roles.limits(self.broker).set_limits(queue, limits)
+        return limits
+
+    async def limits(self, queue: str | None = None) -> list[QueueFlow]:
+        """The own limits of ``queue`` (or of every queue) and the use of every limit its
+        tasks hold or wait for: running tasks per concurrency limit, tasks held back, a
+        rate's next start."""
+        role = roles.limits(self.broker)
+        names = [queue] if queue is not None else await self.queues()
+        return [await role.limits(name) for name in names]
 
     # --- dead letters -----------------------------------------------------------------
 

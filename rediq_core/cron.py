@@ -134,6 +134,7 @@ def make_schedule(
         retries=options.retries,
         timeout_ms=options.timeout_ms,
         result_ttl_s=options.result_ttl_s,
+        flow=None if message.flow is None else message.flow.to_json(),
     )
     if name in app.schedules:
         raise TaskRegistrationError(

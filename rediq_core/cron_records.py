@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .flow import Flow
 from .message import TaskMessage
 
 __all__ = [
@@ -50,6 +51,8 @@ class ScheduleSpec:
     retries: int
     timeout_ms: int | None
     result_ttl_s: int
+    #: The runs' flow (limits, unique, expiry: ``Flow.to_json()``), or None.
+    flow: dict[str, Any] | None = None
 
     @property
     def version(self) -> str:
@@ -59,6 +62,8 @@ class ScheduleSpec:
     def to_json(self) -> str:
         fields = asdict(self)
         fields["payload"] = base64.b64encode(self.payload).decode("ascii")
+        if fields["flow"] is None:  # specs without one keep the version they had
+            del fields["flow"]
         return json.dumps(fields, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -98,6 +103,7 @@ class ScheduleSpec:
             result_ttl_s=self.result_ttl_s,
             headers=headers,
             eta_ms=eta_ms,
+            flow=None if self.flow is None else Flow.from_json(self.flow),
         )
 
 

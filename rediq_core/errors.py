@@ -28,6 +28,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskRegistrationError",
     "UnknownNameError",
+    "WorkflowFailed",
 ]
 
 
@@ -114,8 +115,27 @@ class TaskFailedError(RediqError):
         self.traceback = traceback
 
 
+class TaskExpiredError(TaskFailedError):
+    """The awaited task ended ``expired``: it was not started by its ``expires`` time, or
+    its ``deadline`` passed before its next attempt could start (``message`` says which)."""
+
+
 class TaskCancelledError(RediqError):
     """The awaited task was cancelled."""
+
+
+class WorkflowFailed(RediqError):
+    """A step of the awaited workflow did not succeed, so the workflow cannot end;
+    ``step`` is its number, ``task_name`` its task, ``state`` how it ended (``failed``
+    or ``cancelled``), ``error`` its error (None if it has none)."""
+
+    def __init__(
+        self, workflow_id: str, step: int, task_name: str, state: str, error: TaskFailedError | None
+    ) -> None:
+        why = f" with {error.type}: {error.message}" if error is not None else ""
+        super().__init__(f"workflow {workflow_id}: step {step} ({task_name}) {state}{why}")
+        self.workflow_id, self.step, self.task_name = workflow_id, step, task_name
+        self.state, self.error = state, error
 
 
 class AmbiguousWorkerError(RediqError, LookupError):

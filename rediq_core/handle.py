@@ -9,6 +9,7 @@ from . import roles
 from .errors import (
     ResultNotKeptError,
     TaskCancelledError,
+    TaskExpiredError,
     TaskFailedError,
 )
 from .records import CancelOutcome, TaskRecord, TaskState
@@ -88,9 +89,10 @@ def raise_for_record(record: TaskRecord) -> None:
     """Raise the error a finished-but-unsuccessful record stands for."""
     if record.state is TaskState.CANCELLED:
         raise TaskCancelledError(f"task {record.id} was cancelled")
-    if record.state is TaskState.FAILED:
+    if record.state in (TaskState.FAILED, TaskState.EXPIRED):
         error = record.error
-        raise TaskFailedError(
+        kind = TaskExpiredError if record.state is TaskState.EXPIRED else TaskFailedError
+        raise kind(
             record.id,
             error.type if error else "UnknownError",
             error.message if error else "",

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .info import TaskInfo, WorkerInfo
     from .message import TaskMessage
     from .serializer import Serializer
+    from .workflow_records import WorkflowRecord
 
 __all__ = [
     "RegisterBroker",
@@ -231,6 +232,45 @@ def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> M
         task's), another worker fired the same cron tick first (its run has the same id;
         ``state`` is ``pending``), or the tick belongs to a paused schedule (no run;
         ``state`` is ``cancelled``).
+    """
+
+
+@hookspec
+def rediq_after_task_expired(
+    task_id: str, task_name: str, queue: str, reason: str
+) -> MaybeAwaitable:
+    """Called once by the worker whose claim ended a task ``expired``: its ``expires``
+    time passed before it started, or its ``deadline`` passed before its next attempt
+    could start (docs/flow-control.md). The task never reaches a task context.
+
+    :param task_id: the task's id.
+    :param task_name: its task's name.
+    :param queue: its queue.
+    :param reason: which time passed, in words.
+    """
+
+
+@hookspec
+def rediq_before_workflow_enqueue(workflow: WorkflowRecord) -> MaybeAwaitable:
+    """Called once per workflow (``chain``, ``group``, ``chord``) before its steps are
+    stored; each step then goes through :func:`rediq_before_task_enqueue` and
+    :func:`rediq_after_task_enqueue` like any task, in the same context (a trace span made
+    current here is the parent of the steps' producer spans: one trace per workflow).
+
+    :param workflow: its id, its steps (queue and task of each) and what its result is
+        made of.
+    """
+
+
+@hookspec
+def rediq_after_workflow_enqueue(
+    workflow: WorkflowRecord, error: BaseException | None
+) -> MaybeAwaitable:
+    """Called once per workflow after :func:`rediq_before_workflow_enqueue`, whether its
+    steps were all stored (``error`` None) or storing them raised ``error``.
+
+    :param workflow: as given to :func:`rediq_before_workflow_enqueue`.
+    :param error: what the enqueue raised, or None.
     """
 
 

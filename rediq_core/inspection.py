@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["COUNTER_NAMES", "MinuteCounts", "QueueOverview", "TaskPage", "WorkerStatus"]
 
 #: The per-queue counters kept in Redis, lifetime totals and per-minute buckets.
-#: ``failed`` counts tasks that were dead-lettered (retries exhausted or unusable data).
-COUNTER_NAMES = ("enqueued", "succeeded", "failed", "retried")
+#: ``failed`` counts tasks that were dead-lettered (retries exhausted or unusable data);
+#: ``expired`` tasks that ended by their expiry or deadline without (another) attempt.
+COUNTER_NAMES = ("enqueued", "succeeded", "failed", "retried", "expired")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class MinuteCounts:
     succeeded: int = 0
     failed: int = 0
     retried: int = 0
+    expired: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,10 @@ class QueueOverview:
     totals: Mapping[str, int]
     minutes: tuple[MinuteCounts, ...] = ()
     consumers: int | None = None
+    #: Workflow steps waiting for earlier steps.
+    waiting: int = 0
+    #: Ready tasks a concurrency or rate limit stops from starting now.
+    limited: int = 0
 
     @property
     def no_consumer(self) -> bool:

@@ -9,10 +9,12 @@ broker can store and any tool can read without trusting the payload.
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from .flow import Flow
 
 __all__ = ["MalformedMessageError", "TaskMessage", "new_task_id", "now_ms"]
 
@@ -23,8 +25,8 @@ def now_ms() -> int:
 
 
 def new_task_id() -> str:
-    """A fresh task id: 32 lowercase hex digits."""
-    return uuid.uuid4().hex
+    """A fresh task id: 32 lowercase hex digits (128 random bits)."""
+    return os.urandom(16).hex()
 
 
 class MalformedMessageError(ValueError):
@@ -54,13 +56,19 @@ class TaskMessage:
     enqueued_at_ms: int = field(default_factory=now_ms)
     #: HMAC signature (``rediq_core.signing``); empty when the producer does not sign.
     signature: str = ""
+    #: The limits the broker applies to this task (``rediq_core.flow``), or None. In the
+    #: envelope it comes first, so a broker sees whether a task has any without parsing.
+    flow: Flow | None = None
     _envelope: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def envelope(self) -> bytes:
         """The message without its payload, as compact JSON (encoded once per message)."""
         envelope = self._envelope
         if envelope is None:
-            fields = {name: getattr(self, name) for name in ENVELOPE_FIELDS}
+            fields: dict[str, Any] = {}
+            if self.flow is not None:
+                fields["flow"] = self.flow.to_json()
+            fields.update((name, getattr(self, name)) for name in ENVELOPE_FIELDS)
             fields["groups"] = list(self.groups)
             envelope = json.dumps(fields, separators=(",", ":")).encode()
             object.__setattr__(self, "_envelope", envelope)
@@ -74,6 +82,8 @@ class TaskMessage:
             if not isinstance(fields, dict):
                 raise TypeError("envelope is not a JSON object")
             fields["groups"] = tuple(fields.get("groups", ()))
+            if "flow" in fields:
+                fields["flow"] = Flow.from_json(fields["flow"])
             message = cls(id=task_id, payload=payload, **fields)
         except (TypeError, ValueError) as exc:
             raise MalformedMessageError(f"task {task_id}: malformed envelope: {exc}") from exc
@@ -91,7 +101,8 @@ class TaskMessage:
         return message
 
 
-#: Every field but ``id`` (the broker's key) and ``payload`` (stored apart, opaque).
+#: Every field but ``id`` (the broker's key), ``payload`` (stored apart, opaque) and
+#: ``flow`` (written first, and only when set).
 ENVELOPE_FIELDS = tuple(
-    f.name for f in fields(TaskMessage) if f.name not in ("id", "payload") and f.init
+    f.name for f in fields(TaskMessage) if f.name not in ("id", "payload", "flow") and f.init
 )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from . import defaults
 from .errors import ConfigurationError
+from .flow import FlowOptions
+
+NO_FLOW: Final = FlowOptions()
 
 if TYPE_CHECKING:
     from .retry import RetryPolicy
@@ -69,8 +72,11 @@ class TaskOptions:
     result_ttl_s: int = defaults.DEFAULT_RESULT_TTL_S
     #: None: every ``Exception`` is retried with the worker's backoff.
     retry: RetryPolicy | None = None
+    #: Rate and concurrency limits and the fair key (docs/flow-control.md).
+    flow: FlowOptions = NO_FLOW
 
     def __post_init__(self) -> None:
+        self.flow.check(None)
         check_queue(self.queue)
         _check_int("task_priority", self.priority, defaults.PRIORITY_MIN, defaults.PRIORITY_MAX)
         _check_int("task_retries", self.retries, 0, 1000)

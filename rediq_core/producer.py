@@ -102,6 +102,7 @@ class ProducerPipeline:
             headers=_headers(call),
             eta_ms=call.eta_ms,
             delay_ms=call.delay_ms,
+            flow=call.flow(payload),
         )
 
     def seal(self, message: TaskMessage) -> TaskMessage:

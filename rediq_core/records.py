@@ -12,7 +12,7 @@ Times are epoch milliseconds; durations say their unit in their name.
 from __future__ import annotations
 
 import enum
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -24,6 +24,7 @@ __all__ = [
     "CancelOutcome",
     "Delivery",
     "EnqueueOutcome",
+    "Expired",
     "FetchBatch",
     "Lease",
     "QueueStats",
@@ -38,15 +39,23 @@ __all__ = [
 
 class TaskState(enum.StrEnum):
     PENDING = "pending"  # ready to run
+    WAITING = "waiting"  # a workflow step whose earlier steps have not all succeeded
+    LIMITED = "limited"  # ready, but a concurrency or rate limit stops it from starting now
     SCHEDULED = "scheduled"  # delayed, or waiting to retry
     ACTIVE = "active"  # leased by a worker
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # retries exhausted or bad input: in the dead-letter set
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # not started by its expiry, or no attempt could start by its deadline
 
     @property
     def unfinished(self) -> bool:
-        return self in (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE)
+        return self in _UNFINISHED
+
+
+_UNFINISHED = frozenset(
+    (TaskState.PENDING, TaskState.WAITING, TaskState.LIMITED, TaskState.SCHEDULED, TaskState.ACTIVE)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +108,20 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class Expired:
+    """A task the fetch's claim ended ``expired`` (``reason`` says which time passed)."""
+
+    task_id: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class FetchBatch:
     deliveries: list[Delivery]
     rejected: list[Rejected] = field(default_factory=list)
+    #: Tasks this fetch's claim ended ``expired`` (the worker reports them to plugins).
+    expired: list[Expired] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +155,7 @@ class Settlement:
     error: TaskError | None = None
     retry_delay_ms: int | None = None
     delivery: int | None = None
-    key: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    key: str = field(default_factory=lambda: os.urandom(8).hex())
 
 
 class CancelOutcome(enum.StrEnum):
@@ -183,6 +203,12 @@ class QueueStats:
     succeeded: int
     failed: int
     retried: int
+    #: Workflow steps waiting for earlier steps.
+    waiting: int = 0
+    #: Ready tasks a concurrency or rate limit stops from starting now.
+    limited: int = 0
+    #: Tasks that ended ``expired`` (lifetime counter).
+    expired: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ def _key_id(key: bytes) -> str:
 def _signed_bytes(message: TaskMessage) -> bytes:
     fields = {name: getattr(message, name) for name in ENVELOPE_FIELDS if name != "signature"}
     fields["groups"] = list(message.groups)
+    if message.flow is not None:  # absent when unset: signatures of earlier builds still verify
+        fields["flow"] = message.flow.to_json()
     envelope = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
     return b"\0".join(
         (b"rediq-" + _VERSION.encode(), message.id.encode(), envelope, message.payload)

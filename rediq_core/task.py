@@ -7,9 +7,10 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack
 
 from .errors import ConfigurationError
+from .flow import Flow, FlowArgs, flow_of
 from .options import TaskOptions, check_name, check_queue, milliseconds, seconds
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from .handle import TaskHandle
     from .retry import RetryPolicy
 
-__all__ = ["TaskCall", "TaskDefinition"]
+__all__ = ["TaskCall", "TaskDefinition", "refuse_partial"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,11 +36,20 @@ class TaskDefinition(Generic[P, R]):
         self.name = name
         self.options = options
         self.signature = inspect.signature(fn)
+        #: How many arguments the function takes when it has only positional-or-keyword
+        #: parameters without defaults (checked without ``Signature.bind``), else None.
+        self._positional = _plain_arity(self.signature)
         functools.update_wrapper(self, fn)
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise ``TypeError`` unless the function accepts these arguments."""
+        if not kwargs and len(args) == self._positional:
+            return  # the common shape, without the cost of Signature.bind (~5 us)
+        self.signature.bind(*args, **kwargs)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall[R]:
         try:
-            self.signature.bind(*args, **kwargs)
+            self.check_arguments(args, kwargs)
         except TypeError as exc:
             raise TypeError(
                 f"task {self.name!r} cannot be called with these arguments: {exc}."
@@ -47,8 +57,44 @@ class TaskDefinition(Generic[P, R]):
             ) from None
         return TaskCall(self, args, kwargs)
 
+    def s(self, *args: Any, **kwargs: Any) -> TaskCall[R]:
+        """A workflow step that receives its parent's result as its first argument,
+        before ``args`` (Celery's signature): ``chain(fetch(url), parse.s())``. A plain
+        call ``fn(...)`` as a later step ignores its parent's result."""
+        try:
+            self.check_arguments((_PARENT_RESULT, *args), kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"task {self.name!r} cannot be a step with these arguments: {exc}. A .s()"
+                f" step gets its parent's result first; its signature is"
+                f" {self.name}{self.signature}"
+            ) from None
+        return TaskCall(self, args, kwargs, takes_parent=True)
+
     def __repr__(self) -> str:
         return f"<TaskDefinition {self.name!r} queue={self.options.queue!r}>"
+
+
+class _ParentResult:
+    """Stands for the parent's result when a ``.s()`` step's arguments are checked."""
+
+    def __str__(self) -> str:
+        raise ConfigurationError(
+            "a workflow step's limit keys come from its own arguments, not from its"
+            " parent's result (which is not known when the workflow is enqueued)"
+        )
+
+
+_PARENT_RESULT = _ParentResult()
+
+
+def _plain_arity(signature: inspect.Signature) -> int | None:
+    params = signature.parameters.values()
+    plain = all(
+        p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is inspect.Parameter.empty
+        for p in params
+    )
+    return len(params) if plain else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +114,8 @@ class TaskCall(Generic[R]):
     eta_ms: int | None = None
     delay_ms: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: A ``.s()`` workflow step: its parent's result is passed before ``args``.
+    takes_parent: bool = False
 
     def groups(self, *names: str) -> TaskCall[R]:
         """Tag the call with groups (``current_task_groups()``; control API by group)."""
@@ -87,6 +135,7 @@ class TaskCall(Generic[R]):
         retries: int | None = None,
         timeout: int | dt.timedelta | None = None,
         retry: RetryPolicy | None = None,
+        **flow: Unpack[FlowArgs],
     ) -> TaskCall[R]:
         """Override options for this call.
 
@@ -101,6 +150,10 @@ class TaskCall(Generic[R]):
         :param timeout: milliseconds like ``task_timeout``, or a timedelta.
         :param retry: a :class:`~rediq_core.retry.RetryPolicy` for this call (it travels
             in the message, so its backoff must be ``"exponential"`` or ``"fixed"``).
+        :param rate_limit: ``rate_limit_key``, ``concurrency_limit``, ``concurrency_key``,
+            ``fair_key``, ``expires``, ``deadline``, ``unique``, ``unique_key``,
+            ``debounce``, ``debounce_key``: flow control, as for ``@app.task``
+            (docs/flow-control.md).
         """
         if retry is not None:
             retry.to_header()  # a policy that cannot travel fails here, not at enqueue
@@ -118,6 +171,7 @@ class TaskCall(Generic[R]):
             timeout_ms=milliseconds(timeout),
             result_ttl_s=seconds(result_ttl),
             retry=retry,
+            flow=base.flow.merged(self.task.signature, **flow),
         )
         timing = {}
         if eta is not None:
@@ -135,10 +189,29 @@ class TaskCall(Generic[R]):
     def resolved_options(self) -> TaskOptions:
         return self.task_options or self.task.options
 
+    def flow(self, payload: bytes) -> Flow | None:
+        """The limits of this call, with its key values (None when it has none);
+        ``payload``: its serialized arguments (the default unique key)."""
+        options = self.resolved_options.flow
+        if not options.limited:
+            return None
+        args = (_PARENT_RESULT, *self.args) if self.takes_parent else self.args
+        return flow_of(self.task.name, options, self.task.signature, args, self.kwargs, payload)
+
     async def enqueue(self) -> TaskHandle[R]:
         """Publish the call. Returns at once with a handle (``handle.hex()`` is the id)."""
         handles: list[TaskHandle[R]] = await self.task.app.enqueue_many([self])
         return handles[0]
+
+
+def refuse_partial(call: TaskCall[Any]) -> None:
+    """A ``.s()`` step lacks its first argument until a workflow passes it."""
+    if call.takes_parent:
+        raise ConfigurationError(
+            f"{call.task.name}.s(...) is a workflow step that gets its parent's result as"
+            f" its first argument: put it after another step in chain(...) or chord(...),"
+            f" or enqueue {call.task.name}(...) with every argument"
+        )
 
 
 def _eta_ms(eta: dt.datetime) -> int:

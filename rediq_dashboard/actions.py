@@ -13,18 +13,19 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from rediq_core.broker import CancelOutcome
+from rediq_core.errors import TaskNotFoundError
 
 from .security import CSRF_FIELD, check_csrf
 
 if TYPE_CHECKING:
-    from rediq_core.control import Control
+    from rediq_core.app import Rediq
 
     from .app import Dashboard
 
 __all__ = ["routes"]
 
 #: An action returns the dashboard-relative path to show next and a notice.
-Action = Callable[["Control", Request, FormData], Awaitable[tuple[str, str]]]
+Action = Callable[["Rediq", Request, FormData], Awaitable[tuple[str, str]]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -39,7 +40,7 @@ def _guarded(board: Dashboard, action: Action) -> Endpoint:
         queue = request.path_params.get("queue")
         if queue is not None and not await board.app.control.queue_known(queue):
             return PlainTextResponse(f"no queue {queue}: nothing changed", status_code=404)
-        path, notice = await action(board.app.control, request, form)
+        path, notice = await action(board.app, request, form)
         root = request.scope.get("root_path", "")
         separator = "&" if "?" in path else "?"
         return RedirectResponse(
@@ -60,19 +61,22 @@ def _ids(form: FormData) -> list[str] | None:
     return [str(value) for value in form.getlist("task_id")]
 
 
-async def pause(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def pause(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     queue = request.path_params["queue"]
     done = await control.pause(queue)
     return _queue_path(queue), f"queue {queue} paused" if done else "already paused"
 
 
-async def resume(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def resume(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     queue = request.path_params["queue"]
     done = await control.resume(queue)
     return _queue_path(queue), f"queue {queue} resumed" if done else "it was not paused"
 
 
-async def purge(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def purge(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     queue = request.path_params["queue"]
     if form.get("confirm") != queue:
         return _queue_path(queue), "nothing purged: type the queue's name to confirm"
@@ -80,14 +84,16 @@ async def purge(control: Control, request: Request, form: FormData) -> tuple[str
     return _queue_path(queue), f"purged {removed} waiting and dead tasks from {queue}"
 
 
-async def forget(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def forget(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     queue = request.path_params["queue"]
     if not await control.forget(queue):
         return _queue_path(queue), f"queue {queue} not forgotten: it holds tasks"
     return "/", f"queue {queue} forgotten"
 
 
-async def requeue_dead(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def requeue_dead(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     queue, ids = request.path_params["queue"], _ids(form)
     if ids == []:
         return _queue_path(queue, "/dead"), "nothing selected"
@@ -95,7 +101,8 @@ async def requeue_dead(control: Control, request: Request, form: FormData) -> tu
     return _queue_path(queue, "/dead"), f"requeued {moved} dead letters"
 
 
-async def delete_dead(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def delete_dead(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     queue, ids = request.path_params["queue"], _ids(form)
     if ids == []:
         return _queue_path(queue, "/dead"), "nothing selected"
@@ -103,7 +110,8 @@ async def delete_dead(control: Control, request: Request, form: FormData) -> tup
     return _queue_path(queue, "/dead"), f"deleted {deleted} dead letters"
 
 
-async def cancel(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def cancel(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     task_id = request.path_params["task_id"]
     outcome = await control.cancel(task_id)
     said = {
@@ -115,7 +123,8 @@ async def cancel(control: Control, request: Request, form: FormData) -> tuple[st
     return f"/tasks/{quote(task_id, safe='')}", f"task {task_id}: {said}"
 
 
-async def delete(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def delete(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     task_id = request.path_params["task_id"]
     record = await control.task(task_id)
     if record is None or not await control.delete(task_id, record.queue):
@@ -125,12 +134,24 @@ async def delete(control: Control, request: Request, form: FormData) -> tuple[st
     return _queue_path(record.queue), f"task {task_id} deleted"
 
 
-async def requeue(control: Control, request: Request, form: FormData) -> tuple[str, str]:
+async def requeue(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    control = app.control
     task_id = request.path_params["task_id"]
     record = await control.task(task_id)
     moved = await control.requeue_dead(record.queue, [task_id]) if record else 0
     said = "requeued" if moved else "not requeued (only dead letters can be requeued)"
     return f"/tasks/{quote(task_id, safe='')}", f"task {task_id} {said}"
+
+
+async def cancel_workflow(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    workflow_id = request.path_params["workflow_id"]
+    path = f"/workflows/{quote(workflow_id, safe='')}"
+    try:
+        handle = await app.workflow(workflow_id)
+    except TaskNotFoundError:
+        return path, f"workflow {workflow_id} not found"
+    await handle.cancel()
+    return path, f"workflow {workflow_id}: every step that had not ended was cancelled"
 
 
 ACTIONS: list[tuple[str, Action]] = [
@@ -143,6 +164,7 @@ ACTIONS: list[tuple[str, Action]] = [
     ("/tasks/{task_id}/cancel", cancel),
     ("/tasks/{task_id}/delete", delete),
     ("/tasks/{task_id}/requeue", requeue),
+    ("/workflows/{workflow_id}/cancel", cancel_workflow),
 ]
 
 

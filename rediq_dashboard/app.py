@@ -122,6 +122,7 @@ def create_dashboard(
         Route("/queues/{queue}", pages.queue(board), name="queue"),
         Route("/queues/{queue}/dead", pages.dead_letters(board), name="dead_letters"),
         Route("/tasks/{task_id}", pages.task(board), name="task"),
+        Route("/workflows/{workflow_id}", pages.workflow(board), name="workflow"),
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in actions.routes(board)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

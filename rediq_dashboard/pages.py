@@ -8,18 +8,38 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rediq_core.broker import TaskState
+from rediq_core.broker import TaskRecord, TaskState
+from rediq_core.errors import TaskNotFoundError
+from rediq_core.roles import Role, supports
+from rediq_core.workflow_records import StepLink
+from rediq_core.workflows import workflow_state
 
 from .present import CHART_MINUTES, chart, decoded_call, decoded_result
 
 if TYPE_CHECKING:
     from .app import Dashboard
 
-__all__ = ["LISTED_STATES", "dead_letters", "overview", "queue", "task", "unknown_queue", "workers"]
+__all__ = [
+    "LISTED_STATES",
+    "dead_letters",
+    "overview",
+    "queue",
+    "task",
+    "unknown_queue",
+    "workers",
+    "workflow",
+]
 
 Page = Callable[[Request], Awaitable[Response]]
 #: The states a queue page lists (finished tasks are found by id).
-LISTED_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.FAILED)
+LISTED_STATES = (
+    TaskState.PENDING,
+    TaskState.WAITING,
+    TaskState.LIMITED,
+    TaskState.SCHEDULED,
+    TaskState.ACTIVE,
+    TaskState.FAILED,
+)
 
 
 def overview(board: Dashboard) -> Page:
@@ -76,10 +96,14 @@ def queue(board: Dashboard) -> Page:
             state = TaskState.PENDING
         cursor = request.query_params.get("cursor") or None
         listing = await board.app.control.tasks(name, state, limit=board.page_size, cursor=cursor)
+        limits = None
+        if supports(board.app.get_broker(), Role.LIMITS):
+            [limits] = await board.app.control.limits(name)
         return board.render(
             request,
             "queue.html",
             queue=await board.app.control.queue(name),
+            limits=limits,
             state=state.value,
             states=[s.value for s in LISTED_STATES],
             page=listing,
@@ -122,6 +146,41 @@ def task(board: Dashboard) -> Page:
             kwargs=kwargs,
             result=decoded_result(board.app, record),
             headers=record.message.headers if record.message else {},
+            step=_step_of(record),
+        )
+
+    return page
+
+
+def _step_of(record: TaskRecord) -> StepLink | None:
+    """The workflow step a task is, if it is one (its link, from its message)."""
+    try:
+        return StepLink.of(record.message) if record.message else None
+    except ValueError:
+        return None
+
+
+def workflow(board: Dashboard) -> Page:
+    async def page(request: Request) -> Response:
+        workflow_id = request.path_params["workflow_id"]
+        try:
+            handle = await board.app.workflow(workflow_id)
+        except TaskNotFoundError:
+            return board.render(
+                request,
+                "missing.html",
+                status_code=404,
+                what=f"workflow {workflow_id}",
+                why="it was never enqueued, or its record expired with its results",
+            )
+        steps = await handle.status()
+        return board.render(
+            request,
+            "workflow.html",
+            workflow=handle.record,
+            steps=steps,
+            state=workflow_state(steps),
+            refresh=board.refresh_s,
         )
 
     return page

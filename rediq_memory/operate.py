@@ -14,27 +14,43 @@ from rediq_core.broker import (
     TaskState,
     WorkerRecord,
 )
-from rediq_core.inspection import MinuteCounts, QueueOverview, TaskPage
+from rediq_core.inspection import COUNTER_NAMES, MinuteCounts, QueueOverview, TaskPage
 from rediq_core.message import now_ms
 
-from .store import QueueState, Store, TaskEntry, sleep_until_change
+from .limits import release_keys
+from .store import QueueState, Store, TaskEntry, run_order, sleep_until_change
 
 __all__ = ["OperateMixin"]
 
-LISTABLE = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.FAILED)
-PURGEABLE = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.FAILED)
+LISTABLE = (
+    TaskState.PENDING,
+    TaskState.WAITING,
+    TaskState.LIMITED,
+    TaskState.SCHEDULED,
+    TaskState.ACTIVE,
+    TaskState.FAILED,
+)
+PURGEABLE = (
+    TaskState.PENDING,
+    TaskState.WAITING,
+    TaskState.LIMITED,
+    TaskState.SCHEDULED,
+    TaskState.FAILED,
+)
 
 
-def _order(q: QueueState, t: TaskEntry, state: TaskState) -> tuple[int, int]:
-    """Pending in run order, scheduled by due time, active by lease deadline, dead letters
-    newest first."""
-    if state is TaskState.PENDING:
-        return (t.message.priority, t.seq)
+def _order(q: QueueState, t: TaskEntry, state: TaskState) -> tuple[int, int, str]:
+    """Pending and limited in run order, waiting in enqueue order, scheduled by due time,
+    active by lease deadline, dead letters newest first."""
+    if state in (TaskState.PENDING, TaskState.LIMITED):
+        return run_order(t)
     if state is TaskState.SCHEDULED:
-        return (t.due_ms or 0, t.seq)
+        return (t.due_ms or 0, t.seq, "")
+    if state is TaskState.WAITING:
+        return (t.seq, 0, "")
     if state is TaskState.ACTIVE:
-        return (t.lease_deadline_ms or 0, t.seq)
-    return (-q.dead_order.get(t.message.id, 0), 0)
+        return (t.lease_deadline_ms or 0, t.seq, "")
+    return (-q.dead_order.get(t.message.id, 0), 0, "")
 
 
 class OperateMixin(Broker):
@@ -51,6 +67,9 @@ class OperateMixin(Broker):
     def cancel_found(self, found: tuple[QueueState, TaskEntry] | None) -> CancelOutcome:
         raise NotImplementedError
 
+    def steps_after(self, entry: TaskEntry, state: str, now: int) -> None:
+        raise NotImplementedError
+
     def _queues(self, queue: str | None) -> list[QueueState]:
         names = [queue] if queue is not None else list(self.store.queues)
         found = [self.store.queues[n] for n in names if n in self.store.queues]
@@ -62,9 +81,13 @@ class OperateMixin(Broker):
     def _remove(self, q: QueueState, task_ids: Sequence[str]) -> int:
         removed = 0
         for task_id in task_ids:
-            if q.tasks.pop(task_id, None) is not None:
+            entry = q.tasks.pop(task_id, None)
+            if entry is not None:
                 q.dead_order.pop(task_id, None)
+                release_keys(q, entry)
                 removed += 1
+                if entry.state.unfinished:  # a workflow step: the steps after it never run
+                    self.steps_after(entry, "deleted", now_ms())
         self.store.changed()
         return removed
 
@@ -86,7 +109,8 @@ class OperateMixin(Broker):
                     if entry is None or task_id not in q.dead_order:
                         continue
                     del q.dead_order[task_id]
-                    entry.state, entry.seq = TaskState.PENDING, self.store.next_seq()
+                    entry.state = TaskState.PENDING
+                    entry.seq = self.store.position(q, entry.message)
                     entry.retried = entry.lost = 0
                     entry.error = entry.finished_at_ms = entry.expires_at_ms = None
                     requeued += 1
@@ -111,6 +135,9 @@ class OperateMixin(Broker):
                 q.totals["succeeded"],
                 q.totals["failed"],
                 q.totals["retried"],
+                counts[TaskState.WAITING],
+                counts[TaskState.LIMITED],
+                q.totals["expired"],
             )
 
     # --- operating --------------------------------------------------------------------
@@ -122,7 +149,8 @@ class OperateMixin(Broker):
 
         if state not in LISTABLE:
             raise ValueError(
-                f"cannot list {state} tasks; listable: pending, scheduled, active, failed"
+                f"cannot list {state} tasks; listable: pending, waiting, limited, scheduled,"
+                " active, failed"
             )
         with self.store.lock:
             found = self._queues(queue)
@@ -162,7 +190,9 @@ class OperateMixin(Broker):
 
     async def purge_tasks(self, queue: str, states: Sequence[TaskState]) -> int:
         if not set(states) <= set(PURGEABLE):
-            raise ValueError("only pending, scheduled and failed tasks can be purged")
+            raise ValueError(
+                "only pending, waiting, limited, scheduled and failed tasks can be purged"
+            )
         with self.store.lock:
             return sum(
                 self._remove(
@@ -196,10 +226,7 @@ class OperateMixin(Broker):
             buckets = tuple(
                 MinuteCounts(
                     m,
-                    **{
-                        k: q.minutes.get(m, empty)[k]
-                        for k in ("enqueued", "succeeded", "failed", "retried")
-                    },
+                    **{k: q.minutes.get(m, empty)[k] for k in COUNTER_NAMES},
                 )
                 for m in range(current - (minutes - 1) * 60_000, current + 1, 60_000)
             )
@@ -211,8 +238,10 @@ class OperateMixin(Broker):
                 active=stats.active,
                 dead=stats.dead,
                 oldest_pending_age_s=None if oldest is None else max(0, now - oldest) / 1000,
-                totals={k: q.totals[k] for k in ("enqueued", "succeeded", "failed", "retried")},
+                totals={k: q.totals[k] for k in COUNTER_NAMES},
                 minutes=buckets,
+                waiting=stats.waiting,
+                limited=stats.limited,
             )
 
     async def queue_known(self, queue: str) -> bool:

@@ -15,9 +15,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rediq_core.broker import TaskError, TaskState, WorkerRecord
+from rediq_core.flow import QueueLimits
 from rediq_core.message import TaskMessage, now_ms
+from rediq_core.workflow_records import StepLink, WorkflowRecord
 
-__all__ = ["QueueState", "Store", "TaskEntry", "store_for"]
+__all__ = ["QueueState", "Store", "TaskEntry", "due_of", "run_order", "store_for"]
 
 
 @dataclass(slots=True)
@@ -39,6 +41,30 @@ class TaskEntry:
     error: TaskError | None = None
     cancel_requested: bool = False
     expires_at_ms: int | None = None
+    #: A workflow step's link, and the parents that succeeded so far (while waiting).
+    link: StepLink | None = None
+    joined: set[int] = field(default_factory=set)
+    #: The concurrency limits it holds a slot of (while active), and the limit that
+    #: stopped it first (while limited).
+    slots: tuple[str, ...] = ()
+    stopped_by: str | None = None
+    #: Flow times (limits.py): when it must start by (until it starts), its deadline (no
+    #: attempt starts after it), and when a debounced call is due (set at its enqueue).
+    start_by_ms: int | None = None
+    deadline_ms: int | None = None
+    not_before_ms: int | None = None
+
+
+def due_of(message: TaskMessage, now: int) -> int | None:
+    """When a task made ready now is due by its ETA or delay (None: at once)."""
+    if message.eta_ms is not None:
+        return message.eta_ms
+    return now + message.delay_ms if message.delay_ms else None
+
+
+def run_order(t: TaskEntry) -> tuple[int, int, str]:
+    """The order ready (pending and limited) tasks start in: priority, position, id."""
+    return (t.message.priority, t.seq, t.message.id)
 
 
 @dataclass(slots=True)
@@ -49,6 +75,16 @@ class QueueState:
     totals: Counter[str] = field(default_factory=Counter)
     minutes: dict[int, Counter[str]] = field(default_factory=dict)
     dead_order: dict[str, int] = field(default_factory=dict)  # id -> when dead-lettered
+    #: Rate name -> theoretical arrival time (ms) of its next token (limits.py).
+    tats: dict[str, float] = field(default_factory=dict)
+    #: Fair order: set once a task with a fair key was made ready here; the largest
+    #: position leased so far (the service clock); each tenant's last position.
+    fair: bool = False
+    fair_clock: int = 0
+    fair_last: dict[str, int] = field(default_factory=dict)
+    #: Unique key -> the id of the task holding it; debounce key -> its last call's id.
+    unique: dict[str, str] = field(default_factory=dict)
+    debounce: dict[str, str] = field(default_factory=dict)
 
     def count(self, counter: str, n: int = 1) -> None:
         self.totals[counter] += n
@@ -71,6 +107,9 @@ class Store:
         self.stop_requests: Counter[str] = Counter()
         self.cancellations: list[str] = []
         self.settled: dict[str, tuple[bool, int]] = {}  # settlement key -> answer, expiry
+        self.workflows: dict[str, tuple[WorkflowRecord, int]] = {}  # id -> record, expiry
+        #: The queues' own limits (kept when a queue is forgotten, as on Redis).
+        self.queue_limits: dict[str, QueueLimits] = {}
         self.seq = 0
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
 
@@ -82,6 +121,27 @@ class Store:
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
+
+    def position(self, q: QueueState, message: TaskMessage) -> int:
+        """The position of a task made ready in ``q``: the next sequence number, or, once
+        a task with a fair key reached the queue, its place in the fair order (start-time
+        fair queueing: the later of the service clock and one past its tenant's last
+        position; a task without a fair key is of tenant "")."""
+        tenant = message.flow.fair if message.flow is not None else None
+        q.fair = q.fair or tenant is not None
+        if not q.fair:
+            return self.next_seq()
+        tenant = tenant or ""
+        position = max(q.fair_clock, q.fair_last.get(tenant, -1) + 1)
+        q.fair_last[tenant] = position
+        return position
+
+    def note_start(self, q: QueueState, position: int) -> None:
+        """A task at ``position`` was leased: the service clock moves on, and tenants
+        behind it are forgotten (their next task starts from the clock anyway)."""
+        if position > q.fair_clock:
+            q.fair_clock = position
+            q.fair_last = {t: p for t, p in q.fair_last.items() if p >= position}
 
     # --- waiting ----------------------------------------------------------------------
 

@@ -26,13 +26,16 @@ if TYPE_CHECKING:
     from rediq_core.broker import EnqueueOutcome
     from rediq_core.info import TaskInfo
     from rediq_core.message import TaskMessage
+    from rediq_core.workflow_records import WorkflowRecord
 
 __all__ = [
     "rediq_after_task_attempt",
     "rediq_after_task_enqueue",
+    "rediq_after_workflow_enqueue",
     "rediq_before_task_enqueue",
     "rediq_before_task_retry",
     "rediq_before_task_start",
+    "rediq_before_workflow_enqueue",
 ]
 
 
@@ -45,6 +48,7 @@ class Open:
 #: Producer spans whose enqueue has not answered yet, oldest first (bounded).
 MAX_OPEN_PRODUCER_SPANS = 10_000
 _producing: dict[str, Open] = {}
+_workflows: dict[str, Open] = {}
 _consuming: dict[str, Open] = {}
 
 
@@ -80,6 +84,35 @@ def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> N
     if opened is not None:
         opened.span.set_attribute("rediq.enqueue.accepted", outcome.accepted)
         opened.span.end()
+
+
+@hookimpl
+def rediq_before_workflow_enqueue(workflow: WorkflowRecord) -> None:
+    """A span around the workflow's enqueue, current while its steps are sent: their
+    producer spans are its children, and the steps' attempts theirs (one trace)."""
+    from opentelemetry import context, trace
+
+    span = _tracer().start_span(
+        "enqueue workflow",
+        attributes={"rediq.workflow.id": workflow.id, "rediq.workflow.steps": len(workflow.steps)},
+    )
+    _workflows[workflow.id] = Open(span, context.attach(trace.set_span_in_context(span)))
+
+
+@hookimpl
+def rediq_after_workflow_enqueue(workflow: WorkflowRecord, error: BaseException | None) -> None:
+    opened = _workflows.pop(workflow.id, None)
+    if opened is None:
+        return
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode
+
+    if error is not None:
+        opened.span.record_exception(error)
+        opened.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    opened.span.end()
+    if opened.token is not None:
+        context.detach(opened.token)
 
 
 def _start_attempt(task: TaskInfo) -> None:

@@ -22,15 +22,18 @@ if TYPE_CHECKING:
     from rediq_core.broker import EnqueueOutcome
     from rediq_core.info import TaskInfo, WorkerInfo
     from rediq_core.message import TaskMessage
+    from rediq_core.workflow_records import WorkflowRecord
 
     from .metrics import TaskMetrics
 
 __all__ = [
     "rediq_after_task_attempt",
     "rediq_after_task_enqueue",
+    "rediq_after_task_expired",
     "rediq_after_task_failure",
     "rediq_after_task_success",
     "rediq_after_worker_shutdown",
+    "rediq_after_workflow_enqueue",
     "rediq_before_task_retry",
     "rediq_before_task_start",
     "rediq_before_worker_startup",
@@ -59,6 +62,12 @@ def _due_ms(task: TaskInfo) -> int:
 def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> None:
     if outcome.accepted:
         task_metrics().enqueued.labels(message.name, message.queue).inc()
+
+
+@hookimpl
+def rediq_after_workflow_enqueue(workflow: WorkflowRecord, error: BaseException | None) -> None:
+    if error is None and workflow.steps:
+        task_metrics().workflows_enqueued.labels(workflow.steps[0].queue).inc()
 
 
 @hookimpl
@@ -99,6 +108,11 @@ def rediq_after_task_failure(task: TaskInfo, exception: BaseException) -> None:
         task_metrics().cancelled.labels(*_labels(task)).inc()
     else:
         task_metrics().dead_lettered.labels(*_labels(task)).inc()
+
+
+@hookimpl
+def rediq_after_task_expired(task_id: str, task_name: str, queue: str, reason: str) -> None:
+    task_metrics().expired.labels(task_name, queue).inc()
 
 
 @hookimpl

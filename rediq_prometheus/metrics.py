@@ -44,9 +44,12 @@ class TaskMetrics:
     failed: Counter
     cancelled: Counter
     dead_lettered: Counter
+    expired: Counter
     run_seconds: Histogram
     queue_wait_seconds: Histogram
     running: Gauge
+    #: Workflows this process enqueued, labelled by the queue of their first step.
+    workflows_enqueued: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> TaskMetrics:
@@ -62,6 +65,9 @@ class TaskMetrics:
             cancelled=counter("cancelled", "Running tasks that were cancelled."),
             dead_lettered=counter(
                 "dead_lettered", "Tasks that failed finally and went to the dead letters."
+            ),
+            expired=counter(
+                "expired", "Tasks this worker's claims ended expired (expires or deadline)."
             ),
             run_seconds=Histogram(
                 "rediq_task_run_seconds",
@@ -83,6 +89,13 @@ class TaskMetrics:
                 LABELS,
                 registry=registry,
                 multiprocess_mode="livesum",
+            ),
+            workflows_enqueued=Counter(
+                "rediq_workflows_enqueued",
+                "Workflows (chain, group, chord) this process enqueued, by their first step's"
+                " queue; their steps count as tasks.",
+                ("queue",),
+                registry=registry,
             ),
         )
 

@@ -55,9 +55,11 @@ if REDIQ_UNAVAILABLE is None:
     from .hooks import (  # noqa: F401 - registered by pluggy from this module
         rediq_after_task_attempt,
         rediq_after_task_enqueue,
+        rediq_after_task_expired,
         rediq_after_task_failure,
         rediq_after_task_success,
         rediq_after_worker_shutdown,
+        rediq_after_workflow_enqueue,
         rediq_before_task_retry,
         rediq_before_task_start,
         rediq_before_worker_startup,

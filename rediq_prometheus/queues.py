@@ -10,22 +10,26 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rediq_core.roles import Role, supports
+
 from . import settings
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from rediq_core.control import Control
+    from rediq_core.flow import QueueFlow
     from rediq_core.inspection import QueueOverview
 
 __all__ = ["QueueCollector"]
 
 log = logging.getLogger("rediq.prometheus")
-STATES = ("pending", "scheduled", "active", "dead")
+STATES = ("pending", "waiting", "limited", "scheduled", "active", "dead")
 
 
 class QueueCollector(Collector):
-    """Gauges of every queue's tasks per state, pause flag and oldest pending age.
+    """Gauges of every queue's tasks per state, pause flag and oldest pending age, and of
+    every limit's use (running and limited tasks per limit, the queue's own limits).
 
     A scrape runs in the metrics server's thread; it asks the worker's event loop for
     ``control.overview()`` and waits at most ``METRICS_QUEUE_READ_TIMEOUT_S``. Nothing
@@ -35,7 +39,7 @@ class QueueCollector(Collector):
     def __init__(self, control: Control, loop: asyncio.AbstractEventLoop) -> None:
         self.control, self.loop = control, loop
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
         return (
             GaugeMetricFamily(
                 "rediq_queue_tasks", "Tasks in a queue per state.", labels=("queue", "state")
@@ -48,25 +52,56 @@ class QueueCollector(Collector):
                 "How long the oldest ready task has waited.",
                 labels=("queue",),
             ),
+            GaugeMetricFamily(
+                "rediq_limit_running",
+                "Tasks running under a concurrency limit (a queue's own is 'c').",
+                labels=("queue", "limit"),
+            ),
+            GaugeMetricFamily(
+                "rediq_limit_limited",
+                "Tasks a limit holds back now (a queue's own are 'c' and 'r').",
+                labels=("queue", "limit"),
+            ),
+            GaugeMetricFamily(
+                "rediq_queue_limit",
+                "A queue's own limit: most running ('concurrency'), starts per second ('rate').",
+                labels=("queue", "kind"),
+            ),
         )
 
     def describe(self) -> Iterable[Metric]:
         return self._families()
 
-    def _read(self) -> list[QueueOverview]:
-        future = asyncio.run_coroutine_threadsafe(self.control.overview(minutes=1), self.loop)
+    async def _both(self) -> tuple[list[QueueOverview], list[QueueFlow]]:
+        overviews = await self.control.overview(minutes=1)
+        if not supports(self.control.broker, Role.LIMITS):
+            return overviews, []
+        return overviews, await self.control.limits()
+
+    def _read(self) -> tuple[list[QueueOverview], list[QueueFlow]]:
+        future = asyncio.run_coroutine_threadsafe(self._both(), self.loop)
         try:
             return future.result(settings.METRICS_QUEUE_READ_TIMEOUT_S)
         except Exception as exc:
             future.cancel()
             log.warning("queue depths not scraped: %s: %s", type(exc).__name__, exc)
-            return []
+            return [], []
 
     def collect(self) -> Iterable[Metric]:
-        tasks, paused, oldest = self._families()
-        for queue in self._read():
+        tasks, paused, oldest, running, limited, own = self._families()
+        overviews, flows = self._read()
+        for queue in overviews:
             for state in STATES:
                 tasks.add_metric((queue.name, state), getattr(queue, state))
             paused.add_metric((queue.name,), 1 if queue.paused else 0)
             oldest.add_metric((queue.name,), queue.oldest_pending_age_s or 0.0)
-        return (tasks, paused, oldest)
+        for flow in flows:
+            for use in flow.uses:
+                if use.kind == "concurrency":
+                    running.add_metric((flow.queue, use.name), use.running)
+                limited.add_metric((flow.queue, use.name), use.limited)
+            if flow.limits.concurrency is not None:
+                own.add_metric((flow.queue, "concurrency"), flow.limits.concurrency)
+            if flow.limits.rate is not None:
+                own.add_metric((flow.queue, "rate"), flow.limits.rate.per_second)
+        return (tasks, paused, oldest, running, limited, own)

@@ -44,7 +44,8 @@ from rediq_core.records import (
 )
 from rediq_core.roles import Role
 
-from . import leasing, producer, registry, stopping
+from . import leasing, producer, registry, stopping, workflows
+from . import limits as limiting
 from .channels import channel_messages
 from .cluster import is_cluster
 from .connection import (
@@ -67,8 +68,10 @@ from .wire import HotLine
 if TYPE_CHECKING:
     from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
     from rediq_core.diagnosis import Check
+    from rediq_core.flow import QueueFlow, QueueLimits
     from rediq_core.inspection import QueueOverview, TaskPage
     from rediq_core.message import TaskMessage
+    from rediq_core.workflow_records import WorkflowRecord
 
     from .results import ResultListener
 
@@ -254,6 +257,12 @@ class RedisBroker(Broker):
         return await control.get_task(await self._ready(), task_id, queue)
 
     @_translated
+    async def get_tasks(self, tasks: Sequence[tuple[str, str]]) -> list[TaskRecord | None]:
+        from . import control
+
+        return await control.get_tasks(await self._ready(), tasks)
+
+    @_translated
     async def wait_finished(
         self, task_id: str, queue: str, timeout_s: float | None
     ) -> TaskRecord | None:
@@ -381,6 +390,26 @@ class RedisBroker(Broker):
             lambda session: stopping.stop_requests(session, worker_id)
         ):
             yield request
+
+    # --- workflows ----------------------------------------------------------------------
+
+    @_translated
+    async def store_workflow(self, workflow: WorkflowRecord) -> None:
+        await workflows.store_workflow(await self._ready(), workflow)
+
+    @_translated
+    async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        return await workflows.get_workflow(await self._ready(), workflow_id)
+
+    # --- limits -------------------------------------------------------------------------
+
+    @_translated
+    async def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        await limiting.set_limits(await self._ready(), queue, limits)
+
+    @_translated
+    async def limits(self, queue: str) -> QueueFlow:
+        return await limiting.queue_flow(await self._ready(), queue)
 
     # --- diagnosis (imported on first use) ---------------------------------------------
 

@@ -19,4 +19,4 @@ async def channel_messages(session: Session, channel: str) -> AsyncGenerator[str
             if message.get("type") == "message":
                 yield text(message["data"]) or ""
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]

@@ -16,6 +16,7 @@ from .layout import parse_record
 from .records import live_record, result_record, text
 from .scripts import run_batch
 from .session import Session
+from .workflows import answered
 
 __all__ = [
     "cancel",
@@ -147,6 +148,18 @@ async def get_task(session: Session, task_id: str, queue: str | None) -> TaskRec
     return None
 
 
+#: Tasks looked up in one pipelined round trip by :func:`get_tasks`.
+_LOOKUP_BATCH = 500
+
+
+async def get_tasks(session: Session, tasks: Sequence[tuple[str, str]]) -> list[TaskRecord | None]:
+    found: list[TaskRecord | None] = []
+    for start in range(0, len(tasks), _LOOKUP_BATCH):
+        chunk = tasks[start : start + _LOOKUP_BATCH]
+        found += await lookup_many(session, [(session.keys.queue(q), i) for i, q in chunk])
+    return found
+
+
 async def find_queue(session: Session, task_id: str, queue: str | None) -> str | None:
     if queue is not None:
         return queue
@@ -163,7 +176,7 @@ async def cancel(session: Session, task_id: str, queue: str | None) -> CancelOut
         session.keys.queue(name).for_task(task_id),
         [task_id, session.keys.cancel_channel, new_nonce()],
     )
-    return CancelOutcome(text(reply) or "")
+    return CancelOutcome(text(await answered(session, name, reply)) or "")
 
 
 async def delete(session: Session, task_id: str, queue: str | None) -> bool:
@@ -173,7 +186,7 @@ async def delete(session: Session, task_id: str, queue: str | None) -> bool:
     reply = await session.scripts.delete(
         session.client, session.keys.queue(name).for_task(task_id), [task_id, new_nonce()]
     )
-    return int(reply) == 1
+    return int(await answered(session, name, reply)) == 1
 
 
 async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | None) -> int:
@@ -190,10 +203,10 @@ async def requeue_dead(session: Session, queue: str, task_ids: Sequence[str] | N
 async def queue_stats(session: Session, queue: str) -> QueueStats:
     keys = session.keys.queue(queue)
     async with session.client.pipeline(transaction=False) as pipe:
-        for name in ("pending", "scheduled", "active", "dead"):
+        for name in ("pending", "scheduled", "active", "dead", "waiting", "parked"):
             pipe.zcard(keys.key(name))
         pipe.hgetall(keys.key("stats"))
-        pending, scheduled, active, dead, counters = await pipe.execute()
+        pending, scheduled, active, dead, waiting, limited, counters = await pipe.execute()
 
     def counter(name: str) -> int:
         return int(counters.get(name.encode(), 0))
@@ -208,4 +221,7 @@ async def queue_stats(session: Session, queue: str) -> QueueStats:
         succeeded=counter("succeeded"),
         failed=counter("failed"),
         retried=counter("retried"),
+        waiting=waiting,
+        expired=counter("expired"),
+        limited=limited,
     )

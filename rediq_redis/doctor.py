@@ -257,6 +257,8 @@ async def namespaces(session: Session) -> list[str]:
             found.add(own)
             continue
         tag, _, name = key[1:].partition("}:")
+        if name == "workers" and await session.client.type(raw) != b"zset":
+            continue  # a queue's own workers hash (``{NS:Q}:workers``), not a registry
         if name in NAMESPACE_KEYS or name.startswith("worker:"):
             found.add(tag)
     return sorted(found)

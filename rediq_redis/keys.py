@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
-from .layout import DONE_CHANNEL, UNBLOCK
+from .layout import DONE_CHANNEL, JOINED, RESULT, UNBLOCK
 
 __all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce"]
 
@@ -42,6 +42,18 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "cron_task",  # HASH schedule name -> task id of its last run
     "cron_seen",  # HASH schedule name -> ms a live worker last registered it
     "cron_paused",  # SET names of paused schedules
+    "waiting",  # ZSET score=enqueued ms, member=id: workflow steps waiting for earlier ones
+    "joins",  # HASH waiting step id -> parents still to succeed, "<id>:due" -> "d<ms>"/"e<ms>"
+    "outbox",  # ZSET score=written ms, member=JSON: a step's effect on a step of another queue
+    "limits",  # HASH the queue's own limits: "concurrency" -> N, "rate" -> "<n>/<ms>/<burst>"
+    "slots",  # ZSET score 0, member "<limit>\n<id>": running tasks holding a concurrency slot
+    "parked",  # ZSET score 0, member "<limit>\n<priority><position>:<id>": limited tasks, by lane
+    "rates",  # ZSET member=rate limit, score=its theoretical arrival time ms (GCRA)
+    "limits_due",  # ZSET member=rate limit, score=ms its lane's first task may start
+    "fair",  # ZSET "t<tenant>" -> last position given; "v" -> position of the latest start
+    "expiry",  # ZSET "x<id>" -> expires at ms (until it starts), "d<id>" -> deadline ms (-1: past)
+    "unique",  # HASH unique key -> id of the task holding it (until it ends, or starts)
+    "debounce",  # HASH debounce key -> id of the last call, until it starts
 )
 
 
@@ -66,7 +78,7 @@ class QueueKeys:
 
     def result(self, task_id: str) -> str:
         """HASH of a finished task (state, result or error, ...), expires with its TTL."""
-        return self.key(f"result:{task_id}")
+        return self.key(f"{RESULT}:{task_id}")
 
     def done(self, task_id: str) -> str:
         """Pub/sub channel (not a key: nothing is stored under it) on which the scripts
@@ -80,6 +92,11 @@ class QueueKeys:
         (its fetch was cancelled); the one key a script names itself (from the queue's
         tag, so in the queue's slot)."""
         return self.key(f"{UNBLOCK}:{worker_id}")
+
+    def joined(self, task_id: str) -> str:
+        """SET of the parents (of other queues) of waiting step ``task_id`` whose success
+        was delivered; named by the scripts from the tag."""
+        return self.key(f"{JOINED}:{task_id}")
 
     def for_task(self, task_id: str) -> list[str]:
         """KEYS of a script about one task: the queue's keys, then its result hash."""
@@ -126,6 +143,12 @@ class NamespaceKeys:
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancellation requests of running tasks are announced."""
         return f"{{{self.namespace}}}:cancel"
+
+    def workflow(self, workflow_id: str) -> str:
+        """STRING: a workflow's record (``WorkflowRecord.to_json``), kept as long as its
+        steps' longest result TTL; tagged by the workflow, so workflows spread over the
+        slots of a cluster."""
+        return f"{{{self.namespace}:wf:{workflow_id}}}"
 
     @cached_property
     def protocol(self) -> str:

@@ -16,26 +16,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from rediq_core.flow import EXPIRED_ERROR_TYPE, SUPERSEDED_ERROR_TYPE
 from rediq_core.inspection import COUNTER_NAMES
+from rediq_core.workflow_records import CASCADE_ERROR_TYPE, STEP_SEPARATOR, WORKFLOW_HEADER
 
 __all__ = [
     "COUNTER_NAMES",
     "DONE_CHANNEL",
+    "FLOW_MARK",
     "GROUP_SEPARATOR",
+    "JOINED",
+    "LANE_ID_OFFSET",
+    "LANE_ORDER_FORMAT",
+    "LANE_SEPARATOR",
     "LUA_CONSTANTS",
     "MEMBER_ID_OFFSET",
     "MINUTE_MS",
     "MINUTE_SLOTS",
     "MINUTE_STAMP",
+    "OUTBOX_GRACE_MS",
     "POSITION_FORMAT",
+    "PRIORITY_OFFSET",
     "PROTOCOL",
+    "QUEUE_CONCURRENCY",
+    "QUEUE_RATE",
     "RECORD_FIELDS",
     "RECORD_PATTERNS",
+    "RESULT",
     "UNBLOCK",
     "UNBLOCK_TTL_MS",
     "Record",
+    "lane_of",
     "member_id",
     "minute_field",
+    "parked_id",
     "parse_record",
     "pending_member",
 ]
@@ -70,6 +84,35 @@ DONE_CHANNEL: Final = "done"
 #: a token that ends its own wait. It expires ``UNBLOCK_TTL_MS`` after its last push.
 UNBLOCK: Final = "unblock"
 UNBLOCK_TTL_MS: Final = 60_000
+
+#: A finished task's result hash is ``"{NS:Q}:<RESULT>:<id>"`` (``QueueKeys.result``); a
+#: script that ends a workflow step it was not called about names it from the tag.
+RESULT: Final = "result"
+
+#: ``"{NS:Q}:<JOINED>:<id>"``: the numbers of the parents of waiting workflow step ``id``
+#: (of other queues) whose success was delivered, so a delivery sent twice counts once.
+JOINED: Final = "joined"
+
+#: A workflow step's effect on a step of another queue waits in its queue's ``outbox``
+#: until delivered; the broker delivers it right after the call that wrote it, and a claim
+#: of the queue re-delivers what is older than this (its first delivery was lost).
+OUTBOX_GRACE_MS: Final = 5_000
+
+#: A task's limits come first in its envelope (``TaskMessage.envelope``): a script sees
+#: whether a task has any by comparing the envelope's first bytes with this.
+FLOW_MARK: Final = '{"flow":'
+#: The names of a queue's own limits (``limits`` key), beside a task's "c:..." and "r:...".
+QUEUE_CONCURRENCY: Final = "c"
+QUEUE_RATE: Final = "r"
+#: A member of ``slots`` is ``"<limit><LANE_SEPARATOR><id>"``; a member of ``parked`` is
+#: ``"<limit><LANE_SEPARATOR>"`` then :data:`LANE_ORDER_FORMAT` of (priority +
+#: :data:`PRIORITY_OFFSET`, position, id), so one lex range is one limit's lane in
+#: (priority, position) order. A limit's name never holds a line break (``rediq_core.flow``).
+LANE_SEPARATOR: Final = "\n"
+LANE_ORDER_FORMAT: Final = "%08x%016x:%s"
+PRIORITY_OFFSET: Final = 2**31
+#: Where the task id starts in a parked member, after its limit and separator (0-based).
+LANE_ID_OFFSET: Final = len(LANE_ORDER_FORMAT % (0, 0, ""))
 
 #: The protocol version: the data model and the scripts' arguments. A client of another
 #: version refuses to work on data written by this one (``{NS}:protocol``).
@@ -126,6 +169,21 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "DONE_CHANNEL": DONE_CHANNEL,
     "UNBLOCK": UNBLOCK,
     "UNBLOCK_TTL_MS": UNBLOCK_TTL_MS,
+    "RESULT": RESULT,
+    "JOINED": JOINED,
+    "OUTBOX_GRACE_MS": OUTBOX_GRACE_MS,
+    "WORKFLOW_HEADER": WORKFLOW_HEADER,
+    "STEP_SEPARATOR": STEP_SEPARATOR,
+    "CASCADE_ERROR_TYPE": CASCADE_ERROR_TYPE,
+    "FLOW_MARK": FLOW_MARK,
+    "QUEUE_CONCURRENCY": QUEUE_CONCURRENCY,
+    "QUEUE_RATE": QUEUE_RATE,
+    "LANE_SEPARATOR": LANE_SEPARATOR,
+    "LANE_ORDER_FORMAT": LANE_ORDER_FORMAT,
+    "PRIORITY_OFFSET": PRIORITY_OFFSET,
+    "LANE_ID_AT": LANE_ID_OFFSET + 1,
+    "EXPIRED_ERROR_TYPE": EXPIRED_ERROR_TYPE,
+    "SUPERSEDED_ERROR_TYPE": SUPERSEDED_ERROR_TYPE,
 }
 
 
@@ -137,6 +195,16 @@ def pending_member(seq: int, task_id: str) -> str:
 def member_id(member: str) -> str:
     """The task id of a pending member."""
     return member[MEMBER_ID_OFFSET:]
+
+
+def parked_id(member: str) -> str:
+    """The task id of a member of ``parked``."""
+    return member[member.index(LANE_SEPARATOR) + 1 + LANE_ID_OFFSET :]
+
+
+def lane_of(member: str) -> str:
+    """The limit whose lane a member of ``slots`` or ``parked`` is in."""
+    return member[: member.index(LANE_SEPARATOR)]
 
 
 def minute_field(name: str, slot: int) -> str:

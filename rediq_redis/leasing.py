@@ -16,7 +16,15 @@ from typing import Any, cast
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from rediq_core.broker import Delivery, FetchBatch, Lease, Rejected, Settlement, TaskError
+from rediq_core.broker import (
+    Delivery,
+    Expired,
+    FetchBatch,
+    Lease,
+    Rejected,
+    Settlement,
+    TaskError,
+)
 from rediq_core.message import MalformedMessageError, TaskMessage
 
 from .cluster import is_cluster
@@ -25,6 +33,7 @@ from .layout import UNBLOCK_TTL_MS, parse_record
 from .records import encode_error, text
 from .scripts import ScriptCall, run_batch
 from .session import Session
+from .workflows import answered, deliver, split_outbox, unwrap
 
 __all__ = ["extend_leases", "fetch", "release", "settle"]
 
@@ -47,6 +56,8 @@ class _Claim:
     batch: FetchBatch
     exhausted: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    #: Outbox members whose first delivery was lost (:mod:`rediq_redis.workflows`).
+    stale_outbox: list[bytes] = field(default_factory=list)
 
 
 def _decode(row: Sequence[Any]) -> TaskMessage:
@@ -176,11 +187,22 @@ async def _claimed(
     rejected += [
         Rejected(text(broken[i]) or "", text(broken[i + 1]) or "") for i in range(0, len(broken), 2)
     ]
+    expired = reply[9] if len(reply) > 9 else []  # none on a re-send
     claim = _Claim(
         next_delay_ms=int(reply[1]),
-        batch=FetchBatch(deliveries, rejected),
+        batch=FetchBatch(
+            deliveries,
+            rejected,
+            [
+                Expired(
+                    text(expired[i]) or "", text(expired[i + 1]) or "", text(expired[i + 2]) or ""
+                )
+                for i in range(0, len(expired), 3)
+            ],
+        ),
         exhausted=[text(i) or "" for i in reply[4]],
         cancelled=[text(i) or "" for i in reply[5]],
+        stale_outbox=list(reply[8]) if len(reply) > 8 else [],  # none on a re-send
     )
     await _finish(session, keys, worker_id, claim, rejects)
     return claim
@@ -231,10 +253,9 @@ async def _finish(
         )
         for task_id in claim.cancelled
     )
-    if not calls:
-        return
+    outbox = list(claim.stale_outbox)
     try:
-        await run_batch(session.blocking, calls)
+        replies = await run_batch(session.blocking, calls) if calls else []
     except RedisError as exc:
         log.error(
             "queue %r: could not finish %d expired or unusable task(s) (%s); a later"
@@ -243,6 +264,18 @@ async def _finish(
             len(calls),
             exc,
         )
+    else:
+        for call, reply in zip(calls, replies, strict=True):
+            outbox += _outbox_of(call, reply)
+    if outbox:
+        await deliver(session, queue, outbox)
+
+
+def _outbox_of(call: ScriptCall, reply: Any) -> list[bytes]:
+    """The outbox members a settle or cancel call of :func:`_finish` answered with."""
+    if call.items:  # a settle call
+        return split_outbox(reply, len(call.items))[1]
+    return unwrap(reply)[1]
 
 
 def _malformed(why: str) -> TaskError:
@@ -312,21 +345,26 @@ async def _register_and_block(
     session: Session, keys: QueueKeys, worker_id: str, lease_ms: int, timeout_s: float
 ) -> Any:
     """Register as waiting (``wait.lua``), then ``BLPOP`` this worker's list and the wake
-    key: one pipeline (on a Cluster, which splits pipelines by node, two steps)."""
+    key: one pipeline. On a Cluster (which splits pipelines by node), and for the first
+    wait of a session (the script may not be loaded yet: a registration answered NOSCRIPT
+    inside the pipeline would leave the whole wait unregistered), two steps."""
     valid_ms = int((timeout_s + _REGISTRATION_MARGIN_S) * 1000)
-    blocked_on = [keys.unblock(worker_id), keys.key("wake")]
+    unblock = keys.unblock(worker_id)
+    blocked_on = [unblock, keys.key("wake")]
     register = session.scripts.wait
+    register_keys = [*keys.all, unblock]
     args = [worker_id, lease_ms, valid_ms]
-    if is_cluster(session.blocking):
-        await register(session.blocking, keys.all, args)
+    if is_cluster(session.blocking) or register.name not in session.ran:
+        await register(session.blocking, register_keys, args)
+        session.ran.add(register.name)
         return await session.blocking.blpop(blocked_on, timeout=timeout_s)
     async with session.blocking.pipeline(transaction=False) as pipe:
-        pipe.execute_command("EVALSHA", register.sha, len(keys.all), *keys.all, *args)
+        pipe.execute_command("EVALSHA", register.sha, len(register_keys), *register_keys, *args)
         pipe.blpop(blocked_on, timeout=timeout_s)
         registered, popped = await pipe.execute(raise_on_error=False)
     if isinstance(registered, NoScriptError):
-        # not registered this time (the server lost its scripts, or never had this one):
-        # the wait itself went on; the next one registers
+        # not registered this time (the server lost its scripts): the wait itself went
+        # on; the next one registers
         await register.load(session.blocking, keys.all[0])
         registered = 0
     for reply in (registered, popped):
@@ -419,7 +457,7 @@ async def fetch(
         backoff = _ERROR_BACKOFF_S[0]
         batch = claim.batch
         more_due = claim.exhausted or claim.cancelled or claim.next_delay_ms == 0
-        if batch.deliveries or batch.rejected or not (wait or more_due):
+        if batch.deliveries or batch.rejected or batch.expired or not (wait or more_due):
             # a handed task came from a queue without other ready tasks: drained too, and
             # the next fetch registers and waits at once
             drained = len(batch.deliveries) + len(batch.rejected) < limit and not more_due
@@ -482,8 +520,11 @@ async def settle(session: Session, worker_id: str, settlements: Sequence[Settlem
     replies = await run_batch(session.client, calls, session.settle_wait, session.line)
     answers: dict[int, bool] = {}
     for call, reply in zip(calls, replies, strict=True):
-        for item, answer in zip(call.items, reply, strict=True):
+        settled, outbox = split_outbox(reply, len(call.items))
+        for item, answer in zip(call.items, settled, strict=True):
             answers[id(item)] = int(answer) != 0
+        if outbox:
+            await deliver(session, call.items[0].queue, outbox)
     return [answers[id(item)] for item in settlements]
 
 
@@ -502,4 +543,4 @@ async def release(session: Session, worker_id: str, leases: Mapping[str, Sequenc
             )
         )
     replies = await run_batch(session.client, calls)
-    return sum(int(r) for r in replies)
+    return sum([int(await answered(session, q, r)) for q, r in zip(queues, replies, strict=True)])

@@ -25,11 +25,13 @@ from .layout import (
     MINUTE_STAMP,
     member_id,
     minute_field,
+    parked_id,
     parse_record,
 )
 from .records import live_record, text
 from .scripts import run_batch
 from .session import Session
+from .workflows import answered
 
 __all__ = [
     "cancel_group",
@@ -48,18 +50,31 @@ __all__ = [
 #: The sorted set each listable state lives in, and whether it is listed newest first.
 _SETS = {
     TaskState.PENDING: ("pending", False),
+    TaskState.WAITING: ("waiting", False),
+    TaskState.LIMITED: ("parked", False),
     TaskState.SCHEDULED: ("scheduled", False),
     TaskState.ACTIVE: ("active", False),
     TaskState.FAILED: ("dead", True),
 }
 _PURGEABLE = {
     TaskState.PENDING: "pending",
+    TaskState.WAITING: "waiting",
+    TaskState.LIMITED: "limited",
     TaskState.SCHEDULED: "scheduled",
     TaskState.FAILED: "failed",
 }
 _GROUP_PAGE = 500
 #: Priority bands the oldest-pending estimate compares.
 _OLDEST_BANDS = 32
+
+
+def _member_task(state: TaskState, member: str) -> str:
+    """The task id of a member of the sorted set ``state`` lives in."""
+    if state is TaskState.PENDING:
+        return member_id(member)
+    if state is TaskState.LIMITED:
+        return parked_id(member)
+    return member
 
 
 def _check_state(state: TaskState, allowed: dict[TaskState, object]) -> None:
@@ -116,7 +131,7 @@ async def list_tasks(
     members = [text(m) or "" for m in await read(keys.key(set_name), offset, offset + limit)]
     more = len(members) > limit
     members = members[:limit]
-    ids = [member_id(m) for m in members] if state is TaskState.PENDING else members
+    ids = [_member_task(state, m) for m in members]
     records = await _records(session, keys, ids, set_name)
     return TaskPage(records, str(offset + limit) if more else None)
 
@@ -177,9 +192,8 @@ async def cancel_group(session: Session, group: str, queue: str | None) -> dict[
                 for i in chunk
             ]
             replies = await run_batch(session.client, calls)
-            outcomes.update(
-                (i, CancelOutcome(text(r) or "")) for i, r in zip(chunk, replies, strict=True)
-            )
+            for task_id, reply in zip(chunk, replies, strict=True):
+                outcomes[task_id] = CancelOutcome(text(await answered(session, name, reply)) or "")
     return outcomes
 
 
@@ -197,7 +211,8 @@ async def delete_group(session: Session, group: str, queue: str | None) -> int:
                 session.scripts.delete.call(keys.for_task(i), [i, new_nonce()])
                 for i in ids[start : start + _GROUP_PAGE]
             ]
-            total += sum(int(r) for r in await run_batch(session.client, calls))
+            for reply in await run_batch(session.client, calls):
+                total += int(await answered(session, name, reply))
     return total
 
 
@@ -211,11 +226,10 @@ async def purge_tasks(session: Session, queue: str, states: Sequence[TaskState])
             total += await _delete_all_dead(session, queue)
             continue
         while True:
-            removed = int(
-                await session.scripts.purge_state(
-                    session.client, keys, [_PURGEABLE[state], session.settings.purge_batch]
-                )
+            reply = await session.scripts.purge_state(
+                session.client, keys, [_PURGEABLE[state], session.settings.purge_batch]
             )
+            removed = int(await answered(session, queue, reply))
             total += removed
             if removed == 0:
                 break
@@ -264,12 +278,22 @@ async def queue_overview(session: Session, queue: str, minutes: int) -> QueueOve
     keys = session.keys.queue(queue)
     minutes = min(max(minutes, 1), MINUTE_SLOTS)
     async with session.client.pipeline(transaction=False) as pipe:
-        for name in ("pending", "scheduled", "active", "dead"):
+        for name in ("pending", "scheduled", "active", "dead", "waiting", "parked"):
             pipe.zcard(keys.key(name))
         pipe.exists(keys.key("paused"))
         pipe.hgetall(keys.key("stats"))
         pipe.hgetall(keys.key("minutes"))
-        pending, scheduled, active, dead, paused, stats, ring = await pipe.execute()
+        (
+            pending,
+            scheduled,
+            active,
+            dead,
+            waiting,
+            limited,
+            paused,
+            stats,
+            ring,
+        ) = await pipe.execute()
     now, oldest = await session.scripts.oldest_pending(session.client, keys.all, [_OLDEST_BANDS])
     oldest_age = max(0.0, (int(now) - int(oldest)) / 1000) if int(oldest) >= 0 else None
     return QueueOverview(
@@ -282,6 +306,8 @@ async def queue_overview(session: Session, queue: str, minutes: int) -> QueueOve
         oldest_pending_age_s=oldest_age,
         totals={name: int(stats.get(name.encode(), 0)) for name in COUNTER_NAMES},
         minutes=_minutes(ring, int(now), minutes),
+        waiting=waiting,
+        limited=limited,
     )
 
 

@@ -76,7 +76,7 @@ async def enqueue(
     for call, reply in zip(calls, replies, strict=True):
         for m, answer in zip(call.items, reply, strict=True):
             outcomes[id(m)] = EnqueueOutcome(
-                m.id,
+                text(answer[3]) or m.id if len(answer) > 3 else m.id,  # a unique key's holder
                 bool(int(answer[0])),
                 TaskState(text(answer[1]) or ""),
                 int(answer[2]) if len(answer) > 2 else m.result_ttl_s,

@@ -21,6 +21,8 @@ __all__ = [
 
 _LIVE_STATES = {
     "pending": TaskState.PENDING,
+    "waiting": TaskState.WAITING,
+    "limited": TaskState.LIMITED,
     "scheduled": TaskState.SCHEDULED,
     "active": TaskState.ACTIVE,
     "failed": TaskState.FAILED,

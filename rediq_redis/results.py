@@ -160,7 +160,7 @@ class ResultListener:
         if self._pubsub is not None:
             pubsub, self._pubsub = self._pubsub, None
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     # --- the pub/sub connection ---------------------------------------------------------
 
@@ -185,7 +185,7 @@ class ResultListener:
             if self._pubsub is not None:
                 pubsub, self._pubsub = self._pubsub, None
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             await asyncio.sleep(pause)  # reconnection back-off while unreachable
             pause = min(pause * 2, _RETRY_PAUSE_S[1])
 

@@ -97,7 +97,7 @@ def make_sentinel_clients(
     topology: Topology, options: Mapping[str, Any], configured: Mapping[str, Any] | None
 ) -> tuple[Redis, Redis]:
     """The main and the blocking client, both following the service's master."""
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         list(topology.hosts), sentinel_kwargs=sentinel_options(topology, options, configured)
     )
     server = _server_options(topology, options)

@@ -81,5 +81,7 @@ class Session:
     #: queue without more ready tasks ends: the next fetch waits first instead of
     #: claiming again (see ``leasing.fetch``).
     drained: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: Scripts this session saw run (so loaded on the server, unless it restarted since).
+    ran: set[str] = field(default_factory=set)
     #: The connection of calls made one at a time (None on a cluster: ``wire.py``).
     line: HotLine | None = None

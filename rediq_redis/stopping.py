@@ -31,4 +31,4 @@ async def stop_requests(session: Session, worker_id: str) -> AsyncGenerator[None
             if message.get("type") == "message" and text(message["data"]) == worker_id:
                 yield None
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]

@@ -30,6 +30,7 @@ BUILTIN_COMMANDS = {
     "delete": "rediq_core.cli.operate_cmds:delete",
     "doctor": "rediq_core.cli.doctor_cmd:doctor",
     "forget": "rediq_core.cli.operate_cmds:forget",
+    "limits": "rediq_core.cli.limits_cmd:limits",
     "pause": "rediq_core.cli.operate_cmds:pause",
     "cron": "rediq_core.cli.cron_cmd:cron",
     "plugins": "rediq_core.cli.plugins_cmd:plugins",
@@ -42,6 +43,7 @@ BUILTIN_COMMANDS = {
     "top": "rediq_core.cli.top_cmd:top",
     "worker": "rediq_core.cli.worker_cmd:worker",
     "workers": "rediq_core.cli.inspect_cmds:workers",
+    "workflow": "rediq_core.cli.workflow_cmd:workflow",
 }
 
 

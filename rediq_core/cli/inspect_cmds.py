@@ -30,6 +30,8 @@ __all__ = ["known_queue", "parse_state", "queues", "task", "tasks", "workers"]
 #: State names the commands accept (``dead`` is the dead-letter set, state ``failed``).
 STATE_NAMES = {
     "pending": TaskState.PENDING,
+    "waiting": TaskState.WAITING,
+    "limited": TaskState.LIMITED,
     "scheduled": TaskState.SCHEDULED,
     "active": TaskState.ACTIVE,
     "failed": TaskState.FAILED,
@@ -88,7 +90,7 @@ def workers(target: Target) -> None:
     "state_name",
     default="pending",
     show_default=True,
-    help="pending, scheduled, active or dead.",
+    help="pending, waiting (workflow steps), limited (held by a limit), scheduled, active or dead.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--cursor", default=None, help="The next_cursor of a previous page.")
@@ -96,7 +98,7 @@ def workers(target: Target) -> None:
 def tasks(target: Target, queue: str, state_name: str, limit: int, cursor: str | None) -> None:
     """List QUEUE's tasks in one state (pending in run order, scheduled by due time,
     active by lease deadline, dead letters newest first)."""
-    state = parse_state(state_name, ("pending", "scheduled", "active", "dead", "failed"))
+    state = parse_state(state_name, tuple(STATE_NAMES))
 
     async def action(app: Rediq) -> tuple[Rediq, TaskPage]:
         await known_queue(app, queue)

@@ -162,7 +162,8 @@ def _purge_states(names: Sequence[str]) -> tuple[TaskState, ...]:
         return PURGEABLE_STATES
     return tuple(
         dict.fromkeys(
-            parse_state(n, ("pending", "scheduled", "dead", "failed", "all")) for n in names
+            parse_state(n, ("pending", "waiting", "limited", "scheduled", "dead", "failed", "all"))
+            for n in names
         )
     )
 
@@ -173,7 +174,7 @@ def _purge_states(names: Sequence[str]) -> tuple[TaskState, ...]:
     "--state",
     "state_names",
     multiple=True,
-    help="pending, scheduled, dead or all (repeatable; default all).",
+    help="pending, waiting, limited, scheduled, dead or all (repeatable; default all).",
 )
 @yes_option
 @control_command

@@ -126,6 +126,8 @@ def overview_json(o: QueueOverview) -> dict[str, Any]:
         "consumers": o.consumers,
         "no_consumer": o.no_consumer,
         "pending": o.pending,
+        "waiting": o.waiting,
+        "limited": o.limited,
         "scheduled": o.scheduled,
         "active": o.active,
         "dead": o.dead,
@@ -269,6 +271,7 @@ OVERVIEW_COLUMNS = (
     Column("succeeded", 7, justify="right"),
     Column("failed", 4, justify="right"),
     Column("retried", 9, justify="right"),
+    Column("expired", 10, justify="right"),
     Column(f"done/min ({RATE_MINUTES}m)", 5, "done/min", "right"),
     Column("succeeded per minute", 6, "per minute", "right"),
 )

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..broker import EnqueueOutcome
     from ..info import TaskInfo, WorkerInfo
     from ..message import TaskMessage
+    from ..workflow_records import WorkflowRecord
 
 __all__ = ["Event", "Events"]
 
@@ -62,6 +63,14 @@ class Events:
     async def after_task_enqueue(self, message: TaskMessage, outcome: EnqueueOutcome) -> None:
         await self._call("after_task_enqueue", message=message, outcome=outcome)
 
+    async def before_workflow_enqueue(self, workflow: WorkflowRecord) -> None:
+        await self._call("before_workflow_enqueue", workflow=workflow)
+
+    async def after_workflow_enqueue(
+        self, workflow: WorkflowRecord, error: BaseException | None
+    ) -> None:
+        await self._call("after_workflow_enqueue", workflow=workflow, error=error)
+
     # --- tasks ------------------------------------------------------------------------
 
     async def before_task_start(self, task: TaskInfo) -> None:
@@ -82,6 +91,13 @@ class Events:
 
     async def after_task_failure(self, task: TaskInfo, exception: BaseException) -> None:
         await self._call("after_task_failure", task=task, exception=exception)
+
+    async def after_task_expired(
+        self, task_id: str, task_name: str, queue: str, reason: str
+    ) -> None:
+        await self._call(
+            "after_task_expired", task_id=task_id, task_name=task_name, queue=queue, reason=reason
+        )
 
     # --- workers ----------------------------------------------------------------------
 

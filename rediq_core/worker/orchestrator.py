@@ -26,7 +26,7 @@ from ..info import WorkerInfo
 from ..logs import task_extra
 from ..message import now_ms
 from ..plugins.events import Event
-from ..records import Delivery, Lease, WorkerRecord
+from ..records import Delivery, Expired, Lease, WorkerRecord
 from .budget import Budget
 from .config import WorkerConfig, default_worker_name, new_worker_id, unconsumed_queues
 from .events import EventDispatcher
@@ -371,7 +371,16 @@ class Worker:
             local=self.local,
             on_leased=self._leased,
             health=self.health,
+            on_expired=self._expired,
         )
+
+    async def _expired(self, expired: Expired, queue: str) -> None:
+        try:
+            await self.app.plugins.events.after_task_expired(
+                expired.task_id, expired.name, queue, expired.reason
+            )
+        except Exception:
+            log.exception("a rediq_after_task_expired hook failed")
 
     def _leased(self, delivery: Delivery) -> None:
         m = delivery.message

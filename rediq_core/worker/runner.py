@@ -22,6 +22,8 @@ from ..logs import task_extra
 from ..plugins.events import Event
 from ..retry import RETRY_HEADER, Retry, RetryPolicy
 from ..signing import InvalidSignatureError
+from ..workflow_records import StepLink
+from ..workflows import feed_value
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -95,7 +97,7 @@ class TaskRunner:
         message, lease = delivery.message, delivery.lease
         try:
             try:
-                prepared = self._prepare(delivery)
+                prepared = self._prepare(delivery, await self._parent_result(delivery))
             except InvalidTaskError as exc:
                 await self._reject(delivery, exc)
                 return
@@ -121,7 +123,21 @@ class TaskRunner:
         m = delivery.message
         return Settlement(m.id, m.queue, delivery=delivery.deliveries, **how)
 
-    def _prepare(self, delivery: Delivery) -> Prepared:
+    async def _parent_result(self, delivery: Delivery) -> tuple[Any, ...]:
+        """A workflow step's first argument (its parents' results), or nothing. Read
+        before the task starts; a result that is gone makes the step unable to run."""
+        try:
+            link = StepLink.of(delivery.message)
+        except ValueError as exc:
+            raise InvalidTaskError(str(exc)) from None
+        if link is None or link.feed is None:
+            return ()
+        try:
+            return (await feed_value(self.app, link),)
+        except LookupError as exc:
+            raise InvalidTaskError(f"its parents' results cannot be read: {exc}") from None
+
+    def _prepare(self, delivery: Delivery, parent: tuple[Any, ...] = ()) -> Prepared:
         message = delivery.message
         if self.app.signer.verifies:
             try:
@@ -152,9 +168,9 @@ class TaskRunner:
             and isinstance(decoded[1], dict)
         ):
             raise InvalidTaskError("payload is not a pair [args, kwargs]")
-        args, kwargs = tuple(decoded[0]), dict(decoded[1])
+        args, kwargs = (*parent, *decoded[0]), dict(decoded[1])
         try:
-            definition.signature.bind(*args, **kwargs)
+            definition.check_arguments(args, kwargs)
         except TypeError as exc:
             raise InvalidTaskError(
                 f"arguments do not match {message.name}{definition.signature}: {exc}"

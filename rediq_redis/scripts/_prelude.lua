@@ -173,10 +173,10 @@ local function wake()
 end
 
 -- The earliest deadline a sleeping worker may be waiting for (nil if none): the first
--- scheduled task or the first holder deadline.
+-- scheduled task, the first holder deadline, or the next token of a rate a task waits for.
 local function earliest_deadline()
   local best = nil
-  for _, key in ipairs({ Q.scheduled, Q.holders }) do
+  for _, key in ipairs({ Q.scheduled, Q.holders, Q.limits_due }) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if first[2] then
       local score = tonumber(first[2])
@@ -188,16 +188,22 @@ end
 
 local before_schedule = nil  -- earliest_deadline() before this call scheduled anything
 
--- Schedule `id` for `due` ms; wake a worker if it is due before anything they sleep for.
-local function schedule(id, r, due)
+-- Wake a worker if `due` comes before anything the workers sleep for (call it before the
+-- write that makes `due` a deadline).
+local function wake_before(due)
   if before_schedule == nil then before_schedule = earliest_deadline() or false end
-  zadd(Q.scheduled, due, id)
-  r.state = 'scheduled'
-  save(id, r)
   if before_schedule == false or due < before_schedule then
     before_schedule = due
     wake()
   end
+end
+
+-- Schedule `id` for `due` ms; wake a worker if it is due before anything they sleep for.
+local function schedule(id, r, due)
+  wake_before(due)
+  zadd(Q.scheduled, due, id)
+  r.state = 'scheduled'
+  save(id, r)
 end
 
 -- FIFO positions: sequence numbers reserved in one INCRBY per call.
@@ -214,6 +220,75 @@ local function next_position()
   return p
 end
 
+-- Flow (rediq_core/flow.py): a task's limits come first in its envelope, {"flow":{c =
+-- {{name, most running}, ...}, r = {{name, count, period ms, burst}, ...}, f = fair key}}.
+-- flow_of(r): that table, or nil for a task without limits (seen from its first bytes).
+local flows = {}  -- record table -> flow table or false
+local function flow_of(r)
+  local f = flows[r]
+  if f == nil then
+    f = false
+    local at = r.at or 1
+    if string.sub(r.body or r.raw, at, at + #FLOW_MARK - 1) == FLOW_MARK then
+      local ok, env = pcall(cjson.decode, envelope_text(r))
+      if ok and type(env) == 'table' and type(env.flow) == 'table' then
+        f = env.flow
+        f.name = type(env.name) == 'string' and env.name or ''
+      end
+    end
+    flows[r] = f
+  end
+  return f or nil
+end
+
+-- Free a key of the hash `key` (unique, debounce) if task `id` holds it.
+local function release_key(key, name, id)
+  if redis.call('HGET', key, name) == id then redis.call('HDEL', key, name) end
+end
+
+-- Fair order. Once a task with a fair key reached the queue (Q.fair exists), its tasks
+-- take turns by tenant (start-time fair queueing): a task's position is the later of the
+-- service clock (Q.fair "v": the position of the latest task started) and one past its
+-- tenant's last position ("t<tenant>"); a task without a fair key is of tenant ''.
+local fair_queue, fair_clock, fair_last = nil, nil, {}
+local function fair_tenant(r)
+  local f = flow_of(r)
+  if f and type(f.f) == 'string' then
+    fair_queue = true
+    return f.f
+  end
+  if fair_queue == nil then fair_queue = redis.call('EXISTS', Q.fair) == 1 end
+  if fair_queue then return '' end
+  return nil
+end
+
+local function fair_position(tenant)
+  if fair_clock == nil then fair_clock = tonumber(redis.call('ZSCORE', Q.fair, 'v') or '0') end
+  local last = fair_last[tenant]
+  if last == nil then last = tonumber(redis.call('ZSCORE', Q.fair, 't' .. tenant) or '-1') end
+  local position = math.max(fair_clock, last + 1)
+  fair_last[tenant] = position
+  redis.call('ZADD', Q.fair, position, 't' .. tenant)
+  return position
+end
+
+-- A task started at `position`: the service clock moves on (once per call: fair_started),
+-- and tenants behind it are forgotten (their next task starts from the clock anyway).
+local started_at = nil
+local function note_start(r)
+  local position = tonumber(r.position)
+  if position and (started_at == nil or position > started_at) then started_at = position end
+end
+local function fair_started()
+  if started_at == nil then return end
+  if fair_queue == nil then fair_queue = redis.call('EXISTS', Q.fair) == 1 end
+  if fair_queue then
+    redis.call('ZADD', Q.fair, 'GT', started_at, 'v')
+    redis.call('ZREMRANGEBYSCORE', Q.fair, '-inf', '(' .. started_at)
+  end
+  started_at = nil
+end
+
 local function pending_member(r, id)
   return string.format(POSITION_FORMAT, tonumber(r.position), id)
 end
@@ -228,7 +303,14 @@ local made_ready = false
 -- Make `id` ready. A task keeps its FIFO position when it returns from a lease; a fresh
 -- position (server order) is taken when `fresh` is true.
 local function make_pending(id, r, fresh)
-  if fresh or r.position == '' then r.position = tostring(next_position()) end
+  if fresh or r.position == '' then
+    local tenant = fair_tenant(r)
+    if tenant then
+      r.position = tostring(fair_position(tenant))
+    else
+      r.position = tostring(next_position())
+    end
+  end
   zadd(Q.pending, tonumber(r.priority), pending_member(r, id))
   r.state = 'pending'
   r.holder = ''
@@ -239,6 +321,213 @@ end
 -- Call once at the end of a script that may have made tasks ready.
 local function wake_if_ready()
   if made_ready then wake() end
+end
+
+-- Limits --------------------------------------------------------------------------------
+-- A task may start when each of its concurrency limits has a free slot (Q.slots holds
+-- "<limit>\n<id>" per running task) and each of its rates has a token (generic cell rate:
+-- Q.rates scores a rate with its theoretical arrival time). The queue's own limits
+-- (Q.limits) apply to every task as QUEUE_CONCURRENCY and QUEUE_RATE. A task that may not
+-- start is `limited`: parked in Q.parked in the lane of the limit that stopped it, in
+-- (priority, position) order. A freed slot moves that lane's first task back to pending
+-- (it keeps its position); a rate's lane is woken by Q.limits_due at its next token, on
+-- the server clock (sleeping workers wake for it: earliest_deadline()).
+
+local queue_limits = nil  -- { c = {{name, most}}, r = {{name, count, period, burst}} }
+local function limits_of_queue()
+  if queue_limits == nil then
+    queue_limits = false
+    local set = redis.call('HMGET', Q.limits, 'concurrency', 'rate')
+    if set[1] or set[2] then
+      queue_limits = { c = {}, r = {} }
+      if set[1] then queue_limits.c = { { QUEUE_CONCURRENCY, tonumber(set[1]) } } end
+      local n, period, burst = string.match(set[2] or '', '^(%d+)/(%d+)/(%d+)$')
+      if n then
+        queue_limits.r = { { QUEUE_RATE, tonumber(n), tonumber(period), tonumber(burst) } }
+      end
+    end
+  end
+  return queue_limits or nil
+end
+
+-- The limits of kind 'c' (concurrency) or 'r' (rate) of a task: its own, then the queue's.
+local function limits_of(r, kind)
+  local f, q = flow_of(r), limits_of_queue()
+  if not q then return f and f[kind] or {} end
+  if not f or not f[kind] then return q[kind] end
+  local all = {}
+  for _, l in ipairs(f[kind]) do table.insert(all, l) end
+  for _, l in ipairs(q[kind]) do table.insert(all, l) end
+  return all
+end
+
+-- The lex range of limit `name`'s members in Q.slots and Q.parked ("<name>\n..."; a
+-- line break sorts just before '\v').
+local function lane_range(name)
+  return '[' .. name .. LANE_SEPARATOR, '(' .. name .. '\v'
+end
+
+local function running(name)
+  local low, high = lane_range(name)
+  return redis.call('ZLEXCOUNT', Q.slots, low, high)
+end
+
+-- When rate `l` has its next token (now or later); tat: its theoretical arrival time.
+local tats = {}
+local function token_at(l, now)
+  local tat = tats[l[1]]
+  if tat == nil then tat = tonumber(redis.call('ZSCORE', Q.rates, l[1]) or '0') end
+  tats[l[1]] = tat
+  return math.max(now, math.ceil(tat - (l[3] / l[2]) * (l[4] - 1))), tat
+end
+
+local function take_token(l, now)
+  local _, tat = token_at(l, now)
+  tat = math.max(tat, now) + l[3] / l[2]
+  tats[l[1]] = tat
+  redis.call('ZADD', Q.rates, tat, l[1])
+end
+
+-- Whether any task is parked (looked up once per call; a park sets it).
+local parked_any = nil
+local function any_parked()
+  if parked_any == nil then parked_any = redis.call('EXISTS', Q.parked) == 1 end
+  return parked_any
+end
+
+-- The task id of a member of Q.parked.
+local function parked_id(member)
+  return string.sub(member, string.find(member, LANE_SEPARATOR, 1, true) + LANE_ID_AT)
+end
+
+-- The first member of limit `name`'s lane in Q.parked (nil if the lane is empty).
+local function lane_first(name)
+  if not any_parked() then return nil end
+  local low, high = lane_range(name)
+  return redis.call('ZRANGEBYLEX', Q.parked, low, high, 'LIMIT', 0, 1)[1]
+end
+
+-- The first task of limit `name`'s lane goes back to pending (nil if the lane is empty).
+local unparked = 0
+local function unpark(name)
+  local first = lane_first(name)
+  if not first then return nil end
+  redis.call('ZREM', Q.parked, first)
+  local id = parked_id(first)
+  local r = load(id)
+  if r and r.state == 'limited' then make_pending(id, r, false) end
+  unparked = unparked + 1
+  return id
+end
+
+local function lane_member(name, r, id)
+  return name .. LANE_SEPARATOR .. string.format(LANE_ORDER_FORMAT,
+    tonumber(r.priority) + PRIORITY_OFFSET, tonumber(r.position), id)
+end
+
+-- Keep a lane moving: limit `l` (of `kind`) may let its lane's first task start now (it
+-- goes to pending), or, for a rate, at its next token (Q.limits_due).
+local function offer(kind, l, now)
+  if not any_parked() then return end
+  if kind == 'c' then
+    if running(l[1]) < tonumber(l[2]) then unpark(l[1]) end
+    return
+  end
+  local at = token_at(l, now)
+  if at <= now then
+    unpark(l[1])
+  elseif lane_first(l[1]) then
+    redis.call('ZADD', Q.limits_due, 'LT', at, l[1])
+  end
+end
+
+-- Park `id` (just taken from pending) in the lane of limit `name`; `at`: when its rate has
+-- the next token. The task's other limits pass the chance it was given on to their lanes.
+local function park(id, r, name, at, now)
+  r.state = 'limited'
+  r.holder = ''
+  save(id, r)
+  redis.call('ZADD', Q.parked, 0, lane_member(name, r, id))
+  parked_any = true
+  if at then redis.call('ZADD', Q.limits_due, 'LT', at, name) end
+  for _, kind in ipairs({ 'c', 'r' }) do
+    for _, l in ipairs(limits_of(r, kind)) do
+      if l[1] ~= name then offer(kind, l, now) end
+    end
+  end
+end
+
+-- Whether `id` (just taken from pending) may start now. If so its slots are taken, its
+-- tokens spent and nil is returned; else it is parked and its limit's name returned.
+local function admit(id, r, now)
+  if not flow_of(r) and not limits_of_queue() then return nil end
+  local concurrency, rates = limits_of(r, 'c'), limits_of(r, 'r')
+  for _, l in ipairs(concurrency) do
+    if running(l[1]) >= tonumber(l[2]) then
+      park(id, r, l[1], nil, now)
+      return l[1]
+    end
+  end
+  for _, l in ipairs(rates) do
+    local at = token_at(l, now)
+    if at > now then
+      park(id, r, l[1], at, now)
+      return l[1]
+    end
+  end
+  for _, l in ipairs(concurrency) do
+    redis.call('ZADD', Q.slots, 0, l[1] .. LANE_SEPARATOR .. id)
+  end
+  for _, l in ipairs(rates) do
+    take_token(l, now)
+    offer('r', l, now)  -- the lane's next task, at the rate's next token
+  end
+  return nil
+end
+
+-- A task of pending leaves without starting (cancelled, deleted, purged): if it was a
+-- lane's first task moved back to pending, its lane gets the chance it had. A purge of
+-- pending tasks sets `pass_on_later`: the lanes are then due at once (Q.limits_due) and
+-- the next claim reconsiders them, so the purge does not take the lanes' tasks with it.
+local pass_on_later = false
+local function pass_on(r)
+  if not flow_of(r) and not limits_of_queue() then return end
+  local now = now_ms()
+  for _, kind in ipairs({ 'c', 'r' }) do
+    for _, l in ipairs(limits_of(r, kind)) do
+      if not pass_on_later then
+        offer(kind, l, now)
+      elseif any_parked() then
+        redis.call('ZADD', Q.limits_due, now, l[1])
+        wake()
+      end
+    end
+  end
+end
+
+-- Lanes whose rate has a token again: their first tasks go back to pending.
+local function wake_due_lanes(now)
+  local due = redis.call('ZRANGEBYSCORE', Q.limits_due, '-inf', now, 'LIMIT', 0, 100)
+  if #due == 0 then return end
+  redis.call('ZREM', Q.limits_due, unpack(due))
+  for _, name in ipairs(due) do unpark(name) end
+  if #redis.call('ZRANGE', Q.rates, 0, 0) > 0 then
+    redis.call('ZREMRANGEBYSCORE', Q.rates, '-inf', now)  -- a rate idle since: a full bucket
+  end
+end
+
+-- `id` leaves `active`: its concurrency slots are freed, each for its lane's first task.
+local slots_kept = nil
+local function leave_active(id, r)
+  zrem(Q.active, id)
+  if slots_kept == nil then slots_kept = redis.call('EXISTS', Q.slots) == 1 end
+  if not slots_kept then return end
+  local freed = {}
+  for _, l in ipairs(limits_of(r, 'c')) do freed[l[1]] = true end
+  freed[QUEUE_CONCURRENCY] = true  -- held while the queue's limit was set (it may be gone)
+  for name in pairs(freed) do
+    if redis.call('ZREM', Q.slots, name .. LANE_SEPARATOR .. id) == 1 then unpark(name) end
+  end
 end
 
 -- Group index ---------------------------------------------------------------------------
@@ -427,6 +716,12 @@ local function forget(id, r, now, settlement)
   end
   if r.retried ~= '0' or r.state == 'failed' then redis.call('HDEL', Q.errors, id) end
   if cancel_requested(id) then redis.call('SREM', Q.cancel, id) end
+  local f = flow_of(r)
+  if f then
+    if f.x or f.d then redis.call('ZREM', Q.expiry, 'x' .. id, 'd' .. id) end
+    if f.u then release_key(Q.unique, f.u[1], id) end
+    if f.b then release_key(Q.debounce, f.b[1], id) end
+  end
   drop(id)
   tombstone(id, tomb_value(settlement, r.nonce), now)
 end
@@ -436,7 +731,7 @@ end
 -- The result hash holds the task's envelope as it is (the reader takes name, serializer,
 -- priority, groups and enqueue time from it): no JSON is decoded here. The hash is new:
 -- every step that stores a task deletes an earlier run's result (enqueue, requeue).
-local function record_end(result_key, id, r, state, now, field, value)
+local function store_end(result_key, id, r, state, now, field, value)
   local ttl = tonumber(r.ttl) or 0
   if ttl > 0 then
     local data = { 'state', state, 'finished_at', now, 'envelope', envelope_text(r),
@@ -483,19 +778,264 @@ local function dead_letter(id, r, error_json, now)
   save(id, r)
   redis.call('HSET', Q.errors, id, error_json)
   if cancel_requested(id) then redis.call('SREM', Q.cancel, id) end
+  local f = flow_of(r)
+  if f and f.u then release_key(Q.unique, f.u[1], id) end  -- done, for good
+end
+
+-- Keys a script names itself, from the queue's tag (so in the queue's slot), besides a
+-- worker's inbox: the parents of other queues counted for waiting step `id`
+-- (QueueKeys.joined), and the result hash of a step a script ends without being called
+-- about it (a workflow step cut short: QueueKeys.result).
+local function joined_of(id)
+  return TAG .. ':' .. JOINED .. ':' .. id
+end
+local function result_of(id)
+  return TAG .. ':' .. RESULT .. ':' .. id
 end
 
 -- Unlink `id` from whichever structure its record's state names.
 local function unlink(id, r)
   if r.state == 'pending' then
     zrem(Q.pending, pending_member(r, id))
+    pass_on(r)
   elseif r.state == 'scheduled' then
     zrem(Q.scheduled, id)
   elseif r.state == 'active' then
-    zrem(Q.active, id)
+    leave_active(id, r)
+  elseif r.state == 'limited' then
+    for _, name in ipairs({ QUEUE_CONCURRENCY, QUEUE_RATE }) do
+      redis.call('ZREM', Q.parked, lane_member(name, r, id))
+    end
+    local f = flow_of(r)
+    for _, kind in ipairs({ 'c', 'r' }) do
+      for _, l in ipairs(f and f[kind] or {}) do
+        redis.call('ZREM', Q.parked, lane_member(l[1], r, id))
+      end
+    end
   elseif r.state == 'failed' then
     zrem(Q.dead, id)
+  elseif r.state == 'waiting' then
+    zrem(Q.waiting, id)
+    redis.call('HDEL', Q.joins, id, id .. ':due')
+    local joined = joined_of(id)
+    redis.call('DEL', joined)
   end
+end
+
+-- Workflows -----------------------------------------------------------------------------
+-- A workflow step carries its link in its envelope's WORKFLOW_HEADER header
+-- (rediq_core/workflow_records.py). A step that waits for others is `waiting` (in
+-- Q.waiting; Q.joins counts the parents still to succeed, and keeps its delay or ETA as
+-- "<id>:due"). When a step ends, steps_after() releases or ends the steps that wait for it:
+-- those of this queue at once, those of another queue through this queue's outbox.
+
+-- The link of a step ({ wf, n, wait, then = {{queue, n}, ...} } and the step's own
+-- queue as `queue`), or nil for a plain task (or a link that does not parse).
+local function link_of(r)
+  -- most tasks are no step: look for the header's name inside the envelope, in place
+  -- (no copy of the envelope, no JSON decoded), as no_groups() does
+  local at = r.at or 1
+  local found = string.find(r.body or r.raw, WORKFLOW_HEADER, at, true)
+  if not found or found > at + tonumber(r.envelope) - 1 then return nil end
+  local ok, env = pcall(cjson.decode, envelope_text(r))
+  if not ok or type(env) ~= 'table' or type(env.headers) ~= 'table' then return nil end
+  local text = env.headers[WORKFLOW_HEADER]
+  if type(text) ~= 'string' then return nil end
+  local parsed, link = pcall(cjson.decode, text)
+  if not parsed or type(link) ~= 'table' or type(link.wf) ~= 'string'
+      or type(link['then']) ~= 'table' then
+    return nil
+  end
+  link.queue = env.queue
+  return link
+end
+
+-- Store `id` as waiting for `wait` parents; `due`: "d<delay ms>" or "e<ETA ms>" (or nil).
+local function make_waiting(id, r, now, wait, due)
+  r.state = 'waiting'
+  r.holder = ''
+  save(id, r)
+  zadd(Q.waiting, now, id)
+  if due then
+    redis.call('HSET', Q.joins, id, wait, id .. ':due', due)
+  else
+    redis.call('HSET', Q.joins, id, wait)
+  end
+end
+
+-- Parent number `parent` of waiting step `id` succeeded. `once`: the news came from
+-- another queue and may come twice: it counts once (Q.joined of the step).
+local function join(id, parent, once, now)
+  local r = load(id)
+  if not r or r.state ~= 'waiting' then return end
+  local joined = joined_of(id)
+  if once and redis.call('SADD', joined, parent) == 0 then return end
+  if redis.call('HINCRBY', Q.joins, id, -1) > 0 then return end
+  local due = redis.call('HGET', Q.joins, id .. ':due')
+  unlink(id, r)
+  local at = nil
+  if due then
+    at = tonumber(string.sub(due, 2))
+    if string.sub(due, 1, 1) == 'd' then at = now + at end
+  end
+  r.position = ''
+  if at and at > now then schedule(id, r, at) else make_pending(id, r, true) end
+end
+
+-- The cascade error of a step cut short because step `link.n` ended in `state` with
+-- `error_json` (JSON, or nil); a cascade error is passed on as it is.
+local function cascade_json(link, state, error_json)
+  local ok, err = pcall(cjson.decode, error_json or 'null')  -- an unreadable error: none
+  if not ok then err = nil end
+  if type(err) == 'table' and err.type == CASCADE_ERROR_TYPE then return error_json end
+  local why = type(err) == 'table' and tostring(err.message) or 'no error recorded'
+  return cjson.encode({ type = CASCADE_ERROR_TYPE, traceback = '', message = 'step '
+    .. link.n .. ' of workflow ' .. link.wf .. ' ended ' .. state .. ': ' .. why })
+end
+
+-- Effects on steps of other queues written by this call (outbox members): the caller
+-- delivers them.
+local outboxed = {}
+local function to_outbox(entry, now)
+  local member = cjson.encode(entry)
+  redis.call('ZADD', Q.outbox, now, member)
+  table.insert(outboxed, member)
+end
+
+-- Step `r` (link `link`) ended in `state` (`error_json`: its error, or nil): release the
+-- steps waiting for it if it succeeded, else end them (and theirs) as cancelled. A step of
+-- another queue gets the news through the outbox: {k = 'j' (joined) or 'e' (ended), q =
+-- its queue, id, p = this step's number, e = the cascade error}.
+local function steps_after(link, state, error_json, now)
+  local work = { { link, state, error_json } }
+  while #work > 0 do
+    local item = table.remove(work)
+    local l, ended_as = item[1], item[2]
+    local cascade = ended_as ~= 'succeeded' and cascade_json(l, ended_as, item[3]) or nil
+    for _, next_step in ipairs(l['then']) do
+      local queue, id = next_step[1], l.wf .. STEP_SEPARATOR .. next_step[2]
+      if queue ~= l.queue then
+        to_outbox({ k = cascade and 'e' or 'j', q = queue, id = id, p = l.n, e = cascade }, now)
+      elseif not cascade then
+        join(id, l.n, false, now)
+      else
+        local r = load(id)
+        if r and r.state == 'waiting' then
+          unlink(id, r)
+          store_end(result_of(id), id, r, 'cancelled', now, 'error', cascade)
+          forget(id, r, now)
+          local later = link_of(r)
+          if later then table.insert(work, { later, 'cancelled', cascade }) end
+        end
+      end
+    end
+  end
+end
+
+-- Store the end of a task (store_end) and, for a workflow step, what follows from it.
+local function record_end(result_key, id, r, state, now, field, value)
+  store_end(result_key, id, r, state, now, field, value)
+  local link = link_of(r)
+  if link then steps_after(link, state, field == 'error' and value or nil, now) end
+end
+
+-- Expiry --------------------------------------------------------------------------------
+-- A task with `expires` has "x<id>" in Q.expiry, scored with the time it must start by
+-- (removed when it starts); one with a `deadline` has "d<id>", scored with its deadline,
+-- until it ends (-1 once the deadline passed while it ran; 0 when a retry comes after it:
+-- the next claim ends it). Claims end due ones `expired` (expire_due) and never start a
+-- task past its time (past_time); the enqueue writes them (note_times). These times do
+-- not wake sleeping workers (with many tasks they would come every few milliseconds): a
+-- claim ends what is due, and an idle worker claims at least once per wake safety cap.
+
+local expired = {}  -- flat (id, task name, reason) of the tasks this call ended expired
+local NOT_STARTED = 'not started by its expiry'
+local PAST_DEADLINE = 'its deadline passed before an attempt could start'
+
+-- Write the expiry and deadline of a new task (durations from now in its flow).
+local function note_times(id, r, now)
+  local f = flow_of(r)
+  if not f then return end
+  for _, kind in ipairs({ 'x', 'd' }) do
+    if f[kind] then redis.call('ZADD', Q.expiry, now + tonumber(f[kind]), kind .. id) end
+  end
+end
+
+-- Why task `id` may not start now (nil: it may).
+local function past_time(id, r, now)
+  local f = flow_of(r)
+  if not f or not (f.x or f.d) then return nil end
+  local at = redis.call('ZMSCORE', Q.expiry, 'x' .. id, 'd' .. id)
+  local x, d = tonumber(at[1]), tonumber(at[2])
+  if x and x <= now then return NOT_STARTED end
+  if d and d <= now then return PAST_DEADLINE end
+  return nil
+end
+
+-- End `id` as expired: its result says why; the steps after a workflow step follow.
+local function expire(id, r, now, reason)
+  unlink(id, r)
+  local f = flow_of(r)
+  record_end(result_of(id), id, r, 'expired', now, 'error', cjson.encode({
+    type = EXPIRED_ERROR_TYPE, message = 'task ' .. id .. ' expired: ' .. reason, traceback = '' }))
+  forget(id, r, now)
+  count('expired', now)
+  table.insert(expired, id)
+  table.insert(expired, f and f.name or '')
+  table.insert(expired, reason)
+end
+
+-- End the tasks whose expiry or deadline came (at most 100 per call); a running task's
+-- deadline is marked past (-1): its attempt goes on, no retry starts.
+local function expire_due(now)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.expiry, 0, now, 'LIMIT', 0, 100)) do
+    local kind, id = string.sub(member, 1, 1), string.sub(member, 2)
+    local r = load(id)
+    if r and r.state ~= 'active' and r.state ~= 'failed' then
+      expire(id, r, now, kind == 'x' and NOT_STARTED or PAST_DEADLINE)
+    elseif r and kind == 'd' then
+      redis.call('ZADD', Q.expiry, -1, member)
+    else
+      redis.call('ZREM', Q.expiry, member)
+    end
+  end
+end
+
+-- Unique tasks and debounce --------------------------------------------------------------
+-- Q.unique maps a unique key to the task holding it: until it ends ('d'), or until it
+-- starts ('s'); an enqueue meanwhile stores nothing and answers with that task. Q.debounce
+-- maps a debounce key to its last call while it has not started: the next call with the
+-- key ends it cancelled (superseded) and takes its place, due a debounce later.
+
+-- The task holding the unique key of new task `r` (its record and id), or nil.
+local function unique_holder(id, r)
+  local f = flow_of(r)
+  if not f or not f.u then return nil end
+  local holder = redis.call('HGET', Q.unique, f.u[1])
+  local h = holder and holder ~= id and load(holder)
+  if not h or h.state == 'failed' then return nil end
+  if f.u[2] == 's' and tonumber(h.deliveries) > 0 then return nil end  -- it started
+  return h, holder
+end
+
+-- Take the unique and debounce keys of new task `id`; a call it debounces ends cancelled.
+-- Returns the time it is due at the earliest (a debounce after now), or nil.
+local function take_keys(id, r, now)
+  local f = flow_of(r)
+  if not f then return nil end
+  if f.u then redis.call('HSET', Q.unique, f.u[1], id) end
+  if not f.b then return nil end
+  local previous = redis.call('HGET', Q.debounce, f.b[1])
+  local p = previous and previous ~= id and load(previous)
+  if p and tonumber(p.deliveries) == 0 and p.state ~= 'failed' and p.state ~= 'active' then
+    unlink(previous, p)
+    record_end(result_of(previous), previous, p, 'cancelled', now, 'error', cjson.encode({
+      type = SUPERSEDED_ERROR_TYPE, traceback = '',
+      message = 'task ' .. previous .. ' was debounced: task ' .. id .. ' replaced it' }))
+    forget(previous, p, now)
+  end
+  redis.call('HSET', Q.debounce, f.b[1], id)
+  return now + tonumber(f.b[2])
 end
 
 -- Leasing -------------------------------------------------------------------------------
@@ -514,6 +1054,12 @@ local function lease(ids, worker, holder, now)
       r.state, r.holder, r.worker, r.started = 'active', holder, named, tostring(now)
       save(id, r)
       zadd(Q.active, holder, id)
+      local f = flow_of(r)
+      if f then  -- it started: it no longer expires, is no longer debounced
+        if f.x then zrem(Q.expiry, 'x' .. id) end
+        if f.u and f.u[2] == 's' then release_key(Q.unique, f.u[1], id) end
+        if f.b then release_key(Q.debounce, f.b[1], id) end
+      end
       table.insert(taken, id)
     else
       table.insert(missing, id)
@@ -558,6 +1104,9 @@ local function untaken_handoffs(n)
   return untaken
 end
 
+-- Tasks one hand-off takes from pending at most before it leaves the rest to a claim.
+local HAND_OFF_TRIES = 100
+
 -- Hand ready tasks straight to workers waiting for them (registered in `idle` by a claim
 -- that found less than it asked for), highest priority first, one per worker: leased to
 -- the worker's holder and pushed onto its own list, so its blocked BLPOP returns the task
@@ -570,12 +1119,31 @@ local function hand_off(now)
     local mark = redis.call('HGET', Q.workers, waiting_mark(worker))
     local lease_ms, valid = string.match(mark or '', '^(%d+):(%d+)$')
     if lease_ms and tonumber(valid) >= now then
-      local popped = redis.call('ZPOPMIN', Q.pending, 1)
-      if #popped == 0 then
+      local id, stop, tries = nil, false, 0
+      while not id and not stop do  -- the first task that may start (the others are parked)
+        flush()
+        tries = tries + 1
+        if tries > HAND_OFF_TRIES then  -- a long run of limited tasks: a claim goes on
+          wake()
+          break
+        end
+        local popped = redis.call('ZPOPMIN', Q.pending, 1)
+        if #popped == 0 then break end
+        id = member_id(popped[1])
+        local r = load(id)
+        if r and past_time(id, r, now) then
+          redis.call('ZADD', Q.pending, popped[2], popped[1])  -- a claim ends it expired
+          wake()
+          id, stop = nil, true
+        elseif r and admit(id, r, now) then
+          id = nil
+        end
+        if r and id then note_start(r) end
+      end
+      if not id then
         redis.call('LPUSH', Q.idle, worker)
         break
       end
-      local id = member_id(popped[1])
       local holder = renew_holder(worker, now, tonumber(lease_ms))
       local taken = lease({ id }, worker, holder, now)
       if #taken == 1 then
@@ -592,6 +1160,7 @@ local function hand_off(now)
       redis.call('HDEL', Q.workers, waiting_mark(worker))
     end
   end
+  fair_started()
   flush()
 end
 
@@ -602,7 +1171,8 @@ local ENQUEUE_ARGS = 8  -- id, envelope, payload, priority, eta, delay, result t
 -- Store tasks: ARGV-style list `args` from index `from` on, ENQUEUE_ARGS per task; the
 -- j-th task's result key is KEYS[N + key_at + j - 1]. Returns one reply per task:
 -- {1, state} for a new task (or a re-send of the call that stored it), {0, state, result
--- TTL} for a duplicate of an unfinished task.
+-- TTL} for a duplicate of an unfinished task, {0, state, result TTL, id} when task `id`
+-- holds its unique key (unique tasks).
 local function enqueue_tasks(args, from, key_at)
   local ids, replies = {}, {}
   for i = from, #args, ENQUEUE_ARGS do table.insert(ids, args[i]) end
@@ -631,28 +1201,48 @@ local function enqueue_tasks(args, from, key_at)
     elseif not current and ended[id] and string.sub(ended[id], 5) == nonce then
       replies[j] = { 1, 'pending' }  -- a re-send of a call whose task has already ended
     else
+      local envelope = args[i + 1]
+      local r = { state = '', priority = tostring(tonumber(args[i + 3]) or 0), position = '',
+        retried = '0', deliveries = '0', lost = '0', holder = '', worker = '',
+        started = '', ttl = tostring(tonumber(args[i + 6]) or 0), nonce = nonce,
+        envelope = tostring(#envelope), body = envelope .. args[i + 2] }
+      local held, holder = unique_holder(id, r)
+      if held then
+        replies[j] = { 0, held.state, tonumber(held.ttl) or 0, holder }
+      else
       if current then
         unlink(id, current)
         forget(id, current, now)
       end
       stored = stored + 1
       table.insert(results, KEYS[N + key_at + j - 1])
-      local envelope = args[i + 1]
-      local r = { state = '', priority = tostring(tonumber(args[i + 3]) or 0), position = '',
-        retried = '0', deliveries = '0', lost = '0', holder = '', worker = '',
-        started = '', ttl = tostring(tonumber(args[i + 6]) or 0), nonce = nonce,
-        envelope = tostring(#envelope), body = envelope .. args[i + 2] }
       index_groups(id, envelope)
+      note_times(id, r, now)
       local due = tonumber(args[i + 4])
       local delay = tonumber(args[i + 5])
-      if delay and delay > 0 then due = now + delay end
-      if due and due > now then
-        schedule(id, r, due)
-        replies[j] = { 1, 'scheduled' }
-      else
-        make_pending(id, r, true)
-        replies[j] = { 1, 'pending' }
+      local debounced = take_keys(id, r, now)
+      if debounced then
+        if delay and delay > 0 then due = now + delay end
+        delay = nil
+        due = math.max(due or now, debounced)
       end
+      local link = link_of(r)
+      if link and (tonumber(link.wait) or 0) > 0 then
+        local when = nil  -- counted from the step's release
+        if delay and delay > 0 then when = 'd' .. delay elseif due then when = 'e' .. due end
+        make_waiting(id, r, now, tonumber(link.wait), when)
+        replies[j] = { 1, 'waiting' }
+      else
+        if delay and delay > 0 then due = now + delay end
+        if due and due > now then
+          schedule(id, r, due)
+          replies[j] = { 1, 'scheduled' }
+        else
+          make_pending(id, r, true)
+          replies[j] = { 1, 'pending' }
+        end
+      end
+      end  -- held
     end
   end
   if stored > 0 then

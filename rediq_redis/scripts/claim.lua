@@ -1,31 +1,39 @@
--- claim: one fetch step for one queue. Promotes due scheduled tasks, reclaims the leases
--- of expired holders, and leases up to `limit` ready tasks in priority order (lower score
--- first, FIFO among equal priorities by position) to the worker's holder.
+-- claim: one fetch step for one queue. Ends the tasks whose expiry or deadline came,
+-- promotes due scheduled tasks, moves the lanes whose rate has a token again back to
+-- pending, reclaims the leases of expired holders, and leases up to `limit` ready tasks
+-- that may start (their limits allow it) in priority order (lower score first, FIFO among
+-- equal priorities by position) to the worker's holder; ready tasks a limit stops are
+-- parked (`limited`) as they come.
 --
 -- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+1] the worker's unblock list
 -- ARGV[1] worker id   ARGV[2] limit   ARGV[3] lease ms   ARGV[4] max lost leases
 -- ARGV[5] dead-letter TTL ms   ARGV[6] dead-letter max count   ARGV[7] batch bound
 -- ARGV[8] call nonce
 -- Returns {now, next_delay_ms (-1: nothing scheduled or leased), holder, leased,
---          exhausted, cancelled, broken} where leased is a flat list of (id, record as
---          read, where its body starts (0-based), envelope length, retried, deliveries,
---          lost), holder the
+--          exhausted, cancelled, broken, handed, stale, expired} where leased is a flat
+--          list of (id, record as read, where its body starts (0-based), envelope length,
+--          retried, deliveries, lost), holder the
 --          worker's holder number (the leases' token; its deadline is now + lease ms),
 --          exhausted / cancelled are ids of expired leases the caller must finish with
 --          settle / cancel (these need per-task keys this script cannot declare), and
 --          broken a flat list of (id, reason) of ready tasks whose record was unreadable
 --          (dead-lettered here) or missing (dropped), and handed the tasks an enqueue
 --          handed to this worker that it has not taken yet (its unblock list: see
---          hand_off() in the prelude), which count against `limit`.
+--          hand_off() in the prelude), which count against `limit`, stale the
+--          members of the queue's outbox older than OUTBOX_GRACE_MS (a workflow
+--          step's effect on a step of another queue whose delivery was lost) and those
+--          this call wrote (the steps after a step it ended expired), and expired a flat
+--          list of (id, task name, reason) of the tasks it ended `expired`.
 --
 -- Invariants: an expired lease counts as lost (`lost` +1); retried failures never do.
 -- An expired lease of a task that lost its lease `max lost` times, or whose cancellation
 -- was requested, stays in `active` under its dead holder until the caller finishes it --
 -- so a crash between the two steps loses nothing. Every other expired lease returns to
--- pending at its old position. If ready tasks remain after leasing, a wake token is
--- pushed so another idle worker wakes. A re-send of this call (same nonce) leases
--- nothing more: it answers with the leases the first send made that the worker still
--- holds. A paused queue (pause.lua) leases nothing and pushes no wake token.
+-- pending at its old position (its slots freed: I8). If ready tasks remain after leasing,
+-- a wake token is pushed so another idle worker wakes. A re-send of this call (same
+-- nonce) leases nothing more: it answers with the leases the first send made that the
+-- worker still holds. A paused queue (pause.lua) leases nothing and pushes no wake token.
+-- No task starts past its expiry or deadline (I9).
 local worker, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_lost, bound, nonce = tonumber(ARGV[4]), tonumber(ARGV[7]), ARGV[8]
 local LAST = '>' .. worker  -- workers field: "<nonce>|<id>,<id>..." of its last claim
@@ -84,8 +92,10 @@ if mark then
 end
 limit = math.max(0, limit - #handed)
 
+expire_due(now)
 local due = redis.call('ZRANGEBYSCORE', Q.scheduled, '-inf', now, 'LIMIT', 0, bound)
 take_each(Q.scheduled, due, function(id, r) make_pending(id, r, true) end)
+wake_due_lanes(now)
 
 local exhausted, cancelled = {}, {}
 local budget = bound
@@ -103,7 +113,7 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', Q.holders, '-inf', '(' .. now, 'L
     elseif untaken[id] then
       -- handed to a waiting worker that never took it: not a delivery, not a lost lease
       r.deliveries = tostring(tonumber(r.deliveries) - 1)
-      zrem(Q.active, id)
+      leave_active(id, r)
       make_pending(id, r, false)
     elseif cancel_requested(id) then
       table.insert(cancelled, id)
@@ -113,7 +123,7 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', Q.holders, '-inf', '(' .. now, 'L
       kept = kept + 1
     else
       r.lost = tostring(tonumber(r.lost) + 1)
-      zrem(Q.active, id)
+      leave_active(id, r)
       make_pending(id, r, false)
     end
   end
@@ -142,22 +152,53 @@ local function reject(id, now)
 end
 local paused = redis.call('EXISTS', Q.paused) == 1  -- pause.lua
 if limit > 0 and not paused then
-  local popped = redis.call('ZPOPMIN', Q.pending, limit)
-  if #popped > 0 then
+  -- the first `limit` tasks that may start; the others are parked as they come (at most
+  -- `bound` taken from pending in all)
+  local ids, more, popped_n, unparked_before = {}, true, 0, unparked
+  while #ids < limit and more and popped_n < bound do
+    flush()  -- tasks moved back to pending by this call are in it
+    local want = math.min(limit - #ids, bound - popped_n)
+    local popped = redis.call('ZPOPMIN', Q.pending, want)
+    popped_n = popped_n + #popped / 2
+    local batch = {}
+    for i = 1, #popped, 2 do table.insert(batch, member_id(popped[i])) end
+    load_many(batch)
+    for _, id in ipairs(batch) do
+      local r = load(id)
+      local too_late = r and past_time(id, r, now)
+      if not r then
+        table.insert(ids, id)  -- lease() leaves it to reject()
+      elseif too_late then
+        expire(id, r, now, too_late)
+      elseif not admit(id, r, now) then
+        table.insert(ids, id)
+        note_start(r)
+      end
+    end
+    -- go on while pending may hold more: it was not emptied, or this batch moved tasks
+    -- back to it (a lane's next task, as a slot or a token allowed)
+    more = #popped == 2 * want or unparked > unparked_before
+    unparked_before = unparked
+  end
+  fair_started()
+  if #ids > 0 then
     holder = renew_holder(worker, now, lease_ms)
-    local ids = {}
-    for i = 1, #popped, 2 do table.insert(ids, member_id(popped[i])) end
     local taken, missing = lease(ids, worker, holder, now)
     for _, id in ipairs(taken) do row(leased, id, load(id)) end
     for _, id in ipairs(missing) do reject(id, now) end
     redis.call('HSET', Q.workers, LAST, nonce .. '|' .. table.concat(taken, ','))
     flush()
   end
-  if #popped == 2 * limit and redis.call('EXISTS', Q.pending) == 1 then wake() end
+  -- tasks left ready (a full claim, the bound, a lane's next task): another worker's turn
+  if redis.call('EXISTS', Q.pending) == 1 then wake() end
 elseif made_ready and not paused then
   wake()
 end
 
 prune_dead(now, tonumber(ARGV[5]), tonumber(ARGV[6]))
 flush()
-return { now, next_delay(now), holder, leased, exhausted, cancelled, broken, handed }
+-- Outbox members whose first delivery was lost (the caller delivers them again).
+local stale = redis.call('ZRANGEBYSCORE', Q.outbox, '-inf', now - OUTBOX_GRACE_MS, 'LIMIT', 0, 100)
+for _, member in ipairs(outboxed) do table.insert(stale, member) end  -- expired steps' effects
+return { now, next_delay(now), holder, leased, exhausted, cancelled, broken, handed, stale,
+  expired }

@@ -3,7 +3,9 @@
 --
 -- KEYS[1..N]  the queue's keys (prelude order); KEYS[N+j] result:<id> of the j-th task
 -- ARGV[1] worker id   ARGV[2..] pairs: task id, lease number (j-th pair: the j-th task)
--- Returns how many tasks were released (or ended as cancelled, if that was requested).
+-- Returns how many tasks were released (or ended as cancelled, if that was requested);
+-- {count, members} when a cancelled workflow step wrote effects on steps of other queues
+-- into the outbox (the caller delivers them).
 --
 -- Invariants: only leases held by ARGV[1] under those numbers are released; a released
 -- task returns to pending at its old FIFO position and counts neither as lost nor as
@@ -19,7 +21,7 @@ for i = 2, #ARGV, 2 do
   local id, delivery = ARGV[i], ARGV[i + 1]
   local r = load(id)
   if holds(r, worker, delivery, now) then
-    zrem(Q.active, id)
+    leave_active(id, r)
     if cancel_requested(id) then
       record_end(KEYS[N + i / 2], id, r, 'cancelled', now)
       forget(id, r, now)
@@ -31,4 +33,5 @@ for i = 2, #ARGV, 2 do
 end
 flush()
 wake_if_ready()
+if #outboxed > 0 then return { released, outboxed } end
 return released

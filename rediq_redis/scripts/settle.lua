@@ -10,7 +10,9 @@
 --             'r' retry, 'f' final failure), result or error JSON, retry delay ms ('' if
 --             none), settlement key (it names this settlement: a re-send carries it again)
 -- Returns one answer per task: 1 (stored, or retry scheduled), 2 (dead-lettered),
--- 3 (cancelled), 0 (lease not held: nothing changed).
+-- 3 (cancelled), 0 (lease not held: nothing changed); then, if a workflow step's end wrote
+-- effects on steps of other queues into the outbox, one more element: those members (the
+-- caller delivers them).
 --
 -- Invariants: only the lease holder (or, with '', nobody alive: the holder expired)
 -- settles. A retry increments `retried` and the `retried` counter, never `lost`; a final
@@ -77,7 +79,7 @@ for i = 4, #ARGV, SETTLE_ARGS do
     answers[j] = answered(id, r, delivery, key)
   else
     local result_key = KEYS[N + j]
-    zrem(Q.active, id)
+    leave_active(id, r)
     if worker == '' then r.lost = tostring(tonumber(r.lost) + 1) end
     if kind ~= 's' and cancel_requested(id) then
       record_end(result_key, id, r, 'cancelled', now)
@@ -94,6 +96,16 @@ for i = 4, #ARGV, SETTLE_ARGS do
       redis.call('HSET', Q.errors, id, value)
       counts.retried = counts.retried + 1
       local delay = tonumber(ARGV[i + 4]) or 0
+      -- a deadline before the retry: the retry is due at the deadline, when the claim
+      -- ends the task expired (at once if it passed: no retry starts after it)
+      local f = flow_of(r)
+      local deadline = f and f.d and tonumber(redis.call('ZSCORE', Q.expiry, 'd' .. id))
+      if deadline and deadline <= now then
+        redis.call('ZADD', Q.expiry, 0, 'd' .. id)
+        delay = 0
+      elseif deadline and now + delay > deadline then
+        delay = deadline - now
+      end
       if delay > 0 then
         schedule(id, r, now + delay)
       else
@@ -116,4 +128,5 @@ if dead then
   flush()
 end
 wake_if_ready()
+if #outboxed > 0 then table.insert(answers, outboxed) end
 return answers

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from rediq_redis.keys import QUEUE_KEY_NAMES, QueueKeys
-from rediq_redis.layout import UNBLOCK_TTL_MS, Record, member_id, parse_record, pending_member
+from rediq_redis.layout import (
+    UNBLOCK_TTL_MS,
+    Record,
+    lane_of,
+    member_id,
+    parked_id,
+    parse_record,
+    pending_member,
+)
 
 __all__ = [
     "QueueState",
@@ -34,6 +42,14 @@ _TYPES = {
     "paused": "string",
     "groups": "zset",
     "cron_paused": "set",
+    "waiting": "zset",
+    "outbox": "zset",
+    "slots": "zset",
+    "parked": "zset",
+    "rates": "zset",
+    "limits_due": "zset",
+    "fair": "zset",
+    "expiry": "zset",
 }
 #: The tombstone hashes (replay memory): id -> enqueue nonce, "#" -> generation.
 TOMBSTONES = ("ended_a", "ended_b")
@@ -45,7 +61,7 @@ def _s(value: bytes) -> str:
 
 @dataclass(frozen=True)
 class QueueState:
-    """Where each task id is: pending / scheduled / active / dead."""
+    """Where each task id is: pending / waiting / scheduled / active / dead."""
 
     pending: list[str]  # in priority order
     scheduled: set[str]
@@ -96,6 +112,10 @@ async def audit_queue(
     }
     active = set(active_scores)
     dead = {_s(m) for m in await redis.zrange(keys.key("dead"), 0, -1)}
+    waiting = {_s(m) for m in await redis.zrange(keys.key("waiting"), 0, -1)}
+    parked_members = [_s(m) for m in await redis.zrange(keys.key("parked"), 0, -1)]
+    parked = [parked_id(m) for m in parked_members]
+    slots = [_s(m) for m in await redis.zrange(keys.key("slots"), 0, -1)]
     records: dict[str, Record] = {}
     for raw_id, raw in (await redis.hgetall(keys.key("tasks"))).items():
         record = parse_record(raw)
@@ -105,16 +125,39 @@ async def audit_queue(
     states = {task_id: r.fields["state"] for task_id, r in records.items()}
 
     assert len(pending) == len(set(pending)), "a task is twice in pending"
-    places = {"pending": set(pending), "scheduled": scheduled, "active": active, "failed": dead}
+    places = {
+        "pending": set(pending),
+        "waiting": waiting,
+        "limited": set(parked),
+        "scheduled": scheduled,
+        "active": active,
+        "failed": dead,
+    }
     seen: dict[str, str] = {}
     for place, ids in places.items():
         for task_id in ids:
             assert task_id not in seen, f"{task_id} is both {seen[task_id]} and {place}"
             seen[task_id] = place
     assert seen == states, f"records {states} disagree with structures {seen}"
+    joins = {_s(k): _s(v) for k, v in (await redis.hgetall(keys.key("joins"))).items()}
+    counted = {k for k in joins if not k.endswith(":due")}
+    assert counted == waiting, f"join counts {counted} disagree with waiting steps {waiting}"
     for member, task_id in zip(pending_members, pending, strict=True):
         position = records[task_id].number("position")
         assert pending_member(position, task_id) == member, f"{task_id} position"
+    # limits: a limited task is in one lane; a slot is held by a running task (I8)
+    assert len(parked) == len(set(parked)), f"a task is in two lanes: {parked_members}"
+    for member in slots:
+        holder = member[len(lane_of(member)) + 1 :]
+        assert holder in active, f"slot {member!r} is held by a task that is not running"
+    # times: an expiry or a deadline belongs to a stored task; an expiry to one not started
+    for member in [_s(m) for m in await redis.zrange(keys.key("expiry"), 0, -1)]:
+        kind, task_id = member[:1], member[1:]
+        assert kind in ("x", "d") and task_id in records, f"expiry member {member!r} is stale"
+        assert kind == "d" or task_id not in active, f"{task_id} is running and may expire"
+    for name in ("unique", "debounce"):  # a key is held by a stored task
+        for key, holder in (await redis.hgetall(keys.key(name))).items():
+            assert _s(holder) in records, f"{name} key {_s(key)!r} is held by a gone task"
 
     # leases: an active record names its holder, which is in `holders` (I2)
     holders = {_s(m): s for m, s in await redis.zrange(keys.key("holders"), 0, -1, withscores=True)}

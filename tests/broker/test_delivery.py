@@ -63,6 +63,21 @@ async def warm_up(broker: RedisBroker, direct: RedisBroker) -> None:
     await broker.settle("warm", [Settlement(ids[0], Q, result=b"")])
     await broker.settle("warm", [Settlement(ids[1], Q, error=None, result=b"")])
     await direct.connect()
+    # and the wait's registration (a fetch's first wait loads its script)
+    waiting = asyncio.ensure_future(broker.fetch(Q, worker_id="warm", limit=2, lease_ms=5000))
+    idle = f"{{{broker.options.namespace}:{Q}}}:idle"
+    await until(
+        lambda: _has(direct, idle, b"warm"), "the warm-up fetch to wait registered", timeout_s=20.0
+    )
+    third = make_message(queue=Q, result_ttl_s=0)
+    await direct.enqueue([third])
+    [handed] = (await asyncio.wait_for(waiting, WAIT_S)).deliveries
+    await broker.settle("warm", [Settlement(third.id, Q, result=b"", delivery=handed.deliveries)])
+
+
+async def _has(broker: RedisBroker, key: str, member: bytes) -> bool:
+    session = await broker._ready()
+    return member in await session.client.lrange(key, 0, -1)
 
 
 # --- defect 2: time is the server's ----------------------------------------------------

@@ -17,6 +17,7 @@ from rediq_redis.scripts import (
     STANDALONE_SCRIPTS,
     prelude_source,
     script_source,
+    shaken,
 )
 
 SCRIPTS = resources.files("rediq_redis") / "scripts"
@@ -45,10 +46,32 @@ def test_every_script_is_assembled_by_the_one_function() -> None:
     assert names == {*QUEUE_SCRIPTS, *CRON_SCRIPTS, *STANDALONE_SCRIPTS}
     prelude = prelude_source()
     for name in (*QUEUE_SCRIPTS, *CRON_SCRIPTS):
+        body = (SCRIPTS / f"{name}.lua").read_text("utf-8")
         source = script_source(name)
-        assert source.startswith(prelude) and "--@" not in source, name
+        assert source == shaken(prelude, body) + "\n" + body and "--@" not in source, name
     for name in STANDALONE_SCRIPTS:
         assert "--@" not in script_source(name) and "local Q" not in script_source(name)
+
+
+@pytest.mark.parametrize("name", [*QUEUE_SCRIPTS, *CRON_SCRIPTS])
+def test_a_script_defines_every_prelude_function_it_calls(name: str) -> None:
+    """Each script carries only the prelude functions it can call (``shaken``): every
+    call of a prelude function in its text (``name(``) comes after that function's
+    definition, which is what Lua needs of a ``local function``."""
+    prelude_functions = set(re.findall(r"^local function (\w+)\(", prelude_source(), re.M))
+    defined: set[str] = set()
+    for line in _code(script_source(name)).splitlines():
+        opened = re.match(r"local function (\w+)\(", line)
+        if opened:
+            defined.add(opened.group(1))
+        for called in re.findall(r"(?<![\w.:])(\w+)\s*\(", line):
+            if called in prelude_functions:
+                assert called in defined, f"{name} calls {called}() before defining it"
+
+
+def test_a_script_leaves_out_the_prelude_functions_it_cannot_call() -> None:
+    wait = script_source("wait")
+    assert "local function waiting_mark(" in wait and "local function hand_off(" not in wait
 
 
 @pytest.mark.parametrize("path", LUA_FILES, ids=lambda p: p.name)

@@ -7,11 +7,14 @@ worker is one step per queue whatever the number of leases.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from redis.asyncio import Redis
 
 from rediq import ProtocolMismatchError
-from rediq_core.broker import BrokerOptions
+from rediq_core.broker import BrokerOptions, Settlement
 from rediq_core.testing.contract.helpers import make_message
 from rediq_redis import RedisBroker
 from rediq_redis.keys import NamespaceKeys
@@ -102,7 +105,9 @@ async def test_a_task_handed_to_a_worker_that_died_waiting_is_not_a_lost_deliver
     counted as delivered, nor as a lost lease), and the dead worker's list is gone."""
     keys = NamespaceKeys(rediq_namespace).queue(QUEUE)
     session = await broker._ready()
-    await session.scripts.wait(session.client, keys.all, ["dead-worker", 5_000, 30_000])
+    await session.scripts.wait(
+        session.client, [*keys.all, keys.unblock("dead-worker")], ["dead-worker", 5_000, 30_000]
+    )
     message = make_message(QUEUE)
     await broker.enqueue([message])
     assert await redis.llen(keys.unblock("dead-worker")) == 1  # handed over, never taken
@@ -113,3 +118,31 @@ async def test_a_task_handed_to_a_worker_that_died_waiting_is_not_a_lost_deliver
     assert (delivery.message.id, delivery.deliveries, delivery.lost) == (message.id, 1, 0)
     assert await redis.exists(keys.unblock("dead-worker")) == 0
     assert await redis.hget(keys.key("workers"), "dead-worker") is None
+
+
+async def test_a_worker_that_took_a_handed_task_is_handed_the_next_one_too(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str
+) -> None:
+    """At low load every task is handed to the waiting worker: after taking one, the
+    worker's next wait registers it again (it must not wait unregistered until a wake
+    token and a claim, the slow path, for every other task)."""
+    keys = NamespaceKeys(rediq_namespace).queue(QUEUE)
+    for round_ in range(3):
+        fetching = asyncio.ensure_future(
+            broker.fetch(QUEUE, worker_id=WORKER, limit=10, lease_ms=60_000)
+        )
+        deadline = time.monotonic() + 10.0
+        while WORKER.encode() not in await redis.lrange(keys.key("idle"), 0, -1):
+            assert not fetching.done(), f"round {round_}: the fetch ended without a task"
+            assert time.monotonic() < deadline, (
+                f"round {round_}: the worker did not register as waiting within 10 s"
+            )
+            await asyncio.sleep(0.01)
+        message = make_message(QUEUE)
+        await broker.enqueue([message])
+        batch = await asyncio.wait_for(fetching, 10.0)
+        assert [d.message.id for d in batch.deliveries] == [message.id]
+        await broker.settle(
+            WORKER,
+            [Settlement(message.id, QUEUE, result=b"1", delivery=batch.deliveries[0].deliveries)],
+        )

@@ -141,9 +141,11 @@ async def _wait_cluster_ok(admin: Redis) -> None:
 
 def test_scripts_name_no_key_of_their_own() -> None:
     """Scripts reach keys only through KEYS (via the prelude's Q table): no literal or
-    computed key names, and no KEYS/SCAN commands. The one exception is a waiting worker's
-    own list (``inbox``, built from the queue's tag by ``inbox_of`` in the prelude: in the
-    queue's slot), onto which an enqueue pushes the task it hands over."""
+    computed key names, and no KEYS/SCAN commands. The exceptions are built from the queue's
+    tag by the prelude (so in the queue's slot): a waiting worker's own list (``inbox``,
+    ``inbox_of``), onto which an enqueue pushes the task it hands over, a waiting workflow
+    step's set of joined parents (``joined``, ``joined_of``) and the result hash of a step
+    a script ends without being called about it (``result_of``)."""
     import re
     from importlib import resources
 
@@ -172,6 +174,7 @@ def test_scripts_name_no_key_of_their_own() -> None:
                 "RESULT",
                 "DONE",
                 "inbox",
+                "joined",
                 "unpack(key_names",
             )
             assert first.startswith(allowed), (entry.name, match.group(0))

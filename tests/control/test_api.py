@@ -92,7 +92,10 @@ async def test_destructive_commands_confirm_on_a_terminal(harness: Harness) -> N
             env=harness.env,
             encoding="utf-8",
         )
-        child.expect(r"purge the pending, scheduled, dead tasks of queue 'elsewhere'\?", timeout=20)
+        child.expect(
+            r"purge the pending, waiting, limited, scheduled, dead tasks of queue 'elsewhere'\?",
+            timeout=20,
+        )
         child.sendline(answer)
         child.expect(pexpect.EOF, timeout=20)
         child.close()

@@ -73,7 +73,13 @@ async def test_every_command_table_and_json(harness: Harness) -> None:
         if q["name"] == "work"
     ]
     assert (work["pending"], work["scheduled"], work["active"], work["dead"]) == (0, 2, 1, 1)
-    assert work["totals"] == {"enqueued": 7, "succeeded": 3, "failed": 1, "retried": 0}
+    assert work["totals"] == {
+        "enqueued": 7,
+        "succeeded": 3,
+        "failed": 1,
+        "retried": 0,
+        "expired": 0,
+    }
     assert sum(minute["succeeded"] for minute in work["minutes"]) == 3
     assert work["paused"] is False and set(work["rates_per_minute"]) == set(work["totals"])
 
@@ -166,7 +172,10 @@ async def test_every_command_table_and_json(harness: Harness) -> None:
     await m.add(5, 5).options(delay=600).enqueue()
     table = await cli(harness, "purge", "work", "--yes")
     assert table.code == 0
-    assert table.out.strip() == "removed 1 task(s) from 'work' (pending, scheduled, dead)"
+    assert (
+        table.out.strip()
+        == "removed 1 task(s) from 'work' (pending, waiting, limited, scheduled, dead)"
+    )
 
     # stop-worker: the worker finishes and exits 0
     doc = (await cli(harness, "stop-worker", "cli-w", "--yes", "--json")).json()

@@ -136,3 +136,10 @@ async def test_workers_running_agrees_with_queue_active(harness: Harness) -> Non
 
     await eventually(settled, "queue active and worker running to drop to 0 together")
     await m.gate.aclose()
+
+
+def test_every_overview_row_has_a_cell_per_column() -> None:
+    from rediq_core.cli.render import OVERVIEW_COLUMNS, overview_table
+
+    table = overview_table(_snapshot().queues)
+    assert {len(row) for row in table.rows} == {len(OVERVIEW_COLUMNS)}

@@ -60,6 +60,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "diagnosis",
                 "inspection",
                 "cron_records",
+                "workflow_records",
+                "flow",
                 "crontab",
                 "markers",
                 "hookspecs",
@@ -69,7 +71,22 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     ("contract", frozenset({"broker", "options", "retry", "signing", "context", "logs"})),
     ("plugins", frozenset({"plugins.*", "executors"})),
-    ("api", frozenset({"task", "handle", "producer", "cron", "control", "app", "lifespan"})),
+    (
+        "api",
+        frozenset(
+            {
+                "task",
+                "canvas",
+                "workflows",
+                "handle",
+                "producer",
+                "cron",
+                "control",
+                "app",
+                "lifespan",
+            }
+        ),
+    ),
     ("worker", frozenset({"worker.*"})),
     ("cli", frozenset({"cli.*"})),
 )

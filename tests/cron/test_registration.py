@@ -45,6 +45,25 @@ def test_several_schedules_with_arguments_zone_seconds_alias_and_jitter(app: Red
     assert app.schedules["fast"].cron.has_seconds
 
 
+def test_the_runs_of_a_limited_task_carry_its_limits(app: Rediq) -> None:
+    @app.cron("* * * * *", args=("acme",))
+    @app.task(task_name="sync", concurrency_limit=1, concurrency_key="tenant", expires=30)
+    async def sync(tenant: str) -> None: ...
+
+    @app.cron("@hourly")
+    @app.task(task_name="plain")
+    async def plain() -> None: ...
+
+    spec = app.schedules[
+        "sync[* * * * *]#" + next(n.split("#")[1] for n in app.schedules if n.startswith("sync"))
+    ].spec
+    run = spec.message(spec.task_id(60_000), tick_ms=60_000, eta_ms=None)
+    assert run.flow is not None
+    assert run.flow.concurrency == (("c:sync:acme", 1),) and run.flow.expires_ms == 30_000
+    # a schedule without limits is stored as before (its version does not change)
+    assert "flow" not in app.schedules["plain[@hourly]"].spec.to_json()
+
+
 def test_schedule_on_another_known_queue(app: Rediq) -> None:
     @app.task(task_queue="reports")
     async def other() -> None: ...

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from rediq import Rediq
+from rediq import Rediq, chain
 from rediq_core.worker import Worker, WorkerConfig
 from rediq_core.worker.backoff import Backoff
 
@@ -138,3 +138,32 @@ async def test_a_retried_task_gives_one_consumer_span_per_attempt_in_the_same_tr
     assert second.attributes is not None and second.attributes["rediq.task.retried"] == 1
     assert [e.name for e in second.events] == ["rediq.retry"]
     assert second.status.status_code is StatusCode.UNSET
+
+
+async def test_a_workflow_is_one_trace(app: Rediq) -> None:
+    """The workflow's enqueue span is the parent of its steps' producer spans, and each
+    step's attempt continues its producer span: one trace per workflow."""
+
+    @app.task(task_name="inc", task_queue="maths")
+    async def inc(x: int) -> int:
+        return x + 1
+
+    handle = await chain(inc(1), inc.s(), inc.s()).enqueue()
+    waiting = asyncio.ensure_future(handle.result(timeout=20))
+    await run_worker_until(app, waiting)
+    assert waiting.result() == 4
+
+    (workflow,) = spans("enqueue workflow")
+    producers, consumers = spans("send maths"), spans("process maths")
+    assert len(producers) == len(consumers) == 3
+    assert workflow.attributes is not None
+    assert workflow.attributes["rediq.workflow.id"] == handle.id
+    assert workflow.attributes["rediq.workflow.steps"] == 3
+    assert {s.context.trace_id for s in (workflow, *producers, *consumers)} == {
+        workflow.context.trace_id
+    }
+    assert all(
+        p.parent is not None and p.parent.span_id == workflow.context.span_id for p in producers
+    )
+    by_producer = {p.context.span_id for p in producers}
+    assert all(c.parent is not None and c.parent.span_id in by_producer for c in consumers)

@@ -11,9 +11,12 @@ import time
 
 from prometheus_client import REGISTRY
 
+from rediq import chain
+
 from .conftest import CLI, Harness, metrics_url, scrape
 
 TASKS, FAILING = 1_000, 10
+LABELS = {"task": "work", "queue": "default"}
 
 BODY = """
 @app.task(task_name="work", task_retries=1)
@@ -75,6 +78,10 @@ async def test_metrics_while_a_worker_drains_a_thousand_tasks(harness: Harness) 
     assert value(samples, "rediq_task_run_seconds_bucket", le="+Inf", **labels) == attempts
     assert value(samples, "rediq_task_queue_wait_seconds_count", **labels) == TASKS
     assert value(samples, "rediq_task_run_seconds_sum", **labels) > 0
+    # One scrape is not a snapshot: the queue depths are read from Redis before the
+    # counters are collected, so the scrape that saw the last settlement counted may have
+    # read the depths just before it. Every settlement is in Redis now; read them again.
+    samples = await asyncio.to_thread(scrape, url)
     assert value(samples, "rediq_queue_tasks", queue="default", state="dead") == FAILING
     assert value(samples, "rediq_queue_tasks", queue="default", state="pending") == 0
     assert value(samples, "rediq_queue_paused", queue="default") == 0
@@ -244,3 +251,78 @@ async def pid():
         value(await asyncio.to_thread(scrape, url), "rediq_tasks_succeeded_total", **labels) == 100
     )
     assert len(pids) == 2, pids
+
+
+async def test_enqueued_workflows_are_counted_by_their_first_queue(harness: Harness) -> None:
+    """The producer counts each workflow once (labelled by its first step's queue); its
+    steps count as tasks."""
+    tasks = harness.write_app(BODY)
+    sample = ("rediq_workflows_enqueued_total", {"queue": "default"})
+    before = REGISTRY.get_sample_value(*sample) or 0.0
+    tasks_before = REGISTRY.get_sample_value("rediq_tasks_enqueued_total", LABELS) or 0.0
+    await chain(tasks.work(1), tasks.work(2)).enqueue()
+    assert REGISTRY.get_sample_value(*sample) == before + 1
+    assert REGISTRY.get_sample_value("rediq_tasks_enqueued_total", LABELS) == tasks_before + 2
+
+
+LIMITED_BODY = """
+@app.task(task_name="hold", concurrency_limit=1, concurrency_key="tenant")
+async def hold(tenant):
+    await asyncio.sleep(60)
+"""
+
+
+async def test_the_use_of_every_limit_is_scraped(harness: Harness) -> None:
+    """Running and held-back tasks per limit, and a queue's own limits."""
+    tasks = harness.write_app(LIMITED_BODY)
+    await tasks.app.control.set_limits("default", concurrency=10, rate="20/s")
+    for _ in range(3):
+        await tasks.hold("acme").enqueue()
+    worker = harness.start("--metrics-port", "0", "--metrics-host", "127.0.0.1")
+    url = metrics_url(worker)
+    deadline = time.monotonic() + 30
+    while True:
+        samples = await asyncio.to_thread(scrape, url)
+        if value(samples, "rediq_limit_limited", queue="default", limit="c:hold:acme") == 2:
+            break
+        assert time.monotonic() < deadline, f"no limited tasks scraped: {worker.output[-2000:]}"
+        await asyncio.sleep(0.05)  # re-check interval of a bounded wait
+    assert value(samples, "rediq_limit_running", queue="default", limit="c:hold:acme") == 1
+    assert value(samples, "rediq_limit_running", queue="default", limit="c") == 1
+    assert value(samples, "rediq_queue_limit", queue="default", kind="concurrency") == 10
+    assert value(samples, "rediq_queue_limit", queue="default", kind="rate") == 20
+    samples = await asyncio.to_thread(scrape, url)  # depths are read before the limits
+    assert value(samples, "rediq_queue_tasks", queue="default", state="limited") == 2
+
+
+EXPIRING_BODY = """
+@app.task(task_name="late", task_queue="later")
+async def late():
+    return None
+"""
+
+
+async def test_tasks_a_workers_claim_ended_expired_are_counted(harness: Harness) -> None:
+    """The worker whose claim ends a task ``expired`` counts it (a plugin hook)."""
+    tasks = harness.write_app(EXPIRING_BODY)
+    handle = await tasks.late().options(expires=0.05).enqueue()  # no worker serves "later"
+    record = await tasks.app.control.task(handle.hex())
+    for _ in range(500):  # the expiry passes while nobody claims
+        if time.time() * 1000 >= record.enqueued_at_ms + 100:
+            break
+        await asyncio.sleep(0.01)  # re-check interval of a bounded wait
+    worker = harness.start(
+        "--queue-name", "later", "--metrics-port", "0", "--metrics-host", "127.0.0.1"
+    )
+    url = metrics_url(worker)
+    labels = {"task": "late", "queue": "later"}
+    deadline = time.monotonic() + 30
+    while (
+        value(
+            samples := await asyncio.to_thread(scrape, url), "rediq_tasks_expired_total", **labels
+        )
+        != 1
+    ):
+        assert time.monotonic() < deadline, f"not counted: {worker.output[-2000:]}"
+        await asyncio.sleep(0.05)  # re-check interval of a bounded wait
+    assert value(samples, "rediq_tasks_started_total", **labels) == 0

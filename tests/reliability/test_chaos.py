@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
-import signal
 import time
 
 import pytest
 
 from ..worker.conftest import Harness, WorkerProcess
+from .chaos import kill_one_a_second
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -44,16 +42,8 @@ async def test_random_worker_sigkilled_every_second(harness: Harness) -> None:
     handles = await m.app.enqueue_many([m.unit(n) for n in range(TASKS)])
     workers: list[WorkerProcess] = [harness.start() for _ in range(3)]  # default settings
     counter, ns = m.counter, harness.namespace
-    rng = random.Random(7)
-    exposed: set[int] = set()  # tasks started on a worker and not settled at its kill
-    for _ in range(KILLS):
-        await asyncio.sleep(1.0)  # the chaos schedule: one kill a second
-        victim = workers.pop(rng.randrange(len(workers)))
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.wait_exit(10)
-        running = await counter.smembers(f"{ns}:running:{victim.proc.pid}")
-        exposed |= {int(n) for n in running}
-        workers.append(harness.start(ready=False))
+    # tasks started on a worker and not settled at its kill
+    exposed = {int(n) for n in await kill_one_a_second(harness, workers, counter, KILLS, seed=7)}
     last_kill = time.monotonic()
     for handle in handles:
         await handle.result(timeout=60)

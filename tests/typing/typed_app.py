@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, assert_type
 
-from rediq import Rediq, TaskHandle
+from rediq import QueueFlow, QueueLimits, Rediq, TaskHandle, WorkflowHandle, chain, chord, group
 from rediq_core import TaskCall
 
 app = Rediq(redis_url="redis://localhost:6379/0")
@@ -30,6 +30,16 @@ async def nothing() -> None:
     return None
 
 
+@app.task
+async def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task(rate_limit="10/m", rate_limit_key="tenant", concurrency_limit=2, fair_key="tenant")
+async def limited(n: int, tenant: str) -> None:
+    pass
+
+
 async def main() -> None:
     call = add(1, 2)
     assert_type(call, TaskCall[int])
@@ -45,6 +55,28 @@ async def main() -> None:
     assert_type(await add.fn(1, 2), int)
     handles = await app.enqueue_many([add(1, 2), add(3, 4)])
     assert_type(handles, list[TaskHandle[int]])
+
+    # workflows: a handle's type follows the last step
+    flow = await chain(add(1, 2), add.s(3), greet.s()).enqueue()
+    assert_type(flow, WorkflowHandle[str])
+    assert_type(await flow.result(timeout=5), str)
+    fan = await group(add(i, i) for i in range(3)).enqueue()
+    assert_type(await fan.result(), list[int])
+    joined = await chord(group(add(i, i) for i in range(3)), total.s()).enqueue()
+    assert_type(await joined.result(), int)
+    assert_type(await app.workflow(flow.id), WorkflowHandle[Any])
+    chain(add(1, 2), 42)  # expect: call-overload
+
+    # flow control: task options, per call, and the queue's own limits
+    assert_type(await limited(1, "acme").options(concurrency_limit=3).enqueue(), TaskHandle[None])
+    [emails] = await app.control.limits("emails")
+    assert_type(emails, QueueFlow)
+    assert_type(await app.control.set_limits("emails", concurrency=5, rate="10/s"), QueueLimits)
+    await app.control.set_limits("emails", concurrency="five")  # expect: arg-type
+    await (
+        limited(2, "acme").options(unique="until_done", debounce=dt.timedelta(seconds=2)).enqueue()
+    )
+    await limited(2, "acme").options(unique="sometimes").enqueue()  # expect: arg-type
 
     add("1", 2)  # expect: arg-type
     add(1)  # expect: call-arg

@@ -203,3 +203,44 @@ async def test_a_cancel_announced_before_the_lease_arrives_is_not_lost(
     worker._leased(_delivery("t2", 1))  # no announcement: not stopped
     assert worker.runner.stop_requested == {delivery.lease}
     await app.close()
+
+
+async def test_a_handed_task_starts_before_the_worker_waits_again(
+    rediq_redis_url: str, rediq_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task handed to an idle worker starts before its fetcher begins the next wait:
+    the registration (a round trip's worth of client work) is not on the pickup path."""
+    from rediq_core.testing import run_worker
+    from rediq_redis import RedisBroker
+
+    waits = 0  # blocking fetches begun
+    started_after: list[int] = []  # the number of waits begun when each task started
+    fetch = RedisBroker.fetch
+
+    async def counted_fetch(self: RedisBroker, *args: Any, **kwargs: Any) -> Any:
+        nonlocal waits
+        if kwargs.get("wait", True):
+            waits += 1
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisBroker, "fetch", counted_fetch)
+    app = Rediq(redis_url=rediq_redis_url, namespace=rediq_namespace)
+
+    @app.task
+    async def probe() -> None:
+        started_after.append(waits)
+
+    async with run_worker(app, task_concurrency=4):
+        for round_ in range(3):
+            for _ in range(2000):  # bounded (20 s): the idle worker begins its wait
+                if waits > round_:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError(f"round {round_}: the worker never waited")
+            waiting = waits
+            await (await probe().enqueue()).result(timeout=20)
+            assert started_after[-1] == waiting, (
+                f"round {round_}: the fetcher began another wait before the task started"
+            )
+    await app.close()

@@ -325,6 +325,8 @@ NOT_A_PRODUCER = {
     ("rediq_core/testing/contract/cron.py", "broker"),
     ("rediq_core/testing/contract/helpers.py", "broker"),
     ("rediq_core/testing/contract/producer.py", "broker"),
+    ("rediq_core/testing/contract/workflows.py", "broker"),
+    ("rediq_core/testing/contract/limits.py", "broker"),
     # the Redis broker's own implementation of enqueue, and its Lua script object
     ("rediq_redis/broker.py", "producer"),
     ("rediq_redis/producer.py", "session.scripts"),

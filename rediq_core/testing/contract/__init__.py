@@ -32,9 +32,11 @@ from .control import ControlContract
 from .cron import CronContract
 from .diagnosis import DiagnosisContract
 from .helpers import RoleContract
+from .limits import LimitsContract
 from .producer import ProducerContract
 from .registry import RegistryContract
 from .results import ResultsContract
+from .workflows import WorkflowsContract
 
 __all__ = [
     "CONTRACTS",
@@ -42,10 +44,12 @@ __all__ = [
     "ControlContract",
     "CronContract",
     "DiagnosisContract",
+    "LimitsContract",
     "ProducerContract",
     "RegistryContract",
     "ResultsContract",
     "RoleContract",
+    "WorkflowsContract",
     "contracts_for",
 ]
 
@@ -58,6 +62,8 @@ CONTRACTS: Mapping[Role, type[RoleContract]] = {
     Role.REGISTRY: RegistryContract,
     Role.CRON: CronContract,
     Role.DIAGNOSIS: DiagnosisContract,
+    Role.WORKFLOWS: WorkflowsContract,
+    Role.LIMITS: LimitsContract,
 }
 
 

@@ -222,7 +222,13 @@ class ControlContract(RoleContract):
             1,
             False,
         )
-        assert overview.totals == {"enqueued": 4, "succeeded": 1, "failed": 1, "retried": 0}
+        assert overview.totals == {
+            "enqueued": 4,
+            "succeeded": 1,
+            "failed": 1,
+            "retried": 0,
+            "expired": 0,
+        }
         assert len(overview.minutes) == 5
         assert sum(m.enqueued for m in overview.minutes) == 4
         assert sum(m.succeeded for m in overview.minutes) == 1

@@ -42,6 +42,22 @@ class ResultsContract(RoleContract):
         assert await broker.get_task(a.id, "beta") is None
         assert await broker.get_task("unknown") is None
 
+    async def test_many_tasks_are_looked_up_at_once(self, broker: CoreBroker) -> None:
+        waiting = [await enqueue_one(broker, queue=q) for q in ("alpha", "beta") * 300]
+        done = await fetch_one(broker, queue="alpha", limit=1)
+        assert await broker.settle(WORKER, [success(done.message)]) == [True]
+        asked = [(m.id, m.queue) for m in waiting] + [
+            ("unknown", "alpha"),
+            (waiting[1].id, "alpha"),
+        ]
+        found = await broker.get_tasks(asked)
+        assert [r.id if r else None for r in found] == [m.id for m in waiting] + [None, None]
+        assert [r.queue for r in found if r] == [m.queue for m in waiting]
+        states = {r.id: r.state for r in found if r}
+        assert states.pop(done.message.id) is TaskState.SUCCEEDED
+        assert set(states.values()) == {TaskState.PENDING}
+        assert await broker.get_tasks([]) == []
+
     async def test_records_carry_names_groups_and_times(self, broker: CoreBroker) -> None:
         message = await enqueue_one(broker, groups=("g", "user:1"), priority=3)
         record = await broker.get_task(message.id)
