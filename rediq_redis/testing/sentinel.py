@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 
@@ -195,15 +196,49 @@ class SentinelTopology:
         wait_until(moved, f"sentinels promote a new master in place of port {old.port}", timeout_s)
         return self.master()
 
-    def wait_replica(self, server: RedisServer, timeout_s: float = 60.0) -> None:
-        """Wait until ``server`` (say, a restarted old master) replicates the master. The
-        sentinels convert it on their own schedule (seconds; longer on a loaded machine)."""
+    def wait_replica(self, server: RedisServer, timeout_s: float = 150.0) -> None:
+        """Wait until ``server`` (say, a restarted old master) replicates the master.
+
+        The sentinels convert it on their own schedule: two INFO rounds 10 s apart see
+        it report itself a master, then a full sync. A sentinel whose timer was late by
+        2 s (a loaded machine) enters TILT mode and takes no action for 30 s, once or
+        more, hence the long bound; a timeout says what the sentinels see."""
 
         def following() -> bool:
             info = admin(server).info("replication")
             return bool(info["role"] == "slave" and info.get("master_link_status") == "up")
 
-        wait_until(following, f"server on port {server.port} replicating the master", timeout_s)
+        try:
+            wait_until(following, f"server on port {server.port} replicating the master", timeout_s)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; the sentinels see: {self._views(server)}") from None
+
+    def _views(self, server: RedisServer) -> list[str]:
+        """Each live sentinel's view of ``server``: its flags and reported role, or why
+        there is none (TILT mode, not listed, unreachable)."""
+        views = []
+        for sentinel in self.sentinels:
+            if sentinel.process is None:
+                continue
+            try:
+                client = sentinel.client()
+                tilt = _sentinel_info(client).get("sentinel_tilt")
+                replicas = command(client, "SENTINEL", "REPLICAS", self.service)
+            except Exception as error:  # a diagnostic, never a failure
+                views.append(f"sentinel {sentinel.port}: unreachable ({error})")
+                continue
+            entry = next(
+                (_pairs(r) for r in replicas if _pairs(r).get("port") == str(server.port)), None
+            )
+            seen = (
+                "not listed"
+                if entry is None
+                else ", ".join(
+                    f"{k}={entry.get(k)}" for k in ("flags", "role-reported", "master-link-status")
+                )
+            )
+            views.append(f"sentinel {sentinel.port} (tilt={tilt}): {seen}")
+        return views
 
     def url(self, db: int = 0, *, scheme: str | None = None) -> str:
         scheme = scheme or ("rediss+sentinel" if self.tls else "redis+sentinel")
@@ -222,3 +257,22 @@ class SentinelTopology:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _sentinel_info(client: Redis) -> dict[str, Any]:
+    """A sentinel's INFO as a dict."""
+    return dict(client.info())
+
+
+def _pairs(reply: Any) -> dict[str, str]:
+    """A sentinel's flat ``[name, value, ...]`` reply (or redis-py's dict of it) as a dict."""
+    pairs = (
+        list(reply.items())
+        if isinstance(reply, dict)
+        else list(zip(reply[::2], reply[1::2], strict=True))
+    )
+    return {_text(k): _text(v) for k, v in pairs}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
