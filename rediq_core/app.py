@@ -30,6 +30,7 @@ from .producer import ProducerPipeline
 from .retry import RetryPolicy
 from .serializer import Serializer
 from .signing import MessageSigner
+from .sync import SyncRunner, refuse_in_event_loop
 from .task import TaskCall, TaskDefinition, refuse_partial
 
 if TYPE_CHECKING:
@@ -146,6 +147,8 @@ class Rediq:
         self.producer = ProducerPipeline(self)
         self._broker: Broker | None = None
         self._broker_loop: asyncio.AbstractEventLoop | None = None
+        #: The background loop that carries the blocking ``*_sync()`` calls (rediq_core.sync).
+        self.sync_runner = SyncRunner(self)
 
     def __repr__(self) -> str:
         return f"<Rediq {self.redis_url!r} tasks={len(self.tasks)}>"
@@ -364,8 +367,11 @@ class Rediq:
         A broker's connections belong to the event loop that opened them: used from
         another loop (a second ``asyncio.run()``, a test framework's loop per test) the app
         builds a fresh broker for it, so forgetting ``close()`` between loops does not
-        fail with "Event loop is closed"."""
+        fail with "Event loop is closed". On the loop of the blocking ``*_sync()`` calls
+        it is that loop's own broker (:mod:`rediq_core.sync`)."""
         loop = _running_loop()
+        if loop is not None and (sync_broker := self.sync_runner.broker_for(loop)) is not None:
+            return sync_broker
         if (
             self._broker is not None
             and loop is not None
@@ -399,6 +405,10 @@ class Rediq:
         )
         return handle
 
+    def handle_sync(self, task_id: str) -> TaskHandle[Any]:
+        """:meth:`handle`, blocking: for code without an event loop (docs/sync.md)."""
+        return self.sync_runner.call(self.handle, task_id)
+
     async def enqueue_workflow(self, workflow: Step[R]) -> WorkflowHandle[R]:
         """Publish a workflow (``chain``, ``group``, ``chord``; what their ``enqueue()``
         does); a handle to follow it. Its steps are checked first: a workflow that cannot
@@ -423,17 +433,37 @@ class Rediq:
 
         return await workflow_handle(self, workflow_id)
 
+    def workflow_sync(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """:meth:`workflow`, blocking: for code without an event loop (docs/sync.md)."""
+        return self.sync_runner.call(self.workflow, workflow_id)
+
     async def result(self, task_id: str, timeout: float | dt.timedelta | None = None) -> Any:
         """Wait for the task with this id to end and return its result (see
         :meth:`TaskHandle.result` for the errors), wherever it was enqueued from."""
         return await (await self.handle(task_id)).result(timeout)
 
+    def result_sync(self, task_id: str, timeout: float | dt.timedelta | None = None) -> Any:
+        """:meth:`result`, blocking: for code without an event loop (docs/sync.md).
+        Raises :class:`TimeoutError` after ``timeout`` as :meth:`result` does."""
+        return self.sync_runner.call(self.result, task_id, timeout)
+
     async def close(self) -> None:
-        """Close the broker's connections."""
+        """Close the broker's connections, and stop the loop of the blocking ``*_sync()``
+        calls if one runs (a later blocking call starts a new one)."""
+        loop = asyncio.get_running_loop()
         if self._broker is not None:
             broker, self._broker = self._broker, None
-            if self._broker_loop in (None, _running_loop()):
+            if self._broker_loop in (None, loop):
                 await broker.close()
+        if self.sync_runner.running and not self.sync_runner.owns(loop):
+            await asyncio.to_thread(self.sync_runner.close)
+
+    def close_sync(self) -> None:
+        """Stop the loop of the blocking ``*_sync()`` calls and close its connections (the
+        runner of every app is also closed at interpreter exit). For code without an event
+        loop; in a coroutine ``await close()``."""
+        refuse_in_event_loop("close")
+        self.sync_runner.close()
 
     # --- enqueueing -------------------------------------------------------------------
 
@@ -459,6 +489,10 @@ class Rediq:
             )
             for m, o in sent
         ]
+
+    def enqueue_many_sync(self, calls: Sequence[TaskCall[R]]) -> list[TaskHandle[R]]:
+        """:meth:`enqueue_many`, blocking: for code without an event loop (docs/sync.md)."""
+        return self.sync_runner.call(self.enqueue_many, calls)
 
     def unsafe_serializers(self) -> list[str]:
         """Accepted serializers that run code on load while this app verifies nothing."""

@@ -29,6 +29,7 @@ from .errors import ConfigurationError
 from .task import TaskCall
 
 if TYPE_CHECKING:
+    from .app import Rediq
     from .workflows import WorkflowHandle
 
 __all__ = [
@@ -60,6 +61,10 @@ class Chain(Generic[R]):
         """Publish the workflow (the app of its first step); a handle to follow it."""
         return await _enqueue(self)
 
+    def enqueue_sync(self) -> WorkflowHandle[R]:
+        """:meth:`enqueue`, blocking: for code without an event loop (docs/sync.md)."""
+        return _app_of(self).sync_runner.call(self.enqueue)
+
 
 @dataclass(frozen=True, slots=True)
 class Group(Generic[R]):
@@ -72,6 +77,10 @@ class Group(Generic[R]):
         """Publish the workflow (the app of its first step); a handle to follow it."""
         return await _enqueue(self)
 
+    def enqueue_sync(self) -> WorkflowHandle[R]:
+        """:meth:`enqueue`, blocking: for code without an event loop (docs/sync.md)."""
+        return _app_of(self).sync_runner.call(self.enqueue)
+
 
 @dataclass(frozen=True, slots=True)
 class Chord(Generic[R]):
@@ -83,6 +92,10 @@ class Chord(Generic[R]):
     async def enqueue(self) -> WorkflowHandle[R]:
         """Publish the workflow (the app of its first step); a handle to follow it."""
         return await _enqueue(self)
+
+    def enqueue_sync(self) -> WorkflowHandle[R]:
+        """:meth:`enqueue`, blocking: for code without an event loop (docs/sync.md)."""
+        return _app_of(self).sync_runner.call(self.enqueue)
 
 
 #: Anything a workflow is made of, by the type of its result.
@@ -142,10 +155,14 @@ def chord(header: Group[Any] | Iterable[Step[Any]], callback: Step[R]) -> Chord[
 
 
 async def _enqueue(workflow: Step[R]) -> WorkflowHandle[R]:
+    return await _app_of(workflow).enqueue_workflow(workflow)
+
+
+def _app_of(workflow: Step[Any]) -> Rediq:
     first = _first_call(workflow)
     if first is None:
         raise ConfigurationError("an empty workflow has no step to run and no app to run it")
-    return await first.task.app.enqueue_workflow(workflow)
+    return first.task.app
 
 
 def _first_call(step: Step[Any]) -> TaskCall[Any] | None:

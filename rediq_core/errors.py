@@ -23,6 +23,7 @@ __all__ = [
     "RediqError",
     "ResultNotKeptError",
     "SerializationError",
+    "SyncCallInEventLoopError",
     "TaskCancelledError",
     "TaskFailedError",
     "TaskNotFoundError",
@@ -50,6 +51,11 @@ class ContextUnavailableError(RediqError, LookupError):
 
 class SerializationError(RediqError, TypeError):
     """A value cannot be carried by the chosen serializer (raised at enqueue time)."""
+
+
+class SyncCallInEventLoopError(RediqError, RuntimeError):
+    """A blocking ``*_sync()`` method was called in a thread that runs an event loop;
+    ``await`` its async twin there instead (``enqueue_sync()`` -> ``await enqueue()``)."""
 
 
 class PluginError(RediqError):

@@ -62,6 +62,25 @@ class TaskHandle(Generic[R]):
         """Remove the task if it has not started; ask its worker to cancel it if running."""
         return await roles.control(self._app.get_broker()).cancel(self.id, self.queue)
 
+    # The blocking twins, for code without an event loop (docs/sync.md).
+
+    def info_sync(self) -> TaskRecord | None:
+        """:meth:`info`, blocking."""
+        return self._app.sync_runner.call(self.info)
+
+    def state_sync(self) -> TaskState | None:
+        """:meth:`state`, blocking."""
+        return self._app.sync_runner.call(self.state)
+
+    def cancel_sync(self) -> CancelOutcome:
+        """:meth:`cancel`, blocking."""
+        return self._app.sync_runner.call(self.cancel)
+
+    def result_sync(self, timeout: float | dt.timedelta | None = None) -> R:
+        """:meth:`result`, blocking: the same errors, :class:`TimeoutError` after
+        ``timeout`` included."""
+        return self._app.sync_runner.call(self.result, timeout)
+
     async def result(self, timeout: float | dt.timedelta | None = None) -> R:
         """Wait for the task to end (no polling: the broker announces it; any number of
         waiters share a fixed number of connections) and return its result.

@@ -203,6 +203,11 @@ class TaskCall(Generic[R]):
         handles: list[TaskHandle[R]] = await self.task.app.enqueue_many([self])
         return handles[0]
 
+    def enqueue_sync(self) -> TaskHandle[R]:
+        """:meth:`enqueue`, blocking: for code without an event loop (Django and Flask
+        views, scripts, threads; docs/sync.md)."""
+        return self.task.app.sync_runner.call(self.enqueue)
+
 
 def refuse_partial(call: TaskCall[Any]) -> None:
     """A ``.s()`` step lacks its first argument until a workflow passes it."""

@@ -129,6 +129,18 @@ class WorkflowHandle(Generic[R]):
             raise TimeoutError(f"workflow {self.id} did not finish within {timeout_s} s") from None
         return cast(R, _build(feed, values))
 
+    def result_sync(self, timeout: float | dt.timedelta | None = None) -> R:
+        """:meth:`result`, blocking: for code without an event loop (docs/sync.md)."""
+        return self._app.sync_runner.call(self.result, timeout)
+
+    def status_sync(self) -> list[StepStatus]:
+        """:meth:`status`, blocking."""
+        return self._app.sync_runner.call(self.status)
+
+    def cancel_sync(self) -> None:
+        """:meth:`cancel`, blocking."""
+        self._app.sync_runner.call(self.cancel)
+
     async def _failure(self, index: int, record: TaskRecord) -> WorkflowFailed:
         cause = cascade_cause(record.error)
         if cause is not None:
