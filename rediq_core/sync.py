@@ -46,6 +46,9 @@ CLOSE_TIMEOUT_S: Final = 10.0
 
 #: Runners whose loop is started, for the fork and exit hooks.
 _STARTED: weakref.WeakSet[SyncRunner] = weakref.WeakSet()
+#: In a forked child, the parent's loops: kept, never used, never closed (their sockets
+#: are the parent's; finalizing them here would only warn or touch them).
+_FORKED_AWAY: list[object] = []
 
 
 def refuse_in_event_loop(method: str) -> None:
@@ -163,6 +166,8 @@ class SyncRunner:
         # The child has no loop thread, and its lock may have been held by a thread that
         # the fork did not copy: start from scratch, leaving the parent's sockets alone.
         self._lock = threading.Lock()
+        if self._current is not None:
+            _FORKED_AWAY.append(self._current)
         self._current = None
 
 

@@ -83,6 +83,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "cron",
                 "control",
                 "app",
+                "sync",
                 "lifespan",
             }
         ),

@@ -5,11 +5,13 @@ running event loop, closing, interpreter exit and fork."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import socketserver
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -200,6 +202,37 @@ async def test_close_stops_the_loop_and_the_next_call_starts_another(sync_app: S
     await app.close()
     assert not app.sync_runner.running and not sync_loop_threads()
     assert (await app.control.queue("default")).pending == 2
+
+
+async def test_a_call_waiting_when_the_app_closes_ends_cancelled(sync_app: SyncApp) -> None:
+    app = sync_app.app
+
+    async def calls_on_the_loop() -> int:
+        return len(asyncio.all_tasks()) - 1  # without this one
+
+    def wait_then_close() -> BaseException | None:
+        handle = sync_app.nap(0).enqueue_sync()  # no worker: it stays pending
+        outcome: list[BaseException | None] = []
+
+        def wait() -> None:
+            try:
+                handle.result_sync(timeout=60)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while app.sync_runner.call(calls_on_the_loop) < 1:
+            assert time.monotonic() < deadline, "the waiting call never reached the loop"
+            time.sleep(0.01)
+        app.close_sync()
+        waiter.join(10)
+        assert not waiter.is_alive(), "the waiting call outlived the closed loop"
+        return outcome[0]
+
+    assert isinstance(await asyncio.to_thread(wait_then_close), concurrent.futures.CancelledError)
 
 
 def run_script(source: str, *args: str) -> subprocess.CompletedProcess[str]:
