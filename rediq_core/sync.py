@@ -72,7 +72,9 @@ class _LoopThread:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.broker: Broker | None = None
-        self.thread = threading.Thread(target=self._run, name="rediq-sync-loop", daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, name=f"rediq-sync-loop {app.namespace}", daemon=True
+        )
         self.thread.start()
 
     def get_broker(self) -> Broker:
@@ -98,6 +100,7 @@ class _LoopThread:
         if self.broker is not None:
             await self.broker.close()
         await self.loop.shutdown_asyncgens()
+        await self.loop.shutdown_default_executor()
 
     def stop(self, timeout: float) -> None:
         if self.thread is threading.current_thread():
@@ -149,7 +152,10 @@ class SyncRunner:
     def _loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             current = self._current
-            if current is None or current.pid != os.getpid():
+            if current is not None and current.pid != os.getpid():
+                _FORKED_AWAY.append(current)  # forked without the fork hook (a C fork())
+                current = None
+            if current is None:
                 current = self._current = _LoopThread(self._app)
                 _STARTED.add(self)
             return current.loop

@@ -66,8 +66,10 @@ def add_view(made: SyncApp) -> Callable[..., Iterable[bytes]]:
     return view
 
 
-def sync_loop_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "rediq-sync-loop"]
+def sync_loop_threads(made: SyncApp) -> list[threading.Thread]:
+    """The threads of the app's sync loop (named after its unique namespace)."""
+    name = f"rediq-sync-loop {made.app.namespace}"
+    return [t for t in threading.enumerate() if t.name == name]
 
 
 async def test_a_threaded_wsgi_app_enqueues_and_waits_in_every_request(sync_app: SyncApp) -> None:
@@ -104,7 +106,7 @@ async def test_a_threaded_wsgi_app_enqueues_and_waits_in_every_request(sync_app:
     try:
         async with run_worker(sync_app.app, queues=("default",), task_concurrency=16):
             await asyncio.to_thread(all_clients)
-            assert len(sync_loop_threads()) == 1, "every request thread shares one loop"
+            assert len(sync_loop_threads(sync_app)) == 1, "every request thread shares one loop"
     finally:
         server.shutdown()
         server.server_close()
@@ -192,15 +194,15 @@ async def test_close_stops_the_loop_and_the_next_call_starts_another(sync_app: S
 
     def enqueue_and_close() -> None:
         add(1, 2).enqueue_sync()
-        assert app.sync_runner.running and len(sync_loop_threads()) == 1
+        assert app.sync_runner.running and len(sync_loop_threads(sync_app)) == 1
         app.close_sync()
-        assert not app.sync_runner.running and not sync_loop_threads()
+        assert not app.sync_runner.running and not sync_loop_threads(sync_app)
         add(1, 2).enqueue_sync()  # a fresh loop and broker
 
     await asyncio.to_thread(enqueue_and_close)
     assert app.sync_runner.running
     await app.close()
-    assert not app.sync_runner.running and not sync_loop_threads()
+    assert not app.sync_runner.running and not sync_loop_threads(sync_app)
     assert (await app.control.queue("default")).pending == 2
 
 

@@ -84,3 +84,18 @@ async def main() -> None:
     text: str = await handle.result()  # expect: assignment
     await add(1, 2).options(priority="high").enqueue()  # expect: arg-type
     print(text)
+
+
+def sync_view() -> None:
+    """The blocking twins are typed like the async API (docs/sync.md)."""
+    handle = add(1, 2).options(priority=1).enqueue_sync()
+    assert_type(handle, TaskHandle[int])
+    assert_type(handle.result_sync(timeout=5), int)
+    assert_type(app.handle_sync(handle.id), TaskHandle[Any])
+    assert_type(app.result_sync(handle.id, timeout=5), Any)
+    assert_type(app.enqueue_many_sync([add(1, 2), add(3, 4)]), list[TaskHandle[int]])
+    flow = chain(add(1, 2), add.s(3), greet.s()).enqueue_sync()
+    assert_type(flow.result_sync(timeout=5), str)
+    assert_type(app.workflow_sync(flow.id), WorkflowHandle[Any])
+    text: str = handle.result_sync()  # expect: assignment
+    print(text)
