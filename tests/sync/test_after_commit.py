@@ -2,7 +2,8 @@
 redis-server: a task is sent only once its transaction commits, so it always finds its
 row, and a rolled-back transaction sends nothing.
 
-SQLAlchemy (a sync ``Session``) and Django (``transaction.on_commit``) on sqlite files.
+SQLAlchemy (a sync ``Session``, and an ``AsyncSession`` over aiosqlite) and Django
+(``transaction.on_commit``) on sqlite files.
 The database code runs in a thread, as in a view of a threaded server: it has no event
 loop, and Django refuses database access from a thread that runs one."""
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Integer, String, create_engine, event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
 
 from rediq import Rediq, TaskCall, TaskDefinition, TaskHandle
@@ -133,6 +135,46 @@ async def test_sqlalchemy_sends_after_commit_and_never_after_rollback(
         assert [await h.result(timeout=10) for h in handles] == ["note 0", "note 1", "note 2"]
     assert await queued(app) == 3
     engine.dispose()
+
+
+# --- SQLAlchemy's AsyncSession: enqueue after the block that commits ------------------
+
+
+async def create_note(
+    sessions: async_sessionmaker[AsyncSession],
+    read_note: TaskDefinition[[str, int], str | None],
+    database: str,
+    text: str,
+    fail: bool = False,
+) -> TaskHandle[str | None]:
+    async with sessions() as session:
+        async with session.begin():
+            note = Note(text=text)
+            session.add(note)
+            await session.flush()  # assigns note.id
+            call = read_note(database, note.id)
+            if fail:
+                raise RuntimeError("the handler failed")
+        # committed: an exception in the block (or a failed commit) skips this line
+        return await call.enqueue()
+
+
+async def test_async_sqlalchemy_sends_after_the_block_commits(app: Rediq, tmp_path: Path) -> None:
+    database = str(tmp_path / "notes.sqlite3")
+    schema = create_engine(f"sqlite:///{database}")
+    Base.metadata.create_all(schema)
+    schema.dispose()
+    engine = create_async_engine(f"sqlite+aiosqlite:///{database}")
+    sessions = async_sessionmaker(engine)
+    read_note = read_note_task(app)
+    with pytest.raises(RuntimeError, match="the handler failed"):
+        await create_note(sessions, read_note, database, "never", fail=True)
+    assert await queued(app) == 0, "a rolled-back transaction sent a task"
+    async with run_worker(app, queues=("default",)):
+        handles = [await create_note(sessions, read_note, database, f"note {n}") for n in range(3)]
+        assert [await h.result(timeout=10) for h in handles] == ["note 0", "note 1", "note 2"]
+    assert await queued(app) == 3
+    await engine.dispose()
 
 
 # --- Django: transaction.on_commit ----------------------------------------------------
