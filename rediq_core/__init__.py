@@ -6,7 +6,15 @@ It imports no plugin package; brokers and serializers arrive through entry point
 from __future__ import annotations
 
 from .app import EVENT_NAMES, Rediq
-from .broker import Broker, BrokerOptions, CancelOutcome, TaskError, TaskRecord, TaskState
+from .broker import (
+    Broker,
+    BrokerOptions,
+    CancelOutcome,
+    FailedAttempt,
+    TaskError,
+    TaskRecord,
+    TaskState,
+)
 from .canvas import Chain, Chord, Group, chain, chord, group
 from .context import (
     current_task_exception,
@@ -39,6 +47,7 @@ __all__ = [
     "Chain",
     "Chord",
     "Control",
+    "FailedAttempt",
     "FlowArgs",
     "Group",
     "LimitUse",

@@ -67,6 +67,13 @@ WAIT_TIMEOUT_MS: Final = 1_000
 #: Dead-lettered tasks are kept this long, and at most this many per queue.
 DEAD_LETTER_TTL_S: Final = 7 * 24 * 3600
 DEAD_LETTER_MAX: Final = 10_000
+#: A task keeps the errors of its last this many failed attempts that were retried
+#: (``TaskRecord.failed_attempts``, the dashboard's task page), with the task while it
+#: lives and with its result once it ended; each message keeps at most
+#: ``ATTEMPT_MESSAGE_MAX`` bytes and each traceback its last ``ATTEMPT_TRACEBACK_MAX``.
+ATTEMPT_ERRORS_KEPT: Final = 10
+ATTEMPT_MESSAGE_MAX: Final = 1_000
+ATTEMPT_TRACEBACK_MAX: Final = 4_000
 
 #: Tasks a worker leases beyond those it can start at once (``--worker-queue-size``). 0:
 #: a worker leases only for idle runners, so idle workers get the work and a newer

@@ -25,6 +25,7 @@ __all__ = [
     "Delivery",
     "EnqueueOutcome",
     "Expired",
+    "FailedAttempt",
     "FetchBatch",
     "Lease",
     "QueueStats",
@@ -134,6 +135,19 @@ class TaskError:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """A failed attempt that was retried: its number (1 for the first attempt), when it
+    failed, the worker it ran on and its error (message and traceback capped:
+    ``defaults.ATTEMPT_MESSAGE_MAX``, ``defaults.ATTEMPT_TRACEBACK_MAX``, the traceback's
+    end kept)."""
+
+    number: int
+    failed_at_ms: int | None
+    worker: str | None
+    error: TaskError
+
+
+@dataclass(frozen=True, slots=True)
 class Settlement:
     """How one attempt ended.
 
@@ -190,6 +204,10 @@ class TaskRecord:
     due_at_ms: int | None = None
     #: Active tasks: when the lease expires unless the worker extends it.
     lease_deadline_ms: int | None = None
+    #: The failed attempts that were retried, oldest first: the last
+    #: ``defaults.ATTEMPT_ERRORS_KEPT`` of them (``error`` is the last error; a dead
+    #: letter's final error is not among them).
+    failed_attempts: tuple[FailedAttempt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

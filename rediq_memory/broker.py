@@ -18,6 +18,7 @@ from rediq_core.broker import (
     Delivery,
     EnqueueOutcome,
     Expired,
+    FailedAttempt,
     FetchBatch,
     Lease,
     Settlement,
@@ -366,6 +367,7 @@ class MemoryBroker(OperateMixin):
                 s.error,
                 entry.retried + 1,
             )
+            note_attempt(entry, s.error, now)
             delay = s.retry_delay_ms
             if entry.deadline_ms is not None:  # due at the deadline at the latest, when the
                 delay = max(0, min(delay, entry.deadline_ms - now))  # claim ends it expired
@@ -520,7 +522,27 @@ def record_of(q: QueueState, entry: TaskEntry) -> TaskRecord:
         started_at_ms=entry.started_at_ms,
         due_at_ms=entry.due_ms,
         lease_deadline_ms=entry.lease_deadline_ms,
+        failed_attempts=tuple(entry.failed_attempts),
     )
+
+
+def _capped(text: str, most: int, *, keep_end: bool = False) -> str:
+    data = text.encode()
+    if len(data) <= most:
+        return text
+    return (data[-most:] if keep_end else data[:most]).decode("utf-8", "replace")
+
+
+def note_attempt(entry: TaskEntry, error: TaskError, now: int) -> None:
+    """Keep the error of the attempt that failed and is retried (the last few, capped),
+    as the Redis broker's settle does."""
+    kept = TaskError(
+        error.type,
+        _capped(error.message, defaults.ATTEMPT_MESSAGE_MAX),
+        _capped(error.traceback, defaults.ATTEMPT_TRACEBACK_MAX, keep_end=True),
+    )
+    entry.failed_attempts.append(FailedAttempt(entry.retried, now, entry.worker, kept))
+    del entry.failed_attempts[: -defaults.ATTEMPT_ERRORS_KEPT]
 
 
 def _link(message: TaskMessage) -> StepLink | None:

@@ -112,6 +112,7 @@ class OperateMixin(Broker):
                     entry.state = TaskState.PENDING
                     entry.seq = self.store.position(q, entry.message)
                     entry.retried = entry.lost = 0
+                    entry.failed_attempts.clear()
                     entry.error = entry.finished_at_ms = entry.expires_at_ms = None
                     requeued += 1
             self.store.changed()

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from rediq_core.broker import TaskError, TaskState, WorkerRecord
+from rediq_core.broker import FailedAttempt, TaskError, TaskState, WorkerRecord
 from rediq_core.flow import QueueLimits
 from rediq_core.message import TaskMessage, now_ms
 from rediq_core.workflow_records import StepLink, WorkflowRecord
@@ -39,6 +39,8 @@ class TaskEntry:
     finished_at_ms: int | None = None
     result: bytes | None = None
     error: TaskError | None = None
+    #: The last failed attempts that were retried (defaults.ATTEMPT_ERRORS_KEPT).
+    failed_attempts: list[FailedAttempt] = field(default_factory=list)
     cancel_requested: bool = False
     expires_at_ms: int | None = None
     #: A workflow step's link, and the parents that succeeded so far (while waiting).

@@ -39,7 +39,7 @@ async def queues(session: Session) -> list[str]:
 
 _WAITING = frozenset(s.value for s in TaskState if s.unfinished)
 #: Replies of one task's lookup in a pipeline (see :func:`_queue_lookup`).
-_LOOKUP_REPLIES = 5
+_LOOKUP_REPLIES = 6
 
 
 def _queue_lookup(pipe: Pipeline, keys: QueueKeys, task_id: str) -> None:
@@ -48,6 +48,7 @@ def _queue_lookup(pipe: Pipeline, keys: QueueKeys, task_id: str) -> None:
     pipe.zscore(keys.key("dead"), task_id)
     pipe.hgetall(keys.result(task_id))
     pipe.zscore(keys.key("scheduled"), task_id)
+    pipe.lrange(keys.attempts(task_id), 0, -1)
 
 
 def _record(
@@ -56,12 +57,12 @@ def _record(
     replies: Sequence[Any],
     deadlines: Mapping[tuple[str, str], float | None],
 ) -> TaskRecord | None:
-    raw, error, dead_at, result, due = replies
+    raw, error, dead_at, result, due, attempts = replies
     found = parse_record(raw)
     deadline = due
     if found is not None and found.fields["state"] == "active":
         deadline = deadlines.get((keys.tag, found.fields["holder"]))
-    record = live_record(task_id, keys.queue, found, error, dead_at, deadline)
+    record = live_record(task_id, keys.queue, found, error, dead_at, deadline, attempts)
     if record is not None:
         return record
     return result_record(task_id, keys.queue, result) if result else None

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
-from .layout import DONE_CHANNEL, JOINED, RESULT, UNBLOCK
+from .layout import ATTEMPTS, DONE_CHANNEL, JOINED, RESULT, UNBLOCK
 
 __all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce"]
 
@@ -79,6 +79,12 @@ class QueueKeys:
     def result(self, task_id: str) -> str:
         """HASH of a finished task (state, result or error, ...), expires with its TTL."""
         return self.key(f"{RESULT}:{task_id}")
+
+    def attempts(self, task_id: str) -> str:
+        """LIST of the errors of the task's last failed attempts that were retried (JSON,
+        oldest first, capped); named by the scripts from the tag, gone with the task's
+        record (its end copies it into the result hash)."""
+        return self.key(f"{ATTEMPTS}:{task_id}")
 
     def done(self, task_id: str) -> str:
         """Pub/sub channel (not a key: nothing is stored under it) on which the scripts

@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from rediq_core.defaults import ATTEMPT_ERRORS_KEPT, ATTEMPT_MESSAGE_MAX, ATTEMPT_TRACEBACK_MAX
 from rediq_core.flow import EXPIRED_ERROR_TYPE, SUPERSEDED_ERROR_TYPE
 from rediq_core.inspection import COUNTER_NAMES
 from rediq_core.workflow_records import CASCADE_ERROR_TYPE, STEP_SEPARATOR, WORKFLOW_HEADER
 
 __all__ = [
+    "ATTEMPTS",
     "COUNTER_NAMES",
     "DONE_CHANNEL",
     "FLOW_MARK",
@@ -88,6 +90,11 @@ UNBLOCK_TTL_MS: Final = 60_000
 #: A finished task's result hash is ``"{NS:Q}:<RESULT>:<id>"`` (``QueueKeys.result``); a
 #: script that ends a workflow step it was not called about names it from the tag.
 RESULT: Final = "result"
+
+#: ``"{NS:Q}:<ATTEMPTS>:<id>"`` (``QueueKeys.attempts``): the errors of a task's last
+#: failed attempts that were retried, a LIST of JSON objects (type, message, traceback,
+#: attempt, at, worker); a task's end copies it into its result hash (field ``attempts``).
+ATTEMPTS: Final = "attempts"
 
 #: ``"{NS:Q}:<JOINED>:<id>"``: the numbers of the parents of waiting workflow step ``id``
 #: (of other queues) whose success was delivered, so a delivery sent twice counts once.
@@ -170,6 +177,10 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "UNBLOCK": UNBLOCK,
     "UNBLOCK_TTL_MS": UNBLOCK_TTL_MS,
     "RESULT": RESULT,
+    "ATTEMPTS": ATTEMPTS,
+    "ATTEMPT_ERRORS_KEPT": ATTEMPT_ERRORS_KEPT,
+    "ATTEMPT_MESSAGE_MAX": ATTEMPT_MESSAGE_MAX,
+    "ATTEMPT_TRACEBACK_MAX": ATTEMPT_TRACEBACK_MAX,
     "JOINED": JOINED,
     "OUTBOX_GRACE_MS": OUTBOX_GRACE_MS,
     "WORKFLOW_HEADER": WORKFLOW_HEADER,

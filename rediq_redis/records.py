@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from rediq_core.broker import TaskError, TaskRecord, TaskState
+from rediq_core.broker import FailedAttempt, TaskError, TaskRecord, TaskState
 from rediq_core.message import MalformedMessageError, TaskMessage
 
 from .layout import Record
 
 __all__ = [
+    "decode_attempts",
     "decode_error",
     "encode_error",
     "envelope_fields",
@@ -48,6 +49,48 @@ def decode_error(raw: bytes | None) -> TaskError | None:
         return TaskError(str(data["type"]), str(data["message"]), str(data.get("traceback", "")))
     except (ValueError, KeyError, TypeError):
         return TaskError("UnreadableError", text(raw) or "")
+
+
+def _attempt(data: object) -> FailedAttempt | None:
+    if not isinstance(data, dict):
+        return None
+    number, at, worker = data.get("attempt"), data.get("at"), data.get("worker")
+    return FailedAttempt(
+        number=number if isinstance(number, int) else 0,
+        failed_at_ms=at if isinstance(at, int) else None,
+        worker=worker if isinstance(worker, str) and worker else None,
+        error=TaskError(
+            str(data.get("type", "")), str(data.get("message", "")), str(data.get("traceback", ""))
+        ),
+    )
+
+
+def decode_attempts(items: Iterable[bytes | str]) -> tuple[FailedAttempt, ...]:
+    """The kept failed attempts (``QueueKeys.attempts``: one JSON object each), oldest
+    first; unreadable items are left out."""
+    found = []
+    for item in items:
+        raw = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+        try:
+            attempt = _attempt(json.loads(raw))
+        except ValueError:
+            continue
+        if attempt is not None:
+            found.append(attempt)
+    return tuple(found)
+
+
+def _stored_attempts(raw: bytes | None) -> tuple[FailedAttempt, ...]:
+    """The attempts a result hash holds (a JSON array of the kept list's items)."""
+    if not raw:
+        return ()
+    try:
+        items = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return ()
+    if not isinstance(items, list):
+        return ()
+    return tuple(a for a in map(_attempt, items) if a is not None)
 
 
 def _int(raw: bytes | None) -> int:
@@ -88,9 +131,10 @@ def live_record(
     error: bytes | None = None,
     dead_at: float | None = None,
     deadline: float | None = None,
+    attempts: Iterable[bytes | str] = (),
 ) -> TaskRecord | None:
     """A record from a task's record in the ``tasks`` hash (``layout.Record``) and its
-    last error (the ``errors`` hash).
+    last error (the ``errors`` hash); ``attempts`` the kept failed attempts' errors.
 
     ``dead_at`` is the score of a dead letter; ``deadline`` the due time of a scheduled
     task, or the deadline of the holder of an active task's lease (``holders`` score).
@@ -127,6 +171,7 @@ def live_record(
         lease_deadline_ms=(
             int(deadline) if deadline is not None and state is TaskState.ACTIVE else None
         ),
+        failed_attempts=decode_attempts(attempts),
     )
 
 
@@ -154,4 +199,5 @@ def result_record(task_id: str, queue: str, fields: Mapping[bytes, bytes]) -> Ta
         groups=_groups(envelope.get("groups")),
         enqueued_at_ms=_int_field(envelope, "enqueued_at_ms"),
         started_at_ms=_int(fields.get(b"started_at")) or None,
+        failed_attempts=_stored_attempts(fields.get(b"attempts")),
     )

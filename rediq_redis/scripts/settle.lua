@@ -94,6 +94,7 @@ for i = 4, #ARGV, SETTLE_ARGS do
       r.retried = tostring(tonumber(r.retried) + 1)
       r.holder = ''
       redis.call('HSET', Q.errors, id, value)
+      note_attempt(id, r, value, now)
       counts.retried = counts.retried + 1
       local delay = tonumber(ARGV[i + 4]) or 0
       -- a deadline before the retry: the retry is due at the deadline, when the claim

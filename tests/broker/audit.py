@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from rediq_core.defaults import ATTEMPT_ERRORS_KEPT
 from rediq_redis.keys import QUEUE_KEY_NAMES, QueueKeys
 from rediq_redis.layout import (
     UNBLOCK_TTL_MS,
@@ -182,6 +183,7 @@ async def audit_queue(
     errors = {_s(k) for k in await redis.hkeys(keys.key("errors"))}
     assert errors <= set(states), f"errors {errors - set(states)} of forgotten tasks"
     assert dead <= errors, f"dead letters {dead - errors} without their error"
+    await _check_attempts(redis, keys, records)
     indexed = {_s(m).partition("\n")[2] for m in await redis.zrange(keys.key("groups"), 0, -1)}
     assert indexed <= set(states), f"group index entries {indexed - set(states)} of forgotten tasks"
     cancel = {_s(m) for m in await redis.smembers(keys.key("cancel"))}
@@ -199,6 +201,19 @@ async def audit_queue(
         lost={k: r.number("lost") for k, r in records.items() if r.number("lost")},
         records=records,
     )
+
+
+async def _check_attempts(redis: Redis, keys: QueueKeys, records: dict[str, Record]) -> None:
+    """A task's kept failed attempts exist only with its record, once it was retried, and
+    are bounded."""
+    prefix = keys.attempts("")
+    async for raw in redis.scan_iter(match=f"{_glob(prefix)}*", count=1000):
+        key = _s(raw)
+        task_id = key[len(prefix) :]
+        record = records.get(task_id)
+        assert record is not None, f"{key}: the failed attempts of a forgotten task"
+        assert record.number("retried") > 0, f"{key}: attempts of a task never retried"
+        assert await redis.llen(key) <= ATTEMPT_ERRORS_KEPT, f"{key} is not bounded"
 
 
 def _check_workers(holders: dict[str, float], workers: dict[str, str], idle: list[str]) -> None:

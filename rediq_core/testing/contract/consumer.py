@@ -178,6 +178,53 @@ class ConsumerContract(RoleContract):
         assert (retry.retried, retry.deliveries) == (1, 2)
         assert (await broker.queue_stats(QUEUE)).retried == 1
 
+    async def test_failed_attempts_keep_their_errors(self, broker: CoreBroker) -> None:
+        """Each retried attempt's error is kept (the last few, capped) with the task while
+        it lives and with its result once it ended."""
+        kept = defaults.ATTEMPT_ERRORS_KEPT
+        message = await enqueue_one(broker, max_retries=kept + 5)
+        long_trace = "t" * defaults.ATTEMPT_TRACEBACK_MAX + "the end"
+        long_message = "m" * (defaults.ATTEMPT_MESSAGE_MAX + 50)
+        for n in range(1, kept + 3):
+            await fetch_one(broker)
+            text = long_message if n == kept + 2 else f"boom {n}"
+            error = TaskError("ValueError", text, long_trace)
+            assert await broker.settle(WORKER, [failure(message, 0, error)]) == [True]
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.PENDING
+        attempts = record.failed_attempts
+        assert [a.number for a in attempts] == list(range(3, kept + 3)), attempts
+        assert [a.error.message for a in attempts[:-1]] == [f"boom {n}" for n in range(3, kept + 2)]
+        assert attempts[-1].error.message == long_message[: defaults.ATTEMPT_MESSAGE_MAX]
+        for attempt in attempts:
+            assert attempt.error.type == "ValueError" and attempt.worker == WORKER
+            assert attempt.error.traceback.endswith("the end")
+            assert len(attempt.error.traceback) == defaults.ATTEMPT_TRACEBACK_MAX
+            assert attempt.failed_at_ms is not None and attempt.failed_at_ms > 0
+        await fetch_one(broker)
+        assert await broker.settle(WORKER, [success(message)]) == [True]
+        ended = await broker.get_task(message.id, QUEUE)
+        assert ended is not None and ended.state is TaskState.SUCCEEDED
+        assert ended.failed_attempts == attempts
+
+    async def test_a_dead_letter_keeps_its_retried_attempts_until_requeued(
+        self, broker: CoreBroker
+    ) -> None:
+        message = await enqueue_one(broker, max_retries=1)
+        await fetch_one(broker)
+        first = TaskError("KeyError", "first", "Traceback: first")
+        assert await broker.settle(WORKER, [failure(message, 0, first)]) == [True]
+        await fetch_one(broker)
+        final = TaskError("ValueError", "final", "Traceback: final")
+        assert await broker.settle(WORKER, [failure(message, error=final)]) == [True]
+        dead = await broker.get_task(message.id, QUEUE)
+        assert dead is not None and dead.state is TaskState.FAILED and dead.error == final
+        assert [(a.number, a.error) for a in dead.failed_attempts] == [(1, first)]
+        assert await broker.requeue_dead(QUEUE, [message.id]) == 1
+        again = await broker.get_task(message.id, QUEUE)
+        assert again is not None and again.state is TaskState.PENDING
+        assert again.failed_attempts == () and again.error is None
+
     async def test_unusable_task_settled_by_worker_is_dead_lettered(
         self, broker: CoreBroker
     ) -> None:
