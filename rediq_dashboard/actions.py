@@ -13,8 +13,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from rediq_core.broker import CancelOutcome
-from rediq_core.errors import TaskNotFoundError
+from rediq_core.errors import AmbiguousWorkerError, TaskNotFoundError
 
+from . import schedules
+from .pages import LISTED_STATES
 from .security import CSRF_FIELD, check_csrf
 
 if TYPE_CHECKING:
@@ -110,17 +112,44 @@ async def delete_dead(app: Rediq, request: Request, form: FormData) -> tuple[str
     return _queue_path(queue, "/dead"), f"deleted {deleted} dead letters"
 
 
+CANCEL_SAID = {
+    CancelOutcome.CANCELLED: "cancelled",
+    CancelOutcome.REQUESTED: "running: its worker was asked to cancel it",
+    CancelOutcome.FINISHED: "already finished, nothing to cancel",
+    CancelOutcome.NOT_FOUND: "not found",
+}
+
+
 async def cancel(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
     control = app.control
     task_id = request.path_params["task_id"]
     outcome = await control.cancel(task_id)
-    said = {
-        CancelOutcome.CANCELLED: "cancelled",
-        CancelOutcome.REQUESTED: "running: its worker was asked to cancel it",
-        CancelOutcome.FINISHED: "already finished, nothing to cancel",
-        CancelOutcome.NOT_FOUND: "not found",
-    }[outcome]
-    return f"/tasks/{quote(task_id, safe='')}", f"task {task_id}: {said}"
+    return f"/tasks/{quote(task_id, safe='')}", f"task {task_id}: {CANCEL_SAID[outcome]}"
+
+
+async def cancel_row(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    """Cancel one task from a row of the queue page; back to the same tab."""
+    queue, task_id = request.path_params["queue"], str(form.get("task_id", ""))
+    state = str(form.get("state", ""))
+    tab = f"?state={state}" if state in {s.value for s in LISTED_STATES} else ""
+    if not task_id:
+        return _queue_path(queue, tab), "nothing selected"
+    outcome = await app.control.cancel(task_id, queue)
+    return _queue_path(queue, tab), f"task {task_id}: {CANCEL_SAID[outcome]}"
+
+
+async def stop_worker(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
+    """Ask one worker (by its id) to shut down gracefully."""
+    worker_id = request.path_params["worker_id"]
+    try:
+        asked = await app.control.stop_worker(worker_id)
+    except AmbiguousWorkerError as exc:
+        return "/workers", f"nothing asked: {exc}"
+    if not asked:
+        return "/workers", f"no registered worker {worker_id}: nothing asked"
+    return "/workers", (
+        f"asked worker {worker_id} to stop: it finishes its running tasks, then exits"
+    )
 
 
 async def delete(app: Rediq, request: Request, form: FormData) -> tuple[str, str]:
@@ -161,10 +190,15 @@ ACTIONS: list[tuple[str, Action]] = [
     ("/queues/{queue}/forget", forget),
     ("/queues/{queue}/dead/requeue", requeue_dead),
     ("/queues/{queue}/dead/delete", delete_dead),
+    ("/queues/{queue}/cancel", cancel_row),
     ("/tasks/{task_id}/cancel", cancel),
     ("/tasks/{task_id}/delete", delete),
     ("/tasks/{task_id}/requeue", requeue),
     ("/workflows/{workflow_id}/cancel", cancel_workflow),
+    ("/workers/{worker_id}/stop", stop_worker),
+    ("/schedules/pause", schedules.pause),
+    ("/schedules/resume", schedules.resume),
+    ("/schedules/trigger", schedules.trigger),
 ]
 
 

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import actions, pages, present, settings
+from . import actions, pages, present, schedules, search, settings
 from .security import CSRF_FIELD, Auth, csrf_token, set_csrf_cookie
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class Dashboard:
     page_size: int
     refresh_s: int
     templates: Jinja2Templates
+    search_scan: int = settings.DASHBOARD_SEARCH_SCAN
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any
@@ -65,6 +66,7 @@ class Dashboard:
                 "notice": request.query_params.get("notice", ""),
                 "stamp": present.stamp,
                 "age": present.age,
+                "call_line": lambda record: present.call_line(self.app, record),
                 **context,
             },
             status_code=status_code,
@@ -98,6 +100,7 @@ def create_dashboard(
     title: str = "rediq",
     page_size: int = settings.DASHBOARD_PAGE_SIZE,
     refresh_s: int = settings.DASHBOARD_REFRESH_S,
+    search_scan: int = settings.DASHBOARD_SEARCH_SCAN,
 ) -> Starlette:
     """The dashboard of ``app``'s broker as an ASGI application.
 
@@ -110,15 +113,21 @@ def create_dashboard(
     :param page_size: tasks per page in listings.
     :param refresh_s: the overview and workers pages reload their content this often
         (plain ``fetch``, only while the browser tab is visible; 0: never).
+    :param search_scan: task records a search by name or arguments reads per request
+        (at most; the next request goes on from there).
     """
+    if search_scan < 1:
+        raise ValueError(f"search_scan={search_scan!r}: pass at least 1 (records per search)")
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True
     )
     templates = Jinja2Templates(env=environment)
-    board = Dashboard(app, read_only, title, page_size, refresh_s, templates)
+    board = Dashboard(app, read_only, title, page_size, refresh_s, templates, search_scan)
     routes = [
         Route("/", pages.overview(board), name="overview"),
         Route("/workers", pages.workers(board), name="workers"),
+        Route("/schedules", schedules.page(board), name="schedules"),
+        Route("/search", search.page(board), name="search"),
         Route("/queues/{queue}", pages.queue(board), name="queue"),
         Route("/queues/{queue}/dead", pages.dead_letters(board), name="dead_letters"),
         Route("/tasks/{task_id}", pages.task(board), name="task"),

@@ -56,6 +56,13 @@ ENV_AUTH = settings.ENV_AUTH
     show_default=True,
     help="Seconds between updates of the overview (0: never).",
 )
+@click.option(
+    "--search-scan",
+    type=click.IntRange(min=1),
+    default=settings.DASHBOARD_SEARCH_SCAN,
+    show_default=True,
+    help="Task records a search by name or arguments reads per page (at most).",
+)
 def dashboard(
     app_spec: str | None,
     redis_url: str | None,
@@ -66,6 +73,7 @@ def dashboard(
     credentials: str | None,
     title: str,
     refresh: int,
+    search_scan: int,
 ) -> None:
     """Serve the web dashboard of APP (module:attribute) or of --redis-url URL."""
     import uvicorn
@@ -85,7 +93,14 @@ def dashboard(
         if not sep or not user or not password:
             raise click.UsageError("--basic-auth takes USER:PASSWORD")
         auth = basic_auth(user, password)
-    board = create_dashboard(app, read_only=read_only, auth=auth, title=title, refresh_s=refresh)
+    board = create_dashboard(
+        app,
+        read_only=read_only,
+        auth=auth,
+        title=title,
+        refresh_s=refresh,
+        search_scan=search_scan,
+    )
     click.echo(
         f"rediq dashboard on http://{host}:{port}/{' (read-only)' if read_only else ''}", err=True
     )

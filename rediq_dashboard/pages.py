@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from rediq_core import roles
 from rediq_core.broker import TaskRecord, TaskState
 from rediq_core.errors import TaskNotFoundError
 from rediq_core.roles import Role, supports
@@ -17,6 +18,8 @@ from rediq_core.workflows import workflow_state
 from .present import CHART_MINUTES, chart, decoded_call, decoded_result
 
 if TYPE_CHECKING:
+    from rediq_core.inspection import WorkerStatus
+
     from .app import Dashboard
 
 __all__ = [
@@ -59,14 +62,27 @@ def overview(board: Dashboard) -> Page:
 
 def workers(board: Dashboard) -> Page:
     async def page(request: Request) -> Response:
+        found = await board.app.control.workers()
         return board.render(
             request,
             "workers.html",
-            workers=await board.app.control.workers(),
+            workers=found,
+            running=await _running_tasks(board, found),
+            detail=True,
             refresh=board.refresh_s,
         )
 
     return page
+
+
+async def _running_tasks(board: Dashboard, found: list[WorkerStatus]) -> dict[str, TaskRecord]:
+    """The records of the tasks the workers run, by id (one lookup of each id in each of
+    its worker's queues, in one batch; a task that ended meanwhile is left out)."""
+    wanted = [(task_id, queue) for w in found for task_id in w.running_ids for queue in w.queues]
+    if not wanted:
+        return {}
+    records = await roles.results(board.app.get_broker()).get_tasks(wanted)
+    return {r.id: r for r in records if r is not None and r.state is TaskState.ACTIVE}
 
 
 async def unknown_queue(board: Dashboard, request: Request) -> Response | None:

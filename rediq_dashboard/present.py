@@ -15,7 +15,16 @@ if TYPE_CHECKING:
     from rediq_core.broker import TaskRecord
     from rediq_core.inspection import QueueOverview
 
-__all__ = ["Bar", "Chart", "Decoded", "chart", "decoded_call", "decoded_result", "stamp"]
+__all__ = [
+    "Bar",
+    "Chart",
+    "Decoded",
+    "call_line",
+    "chart",
+    "decoded_call",
+    "decoded_result",
+    "stamp",
+]
 
 CHART_MINUTES = 60
 
@@ -60,6 +69,28 @@ def decoded_call(app: Rediq, record: TaskRecord) -> tuple[Decoded, Decoded]:
         )
         raw = Decoded(f"<{len(message.payload)} bytes, serializer {message.serializer}>", note)
         return raw, raw
+
+
+def _compact(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def call_line(app: Rediq, record: TaskRecord) -> str:
+    """The task's arguments on one line, as a call's: ``1, "x", key=[2]`` (the template
+    truncates and escapes it); ``<N bytes, SERIALIZER>`` when they are not decoded."""
+    message = record.message
+    if message is None:
+        return ""
+    try:
+        args, kwargs = _loads(app, message.serializer, message.payload)
+        parts = [_compact(a) for a in args]
+        parts += [f"{k}={_compact(v)}" for k, v in dict(kwargs).items()]
+    except Exception:
+        return f"<{len(message.payload)} bytes, {message.serializer}>"
+    return ", ".join(parts)
 
 
 def decoded_result(app: Rediq, record: TaskRecord) -> Decoded | None:

@@ -483,7 +483,7 @@ class Worker:
         running = self.runner.running.copy() if self.runner else {}
         settler = self.settler
         return {
-            "running_ids": sorted(running),
+            "running_ids": sorted(lease.task_id for lease in running),
             "started_at_ms": self.started_at_ms,
             "processed": settler.processed if settler else 0,
             "failed": settler.failed if settler else 0,

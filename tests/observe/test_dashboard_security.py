@@ -32,6 +32,11 @@ ACTIONS = [
     "/tasks/{id}/cancel",
     "/tasks/{id}/delete",
     "/tasks/{id}/requeue",
+    "/queues/inbox/cancel",
+    "/workers/some-worker/stop",
+    "/schedules/pause",
+    "/schedules/resume",
+    "/schedules/trigger",
 ]
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
@@ -78,7 +83,8 @@ async def test_read_only_mode_refuses_every_mutation(harness: Harness) -> None:
     base = start_dashboard(harness, "--read-only")
     control = harness.modules[0].app.control
     async with httpx.AsyncClient(base_url=base) as client:
-        for page in ("/", "/queues/inbox", "/queues/inbox/dead", f"/tasks/{task_id}"):
+        pages = ("/", "/queues/inbox", "/queues/inbox/dead", f"/tasks/{task_id}", "/workers")
+        for page in (*pages, "/schedules", "/search?q=show"):
             shown = await client.get(page)
             assert shown.status_code == 200 and "read-only" in shown.text, page
             assert 'method="post"' not in shown.text, page
