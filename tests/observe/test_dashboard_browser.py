@@ -21,8 +21,9 @@ from rediq import TaskState
 
 from .conftest import Harness, start_dashboard
 
-#: Set to a path to refresh the screenshot in the docs (docs/images/dashboard-overview.png).
-SCREENSHOT_ENV = "REDIQ_DASHBOARD_SCREENSHOT"
+#: Set to a folder (docs/images) to refresh the screenshots in the docs: the tests save
+#: dashboard-<page>.png there.
+SCREENSHOT_ENV = "REDIQ_DASHBOARD_SCREENSHOTS"
 
 BODY = """
 FLAG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fail.flag")
@@ -138,9 +139,7 @@ async def test_every_page_and_every_operation_in_a_real_browser(
     assert "default" in queues and "idle" in queues
     assert "browser-test" in text_of(browser, "workers")
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.ok")) == 60
-    shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "overview.png")
-    browser.save_screenshot(str(shot))
-    assert (await asyncio.to_thread(shot.read_bytes))[:8] == b"\x89PNG\r\n\x1a\n"
+    await screenshot(browser, "overview", tmp_path)
 
     # The overview updates itself (plain fetch): a new queue appears without a reload.
     page = browser.find_element(By.TAG_NAME, "html")
@@ -215,6 +214,13 @@ async def test_every_page_and_every_operation_in_a_real_browser(
     assert not refused, refused
 
 
+async def screenshot(browser: WebDriver, page: str, tmp_path: Path) -> None:
+    """Save the window as dashboard-<page>.png (in the docs' folder if asked to)."""
+    shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path) / f"dashboard-{page}.png"
+    browser.save_screenshot(str(shot))
+    assert (await asyncio.to_thread(shot.read_bytes))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def handle_value(handle: object, handles: list[object]) -> int:
     return handles.index(handle) * 2
 
@@ -226,3 +232,129 @@ async def dead_count(control: object, queue: str, count: int) -> bool:
 async def task_state(control: object, task_id: str, state: TaskState) -> bool:
     record = await control.task(task_id)  # type: ignore[attr-defined]
     return record is not None and record.state is state
+
+
+OPERATIONS = """
+FLAG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "attempts.txt")
+
+@app.task(task_name="invoice", task_queue="billing")
+async def invoice(customer, amount=0, currency="EUR"):
+    return amount
+
+@app.task(task_name="sleepy", task_queue="slow")
+async def sleepy(label):
+    out("SLEEPY STARTED", label)
+    await asyncio.sleep(60)
+
+@app.task(task_name="flaky", task_queue="slow",
+          retry=RetryPolicy(retries=5, backoff="fixed", base=0))
+async def flaky(order):
+    n = int(open(FLAG).read()) if os.path.exists(FLAG) else 0
+    if n < 3:
+        open(FLAG, "w").write(str(n + 1))
+        reasons = ["connection reset by peer", "timed out", "503 from the payment API"]
+        raise ConnectionError(f"order {order}: {reasons[n]}")
+    return "charged"
+
+@app.cron("0 6 * * *", name="nightly-report")
+@app.task(task_name="report", task_queue="slow")
+async def report():
+    return "reported"
+"""
+
+
+async def test_search_schedules_workers_and_row_actions_in_a_real_browser(
+    harness: Harness, browser: WebDriver, tmp_path: Path
+) -> None:
+    tasks = harness.write_app(OPERATIONS)
+    control, cron = tasks.app.control, tasks.app.cron_control
+    worker = harness.start("--queue-name", "slow", "--worker-name", "reporter")
+    customers = ["acme-corp", "globex", "initech", "umbrella", "acme-labs"]
+    bills = [await tasks.invoice(c, amount=100 + 10 * n).enqueue() for n, c in enumerate(customers)]
+    flaky = await tasks.flaky(4711).enqueue()
+    assert await flaky.result(timeout=30) == "charged"
+    sleeper = await tasks.sleepy("nightly import").enqueue()
+    worker.wait_for("SLEEPY STARTED")
+
+    async def reported() -> bool:
+        schedules = [s.name for s in await cron.list()]
+        running = [i for w in await control.workers() for i in w.running_ids]
+        return schedules == ["nightly-report"] and sleeper.hex() in running
+
+    await eventually(reported, "the schedule stored and the running task reported", 40)
+    base = start_dashboard(harness, "--refresh", "0")
+
+    # Search from the box of any page: an id opens the task, text lists matches.
+    browser.get(base + "/")
+    box = browser.find_element(By.ID, "search-box")
+    box.send_keys(bills[2].hex())
+    click(browser, "form.search button")
+    assert bills[2].hex() in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.ID, "search-box").send_keys("acme")
+    click(browser, "form.search button")
+    listed = browser.find_element(By.ID, "tasks").text
+    assert bills[0].hex() in listed and bills[4].hex() in listed
+    assert bills[1].hex() not in listed
+    assert "every queue was searched" in browser.find_element(By.ID, "search-summary").text
+    await screenshot(browser, "search", tmp_path)
+
+    # Queue rows show the arguments; cancel one row.
+    browser.get(base + "/queues/billing")
+    listed = browser.find_element(By.ID, "tasks").text
+    assert '"globex", amount=110' in listed
+    await screenshot(browser, "queue", tmp_path)
+    row = f'//tr[td/a[text()="{bills[1].hex()}"]]//button[@class="cancel-row"]'
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.XPATH, row).click()
+    browser.switch_to.alert.accept()
+    await eventually(lambda: task_state(control, bills[1].hex(), TaskState.CANCELLED), "cancel")
+    await eventually(lambda: replaced(old), "the queue page to load again")
+    assert bills[1].hex() not in browser.find_element(By.ID, "tasks").text
+    assert (await control.task(bills[3].hex())).state is TaskState.PENDING
+
+    # Schedules: pause, resume, trigger now.
+    browser.get(base + "/schedules")
+    assert "nightly-report" in browser.find_element(By.ID, "schedules").text
+    await screenshot(browser, "schedules", tmp_path)
+    click(browser, "button.pause")
+    assert [s.paused for s in await cron.list()] == [True]
+    assert "paused" in browser.find_element(By.ID, "schedules").text
+    click(browser, "button.resume")
+    assert [s.paused for s in await cron.list()] == [False]
+    click(browser, "button.trigger", confirm=True)
+    triggered = browser.find_element(By.CSS_SELECTOR, "h1 .mono").text
+    handle = await tasks.app.handle(triggered)
+    assert await handle.result(timeout=20) == "reported"
+
+    # The task page lists every failed attempt's error.
+    browser.get(base + f"/tasks/{flaky.hex()}")
+    attempts = browser.find_element(By.ID, "attempts").text
+    for reason in ("connection reset by peer", "timed out", "503 from the payment API"):
+        assert reason in attempts
+    browser.find_element(By.ID, "attempts").location_once_scrolled_into_view  # noqa: B018
+    await screenshot(browser, "task", tmp_path)
+
+    # Workers: the running task is linked; stop the worker.
+    browser.get(base + "/workers")
+    browser.find_element(By.CSS_SELECTOR, f'a[href*="{sleeper.hex()}"]')
+    assert "sleepy" in browser.find_element(By.ID, "workers").text
+    await screenshot(browser, "workers", tmp_path)
+    click(browser, "button.stop", confirm=True)
+    assert "asked worker" in browser.find_element(By.CLASS_NAME, "notice").text
+    await control.cancel(sleeper.hex())  # a graceful stop waits for running tasks
+    assert await asyncio.to_thread(worker.wait_exit, 30) == 0
+
+    refused = [
+        e["message"]
+        for e in browser.get_log("browser")
+        if "Content Security Policy" in e["message"]
+    ]
+    assert not refused, refused
+
+
+async def replaced(element: object) -> bool:
+    try:
+        element.is_enabled()  # type: ignore[attr-defined]
+    except Exception:
+        return True
+    return False
