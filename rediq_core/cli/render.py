@@ -116,6 +116,19 @@ def task_json(record: TaskRecord, app: Rediq | None = None) -> dict[str, Any]:
         "error": None
         if error is None
         else {"type": error.type, "message": error.message, "traceback": error.traceback},
+        "failed_attempts": [
+            {
+                "number": a.number,
+                "failed_at_ms": a.failed_at_ms,
+                "worker": a.worker,
+                "error": {
+                    "type": a.error.type,
+                    "message": a.error.message,
+                    "traceback": a.error.traceback,
+                },
+            }
+            for a in record.failed_attempts
+        ],
     }
 
 
@@ -388,5 +401,12 @@ def task_table(record: TaskRecord, app: Rediq | None = None) -> Table:
             value = f"{value['type']}: {value['message']}"
         elif key == "groups":
             value = ", ".join(value)
+        elif key == "failed_attempts":
+            value = (
+                "\n".join(
+                    f"{a['number']}: {a['error']['type']}: {a['error']['message']}" for a in value
+                )
+                or None
+            )
         table.add_row(key.removesuffix("_ms"), "-" if value is None else str(value))
     return table
