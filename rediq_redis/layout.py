@@ -81,6 +81,11 @@ GROUP_SEPARATOR: Final = "\n"
 #: there, result waiters subscribe to it (``QueueKeys.done``).
 DONE_CHANNEL: Final = "done"
 
+#: ``"{NS:Q}:<ATTEMPTS>:<id>"`` (``QueueKeys.attempts``): the errors of a task's last
+#: failed attempts that were retried, a LIST of JSON objects (type, message, traceback,
+#: attempt, at, worker); a task's end copies it into its result hash (field ``attempts``).
+ATTEMPTS: Final = "attempts"
+
 #: A worker's own list is ``"{NS:Q}:<UNBLOCK>:<worker id>"`` (``QueueKeys.unblock``): an
 #: enqueue pushes a task it hands straight to the waiting worker there, a cancelled fetch
 #: a token that ends its own wait. It expires ``UNBLOCK_TTL_MS`` after its last push.
@@ -90,11 +95,6 @@ UNBLOCK_TTL_MS: Final = 60_000
 #: A finished task's result hash is ``"{NS:Q}:<RESULT>:<id>"`` (``QueueKeys.result``); a
 #: script that ends a workflow step it was not called about names it from the tag.
 RESULT: Final = "result"
-
-#: ``"{NS:Q}:<ATTEMPTS>:<id>"`` (``QueueKeys.attempts``): the errors of a task's last
-#: failed attempts that were retried, a LIST of JSON objects (type, message, traceback,
-#: attempt, at, worker); a task's end copies it into its result hash (field ``attempts``).
-ATTEMPTS: Final = "attempts"
 
 #: ``"{NS:Q}:<JOINED>:<id>"``: the numbers of the parents of waiting workflow step ``id``
 #: (of other queues) whose success was delivered, so a delivery sent twice counts once.
@@ -174,13 +174,13 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "COUNTERS": COUNTER_NAMES,
     "GROUP_SEPARATOR": GROUP_SEPARATOR,
     "DONE_CHANNEL": DONE_CHANNEL,
-    "UNBLOCK": UNBLOCK,
-    "UNBLOCK_TTL_MS": UNBLOCK_TTL_MS,
-    "RESULT": RESULT,
     "ATTEMPTS": ATTEMPTS,
     "ATTEMPT_ERRORS_KEPT": ATTEMPT_ERRORS_KEPT,
     "ATTEMPT_MESSAGE_MAX": ATTEMPT_MESSAGE_MAX,
     "ATTEMPT_TRACEBACK_MAX": ATTEMPT_TRACEBACK_MAX,
+    "UNBLOCK": UNBLOCK,
+    "UNBLOCK_TTL_MS": UNBLOCK_TTL_MS,
+    "RESULT": RESULT,
     "JOINED": JOINED,
     "OUTBOX_GRACE_MS": OUTBOX_GRACE_MS,
     "WORKFLOW_HEADER": WORKFLOW_HEADER,

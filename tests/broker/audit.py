@@ -203,19 +203,6 @@ async def audit_queue(
     )
 
 
-async def _check_attempts(redis: Redis, keys: QueueKeys, records: dict[str, Record]) -> None:
-    """A task's kept failed attempts exist only with its record, once it was retried, and
-    are bounded."""
-    prefix = keys.attempts("")
-    async for raw in redis.scan_iter(match=f"{_glob(prefix)}*", count=1000):
-        key = _s(raw)
-        task_id = key[len(prefix) :]
-        record = records.get(task_id)
-        assert record is not None, f"{key}: the failed attempts of a forgotten task"
-        assert record.number("retried") > 0, f"{key}: attempts of a task never retried"
-        assert await redis.llen(key) <= ATTEMPT_ERRORS_KEPT, f"{key} is not bounded"
-
-
 def _check_workers(holders: dict[str, float], workers: dict[str, str], idle: list[str]) -> None:
     """``workers`` maps each holder number back to its worker ("#<n>"), each worker to
     its holder, ">"<worker> to its last claim and "<"<worker> to its registration as
@@ -232,6 +219,19 @@ def _check_workers(holders: dict[str, float], workers: dict[str, str], idle: lis
         assert workers[f"#{workers[name]}"] == name, f"holder of {name} names another worker"
     claims = {f[1:] for f in workers if f.startswith(">")}
     assert claims <= names, f"last claims {claims - names} of workers without a holder"
+
+
+async def _check_attempts(redis: Redis, keys: QueueKeys, records: dict[str, Record]) -> None:
+    """A task's kept failed attempts exist only with its record, once it was retried, and
+    are bounded."""
+    prefix = keys.attempts("")
+    async for raw in redis.scan_iter(match=f"{_glob(prefix)}*", count=1000):
+        key = _s(raw)
+        task_id = key[len(prefix) :]
+        record = records.get(task_id)
+        assert record is not None, f"{key}: the failed attempts of a forgotten task"
+        assert record.number("retried") > 0, f"{key}: attempts of a task never retried"
+        assert await redis.llen(key) <= ATTEMPT_ERRORS_KEPT, f"{key} is not bounded"
 
 
 async def namespace_keys(redis: Redis, namespace: str) -> set[str]:
