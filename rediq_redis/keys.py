@@ -80,12 +80,6 @@ class QueueKeys:
         """HASH of a finished task (state, result or error, ...), expires with its TTL."""
         return self.key(f"{RESULT}:{task_id}")
 
-    def attempts(self, task_id: str) -> str:
-        """LIST of the errors of the task's last failed attempts that were retried (JSON,
-        oldest first, capped); named by the scripts from the tag, gone with the task's
-        record (its end copies it into the result hash)."""
-        return self.key(f"{ATTEMPTS}:{task_id}")
-
     def done(self, task_id: str) -> str:
         """Pub/sub channel (not a key: nothing is stored under it) on which the scripts
         announce that the task ended or was forgotten unfinished; result waiters
@@ -103,6 +97,12 @@ class QueueKeys:
         """SET of the parents (of other queues) of waiting step ``task_id`` whose success
         was delivered; named by the scripts from the tag."""
         return self.key(f"{JOINED}:{task_id}")
+
+    def attempts(self, task_id: str) -> str:
+        """LIST of the errors of the task's last failed attempts that were retried (JSON,
+        oldest first, capped); named by the scripts from the tag, gone with the task's
+        record (its end copies it into the result hash)."""
+        return self.key(f"{ATTEMPTS}:{task_id}")
 
     def for_task(self, task_id: str) -> list[str]:
         """KEYS of a script about one task: the queue's keys, then its result hash."""
