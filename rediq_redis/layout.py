@@ -23,6 +23,7 @@ from rediq_core.workflow_records import CASCADE_ERROR_TYPE, STEP_SEPARATOR, WORK
 
 __all__ = [
     "ATTEMPTS",
+    "ATTEMPT_BOUNDS",
     "COUNTER_NAMES",
     "DONE_CHANNEL",
     "FLOW_MARK",
@@ -85,6 +86,9 @@ DONE_CHANNEL: Final = "done"
 #: failed attempts that were retried, a LIST of JSON objects (type, message, traceback,
 #: attempt, at, worker); a task's end copies it into its result hash (field ``attempts``).
 ATTEMPTS: Final = "attempts"
+#: How many a task keeps, the longest message (bytes) and traceback (its last bytes): one
+#: Lua local for the three (the scripts' main function may hold at most 200 locals).
+ATTEMPT_BOUNDS: Final = (ATTEMPT_ERRORS_KEPT, ATTEMPT_MESSAGE_MAX, ATTEMPT_TRACEBACK_MAX)
 
 #: A worker's own list is ``"{NS:Q}:<UNBLOCK>:<worker id>"`` (``QueueKeys.unblock``): an
 #: enqueue pushes a task it hands straight to the waiting worker there, a cancelled fetch
@@ -165,7 +169,7 @@ RECORD_PATTERNS: Final = {
 }
 
 #: The Lua locals the prelude receives at ``--@LAYOUT@--``, by name.
-LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
+LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...] | tuple[int, ...]]] = {
     "POSITION_FORMAT": POSITION_FORMAT,
     "MEMBER_ID_AT": MEMBER_ID_OFFSET + 1,
     "MINUTE_SLOTS": MINUTE_SLOTS,
@@ -175,9 +179,7 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "GROUP_SEPARATOR": GROUP_SEPARATOR,
     "DONE_CHANNEL": DONE_CHANNEL,
     "ATTEMPTS": ATTEMPTS,
-    "ATTEMPT_ERRORS_KEPT": ATTEMPT_ERRORS_KEPT,
-    "ATTEMPT_MESSAGE_MAX": ATTEMPT_MESSAGE_MAX,
-    "ATTEMPT_TRACEBACK_MAX": ATTEMPT_TRACEBACK_MAX,
+    "ATTEMPT_BOUNDS": ATTEMPT_BOUNDS,
     "UNBLOCK": UNBLOCK,
     "UNBLOCK_TTL_MS": UNBLOCK_TTL_MS,
     "RESULT": RESULT,

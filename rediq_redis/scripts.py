@@ -82,7 +82,7 @@ def _key_table() -> str:
     return f"local N = {len(QUEUE_KEY_NAMES)}\nlocal Q = {{ {entries} }}"
 
 
-def _lua_value(value: str | int | tuple[str, ...]) -> str:
+def _lua_value(value: str | int | tuple[str, ...] | tuple[int, ...]) -> str:
     if isinstance(value, tuple):
         return "{ " + ", ".join(_lua_value(item) for item in value) + " }"
     if isinstance(value, int):

@@ -698,38 +698,28 @@ end
 -- The done channel of `id`, "{NS:Q}:done:<id>" (QueueKeys.done). A channel is not a key:
 -- nothing is stored under it and it belongs to no slot (a PUBLISH reaches every node).
 -- Failed attempts ---------------------------------------------------------------------
--- A task failed and retried keeps the errors of its last ATTEMPT_ERRORS_KEPT failed
--- attempts, oldest first, in the list "{NS:Q}:attempts:<id>" (QueueKeys.attempts): JSON
--- {type, message, traceback, attempt, at, worker}, the message cut to ATTEMPT_MESSAGE_MAX
--- bytes and the traceback to its last ATTEMPT_TRACEBACK_MAX. The list exists only while
--- the task's record does and has retried > 0: forget() and requeue_dead drop it; a task's
--- end copies it into its result hash (store_end: field 'attempts', a JSON array).
-local function attempts_of(id)
-  return TAG .. ':' .. ATTEMPTS .. ':' .. id
-end
-
+-- A task failed and retried keeps the errors of its last failed attempts (ATTEMPT_BOUNDS:
+-- how many, the longest message in bytes, the longest traceback, cut to its end), oldest
+-- first, in the list "{NS:Q}:<ATTEMPTS>:<id>" (QueueKeys.attempts): JSON {type, message,
+-- traceback, attempt, at, worker}. The list exists only while the task's record does and
+-- has retried > 0: forget() and requeue_dead drop it; a task's end copies it into its
+-- result hash first (store_end: field 'attempts', a JSON array).
+--
 -- Keep the error of the attempt of `id` that just failed and is retried (r.retried
 -- already counts it).
 local function note_attempt(id, r, error_json, now)
+  local kept, message_max, trace_max = unpack(ATTEMPT_BOUNDS)
   local ok, err = pcall(cjson.decode, error_json)
   if not ok or type(err) ~= 'table' then
     err = { type = 'UnreadableError', message = error_json, traceback = '' }
   end
   local message, trace = tostring(err.message or ''), tostring(err.traceback or '')
-  if #trace > ATTEMPT_TRACEBACK_MAX then trace = string.sub(trace, -ATTEMPT_TRACEBACK_MAX) end
-  local key = attempts_of(id)
+  if #trace > trace_max then trace = string.sub(trace, -trace_max) end
+  local key = TAG .. ':' .. ATTEMPTS .. ':' .. id
   redis.call('RPUSH', key, cjson.encode({ type = tostring(err.type or ''),
-    message = string.sub(message, 1, ATTEMPT_MESSAGE_MAX), traceback = trace,
+    message = string.sub(message, 1, message_max), traceback = trace,
     attempt = tonumber(r.retried), at = now, worker = r.worker }))
-  redis.call('LTRIM', key, -ATTEMPT_ERRORS_KEPT, -1)
-end
-
--- The kept attempts of `id` as one JSON array (nil if it has none).
-local function attempts_json(id, r)
-  if r.retried == '0' then return nil end
-  local kept = redis.call('LRANGE', attempts_of(id), 0, -1)
-  if #kept == 0 then return nil end
-  return '[' .. table.concat(kept, ',') .. ']'
+  redis.call('LTRIM', key, -kept, -1)
 end
 
 local function done_channel(id)
@@ -757,7 +747,7 @@ local function forget(id, r, now, settlement)
     if f.u then release_key(Q.unique, f.u[1], id) end
     if f.b then release_key(Q.debounce, f.b[1], id) end
   end
-  if r.retried ~= '0' then redis.call('DEL', attempts_of(id)) end
+  if r.retried ~= '0' then redis.call('DEL', TAG .. ':' .. ATTEMPTS .. ':' .. id) end
   drop(id)
   tombstone(id, tomb_value(settlement, r.nonce), now)
 end
@@ -777,10 +767,12 @@ local function store_end(result_key, id, r, state, now, field, value)
       table.insert(data, field)
       table.insert(data, value)
     end
-    local attempts = attempts_json(id, r)
-    if attempts then
-      table.insert(data, 'attempts')
-      table.insert(data, attempts)
+    if r.retried ~= '0' then  -- its kept failed attempts (note_attempt), one JSON array
+      local kept = redis.call('LRANGE', TAG .. ':' .. ATTEMPTS .. ':' .. id, 0, -1)
+      if #kept > 0 then
+        table.insert(data, 'attempts')
+        table.insert(data, '[' .. table.concat(kept, ',') .. ']')
+      end
     end
     redis.call('HSET', result_key, unpack(data))
     redis.call('EXPIRE', result_key, ttl)

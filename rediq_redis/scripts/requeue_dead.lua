@@ -14,7 +14,7 @@ zrem(Q.dead, id)
 redis.call('DEL', KEYS[N + 1])
 redis.call('HDEL', Q.errors, id)
 r.retried, r.lost = '0', '0'
-redis.call('DEL', attempts_of(id))  -- fresh counters: no earlier attempts
+redis.call('DEL', TAG .. ':' .. ATTEMPTS .. ':' .. id)  -- fresh counters: no earlier attempts
 make_pending(id, r, true)
 flush()
 wake_if_ready()
