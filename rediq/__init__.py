@@ -28,7 +28,10 @@ from rediq_core import (
     TaskError,
     TaskHandle,
     TaskInfo,
+    TaskLogLine,
+    TaskLogs,
     TaskPage,
+    TaskProgress,
     TaskRecord,
     TaskState,
     WorkerInfo,
@@ -46,6 +49,7 @@ from rediq_core import (
     hookimpl,
     lifespan,
     run_in_current_executor,
+    set_progress,
 )
 from rediq_core.errors import (
     AmbiguousWorkerError,
@@ -109,8 +113,11 @@ __all__ = [
     "TaskFailedError",
     "TaskHandle",
     "TaskInfo",
+    "TaskLogLine",
+    "TaskLogs",
     "TaskNotFoundError",
     "TaskPage",
+    "TaskProgress",
     "TaskRecord",
     "TaskRegistrationError",
     "TaskState",
@@ -131,4 +138,5 @@ __all__ = [
     "hookimpl",
     "lifespan",
     "run_in_current_executor",
+    "set_progress",
 ]

@@ -33,6 +33,7 @@ from rediq_core.workflow_records import StepLink, WorkflowRecord, cascade_cause,
 
 from . import limits as flow
 from .operate import OperateMixin
+from .reports import ReportsMixin
 from .store import QueueState, TaskEntry, due_of, run_order, sleep_until_change, store_for
 
 __all__ = ["MemoryBroker"]
@@ -43,12 +44,12 @@ LOST_REASON = (
 )
 
 
-class MemoryBroker(OperateMixin):
+class MemoryBroker(OperateMixin, ReportsMixin):
     """An in-process broker for tests and notebooks (URL ``memory://`` or
     ``memory://name``). Every broker of one process with the same URL and namespace sees
     the same queues; nothing outlives the process."""
 
-    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS}
+    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.REPORTS}
 
     def __init__(self, options: BrokerOptions) -> None:
         self.url = options.url
@@ -282,6 +283,7 @@ class MemoryBroker(OperateMixin):
         entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
         ttl_s = entry.message.result_ttl_s
         if ttl_s == 0:
+            entry.trail = None
             del q.tasks[entry.message.id]
         else:
             entry.expires_at_ms = now + ttl_s * 1000
@@ -292,6 +294,8 @@ class MemoryBroker(OperateMixin):
         entry.state, entry.error, entry.finished_at_ms = TaskState.FAILED, error, now
         entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
         entry.expires_at_ms = now + defaults.DEAD_LETTER_TTL_S * 1000
+        if entry.message.result_ttl_s == 0:
+            entry.trail = None  # kept as long as the result: none
         q.dead_order[entry.message.id] = self.store.next_seq()
         q.count("failed")
         self.steps_after(entry, TaskState.FAILED.value, now)

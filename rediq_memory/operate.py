@@ -113,6 +113,7 @@ class OperateMixin(Broker):
                     entry.seq = self.store.position(q, entry.message)
                     entry.retried = entry.lost = 0
                     entry.error = entry.finished_at_ms = entry.expires_at_ms = None
+                    entry.trail = None
                     requeued += 1
             self.store.changed()
             return requeued
