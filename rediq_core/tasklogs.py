@@ -175,6 +175,7 @@ class TaskTrail:
         "attempt",
         "bounds",
         "delivery",
+        "owner",
         "queue",
         "task_id",
         "used",
@@ -185,6 +186,9 @@ class TaskTrail:
     ) -> None:
         self.task_id, self.queue, self.delivery, self.attempt = task_id, queue, delivery, attempt
         self.bounds = bounds
+        #: What captures its log records (a worker's handler: with two workers in one
+        #: process, each takes only its own attempts' records).
+        self.owner: object = None
         self._lock = threading.Lock()
         self._lines: deque[str] = deque()
         self._bytes = 0

@@ -31,7 +31,7 @@ class TrailLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         trail = current_trail()
-        if trail is None or record.name == log.name:
+        if trail is None or trail.owner is not self or record.name == log.name:
             return
         try:
             trail.add(record)
@@ -59,6 +59,7 @@ class Trails:
 
     def open(self, lease: Lease, info: TaskInfo) -> TaskTrail:
         trail = TaskTrail(info.task_id, info.task_queue, lease.delivery, info.retried, self.bounds)
+        trail.owner = self.handler
         self._open[lease] = trail
         return trail
 
