@@ -28,7 +28,7 @@ from .plugins import hookimpl, make_plugin_host
 from .retry import Retry, RetryPolicy
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
-from .tasklogs import TaskLogLine, TaskLogs, TaskProgress
+from .tasklogs import TaskLogLine, TaskLogs, TaskProgress, TaskReport
 from .workflows import StepStatus, WorkflowHandle
 
 __version__ = "0.1.0"
@@ -65,6 +65,7 @@ __all__ = [
     "TaskPage",
     "TaskProgress",
     "TaskRecord",
+    "TaskReport",
     "TaskState",
     "WorkerInfo",
     "WorkerStatus",

@@ -44,6 +44,7 @@ __all__ = [
     "RECORD_PATTERNS",
     "RESULT",
     "TRAIL",
+    "TRAIL_LINE_END",
     "UNBLOCK",
     "UNBLOCK_TTL_MS",
     "Record",
@@ -94,6 +95,8 @@ RESULT: Final = "result"
 #: lines, written under its lease (``report.lua``), kept with its result; the scripts
 #: that end or forget a task name it from the tag.
 TRAIL: Final = "trail"
+#: Ends each log line in a trail's ``log`` field (a line is JSON: it holds no raw break).
+TRAIL_LINE_END: Final = "\n"
 
 #: ``"{NS:Q}:<JOINED>:<id>"``: the numbers of the parents of waiting workflow step ``id``
 #: (of other queues) whose success was delivered, so a delivery sent twice counts once.
@@ -178,6 +181,7 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "RESULT": RESULT,
     "JOINED": JOINED,
     "TRAIL": TRAIL,
+    "TRAIL_LINE_END": TRAIL_LINE_END,
     "OUTBOX_GRACE_MS": OUTBOX_GRACE_MS,
     "WORKFLOW_HEADER": WORKFLOW_HEADER,
     "STEP_SEPARATOR": STEP_SEPARATOR,

@@ -19,7 +19,7 @@ from rediq_core.tasklogs import (
     decode_progress,
 )
 
-from .layout import RECORD_FIELDS, parse_record
+from .layout import RECORD_FIELDS, TRAIL_LINE_END, parse_record
 from .scripts import run_batch
 from .session import Session
 
@@ -71,7 +71,7 @@ async def get_report(session: Session, task_id: str, queue: str) -> TaskReport |
     return TaskReport(
         progress=decode_progress(trail.get(b"p")),
         logs=TaskLogs(
-            lines=decode_lines(text.splitlines()),
+            lines=decode_lines([x for x in text.split(TRAIL_LINE_END.encode()) if x]),
             dropped=int(trail.get(b"dropped", b"0") or 0),
         ),
     )

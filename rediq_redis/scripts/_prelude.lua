@@ -1234,6 +1234,7 @@ local function enqueue_tasks(args, from, key_at)
       end
       stored = stored + 1
       table.insert(results, KEYS[N + key_at + j - 1])
+      table.insert(results, trail_of(id))  -- an earlier run's, kept with its result
       index_groups(id, envelope)
       note_times(id, r, now)
       local due = tonumber(args[i + 4])

@@ -32,12 +32,12 @@ if old[1] ~= r.nonce then
 end
 dropped = dropped + (tonumber(ARGV[6]) or 0)
 local parts = { text }
-for i = 8, #ARGV do table.insert(parts, ARGV[i] .. '\n') end
+for i = 8, #ARGV do table.insert(parts, ARGV[i] .. TRAIL_LINE_END) end
 lines = lines + #ARGV - 7
 text = table.concat(parts)
 local cut = 1
 while lines > max_lines or #text - cut + 1 > max_bytes do
-  local eol = string.find(text, '\n', cut, true)
+  local eol = string.find(text, TRAIL_LINE_END, cut, true)
   if not eol then break end
   cut, lines, dropped = eol + 1, lines - 1, dropped + 1
 end
