@@ -166,6 +166,14 @@ async def test_trails_are_kept_with_results_and_expire_with_them(
     await broker.settle(W, [_reported(success(message))])
     assert 0 < await redis.pttl(trail) <= await redis.pttl(result) + 1000
     await audit_queue(redis, rediq_namespace, Q)
+    kept = make_message(queue=Q, result_ttl_s=60)  # deleted after it ended: nothing stays
+    await broker.enqueue([kept])
+    [delivery] = (await fetch(broker, queue=Q, worker_id=W)).deliveries
+    await _report(broker, W, delivery)
+    await broker.settle(W, [_reported(success(kept))])
+    assert await redis.exists(f"{tag}:trail:{kept.id}")
+    assert await broker.delete(kept.id, Q)
+    assert not await redis.exists(f"{tag}:trail:{kept.id}", f"{tag}:result:{kept.id}")
     deadline = asyncio.get_running_loop().time() + 5
     while await redis.exists(trail, result):
         assert asyncio.get_running_loop().time() < deadline, "trail or result did not expire"
