@@ -88,15 +88,15 @@ async def set_progress(fraction: float, message: str = "") -> None:
     task ends, never once per call.
 
     Bad arguments raise at once (:class:`TypeError`, :class:`ValueError`); outside a task
-    function (and the code it calls, threads of ``run_in_current_executor`` included) it
-    raises :class:`~rediq_core.errors.ContextUnavailableError`.
+    function (and the coroutines it awaits) it raises
+    :class:`~rediq_core.errors.ContextUnavailableError`.
     """
     fraction, message = check_progress(fraction, message)
     trail = _trail.get()
     if trail is None:
         raise ContextUnavailableError(
-            "set_progress() is only available in a task function (and the code it calls);"
-            " it was called outside of one"
+            "set_progress() is only available in a task function (and the coroutines it"
+            " awaits); it was called outside of one"
         )
     trail.set_progress(fraction, message)
 
