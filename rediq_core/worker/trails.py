@@ -56,6 +56,8 @@ class Trails:
         self._lock = asyncio.Lock()
         self._round: asyncio.Task[None] | None = None
         self.handler = TrailLogHandler()
+        #: Report calls sent so far (one per round or settlement with something new).
+        self.calls = 0
 
     def open(self, lease: Lease, info: TaskInfo) -> TaskTrail:
         trail = TaskTrail(info.task_id, info.task_queue, lease.delivery, info.retried, self.bounds)
@@ -90,6 +92,7 @@ class Trails:
             updates = [u for u in (t.take() for t in trails) if u is not None]
             if not updates:
                 return
+            self.calls += 1
             try:
                 written = await self._broker.report(self._worker_id, updates, self.bounds)
             except Exception as exc:

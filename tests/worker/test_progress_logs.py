@@ -77,7 +77,7 @@ async def test_progress_and_logs_are_read_while_running_and_after(app: Rediq) ->
         log.info("done")
         return name
 
-    async with run_worker(app, **FAST):
+    async with run_worker(app, **FAST) as worker:
         handle = await resize("cat.png").enqueue()
         progress = await until(handle.progress, lambda p: p is not None, "progress")
         assert progress is not None and (progress.fraction, progress.message) == (0.4, "resizing")
@@ -87,8 +87,12 @@ async def test_progress_and_logs_are_read_while_running_and_after(app: Rediq) ->
             ("WARNING", "tests.progress", "large image"),
         ]
         assert logs.dropped == 0 and logs.lines[0].attempt == 0
+        assert worker.trails is not None
+        sent = worker.trails.calls
+        assert sent >= 1, "sent in a renewal round, before the task ended"
         gate.set()
         assert await handle.result(timeout=WAIT_S) == "cat.png"
+        assert worker.trails.calls == sent + 1, "and the rest once, before its settlement"
     final = await handle.progress()
     assert final is not None and (final.fraction, final.message) == (1.0, "done")
     assert messages(await handle.logs())[-1] == "done", "the last lines are sent at settlement"
@@ -162,9 +166,11 @@ async def test_an_ordinary_task_leaves_no_trail(app: Rediq, rediq_namespace: str
     async def quiet() -> int:
         return 1
 
-    async with run_worker(app, **FAST):
-        handle = await quiet().enqueue()
-        assert await handle.result(timeout=WAIT_S) == 1
+    async with run_worker(app, **FAST) as worker:
+        handles = [await quiet().enqueue() for _ in range(20)]
+        assert [await h.result(timeout=WAIT_S) for h in handles] == [1] * 20
+        assert worker.trails is not None and worker.trails.calls == 0, "no report call"
+    handle = handles[0]
     assert await handle.progress() is None
     assert (await handle.logs()).lines == ()
     if app.redis_url.startswith("redis"):
@@ -185,6 +191,17 @@ async def test_set_progress_checks_its_arguments_and_where_it_is_called() -> Non
         await set_progress(0.5, "x" * 201)
     with pytest.raises(ContextUnavailableError, match="only available in a task function"):
         await set_progress(0.5, "outside")
+
+
+@pytest.mark.parametrize(
+    ("lines", "size"), [(-1, 65_536), (10, 100)], ids=["negative lines", "tiny byte cap"]
+)
+def test_bad_log_bounds_are_refused(lines: int, size: int) -> None:
+    from rediq_core.errors import ConfigurationError
+    from rediq_core.worker.config import WorkerConfig
+
+    with pytest.raises(ConfigurationError, match="task_log_lines=.* task_log_bytes="):
+        WorkerConfig(task_log_lines=lines, task_log_bytes=size)
 
 
 def _no_backoff() -> Any:
