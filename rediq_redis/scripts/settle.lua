@@ -81,8 +81,8 @@ for i = 4, #ARGV, SETTLE_ARGS do
   else
     local result_key = KEYS[N + j]
     -- a trail (progress, logs) of this attempt or of an earlier lease ends with the task
-    local trail = #kind > 1 or r.deliveries ~= '1'
-    if #kind > 1 then kind = string.sub(kind, 1, 1) end
+    local trail = r.deliveries ~= '1'
+    if #kind > 1 then trail, kind = true, string.sub(kind, 1, 1) end
     leave_active(id, r)
     if worker == '' then r.lost = tostring(tonumber(r.lost) + 1) end
     if kind ~= 's' and cancel_requested(id) then
