@@ -27,9 +27,16 @@ log = logging.getLogger("rediq.worker.trails")
 
 
 class TrailLogHandler(logging.Handler):
-    """Copies every record emitted within an attempt into that attempt's trail."""
+    """Copies every record emitted within an attempt into that attempt's trail.
+
+    Being a handler on the root logger, it would keep :data:`logging.lastResort` from
+    printing warnings of a process that configured no logging (an embedded worker); it
+    hands such records to it, as if it were not there."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        last = logging.lastResort
+        if last is not None and record.levelno >= last.level and self._alone(record):
+            last.handle(record)
         trail = current_trail()
         if trail is None or trail.owner is not self or record.name == log.name:
             return
@@ -37,6 +44,15 @@ class TrailLogHandler(logging.Handler):
             trail.add(record)
         except Exception:
             self.handleError(record)
+
+    def _alone(self, record: logging.LogRecord) -> bool:
+        """Whether no other handler sees ``record`` (``Logger.callHandlers``' walk)."""
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(handler is not self for handler in logger.handlers):
+                return False
+            logger = logger.parent if logger.propagate else None
+        return True
 
 
 class Trails:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -202,6 +204,36 @@ def test_bad_log_bounds_are_refused(lines: int, size: int) -> None:
 
     with pytest.raises(ConfigurationError, match="task_log_lines=.* task_log_bytes="):
         WorkerConfig(task_log_lines=lines, task_log_bytes=size)
+
+
+EMBEDDED = """
+import asyncio, logging
+from rediq import Rediq
+from rediq.testing import run_worker
+
+app = Rediq(redis_url="memory://embedded")
+
+@app.task
+async def warn():
+    logging.getLogger("app").warning("warning inside the task")
+
+async def main():
+    async with run_worker(app):
+        await (await warn().enqueue()).result(timeout=10)
+        logging.getLogger("app").warning("warning outside a task")
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_without_logging_setup_still_prints_warnings() -> None:
+    """The capture handler on the root logger does not silence ``logging.lastResort``."""
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning inside the task" in done.stderr
+    assert "warning outside a task" in done.stderr
 
 
 def _no_backoff() -> Any:
