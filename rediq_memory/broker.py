@@ -216,6 +216,7 @@ class MemoryBroker(OperateMixin, ReportsMixin):
             task_id = entry.message.id
             entry.error = TaskError(EXPIRED_ERROR_TYPE, f"task {task_id} expired: {reason}")
             q.count("expired")
+            entry.trail = None  # an end decided without a worker keeps no trail
             self.finish(q, entry, TaskState.EXPIRED, now)
             expired.append(Expired(task_id, entry.message.name, reason))
         return expired
@@ -495,6 +496,7 @@ class MemoryBroker(OperateMixin, ReportsMixin):
             TaskState.LIMITED,
             TaskState.SCHEDULED,
         ):
+            entry.trail = None  # an end decided without a worker keeps no trail
             self.finish(q, entry, TaskState.CANCELLED, now_ms())
             return CancelOutcome.CANCELLED
         if entry.state is TaskState.ACTIVE:

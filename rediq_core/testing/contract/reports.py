@@ -169,6 +169,19 @@ class ReportsContract(RoleContract):
         assert await broker.purge_tasks(QUEUE, [TaskState.SCHEDULED]) == 1
         assert await broker.get_report(message.id, QUEUE) is None
 
+    async def test_cancelling_a_waiting_retry_drops_its_report(
+        self, broker: ReportingBroker
+    ) -> None:
+        message = await enqueue_one(broker, max_retries=1)
+        d = await fetch_one(broker)
+        assert await broker.report(WORKER, [update(d, line(1))], BOUNDS) == [True]
+        retry = failure(message, retry_delay_ms=60_000)
+        assert await broker.settle(WORKER, [settled(d, error=retry.error, retry_delay_ms=60_000)])
+        await broker.cancel(message.id, QUEUE)
+        record = await broker.get_task(message.id, QUEUE)
+        assert record is not None and record.state is TaskState.CANCELLED
+        assert await broker.get_report(message.id, QUEUE) is None
+
     async def test_a_new_run_of_the_id_starts_without_the_old_report(
         self, broker: ReportingBroker
     ) -> None:
