@@ -23,6 +23,7 @@ from .context import (
     current_task_result,
     current_task_retried,
     run_in_current_executor,
+    set_progress,
 )
 from .control import Control
 from .flow import FlowArgs, LimitUse, QueueFlow, QueueLimits, Rate
@@ -35,6 +36,7 @@ from .plugins import hookimpl, make_plugin_host
 from .retry import Retry, RetryPolicy
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
+from .tasklogs import TaskLogLine, TaskLogs, TaskProgress, TaskReport
 from .workflows import StepStatus, WorkflowHandle
 
 __version__ = "0.1.0"
@@ -66,9 +68,13 @@ __all__ = [
     "TaskError",
     "TaskHandle",
     "TaskInfo",
+    "TaskLogLine",
+    "TaskLogs",
     "TaskMessage",
     "TaskPage",
+    "TaskProgress",
     "TaskRecord",
+    "TaskReport",
     "TaskState",
     "WorkerInfo",
     "WorkerStatus",
@@ -86,4 +92,5 @@ __all__ = [
     "lifespan",
     "make_plugin_host",
     "run_in_current_executor",
+    "set_progress",
 ]

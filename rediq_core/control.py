@@ -18,6 +18,7 @@ from .errors import AmbiguousWorkerError
 from .flow import QueueFlow, QueueLimits, Rate
 from .inspection import QueueOverview, TaskPage, WorkerStatus
 from .records import CancelOutcome, TaskRecord, TaskState, WorkerRecord
+from .tasklogs import TaskReport
 
 __all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
 
@@ -78,6 +79,13 @@ class Control:
     async def task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
         """Everything known of a task (looked up in every queue unless ``queue`` is given)."""
         return await self._results.get_task(task_id, queue)
+
+    async def report(self, task_id: str, queue: str) -> TaskReport | None:
+        """The task's progress and log lines (``set_progress``, logging), or None when it
+        has none or the broker keeps none (no reports role)."""
+        if not roles.supports(self.broker, roles.Role.REPORTS):
+            return None
+        return await roles.reports(self.broker).get_report(task_id, queue)
 
     async def tasks(
         self,

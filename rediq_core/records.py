@@ -160,7 +160,8 @@ class Settlement:
     ``delivery`` names the lease being settled (:attr:`Delivery.deliveries`); ``None``
     accepts whichever lease the worker holds (tools and tests; the worker always names it).
     ``key`` identifies this settlement: sending it again (a retry after a lost reply)
-    answers as the first time and changes nothing.
+    answers as the first time and changes nothing. ``reported``: the attempt reported
+    progress or logs (a broker with the reports role keeps them with the result).
     """
 
     task_id: str
@@ -170,6 +171,7 @@ class Settlement:
     retry_delay_ms: int | None = None
     delivery: int | None = None
     key: str = field(default_factory=lambda: os.urandom(8).hex())
+    reported: bool = False
 
 
 class CancelOutcome(enum.StrEnum):

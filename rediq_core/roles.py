@@ -24,6 +24,7 @@ cron       cron_register, cron_fire, cron_entries,              worker cron, cro
            cron_set_paused, cron_forget, cron_changes
 diagnosis  diagnose, namespaces                                 ``rediq doctor``, CLI
 workflows  store_workflow, get_workflow                         workflow handles, worker
+reports    report, get_report                                   worker, task handles, CLI
 =========  ===================================================  ===========================
 
 ``cancel`` is control (it changes a task; a handle's ``cancel()`` uses the control role),
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         TaskState,
         WorkerRecord,
     )
+    from .tasklogs import LogBounds, TaskReport, TrailUpdate
     from .workflow_records import WorkflowRecord
 
 __all__ = [
@@ -78,6 +80,7 @@ __all__ = [
     "MissingRoleError",
     "Producer",
     "Registry",
+    "Reports",
     "Results",
     "Role",
     "Workflows",
@@ -88,6 +91,7 @@ __all__ = [
     "limits",
     "producer",
     "registry",
+    "reports",
     "results",
     "supports",
     "workflows",
@@ -104,6 +108,7 @@ class Role(enum.StrEnum):
     DIAGNOSIS = "diagnosis"  # rediq doctor's server checks (optional)
     WORKFLOWS = "workflows"  # chains, groups and chords (optional)
     LIMITS = "limits"  # rate and concurrency limits, fair order (optional)
+    REPORTS = "reports"  # a running task's progress and log lines (optional)
 
 
 #: The roles of a broker that does not list its own (every broker had them before roles).
@@ -133,6 +138,7 @@ _WHAT = {
     Role.DIAGNOSIS: "rediq doctor's checks",
     Role.WORKFLOWS: "workflows: chain, group and chord",
     Role.LIMITS: "rate and concurrency limits and fair order",
+    Role.REPORTS: "task progress and logs",
 }
 
 
@@ -397,6 +403,32 @@ class Limits(Protocol):
         ...
 
 
+@runtime_checkable
+class Reports(Protocol):
+    """A running task's progress and log lines (:mod:`rediq_core.tasklogs`), kept with
+    the task as long as its result. The worker writes them (the consumer side: only
+    under a lease it holds); handles, the CLI and the dashboard read them.
+
+    A broker that declares this role keeps them beside the task, bounded by the
+    ``bounds`` each write carries (the last lines within a byte cap, counting what it
+    drops); a settlement whose :attr:`~rediq_core.records.Settlement.reported` is set,
+    or of a task leased before, keeps them for the result TTL (drops them with TTL 0);
+    every step that forgets a task forgets them, and a new run of the id starts empty."""
+
+    async def report(
+        self, worker_id: str, updates: Sequence[TrailUpdate], bounds: LogBounds
+    ) -> list[bool]:
+        """Store each update (latest progress, more log lines) of a task whose lease
+        ``worker_id`` still holds, under the update's lease number; False where it does
+        not (lease lost or expired, task ended): nothing is written then."""
+        ...
+
+    async def get_report(self, task_id: str, queue: str) -> TaskReport | None:
+        """The task's progress and logs, or None if it has none (never reported, or
+        forgotten, or expired with its result)."""
+        ...
+
+
 #: Each role's protocol: the one table a new role is added to.
 PROTOCOLS: Mapping[Role, type] = {
     Role.PRODUCER: Producer,
@@ -408,6 +440,7 @@ PROTOCOLS: Mapping[Role, type] = {
     Role.DIAGNOSIS: Diagnosis,
     Role.WORKFLOWS: Workflows,
     Role.LIMITS: Limits,
+    Role.REPORTS: Reports,
 }
 
 
@@ -474,3 +507,8 @@ def workflows(broker: object) -> Workflows:
 def limits(broker: object) -> Limits:
     """``broker`` as :class:`Limits`; :class:`MissingRoleError` if it has not the role."""
     return cast(Limits, _checked(broker, Role.LIMITS))
+
+
+def reports(broker: object) -> Reports:
+    """``broker`` as :class:`Reports`; :class:`MissingRoleError` if it has not the role."""
+    return cast(Reports, _checked(broker, Role.REPORTS))

@@ -154,10 +154,15 @@ def task(board: Dashboard) -> Page:
         if record is None:
             return board.render(request, "missing.html", status_code=404, what=f"task {task_id}")
         args, kwargs = decoded_call(board.app, record)
+        report = await board.app.control.report(record.id, record.queue)
         return board.render(
             request,
             "task.html",
             task=record,
+            progress=report.progress if report else None,
+            logs=report.logs if report else None,
+            # a task that may still run reloads its progress and logs while shown
+            refresh=board.refresh_s if record.state.unfinished else 0,
             args=args,
             kwargs=kwargs,
             result=decoded_result(board.app, record),

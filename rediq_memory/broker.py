@@ -1,8 +1,9 @@
 """``MemoryBroker``: producing, consuming, leases, settlement and results in memory.
 
-It declares the core roles (producer, consumer, results, control, registry), workflows
-and limits; the control and registry ones (listing, purging, pausing, the worker registry)
-live in :mod:`rediq_memory.operate`, the rules of the limits in :mod:`rediq_memory.limits`.
+It declares the core roles (producer, consumer, results, control, registry), workflows,
+limits and reports; the control and registry ones (listing, purging, pausing, the worker
+registry) live in :mod:`rediq_memory.operate`, the rules of the limits in
+:mod:`rediq_memory.limits`, task progress and logs in :mod:`rediq_memory.reports`.
 It declares no cron role (a worker logs that its schedules will not fire) and no
 diagnosis role (``rediq doctor`` says it has no checks).
 """
@@ -34,6 +35,7 @@ from rediq_core.workflow_records import StepLink, WorkflowRecord, cascade_cause,
 
 from . import limits as flow
 from .operate import OperateMixin
+from .reports import ReportsMixin
 from .store import QueueState, TaskEntry, due_of, run_order, sleep_until_change, store_for
 
 __all__ = ["MemoryBroker"]
@@ -44,12 +46,12 @@ LOST_REASON = (
 )
 
 
-class MemoryBroker(OperateMixin):
+class MemoryBroker(OperateMixin, ReportsMixin):
     """An in-process broker for tests and notebooks (URL ``memory://`` or
     ``memory://name``). Every broker of one process with the same URL and namespace sees
     the same queues; nothing outlives the process."""
 
-    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS}
+    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.REPORTS}
 
     def __init__(self, options: BrokerOptions) -> None:
         self.url = options.url
@@ -215,6 +217,7 @@ class MemoryBroker(OperateMixin):
             task_id = entry.message.id
             entry.error = TaskError(EXPIRED_ERROR_TYPE, f"task {task_id} expired: {reason}")
             q.count("expired")
+            entry.trail = None  # an end decided without a worker keeps no trail
             self.finish(q, entry, TaskState.EXPIRED, now)
             expired.append(Expired(task_id, entry.message.name, reason))
         return expired
@@ -283,6 +286,7 @@ class MemoryBroker(OperateMixin):
         entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
         ttl_s = entry.message.result_ttl_s
         if ttl_s == 0:
+            entry.trail = None
             del q.tasks[entry.message.id]
         else:
             entry.expires_at_ms = now + ttl_s * 1000
@@ -293,6 +297,8 @@ class MemoryBroker(OperateMixin):
         entry.state, entry.error, entry.finished_at_ms = TaskState.FAILED, error, now
         entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
         entry.expires_at_ms = now + defaults.DEAD_LETTER_TTL_S * 1000
+        if entry.message.result_ttl_s == 0:
+            entry.trail = None  # kept as long as the result: none
         q.dead_order[entry.message.id] = self.store.next_seq()
         q.count("failed")
         self.steps_after(entry, TaskState.FAILED.value, now)
@@ -492,6 +498,7 @@ class MemoryBroker(OperateMixin):
             TaskState.LIMITED,
             TaskState.SCHEDULED,
         ):
+            entry.trail = None  # an end decided without a worker keeps no trail
             self.finish(q, entry, TaskState.CANCELLED, now_ms())
             return CancelOutcome.CANCELLED
         if entry.state is TaskState.ACTIVE:

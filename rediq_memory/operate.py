@@ -114,6 +114,7 @@ class OperateMixin(Broker):
                     entry.retried = entry.lost = 0
                     entry.failed_attempts.clear()
                     entry.error = entry.finished_at_ms = entry.expires_at_ms = None
+                    entry.trail = None
                     requeued += 1
             self.store.changed()
             return requeued

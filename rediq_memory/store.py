@@ -13,11 +13,15 @@ import asyncio
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rediq_core.broker import FailedAttempt, TaskError, TaskState, WorkerRecord
 from rediq_core.flow import QueueLimits
 from rediq_core.message import TaskMessage, now_ms
 from rediq_core.workflow_records import StepLink, WorkflowRecord
+
+if TYPE_CHECKING:
+    from .reports import Trail
 
 __all__ = ["QueueState", "Store", "TaskEntry", "due_of", "run_order", "store_for"]
 
@@ -55,6 +59,8 @@ class TaskEntry:
     start_by_ms: int | None = None
     deadline_ms: int | None = None
     not_before_ms: int | None = None
+    #: Progress and log lines reported while it ran (reports.py); None: none.
+    trail: Trail | None = None
 
 
 def due_of(message: TaskMessage, now: int) -> int | None:

@@ -44,7 +44,7 @@ from rediq_core.records import (
 )
 from rediq_core.roles import Role
 
-from . import leasing, producer, registry, stopping, workflows
+from . import leasing, producer, registry, reports, stopping, workflows
 from . import limits as limiting
 from .channels import channel_messages
 from .cluster import is_cluster
@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from rediq_core.flow import QueueFlow, QueueLimits
     from rediq_core.inspection import QueueOverview, TaskPage
     from rediq_core.message import TaskMessage
+    from rediq_core.tasklogs import LogBounds, TaskReport, TrailUpdate
     from rediq_core.workflow_records import WorkflowRecord
 
     from .results import ResultListener
@@ -400,6 +401,18 @@ class RedisBroker(Broker):
     @_translated
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         return await workflows.get_workflow(await self._ready(), workflow_id)
+
+    # --- reports (progress and logs) ----------------------------------------------------
+
+    @_translated
+    async def report(
+        self, worker_id: str, updates: Sequence[TrailUpdate], bounds: LogBounds
+    ) -> list[bool]:
+        return await reports.report(await self._ready(), worker_id, updates, bounds)
+
+    @_translated
+    async def get_report(self, task_id: str, queue: str) -> TaskReport | None:
+        return await reports.get_report(await self._ready(), task_id, queue)
 
     # --- limits -------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
-from .layout import ATTEMPTS, DONE_CHANNEL, JOINED, RESULT, UNBLOCK
+from .layout import ATTEMPTS, DONE_CHANNEL, JOINED, RESULT, TRAIL, UNBLOCK
 
 __all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce"]
 
@@ -79,6 +79,12 @@ class QueueKeys:
     def result(self, task_id: str) -> str:
         """HASH of a finished task (state, result or error, ...), expires with its TTL."""
         return self.key(f"{RESULT}:{task_id}")
+
+    def trail(self, task_id: str) -> str:
+        """HASH of a task's progress and log lines (``n`` the nonce of the run they
+        belong to, ``p`` progress, ``log`` lines, ``lines``, ``dropped``); kept with the
+        result (docs/broker.md, "Progress and logs")."""
+        return self.key(f"{TRAIL}:{task_id}")
 
     def done(self, task_id: str) -> str:
         """Pub/sub channel (not a key: nothing is stored under it) on which the scripts

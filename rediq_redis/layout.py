@@ -46,6 +46,8 @@ __all__ = [
     "RECORD_FIELDS",
     "RECORD_PATTERNS",
     "RESULT",
+    "TRAIL",
+    "TRAIL_LINE_END",
     "UNBLOCK",
     "UNBLOCK_TTL_MS",
     "Record",
@@ -99,6 +101,13 @@ UNBLOCK_TTL_MS: Final = 60_000
 #: A finished task's result hash is ``"{NS:Q}:<RESULT>:<id>"`` (``QueueKeys.result``); a
 #: script that ends a workflow step it was not called about names it from the tag.
 RESULT: Final = "result"
+
+#: A task's trail, ``"{NS:Q}:<TRAIL>:<id>"`` (``QueueKeys.trail``): its progress and log
+#: lines, written under its lease (``report.lua``), kept with its result; the scripts
+#: that end or forget a task name it from the tag.
+TRAIL: Final = "trail"
+#: Ends each log line in a trail's ``log`` field (a line is JSON: it holds no raw break).
+TRAIL_LINE_END: Final = "\n"
 
 #: ``"{NS:Q}:<JOINED>:<id>"``: the numbers of the parents of waiting workflow step ``id``
 #: (of other queues) whose success was delivered, so a delivery sent twice counts once.
@@ -184,6 +193,8 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...] | tuple[int, ...]]
     "UNBLOCK_TTL_MS": UNBLOCK_TTL_MS,
     "RESULT": RESULT,
     "JOINED": JOINED,
+    "TRAIL": TRAIL,
+    "TRAIL_LINE_END": TRAIL_LINE_END,
     "OUTBOX_GRACE_MS": OUTBOX_GRACE_MS,
     "WORKFLOW_HEADER": WORKFLOW_HEADER,
     "STEP_SEPARATOR": STEP_SEPARATOR,

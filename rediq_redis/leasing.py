@@ -91,12 +91,13 @@ def _handed(item: bytes) -> Delivery | tuple[Lease, str]:
 def _settle_args(item: Settlement) -> list[Any]:
     """One task's part of a ``settle`` call (``scripts/settle.lua``)."""
     delivery = "" if item.delivery is None else item.delivery
+    trail = "t" if item.reported else ""  # the attempt left a trail (progress, logs)
     if item.error is None:
-        return [item.task_id, delivery, "s", item.result or b"", "", item.key]
+        return [item.task_id, delivery, "s" + trail, item.result or b"", "", item.key]
     if item.retry_delay_ms is None:
-        return [item.task_id, delivery, "f", encode_error(item.error), "", item.key]
+        return [item.task_id, delivery, "f" + trail, encode_error(item.error), "", item.key]
     delay = max(0, int(item.retry_delay_ms))
-    return [item.task_id, delivery, "r", encode_error(item.error), delay, item.key]
+    return [item.task_id, delivery, "r" + trail, encode_error(item.error), delay, item.key]
 
 
 def _settle_call(

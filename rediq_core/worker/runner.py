@@ -8,6 +8,7 @@ reason and logged; no event fires for it, and the worker goes on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import traceback
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .events import EventDispatcher
     from .leases import LeaseTable
     from .settler import Settler
+    from .trails import Trails
 
 __all__ = ["InvalidTaskError", "TaskRunner", "task_error"]
 
@@ -80,9 +82,11 @@ class TaskRunner:
         settler: Settler,
         leases: LeaseTable,
         backoff: Backoff,
+        trails: Trails | None = None,
     ) -> None:
         self.app, self.worker_name, self.events = app, worker_name, events
         self.settler, self.leases, self.backoff = settler, leases, backoff
+        self.trails = trails
         self.running: dict[Lease, asyncio.Task[Any]] = {}
         self.stop_requested: set[Lease] = set()
 
@@ -117,6 +121,8 @@ class TaskRunner:
             await self._finish(delivery, prepared, outcome)
         finally:
             self.stop_requested.discard(lease)
+            if self.trails is not None:
+                self.trails.discard(lease)
 
     @staticmethod
     def _settlement(delivery: Delivery, **how: Any) -> Settlement:
@@ -205,7 +211,8 @@ class TaskRunner:
 
     async def _attempt(self, prepared: Prepared, lease: Lease) -> Outcome:
         task_id = prepared.info.task_id
-        with context.using(executor=self.events.executor, task=prepared.info):
+        trail = self.trails.open(lease, prepared.info) if self.trails is not None else None
+        with context.using(executor=self.events.executor, task=prepared.info, trail=trail):
             self.leases.mark_running(lease)
             attempt = asyncio.create_task(_call(prepared), name=f"rediq:{prepared.info.task_name}")
             self.running[lease] = attempt
@@ -288,6 +295,8 @@ class TaskRunner:
 
     async def _settle(self, delivery: Delivery, settlement: Settlement) -> bool:
         m = delivery.message
+        if self.trails is not None and await self.trails.finish(delivery.lease):
+            settlement = dataclasses.replace(settlement, reported=True)
         self.leases.remove(m.queue, delivery.lease)
         held = await self.settler.settle(settlement)
         if not held:

@@ -731,9 +731,26 @@ local function announce_end(id, state)
   redis.call('PUBLISH', done_channel(id), state)
 end
 
+-- A task's trail, "{NS:Q}:trail:<id>" (QueueKeys.trail): its progress and log lines.
+local function trail_of(id)
+  return TAG .. ':' .. TRAIL .. ':' .. id
+end
+
+-- At a task's end: keep its trail as long as its result, or drop it with TTL 0.
+local function end_trail(id, r)
+  local ttl = tonumber(r.ttl) or 0
+  if ttl > 0 then
+    redis.call('EXPIRE', trail_of(id), ttl)
+  else
+    redis.call('DEL', trail_of(id))
+  end
+end
+
 -- Forget the record of `id` (not its result), its error and its group index entries, and
 -- leave its tombstone (`settlement`: the key of the settlement that ended it, if one did).
-local function forget(id, r, now, settlement)
+-- A task leased before may have a trail: it goes too, unless `trail_done` (the caller
+-- kept it with the result).
+local function forget(id, r, now, settlement, trail_done)
   if not no_groups(r) then
     for _, group in ipairs(groups_of(envelope_text(r))) do
       zrem(Q.groups, tostring(group) .. GROUP_SEPARATOR .. id)
@@ -741,6 +758,7 @@ local function forget(id, r, now, settlement)
   end
   if r.retried ~= '0' or r.state == 'failed' then redis.call('HDEL', Q.errors, id) end
   if cancel_requested(id) then redis.call('SREM', Q.cancel, id) end
+  if not trail_done and r.deliveries ~= '0' then redis.call('DEL', trail_of(id)) end
   local f = flow_of(r)
   if f then
     if f.x or f.d then redis.call('ZREM', Q.expiry, 'x' .. id, 'd' .. id) end
@@ -1249,6 +1267,7 @@ local function enqueue_tasks(args, from, key_at)
       end
       stored = stored + 1
       table.insert(results, KEYS[N + key_at + j - 1])
+      table.insert(results, trail_of(id))  -- an earlier run's, kept with its result
       index_groups(id, envelope)
       note_times(id, r, now)
       local due = tonumber(args[i + 4])

@@ -7,8 +7,9 @@
 -- ARGV[1] worker id, or '' to finish *expired* leases (whoever held them; counted as lost)
 -- ARGV[2] dead-letter TTL ms   ARGV[3] dead-letter max count
 -- ARGV[4..]   SETTLE_ARGS per task: id, lease number ('' = any), kind ('s' success,
---             'r' retry, 'f' final failure), result or error JSON, retry delay ms ('' if
---             none), settlement key (it names this settlement: a re-send carries it again)
+--             'r' retry, 'f' final failure; followed by 't' when the attempt reported
+--             progress or logs), result or error JSON, retry delay ms ('' if none),
+--             settlement key (it names this settlement: a re-send carries it again)
 -- Returns one answer per task: 1 (stored, or retry scheduled), 2 (dead-lettered),
 -- 3 (cancelled), 0 (lease not held: nothing changed); then, if a workflow step's end wrote
 -- effects on steps of other queues into the outbox, one more element: those members (the
@@ -79,15 +80,20 @@ for i = 4, #ARGV, SETTLE_ARGS do
     answers[j] = answered(id, r, delivery, key)
   else
     local result_key = KEYS[N + j]
+    -- a trail (progress, logs) of this attempt or of an earlier lease ends with the task
+    local trail = r.deliveries ~= '1'
+    if #kind > 1 then trail, kind = true, string.sub(kind, 1, 1) end
     leave_active(id, r)
     if worker == '' then r.lost = tostring(tonumber(r.lost) + 1) end
     if kind ~= 's' and cancel_requested(id) then
       record_end(result_key, id, r, 'cancelled', now)
-      forget(id, r, now, key)
+      if trail then end_trail(id, r) end
+      forget(id, r, now, key, true)
       answers[j] = 3
     elseif kind == 's' then
       record_end(result_key, id, r, 'succeeded', now, 'result', value)
-      forget(id, r, now, key)
+      if trail then end_trail(id, r) end
+      forget(id, r, now, key, true)
       counts.succeeded = counts.succeeded + 1
       answers[j] = 1
     elseif kind == 'r' then
@@ -115,6 +121,7 @@ for i = 4, #ARGV, SETTLE_ARGS do
       answers[j] = 1
     else
       record_end(result_key, id, r, 'failed', now, 'error', value)
+      if trail then end_trail(id, r) end
       dead_letter(id, r, value, now)
       counts.failed = counts.failed + 1
       dead = true

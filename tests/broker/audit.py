@@ -189,6 +189,7 @@ async def audit_queue(
     cancel = {_s(m) for m in await redis.smembers(keys.key("cancel"))}
     assert cancel <= active, f"cancel flags {cancel - active} on inactive tasks"
     assert await redis.llen(keys.key("wake")) <= 1, "more than one wake token"
+    await _check_trails(redis, keys, set(records))
     return QueueState(
         pending=pending,
         scheduled=scheduled,
@@ -201,6 +202,23 @@ async def audit_queue(
         lost={k: r.number("lost") for k, r in records.items() if r.number("lost")},
         records=records,
     )
+
+
+async def _check_trails(redis: Redis, keys: QueueKeys, stored: set[str]) -> None:
+    """A trail (progress, logs) belongs to a stored task, or lives no longer than the
+    result it was kept with."""
+    prefix = keys.trail("")
+    async for raw in redis.scan_iter(match=f"{_glob(prefix)}*", count=1000):
+        key = _s(raw)
+        task_id = key[len(prefix) :]
+        if task_id in stored:
+            continue
+        ttl = await redis.pttl(key)
+        result_ttl = await redis.pttl(keys.result(task_id))
+        assert ttl > 0, f"{key}: the trail of a forgotten task, without a TTL"
+        assert result_ttl > 0 and ttl <= result_ttl + 1000, (
+            f"{key} outlives its result ({ttl} ms vs {result_ttl} ms)"
+        )
 
 
 def _check_workers(holders: dict[str, float], workers: dict[str, str], idle: list[str]) -> None:

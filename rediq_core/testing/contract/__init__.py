@@ -35,6 +35,7 @@ from .helpers import RoleContract
 from .limits import LimitsContract
 from .producer import ProducerContract
 from .registry import RegistryContract
+from .reports import ReportsContract
 from .results import ResultsContract
 from .workflows import WorkflowsContract
 
@@ -47,6 +48,7 @@ __all__ = [
     "LimitsContract",
     "ProducerContract",
     "RegistryContract",
+    "ReportsContract",
     "ResultsContract",
     "RoleContract",
     "WorkflowsContract",
@@ -64,6 +66,7 @@ CONTRACTS: Mapping[Role, type[RoleContract]] = {
     Role.DIAGNOSIS: DiagnosisContract,
     Role.WORKFLOWS: WorkflowsContract,
     Role.LIMITS: LimitsContract,
+    Role.REPORTS: ReportsContract,
 }
 
 

@@ -219,8 +219,8 @@ class LimitsContract(RoleContract):
         self, broker: LimitedBroker
     ) -> None:
         late = make_message(flow=Flow(expires_ms=200), delay_ms=60_000)  # due after it
-        begun = await self.clock(broker)
         await broker.enqueue([late])
+        begun = await self.clock(broker)  # after the enqueue: its expiry is before begun + 200
         await self.until_broker_time(broker, begun + 200)
         await self.expired_by_claim(broker, late)
         record = await broker.get_task(late.id, QUEUE)
