@@ -1,9 +1,9 @@
 """A queue's metrics history: how long it is kept, which windows may be asked for, and
 how minutes and hours are summed into the steps of an answer.
 
-Brokers keep every minute of a queue's counters for a day (:data:`MINUTE_RETENTION_MS`)
-and every hour for 14 days (:data:`HISTORY_RETENTION_MS`); a window reaching back past
-the day is answered in whole hours. :func:`history_window` checks a request once, for
+Brokers keep every minute of a queue's counters for 32 hours (:data:`MINUTE_RETENTION_MS`)
+and every hour for 14 days (:data:`HISTORY_RETENTION_MS`); a window reaching back further
+than the minutes is answered in whole hours. :func:`history_window` checks a request once, for
 every broker; :func:`into_steps` sums a broker's minutes and hours into the steps.
 """
 
@@ -33,8 +33,10 @@ __all__ = [
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 60 * MINUTE_MS
-#: Minutes are kept this long (a day), hours for :data:`HISTORY_RETENTION_MS`.
-MINUTE_RETENTION_MS: Final = 24 * HOUR_MS
+#: Minutes are kept this long (a window of the last 24 hours is answered in minutes; 32
+#: hours fill the allocation the Redis broker's history string takes anyway), hours for
+#: :data:`HISTORY_RETENTION_MS`.
+MINUTE_RETENTION_MS: Final = 32 * HOUR_MS
 #: The history reaches back 14 days.
 HISTORY_RETENTION_MS: Final = 14 * 24 * HOUR_MS
 #: The most points one answer has (a day in minutes).
@@ -104,7 +106,8 @@ def history_window(
     """Check a history request. ``since``/``until``: an aware datetime, a timedelta back
     from now, or epoch ms; ``until`` defaults to now (the current step included);
     ``step``: a timedelta or ms, a whole number of minutes, and of hours when the window
-    reaches back more than a day. A window starting more than 14 days ago starts then."""
+    reaches back more than 32 hours (minutes are kept that long). A window starting more
+    than 14 days ago starts then."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     since_ms, until_ms = _ms(since, now), now + 1 if until is None else _ms(until, now)
     since_ms = max(since_ms, now - HISTORY_RETENTION_MS)
@@ -119,8 +122,8 @@ def history_window(
         raise ValueError(f"a history step is a whole number of minutes, not {step_ms} ms")
     if hours_only and step_ms % HOUR_MS:
         raise ValueError(
-            "minutes are kept for a day, hours for 14 days: for a window reaching back"
-            " more than a day, use a step of whole hours (e.g. step=timedelta(hours=1))"
+            "minutes are kept for 32 hours, hours for 14 days: for a window reaching back"
+            " further, use a step of whole hours (e.g. step=timedelta(hours=1))"
         )
     since_ms -= since_ms % step_ms
     until_ms += -until_ms % step_ms

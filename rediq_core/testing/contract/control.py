@@ -253,15 +253,18 @@ class ControlContract(RoleContract):
         batch = await fetch(broker, limit=4)
         ran = [m.message for m in batch.deliveries]
         assert len(ran) == 4
-        assert await broker.settle(
-            WORKER,
-            [
-                replace(success(ran[0]), run_ms=100),
-                replace(success(ran[1]), run_ms=300),
-                replace(failure(ran[2], retry_delay_ms=60_000), run_ms=800),
-                success(ran[3]),  # not measured
-            ],
-        ) == [True] * 4
+        assert (
+            await broker.settle(
+                WORKER,
+                [
+                    replace(success(ran[0]), run_ms=100),
+                    replace(success(ran[1]), run_ms=300),
+                    replace(failure(ran[2], retry_delay_ms=60_000), run_ms=800),
+                    success(ran[3]),  # not measured
+                ],
+            )
+            == [True] * 4
+        )
         overview = await broker.queue_overview(QUEUE, minutes=2)
         runs = sum(m.runs for m in overview.minutes)
         run_ms = sum(m.run_ms for m in overview.minutes)
