@@ -132,5 +132,5 @@ async def test_the_history_has_a_fixed_size(
     await redis.hset(keys.key("minutes"), mapping=full)
     ring_bytes = int(await redis.memory_usage(keys.key("minutes"), samples=0) or 0)
     print(f"history {history_bytes} B, ring {ring_bytes} B per queue")
-    assert history_bytes <= 82_100, history_bytes
+    assert history_bytes <= 84_000, history_bytes  # 82,008 on Redis 7.0 (jemalloc)
     assert ring_bytes <= 40_000, ring_bytes
