@@ -56,13 +56,14 @@ from .connection import (
     explain_connect_failure,
     make_clients,
     pool_exhausted,
+    pool_size,
     translate_error,
 )
 from .durability import durability
 from .keys import NamespaceKeys
 from .protocol import check_protocol
 from .scripts import CronScripts, Scripts
-from .session import BrokerSettings, Session
+from .session import BrokerSettings, Session, sending_slots
 from .topology import Kind, parse_url
 from .wire import HotLine
 
@@ -175,6 +176,7 @@ class RedisBroker(Broker):
             enqueue_wait=enqueue_wait,
             settle_wait=settle_wait,
             line=None if is_cluster(client) else HotLine(client),
+            sending=asyncio.Semaphore(sending_slots(pool_size(client))),
         )
 
     async def close(self) -> None:
