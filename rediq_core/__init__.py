@@ -29,11 +29,19 @@ from .control import Control
 from .flow import FlowArgs, LimitUse, QueueFlow, QueueLimits, Rate
 from .handle import TaskHandle
 from .info import TaskInfo, WorkerInfo
-from .inspection import MinuteCounts, QueueOverview, TaskPage, WorkerStatus
+from .inspection import (
+    HistoryPoint,
+    MinuteCounts,
+    QueueHistory,
+    QueueOverview,
+    TaskPage,
+    WorkerStatus,
+)
 from .lifespan import lifespan
 from .message import TaskMessage
 from .plugins import hookimpl, make_plugin_host
 from .retry import Retry, RetryPolicy
+from .scaling import QueueScaling
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
 from .tasklogs import TaskLogLine, TaskLogs, TaskProgress, TaskReport
@@ -52,11 +60,14 @@ __all__ = [
     "FailedAttempt",
     "FlowArgs",
     "Group",
+    "HistoryPoint",
     "LimitUse",
     "MinuteCounts",
     "QueueFlow",
+    "QueueHistory",
     "QueueLimits",
     "QueueOverview",
+    "QueueScaling",
     "Rate",
     "Rediq",
     "Retry",

@@ -162,6 +162,8 @@ class Settlement:
     ``key`` identifies this settlement: sending it again (a retry after a lost reply)
     answers as the first time and changes nothing. ``reported``: the attempt reported
     progress or logs (a broker with the reports role keeps them with the result).
+    ``run_ms``: how long the attempt ran (None: it did not run, or nobody measured it);
+    the broker adds it to the queue's run time of the minute (its metrics history).
     """
 
     task_id: str
@@ -172,6 +174,7 @@ class Settlement:
     delivery: int | None = None
     key: str = field(default_factory=lambda: os.urandom(8).hex())
     reported: bool = False
+    run_ms: int | None = None
 
 
 class CancelOutcome(enum.StrEnum):

@@ -17,7 +17,8 @@ results    get_task, get_tasks, wait_finished                   task handles, ap
 control    cancel, delete, requeue_dead, delete_dead,           control API, CLI, handles,
            purge_tasks, cancel_group, delete_group, queues,     worker (burst: queue_stats)
            queue_known, forget_queue, queue_stats,
-           queue_overview, list_tasks, pause, resume
+           queue_overview, queue_history, list_tasks, pause,
+           resume
 registry   heartbeat, unregister_worker, workers,               worker, control API
            stop_workers, stop_requests
 cron       cron_register, cron_fire, cron_entries,              worker cron, cron control
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from .cron_records import CronEntry, CronFire, CronRegistration
     from .diagnosis import Check
     from .flow import QueueFlow, QueueLimits
-    from .inspection import QueueOverview, TaskPage
+    from .inspection import QueueHistory, QueueOverview, TaskPage
     from .message import TaskMessage
     from .records import (
         CancelOutcome,
@@ -274,6 +275,15 @@ class Control(Protocol):
 
     async def queue_overview(self, queue: str, minutes: int = 15) -> QueueOverview:
         """Counts, the oldest pending task's wait, counters and the last ``minutes``."""
+        ...
+
+    async def queue_history(
+        self, queue: str, since_ms: int, until_ms: int, step_ms: int
+    ) -> QueueHistory:
+        """``queue``'s counters in steps of ``step_ms`` from ``since_ms`` to ``until_ms``
+        (a window checked by ``rediq_core.history.history_window``: minutes within the
+        last day, whole hours further back, 14 days at most). Minutes without counts are
+        zero points."""
         ...
 
     async def list_tasks(

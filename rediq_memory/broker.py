@@ -360,6 +360,7 @@ class MemoryBroker(OperateMixin, ReportsMixin):
             or (s.delivery is not None and s.delivery != entry.deliveries)
         ):
             return False
+        q.count_run(s.run_ms)
         if s.error is None:
             entry.result = s.result
             q.count("succeeded")

@@ -30,6 +30,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from rediq_core.broker import Broker
 from rediq_core.errors import BrokerError
+from rediq_core.history import HistoryWindow
 from rediq_core.records import (
     BrokerOptions,
     CancelOutcome,
@@ -55,13 +56,14 @@ from .connection import (
     explain_connect_failure,
     make_clients,
     pool_exhausted,
+    pool_size,
     translate_error,
 )
 from .durability import durability
 from .keys import NamespaceKeys
 from .protocol import check_protocol
 from .scripts import CronScripts, Scripts
-from .session import BrokerSettings, Session
+from .session import BrokerSettings, Session, sending_slots
 from .topology import Kind, parse_url
 from .wire import HotLine
 
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
     from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
     from rediq_core.diagnosis import Check
     from rediq_core.flow import QueueFlow, QueueLimits
-    from rediq_core.inspection import QueueOverview, TaskPage
+    from rediq_core.inspection import QueueHistory, QueueOverview, TaskPage
     from rediq_core.message import TaskMessage
     from rediq_core.tasklogs import LogBounds, TaskReport, TrailUpdate
     from rediq_core.workflow_records import WorkflowRecord
@@ -174,6 +176,7 @@ class RedisBroker(Broker):
             enqueue_wait=enqueue_wait,
             settle_wait=settle_wait,
             line=None if is_cluster(client) else HotLine(client),
+            sending=asyncio.Semaphore(sending_slots(pool_size(client))),
         )
 
     async def close(self) -> None:
@@ -347,6 +350,15 @@ class RedisBroker(Broker):
         from . import operate
 
         return await operate.queue_overview(await self._ready(), queue, minutes)
+
+    @_translated
+    async def queue_history(
+        self, queue: str, since_ms: int, until_ms: int, step_ms: int
+    ) -> QueueHistory:
+        from .history import queue_history
+
+        window = HistoryWindow(since_ms, until_ms, step_ms)
+        return await queue_history(await self._ready(), queue, window)
 
     @_translated
     async def list_tasks(

@@ -51,11 +51,22 @@ __all__ = [
     "explain_connect_failure",
     "make_clients",
     "pool_exhausted",
+    "pool_size",
     "translate_error",
 ]
 
 #: The client library's errors that mean "the server could not be reached".
 UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+def pool_size(client: Redis) -> int:
+    """How many connections the client's main pool may hold (per node on a cluster):
+    redis-py's ``max_connections``, 100 unless ``redis_config`` sets it."""
+    pool = getattr(client, "connection_pool", None)
+    size = getattr(pool, "max_connections", None)
+    if size is None:  # a cluster client: every node's pool has the same bound
+        size = getattr(client, "connection_kwargs", {}).get("max_connections")
+    return int(size) if size else 100
 
 
 def pool_exhausted(exc: BaseException) -> bool:

@@ -33,7 +33,7 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "seq",  # STRING sequence counter: FIFO positions and holder numbers
     "paused",  # STRING present while the queue is paused (workers lease nothing from it)
     "groups",  # ZSET score 0, member "<group>\n<id>": the group index (lex ranges)
-    "minutes",  # HASH per-minute counters ring: "<counter>:<slot>" and "t:<slot>" (minute)
+    "minutes",  # HASH per-minute ring: "<counter>:<slot>", "run:<slot>", "t:<slot>", "open"
     "ended_a",  # HASH tombstones id -> enqueue nonce, even replay-window generations
     "ended_b",  # HASH tombstones id -> enqueue nonce, odd replay-window generations
     "idle",  # LIST ids of workers waiting for a task (enqueue hands one straight over)
@@ -54,6 +54,7 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "expiry",  # ZSET "x<id>" -> expires at ms (until it starts), "d<id>" -> deadline ms (-1: past)
     "unique",  # HASH unique key -> id of the task holding it (until it ends, or starts)
     "debounce",  # HASH debounce key -> id of the last call, until it starts
+    "history",  # STRING fixed-size records: a day of minutes, 14 days of hours (layout.py)
 )
 
 

@@ -67,11 +67,12 @@ async def enqueue(
     """
     if not messages:
         return []
-    new_queues = session.queue_names.stale({m.queue for m in messages})
-    if new_queues:
-        await session.client.sadd(session.keys.queues, *new_queues)
-        session.queue_names.mark(new_queues)
-    replies = await run_batch(session.client, calls, session.enqueue_wait, session.line)
+    async with session.sending:  # a burst waits for connections, never runs the pool out
+        new_queues = session.queue_names.stale({m.queue for m in messages})
+        if new_queues:
+            await session.client.sadd(session.keys.queues, *new_queues)
+            session.queue_names.mark(new_queues)
+        replies = await run_batch(session.client, calls, session.enqueue_wait, session.line)
     outcomes: dict[int, EnqueueOutcome] = {}
     for call, reply in zip(calls, replies, strict=True):
         for m, answer in zip(call.items, reply, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from .keys import NamespaceKeys
 from .scripts import Scripts
 from .wire import HotLine
 
-__all__ = ["BrokerSettings", "QueueNames", "Session"]
+__all__ = ["BrokerSettings", "QueueNames", "Session", "sending_slots"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,3 +86,14 @@ class Session:
     ran: set[str] = field(default_factory=set)
     #: The connection of calls made one at a time (None on a cluster: ``wire.py``).
     line: HotLine | None = None
+    #: Enqueue round trips in flight at once (``sending_slots``): a burst of concurrent
+    #: enqueues (``asyncio.gather`` over thousands of calls) waits for a slot instead of
+    #: running the main pool out, and leaves half of it to everything else.
+    sending: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(sending_slots(100))
+    )
+
+
+def sending_slots(pool_size: int) -> int:
+    """Enqueue round trips a session lets run at once: half its pool, at least one."""
+    return max(1, pool_size // 2)

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import context
@@ -68,6 +68,8 @@ class Outcome:
     result: Any = None
     error: BaseException | None = None
     retryable: bool = True
+    #: How long the attempt ran (settled with it: the queue's run-time history).
+    run_ms: int | None = None
 
 
 class TaskRunner:
@@ -115,10 +117,9 @@ class TaskRunner:
             )
             started = time.perf_counter()
             outcome = await self._attempt(prepared, lease)
-            await self.events.attempt_ended(
-                prepared.info, time.perf_counter() - started, outcome.error
-            )
-            await self._finish(delivery, prepared, outcome)
+            ran_s = time.perf_counter() - started
+            await self.events.attempt_ended(prepared.info, ran_s, outcome.error)
+            await self._finish(delivery, prepared, replace(outcome, run_ms=round(ran_s * 1000)))
         finally:
             self.stop_requested.discard(lease)
             if self.trails is not None:
@@ -242,9 +243,10 @@ class TaskRunner:
                     f"the return value of {m.name!r} cannot be serialized with"
                     f" {m.serializer!r}: {exc}"
                 )
-                outcome = Outcome(error=error, retryable=False)
+                outcome = Outcome(error=error, retryable=False, run_ms=outcome.run_ms)
             else:
-                if await self._settle(delivery, self._settlement(delivery, result=payload)):
+                ran = self._settlement(delivery, result=payload, run_ms=outcome.run_ms)
+                if await self._settle(delivery, ran):
                     log.debug("succeeded", extra=task_extra(m.id, m.name))
                     await self.events.task_event(
                         Event.AFTER_TASK_SUCCESS, info, result=outcome.result
@@ -257,7 +259,9 @@ class TaskRunner:
         )
         if retryable and delivery.retried < m.max_retries:
             delay = self._retry_delay_ms(prepared.policy, delivery.retried, error)
-            retry = self._settlement(delivery, error=task_error(error), retry_delay_ms=delay)
+            retry = self._settlement(
+                delivery, error=task_error(error), retry_delay_ms=delay, run_ms=outcome.run_ms
+            )
             if await self._settle(delivery, retry):
                 log.warning(
                     "attempt %d of %d failed (%s: %s); retrying in %d ms",
@@ -269,7 +273,8 @@ class TaskRunner:
                     extra=task_extra(m.id, m.name),
                 )
             return
-        if await self._settle(delivery, self._settlement(delivery, error=task_error(error))):
+        final = self._settlement(delivery, error=task_error(error), run_ms=outcome.run_ms)
+        if await self._settle(delivery, final):
             log.error(
                 "failed: %s: %s",
                 type(error).__name__,

@@ -9,7 +9,9 @@
 -- ARGV[4..]   SETTLE_ARGS per task: id, lease number ('' = any), kind ('s' success,
 --             'r' retry, 'f' final failure; followed by 't' when the attempt reported
 --             progress or logs), result or error JSON, retry delay ms ('' if none),
---             settlement key (it names this settlement: a re-send carries it again)
+--             settlement key (it names this settlement: a re-send carries it again),
+--             the attempt's run time ms ('' if it did not run: counted in the minute's
+--             run time, the queue's metrics history)
 -- Returns one answer per task: 1 (stored, or retry scheduled), 2 (dead-lettered),
 -- 3 (cancelled), 0 (lease not held: nothing changed); then, if a workflow step's end wrote
 -- effects on steps of other queues into the outbox, one more element: those members (the
@@ -22,7 +24,7 @@
 -- reply) finds the task ended or moved on under this worker's lease number and answers
 -- as the first send did, changing nothing.
 local worker, dead_ttl, dead_max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local SETTLE_ARGS = 6
+local SETTLE_ARGS = 7
 local now = now_ms()
 local named = string.gsub(worker, '|', '/')
 
@@ -68,6 +70,7 @@ if #held_ids > 0 then send_chunks('ZREM', Q.active, held_ids, 500) end
 
 local answers = {}
 local counts = { succeeded = 0, retried = 0, failed = 0 }
+local runs, run_ms = 0, 0
 local dead = false
 local j = 0
 for i = 4, #ARGV, SETTLE_ARGS do
@@ -83,6 +86,8 @@ for i = 4, #ARGV, SETTLE_ARGS do
     -- a trail (progress, logs) of this attempt or of an earlier lease ends with the task
     local trail = r.deliveries ~= '1'
     if #kind > 1 then trail, kind = true, string.sub(kind, 1, 1) end
+    local ran = tonumber(ARGV[i + 6])
+    if ran then runs, run_ms = runs + 1, run_ms + ran end
     leave_active(id, r)
     if worker == '' then r.lost = tostring(tonumber(r.lost) + 1) end
     if kind ~= 's' and cancel_requested(id) then
@@ -130,6 +135,7 @@ for i = 4, #ARGV, SETTLE_ARGS do
   end
 end
 for name, n in pairs(counts) do count(name, now, n) end
+count_runs(now, runs, run_ms)
 flush()
 if dead then
   prune_dead(now, dead_ttl, dead_max)

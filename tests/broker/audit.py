@@ -12,6 +12,11 @@ from redis.asyncio import Redis
 from rediq_core.defaults import ATTEMPT_ERRORS_KEPT
 from rediq_redis.keys import QUEUE_KEY_NAMES, QueueKeys
 from rediq_redis.layout import (
+    HISTORY_HOURS,
+    HISTORY_MINUTES,
+    HISTORY_RECORD,
+    HISTORY_SIZE,
+    HISTORY_TTL_S,
     UNBLOCK_TTL_MS,
     Record,
     lane_of,
@@ -41,6 +46,7 @@ _TYPES = {
     "idle": "list",
     "seq": "string",
     "paused": "string",
+    "history": "string",
     "groups": "zset",
     "cron_paused": "set",
     "waiting": "zset",
@@ -52,6 +58,9 @@ _TYPES = {
     "fair": "zset",
     "expiry": "zset",
 }
+#: The fixed size of a queue's metrics history (a day of minutes, 14 days of hours).
+HISTORY_BYTES = (HISTORY_MINUTES + HISTORY_HOURS) * HISTORY_RECORD.size
+assert HISTORY_BYTES == HISTORY_SIZE
 #: The tombstone hashes (replay memory): id -> enqueue nonce, "#" -> generation.
 TOMBSTONES = ("ended_a", "ended_b")
 
@@ -284,6 +293,10 @@ async def bounded_leftovers(redis: Redis, namespace: str, queue: str, window_ms:
         key = _s(raw)
         assert 0 < await redis.pttl(key) <= UNBLOCK_TTL_MS, f"{key} would not expire"
         found.add(key)
+    history = keys.key("history")
+    if await redis.exists(history):  # counted in the allowed metadata, checked bounded here
+        assert await redis.strlen(history) <= HISTORY_BYTES, f"{history} past its fixed size"
+        assert 0 < await redis.ttl(history) <= HISTORY_TTL_S, f"{history} would not expire"
     now = await _server_ms(redis)
     expired = {n: deadline for n, deadline in holders.items() if deadline < now}
     assert not expired, f"expired holders {expired} kept (now {now})"

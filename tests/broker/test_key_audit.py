@@ -31,6 +31,7 @@ def allowed(namespace: str) -> set[str]:
         f"{tag}:stats",
         f"{tag}:wake",
         f"{tag}:minutes",
+        f"{tag}:history",
         f"{tag}:paused",
         f"{{{namespace}}}:queues",
         f"{{{namespace}}}:protocol",
