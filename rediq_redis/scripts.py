@@ -157,7 +157,7 @@ def shaken(prelude: str, body: str) -> str:
     the script uses. A function is kept if its name appears as code (not in a comment,
     not as a field or table key) in the body, in a top-level statement of the prelude or
     in a kept function. The order of the text is unchanged, so each function is still
-    defined before the code that calls it.
+    defined before the code that calls it. The layout constants no kept code names go too.
     """
     chunks: list[tuple[str | None, list[str]]] = [(None, [])]
     for line in prelude.split("\n"):
@@ -184,7 +184,30 @@ def shaken(prelude: str, body: str) -> str:
         for callee in graph[todo.pop()] - kept:
             kept.add(callee)
             todo.append(callee)
-    return "\n".join("\n".join(lines) for name, lines in chunks if name is None or name in kept)
+    text = "\n".join("\n".join(lines) for name, lines in chunks if name is None or name in kept)
+    return _without_unused_constants(text, body)
+
+
+#: A generated layout constant's line (``_layout_table``).
+_LAYOUT_LOCAL = re.compile(r"^local (" + "|".join(LUA_CONSTANTS) + r") = ")
+
+
+def _without_unused_constants(prelude: str, body: str) -> str:
+    """``prelude`` without the generated layout constants that neither it nor ``body``
+    uses: Lua allows a function (the script's main chunk included) at most 200 locals,
+    and a script needs only the constants of the functions it keeps."""
+    lines = prelude.split("\n")
+    used = {
+        word
+        for line in [*lines, *body.split("\n")]
+        if not _LAYOUT_LOCAL.match(line)
+        for word in _WORD.findall(_code(line))
+    }
+    return "\n".join(
+        line
+        for line in lines
+        if not ((found := _LAYOUT_LOCAL.match(line)) and found.group(1) not in used)
+    )
 
 
 def prelude_source(replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
