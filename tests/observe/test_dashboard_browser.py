@@ -302,6 +302,7 @@ async def test_search_schedules_workers_and_row_actions_in_a_real_browser(
     browser.get(base + "/queues/billing")
     listed = browser.find_element(By.ID, "tasks").text
     assert '"globex", amount=110' in listed
+    browser.find_element(By.CSS_SELECTOR, "nav.tabs:not(.spans)").location_once_scrolled_into_view  # noqa: B018
     await screenshot(browser, "queue", tmp_path)
     row = f'//tr[td/a[text()="{bills[1].hex()}"]]//button[@class="cancel-row"]'
     old = browser.find_element(By.TAG_NAME, "html")
