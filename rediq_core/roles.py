@@ -24,6 +24,8 @@ cron       cron_register, cron_fire, cron_entries,              worker cron, cro
            cron_set_paused, cron_forget, cron_changes
 diagnosis  diagnose, namespaces                                 ``rediq doctor``, CLI
 workflows  store_workflow, get_workflow                         workflow handles, worker
+events     events                                               ``Rediq.events()``,
+                                                                ``rediq events``
 =========  ===================================================  ===========================
 
 ``cancel`` is control (it changes a task; a handle's ``cancel()`` uses the control role),
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
         TaskState,
         WorkerRecord,
     )
+    from .task_events import TaskEvent
     from .workflow_records import WorkflowRecord
 
 __all__ = [
@@ -74,6 +77,7 @@ __all__ = [
     "Control",
     "Cron",
     "Diagnosis",
+    "Events",
     "Limits",
     "MissingRoleError",
     "Producer",
@@ -85,6 +89,7 @@ __all__ = [
     "control",
     "cron",
     "diagnosis",
+    "events",
     "limits",
     "producer",
     "registry",
@@ -104,6 +109,7 @@ class Role(enum.StrEnum):
     DIAGNOSIS = "diagnosis"  # rediq doctor's server checks (optional)
     WORKFLOWS = "workflows"  # chains, groups and chords (optional)
     LIMITS = "limits"  # rate and concurrency limits, fair order (optional)
+    EVENTS = "events"  # the task event stream (optional)
 
 
 #: The roles of a broker that does not list its own (every broker had them before roles).
@@ -133,6 +139,7 @@ _WHAT = {
     Role.DIAGNOSIS: "rediq doctor's checks",
     Role.WORKFLOWS: "workflows: chain, group and chord",
     Role.LIMITS: "rate and concurrency limits and fair order",
+    Role.EVENTS: "the task event stream",
 }
 
 
@@ -397,6 +404,22 @@ class Limits(Protocol):
         ...
 
 
+@runtime_checkable
+class Events(Protocol):
+    """The task event stream (:mod:`rediq_core.task_events`). A broker that declares this
+    role records each task transition, in the same atomic step as the transition, in a
+    stream per queue bounded by the writer's configured length (``BrokerOptions``
+    ``event_stream_length`` / ``event_stream_lengths``; 0: nothing is recorded)."""
+
+    def events(self, cursors: Mapping[str, str], *, follow: bool) -> AsyncIterator[TaskEvent]:
+        """The events of each queue of ``cursors`` after its cursor: a position
+        (``"<ms>-<seq>"``; ``"0-0"``: from the oldest kept) or ``"$"`` (only events recorded
+        after the call began). In order within a queue; queues interleave as events
+        come. With ``follow`` it waits for new events without polling, until the caller
+        stops iterating; without, it ends once every stream was read to its end."""
+        ...
+
+
 #: Each role's protocol: the one table a new role is added to.
 PROTOCOLS: Mapping[Role, type] = {
     Role.PRODUCER: Producer,
@@ -408,6 +431,7 @@ PROTOCOLS: Mapping[Role, type] = {
     Role.DIAGNOSIS: Diagnosis,
     Role.WORKFLOWS: Workflows,
     Role.LIMITS: Limits,
+    Role.EVENTS: Events,
 }
 
 
@@ -474,3 +498,8 @@ def workflows(broker: object) -> Workflows:
 def limits(broker: object) -> Limits:
     """``broker`` as :class:`Limits`; :class:`MissingRoleError` if it has not the role."""
     return cast(Limits, _checked(broker, Role.LIMITS))
+
+
+def events(broker: object) -> Events:
+    """``broker`` as :class:`Events`; :class:`MissingRoleError` if it has not the role."""
+    return cast(Events, _checked(broker, Role.EVENTS))

@@ -29,9 +29,11 @@ from rediq_core.errors import TaskNotFoundError
 from rediq_core.flow import EXPIRED_ERROR_TYPE, SUPERSEDED_ERROR_TYPE, QueueFlow, QueueLimits
 from rediq_core.message import TaskMessage, now_ms
 from rediq_core.roles import CORE_ROLES, Role
+from rediq_core.task_events import TaskEventKind
 from rediq_core.workflow_records import StepLink, WorkflowRecord, cascade_cause, cascade_error
 
 from . import limits as flow
+from .event_stream import EventsMixin, error_detail
 from .operate import OperateMixin
 from .store import QueueState, TaskEntry, due_of, run_order, sleep_until_change, store_for
 
@@ -43,14 +45,15 @@ LOST_REASON = (
 )
 
 
-class MemoryBroker(OperateMixin):
+class MemoryBroker(EventsMixin, OperateMixin):
     """An in-process broker for tests and notebooks (URL ``memory://`` or
     ``memory://name``). Every broker of one process with the same URL and namespace sees
     the same queues; nothing outlives the process."""
 
-    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS}
+    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.EVENTS}
 
     def __init__(self, options: BrokerOptions) -> None:
+        self.options = options
         self.url = options.url
         self.namespace = options.namespace
         self.store = store_for(options.url, options.namespace)
@@ -98,6 +101,7 @@ class MemoryBroker(OperateMixin):
         else:
             self._make_ready(q, entry, now)
         q.tasks[message.id] = entry
+        self.emit(q, TaskEventKind.ENQUEUED, entry, entry.state.value)
         q.count("enqueued")
         return EnqueueOutcome(message.id, True, entry.state)
 
@@ -201,6 +205,7 @@ class MemoryBroker(OperateMixin):
             )
             self.store.note_start(q, entry.seq)
             flow.started(q, entry)
+            self.emit(q, TaskEventKind.STARTED, entry, worker_id)
         return deliveries
 
     def _expire_due(self, q: QueueState, now: int) -> list[Expired]:
@@ -280,6 +285,7 @@ class MemoryBroker(OperateMixin):
         flow.release_keys(q, entry)
         entry.state, entry.finished_at_ms = state, now
         entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
+        self.emit(q, TaskEventKind(state.value), entry, error_detail(entry.error))
         ttl_s = entry.message.result_ttl_s
         if ttl_s == 0:
             del q.tasks[entry.message.id]
@@ -293,6 +299,7 @@ class MemoryBroker(OperateMixin):
         entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
         entry.expires_at_ms = now + defaults.DEAD_LETTER_TTL_S * 1000
         q.dead_order[entry.message.id] = self.store.next_seq()
+        self.emit(q, TaskEventKind.FAILED, entry, error_detail(error))
         q.count("failed")
         self.steps_after(entry, TaskState.FAILED.value, now)
         while len(q.dead_order) > defaults.DEAD_LETTER_MAX:
@@ -361,6 +368,7 @@ class MemoryBroker(OperateMixin):
             entry.error = s.error
             self.finish(q, entry, TaskState.CANCELLED, now)
         elif s.retry_delay_ms is not None:
+            self.emit(q, TaskEventKind.RETRIED, entry, error_detail(s.error))
             entry.state, entry.error, entry.retried = (
                 TaskState.SCHEDULED,
                 s.error,

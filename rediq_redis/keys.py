@@ -54,6 +54,7 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "expiry",  # ZSET "x<id>" -> expires at ms (until it starts), "d<id>" -> deadline ms (-1: past)
     "unique",  # HASH unique key -> id of the task holding it (until it ends, or starts)
     "debounce",  # HASH debounce key -> id of the last call, until it starts
+    "events",  # STREAM one entry per task transition (k, t, n, a, d), MAXLEN ~ the length
 )
 
 

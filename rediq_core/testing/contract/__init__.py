@@ -31,6 +31,7 @@ from .consumer import ConsumerContract
 from .control import ControlContract
 from .cron import CronContract
 from .diagnosis import DiagnosisContract
+from .events import EventsContract
 from .helpers import RoleContract
 from .limits import LimitsContract
 from .producer import ProducerContract
@@ -44,6 +45,7 @@ __all__ = [
     "ControlContract",
     "CronContract",
     "DiagnosisContract",
+    "EventsContract",
     "LimitsContract",
     "ProducerContract",
     "RegistryContract",
@@ -64,6 +66,7 @@ CONTRACTS: Mapping[Role, type[RoleContract]] = {
     Role.DIAGNOSIS: DiagnosisContract,
     Role.WORKFLOWS: WorkflowsContract,
     Role.LIMITS: LimitsContract,
+    Role.EVENTS: EventsContract,
 }
 
 
