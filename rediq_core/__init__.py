@@ -27,6 +27,7 @@ from .plugins import hookimpl, make_plugin_host
 from .retry import Retry, RetryPolicy
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
+from .task_events import TaskEvent, TaskEventKind
 from .workflows import StepStatus, WorkflowHandle
 
 __version__ = "0.1.0"
@@ -55,6 +56,8 @@ __all__ = [
     "TaskCall",
     "TaskDefinition",
     "TaskError",
+    "TaskEvent",
+    "TaskEventKind",
     "TaskHandle",
     "TaskInfo",
     "TaskMessage",
