@@ -119,3 +119,37 @@ async def test_bad_since_is_refused_at_once(harness: Harness) -> None:
     assert bad.code == 2 and "--since 'yesterday'" in bad.err, bad
     with pytest.raises(ValueError, match="event_stream_length"):
         Rediq(redis_url=harness.url, event_stream_length=-1)
+
+
+async def test_a_cluster_follows_queues_on_every_master(
+    rediq_redis_cluster: Any, rediq_namespace: str
+) -> None:
+    """Queues on three masters: one follower reads each queue's stream on its node, at
+    once, and resumes each queue after its own event id."""
+    from rediq_core.broker import BrokerOptions
+    from rediq_core.roles import events
+    from rediq_core.task_events import follow_events
+    from rediq_core.testing.contract.helpers import make_message
+    from rediq_redis import RedisBroker
+
+    options = BrokerOptions(
+        url=rediq_redis_cluster.url(), namespace=rediq_namespace, event_stream_length=100
+    )
+    broker = RedisBroker(options)
+    queues = rediq_redis_cluster.spread_queues(rediq_namespace, 3)
+    try:
+        first = [make_message(q) for q in queues]
+        await broker.enqueue(first)
+        seen = [e async for e in follow_events(events(broker), queues, "0", follow=False)]
+        assert sorted(e.task_id for e in seen) == sorted(m.id for m in first)
+        following = follow_events(events(broker), queues, [e.id for e in seen])
+        try:
+            later = [make_message(q) for q in queues]
+            await broker.enqueue(later)
+            got = [await asyncio.wait_for(anext(following), 10) for _ in later]
+            assert sorted(e.task_id for e in got) == sorted(m.id for m in later)
+            assert {e.queue for e in got} == set(queues)
+        finally:
+            await following.aclose()
+    finally:
+        await broker.close()
