@@ -1,8 +1,9 @@
 """``MemoryBroker``: producing, consuming, leases, settlement and results in memory.
 
-It declares the core roles (producer, consumer, results, control, registry), workflows
-and limits; the control and registry ones (listing, purging, pausing, the worker registry)
-live in :mod:`rediq_memory.operate`, the rules of the limits in :mod:`rediq_memory.limits`.
+It declares the core roles (producer, consumer, results, control, registry), workflows,
+limits and events; the control and registry ones (listing, purging, pausing, the worker
+registry) live in :mod:`rediq_memory.operate`, the rules of the limits in
+:mod:`rediq_memory.limits`, the event stream in :mod:`rediq_memory.event_stream`.
 It declares no cron role (a worker logs that its schedules will not fire) and no
 diagnosis role (``rediq doctor`` says it has no checks).
 """
