@@ -66,6 +66,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "markers",
                 "hookspecs",
                 "roles",
+                "task_events",
             }
         ),
     ),
