@@ -32,7 +32,7 @@ from .serializer import Serializer
 from .signing import MessageSigner
 from .sync import SyncRunner, refuse_in_event_loop
 from .task import TaskCall, TaskDefinition, refuse_partial
-from .task_events import EventSince, TaskEvent, check_length, follow_events
+from .task_events import EventSince, TaskEvent, check_length, follow_events, start_cursors
 
 if TYPE_CHECKING:
     from .canvas import Step
@@ -452,7 +452,7 @@ class Rediq:
         """:meth:`workflow`, blocking: for code without an event loop (docs/sync.md)."""
         return self.sync_runner.call(self.workflow, workflow_id)
 
-    async def events(
+    def events(
         self,
         queues: Sequence[str] | None = None,
         since: EventSince = None,
@@ -465,13 +465,21 @@ class Rediq:
         time (an aware datetime or epoch seconds). In order within each queue. With
         ``follow`` (the default) it waits for new events without polling until you stop
         iterating; without, it ends once the streams were read to their end. Events are
-        recorded only with ``event_stream_length`` > 0 (docs/observability.md)."""
-        broker = self.get_broker()
-        names = list(queues) if queues is not None else await self.control.queues()
-        for name in names:
-            check_name(name, "queue")
-        async for event in follow_events(roles.events(broker), names, since, follow=follow):
-            yield event
+        recorded only with ``event_stream_length`` > 0 (docs/observability.md). Bad
+        ``queues`` or ``since`` raise ``ConfigurationError`` at once, a broker without the
+        events role ``MissingRoleError``."""
+        if isinstance(queues, str):
+            raise ConfigurationError(f"queues={queues!r}: give a list of queue names")
+        names = None if queues is None else [check_name(q, "queue") for q in queues]
+        start_cursors(names or ["-"], since)  # checks `since` now, not at the first event
+        reader = roles.events(self.get_broker())
+
+        async def read() -> AsyncIterator[TaskEvent]:
+            known = names if names is not None else await self.control.queues()
+            async for event in follow_events(reader, known, since, follow=follow):
+                yield event
+
+        return read()
 
     async def result(self, task_id: str, timeout: float | dt.timedelta | None = None) -> Any:
         """Wait for the task with this id to end and return its result (see

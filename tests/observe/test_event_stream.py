@@ -6,6 +6,7 @@ queues of several nodes at once."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from typing import Any
 
@@ -114,7 +115,11 @@ async def test_bad_since_is_refused_at_once(harness: Harness) -> None:
     m = harness.write_app(APP)
     await m.ok(1).enqueue()
     with pytest.raises(ValueError, match="not an event id"):
-        _ = [e async for e in m.app.events(["ev"], "ev:nonsense", follow=False)]
+        m.app.events(["ev"], "ev:nonsense")  # at once, before any read
+    with pytest.raises(ValueError, match="no time zone"):
+        m.app.events(["ev"], dt.datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="list of queue names"):
+        m.app.events("ev")
     bad = await cli(harness, "events", "ev", "--since", "yesterday")
     assert bad.code == 2 and "--since 'yesterday'" in bad.err, bad
     with pytest.raises(ValueError, match="event_stream_length"):
