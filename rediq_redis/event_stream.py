@@ -6,21 +6,26 @@ lengths (:class:`EventLengths`, baked into the script text as the replay window 
 reads the streams (:func:`read_events`): ``XREAD BLOCK`` over every requested stream at
 once on one server, one blocking read per queue on a cluster (each queue's stream lives
 on the node of its slot), merged as they come. Nothing polls: a read blocks until an
-event comes, at most ``wake_safety_cap_s`` at a time.
+event comes, at most ``wake_safety_cap_s`` at a time. A follower outlives a lost
+connection (a restart, a failover): it reads again after each stream's last event seen,
+after a pause that doubles from ``WORKER_RECONNECT_MIN_S`` to ``WORKER_RECONNECT_MAX_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from rediq_core import defaults
 from rediq_core.records import BrokerOptions
 from rediq_core.task_events import LATEST, OLDEST, TaskEvent, TaskEventKind
 
 from .cluster import is_cluster
+from .connection import UNREACHABLE, pool_exhausted
 from .keys import QueueKeys
 
 if TYPE_CHECKING:
@@ -32,6 +37,7 @@ __all__ = ["EVENTS_PER_READ", "NO_EVENTS", "EventLengths", "read_events"]
 
 #: Entries asked for per stream and read.
 EVENTS_PER_READ: Final = 500
+logger = logging.getLogger("rediq.broker.redis")
 _KINDS = {kind.value: kind for kind in TaskEventKind}
 
 
@@ -107,12 +113,24 @@ async def _read_group(
     client: Redis, positions: dict[str, str], queues: Mapping[str, str], follow: bool, block_ms: int
 ) -> AsyncGenerator[list[TaskEvent], None]:
     """Batches of events of the streams ``positions`` (key -> last position read), read
-    with one XREAD per call; without ``follow`` it ends when a read finds nothing."""
+    with one XREAD per call; without ``follow`` it ends when a read finds nothing. A
+    follower whose connection broke reads again from where it was (after a back-off:
+    the server is unreachable; not a poll)."""
+    pause = defaults.WORKER_RECONNECT_MIN_S
     while True:
         streams: dict[Any, Any] = dict(positions)
-        reply = await client.xread(
-            streams, count=EVENTS_PER_READ, block=block_ms if follow else None
-        )
+        try:
+            reply = await client.xread(
+                streams, count=EVENTS_PER_READ, block=block_ms if follow else None
+            )
+        except UNREACHABLE as exc:
+            if not follow or pool_exhausted(exc):
+                raise
+            logger.warning("event stream: %s; reading again in %.1f s", exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, defaults.WORKER_RECONNECT_MAX_S)
+            continue
+        pause = defaults.WORKER_RECONNECT_MIN_S
         batch: list[TaskEvent] = []
         for key, entries in _entries(reply):
             for entry_id, fields in entries:
