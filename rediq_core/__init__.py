@@ -15,19 +15,29 @@ from .context import (
     current_task_result,
     current_task_retried,
     run_in_current_executor,
+    set_progress,
 )
 from .control import Control
 from .flow import FlowArgs, LimitUse, QueueFlow, QueueLimits, Rate
 from .handle import TaskHandle
 from .info import TaskInfo, WorkerInfo
-from .inspection import MinuteCounts, QueueOverview, TaskPage, WorkerStatus
+from .inspection import (
+    HistoryPoint,
+    MinuteCounts,
+    QueueHistory,
+    QueueOverview,
+    TaskPage,
+    WorkerStatus,
+)
 from .lifespan import lifespan
 from .message import TaskMessage
 from .plugins import hookimpl, make_plugin_host
 from .retry import Retry, RetryPolicy
+from .scaling import QueueScaling
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
 from .task_events import TaskEvent, TaskEventKind
+from .tasklogs import TaskLogLine, TaskLogs, TaskProgress, TaskReport
 from .workflows import StepStatus, WorkflowHandle
 
 __version__ = "0.1.0"
@@ -42,11 +52,14 @@ __all__ = [
     "Control",
     "FlowArgs",
     "Group",
+    "HistoryPoint",
     "LimitUse",
     "MinuteCounts",
     "QueueFlow",
+    "QueueHistory",
     "QueueLimits",
     "QueueOverview",
+    "QueueScaling",
     "Rate",
     "Rediq",
     "Retry",
@@ -60,9 +73,13 @@ __all__ = [
     "TaskEventKind",
     "TaskHandle",
     "TaskInfo",
+    "TaskLogLine",
+    "TaskLogs",
     "TaskMessage",
     "TaskPage",
+    "TaskProgress",
     "TaskRecord",
+    "TaskReport",
     "TaskState",
     "WorkerInfo",
     "WorkerStatus",
@@ -80,4 +97,5 @@ __all__ = [
     "lifespan",
     "make_plugin_host",
     "run_in_current_executor",
+    "set_progress",
 ]

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from .errors import ContextUnavailableError
 from .info import TaskInfo
+from .tasklogs import TaskTrail, check_progress
 
 __all__ = [
     "current_task_exception",
@@ -26,7 +27,9 @@ __all__ = [
     "current_task_info",
     "current_task_result",
     "current_task_retried",
+    "current_trail",
     "run_in_current_executor",
+    "set_progress",
     "using",
 ]
 
@@ -39,6 +42,8 @@ _task_info: ContextVar[TaskInfo] = ContextVar("rediq_task_info")
 _task_result: ContextVar[Any] = ContextVar("rediq_task_result")
 _task_exception: ContextVar[BaseException] = ContextVar("rediq_task_exception")
 _executor: ContextVar[Executor] = ContextVar("rediq_executor")
+#: The running attempt's progress and log lines (set by the worker around the attempt).
+_trail: ContextVar[TaskTrail | None] = ContextVar("rediq_task_trail", default=None)
 
 
 def _get(var: ContextVar[T], accessor: str, where: str) -> T:
@@ -73,6 +78,32 @@ def current_task_result() -> Any:
 def current_task_exception() -> BaseException:
     """The task's exception, in ``after_task_failure`` handlers."""
     return _get(_task_exception, "current_task_exception", "in after_task_failure handlers")
+
+
+async def set_progress(fraction: float, message: str = "") -> None:
+    """Report how far the running task is: ``fraction`` in [0, 1] and a short message
+    (at most 200 characters). The last report is kept with the task, shown by ``rediq
+    task``, ``rediq top`` and the dashboard, and read with ``TaskHandle.progress()``;
+    the worker sends it with its next lease renewal (about once a second) and when the
+    task ends, never once per call.
+
+    Bad arguments raise at once (:class:`TypeError`, :class:`ValueError`); outside a task
+    function (and the coroutines it awaits) it raises
+    :class:`~rediq_core.errors.ContextUnavailableError`.
+    """
+    fraction, message = check_progress(fraction, message)
+    trail = _trail.get()
+    if trail is None:
+        raise ContextUnavailableError(
+            "set_progress() is only available in a task function (and the coroutines it"
+            " awaits); it was called outside of one"
+        )
+    trail.set_progress(fraction, message)
+
+
+def current_trail() -> TaskTrail | None:
+    """The running attempt's trail, or None outside an attempt (the worker's log handler)."""
+    return _trail.get()
 
 
 async def run_in_current_executor(fn: Callable[[], T]) -> T:
@@ -110,6 +141,7 @@ def using(
     task: TaskInfo | None = None,
     result: Any = ...,
     exception: BaseException | None = None,
+    trail: TaskTrail | None = None,
 ) -> Iterator[None]:
     """Set context values for the duration of a ``with`` block (used by the worker)."""
     tokens: list[tuple[ContextVar[Any], contextvars.Token[Any]]] = []
@@ -118,6 +150,7 @@ def using(
         (_task_info, task, None),
         (_task_result, result, ...),
         (_task_exception, exception, None),
+        (_trail, trail, None),
     )
     for var, value, unset in settings:
         if value is not unset:

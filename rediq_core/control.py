@@ -8,6 +8,7 @@ each change is one atomic step in the broker and is safe while workers run. The 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -16,8 +17,11 @@ from . import defaults, roles
 from .broker import Broker
 from .errors import AmbiguousWorkerError
 from .flow import QueueFlow, QueueLimits, Rate
-from .inspection import QueueOverview, TaskPage, WorkerStatus
+from .history import history_window
+from .inspection import QueueHistory, QueueOverview, TaskPage, WorkerStatus
 from .records import CancelOutcome, TaskRecord, TaskState, WorkerRecord
+from .scaling import DEFAULT_TARGET_DRAIN_S, DEFAULT_WINDOW_MINUTES, QueueScaling, estimate
+from .tasklogs import TaskReport
 
 __all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
 
@@ -29,6 +33,10 @@ PURGEABLE_STATES = (
     TaskState.SCHEDULED,
     TaskState.FAILED,
 )
+
+
+#: The most minutes a queue overview reads (the per-minute ring of the Redis broker).
+MINUTE_SLOTS_READ = 59
 
 
 def _int(value: Any) -> int | None:
@@ -78,6 +86,13 @@ class Control:
     async def task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
         """Everything known of a task (looked up in every queue unless ``queue`` is given)."""
         return await self._results.get_task(task_id, queue)
+
+    async def report(self, task_id: str, queue: str) -> TaskReport | None:
+        """The task's progress and log lines (``set_progress``, logging), or None when it
+        has none or the broker keeps none (no reports role)."""
+        if not roles.supports(self.broker, roles.Role.REPORTS):
+            return None
+        return await roles.reports(self.broker).get_report(task_id, queue)
 
     async def tasks(
         self,
@@ -142,6 +157,50 @@ class Control:
     ) -> QueueOverview:
         consumers = sum(1 for w in workers if name in w.queues and not w.stale)
         return replace(await self._control.queue_overview(name, minutes), consumers=consumers)
+
+    async def history(
+        self,
+        queue: str,
+        *,
+        since: dt.datetime | dt.timedelta = dt.timedelta(hours=1),
+        until: dt.datetime | dt.timedelta | None = None,
+        step: dt.timedelta | None = None,
+    ) -> QueueHistory:
+        """``queue``'s counters (enqueued, succeeded, failed, retried, expired) and run
+        time from ``since`` (an aware datetime, or a timedelta back from now; default the
+        last hour) to ``until`` (default now, the current step included), in steps of
+        ``step`` (default: about 360 points). Minutes are kept for a day and hours for 14
+        days: a window reaching back more than a day takes steps of whole hours. Raises
+        ValueError for a window it cannot answer, saying what to pass instead."""
+        window = history_window(since, until, step)
+        return await self._control.queue_history(
+            queue, window.since_ms, window.until_ms, window.step_ms
+        )
+
+    async def scaling(
+        self,
+        queue: str,
+        *,
+        target_drain_s: float = DEFAULT_TARGET_DRAIN_S,
+        window_minutes: int = DEFAULT_WINDOW_MINUTES,
+    ) -> QueueScaling:
+        """``queue``'s autoscaling signal: the workers it needs to keep up with its arrivals
+        and to work its backlog off within ``target_drain_s`` (Little's law over the last
+        ``window_minutes`` complete minutes; formula in ``rediq_core.scaling``), with the
+        inputs of the estimate and the oldest ready task's age."""
+        if window_minutes < 1 or window_minutes > MINUTE_SLOTS_READ:
+            raise ValueError(
+                f"window_minutes must be between 1 and {MINUTE_SLOTS_READ}, not {window_minutes}"
+            )
+        workers = await self.workers()
+        overview = await self._overview(queue, window_minutes + 1, workers)
+        return estimate(
+            overview,
+            workers,
+            window_minutes=window_minutes,
+            target_drain_s=target_drain_s,
+            default_concurrency=defaults.WORKER_TASK_CONCURRENCY,
+        )
 
     async def purge(self, queue: str, states: Sequence[TaskState] | None = None) -> int:
         """Remove every task of ``queue`` in ``states`` (default: pending, waiting,

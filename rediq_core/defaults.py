@@ -108,6 +108,13 @@ ENV_REDIS_URL: Final = "REDIQ_REDIS_URL"
 ENV_APP: Final = "REDIQ_APP"
 ENV_NAMESPACE: Final = "REDIQ_NAMESPACE"
 
+#: Task logs (docs/progress-and-logs.md): the log records a task emits while it runs are
+#: kept with it, as long as its result: the last this many lines, within this many
+#: bytes (of lines as stored, JSON); earlier ones are dropped and counted. 0 lines: no
+#: log capture (progress is still kept).
+TASK_LOG_LINES: Final = 1_000
+TASK_LOG_BYTES: Final = 64 * 1024
+
 #: Worker internals. A worker refreshes its registry entry this often.
 WORKER_HEARTBEAT_INTERVAL_S: Final = 15
 #: A graceful shutdown (first signal) waits this long for running and prefetched tasks,
@@ -134,3 +141,5 @@ ENV_LEASE_RENEW_MS: Final = "REDIQ_LEASE_RENEW_MS"
 ENV_BACKOFF_BASE_MS: Final = "REDIQ_BACKOFF_BASE_MS"
 ENV_BACKOFF_CAP_MS: Final = "REDIQ_BACKOFF_CAP_MS"
 ENV_LOG_FORMAT: Final = "REDIQ_LOG_FORMAT"
+ENV_TASK_LOG_LINES: Final = "REDIQ_TASK_LOG_LINES"
+ENV_TASK_LOG_BYTES: Final = "REDIQ_TASK_LOG_BYTES"

@@ -13,6 +13,7 @@ from .errors import (
     TaskFailedError,
 )
 from .records import CancelOutcome, TaskRecord, TaskState
+from .tasklogs import TaskLogs, TaskProgress
 
 if TYPE_CHECKING:
     from .app import Rediq
@@ -57,6 +58,18 @@ class TaskHandle(Generic[R]):
     async def state(self) -> TaskState | None:
         record = await self.info()
         return record.state if record else None
+
+    async def progress(self) -> TaskProgress | None:
+        """The task's last reported progress (``set_progress``), or None if it never
+        reported any (or its result expired)."""
+        report = await roles.reports(self._app.get_broker()).get_report(self.id, self.queue)
+        return report.progress if report else None
+
+    async def logs(self) -> TaskLogs:
+        """The log lines the task emitted while it ran (every attempt; the last ones
+        within the worker's bounds), readable while it runs and as long as its result."""
+        report = await roles.reports(self._app.get_broker()).get_report(self.id, self.queue)
+        return report.logs if report else TaskLogs()
 
     async def cancel(self) -> CancelOutcome:
         """Remove the task if it has not started; ask its worker to cancel it if running."""

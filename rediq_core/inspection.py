@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .records import TaskRecord
 
-__all__ = ["COUNTER_NAMES", "MinuteCounts", "QueueOverview", "TaskPage", "WorkerStatus"]
+__all__ = [
+    "COUNTER_NAMES",
+    "HistoryPoint",
+    "MinuteCounts",
+    "QueueHistory",
+    "QueueOverview",
+    "TaskPage",
+    "WorkerStatus",
+]
 
 #: The per-queue counters kept in Redis, lifetime totals and per-minute buckets.
 #: ``failed`` counts tasks that were dead-lettered (retries exhausted or unusable data);
@@ -44,6 +52,55 @@ class MinuteCounts:
     failed: int = 0
     retried: int = 0
     expired: int = 0
+    #: Attempts whose run time was recorded (settled by a worker) and their summed run
+    #: time in milliseconds: ``run_ms / runs`` is the minute's mean run time.
+    runs: int = 0
+    run_ms: int = 0
+
+    @property
+    def mean_run_s(self) -> float | None:
+        """The mean run time of the minute's recorded attempts (None: none ran)."""
+        return self.run_ms / self.runs / 1000 if self.runs else None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """The counters of one step of a history: ``[start_ms, start_ms + step_ms)``.
+
+    Counts are sums over the step; ``runs``/``run_ms`` sum the recorded attempts.
+    """
+
+    start_ms: int
+    step_ms: int
+    enqueued: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    expired: int = 0
+    runs: int = 0
+    run_ms: int = 0
+
+    @property
+    def mean_run_s(self) -> float | None:
+        """The mean run time of the step's recorded attempts (None: none ran)."""
+        return self.run_ms / self.runs / 1000 if self.runs else None
+
+    def per_minute(self, counter: str) -> float:
+        """``counter`` per minute over the step."""
+        return int(getattr(self, counter)) * 60_000 / self.step_ms
+
+
+@dataclass(frozen=True, slots=True)
+class QueueHistory:
+    """A queue's counters from ``since_ms`` to ``until_ms`` in steps of ``step_ms``, oldest
+    first; the last point may be the current, partial step. Minutes are kept for a day,
+    hours for 14 days (docs/observability.md, "History")."""
+
+    queue: str
+    since_ms: int
+    until_ms: int
+    step_ms: int
+    points: tuple[HistoryPoint, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,7 +146,10 @@ class Settlement:
     ``delivery`` names the lease being settled (:attr:`Delivery.deliveries`); ``None``
     accepts whichever lease the worker holds (tools and tests; the worker always names it).
     ``key`` identifies this settlement: sending it again (a retry after a lost reply)
-    answers as the first time and changes nothing.
+    answers as the first time and changes nothing. ``reported``: the attempt reported
+    progress or logs (a broker with the reports role keeps them with the result).
+    ``run_ms``: how long the attempt ran (None: it did not run, or nobody measured it);
+    the broker adds it to the queue's run time of the minute (its metrics history).
     """
 
     task_id: str
@@ -156,6 +159,8 @@ class Settlement:
     retry_delay_ms: int | None = None
     delivery: int | None = None
     key: str = field(default_factory=lambda: os.urandom(8).hex())
+    reported: bool = False
+    run_ms: int | None = None
 
 
 class CancelOutcome(enum.StrEnum):

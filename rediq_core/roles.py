@@ -17,13 +17,15 @@ results    get_task, get_tasks, wait_finished                   task handles, ap
 control    cancel, delete, requeue_dead, delete_dead,           control API, CLI, handles,
            purge_tasks, cancel_group, delete_group, queues,     worker (burst: queue_stats)
            queue_known, forget_queue, queue_stats,
-           queue_overview, list_tasks, pause, resume
+           queue_overview, queue_history, list_tasks, pause,
+           resume
 registry   heartbeat, unregister_worker, workers,               worker, control API
            stop_workers, stop_requests
 cron       cron_register, cron_fire, cron_entries,              worker cron, cron control
            cron_set_paused, cron_forget, cron_changes
 diagnosis  diagnose, namespaces                                 ``rediq doctor``, CLI
 workflows  store_workflow, get_workflow                         workflow handles, worker
+reports    report, get_report                                   worker, task handles, CLI
 events     events                                               ``Rediq.events()``,
                                                                 ``rediq events``
 =========  ===================================================  ===========================
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
     from .cron_records import CronEntry, CronFire, CronRegistration
     from .diagnosis import Check
     from .flow import QueueFlow, QueueLimits
-    from .inspection import QueueOverview, TaskPage
+    from .inspection import QueueHistory, QueueOverview, TaskPage
     from .message import TaskMessage
     from .records import (
         CancelOutcome,
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
         WorkerRecord,
     )
     from .task_events import TaskEvent
+    from .tasklogs import LogBounds, TaskReport, TrailUpdate
     from .workflow_records import WorkflowRecord
 
 __all__ = [
@@ -82,6 +85,7 @@ __all__ = [
     "MissingRoleError",
     "Producer",
     "Registry",
+    "Reports",
     "Results",
     "Role",
     "Workflows",
@@ -93,6 +97,7 @@ __all__ = [
     "limits",
     "producer",
     "registry",
+    "reports",
     "results",
     "supports",
     "workflows",
@@ -109,6 +114,7 @@ class Role(enum.StrEnum):
     DIAGNOSIS = "diagnosis"  # rediq doctor's server checks (optional)
     WORKFLOWS = "workflows"  # chains, groups and chords (optional)
     LIMITS = "limits"  # rate and concurrency limits, fair order (optional)
+    REPORTS = "reports"  # a running task's progress and log lines (optional)
     EVENTS = "events"  # the task event stream (optional)
 
 
@@ -139,6 +145,7 @@ _WHAT = {
     Role.DIAGNOSIS: "rediq doctor's checks",
     Role.WORKFLOWS: "workflows: chain, group and chord",
     Role.LIMITS: "rate and concurrency limits and fair order",
+    Role.REPORTS: "task progress and logs",
     Role.EVENTS: "the task event stream",
 }
 
@@ -277,6 +284,15 @@ class Control(Protocol):
         """Counts, the oldest pending task's wait, counters and the last ``minutes``."""
         ...
 
+    async def queue_history(
+        self, queue: str, since_ms: int, until_ms: int, step_ms: int
+    ) -> QueueHistory:
+        """``queue``'s counters in steps of ``step_ms`` from ``since_ms`` to ``until_ms``
+        (a window checked by ``rediq_core.history.history_window``: minutes within the
+        last day, whole hours further back, 14 days at most). Minutes without counts are
+        zero points."""
+        ...
+
     async def list_tasks(
         self, queue: str, state: TaskState, *, limit: int = 100, cursor: str | None = None
     ) -> TaskPage:
@@ -405,6 +421,32 @@ class Limits(Protocol):
 
 
 @runtime_checkable
+class Reports(Protocol):
+    """A running task's progress and log lines (:mod:`rediq_core.tasklogs`), kept with
+    the task as long as its result. The worker writes them (the consumer side: only
+    under a lease it holds); handles, the CLI and the dashboard read them.
+
+    A broker that declares this role keeps them beside the task, bounded by the
+    ``bounds`` each write carries (the last lines within a byte cap, counting what it
+    drops); a settlement whose :attr:`~rediq_core.records.Settlement.reported` is set,
+    or of a task leased before, keeps them for the result TTL (drops them with TTL 0);
+    every step that forgets a task forgets them, and a new run of the id starts empty."""
+
+    async def report(
+        self, worker_id: str, updates: Sequence[TrailUpdate], bounds: LogBounds
+    ) -> list[bool]:
+        """Store each update (latest progress, more log lines) of a task whose lease
+        ``worker_id`` still holds, under the update's lease number; False where it does
+        not (lease lost or expired, task ended): nothing is written then."""
+        ...
+
+    async def get_report(self, task_id: str, queue: str) -> TaskReport | None:
+        """The task's progress and logs, or None if it has none (never reported, or
+        forgotten, or expired with its result)."""
+        ...
+
+
+@runtime_checkable
 class Events(Protocol):
     """The task event stream (:mod:`rediq_core.task_events`). A broker that declares this
     role records each task transition, in the same atomic step as the transition, in a
@@ -431,6 +473,7 @@ PROTOCOLS: Mapping[Role, type] = {
     Role.DIAGNOSIS: Diagnosis,
     Role.WORKFLOWS: Workflows,
     Role.LIMITS: Limits,
+    Role.REPORTS: Reports,
     Role.EVENTS: Events,
 }
 
@@ -498,6 +541,11 @@ def workflows(broker: object) -> Workflows:
 def limits(broker: object) -> Limits:
     """``broker`` as :class:`Limits`; :class:`MissingRoleError` if it has not the role."""
     return cast(Limits, _checked(broker, Role.LIMITS))
+
+
+def reports(broker: object) -> Reports:
+    """``broker`` as :class:`Reports`; :class:`MissingRoleError` if it has not the role."""
+    return cast(Reports, _checked(broker, Role.REPORTS))
 
 
 def events(broker: object) -> Events:

@@ -123,6 +123,7 @@ def create_dashboard(
         Route("/queues/{queue}/dead", pages.dead_letters(board), name="dead_letters"),
         Route("/tasks/{task_id}", pages.task(board), name="task"),
         Route("/workflows/{workflow_id}", pages.workflow(board), name="workflow"),
+        Route("/api/scaling/{queue}", pages.scaling(board), name="scaling"),
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in actions.routes(board)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

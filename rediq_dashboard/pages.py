@@ -6,14 +6,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from rediq_core.broker import TaskRecord, TaskState
 from rediq_core.errors import TaskNotFoundError
 from rediq_core.roles import Role, supports
+from rediq_core.scaling import DEFAULT_TARGET_DRAIN_S, DEFAULT_WINDOW_MINUTES
 from rediq_core.workflow_records import StepLink
 from rediq_core.workflows import workflow_state
 
+from .charts import SPANS, run_time_chart, span_of, throughput_chart
 from .present import CHART_MINUTES, chart, decoded_call, decoded_result
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ __all__ = [
     "dead_letters",
     "overview",
     "queue",
+    "scaling",
     "task",
     "unknown_queue",
     "workers",
@@ -99,10 +102,18 @@ def queue(board: Dashboard) -> Page:
         limits = None
         if supports(board.app.get_broker(), Role.LIMITS):
             [limits] = await board.app.control.limits(name)
+        span = span_of(request.query_params.get("span"))
+        since, step = SPANS[span]
+        history = await board.app.control.history(name, since=since, step=step)
         return board.render(
             request,
             "queue.html",
             queue=await board.app.control.queue(name),
+            spans=list(SPANS),
+            span=span,
+            throughput=throughput_chart(history),
+            run_time=run_time_chart(history),
+            scaling=await board.app.control.scaling(name),
             limits=limits,
             state=state.value,
             states=[s.value for s in LISTED_STATES],
@@ -138,10 +149,15 @@ def task(board: Dashboard) -> Page:
         if record is None:
             return board.render(request, "missing.html", status_code=404, what=f"task {task_id}")
         args, kwargs = decoded_call(board.app, record)
+        report = await board.app.control.report(record.id, record.queue)
         return board.render(
             request,
             "task.html",
             task=record,
+            progress=report.progress if report else None,
+            logs=report.logs if report else None,
+            # a task that may still run reloads its progress and logs while shown
+            refresh=board.refresh_s if record.state.unfinished else 0,
             args=args,
             kwargs=kwargs,
             result=decoded_result(board.app, record),
@@ -184,3 +200,25 @@ def workflow(board: Dashboard) -> Page:
         )
 
     return page
+
+
+def scaling(board: Dashboard) -> Page:
+    """``/api/scaling/{queue}``: the queue's autoscaling signal as JSON (for KEDA's
+    metrics-api scaler: ``valueLocation: desired_workers``). Query parameters
+    ``target_drain_s`` and ``window_minutes`` as ``app.control.scaling()`` takes them."""
+
+    async def endpoint(request: Request) -> Response:
+        name = request.path_params["queue"]
+        if not await board.app.control.queue_known(name):
+            return JSONResponse({"error": f"no queue {name!r}: no task was ever sent to it"}, 404)
+        try:
+            target = float(request.query_params.get("target_drain_s", DEFAULT_TARGET_DRAIN_S))
+            window = int(request.query_params.get("window_minutes", DEFAULT_WINDOW_MINUTES))
+            found = await board.app.control.scaling(
+                name, target_drain_s=target, window_minutes=window
+            )
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(found.as_json(), headers={"Cache-Control": "no-store"})
+
+    return endpoint

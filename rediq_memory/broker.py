@@ -1,9 +1,10 @@
 """``MemoryBroker``: producing, consuming, leases, settlement and results in memory.
 
 It declares the core roles (producer, consumer, results, control, registry), workflows,
-limits and events; the control and registry ones (listing, purging, pausing, the worker
-registry) live in :mod:`rediq_memory.operate`, the rules of the limits in
-:mod:`rediq_memory.limits`, the event stream in :mod:`rediq_memory.event_stream`.
+limits, reports and events; the control and registry ones (listing, purging, pausing,
+the worker registry) live in :mod:`rediq_memory.operate`, the rules of the limits in
+:mod:`rediq_memory.limits`, task progress and logs in :mod:`rediq_memory.reports`, the
+event stream in :mod:`rediq_memory.event_stream`.
 It declares no cron role (a worker logs that its schedules will not fire) and no
 diagnosis role (``rediq doctor`` says it has no checks).
 """
@@ -36,6 +37,7 @@ from rediq_core.workflow_records import StepLink, WorkflowRecord, cascade_cause,
 from . import limits as flow
 from .event_stream import EventsMixin, error_detail
 from .operate import OperateMixin
+from .reports import ReportsMixin
 from .store import QueueState, TaskEntry, due_of, run_order, sleep_until_change, store_for
 
 __all__ = ["MemoryBroker"]
@@ -46,12 +48,12 @@ LOST_REASON = (
 )
 
 
-class MemoryBroker(EventsMixin, OperateMixin):
+class MemoryBroker(EventsMixin, OperateMixin, ReportsMixin):
     """An in-process broker for tests and notebooks (URL ``memory://`` or
     ``memory://name``). Every broker of one process with the same URL and namespace sees
     the same queues; nothing outlives the process."""
 
-    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.EVENTS}
+    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.REPORTS, Role.EVENTS}
 
     def __init__(self, options: BrokerOptions) -> None:
         self.options = options
@@ -220,6 +222,7 @@ class MemoryBroker(EventsMixin, OperateMixin):
             task_id = entry.message.id
             entry.error = TaskError(EXPIRED_ERROR_TYPE, f"task {task_id} expired: {reason}")
             q.count("expired")
+            entry.trail = None  # an end decided without a worker keeps no trail
             self.finish(q, entry, TaskState.EXPIRED, now)
             expired.append(Expired(task_id, entry.message.name, reason))
         return expired
@@ -289,6 +292,7 @@ class MemoryBroker(EventsMixin, OperateMixin):
         self.emit(q, TaskEventKind(state.value), entry, error_detail(entry.error))
         ttl_s = entry.message.result_ttl_s
         if ttl_s == 0:
+            entry.trail = None
             del q.tasks[entry.message.id]
         else:
             entry.expires_at_ms = now + ttl_s * 1000
@@ -299,6 +303,8 @@ class MemoryBroker(EventsMixin, OperateMixin):
         entry.state, entry.error, entry.finished_at_ms = TaskState.FAILED, error, now
         entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
         entry.expires_at_ms = now + defaults.DEAD_LETTER_TTL_S * 1000
+        if entry.message.result_ttl_s == 0:
+            entry.trail = None  # kept as long as the result: none
         q.dead_order[entry.message.id] = self.store.next_seq()
         self.emit(q, TaskEventKind.FAILED, entry, error_detail(error))
         q.count("failed")
@@ -361,6 +367,7 @@ class MemoryBroker(EventsMixin, OperateMixin):
             or (s.delivery is not None and s.delivery != entry.deliveries)
         ):
             return False
+        q.count_run(s.run_ms)
         if s.error is None:
             entry.result = s.result
             q.count("succeeded")
@@ -499,6 +506,7 @@ class MemoryBroker(EventsMixin, OperateMixin):
             TaskState.LIMITED,
             TaskState.SCHEDULED,
         ):
+            entry.trail = None  # an end decided without a worker keeps no trail
             self.finish(q, entry, TaskState.CANCELLED, now_ms())
             return CancelOutcome.CANCELLED
         if entry.state is TaskState.ACTIVE:

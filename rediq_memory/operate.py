@@ -14,7 +14,15 @@ from rediq_core.broker import (
     TaskState,
     WorkerRecord,
 )
-from rediq_core.inspection import COUNTER_NAMES, MinuteCounts, QueueOverview, TaskPage
+from rediq_core.history import MINUTE_MS, POINT_FIELDS, HistoryWindow, into_steps
+from rediq_core.inspection import (
+    COUNTER_NAMES,
+    HistoryPoint,
+    MinuteCounts,
+    QueueHistory,
+    QueueOverview,
+    TaskPage,
+)
 from rediq_core.message import now_ms
 from rediq_core.task_events import TaskEventKind
 
@@ -119,6 +127,7 @@ class OperateMixin(Broker):
                     entry.seq = self.store.position(q, entry.message)
                     entry.retried = entry.lost = 0
                     entry.error = entry.finished_at_ms = entry.expires_at_ms = None
+                    entry.trail = None
                     self.emit(q, TaskEventKind.ENQUEUED, entry, "requeued")
                     requeued += 1
             self.store.changed()
@@ -233,7 +242,7 @@ class OperateMixin(Broker):
             buckets = tuple(
                 MinuteCounts(
                     m,
-                    **{k: q.minutes.get(m, empty)[k] for k in COUNTER_NAMES},
+                    **{k: q.minutes.get(m, empty)[k] for k in (*COUNTER_NAMES, "runs", "run_ms")},
                 )
                 for m in range(current - (minutes - 1) * 60_000, current + 1, 60_000)
             )
@@ -250,6 +259,18 @@ class OperateMixin(Broker):
                 waiting=stats.waiting,
                 limited=stats.limited,
             )
+
+    async def queue_history(
+        self, queue: str, since_ms: int, until_ms: int, step_ms: int
+    ) -> QueueHistory:
+        window = HistoryWindow(since_ms, until_ms, step_ms)
+        with self.store.lock:
+            q = self.store.queues.get(queue)
+            found = [
+                HistoryPoint(m, MINUTE_MS, **{k: counts[k] for k in POINT_FIELDS})
+                for m, counts in (q.minutes.items() if q else ())
+            ]
+        return QueueHistory(queue, since_ms, until_ms, step_ms, into_steps(window, found))
 
     async def queue_known(self, queue: str) -> bool:
         with self.store.lock:

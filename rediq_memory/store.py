@@ -13,12 +13,17 @@ import asyncio
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rediq_core.broker import TaskError, TaskState, WorkerRecord
 from rediq_core.flow import QueueLimits
+from rediq_core.history import HISTORY_RETENTION_MS, MINUTE_MS
 from rediq_core.message import TaskMessage, now_ms
 from rediq_core.task_events import TaskEvent
 from rediq_core.workflow_records import StepLink, WorkflowRecord
+
+if TYPE_CHECKING:
+    from .reports import Trail
 
 __all__ = ["QueueState", "Store", "TaskEntry", "due_of", "run_order", "store_for"]
 
@@ -54,6 +59,8 @@ class TaskEntry:
     start_by_ms: int | None = None
     deadline_ms: int | None = None
     not_before_ms: int | None = None
+    #: Progress and log lines reported while it ran (reports.py); None: none.
+    trail: Trail | None = None
 
 
 def due_of(message: TaskMessage, now: int) -> int | None:
@@ -92,10 +99,24 @@ class QueueState:
 
     def count(self, counter: str, n: int = 1) -> None:
         self.totals[counter] += n
-        minute = now_ms() // 60_000 * 60_000
-        self.minutes.setdefault(minute, Counter())[counter] += n
-        for old in [m for m in self.minutes if m < minute - 60 * 60_000]:
-            del self.minutes[old]
+        self._minute()[counter] += n
+
+    def count_run(self, run_ms: int | None) -> None:
+        """An attempt ran ``run_ms`` (None: not measured, not counted)."""
+        if run_ms is not None:
+            minute = self._minute()
+            minute["runs"] += 1
+            minute["run_ms"] += max(0, run_ms)
+
+    def _minute(self) -> Counter[str]:
+        """The current minute's counts; a new minute drops those past the history's
+        retention (14 days)."""
+        minute = now_ms() // MINUTE_MS * MINUTE_MS
+        if minute not in self.minutes:
+            for old in [m for m in self.minutes if m <= minute - HISTORY_RETENTION_MS]:
+                del self.minutes[old]
+            self.minutes[minute] = Counter()
+        return self.minutes[minute]
 
     def in_state(self, state: TaskState) -> list[TaskEntry]:
         return [t for t in self.tasks.values() if t.state is state]

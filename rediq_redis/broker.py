@@ -30,6 +30,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from rediq_core.broker import Broker
 from rediq_core.errors import BrokerError
+from rediq_core.history import HistoryWindow
 from rediq_core.records import (
     BrokerOptions,
     CancelOutcome,
@@ -44,7 +45,7 @@ from rediq_core.records import (
 )
 from rediq_core.roles import Role
 
-from . import leasing, producer, registry, stopping, workflows
+from . import leasing, producer, registry, reports, stopping, workflows
 from . import limits as limiting
 from .channels import channel_messages
 from .cluster import is_cluster
@@ -70,9 +71,10 @@ if TYPE_CHECKING:
     from rediq_core.cron_records import CronEntry, CronFire, CronRegistration
     from rediq_core.diagnosis import Check
     from rediq_core.flow import QueueFlow, QueueLimits
-    from rediq_core.inspection import QueueOverview, TaskPage
+    from rediq_core.inspection import QueueHistory, QueueOverview, TaskPage
     from rediq_core.message import TaskMessage
     from rediq_core.task_events import TaskEvent
+    from rediq_core.tasklogs import LogBounds, TaskReport, TrailUpdate
     from rediq_core.workflow_records import WorkflowRecord
 
     from .results import ResultListener
@@ -358,6 +360,15 @@ class RedisBroker(Broker):
         return await operate.queue_overview(await self._ready(), queue, minutes)
 
     @_translated
+    async def queue_history(
+        self, queue: str, since_ms: int, until_ms: int, step_ms: int
+    ) -> QueueHistory:
+        from .history import queue_history
+
+        window = HistoryWindow(since_ms, until_ms, step_ms)
+        return await queue_history(await self._ready(), queue, window)
+
+    @_translated
     async def list_tasks(
         self, queue: str, state: TaskState, *, limit: int = 100, cursor: str | None = None
     ) -> TaskPage:
@@ -410,6 +421,18 @@ class RedisBroker(Broker):
     @_translated
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         return await workflows.get_workflow(await self._ready(), workflow_id)
+
+    # --- reports (progress and logs) ----------------------------------------------------
+
+    @_translated
+    async def report(
+        self, worker_id: str, updates: Sequence[TrailUpdate], bounds: LogBounds
+    ) -> list[bool]:
+        return await reports.report(await self._ready(), worker_id, updates, bounds)
+
+    @_translated
+    async def get_report(self, task_id: str, queue: str) -> TaskReport | None:
+        return await reports.get_report(await self._ready(), task_id, queue)
 
     # --- limits -------------------------------------------------------------------------
 

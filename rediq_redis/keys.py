@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
-from .layout import DONE_CHANNEL, JOINED, RESULT, UNBLOCK
+from .layout import DONE_CHANNEL, JOINED, RESULT, TRAIL, UNBLOCK
 
 __all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce"]
 
@@ -33,7 +33,7 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "seq",  # STRING sequence counter: FIFO positions and holder numbers
     "paused",  # STRING present while the queue is paused (workers lease nothing from it)
     "groups",  # ZSET score 0, member "<group>\n<id>": the group index (lex ranges)
-    "minutes",  # HASH per-minute counters ring: "<counter>:<slot>" and "t:<slot>" (minute)
+    "minutes",  # HASH per-minute ring: "<counter>:<slot>", "run:<slot>", "t:<slot>", "open"
     "ended_a",  # HASH tombstones id -> enqueue nonce, even replay-window generations
     "ended_b",  # HASH tombstones id -> enqueue nonce, odd replay-window generations
     "idle",  # LIST ids of workers waiting for a task (enqueue hands one straight over)
@@ -54,6 +54,7 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "expiry",  # ZSET "x<id>" -> expires at ms (until it starts), "d<id>" -> deadline ms (-1: past)
     "unique",  # HASH unique key -> id of the task holding it (until it ends, or starts)
     "debounce",  # HASH debounce key -> id of the last call, until it starts
+    "history",  # STRING fixed-size records: a day of minutes, 14 days of hours (layout.py)
     "events",  # STREAM one entry per task transition (k, t, n, a, d), MAXLEN ~ the length
 )
 
@@ -80,6 +81,12 @@ class QueueKeys:
     def result(self, task_id: str) -> str:
         """HASH of a finished task (state, result or error, ...), expires with its TTL."""
         return self.key(f"{RESULT}:{task_id}")
+
+    def trail(self, task_id: str) -> str:
+        """HASH of a task's progress and log lines (``n`` the nonce of the run they
+        belong to, ``p`` progress, ``log`` lines, ``lines``, ``dropped``); kept with the
+        result (docs/broker.md, "Progress and logs")."""
+        return self.key(f"{TRAIL}:{task_id}")
 
     def done(self, task_id: str) -> str:
         """Pub/sub channel (not a key: nothing is stored under it) on which the scripts

@@ -12,11 +12,13 @@ a member built on one side is cut right on the other, on a real Redis.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import struct
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from rediq_core.flow import EXPIRED_ERROR_TYPE, SUPERSEDED_ERROR_TYPE
+from rediq_core.history import HISTORY_RETENTION_MS, HOUR_MS, MINUTE_RETENTION_MS
 from rediq_core.inspection import COUNTER_NAMES
 from rediq_core.workflow_records import CASCADE_ERROR_TYPE, STEP_SEPARATOR, WORKFLOW_HEADER
 
@@ -25,6 +27,11 @@ __all__ = [
     "DONE_CHANNEL",
     "FLOW_MARK",
     "GROUP_SEPARATOR",
+    "HISTORY_HOURS",
+    "HISTORY_MINUTES",
+    "HISTORY_RECORD",
+    "HISTORY_SIZE",
+    "HISTORY_TTL_S",
     "JOINED",
     "LANE_ID_OFFSET",
     "LANE_ORDER_FORMAT",
@@ -32,6 +39,7 @@ __all__ = [
     "LUA_CONSTANTS",
     "MEMBER_ID_OFFSET",
     "MINUTE_MS",
+    "MINUTE_OPEN",
     "MINUTE_SLOTS",
     "MINUTE_STAMP",
     "OUTBOX_GRACE_MS",
@@ -43,15 +51,23 @@ __all__ = [
     "RECORD_FIELDS",
     "RECORD_PATTERNS",
     "RESULT",
+    "RUN_FIELD",
+    "RUN_SCALE",
+    "TRAIL",
+    "TRAIL_LINE_END",
     "UNBLOCK",
     "UNBLOCK_TTL_MS",
+    "HistoryRecord",
     "Record",
+    "history_hour_offset",
+    "history_minute_offset",
     "lane_of",
     "member_id",
     "minute_field",
     "parked_id",
     "parse_record",
     "pending_member",
+    "unpack_history",
 ]
 
 #: A task's member in the ``pending`` sorted set (its FIFO position): the queue's sequence
@@ -70,6 +86,29 @@ MINUTE_MS: Final = 60_000
 #: The ring field ``"<MINUTE_STAMP>:<slot>"`` holds the minute a slot counts now; the
 #: counts are in ``"<counter>:<slot>"`` (a slot reused for a new minute is reset).
 MINUTE_STAMP: Final = "t"
+#: The ring field ``"<RUN_FIELD>:<slot>"`` holds the minute's attempts and their run time,
+#: packed into one integer (one HINCRBY per settle call): ``run_ms * RUN_SCALE + runs``.
+RUN_FIELD: Final = "run"
+RUN_SCALE: Final = 2**24
+#: The ring field ``MINUTE_OPEN`` holds the minute counted last: every earlier minute is
+#: rolled up into the history (``history`` key); that one is, when the next one starts.
+MINUTE_OPEN: Final = "open"
+
+#: The ``history`` key (STRING) is two rings of fixed-size binary records: one per minute
+#: of the last day (record ``minute % HISTORY_MINUTES``), then one per hour of the last
+#: 14 days (record ``HISTORY_MINUTES + hour % HISTORY_HOURS``). A record is
+#: :data:`HISTORY_RECORD`: the minute (or hour) it holds, the counters of
+#: :data:`COUNTER_NAMES`, the attempts whose run time was recorded (unsigned 32-bit
+#: little-endian each) and their run time in ms (a double). A record whose stamp is not
+#: the minute (hour) asked for holds an older one: that minute (hour) had no counts.
+HISTORY_MINUTES: Final = MINUTE_RETENTION_MS // MINUTE_MS
+HISTORY_HOURS: Final = HISTORY_RETENTION_MS // HOUR_MS
+HISTORY_RECORD: Final = struct.Struct("<" + "I" * (len(COUNTER_NAMES) + 2) + "d")
+#: The history's size: it is made that long at once (zero records: stamp 0 is no minute
+#: anyone asks for), so its memory is the same from its first minute on.
+HISTORY_SIZE: Final = (HISTORY_MINUTES + HISTORY_HOURS) * HISTORY_RECORD.size
+#: The minutes ring and the history expire this long after their last new minute.
+HISTORY_TTL_S: Final = (HISTORY_RETENTION_MS + HOUR_MS) // 1000
 
 #: Separates group and task id in a member of the group index (``groups`` key):
 #: ``"<group>\n<id>"``, so one lex range lists a group.
@@ -88,6 +127,13 @@ UNBLOCK_TTL_MS: Final = 60_000
 #: A finished task's result hash is ``"{NS:Q}:<RESULT>:<id>"`` (``QueueKeys.result``); a
 #: script that ends a workflow step it was not called about names it from the tag.
 RESULT: Final = "result"
+
+#: A task's trail, ``"{NS:Q}:<TRAIL>:<id>"`` (``QueueKeys.trail``): its progress and log
+#: lines, written under its lease (``report.lua``), kept with its result; the scripts
+#: that end or forget a task name it from the tag.
+TRAIL: Final = "trail"
+#: Ends each log line in a trail's ``log`` field (a line is JSON: it holds no raw break).
+TRAIL_LINE_END: Final = "\n"
 
 #: ``"{NS:Q}:<JOINED>:<id>"``: the numbers of the parents of waiting workflow step ``id``
 #: (of other queues) whose success was delivered, so a delivery sent twice counts once.
@@ -164,6 +210,16 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "MINUTE_SLOTS": MINUTE_SLOTS,
     "MINUTE_MS": MINUTE_MS,
     "MINUTE_STAMP": MINUTE_STAMP,
+    "MINUTE_OPEN": MINUTE_OPEN,
+    "RUN_FIELD": RUN_FIELD,
+    "RUN_SCALE": RUN_SCALE,
+    "HOUR_MINUTES": HOUR_MS // MINUTE_MS,
+    "HISTORY_MINUTES": HISTORY_MINUTES,
+    "HISTORY_HOURS": HISTORY_HOURS,
+    "HISTORY_FORMAT": "<" + "I4" * (len(COUNTER_NAMES) + 2) + "d",
+    "HISTORY_RECORD_SIZE": HISTORY_RECORD.size,
+    "HISTORY_SIZE": HISTORY_SIZE,
+    "HISTORY_TTL_S": HISTORY_TTL_S,
     "COUNTERS": COUNTER_NAMES,
     "GROUP_SEPARATOR": GROUP_SEPARATOR,
     "DONE_CHANNEL": DONE_CHANNEL,
@@ -171,6 +227,8 @@ LUA_CONSTANTS: Final[Mapping[str, str | int | tuple[str, ...]]] = {
     "UNBLOCK_TTL_MS": UNBLOCK_TTL_MS,
     "RESULT": RESULT,
     "JOINED": JOINED,
+    "TRAIL": TRAIL,
+    "TRAIL_LINE_END": TRAIL_LINE_END,
     "OUTBOX_GRACE_MS": OUTBOX_GRACE_MS,
     "WORKFLOW_HEADER": WORKFLOW_HEADER,
     "STEP_SEPARATOR": STEP_SEPARATOR,
@@ -210,6 +268,36 @@ def lane_of(member: str) -> str:
 def minute_field(name: str, slot: int) -> str:
     """The ring field of counter ``name`` (or :data:`MINUTE_STAMP`) in ``slot``."""
     return f"{name}:{slot}"
+
+
+def history_minute_offset(minute: int) -> int:
+    """Where minute ``minute``'s record is in the ``history`` string (bytes)."""
+    return (minute % HISTORY_MINUTES) * HISTORY_RECORD.size
+
+
+def history_hour_offset(hour: int) -> int:
+    """Where hour ``hour``'s record is in the ``history`` string (bytes)."""
+    return (HISTORY_MINUTES + hour % HISTORY_HOURS) * HISTORY_RECORD.size
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """One record of the ``history`` string: its minute (or hour) and counts."""
+
+    stamp: int
+    counts: Mapping[str, int]
+    runs: int
+    run_ms: int
+
+
+def unpack_history(raw: bytes) -> Iterator[HistoryRecord]:
+    """The records of a range of the ``history`` string (a short last one is left out)."""
+    size = HISTORY_RECORD.size
+    for at in range(0, len(raw) - size + 1, size):
+        stamp, *counts, runs, run_ms = HISTORY_RECORD.unpack_from(raw, at)
+        yield HistoryRecord(
+            stamp, dict(zip(COUNTER_NAMES, counts, strict=True)), runs, round(run_ms)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,12 +91,15 @@ def _handed(item: bytes) -> Delivery | tuple[Lease, str]:
 def _settle_args(item: Settlement) -> list[Any]:
     """One task's part of a ``settle`` call (``scripts/settle.lua``)."""
     delivery = "" if item.delivery is None else item.delivery
+    trail = "t" if item.reported else ""  # the attempt left a trail (progress, logs)
+    ran = "" if item.run_ms is None else max(0, int(item.run_ms))
     if item.error is None:
-        return [item.task_id, delivery, "s", item.result or b"", "", item.key]
+        return [item.task_id, delivery, "s" + trail, item.result or b"", "", item.key, ran]
     if item.retry_delay_ms is None:
-        return [item.task_id, delivery, "f", encode_error(item.error), "", item.key]
+        error = encode_error(item.error)
+        return [item.task_id, delivery, "f" + trail, error, "", item.key, ran]
     delay = max(0, int(item.retry_delay_ms))
-    return [item.task_id, delivery, "r", encode_error(item.error), delay, item.key]
+    return [item.task_id, delivery, "r" + trail, encode_error(item.error), delay, item.key, ran]
 
 
 def _settle_call(

@@ -14,17 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rediq_core.broker import CancelOutcome, TaskRecord, TaskState
-from rediq_core.inspection import COUNTER_NAMES, MinuteCounts, QueueOverview, TaskPage
+from rediq_core.inspection import COUNTER_NAMES, QueueOverview, TaskPage
 
 from .ended import ended_group_ids
+from .history import ring_minutes
 from .keys import QUEUE_KEY_NAMES, QueueKeys, new_nonce
 from .layout import (
     GROUP_SEPARATOR,
-    MINUTE_MS,
     MINUTE_SLOTS,
-    MINUTE_STAMP,
     member_id,
-    minute_field,
     parked_id,
     parse_record,
 )
@@ -259,21 +257,6 @@ async def delete_dead(session: Session, queue: str, task_ids: Sequence[str] | No
     return total
 
 
-def _minutes(raw: dict[bytes, bytes], now_ms: int, count: int) -> tuple[MinuteCounts, ...]:
-    current = now_ms // MINUTE_MS
-    found: list[MinuteCounts] = []
-    for minute in range(current - count + 1, current + 1):
-        slot = minute % MINUTE_SLOTS
-        if int(raw.get(minute_field(MINUTE_STAMP, slot).encode(), -1)) != minute:
-            found.append(MinuteCounts(minute * MINUTE_MS))
-            continue
-        counts = {
-            name: int(raw.get(minute_field(name, slot).encode(), 0)) for name in COUNTER_NAMES
-        }
-        found.append(MinuteCounts(minute * MINUTE_MS, **counts))
-    return tuple(found)
-
-
 async def queue_overview(session: Session, queue: str, minutes: int) -> QueueOverview:
     keys = session.keys.queue(queue)
     minutes = min(max(minutes, 1), MINUTE_SLOTS)
@@ -305,7 +288,7 @@ async def queue_overview(session: Session, queue: str, minutes: int) -> QueueOve
         dead=dead,
         oldest_pending_age_s=oldest_age,
         totals={name: int(stats.get(name.encode(), 0)) for name in COUNTER_NAMES},
-        minutes=_minutes(ring, int(now), minutes),
+        minutes=ring_minutes(ring, int(now), minutes),
         waiting=waiting,
         limited=limited,
     )

@@ -65,6 +65,7 @@ QUEUE_SCRIPTS = (
     "forget_queue",
     "deliver",
     "set_limits",
+    "report",
 )
 #: Scripts about one queue's schedules; ``cron_fire`` enqueues a tick's run with the
 #: prelude's ``enqueue_tasks``, the very code that writes every other task.
@@ -374,6 +375,7 @@ class Scripts(_ScriptSet):
     forget_queue = _Script("forget_queue")
     deliver = _Script("deliver")
     set_limits = _Script("set_limits")
+    report = _Script("report")
 
 
 class CronScripts(_ScriptSet):

@@ -9,6 +9,7 @@ import rich_click as click
 
 from ..broker import TaskRecord, TaskState
 from ..inspection import TaskPage
+from ..tasklogs import TaskLogs, TaskReport
 from .render import (
     console,
     echo_json,
@@ -20,6 +21,7 @@ from .render import (
     worker_json,
     workers_table,
 )
+from .report_render import logs_json, logs_table, progress_json, progress_text
 from .target import CommandError, Target, UsageFailure, control_command, run
 
 if TYPE_CHECKING:
@@ -126,17 +128,33 @@ def tasks(target: Target, queue: str, state_name: str, limit: int, cursor: str |
 @click.command()
 @click.argument("task_id")
 @click.option("--queue", default=None, help="Look only in this queue.")
+@click.option("--logs", "show_logs", is_flag=True, help="Also print its log lines.")
 @control_command
-def task(target: Target, task_id: str, queue: str | None) -> None:
-    """Everything known of one task: state, queue, times, worker, result or error."""
+def task(target: Target, task_id: str, queue: str | None, show_logs: bool) -> None:
+    """Everything known of one task: state, queue, times, worker, progress, result or
+    error; with --logs, the log lines it emitted while it ran."""
 
-    async def action(app: Rediq) -> tuple[Rediq, TaskRecord | None]:
-        return app, await app.control.task(task_id, queue)
+    async def action(app: Rediq) -> tuple[Rediq, TaskRecord | None, TaskReport | None]:
+        record = await app.control.task(task_id, queue)
+        report = await app.control.report(record.id, record.queue) if record else None
+        return app, record, report
 
-    app, record = run(target, action)
+    app, record, report = run(target, action)
     if record is None:
         raise CommandError(f"no task {task_id} (never enqueued, deleted, or its result expired)")
+    progress = report.progress if report else None
+    logs = report.logs if report else TaskLogs()
     if target.as_json:
-        echo_json({"task": task_json(record, app)})
-    else:
-        console().print(task_table(record, app))
+        data = {**task_json(record, app), "progress": progress_json(progress)}
+        if show_logs:
+            data["logs"] = logs_json(logs)
+        echo_json({"task": data})
+        return
+    table = task_table(record, app)
+    table.add_row("progress", progress_text(progress))
+    console().print(table)
+    if show_logs:
+        if logs.lines or logs.dropped:
+            console().print(logs_table(logs, record.id))
+        else:
+            click.echo("no log lines")

@@ -135,7 +135,12 @@ def overview_json(o: QueueOverview) -> dict[str, Any]:
         "totals": dict(o.totals),
         "rates_per_minute": {c: o.rate_per_minute(c, RATE_MINUTES) for c in COUNTER_NAMES},
         "minutes": [
-            {"minute_ms": m.minute_ms, **{c: getattr(m, c) for c in COUNTER_NAMES}}
+            {
+                "minute_ms": m.minute_ms,
+                **{c: getattr(m, c) for c in COUNTER_NAMES},
+                "runs": m.runs,
+                "run_ms": m.run_ms,
+            }
             for m in o.minutes
         ],
     }

@@ -1,4 +1,5 @@
-"""``rediq top``: a live full-screen view of queues, workers and the latest failures.
+"""``rediq top``: a live full-screen view of queues, workers, running tasks (with their
+progress) and the latest failures.
 
 Refreshes every ``--interval`` seconds (rich Live on the alternate screen); ``q`` quits.
 When stdout is not a terminal (or with ``--once``) it prints one snapshot and exits;
@@ -27,6 +28,7 @@ from rich.text import Text
 from ..broker import TaskRecord, TaskState
 from ..errors import BrokerError
 from ..inspection import QueueOverview, WorkerStatus
+from ..tasklogs import TaskProgress
 from .render import (
     Column,
     FittedTable,
@@ -39,6 +41,7 @@ from .render import (
     task_json,
     worker_json,
 )
+from .report_render import progress_json, progress_text
 from .target import Target, control_command, run
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ __all__ = ["Outage", "Snapshot", "render", "take_snapshot", "top"]
 
 #: Failures shown at the bottom of the view.
 FAILURES_SHOWN = 8
+#: Running tasks shown with their progress (one progress read each per frame).
+RUNNING_SHOWN = 8
 
 
 #: Active tasks read per call when counting each worker's leases.
@@ -71,9 +76,12 @@ class Snapshot:
         failures: list[TaskRecord],
         taken_at: float,
         held: Mapping[str, int] | None = None,
+        running: list[tuple[TaskRecord, TaskProgress | None]] | None = None,
     ) -> None:
         self.queues, self.workers, self.failures = queues, workers, failures
         self.taken_at = taken_at
+        #: The first running tasks (of the queues' leases) and their progress.
+        self.running = running or []
         self.held: Mapping[str, int] = (
             held if held is not None else {w.id: w.running for w in workers}
         )
@@ -93,7 +101,10 @@ class Outage:
         return text
 
 
-async def _held_leases(app: Rediq, queues: list[QueueOverview]) -> Counter[str]:
+async def _held_leases(
+    app: Rediq, queues: list[QueueOverview], running: list[TaskRecord]
+) -> Counter[str]:
+    """Each worker's leases; the first RUNNING_SHOWN active tasks go to ``running``."""
     held: Counter[str] = Counter()
     for overview in queues:
         cursor: str | None = None
@@ -102,6 +113,7 @@ async def _held_leases(app: Rediq, queues: list[QueueOverview]) -> Counter[str]:
                 overview.name, TaskState.ACTIVE, limit=LEASES_PAGE, cursor=cursor
             )
             held.update(r.worker for r in page.tasks if r.worker)
+            running += page.tasks[: RUNNING_SHOWN - len(running)]
             cursor = page.next_cursor
             if cursor is None:
                 break
@@ -111,14 +123,19 @@ async def _held_leases(app: Rediq, queues: list[QueueOverview]) -> Counter[str]:
 async def take_snapshot(app: Rediq, minutes: int) -> Snapshot:
     control = app.control
     queues = await control.overview(minutes=minutes)
-    held = await _held_leases(app, queues)
+    active: list[TaskRecord] = []
+    held = await _held_leases(app, queues, active)
+    running = []
+    for record in active:
+        report = await control.report(record.id, record.queue)
+        running.append((record, report.progress if report else None))
     failures: list[TaskRecord] = []
     for overview in queues:
         if overview.dead:
             failures += (await control.dead_letters(overview.name, limit=FAILURES_SHOWN)).tasks
     failures.sort(key=lambda r: r.finished_at_ms or 0, reverse=True)
     workers = await control.workers()
-    return Snapshot(queues, workers, failures[:FAILURES_SHOWN], time.time(), held)
+    return Snapshot(queues, workers, failures[:FAILURES_SHOWN], time.time(), held, running)
 
 
 WORKER_COLUMNS = (
@@ -129,6 +146,13 @@ WORKER_COLUMNS = (
     Column("processed", 3, justify="right"),
     Column("failed", 4, justify="right"),
     Column("heartbeat", 2),
+)
+RUNNING_COLUMNS = (
+    Column("started", 1, wraps=True),
+    Column("queue", 2),
+    Column("task"),
+    Column("id", 3),
+    Column("progress", flexible=True),
 )
 FAILURE_COLUMNS = (
     Column("when", 1, wraps=True),
@@ -155,6 +179,13 @@ def _workers_table(snapshot: Snapshot) -> FittedTable:
     return FittedTable("workers", WORKER_COLUMNS, rows)
 
 
+def _running_table(running: list[tuple[TaskRecord, TaskProgress | None]]) -> FittedTable:
+    rows = [
+        (stamp(r.started_at_ms), r.queue, r.name or "?", r.id, progress_text(p)) for r, p in running
+    ]
+    return FittedTable("running tasks", RUNNING_COLUMNS, rows)
+
+
 def _failures_table(failures: list[TaskRecord]) -> FittedTable:
     rows = [
         (
@@ -178,11 +209,10 @@ def render(snapshot: Snapshot | None, source: str, outage: Outage | None = None)
     if outage is not None:
         parts.append(outage.line())
     if snapshot is not None:
-        parts += [
-            overview_table(snapshot.queues),
-            _workers_table(snapshot),
-            _failures_table(snapshot.failures),
-        ]
+        parts += [overview_table(snapshot.queues), _workers_table(snapshot)]
+        if snapshot.running:
+            parts.append(_running_table(snapshot.running))
+        parts.append(_failures_table(snapshot.failures))
     return Group(*parts)
 
 
@@ -242,7 +272,8 @@ async def _live(app: Rediq, source: str, interval: float, minutes: int) -> None:
 @click.option("--once", is_flag=True, help="Print one snapshot and exit (as when piped).")
 @control_command
 def top(target: Target, interval: float, minutes: int, once: bool) -> None:
-    """A live view of queues, workers and the latest failures (q quits)."""
+    """A live view of queues, workers, running tasks with their progress, and the latest
+    failures (q quits)."""
     from .worker_cmd import redact_url
 
     def source(app: Rediq) -> str:
@@ -255,6 +286,9 @@ def top(target: Target, interval: float, minutes: int, once: bool) -> None:
                 "queues": [overview_json(o) for o in snap.queues],
                 "workers": [
                     {**worker_json(w), "active": snap.held.get(w.id, 0)} for w in snap.workers
+                ],
+                "running": [
+                    {**task_json(r), "progress": progress_json(p)} for r, p in snap.running
                 ],
                 "failures": [task_json(r) for r in snap.failures],
             }

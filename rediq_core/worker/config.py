@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .. import defaults
 from ..errors import ConfigurationError
 from ..options import check_queue
+from ..tasklogs import LogBounds
 from .backoff import Backoff
 from .budget import QueueOrder
 
@@ -107,6 +108,8 @@ class WorkerConfig:
         prefetched tasks before handing the rest back (0: no limit).
     :param fail_fast: exit at once when the broker is unreachable at start (default: wait
         for it with backoff, logging once).
+    :param task_log_lines: the last log lines kept per task (0: no log capture).
+    :param task_log_bytes: the most bytes of log lines kept per task.
     """
 
     queues: tuple[str, ...] = ()
@@ -129,6 +132,8 @@ class WorkerConfig:
     handle_signals: bool = True
     shutdown_timeout_s: float = defaults.WORKER_SHUTDOWN_TIMEOUT_S
     fail_fast: bool = False
+    task_log_lines: int = defaults.TASK_LOG_LINES
+    task_log_bytes: int = defaults.TASK_LOG_BYTES
 
     def __post_init__(self) -> None:
         for queue in self.queues:
@@ -145,6 +150,11 @@ class WorkerConfig:
         if self.shutdown_timeout_s < 0:
             raise ConfigurationError(
                 f"shutdown_timeout={self.shutdown_timeout_s} must be >= 0 (0: no limit)"
+            )
+        if self.task_log_lines < 0 or self.task_log_bytes < 256:
+            raise ConfigurationError(
+                f"task_log_lines={self.task_log_lines} must be >= 0 (0: no log capture) and"
+                f" task_log_bytes={self.task_log_bytes} >= 256"
             )
         if not 0 < self.lease_renew_ms < self.lease_ms:
             raise ConfigurationError(
@@ -175,6 +185,11 @@ class WorkerConfig:
             )
 
     @property
+    def log_bounds(self) -> LogBounds:
+        """The lines and bytes of log lines kept per task."""
+        return LogBounds(self.task_log_lines, self.task_log_bytes)
+
+    @property
     def resolved_queue_order(self) -> QueueOrder:
         if self.queue_order is None:
             return QueueOrder.WEIGHTED if self.queue_weights else QueueOrder.FAIR
@@ -200,11 +215,14 @@ class WorkerConfig:
 
     @classmethod
     def env_overrides(cls, environ: Mapping[str, str]) -> dict[str, object]:
-        """Tuning read from the environment (``REDIQ_LEASE_MS``, ``REDIQ_BACKOFF_*``)."""
+        """Tuning read from the environment (``REDIQ_LEASE_MS``, ``REDIQ_BACKOFF_*``,
+        ``REDIQ_TASK_LOG_LINES``, ``REDIQ_TASK_LOG_BYTES``)."""
         found: dict[str, object] = {}
         for var, key in (
             (defaults.ENV_LEASE_MS, "lease_ms"),
             (defaults.ENV_LEASE_RENEW_MS, "lease_renew_ms"),
+            (defaults.ENV_TASK_LOG_LINES, "task_log_lines"),
+            (defaults.ENV_TASK_LOG_BYTES, "task_log_bytes"),
         ):
             if environ.get(var):
                 found[key] = _int(environ, var)

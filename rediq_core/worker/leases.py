@@ -106,6 +106,8 @@ class LeaseKeeper:
     :param make_broker: builds the keeper's own broker (connections are loop-bound).
     :param on_stop: called *in the main loop* with leases that were lost or whose
         cancellation was requested.
+    :param on_round: called *in the main loop* after each renewal round that renewed
+        leases (the worker sends its tasks' new progress and log lines then).
     """
 
     def __init__(
@@ -123,8 +125,10 @@ class LeaseKeeper:
         main_loop: asyncio.AbstractEventLoop,
         on_stop: Callable[[set[Lease]], None],
         health: BrokerHealth | None = None,
+        on_round: Callable[[], None] | None = None,
     ) -> None:
         self._health = health
+        self._on_round = on_round
         self._make_broker, self._table, self._worker_id = make_broker, table, worker_id
         self._record, self._lease_ms, self._renew_s = record, lease_ms, renew_ms / 1000
         self._hb_ttl_s, self._hb_interval_s = heartbeat_ttl_s, heartbeat_interval_s
@@ -213,6 +217,9 @@ class LeaseKeeper:
         if stop and not self._main_loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the main loop closed meanwhile
                 self._main_loop.call_soon_threadsafe(self._on_stop, stop)
+        if self._on_round is not None and not self._main_loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._main_loop.call_soon_threadsafe(self._on_round)
         return True
 
     def _answered(self) -> None:

@@ -36,6 +36,7 @@ from .leases import LeaseKeeper, LeaseTable
 from .listening import follow
 from .remote import CountingSettler, listen_stop_requests
 from .runner import TaskRunner
+from .trails import Trails
 
 if TYPE_CHECKING:
     from ..app import Rediq
@@ -82,6 +83,7 @@ class Worker:
         self._background: set[asyncio.Task[Any]] = set()
         self._burst_check: asyncio.Task[None] | None = None
         self.runner: TaskRunner | None = None
+        self.trails: Trails | None = None
         #: Cancellations announced for tasks not (yet) leased here: id -> when announced.
         #: A claim's reply can arrive after the announcement of a cancel that followed it.
         self._announced: dict[str, float] = {}
@@ -156,6 +158,7 @@ class Worker:
         )
         events = EventDispatcher(self.app, executor)
         settler = self.settler = CountingSettler(consumer, self.id, self.health)
+        self.trails = Trails(broker, self.id, self.config.log_bounds)
         self.runner = TaskRunner(
             app=self.app,
             worker_name=self.name,
@@ -163,17 +166,21 @@ class Worker:
             settler=settler,
             leases=self.leases,
             backoff=self.config.backoff,
+            trails=self.trails,
         )
         await events.worker_event(Event.BEFORE_WORKER_STARTUP, self.info)
         await registry.heartbeat(self._record(), self.config.heartbeat_ttl_s)
         keeper = self._keeper()
         keeper.start()
         self._install_signals()
+        logging.getLogger().addHandler(self.trails.handler)
         try:
             await self._serve(broker)
         finally:
             self._remove_signals()
             await settler.drain()
+            logging.getLogger().removeHandler(self.trails.handler)
+            await self.trails.close()
             if not self.leases:  # else: leases of code still running stay renewed
                 await asyncio.to_thread(keeper.stop)
             await self._teardown(registry, events, executor)
@@ -457,6 +464,7 @@ class Worker:
             main_loop=asyncio.get_running_loop(),
             on_stop=self._stop_leases,
             health=self.health,
+            on_round=self.trails.round if self.trails is not None else None,
         )
 
     def _record(self) -> WorkerRecord:

@@ -8,10 +8,11 @@ reason and logged; no event fires for it, and the worker goes on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import context
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .events import EventDispatcher
     from .leases import LeaseTable
     from .settler import Settler
+    from .trails import Trails
 
 __all__ = ["InvalidTaskError", "TaskRunner", "task_error"]
 
@@ -66,6 +68,8 @@ class Outcome:
     result: Any = None
     error: BaseException | None = None
     retryable: bool = True
+    #: How long the attempt ran (settled with it: the queue's run-time history).
+    run_ms: int | None = None
 
 
 class TaskRunner:
@@ -80,9 +84,11 @@ class TaskRunner:
         settler: Settler,
         leases: LeaseTable,
         backoff: Backoff,
+        trails: Trails | None = None,
     ) -> None:
         self.app, self.worker_name, self.events = app, worker_name, events
         self.settler, self.leases, self.backoff = settler, leases, backoff
+        self.trails = trails
         self.running: dict[Lease, asyncio.Task[Any]] = {}
         self.stop_requested: set[Lease] = set()
 
@@ -111,12 +117,13 @@ class TaskRunner:
             )
             started = time.perf_counter()
             outcome = await self._attempt(prepared, lease)
-            await self.events.attempt_ended(
-                prepared.info, time.perf_counter() - started, outcome.error
-            )
-            await self._finish(delivery, prepared, outcome)
+            ran_s = time.perf_counter() - started
+            await self.events.attempt_ended(prepared.info, ran_s, outcome.error)
+            await self._finish(delivery, prepared, replace(outcome, run_ms=round(ran_s * 1000)))
         finally:
             self.stop_requested.discard(lease)
+            if self.trails is not None:
+                self.trails.discard(lease)
 
     @staticmethod
     def _settlement(delivery: Delivery, **how: Any) -> Settlement:
@@ -205,7 +212,8 @@ class TaskRunner:
 
     async def _attempt(self, prepared: Prepared, lease: Lease) -> Outcome:
         task_id = prepared.info.task_id
-        with context.using(executor=self.events.executor, task=prepared.info):
+        trail = self.trails.open(lease, prepared.info) if self.trails is not None else None
+        with context.using(executor=self.events.executor, task=prepared.info, trail=trail):
             self.leases.mark_running(lease)
             attempt = asyncio.create_task(_call(prepared), name=f"rediq:{prepared.info.task_name}")
             self.running[lease] = attempt
@@ -235,9 +243,10 @@ class TaskRunner:
                     f"the return value of {m.name!r} cannot be serialized with"
                     f" {m.serializer!r}: {exc}"
                 )
-                outcome = Outcome(error=error, retryable=False)
+                outcome = Outcome(error=error, retryable=False, run_ms=outcome.run_ms)
             else:
-                if await self._settle(delivery, self._settlement(delivery, result=payload)):
+                ran = self._settlement(delivery, result=payload, run_ms=outcome.run_ms)
+                if await self._settle(delivery, ran):
                     log.debug("succeeded", extra=task_extra(m.id, m.name))
                     await self.events.task_event(
                         Event.AFTER_TASK_SUCCESS, info, result=outcome.result
@@ -250,7 +259,9 @@ class TaskRunner:
         )
         if retryable and delivery.retried < m.max_retries:
             delay = self._retry_delay_ms(prepared.policy, delivery.retried, error)
-            retry = self._settlement(delivery, error=task_error(error), retry_delay_ms=delay)
+            retry = self._settlement(
+                delivery, error=task_error(error), retry_delay_ms=delay, run_ms=outcome.run_ms
+            )
             if await self._settle(delivery, retry):
                 log.warning(
                     "attempt %d of %d failed (%s: %s); retrying in %d ms",
@@ -262,7 +273,8 @@ class TaskRunner:
                     extra=task_extra(m.id, m.name),
                 )
             return
-        if await self._settle(delivery, self._settlement(delivery, error=task_error(error))):
+        final = self._settlement(delivery, error=task_error(error), run_ms=outcome.run_ms)
+        if await self._settle(delivery, final):
             log.error(
                 "failed: %s: %s",
                 type(error).__name__,
@@ -288,6 +300,8 @@ class TaskRunner:
 
     async def _settle(self, delivery: Delivery, settlement: Settlement) -> bool:
         m = delivery.message
+        if self.trails is not None and await self.trails.finish(delivery.lease):
+            settlement = dataclasses.replace(settlement, reported=True)
         self.leases.remove(m.queue, delivery.lease)
         held = await self.settler.settle(settlement)
         if not held:

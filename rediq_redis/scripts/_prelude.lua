@@ -574,21 +574,94 @@ end
 
 -- Counters ------------------------------------------------------------------------------
 
+-- Roll minute `open` (the ring's open minute, complete now) up into the history: its
+-- record in the minutes part, then its hour's record, recomputed as the sum of that
+-- hour's minute records. Both writes overwrite: rolling a minute up twice changes nothing.
+local function roll_up(open)
+  local slot = open % MINUTE_SLOTS
+  local fields = { MINUTE_STAMP .. ':' .. slot, RUN_FIELD .. ':' .. slot }
+  for _, counter in ipairs(COUNTERS) do table.insert(fields, counter .. ':' .. slot) end
+  local values = redis.call('HMGET', Q.minutes, unpack(fields))
+  if tonumber(values[1]) ~= open then return end
+  -- the packed run field may pass 2^53: its low bits (the attempts) digit by digit
+  local packed, runs = values[2] or '0', 0
+  for digit in string.gmatch(packed, '%d') do runs = (runs * 10 + tonumber(digit)) % RUN_SCALE end
+  local record = { open }
+  for i = 1, #COUNTERS do record[i + 1] = tonumber(values[i + 2]) or 0 end
+  table.insert(record, runs)
+  table.insert(record, math.floor((tonumber(packed) - runs) / RUN_SCALE + 0.5))
+  if redis.call('STRLEN', Q.history) < HISTORY_SIZE then
+    redis.call('SETRANGE', Q.history, HISTORY_SIZE - 1, '\0')  -- its whole size at once
+  end
+  redis.call('SETRANGE', Q.history, (open % HISTORY_MINUTES) * HISTORY_RECORD_SIZE,
+    struct.pack(HISTORY_FORMAT, unpack(record)))
+  local hour = math.floor(open / HOUR_MINUTES)
+  local first = (hour * HOUR_MINUTES) % HISTORY_MINUTES
+  local raw = redis.call('GETRANGE', Q.history, first * HISTORY_RECORD_SIZE,
+    (first + HOUR_MINUTES) * HISTORY_RECORD_SIZE - 1)
+  local sums = { hour }
+  for i = 2, #record do sums[i] = 0 end
+  for i = 0, HOUR_MINUTES - 1 do
+    if #raw < (i + 1) * HISTORY_RECORD_SIZE then break end
+    local minute = { struct.unpack(HISTORY_FORMAT, raw, i * HISTORY_RECORD_SIZE + 1) }
+    if minute[1] == hour * HOUR_MINUTES + i then
+      for k = 2, #record do sums[k] = sums[k] + minute[k] end
+    end
+  end
+  redis.call('SETRANGE', Q.history,
+    (HISTORY_MINUTES + hour % HISTORY_HOURS) * HISTORY_RECORD_SIZE,
+    struct.pack(HISTORY_FORMAT, unpack(sums)))
+  redis.call('EXPIRE', Q.history, HISTORY_TTL_S)
+end
+
+-- The ring slot of the current minute, reset if it held an older minute; the minute
+-- open until now is rolled up into the history first (once: the first count of each
+-- minute does it). Checked once per call.
+local counted_minute, counted_slot
+local function minute_slot(now)
+  local minute = math.floor(now / MINUTE_MS)
+  if counted_minute == minute then return counted_slot end
+  local slot = minute % MINUTE_SLOTS
+  local stamp = MINUTE_STAMP .. ':' .. slot
+  if tonumber(redis.call('HGET', Q.minutes, stamp) or '-1') ~= minute then
+    local open = tonumber(redis.call('HGET', Q.minutes, MINUTE_OPEN) or '')
+    -- (an open minute after this one: the server's clock went back; it stays open)
+    if not open or open < minute then
+      if open and open >= minute - HISTORY_HOURS * HOUR_MINUTES then roll_up(open) end
+      redis.call('HSET', Q.minutes, MINUTE_OPEN, minute)
+    end
+    local fields = { RUN_FIELD .. ':' .. slot }
+    for _, counter in ipairs(COUNTERS) do table.insert(fields, counter .. ':' .. slot) end
+    redis.call('HDEL', Q.minutes, unpack(fields))
+    redis.call('HSET', Q.minutes, stamp, minute)
+    redis.call('EXPIRE', Q.minutes, HISTORY_TTL_S)
+  end
+  counted_minute, counted_slot = minute, slot
+  return slot
+end
+
 -- Count `n` `name` events: the queue's lifetime counter and the current minute's bucket.
 -- A slot is reset when it is reused for a new minute, so the ring stays bounded.
 local function count(name, now, n)
   n = n or 1
   if n <= 0 then return end
   redis.call('HINCRBY', Q.stats, name, n)
-  local minute = math.floor(now / MINUTE_MS)
-  local slot = minute % MINUTE_SLOTS
-  local stamp = MINUTE_STAMP .. ':' .. slot
-  if tonumber(redis.call('HGET', Q.minutes, stamp) or '-1') ~= minute then
-    for _, counter in ipairs(COUNTERS) do redis.call('HDEL', Q.minutes, counter .. ':' .. slot) end
-    redis.call('HSET', Q.minutes, stamp, minute)
-    redis.call('EXPIRE', Q.minutes, math.floor((MINUTE_SLOTS + 1) * MINUTE_MS / 1000))
+  redis.call('HINCRBY', Q.minutes, name .. ':' .. minute_slot(now), n)
+end
+
+-- Count `runs` attempts that ran `run_ms` in all, in the current minute's bucket: one
+-- HINCRBY of the packed field (`run_ms * RUN_SCALE + runs`, written out in full: Lua
+-- would print a large number with an exponent; two when the sum is past a double's
+-- exact integers, 2^53).
+local function count_runs(now, runs, run_ms)
+  if runs <= 0 then return end
+  local field, packed = RUN_FIELD .. ':' .. minute_slot(now), run_ms * RUN_SCALE
+  if packed + runs < 2 ^ 53 then
+    redis.call('HINCRBY', Q.minutes, field, string.format('%.0f', packed + runs))
+  else
+    redis.call('HINCRBY', Q.minutes, field, string.format('%.0f', packed))
+    redis.call('HINCRBY', Q.minutes, field, runs)
   end
-  redis.call('HINCRBY', Q.minutes, name .. ':' .. slot, n)
 end
 
 -- Tombstones (replay memory) ------------------------------------------------------------
@@ -730,9 +803,26 @@ local function announce_end(id, state)
   redis.call('PUBLISH', done_channel(id), state)
 end
 
+-- A task's trail, "{NS:Q}:trail:<id>" (QueueKeys.trail): its progress and log lines.
+local function trail_of(id)
+  return TAG .. ':' .. TRAIL .. ':' .. id
+end
+
+-- At a task's end: keep its trail as long as its result, or drop it with TTL 0.
+local function end_trail(id, r)
+  local ttl = tonumber(r.ttl) or 0
+  if ttl > 0 then
+    redis.call('EXPIRE', trail_of(id), ttl)
+  else
+    redis.call('DEL', trail_of(id))
+  end
+end
+
 -- Forget the record of `id` (not its result), its error and its group index entries, and
 -- leave its tombstone (`settlement`: the key of the settlement that ended it, if one did).
-local function forget(id, r, now, settlement)
+-- A task leased before may have a trail: it goes too, unless `trail_done` (the caller
+-- kept it with the result).
+local function forget(id, r, now, settlement, trail_done)
   if not no_groups(r) then
     for _, group in ipairs(groups_of(envelope_text(r))) do
       zrem(Q.groups, tostring(group) .. GROUP_SEPARATOR .. id)
@@ -740,6 +830,7 @@ local function forget(id, r, now, settlement)
   end
   if r.retried ~= '0' or r.state == 'failed' then redis.call('HDEL', Q.errors, id) end
   if cancel_requested(id) then redis.call('SREM', Q.cancel, id) end
+  if not trail_done and r.deliveries ~= '0' then redis.call('DEL', trail_of(id)) end
   local f = flow_of(r)
   if f then
     if f.x or f.d then redis.call('ZREM', Q.expiry, 'x' .. id, 'd' .. id) end
@@ -1242,6 +1333,7 @@ local function enqueue_tasks(args, from, key_at)
       end
       stored = stored + 1
       table.insert(results, KEYS[N + key_at + j - 1])
+      table.insert(results, trail_of(id))  -- an earlier run's, kept with its result
       index_groups(id, envelope)
       note_times(id, r, now)
       local due = tonumber(args[i + 4])

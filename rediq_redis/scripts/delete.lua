@@ -7,9 +7,9 @@
 -- (the caller delivers them).
 --
 -- Invariants: an active task is never deleted (cancel it instead); the task's record,
--- error, group entries and result go in one step; waiters of a deleted unfinished task
--- are told (I6). A re-send answers as the first send did (the task's tombstone names
--- the call that deleted it). Deleting an unfinished workflow step ends the steps waiting
+-- error, group entries, result and trail (progress, logs) go in one step; waiters of a
+-- deleted unfinished task are told (I6). A re-send answers as the first send did (the
+-- task's tombstone names the call that deleted it). Deleting an unfinished workflow step ends the steps waiting
 -- for it as cancelled (those of other queues through the outbox).
 local id, nonce = ARGV[1], ARGV[2]
 local now = now_ms()
@@ -29,6 +29,6 @@ if r then
   flush()
   found = 1
 end
-found = math.max(found, redis.call('DEL', KEYS[N + 1]) > 0 and 1 or 0)
+found = math.max(found, redis.call('DEL', KEYS[N + 1], trail_of(id)) > 0 and 1 or 0)
 if #outboxed > 0 then return { found, outboxed } end
 return found

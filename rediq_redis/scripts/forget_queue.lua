@@ -1,5 +1,5 @@
 -- forget_queue: drop what an empty queue keeps of its own: the pause flag, the counters,
--- the per-minute ring, the FIFO sequence, the holders, a wake token, the rates' state and
+-- the per-minute ring and the metrics history, the FIFO sequence, the holders, a wake token, the rates' state and
 -- the fair order.
 --
 -- KEYS[1..N]  the queue's keys (prelude order)
@@ -15,6 +15,6 @@ for _, key in ipairs({ Q.pending, Q.scheduled, Q.active, Q.dead, Q.waiting, Q.pa
   if redis.call('ZCARD', key) > 0 then return 0 end
 end
 if redis.call('HLEN', Q.tasks) > 0 then return 0 end
-redis.call('DEL', Q.paused, Q.stats, Q.minutes, Q.seq, Q.wake, Q.holders, Q.workers, Q.idle,
+redis.call('DEL', Q.paused, Q.stats, Q.minutes, Q.history, Q.seq, Q.wake, Q.holders, Q.workers, Q.idle,
   Q.rates, Q.limits_due, Q.fair, Q.events)
 return 1

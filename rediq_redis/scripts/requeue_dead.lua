@@ -5,13 +5,13 @@
 -- Returns 1 if requeued, 0 if the task is not in the dead-letter set.
 --
 -- Invariants: retried and lost restart at 0 (deliveries go on counting: lease numbers are
--- never reused), the error and old result go, and the task takes a fresh FIFO position
--- (server order now). Idempotent: a re-send finds it pending, not dead.
+-- never reused), the error, the old result and trail go, and the task takes a fresh FIFO
+-- position (server order now). Idempotent: a re-send finds it pending, not dead.
 local id = ARGV[1]
 local r = load(id)
 if not r or r.state ~= 'failed' then return 0 end
 zrem(Q.dead, id)
-redis.call('DEL', KEYS[N + 1])
+redis.call('DEL', KEYS[N + 1], trail_of(id))
 redis.call('HDEL', Q.errors, id)
 r.retried, r.lost = '0', '0'
 make_pending(id, r, true)

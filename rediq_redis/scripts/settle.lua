@@ -7,8 +7,11 @@
 -- ARGV[1] worker id, or '' to finish *expired* leases (whoever held them; counted as lost)
 -- ARGV[2] dead-letter TTL ms   ARGV[3] dead-letter max count
 -- ARGV[4..]   SETTLE_ARGS per task: id, lease number ('' = any), kind ('s' success,
---             'r' retry, 'f' final failure), result or error JSON, retry delay ms ('' if
---             none), settlement key (it names this settlement: a re-send carries it again)
+--             'r' retry, 'f' final failure; followed by 't' when the attempt reported
+--             progress or logs), result or error JSON, retry delay ms ('' if none),
+--             settlement key (it names this settlement: a re-send carries it again),
+--             the attempt's run time ms ('' if it did not run: counted in the minute's
+--             run time, the queue's metrics history)
 -- Returns one answer per task: 1 (stored, or retry scheduled), 2 (dead-lettered),
 -- 3 (cancelled), 0 (lease not held: nothing changed); then, if a workflow step's end wrote
 -- effects on steps of other queues into the outbox, one more element: those members (the
@@ -21,7 +24,7 @@
 -- reply) finds the task ended or moved on under this worker's lease number and answers
 -- as the first send did, changing nothing.
 local worker, dead_ttl, dead_max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local SETTLE_ARGS = 6
+local SETTLE_ARGS = 7
 local now = now_ms()
 local named = string.gsub(worker, '|', '/')
 
@@ -67,6 +70,7 @@ if #held_ids > 0 then send_chunks('ZREM', Q.active, held_ids, 500) end
 
 local answers = {}
 local counts = { succeeded = 0, retried = 0, failed = 0 }
+local runs, run_ms = 0, 0
 local dead = false
 local j = 0
 for i = 4, #ARGV, SETTLE_ARGS do
@@ -79,15 +83,22 @@ for i = 4, #ARGV, SETTLE_ARGS do
     answers[j] = answered(id, r, delivery, key)
   else
     local result_key = KEYS[N + j]
+    -- a trail (progress, logs) of this attempt or of an earlier lease ends with the task
+    local trail = r.deliveries ~= '1'
+    if #kind > 1 then trail, kind = true, string.sub(kind, 1, 1) end
+    local ran = tonumber(ARGV[i + 6])
+    if ran then runs, run_ms = runs + 1, run_ms + ran end
     leave_active(id, r)
     if worker == '' then r.lost = tostring(tonumber(r.lost) + 1) end
     if kind ~= 's' and cancel_requested(id) then
       record_end(result_key, id, r, 'cancelled', now)
-      forget(id, r, now, key)
+      if trail then end_trail(id, r) end
+      forget(id, r, now, key, true)
       answers[j] = 3
     elseif kind == 's' then
       record_end(result_key, id, r, 'succeeded', now, 'result', value)
-      forget(id, r, now, key)
+      if trail then end_trail(id, r) end
+      forget(id, r, now, key, true)
       counts.succeeded = counts.succeeded + 1
       answers[j] = 1
     elseif kind == 'r' then
@@ -115,6 +126,7 @@ for i = 4, #ARGV, SETTLE_ARGS do
       answers[j] = 1
     else
       record_end(result_key, id, r, 'failed', now, 'error', value)
+      if trail then end_trail(id, r) end
       dead_letter(id, r, value, now)
       counts.failed = counts.failed + 1
       dead = true
@@ -123,6 +135,7 @@ for i = 4, #ARGV, SETTLE_ARGS do
   end
 end
 for name, n in pairs(counts) do count(name, now, n) end
+count_runs(now, runs, run_ms)
 flush()
 if dead then
   prune_dead(now, dead_ttl, dead_max)

@@ -11,6 +11,11 @@ from redis.asyncio import Redis
 
 from rediq_redis.keys import QUEUE_KEY_NAMES, QueueKeys
 from rediq_redis.layout import (
+    HISTORY_HOURS,
+    HISTORY_MINUTES,
+    HISTORY_RECORD,
+    HISTORY_SIZE,
+    HISTORY_TTL_S,
     UNBLOCK_TTL_MS,
     Record,
     lane_of,
@@ -41,6 +46,7 @@ _TYPES = {
     "idle": "list",
     "seq": "string",
     "paused": "string",
+    "history": "string",
     "groups": "zset",
     "cron_paused": "set",
     "waiting": "zset",
@@ -53,6 +59,9 @@ _TYPES = {
     "expiry": "zset",
     "events": "stream",
 }
+#: The fixed size of a queue's metrics history (a day of minutes, 14 days of hours).
+HISTORY_BYTES = (HISTORY_MINUTES + HISTORY_HOURS) * HISTORY_RECORD.size
+assert HISTORY_BYTES == HISTORY_SIZE
 #: Entries a stream trimmed with MAXLEN ~ N may hold beyond N: Redis trims whole nodes
 #: (stream-node-max-entries, 100 by default).
 STREAM_NODE_ENTRIES = 100
@@ -192,6 +201,7 @@ async def audit_queue(
     cancel = {_s(m) for m in await redis.smembers(keys.key("cancel"))}
     assert cancel <= active, f"cancel flags {cancel - active} on inactive tasks"
     assert await redis.llen(keys.key("wake")) <= 1, "more than one wake token"
+    await _check_trails(redis, keys, set(records))
     return QueueState(
         pending=pending,
         scheduled=scheduled,
@@ -204,6 +214,23 @@ async def audit_queue(
         lost={k: r.number("lost") for k, r in records.items() if r.number("lost")},
         records=records,
     )
+
+
+async def _check_trails(redis: Redis, keys: QueueKeys, stored: set[str]) -> None:
+    """A trail (progress, logs) belongs to a stored task, or lives no longer than the
+    result it was kept with."""
+    prefix = keys.trail("")
+    async for raw in redis.scan_iter(match=f"{_glob(prefix)}*", count=1000):
+        key = _s(raw)
+        task_id = key[len(prefix) :]
+        if task_id in stored:
+            continue
+        ttl = await redis.pttl(key)
+        result_ttl = await redis.pttl(keys.result(task_id))
+        assert ttl > 0, f"{key}: the trail of a forgotten task, without a TTL"
+        assert result_ttl > 0 and ttl <= result_ttl + 1000, (
+            f"{key} outlives its result ({ttl} ms vs {result_ttl} ms)"
+        )
 
 
 def _check_workers(holders: dict[str, float], workers: dict[str, str], idle: list[str]) -> None:
@@ -277,6 +304,10 @@ async def bounded_leftovers(redis: Redis, namespace: str, queue: str, window_ms:
         key = _s(raw)
         assert 0 < await redis.pttl(key) <= UNBLOCK_TTL_MS, f"{key} would not expire"
         found.add(key)
+    history = keys.key("history")
+    if await redis.exists(history):  # counted in the allowed metadata, checked bounded here
+        assert await redis.strlen(history) <= HISTORY_BYTES, f"{history} past its fixed size"
+        assert 0 < await redis.ttl(history) <= HISTORY_TTL_S, f"{history} would not expire"
     now = await _server_ms(redis)
     expired = {n: deadline for n, deadline in holders.items() if deadline < now}
     assert not expired, f"expired holders {expired} kept (now {now})"

@@ -1,5 +1,5 @@
 """The in-process broker (``memory://``) runs the contract classes of the roles it declares
-(the core ones, workflows and limits: no cron, no diagnosis)."""
+(the core ones, workflows, limits and reports: no cron, no diagnosis)."""
 
 from __future__ import annotations
 

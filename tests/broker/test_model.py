@@ -467,7 +467,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @invariant()
     def events_match_model(self) -> None:
-        """I10: each task's latest event is the step that put it in its model state."""
+        """I11: each task's latest event is the step that put it in its model state."""
         latest: dict[str, dict[bytes, bytes]] = {}
         for _, fields in self.run(self.redis.xrange(self.keys.key("events"))):
             latest[fields[b"t"].decode()] = fields

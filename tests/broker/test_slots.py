@@ -144,8 +144,10 @@ def test_scripts_name_no_key_of_their_own() -> None:
     computed key names, and no KEYS/SCAN commands. The exceptions are built from the queue's
     tag by the prelude (so in the queue's slot): a waiting worker's own list (``inbox``,
     ``inbox_of``), onto which an enqueue pushes the task it hands over, a waiting workflow
-    step's set of joined parents (``joined``, ``joined_of``) and the result hash of a step
-    a script ends without being called about it (``result_of``)."""
+    step's set of joined parents (``joined``, ``joined_of``), the result hash of a step
+    a script ends without being called about it (``result_of``) and a task's trail of
+    progress and logs, which the steps that end or forget a task keep or delete
+    (``trail_of``)."""
     import re
     from importlib import resources
 
@@ -175,6 +177,7 @@ def test_scripts_name_no_key_of_their_own() -> None:
                 "DONE",
                 "inbox",
                 "joined",
+                "trail_of(",
                 "unpack(key_names",
             )
             assert first.startswith(allowed), (entry.name, match.group(0))

@@ -59,6 +59,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "serializer",
                 "diagnosis",
                 "inspection",
+                "history",
+                "scaling",
                 "cron_records",
                 "workflow_records",
                 "flow",
@@ -66,6 +68,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "markers",
                 "hookspecs",
                 "roles",
+                "tasklogs",
                 "task_events",
             }
         ),

@@ -50,6 +50,9 @@ async def test_metrics_while_a_worker_drains_a_thousand_tasks(harness: Harness) 
     assert value(samples, "rediq_queue_tasks", queue="default", state="pending") == TASKS
     assert value(samples, "rediq_queue_paused", queue="default") == 1
     assert value(samples, "rediq_tasks_started_total", **labels) == 0
+    # the autoscaling signal: a backlog wants a worker at least (no run time is known yet)
+    assert value(samples, "rediq_queue_desired_workers", queue="default") >= 1
+    assert ("rediq_queue_arrival_per_second", frozenset({("queue", "default")})) in samples
     await control.resume("default")
 
     scrapes = 0

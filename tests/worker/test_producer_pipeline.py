@@ -345,7 +345,8 @@ PACKAGES = (
 
 def _sends(root: Path) -> list[tuple[str, str, int]]:
     """(file, receiver, line) of every use of a send operation on something, except
-    ``call.enqueue()`` without arguments (a task call publishing itself)."""
+    ``call.enqueue()`` without arguments (a task call publishing itself), also when its
+    blocking twin hands it to the sync runner: ``...sync_runner.call(self.enqueue)``."""
     found = []
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
@@ -354,6 +355,15 @@ def _sends(root: Path) -> list[tuple[str, str, int]]:
                 id(node.func)
                 for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and not node.args and not node.keywords
+            }
+            bare_calls |= {
+                id(node.args[0])
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "call"
+                and ast.unparse(node.func.value).endswith("sync_runner")
+                and len(node.args) == 1
             }
             for node in ast.walk(tree):
                 if (

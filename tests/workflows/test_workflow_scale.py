@@ -52,9 +52,12 @@ async def test_a_chord_of_ten_thousand(rediq_redis_url: str, redis: Redis) -> No
             for name in ("seq", "stats", "wake", "holders", "workers", "minutes")
         } | {f"{{{namespace}}}:{name}" for name in ("queues", "protocol", "workers")}
         assert lasting <= bounded, lasting - bounded  # the rest expires with the results
-        # the results and the workflow's record go with the results' TTL; the minutes ring
-        # and the tombstones are the queue's own bounded, expiring metadata
-        own = {f"{{{namespace}:default}}:{name}" for name in ("minutes", "ended_a", "ended_b")}
+        # the results and the workflow's record go with the results' TTL; the minutes ring,
+        # the metrics history and the tombstones are the queue's own bounded, expiring metadata
+        own = {
+            f"{{{namespace}:default}}:{name}"
+            for name in ("minutes", "history", "ended_a", "ended_b")
+        }
         expiring = {k: ttl for k, ttl in ttls.items() if k not in lasting | own}
         assert len(expiring) == MEMBERS + 2, len(expiring)
         assert f"{{{namespace}:wf:{handle.id}}}" in expiring

@@ -36,6 +36,7 @@ from .helpers import RoleContract
 from .limits import LimitsContract
 from .producer import ProducerContract
 from .registry import RegistryContract
+from .reports import ReportsContract
 from .results import ResultsContract
 from .workflows import WorkflowsContract
 
@@ -49,6 +50,7 @@ __all__ = [
     "LimitsContract",
     "ProducerContract",
     "RegistryContract",
+    "ReportsContract",
     "ResultsContract",
     "RoleContract",
     "WorkflowsContract",
@@ -66,6 +68,7 @@ CONTRACTS: Mapping[Role, type[RoleContract]] = {
     Role.DIAGNOSIS: DiagnosisContract,
     Role.WORKFLOWS: WorkflowsContract,
     Role.LIMITS: LimitsContract,
+    Role.REPORTS: ReportsContract,
     Role.EVENTS: EventsContract,
 }
 

@@ -4,10 +4,14 @@ dead letters, groups, listings, stats and overviews, pause and resume, forgettin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
+from dataclasses import replace
 from typing import ClassVar
 
 import pytest
 
+from rediq_core.history import history_window
 from rediq_core.message import now_ms
 from rediq_core.records import CancelOutcome, TaskError, TaskState
 from rediq_core.roles import Role
@@ -238,6 +242,60 @@ class ControlContract(RoleContract):
         assert 0 <= overview.oldest_pending_age_s <= (now_ms() - old.enqueued_at_ms) / 1000 + 1
         empty = await broker.queue_overview("nothing-here")
         assert (empty.pending, empty.oldest_pending_age_s) == (0, None)
+
+    async def test_run_time_and_history(self, broker: CoreBroker) -> None:
+        """Settlements carry their attempt's run time: the minute counts the attempts and
+        sums their time (a retry's too; a settlement without one is not counted), and the
+        history answers the same counts, in minutes and in a step of whole hours."""
+        before = now_ms()
+        messages = [make_message() for _ in range(4)]
+        await broker.enqueue(messages)
+        batch = await fetch(broker, limit=4)
+        ran = [m.message for m in batch.deliveries]
+        assert len(ran) == 4
+        assert (
+            await broker.settle(
+                WORKER,
+                [
+                    replace(success(ran[0]), run_ms=100),
+                    replace(success(ran[1]), run_ms=300),
+                    replace(failure(ran[2], retry_delay_ms=60_000), run_ms=800),
+                    success(ran[3]),  # not measured
+                ],
+            )
+            == [True] * 4
+        )
+        overview = await broker.queue_overview(QUEUE, minutes=2)
+        runs = sum(m.runs for m in overview.minutes)
+        run_ms = sum(m.run_ms for m in overview.minutes)
+        assert (runs, run_ms) == (3, 1200), overview.minutes
+        window = history_window(before - 60_000, step=60_000)
+        history = await broker.queue_history(
+            QUEUE, window.since_ms, window.until_ms, window.step_ms
+        )
+        assert history.points and all(p.step_ms == 60_000 for p in history.points)
+        assert [p.start_ms for p in history.points] == list(window.starts)
+        total = {
+            name: sum(int(getattr(p, name)) for p in history.points)
+            for name in ("enqueued", "succeeded", "retried", "failed", "runs", "run_ms")
+        }
+        assert total == {
+            "enqueued": 4,
+            "succeeded": 3,
+            "retried": 1,
+            "failed": 0,
+            "runs": 3,
+            "run_ms": 1200,
+        }
+        hours = history_window(dt.timedelta(days=2), step=dt.timedelta(hours=1))
+        by_hour = await broker.queue_history(QUEUE, hours.since_ms, hours.until_ms, hours.step_ms)
+        assert sum(p.enqueued for p in by_hour.points) == 4
+        assert sum(p.run_ms for p in by_hour.points) == 1200
+        assert all(p.step_ms == 3_600_000 for p in by_hour.points)
+        empty = await broker.queue_history("nothing-here", *dataclasses.astuple(window))
+        assert len(empty.points) == len(history.points) and not any(
+            p.enqueued or p.runs for p in empty.points
+        )
 
     async def test_pause_and_resume(self, broker: CoreBroker) -> None:
         running = await enqueue_one(broker)
