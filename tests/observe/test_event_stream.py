@@ -80,6 +80,13 @@ async def test_follow_prints_a_workers_events_as_json_lines(harness: Harness) ->
     everything = events_of(follower)
     assert after == everything[everything.index(cut) + 1 :]
 
+    # the table form, from a time ago
+    table = await cli(harness, "events", "ev", "--since", "10m", app=True)
+    assert table.code == 0, table
+    lines = table.out.splitlines()
+    assert len(lines) == len(everything), table.out
+    assert "retried" in lines[everything.index(retry)] and "#1" in table.out, table.out
+
     # without events in a queue, the command says why
     empty = await cli(harness, "events", "ev", "--since", "$")
     assert empty.code == 1 and "event_stream_length" in empty.err, empty
