@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,11 +89,21 @@ def _event(queue: str, entry_id: Any, fields: Mapping[Any, Any]) -> TaskEvent | 
         kind=kind,
         queue=queue,
         task_id=values.get("t", ""),
-        task_name=values.get("n", ""),
+        task_name=_unescaped(values.get("n", "")),
         time_ms=int(position.partition("-")[0]),
         attempt=int(values.get("a", "1") or 1),
         detail=values.get("d", ""),
     )
+
+
+def _unescaped(name: str) -> str:
+    """A task name as the envelope's JSON spells it, unescaped (``caf\\u00e9``: café)."""
+    if "\\" not in name:
+        return name
+    try:
+        return str(json.loads(f'"{name}"'))
+    except ValueError:
+        return name
 
 
 def _entries(reply: Any) -> Iterable[tuple[str, Sequence[Any]]]:

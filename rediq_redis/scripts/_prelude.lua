@@ -123,9 +123,13 @@ local function error_detail(error_json)
   return string.sub(tostring(e.type or '') .. ': ' .. tostring(e.message or ''), 1, 200)
 end
 
+-- The task's name as its envelope spells it (JSON-escaped: the reader unescapes it), found
+-- within the envelope only (never in the payload after it).
 local function emit(kind, id, r, detail)
   if EVENTS_MAX == 0 then return end
-  local name = string.match(r.body or r.raw, '"name":"([^"\\]*)"', r.at or 1) or ''
+  local at = r.at or 1
+  local from, _, name = string.find(r.body or r.raw, '"name":"(.-)"[,}]', at)
+  if not from or from > at + tonumber(r.envelope) then name = '' end
   redis.call('XADD', Q.events, 'MAXLEN', '~', EVENTS_MAX, '*', 'k', kind, 't', id,
     'n', name, 'a', (tonumber(r.retried) or 0) + 1, 'd', detail or '')
 end

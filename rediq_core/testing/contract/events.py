@@ -105,6 +105,12 @@ class EventsContract(RoleContract):
         assert enqueued.time_ms <= started.time_ms <= succeeded.time_ms
         assert enqueued.position == positions[0].partition(":")[2]
 
+    async def test_the_name_is_the_tasks_own(self, events_broker: EventsBroker) -> None:
+        b = events_broker
+        task = await enqueue_one(b, name="tâches.café", payload=b'{"name":"not-this"}')
+        [event] = await read(b)
+        assert (event.task_id, event.task_name) == (task.id, "tâches.café")
+
     async def test_a_task_retried_then_succeeding(self, events_broker: EventsBroker) -> None:
         b = events_broker
         task = await enqueue_one(b, max_retries=1)
