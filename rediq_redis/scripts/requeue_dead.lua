@@ -15,6 +15,7 @@ redis.call('DEL', KEYS[N + 1], trail_of(id))
 redis.call('HDEL', Q.errors, id)
 r.retried, r.lost = '0', '0'
 make_pending(id, r, true)
+emit('enqueued', id, r, 'requeued')
 flush()
 wake_if_ready()
 return 1
