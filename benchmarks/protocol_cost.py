@@ -2,12 +2,14 @@
 and server time, one task alone and in batches of 100; then memory per pending task and
 what is left after draining tasks that keep no result.
 
-    .venv/bin/python benchmarks/protocol_cost.py [--tasks 2000]
+    .venv/bin/python benchmarks/protocol_cost.py [--tasks 2000] [--events 10000]
 
 Runs on a throwaway redis-server, through the broker contract (the calls a producer and a
 worker make). ``redis.call``s are counted with ``INFO commandstats`` (every command a script
 runs counts there; the ``EVALSHA`` itself and script loading are left out). Memory is
-``used_memory`` before and after. Nothing asserts: docs/broker.md carries the table.
+``used_memory`` before and after. ``--events N`` records the task event stream (N events
+kept per queue; 0, the default: off), to measure what it costs. Nothing asserts:
+docs/broker.md carries the table, docs/observability.md the event stream's cost.
 """
 
 from __future__ import annotations
@@ -156,10 +158,11 @@ def table(header: Sequence[str], rows: Sequence[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-async def main(tasks: int) -> None:
+async def main(tasks: int, events: int) -> None:
     server = RedisServer().start()
     redis = Redis.from_url(server.url())
-    broker = RedisBroker(BrokerOptions(url=server.url(), namespace="cost"))
+    options = BrokerOptions(url=server.url(), namespace="cost", event_stream_length=events)
+    broker = RedisBroker(options)
     try:
         await broker.connect()
         for batch in (1, 1, 100):  # the first round loads the scripts
@@ -183,4 +186,6 @@ async def main(tasks: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
-    asyncio.run(main(parser.parse_args().tasks))
+    parser.add_argument("--events", type=int, default=0, help="event stream length (0: off)")
+    args = parser.parse_args()
+    asyncio.run(main(args.tasks, args.events))

@@ -13,7 +13,12 @@ from rediq_core.app import Rediq
 
 # rediq defaults kept (json serializer, default namespace and queue); the worker's
 # concurrency is given on its command line by run.py (no prefetch: the default).
-app = Rediq(redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0"))
+#: BENCH_EVENT_STREAM_LENGTH=N records the task event stream (N events kept per queue), to
+#: see what it costs Redis; unset, rediq's default (off).
+app = Rediq(
+    redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0"),
+    event_stream_length=int(os.environ.get("BENCH_EVENT_STREAM_LENGTH", "0")),
+)
 #: BENCH_RESULT_TTL=0 keeps no result (no peer here has a result store), to see what
 #: storing results costs Redis; unset, rediq's default (kept for a day) is used.
 OPTIONS: dict[str, Any] = (

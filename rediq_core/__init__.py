@@ -44,6 +44,7 @@ from .retry import Retry, RetryPolicy
 from .scaling import QueueScaling
 from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
+from .task_events import TaskEvent, TaskEventKind
 from .tasklogs import TaskLogLine, TaskLogs, TaskProgress, TaskReport
 from .workflows import StepStatus, WorkflowHandle
 
@@ -77,6 +78,8 @@ __all__ = [
     "TaskCall",
     "TaskDefinition",
     "TaskError",
+    "TaskEvent",
+    "TaskEventKind",
     "TaskHandle",
     "TaskInfo",
     "TaskLogLine",

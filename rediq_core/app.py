@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, Unpack, overload
 
@@ -32,6 +32,7 @@ from .serializer import Serializer
 from .signing import MessageSigner
 from .sync import SyncRunner, refuse_in_event_loop
 from .task import TaskCall, TaskDefinition, refuse_partial
+from .task_events import EventSince, TaskEvent, check_length, follow_events, start_cursors
 
 if TYPE_CHECKING:
     from .canvas import Step
@@ -87,6 +88,11 @@ class Rediq:
     :param max_message_bytes: refuse, before sending, a task whose serialized arguments
         and envelope exceed this size (``MessageTooLargeError``; a cron schedule's runs
         are checked at ``@app.cron`` too); 0 disables the check.
+    :param event_stream_length: record every task transition in a stream per queue,
+        keeping about this many events per queue (``app.events()``, ``rediq events``);
+        0 (the default) records nothing. Every process that changes tasks (producers,
+        workers, control commands) writes with its own app's setting: give them the same.
+    :param event_stream_lengths: queues that keep another number of events (0: none).
     :param plugins: a plugin host (default: a fresh one from installed entry points).
     """
 
@@ -104,6 +110,8 @@ class Rediq:
         verify_keys: Iterable[str | bytes] = (),
         allow_unsigned: bool = False,
         max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
+        event_stream_length: int = defaults.EVENT_STREAM_LENGTH,
+        event_stream_lengths: Mapping[str, int] | None = None,
         broker_url: str | None = None,
         broker_config: Mapping[str, Any] | None = None,
         plugins: PluginHost | None = None,
@@ -126,6 +134,11 @@ class Rediq:
         if max_message_bytes < 0:
             raise ConfigurationError(f"max_message_bytes={max_message_bytes} must be >= 0")
         self.max_message_bytes = max_message_bytes
+        self.event_stream_length = check_length("event_stream_length", event_stream_length)
+        self.event_stream_lengths = {
+            check_name(queue, "queue"): check_length(f"event_stream_lengths[{queue!r}]", n)
+            for queue, n in (event_stream_lengths or {}).items()
+        }
         self.redis_url = redis_url or defaults.DEFAULT_REDIS_URL
         self.redis_config = dict(redis_config or {})
         self.namespace = check_name(namespace, "namespace")
@@ -359,6 +372,8 @@ class Rediq:
             config=self.redis_config,
             namespace=self.namespace,
             enqueue_retry_s=self.enqueue_retry_s,
+            event_stream_length=self.event_stream_length,
+            event_stream_lengths=self.event_stream_lengths,
         )
 
     def get_broker(self) -> Broker:
@@ -436,6 +451,35 @@ class Rediq:
     def workflow_sync(self, workflow_id: str) -> WorkflowHandle[Any]:
         """:meth:`workflow`, blocking: for code without an event loop (docs/sync.md)."""
         return self.sync_runner.call(self.workflow, workflow_id)
+
+    def events(
+        self,
+        queues: Sequence[str] | None = None,
+        since: EventSince = None,
+        *,
+        follow: bool = True,
+    ) -> AsyncIterator[TaskEvent]:
+        """The task events of ``queues`` (default: every queue the broker knows now),
+        after ``since``: None or ``"$"`` for only events to come, ``"0"`` for every event
+        kept, an event's ``id`` (or several, one per queue) to resume after it, or a
+        time (an aware datetime or epoch seconds). In order within each queue. With
+        ``follow`` (the default) it waits for new events without polling until you stop
+        iterating; without, it ends once the streams were read to their end. Events are
+        recorded only with ``event_stream_length`` > 0 (docs/observability.md). Bad
+        ``queues`` or ``since`` raise ``ConfigurationError`` at once, a broker without the
+        events role ``MissingRoleError``."""
+        if isinstance(queues, str):
+            raise ConfigurationError(f"queues={queues!r}: give a list of queue names")
+        names = None if queues is None else [check_name(q, "queue") for q in queues]
+        start_cursors(names or ["-"], since)  # checks `since` now, not at the first event
+        reader = roles.events(self.get_broker())
+
+        async def read() -> AsyncIterator[TaskEvent]:
+            known = names if names is not None else await self.control.queues()
+            async for event in follow_events(reader, known, since, follow=follow):
+                yield event
+
+        return read()
 
     async def result(self, task_id: str, timeout: float | dt.timedelta | None = None) -> Any:
         """Wait for the task with this id to end and return its result (see

@@ -254,3 +254,11 @@ class BrokerOptions:
     config: Mapping[str, Any] = field(default_factory=dict)
     namespace: str = "rediq"
     enqueue_retry_s: float = 0.0
+    #: Events kept in each queue's event stream (brokers with the ``events`` role; trimmed
+    #: approximately), and the queues that keep another number; 0: no stream at all.
+    event_stream_length: int = 0
+    event_stream_lengths: Mapping[str, int] = field(default_factory=dict)
+
+    def event_length(self, queue: str) -> int:
+        """Events kept in ``queue``'s event stream (0: none are recorded)."""
+        return self.event_stream_lengths.get(queue, self.event_stream_length)

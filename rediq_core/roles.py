@@ -26,6 +26,8 @@ cron       cron_register, cron_fire, cron_entries,              worker cron, cro
 diagnosis  diagnose, namespaces                                 ``rediq doctor``, CLI
 workflows  store_workflow, get_workflow                         workflow handles, worker
 reports    report, get_report                                   worker, task handles, CLI
+events     events                                               ``Rediq.events()``,
+                                                                ``rediq events``
 =========  ===================================================  ===========================
 
 ``cancel`` is control (it changes a task; a handle's ``cancel()`` uses the control role),
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
         TaskState,
         WorkerRecord,
     )
+    from .task_events import TaskEvent
     from .tasklogs import LogBounds, TaskReport, TrailUpdate
     from .workflow_records import WorkflowRecord
 
@@ -77,6 +80,7 @@ __all__ = [
     "Control",
     "Cron",
     "Diagnosis",
+    "Events",
     "Limits",
     "MissingRoleError",
     "Producer",
@@ -89,6 +93,7 @@ __all__ = [
     "control",
     "cron",
     "diagnosis",
+    "events",
     "limits",
     "producer",
     "registry",
@@ -110,6 +115,7 @@ class Role(enum.StrEnum):
     WORKFLOWS = "workflows"  # chains, groups and chords (optional)
     LIMITS = "limits"  # rate and concurrency limits, fair order (optional)
     REPORTS = "reports"  # a running task's progress and log lines (optional)
+    EVENTS = "events"  # the task event stream (optional)
 
 
 #: The roles of a broker that does not list its own (every broker had them before roles).
@@ -140,6 +146,7 @@ _WHAT = {
     Role.WORKFLOWS: "workflows: chain, group and chord",
     Role.LIMITS: "rate and concurrency limits and fair order",
     Role.REPORTS: "task progress and logs",
+    Role.EVENTS: "the task event stream",
 }
 
 
@@ -439,6 +446,22 @@ class Reports(Protocol):
         ...
 
 
+@runtime_checkable
+class Events(Protocol):
+    """The task event stream (:mod:`rediq_core.task_events`). A broker that declares this
+    role records each task transition, in the same atomic step as the transition, in a
+    stream per queue bounded by the writer's configured length (``BrokerOptions``
+    ``event_stream_length`` / ``event_stream_lengths``; 0: nothing is recorded)."""
+
+    def events(self, cursors: Mapping[str, str], *, follow: bool) -> AsyncIterator[TaskEvent]:
+        """The events of each queue of ``cursors`` after its cursor: a position
+        (``"<ms>-<seq>"``; ``"0-0"``: from the oldest kept) or ``"$"`` (only events recorded
+        after the call began). In order within a queue; queues interleave as events
+        come. With ``follow`` it waits for new events without polling, until the caller
+        stops iterating; without, it ends once every stream was read to its end."""
+        ...
+
+
 #: Each role's protocol: the one table a new role is added to.
 PROTOCOLS: Mapping[Role, type] = {
     Role.PRODUCER: Producer,
@@ -451,6 +474,7 @@ PROTOCOLS: Mapping[Role, type] = {
     Role.WORKFLOWS: Workflows,
     Role.LIMITS: Limits,
     Role.REPORTS: Reports,
+    Role.EVENTS: Events,
 }
 
 
@@ -522,3 +546,8 @@ def limits(broker: object) -> Limits:
 def reports(broker: object) -> Reports:
     """``broker`` as :class:`Reports`; :class:`MissingRoleError` if it has not the role."""
     return cast(Reports, _checked(broker, Role.REPORTS))
+
+
+def events(broker: object) -> Events:
+    """``broker`` as :class:`Events`; :class:`MissingRoleError` if it has not the role."""
+    return cast(Events, _checked(broker, Role.EVENTS))

@@ -1,9 +1,10 @@
 """``MemoryBroker``: producing, consuming, leases, settlement and results in memory.
 
 It declares the core roles (producer, consumer, results, control, registry), workflows,
-limits and reports; the control and registry ones (listing, purging, pausing, the worker
-registry) live in :mod:`rediq_memory.operate`, the rules of the limits in
-:mod:`rediq_memory.limits`, task progress and logs in :mod:`rediq_memory.reports`.
+limits, reports and events; the control and registry ones (listing, purging, pausing,
+the worker registry) live in :mod:`rediq_memory.operate`, the rules of the limits in
+:mod:`rediq_memory.limits`, task progress and logs in :mod:`rediq_memory.reports`, the
+event stream in :mod:`rediq_memory.event_stream`.
 It declares no cron role (a worker logs that its schedules will not fire) and no
 diagnosis role (``rediq doctor`` says it has no checks).
 """
@@ -31,9 +32,11 @@ from rediq_core.errors import TaskNotFoundError
 from rediq_core.flow import EXPIRED_ERROR_TYPE, SUPERSEDED_ERROR_TYPE, QueueFlow, QueueLimits
 from rediq_core.message import TaskMessage, now_ms
 from rediq_core.roles import CORE_ROLES, Role
+from rediq_core.task_events import TaskEventKind
 from rediq_core.workflow_records import StepLink, WorkflowRecord, cascade_cause, cascade_error
 
 from . import limits as flow
+from .event_stream import EventsMixin, error_detail
 from .operate import OperateMixin
 from .reports import ReportsMixin
 from .store import QueueState, TaskEntry, due_of, run_order, sleep_until_change, store_for
@@ -46,14 +49,15 @@ LOST_REASON = (
 )
 
 
-class MemoryBroker(OperateMixin, ReportsMixin):
+class MemoryBroker(EventsMixin, OperateMixin, ReportsMixin):
     """An in-process broker for tests and notebooks (URL ``memory://`` or
     ``memory://name``). Every broker of one process with the same URL and namespace sees
     the same queues; nothing outlives the process."""
 
-    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.REPORTS}
+    roles = CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.REPORTS, Role.EVENTS}
 
     def __init__(self, options: BrokerOptions) -> None:
+        self.options = options
         self.url = options.url
         self.namespace = options.namespace
         self.store = store_for(options.url, options.namespace)
@@ -101,6 +105,7 @@ class MemoryBroker(OperateMixin, ReportsMixin):
         else:
             self._make_ready(q, entry, now)
         q.tasks[message.id] = entry
+        self.emit(q, TaskEventKind.ENQUEUED, entry, entry.state.value)
         q.count("enqueued")
         return EnqueueOutcome(message.id, True, entry.state)
 
@@ -204,6 +209,7 @@ class MemoryBroker(OperateMixin, ReportsMixin):
             )
             self.store.note_start(q, entry.seq)
             flow.started(q, entry)
+            self.emit(q, TaskEventKind.STARTED, entry, worker_id)
         return deliveries
 
     def _expire_due(self, q: QueueState, now: int) -> list[Expired]:
@@ -284,6 +290,7 @@ class MemoryBroker(OperateMixin, ReportsMixin):
         flow.release_keys(q, entry)
         entry.state, entry.finished_at_ms = state, now
         entry.worker, entry.lease_deadline_ms, entry.due_ms = None, None, None
+        self.emit(q, TaskEventKind(state.value), entry, error_detail(entry.error))
         ttl_s = entry.message.result_ttl_s
         if ttl_s == 0:
             entry.trail = None
@@ -300,6 +307,7 @@ class MemoryBroker(OperateMixin, ReportsMixin):
         if entry.message.result_ttl_s == 0:
             entry.trail = None  # kept as long as the result: none
         q.dead_order[entry.message.id] = self.store.next_seq()
+        self.emit(q, TaskEventKind.FAILED, entry, error_detail(error))
         q.count("failed")
         self.steps_after(entry, TaskState.FAILED.value, now)
         while len(q.dead_order) > defaults.DEAD_LETTER_MAX:
@@ -369,6 +377,7 @@ class MemoryBroker(OperateMixin, ReportsMixin):
             entry.error = s.error
             self.finish(q, entry, TaskState.CANCELLED, now)
         elif s.retry_delay_ms is not None:
+            self.emit(q, TaskEventKind.RETRIED, entry, error_detail(s.error))
             entry.state, entry.error, entry.retried = (
                 TaskState.SCHEDULED,
                 s.error,

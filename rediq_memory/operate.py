@@ -24,6 +24,7 @@ from rediq_core.inspection import (
     TaskPage,
 )
 from rediq_core.message import now_ms
+from rediq_core.task_events import TaskEventKind
 
 from .limits import release_keys
 from .store import QueueState, Store, TaskEntry, run_order, sleep_until_change
@@ -78,6 +79,9 @@ class OperateMixin(Broker):
     def steps_after(self, entry: TaskEntry, state: str, now: int) -> None:
         raise NotImplementedError
 
+    def emit(self, q: QueueState, kind: TaskEventKind, entry: TaskEntry, detail: str = "") -> None:
+        raise NotImplementedError
+
     def _queues(self, queue: str | None) -> list[QueueState]:
         names = [queue] if queue is not None else list(self.store.queues)
         found = [self.store.queues[n] for n in names if n in self.store.queues]
@@ -91,6 +95,8 @@ class OperateMixin(Broker):
         for task_id in task_ids:
             entry = q.tasks.pop(task_id, None)
             if entry is not None:
+                if entry.state.unfinished or task_id in q.dead_order:
+                    self.emit(q, TaskEventKind.DELETED, entry, entry.state.value)
                 q.dead_order.pop(task_id, None)
                 release_keys(q, entry)
                 removed += 1
@@ -123,6 +129,7 @@ class OperateMixin(Broker):
                     entry.failed_attempts.clear()
                     entry.error = entry.finished_at_ms = entry.expires_at_ms = None
                     entry.trail = None
+                    self.emit(q, TaskEventKind.ENQUEUED, entry, "requeued")
                     requeued += 1
             self.store.changed()
             return requeued

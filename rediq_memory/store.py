@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from rediq_core.broker import FailedAttempt, TaskError, TaskState, WorkerRecord
 from rediq_core.flow import QueueLimits
 from rediq_core.history import HISTORY_RETENTION_MS, MINUTE_MS
 from rediq_core.message import TaskMessage, now_ms
+from rediq_core.task_events import TaskEvent
 from rediq_core.workflow_records import StepLink, WorkflowRecord
 
 if TYPE_CHECKING:
@@ -94,6 +95,9 @@ class QueueState:
     #: Unique key -> the id of the task holding it; debounce key -> its last call's id.
     unique: dict[str, str] = field(default_factory=dict)
     debounce: dict[str, str] = field(default_factory=dict)
+    #: The event stream (event_stream.py) and the position of its last event (ms, seq).
+    events: deque[TaskEvent] = field(default_factory=deque)
+    last_event: tuple[int, int] = (0, 0)
 
     def count(self, counter: str, n: int = 1) -> None:
         self.totals[counter] += n

@@ -60,6 +60,7 @@ from .connection import (
     translate_error,
 )
 from .durability import durability
+from .event_stream import EventLengths
 from .keys import NamespaceKeys
 from .protocol import check_protocol
 from .scripts import CronScripts, Scripts
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from rediq_core.flow import QueueFlow, QueueLimits
     from rediq_core.inspection import QueueHistory, QueueOverview, TaskPage
     from rediq_core.message import TaskMessage
+    from rediq_core.task_events import TaskEvent
     from rediq_core.tasklogs import LogBounds, TaskReport, TrailUpdate
     from rediq_core.workflow_records import WorkflowRecord
 
@@ -169,7 +171,7 @@ class RedisBroker(Broker):
         return Session(
             client=client,
             blocking=blocking,
-            scripts=Scripts(client, self.settings.replay_window_ms),
+            scripts=Scripts(client, self.settings.replay_window_ms, EventLengths.of(self.options)),
             keys=NamespaceKeys(self.options.namespace),
             settings=self.settings,
             timer_tick_s=server.timer_tick_s,
@@ -251,6 +253,14 @@ class RedisBroker(Broker):
             lambda session: channel_messages(session, session.keys.cancel_channel)
         ):
             yield task_id
+
+    # --- events -----------------------------------------------------------------------
+
+    async def events(self, cursors: Mapping[str, str], *, follow: bool) -> AsyncIterator[TaskEvent]:
+        from .event_stream import read_events
+
+        async for event in self._followed(lambda session: read_events(session, cursors, follow)):
+            yield event
 
     # --- results --------------------------------------------------------------------
 
@@ -455,7 +465,9 @@ class RedisBroker(Broker):
     async def _cron(self) -> tuple[Session, CronScripts]:
         session = await self._ready()
         if self._cron_scripts is None:
-            self._cron_scripts = CronScripts(session.client, session.settings.replay_window_ms)
+            self._cron_scripts = CronScripts(
+                session.client, session.settings.replay_window_ms, session.scripts.events
+            )
         return session, self._cron_scripts
 
     @_translated

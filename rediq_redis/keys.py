@@ -55,6 +55,7 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "unique",  # HASH unique key -> id of the task holding it (until it ends, or starts)
     "debounce",  # HASH debounce key -> id of the last call, until it starts
     "history",  # STRING fixed-size records: a day of minutes, 14 days of hours (layout.py)
+    "events",  # STREAM one entry per task transition (k, t, n, a, d), MAXLEN ~ the length
 )
 
 

@@ -26,6 +26,7 @@ from rediq_core import defaults
 
 from .cluster import ResendingCluster, cluster_batch, is_cluster
 from .durability import NotDurableError, WaitReplicas, check_acknowledged
+from .event_stream import NO_EVENTS, EventLengths
 from .keys import QUEUE_KEY_NAMES
 from .layout import LUA_CONSTANTS, RECORD_FIELDS, RECORD_PATTERNS
 from .wire import HotLine
@@ -118,15 +119,17 @@ def _record_functions() -> str:
     )
 
 
-def script_source(name: str, replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
+def script_source(
+    name: str, replay_ms: int = defaults.REPLAY_WINDOW_MS, events: EventLengths = NO_EVENTS
+) -> str:
     """The full text sent to Redis for script ``name`` (``replay_ms``: how long an ended
-    task's tombstone is kept for a re-send): every script but the standalone ones gets
-    the prelude with its generated key table and layout constants, and with only the
-    functions it uses (:func:`shaken`)."""
+    task's tombstone is kept for a re-send; ``events``: the event streams' lengths): every
+    script but the standalone ones gets the prelude with its generated key table and
+    layout constants, and with only the functions it uses (:func:`shaken`)."""
     body = _read(name)
     if name in STANDALONE_SCRIPTS:
         return body
-    return shaken(prelude_source(replay_ms), body) + "\n" + body
+    return shaken(prelude_source(replay_ms, events), body) + "\n" + body
 
 
 _FUNCTION = re.compile(r"^local function (\w+)\(")
@@ -210,20 +213,25 @@ def _without_unused_constants(prelude: str, body: str) -> str:
     )
 
 
-def prelude_source(replay_ms: int = defaults.REPLAY_WINDOW_MS) -> str:
+def prelude_source(
+    replay_ms: int = defaults.REPLAY_WINDOW_MS, events: EventLengths = NO_EVENTS
+) -> str:
     """``scripts/_prelude.lua`` with its generated parts filled in."""
     prelude = _read("_prelude").replace("--@QUEUE_KEYS@--", _key_table())
     prelude = prelude.replace("--@LAYOUT@--", _layout_table())
     prelude = prelude.replace("--@RECORD@--", _record_functions())
+    prelude = prelude.replace("--@EVENT_LENGTHS@--", events.lua_table())
     return prelude.replace("--@REPLAY_MS@--", str(int(replay_ms)))
 
 
 class LuaScript:
     """One registered script; ``await script(client, keys, args)``."""
 
-    def __init__(self, name: str, client: Redis, replay_ms: int) -> None:
+    def __init__(
+        self, name: str, client: Redis, replay_ms: int, events: EventLengths = NO_EVENTS
+    ) -> None:
         self.name = name
-        self._script = client.register_script(script_source(name, replay_ms))
+        self._script = client.register_script(script_source(name, replay_ms, events))
 
     @property
     def sha(self) -> str:
@@ -347,18 +355,25 @@ class _Script:
         self.attribute = name
 
     def __get__(self, scripts: _ScriptSet, owner: type | None = None) -> LuaScript:
-        script = LuaScript(self.script, scripts.client, scripts.replay_ms)
+        script = LuaScript(self.script, scripts.client, scripts.replay_ms, scripts.events)
         scripts.__dict__[self.attribute] = script  # the next lookup finds it, not this
         return script
 
 
 class _ScriptSet:
     """Scripts (:class:`_Script` attributes) on one client (``replay_ms``: the broker's
-    ``replay_window_ms``), each registered as it is first used."""
+    ``replay_window_ms``; ``events``: its event streams' lengths), each registered as it
+    is first used."""
 
-    def __init__(self, client: Redis, replay_ms: int = defaults.REPLAY_WINDOW_MS) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        replay_ms: int = defaults.REPLAY_WINDOW_MS,
+        events: EventLengths = NO_EVENTS,
+    ) -> None:
         self.client = client
         self.replay_ms = replay_ms
+        self.events = events
 
 
 class Scripts(_ScriptSet):

@@ -29,6 +29,7 @@ BUILTIN_COMMANDS = {
     "dead-letters": "rediq_core.cli.operate_cmds:dead_letters",
     "delete": "rediq_core.cli.operate_cmds:delete",
     "doctor": "rediq_core.cli.doctor_cmd:doctor",
+    "events": "rediq_core.cli.events_cmd:events",
     "forget": "rediq_core.cli.operate_cmds:forget",
     "history": "rediq_core.cli.history_cmd:history",
     "limits": "rediq_core.cli.limits_cmd:limits",

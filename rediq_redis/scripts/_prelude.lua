@@ -106,6 +106,34 @@ local function no_groups(r)
   return found ~= nil and found <= last
 end
 
+-- Event stream ---------------------------------------------------------------------------
+-- Q.events (STREAM) gets one entry per task transition, written by emit() in the very step
+-- that makes it: k kind (rediq_core/task_events.py), t task id, n task name, a attempt
+-- (retried + 1), d detail. Trimmed to about EVENTS_MAX entries (MAXLEN ~, whole stream
+-- nodes); EVENTS_MAX 0: no stream, emit() writes nothing. The lengths are the writing
+-- broker's configuration (EventLengths in rediq_redis/event_stream.py).
+local EVENT_LENGTHS = --@EVENT_LENGTHS@--
+local EVENTS_MAX = EVENT_LENGTHS[TAG] or EVENT_LENGTHS['*']
+
+-- "<type>: <message>" of an error JSON (the detail of the events of failures).
+local function error_detail(error_json)
+  if EVENTS_MAX == 0 or not error_json then return '' end
+  local ok, e = pcall(cjson.decode, error_json)
+  if not ok or type(e) ~= 'table' then return '' end
+  return string.sub(tostring(e.type or '') .. ': ' .. tostring(e.message or ''), 1, 200)
+end
+
+-- The task's name as its envelope spells it (JSON-escaped: the reader unescapes it), found
+-- within the envelope only (never in the payload after it).
+local function emit(kind, id, r, detail)
+  if EVENTS_MAX == 0 then return end
+  local at = r.at or 1
+  local from, _, name = string.find(r.body or r.raw, '"name":"(.-)"[,}]', at)
+  if not from or from > at + tonumber(r.envelope) then name = '' end
+  redis.call('XADD', Q.events, 'MAXLEN', '~', EVENTS_MAX, '*', 'k', kind, 't', id,
+    'n', name, 'a', (tonumber(r.retried) or 0) + 1, 'd', detail or '')
+end
+
 -- Tombstones staged by tombstone() (below), sent by flush().
 local key_ended, tombs = nil, {}
 
@@ -868,6 +896,7 @@ local function store_end(result_key, id, r, state, now, field, value)
     redis.call('HSET', result_key, unpack(data))
     redis.call('EXPIRE', result_key, ttl)
   end
+  emit(state, id, r, field == 'error' and error_detail(value) or '')
   announce_end(id, state)
 end
 
@@ -1177,6 +1206,7 @@ local function lease(ids, worker, holder, now)
       r.deliveries = tostring(tonumber(r.deliveries) + 1)
       r.state, r.holder, r.worker, r.started = 'active', holder, named, tostring(now)
       save(id, r)
+      emit('started', id, r, worker)
       zadd(Q.active, holder, id)
       local f = flow_of(r)
       if f then  -- it started: it no longer expires, is no longer debounced
@@ -1367,6 +1397,7 @@ local function enqueue_tasks(args, from, key_at)
           replies[j] = { 1, 'pending' }
         end
       end
+      emit('enqueued', id, r, replies[j][2])
       end  -- held
     end
   end

@@ -145,6 +145,7 @@ local function reject(id, now)
       nonce = '', envelope = '0', body = raw }
     dead_letter(id, r, cjson.encode({ type = 'MalformedMessageError', message = reason,
       traceback = '' }), now)
+    emit('dead-lettered', id, r, reason)
     count('failed', now, 1)
   end
   table.insert(broken, id)

@@ -20,6 +20,7 @@ local found = 0
 if r then
   unlink(id, r)
   forget(id, r, now, nonce)
+  emit('deleted', id, r, r.state)
   if r.state ~= 'failed' then
     announce_end(id, 'deleted')
     local link = link_of(r)  -- a workflow step: the steps after it will never run

@@ -16,6 +16,7 @@ for j, id in ipairs(ARGV) do
   if r and r.state == 'failed' then
     zrem(Q.dead, id)
     forget(id, r, now)
+    emit('deleted', id, r, 'failed')
     redis.call('DEL', KEYS[N + j])
     count = count + 1
   end

@@ -16,5 +16,5 @@ for _, key in ipairs({ Q.pending, Q.scheduled, Q.active, Q.dead, Q.waiting, Q.pa
 end
 if redis.call('HLEN', Q.tasks) > 0 then return 0 end
 redis.call('DEL', Q.paused, Q.stats, Q.minutes, Q.history, Q.seq, Q.wake, Q.holders, Q.workers, Q.idle,
-  Q.rates, Q.limits_due, Q.fair)
+  Q.rates, Q.limits_due, Q.fair, Q.events)
 return 1

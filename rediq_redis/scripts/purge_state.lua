@@ -36,6 +36,7 @@ for i, id in ipairs(ids) do
   if r then
     unlink(id, r)
     forget(id, r, now)
+    emit('deleted', id, r, state)
     links[id] = link_of(r)
   else
     zrem(key, members[i])

@@ -16,6 +16,7 @@ redis.call('HDEL', Q.errors, id)
 r.retried, r.lost = '0', '0'
 redis.call('DEL', TAG .. ':' .. ATTEMPTS .. ':' .. id)  -- fresh counters: no earlier attempts
 make_pending(id, r, true)
+emit('enqueued', id, r, 'requeued')
 flush()
 wake_if_ready()
 return 1

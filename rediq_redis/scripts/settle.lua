@@ -102,6 +102,7 @@ for i = 4, #ARGV, SETTLE_ARGS do
       counts.succeeded = counts.succeeded + 1
       answers[j] = 1
     elseif kind == 'r' then
+      emit('retried', id, r, error_detail(value))
       r.retried = tostring(tonumber(r.retried) + 1)
       r.holder = ''
       redis.call('HSET', Q.errors, id, value)

@@ -28,6 +28,7 @@ from rediq_redis.layout import (
 
 __all__ = [
     "QueueState",
+    "audit_events",
     "audit_queue",
     "bounded_leftovers",
     "namespace_keys",
@@ -57,10 +58,14 @@ _TYPES = {
     "limits_due": "zset",
     "fair": "zset",
     "expiry": "zset",
+    "events": "stream",
 }
 #: The fixed size of a queue's metrics history (a day of minutes, 14 days of hours).
 HISTORY_BYTES = (HISTORY_MINUTES + HISTORY_HOURS) * HISTORY_RECORD.size
 assert HISTORY_BYTES == HISTORY_SIZE
+#: Entries a stream trimmed with MAXLEN ~ N may hold beyond N: Redis trims whole nodes
+#: (stream-node-max-entries, 100 by default).
+STREAM_NODE_ENTRIES = 100
 #: The tombstone hashes (replay memory): id -> enqueue nonce, "#" -> generation.
 TOMBSTONES = ("ended_a", "ended_b")
 
@@ -264,6 +269,27 @@ async def _check_attempts(redis: Redis, keys: QueueKeys, records: dict[str, Reco
 async def namespace_keys(redis: Redis, namespace: str) -> set[str]:
     """Every key of the namespace (tags ``{NS}`` and ``{NS:queue}``)."""
     return {_s(k) async for k in redis.scan_iter(match=f"{{{namespace}[:}}]*", count=1000)}
+
+
+async def audit_events(redis: Redis, namespace: str, queue: str, length: int) -> list[str]:
+    """Check the queue's event stream: absent when ``length`` is 0, else a stream of at
+    most about ``length`` entries (whole nodes are trimmed), each naming a known kind and
+    a task. Returns the kinds, oldest first."""
+    key = QueueKeys(namespace, queue).key("events")
+    if length == 0:
+        assert not await redis.exists(key), f"{key} exists with the event stream off"
+        return []
+    entries = await redis.xrange(key)
+    assert len(entries) <= length + STREAM_NODE_ENTRIES, f"{key}: {len(entries)} entries"
+    from rediq_core.task_events import TaskEventKind
+
+    known = {k.value for k in TaskEventKind}
+    kinds = []
+    for _, fields in entries:
+        kind = _s(fields[b"k"])
+        assert kind in known and fields[b"t"], f"{key}: bad entry {fields}"
+        kinds.append(kind)
+    return kinds
 
 
 async def bounded_leftovers(redis: Redis, namespace: str, queue: str, window_ms: int) -> set[str]:

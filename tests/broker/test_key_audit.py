@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
 from rediq_core import defaults
@@ -16,7 +17,13 @@ from rediq_core.tasklogs import LogBounds, TaskLogLine, TrailUpdate, encode_line
 from rediq_core.testing.broker_contract import failure, fetch, make_message, success
 from rediq_redis import BrokerSettings, RedisBroker
 
-from .audit import audit_queue, bounded_leftovers, namespace_keys, tombstones_expire
+from .audit import (
+    audit_events,
+    audit_queue,
+    bounded_leftovers,
+    namespace_keys,
+    tombstones_expire,
+)
 
 Q = "audit"
 W = "w"
@@ -41,16 +48,18 @@ def allowed(namespace: str) -> set[str]:
 REPLAY_MS = 500
 
 
+@pytest.mark.parametrize("events", [0, 10])
 async def test_every_ending_leaves_only_bounded_metadata(
-    rediq_redis_url: str, redis: Redis, rediq_namespace: str
+    rediq_redis_url: str, redis: Redis, rediq_namespace: str, events: int
 ) -> None:
     """Every way a task can end, then: the queue holds no task record, and the only keys
     left are the bounded metadata -- plus the tombstones, until two replay windows
-    (shortened here) have passed, and the worker's holder, until its deadline."""
-    broker = RedisBroker(
-        BrokerOptions(url=rediq_redis_url, namespace=rediq_namespace),
-        BrokerSettings(replay_window_ms=REPLAY_MS),
+    (shortened here) have passed, and the worker's holder, until its deadline; with the
+    event stream on, the stream (bounded), which ``forget_queue`` deletes."""
+    options = BrokerOptions(
+        url=rediq_redis_url, namespace=rediq_namespace, event_stream_length=events
     )
+    broker = RedisBroker(options, BrokerSettings(replay_window_ms=REPLAY_MS))
     try:
         await _end_tasks_every_way(broker)
     finally:
@@ -58,15 +67,26 @@ async def test_every_ending_leaves_only_bounded_metadata(
     state = await audit_queue(redis, rediq_namespace, Q)
     assert not state.states
     tag = f"{{{rediq_namespace}:{Q}}}"
+    kinds = await audit_events(redis, rediq_namespace, Q, events)
+    assert not events or {"succeeded", "retried", "cancelled", "deleted"} <= set(kinds), kinds
     leftovers = await bounded_leftovers(redis, rediq_namespace, Q, REPLAY_MS)
+    if events:
+        leftovers.add(f"{tag}:events")
     assert f"{tag}:ended_a" in leftovers or f"{tag}:ended_b" in leftovers, leftovers
     assert {f"{tag}:holders", f"{tag}:workers"} <= leftovers  # the worker's live holder
     keys = await namespace_keys(redis, rediq_namespace)
     assert keys - allowed(rediq_namespace) == leftovers, keys
     await tombstones_expire(redis, rediq_namespace, Q, REPLAY_MS)
     keys = await namespace_keys(redis, rediq_namespace) - allowed(rediq_namespace)
-    assert keys == {f"{tag}:holders", f"{tag}:workers"}, keys
+    assert keys == {f"{tag}:holders", f"{tag}:workers"} | ({f"{tag}:events"} if events else set())
     assert await redis.llen(f"{tag}:wake") <= 1
+    if events:
+        forgetting = RedisBroker(options)
+        try:
+            assert await forgetting.forget_queue(Q)
+        finally:
+            await forgetting.close()
+        assert not await redis.exists(f"{tag}:events"), "forget_queue left the event stream"
 
 
 BOUNDS = LogBounds(max_lines=10, max_bytes=4096)

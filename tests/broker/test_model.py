@@ -7,7 +7,8 @@ dimensions: several workers (leases, stale settlements), result TTLs with waiter
 must wake with the right ending, delays (relative, server clock) and ETAs (absolute),
 lost leases mixed with retries, and calls re-sent with the same nonces (a lost reply)
 that must answer as before and change nothing. After every step: no task is lost or in
-two states, the protocol invariants hold, and the counters agree with the model.
+two states, the protocol invariants hold, the counters agree with the model, and so does
+the event stream (each task's latest event is the transition that put it where it is).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.namespace = f"m{uuid.uuid4().hex[:10]}"
         self.keys = QueueKeys(self.namespace, Q)
         self.broker = RedisBroker(
-            BrokerOptions(url=self.url, namespace=self.namespace),
+            BrokerOptions(url=self.url, namespace=self.namespace, event_stream_length=100_000),
             BrokerSettings(max_deliveries=MAX_LOST),
         )
         self.waiters: dict[str, asyncio.Task[TaskRecord | None]] = {}
@@ -463,6 +464,28 @@ class ProtocolMachine(RuleBasedStateMachine):
             assert sum(getattr(m, name) for m in overview.minutes) == total, name
         index = {m.decode() for m in self.run(self.redis.zrange(self.keys.key("groups"), 0, -1))}
         assert index == {f"{t.group}\n{t.id}" for t in model.tasks.values()}
+
+    @invariant()
+    def events_match_model(self) -> None:
+        """I11: each task's latest event is the step that put it in its model state."""
+        latest: dict[str, dict[bytes, bytes]] = {}
+        for _, fields in self.run(self.redis.xrange(self.keys.key("events"))):
+            latest[fields[b"t"].decode()] = fields
+        allowed = {
+            "pending": {"enqueued", "retried", "started"},  # started: released or lost since
+            "scheduled": {"enqueued", "retried"},
+            "active": {"started"},
+            "failed": {"failed"},
+        }
+        for task in self.model.tasks.values():
+            event = latest[task.id]
+            kind = event[b"k"].decode()
+            assert kind in allowed[task.state], (task, event)
+            if task.state == "active":
+                assert event[b"d"].decode() == task.owner, (task, event)
+                assert int(event[b"a"]) == task.retried + 1, (task, event)
+        for task_id, ending in self.model.ended.items():
+            assert latest[task_id][b"k"].decode() == ending, (task_id, latest[task_id])
 
     def check_endings(self) -> None:
         """Waiters of ended tasks wake with the ending; lookups agree with the model."""

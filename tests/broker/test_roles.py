@@ -44,7 +44,12 @@ def test_a_broker_implements_exactly_its_declared_roles(broker: type[Broker], ro
 
 
 def test_the_declared_roles() -> None:
-    assert MemoryBroker.roles == CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.REPORTS}
+    assert MemoryBroker.roles == CORE_ROLES | {
+        Role.WORKFLOWS,
+        Role.LIMITS,
+        Role.REPORTS,
+        Role.EVENTS,
+    }
     assert RedisBroker.roles == frozenset(Role)
 
 
@@ -64,7 +69,9 @@ def test_each_operation_belongs_to_one_role() -> None:
 
 def test_contracts_follow_the_declared_roles() -> None:
     assert [c.role for c in contracts_for(MemoryBroker)] == [
-        r for r in Role if r in CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.REPORTS}
+        r
+        for r in Role
+        if r in CORE_ROLES | {Role.WORKFLOWS, Role.LIMITS, Role.REPORTS, Role.EVENTS}
     ]
     assert [c.role for c in contracts_for(RedisBroker)] == list(Role)
 

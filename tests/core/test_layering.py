@@ -69,6 +69,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "hookspecs",
                 "roles",
                 "tasklogs",
+                "task_events",
             }
         ),
     ),

@@ -31,6 +31,7 @@ from .consumer import ConsumerContract
 from .control import ControlContract
 from .cron import CronContract
 from .diagnosis import DiagnosisContract
+from .events import EventsContract
 from .helpers import RoleContract
 from .limits import LimitsContract
 from .producer import ProducerContract
@@ -45,6 +46,7 @@ __all__ = [
     "ControlContract",
     "CronContract",
     "DiagnosisContract",
+    "EventsContract",
     "LimitsContract",
     "ProducerContract",
     "RegistryContract",
@@ -67,6 +69,7 @@ CONTRACTS: Mapping[Role, type[RoleContract]] = {
     Role.WORKFLOWS: WorkflowsContract,
     Role.LIMITS: LimitsContract,
     Role.REPORTS: ReportsContract,
+    Role.EVENTS: EventsContract,
 }
 
 
