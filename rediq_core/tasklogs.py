@@ -34,6 +34,7 @@ __all__ = [
     "decode_progress",
     "encode_line",
     "encode_progress",
+    "progress_detail",
 ]
 
 #: The longest progress message, in characters.
@@ -112,6 +113,15 @@ class TrailUpdate:
 
 def encode_progress(progress: TaskProgress) -> str:
     return json.dumps([progress.fraction, progress.message, progress.updated_at_ms])
+
+
+def progress_detail(progress: TaskProgress | None) -> str:
+    """``"<percent>% <message>"``: the detail of a ``progress`` task event (the Redis
+    scripts' ``progress_detail`` writes the same)."""
+    if progress is None:
+        return ""
+    text = f"{int(progress.fraction * 100 + 0.5)}%"
+    return f"{text} {progress.message}" if progress.message else text
 
 
 def decode_progress(text: str | bytes | None) -> TaskProgress | None:

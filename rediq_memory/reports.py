@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from rediq_core.broker import TaskState
 from rediq_core.message import now_ms
+from rediq_core.task_events import TaskEventKind
 from rediq_core.tasklogs import (
     LogBounds,
     TaskLogs,
@@ -17,10 +18,11 @@ from rediq_core.tasklogs import (
     TrailUpdate,
     decode_lines,
     decode_progress,
+    progress_detail,
 )
 
 if TYPE_CHECKING:
-    from .store import QueueState, Store
+    from .store import QueueState, Store, TaskEntry
 
 __all__ = ["ReportsMixin", "Trail"]
 
@@ -53,6 +55,10 @@ class ReportsMixin:
 
         def maintain(self, q: QueueState, now: int) -> None: ...
 
+        def emit(
+            self, q: QueueState, kind: TaskEventKind, entry: TaskEntry, detail: str = ""
+        ) -> None: ...
+
     async def report(
         self, worker_id: str, updates: Sequence[TrailUpdate], bounds: LogBounds
     ) -> list[bool]:
@@ -75,6 +81,9 @@ class ReportsMixin:
                     if entry.trail is None:
                         entry.trail = Trail()
                     entry.trail.add(u, bounds)
+                    if u.progress is not None and q is not None:
+                        detail = progress_detail(decode_progress(u.progress))
+                        self.emit(q, TaskEventKind.PROGRESS, entry, detail)
                 answers.append(held)
         return answers
 

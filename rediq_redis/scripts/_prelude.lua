@@ -123,6 +123,17 @@ local function error_detail(error_json)
   return string.sub(tostring(e.type or '') .. ': ' .. tostring(e.message or ''), 1, 200)
 end
 
+-- "<percent>% <message>" of a progress report's JSON ([fraction, message, time]): the
+-- detail of a progress event (rediq_core.task_events.progress_detail says the same).
+local function progress_detail(progress_json)
+  if EVENTS_MAX == 0 then return '' end
+  local ok, p = pcall(cjson.decode, progress_json)
+  if not ok or type(p) ~= 'table' or type(p[1]) ~= 'number' then return '' end
+  local text = string.format('%d%%', math.floor(p[1] * 100 + 0.5))
+  if type(p[2]) == 'string' and p[2] ~= '' then text = text .. ' ' .. p[2] end
+  return text
+end
+
 -- The task's name as its envelope spells it (JSON-escaped: the reader unescapes it), found
 -- within the envelope only (never in the payload after it).
 local function emit(kind, id, r, detail)

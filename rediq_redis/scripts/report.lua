@@ -7,6 +7,7 @@
 -- ARGV[5] most bytes kept (of the lines, each with its line break)
 -- ARGV[6] lines the worker dropped before sending   ARGV[7] progress (JSON) or ''
 -- ARGV[8..] new log lines (one JSON array each, without a line break)
+-- A progress update is also a `progress` event (the stream, if kept).
 -- Returns 1 if written, 0 if the worker does not hold that lease under a live holder
 -- (lost, expired, or the task ended): nothing is written then.
 --
@@ -46,6 +47,7 @@ local fields = { 'n', r.nonce, 'log', text, 'lines', lines, 'dropped', dropped }
 if ARGV[7] ~= '' then
   table.insert(fields, 'p')
   table.insert(fields, ARGV[7])
+  emit('progress', id, r, progress_detail(ARGV[7]))
 end
 redis.call('HSET', key, unpack(fields))
 return 1

@@ -14,15 +14,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import pytest
 
 from rediq_core.flow import Flow
 from rediq_core.message import TaskMessage
 from rediq_core.records import CancelOutcome
-from rediq_core.roles import Events, Role, supports
+from rediq_core.roles import Events, Reports, Role, supports
 from rediq_core.task_events import LATEST, OLDEST, TaskEvent, TaskEventKind
+from rediq_core.tasklogs import (
+    LogBounds,
+    TaskLogLine,
+    TaskProgress,
+    TrailUpdate,
+    encode_line,
+    encode_progress,
+    progress_detail,
+)
 
 from .helpers import (
     QUEUE,
@@ -45,6 +54,8 @@ SHORT, OFF = "contract-short", "contract-off"
 #: Events kept by the broker of :meth:`EventsContract.events_broker`.
 LENGTHS: Mapping[str, int] = {QUEUE: 1000, SHORT: 5, OFF: 0}
 K = TaskEventKind
+BOUNDS = LogBounds(max_lines=100, max_bytes=64 * 1024)
+DONE = TaskProgress(1.0, "", 1235)
 
 
 class EventsBroker(CoreBroker, Events, Protocol):
@@ -104,6 +115,30 @@ class EventsContract(RoleContract):
         assert len(set(positions)) == 3 and all(p.startswith(f"{QUEUE}:") for p in positions)
         assert enqueued.time_ms <= started.time_ms <= succeeded.time_ms
         assert enqueued.position == positions[0].partition(":")[2]
+
+    async def test_progress_reports_are_events(self, events_broker: EventsBroker) -> None:
+        b = events_broker
+        if not supports(b, Role.REPORTS):
+            pytest.skip("the broker keeps no progress reports (Role.REPORTS)")
+        reports = cast(Reports, b)
+        task = await enqueue_one(b)
+        d = await fetch_one(b)
+        progress = encode_progress(TaskProgress(0.4, "resizing", 1234))
+        log_line = encode_line(TaskLogLine(1234, "INFO", "app", "a line", 0))
+        updates = [
+            TrailUpdate(task.id, task.queue, d.deliveries, progress, (), 0),
+            TrailUpdate(task.id, task.queue, d.deliveries, None, (log_line,), 0),  # no event
+            TrailUpdate(task.id, task.queue, d.deliveries, encode_progress(DONE), (), 0),
+        ]
+        for u in updates:
+            assert await reports.report(WORKER, [u], BOUNDS) == [True]
+        events = await read(b)
+        assert kinds(events) == [(K.ENQUEUED, 1), (K.STARTED, 1), (K.PROGRESS, 1), (K.PROGRESS, 1)]
+        assert [e.detail for e in events[2:]] == ["40% resizing", "100%"]
+        assert [progress_detail(p) for p in (TaskProgress(0.4, "resizing", 0), DONE)] == [
+            "40% resizing",
+            "100%",
+        ]
 
     async def test_the_name_is_the_tasks_own(self, events_broker: EventsBroker) -> None:
         b = events_broker
