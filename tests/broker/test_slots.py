@@ -147,7 +147,8 @@ def test_scripts_name_no_key_of_their_own() -> None:
     step's set of joined parents (``joined``, ``joined_of``), the result hash of a step
     a script ends without being called about it (``result_of``) and a task's trail of
     progress and logs, which the steps that end or forget a task keep or delete
-    (``trail_of``)."""
+    (``trail_of``), and a retried task's failed attempts (``TAG .. ':' .. ATTEMPTS``,
+    spelt out where used: a helper function would cost the scripts a Lua local)."""
     import re
     from importlib import resources
 
@@ -178,6 +179,7 @@ def test_scripts_name_no_key_of_their_own() -> None:
                 "inbox",
                 "joined",
                 "trail_of(",
+                "TAG .. ':' .. ATTEMPTS .. ':'",
                 "unpack(key_names",
             )
             assert first.startswith(allowed), (entry.name, match.group(0))

@@ -327,6 +327,7 @@ NOT_A_PRODUCER = {
     ("rediq_core/testing/contract/producer.py", "broker"),
     ("rediq_core/testing/contract/workflows.py", "broker"),
     ("rediq_core/testing/contract/limits.py", "broker"),
+    ("rediq_core/testing/contract/events.py", "b"),
     # the Redis broker's own implementation of enqueue, and its Lua script object
     ("rediq_redis/broker.py", "producer"),
     ("rediq_redis/producer.py", "session.scripts"),
