@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rediq_core import (
     EVENT_NAMES,
+    WAIT_BUCKETS_S,
     CancelOutcome,
     Chain,
     Chord,
@@ -41,6 +42,7 @@ from rediq_core import (
     TaskRecord,
     TaskReport,
     TaskState,
+    WaitBucket,
     WorkerInfo,
     WorkerStatus,
     WorkflowHandle,
@@ -83,6 +85,7 @@ from rediq_core.errors import (
 
 __all__ = [
     "EVENT_NAMES",
+    "WAIT_BUCKETS_S",
     "AmbiguousWorkerError",
     "BrokerError",
     "BrokerOutOfMemoryError",
@@ -136,6 +139,7 @@ __all__ = [
     "TaskReport",
     "TaskState",
     "UnknownNameError",
+    "WaitBucket",
     "WorkerInfo",
     "WorkerStatus",
     "WorkflowFailed",

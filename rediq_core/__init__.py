@@ -46,12 +46,14 @@ from .serializer import Serializer
 from .task import TaskCall, TaskDefinition
 from .task_events import TaskEvent, TaskEventKind
 from .tasklogs import TaskLogLine, TaskLogs, TaskProgress, TaskReport
+from .waits import WAIT_BUCKETS_S, WaitBucket
 from .workflows import StepStatus, WorkflowHandle
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EVENT_NAMES",
+    "WAIT_BUCKETS_S",
     "Broker",
     "BrokerOptions",
     "CancelOutcome",
@@ -90,6 +92,7 @@ __all__ = [
     "TaskRecord",
     "TaskReport",
     "TaskState",
+    "WaitBucket",
     "WorkerInfo",
     "WorkerStatus",
     "WorkflowHandle",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .inspection import QueueOverview, WorkerStatus
+from .waits import WAIT_WINDOW_MINUTES, WaitBucket, counts_of, histogram, quantile
 
 __all__ = [
     "DEFAULT_TARGET_DRAIN_S",
@@ -26,6 +27,7 @@ __all__ = [
     "QueueScaling",
     "desired_workers",
     "estimate",
+    "wait_histogram",
 ]
 
 #: The backlog is to be worked off within this many seconds.
@@ -58,6 +60,13 @@ class QueueScaling:
     consumers: int
     target_drain_s: float
     window_s: int
+    #: Starts by queue wait (due to start) over the live consumers' last
+    #: ``wait_window_s`` (their heartbeats carry it; ``rediq_core.waits.WAIT_BUCKETS_S``).
+    wait_histogram: tuple[WaitBucket, ...] = ()
+    #: Median and 95th percentile wait estimated from the histogram (None: no start).
+    wait_p50_s: float | None = None
+    wait_p95_s: float | None = None
+    wait_window_s: int = 60 * WAIT_WINDOW_MINUTES
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -74,6 +83,10 @@ class QueueScaling:
             "consumers": self.consumers,
             "target_drain_s": self.target_drain_s,
             "window_s": self.window_s,
+            "wait_histogram": [b.as_json() for b in self.wait_histogram],
+            "wait_p50_s": self.wait_p50_s,
+            "wait_p95_s": self.wait_p95_s,
+            "wait_window_s": self.wait_window_s,
         }
 
 
@@ -109,6 +122,12 @@ def _concurrency(queue: str, workers: Sequence[WorkerStatus], default: int) -> t
     return max(1, round(sum(known) / len(known))), len(live)
 
 
+def wait_histogram(queue: str, workers: Sequence[WorkerStatus]) -> tuple[WaitBucket, ...]:
+    """The live ``workers``' wait counts for ``queue`` summed per bucket."""
+    found = (counts_of(w.info, queue) for w in workers if not w.stale)
+    return histogram([c for c in found if c is not None])
+
+
 def estimate(
     overview: QueueOverview,
     workers: Sequence[WorkerStatus],
@@ -131,6 +150,7 @@ def estimate(
     mean_run_s = run_ms / runs / 1000 if runs else None
     concurrency, consumers = _concurrency(overview.name, workers, default_concurrency)
     run_s = mean_run_s or 0.0
+    waits = wait_histogram(overview.name, workers)
     return QueueScaling(
         queue=overview.name,
         desired_workers=desired_workers(
@@ -152,4 +172,7 @@ def estimate(
         consumers=consumers,
         target_drain_s=target_drain_s,
         window_s=window_s,
+        wait_histogram=waits,
+        wait_p50_s=quantile(waits, 0.5),
+        wait_p95_s=quantile(waits, 0.95),
     )

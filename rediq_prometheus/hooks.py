@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rediq_core.errors import TaskCancelledError
 from rediq_core.plugins import hookimpl
+from rediq_core.waits import queue_wait_s
 
 from . import settings
 
@@ -52,12 +53,6 @@ def _labels(task: TaskInfo) -> tuple[str, str]:
     return task.task_name, task.task_queue
 
 
-def _due_ms(task: TaskInfo) -> int:
-    if task.eta_ms is not None:
-        return task.eta_ms
-    return task.enqueued_at_ms + (task.delay_ms or 0)
-
-
 @hookimpl
 def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> None:
     if outcome.accepted:
@@ -74,7 +69,7 @@ def rediq_after_workflow_enqueue(workflow: WorkflowRecord, error: BaseException 
 def rediq_before_task_start(task: TaskInfo) -> None:
     m = task_metrics()
     m.started.labels(*_labels(task)).inc()
-    wait_s = max(0.0, time.time() - _due_ms(task) / 1000)
+    wait_s = queue_wait_s(task, time.time())
     m.queue_wait_seconds.labels(*_labels(task)).observe(wait_s)
     m.running.labels(*_labels(task)).inc()
 

@@ -4,6 +4,7 @@ scaling QUEUE`` (its autoscaling signal, the JSON KEDA's metrics-api scaler read
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +143,8 @@ def scaling(target: Target, queue: str, target_drain_s: float, window_minutes: i
     table.add_column("", justify="right")
     mean = "-" if found.mean_run_s is None else f"{found.mean_run_s:.3f}s"
     oldest = "-" if found.oldest_age_s is None else f"{found.oldest_age_s:.1f}s"
+    waited = f"last {found.wait_window_s // 60} min, live workers"
+    quantiles = f"{_seconds(found.wait_p50_s)} / {_seconds(found.wait_p95_s)}"
     for name, value in (
         ("desired workers", str(found.desired_workers)),
         ("pending / active", f"{found.pending} / {found.active}"),
@@ -151,6 +154,25 @@ def scaling(target: Target, queue: str, target_drain_s: float, window_minutes: i
         ("slots busy", f"{found.busy_slots:.1f}"),
         (f"slots for the backlog ({target_drain_s:g}s)", f"{found.backlog_slots:.1f}"),
         ("concurrency per worker", f"{found.concurrency} ({found.consumers} live consumers)"),
+        (f"wait p50 / p95 ({waited})", quantiles),
+        ("starts by wait", _wait_buckets(found)),
     ):
         table.add_row(name, value)
     console().print(table)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def _wait_buckets(found: QueueScaling) -> str:
+    """The histogram's non-empty buckets: ``<=0.1s 12  <=5s 3  >900s 1``."""
+    parts = []
+    lower = 0.0
+    for bucket in found.wait_histogram:
+        if bucket.count:
+            bound = f">{lower:g}s" if math.isinf(bucket.le_s) else f"<={bucket.le_s:g}s"
+            parts.append(f"{bound} {bucket.count}")
+        if not math.isinf(bucket.le_s):
+            lower = bucket.le_s
+    return "  ".join(parts) or "-"

@@ -27,6 +27,7 @@ from ..logs import task_extra
 from ..message import now_ms
 from ..plugins.events import Event
 from ..records import Delivery, Expired, Lease, WorkerRecord
+from ..waits import WaitWindow
 from .budget import Budget
 from .config import WorkerConfig, default_worker_name, new_worker_id, unconsumed_queues
 from .events import EventDispatcher
@@ -88,6 +89,8 @@ class Worker:
         #: A claim's reply can arrive after the announcement of a cancel that followed it.
         self._announced: dict[str, float] = {}
         self.settler: CountingSettler | None = None
+        #: Starts by queue wait over the last minutes; the heartbeat carries the counts.
+        self.waits = WaitWindow()
         self.started_at_ms = now_ms()
         #: Set once the worker consumes its queues (``rediq.testing.run_worker`` waits for it).
         self.ready = asyncio.Event()
@@ -167,6 +170,7 @@ class Worker:
             leases=self.leases,
             backoff=self.config.backoff,
             trails=self.trails,
+            waits=self.waits,
         )
         await events.worker_event(Event.BEFORE_WORKER_STARTUP, self.info)
         await registry.heartbeat(self._record(), self.config.heartbeat_ttl_s)
@@ -496,6 +500,7 @@ class Worker:
             "processed": settler.processed if settler else 0,
             "failed": settler.failed if settler else 0,
             "version": __version__,
+            "wait_counts": self.waits.counts(time.time()),
         }
 
     def _install_signals(self) -> None:

@@ -23,6 +23,7 @@ from ..logs import task_extra
 from ..plugins.events import Event
 from ..retry import RETRY_HEADER, Retry, RetryPolicy
 from ..signing import InvalidSignatureError
+from ..waits import WaitWindow, queue_wait_s
 from ..workflow_records import StepLink
 from ..workflows import feed_value
 
@@ -85,10 +86,13 @@ class TaskRunner:
         leases: LeaseTable,
         backoff: Backoff,
         trails: Trails | None = None,
+        waits: WaitWindow | None = None,
     ) -> None:
         self.app, self.worker_name, self.events = app, worker_name, events
         self.settler, self.leases, self.backoff = settler, leases, backoff
         self.trails = trails
+        #: Starts by queue wait, for the heartbeat (the autoscaling signal's histogram).
+        self.waits = waits
         self.running: dict[Lease, asyncio.Task[Any]] = {}
         self.stop_requested: set[Lease] = set()
 
@@ -111,6 +115,9 @@ class TaskRunner:
                 error = TaskCancelledError(f"task {message.id} was cancelled before it started")
                 await self._settle(delivery, self._settlement(delivery, error=task_error(error)))
                 return
+            if self.waits is not None and not delivery.retried:
+                now_s = time.time()
+                self.waits.record(message.queue, queue_wait_s(prepared.info, now_s), now_s)
             await self.events.task_event(
                 Event.BEFORE_TASK_RETRY if delivery.retried else Event.BEFORE_TASK_START,
                 prepared.info,

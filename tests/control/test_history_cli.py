@@ -38,8 +38,10 @@ async def test_history_and_scaling_commands(harness: Harness) -> None:
     signal = (await cli(harness, "scaling", "work", "--json")).json()
     assert signal["queue"] == "work" and signal["desired_workers"] in (0, 1)
     assert signal["concurrency"] == 100 and signal["consumers"] == 1, signal
+    assert len(signal["wait_histogram"]) == 10 and signal["wait_window_s"] == 300, signal
     table = await cli(harness, "scaling", "work", "--target-drain-s", "10")
     assert table.code == 0 and "desired workers" in table.out and "(10s)" in table.out
+    assert "starts by wait" in table.out and "wait p50 / p95" in table.out, table.out
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "inspection",
                 "history",
                 "scaling",
+                "waits",
                 "cron_records",
                 "workflow_records",
                 "flow",

@@ -83,7 +83,14 @@ async def test_the_scaling_endpoint_answers_and_rises_after_a_burst(harness: Har
             "arrival_per_s",
             "mean_run_s",
             "pending",
+            "wait_histogram",
+            "wait_p50_s",
+            "wait_p95_s",
+            "wait_window_s",
         }
+        # no worker has started a task of the queue: every bucket empty, no quantile
+        assert [b["count"] for b in idle["wait_histogram"]] == [0] * 10, idle
+        assert idle["wait_histogram"][-1]["le_s"] is None and idle["wait_p50_s"] is None
         for n in range(50):
             await m.work(n).enqueue()
         burst = (await client.get("/api/scaling/inbox")).json()
