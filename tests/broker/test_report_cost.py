@@ -20,6 +20,11 @@ WORKER = "worker-1"
 BEFORE = {"enqueue": 15, "claim": 25, "settle ttl 60": 17, "settle ttl 0": 15}
 
 
+async def _minute(redis: Redis) -> int:
+    seconds, _ = await redis.time()
+    return int(seconds) // 60
+
+
 async def _commands(redis: Redis) -> dict[str, int]:
     stats = await redis.info("commandstats")
     skipped = ("cmdstat_evalsha", "cmdstat_script|load", "cmdstat_config|resetstat")
@@ -30,10 +35,25 @@ async def _commands(redis: Redis) -> dict[str, int]:
     }
 
 
+#: The first count of a new minute also resets the minute's ring slot and rolls the
+#: minute before up into the queue's history (about ten commands): a measurement that
+#: met a minute's edge (on the server's clock) is made again; the next edge is a minute
+#: away.
+
+
 @pytest.mark.parametrize("ttl", [60, 0])
 async def test_a_task_that_reports_nothing_costs_what_it_did(
     broker: RedisBroker, redis: Redis, ttl: int
 ) -> None:
+    for _ in range(2):
+        if await _measured(broker, redis, ttl):
+            return
+    raise AssertionError("two measurements in a row met a minute's edge")
+
+
+async def _measured(broker: RedisBroker, redis: Redis, ttl: int) -> bool:
+    """Run the comparison; False when it met a minute's edge."""
+    minute = await _minute(redis)
     warm, plain, reported = (make_message(QUEUE, result_ttl_s=ttl) for _ in range(3))
     await broker.enqueue([warm, reported])
     await broker.fetch(QUEUE, worker_id=WORKER, limit=2, lease_ms=5_000, wait=False)
@@ -41,14 +61,13 @@ async def test_a_task_that_reports_nothing_costs_what_it_did(
 
     await redis.config_resetstat()
     await broker.enqueue([plain])
-    assert sum((await _commands(redis)).values()) == BEFORE["enqueue"]
+    enqueued = await _commands(redis)
     await redis.config_resetstat()
     await broker.fetch(QUEUE, worker_id=WORKER, limit=1, lease_ms=5_000, wait=False)
-    assert sum((await _commands(redis)).values()) == BEFORE["claim"]
+    claimed = await _commands(redis)
     await redis.config_resetstat()
     await broker.settle(WORKER, [Settlement(plain.id, QUEUE, result=b"x", delivery=1)])
     ordinary = await _commands(redis)
-    assert sum(ordinary.values()) == BEFORE[f"settle ttl {ttl}"], ordinary
 
     update = TrailUpdate(
         reported.id, QUEUE, 1, '[0.5, "half", 1]', ('[1, "INFO", "a", "m", 0]',), 0
@@ -57,5 +76,12 @@ async def test_a_task_that_reports_nothing_costs_what_it_did(
     await redis.config_resetstat()
     done = Settlement(reported.id, QUEUE, result=b"x", delivery=1, reported=True)
     assert await broker.settle(WORKER, [done]) == [True]
-    extra = {k: v - ordinary.get(k, 0) for k, v in (await _commands(redis)).items()}
+    after = await _commands(redis)
+    if await _minute(redis) != minute:
+        return False
+    assert sum(enqueued.values()) == BEFORE["enqueue"], enqueued
+    assert sum(claimed.values()) == BEFORE["claim"], claimed
+    assert sum(ordinary.values()) == BEFORE[f"settle ttl {ttl}"], ordinary
+    extra = {k: v - ordinary.get(k, 0) for k, v in after.items()}
     assert {k: v for k, v in extra.items() if v} == {"expire" if ttl else "del": 1}, extra
+    return True
