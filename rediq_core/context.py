@@ -143,18 +143,19 @@ def using(
     exception: BaseException | None = None,
     trail: TaskTrail | None = None,
 ) -> Iterator[None]:
-    """Set context values for the duration of a ``with`` block (used by the worker)."""
+    """Set context values for the duration of a ``with`` block (used by the worker, for
+    every attempt and every hook call: spelt out, not looped, as it is on the hot path)."""
     tokens: list[tuple[ContextVar[Any], contextvars.Token[Any]]] = []
-    settings: tuple[tuple[ContextVar[Any], Any, Any], ...] = (
-        (_executor, executor, None),
-        (_task_info, task, None),
-        (_task_result, result, ...),
-        (_task_exception, exception, None),
-        (_trail, trail, None),
-    )
-    for var, value, unset in settings:
-        if value is not unset:
-            tokens.append((var, var.set(value)))
+    if executor is not None:
+        tokens.append((_executor, _executor.set(executor)))
+    if task is not None:
+        tokens.append((_task_info, _task_info.set(task)))
+    if result is not ...:
+        tokens.append((_task_result, _task_result.set(result)))
+    if exception is not None:
+        tokens.append((_task_exception, _task_exception.set(exception)))
+    if trail is not None:
+        tokens.append((_trail, _trail.set(trail)))
     try:
         yield
     finally:

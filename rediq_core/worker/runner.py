@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import context
@@ -69,8 +69,6 @@ class Outcome:
     result: Any = None
     error: BaseException | None = None
     retryable: bool = True
-    #: How long the attempt ran (settled with it: the queue's run-time history).
-    run_ms: int | None = None
 
 
 class TaskRunner:
@@ -126,7 +124,7 @@ class TaskRunner:
             outcome = await self._attempt(prepared, lease)
             ran_s = time.perf_counter() - started
             await self.events.attempt_ended(prepared.info, ran_s, outcome.error)
-            await self._finish(delivery, prepared, replace(outcome, run_ms=round(ran_s * 1000)))
+            await self._finish(delivery, prepared, outcome, round(ran_s * 1000))
         finally:
             self.stop_requested.discard(lease)
             if self.trails is not None:
@@ -240,7 +238,11 @@ class TaskRunner:
             finally:
                 self.running.pop(lease, None)
 
-    async def _finish(self, delivery: Delivery, prepared: Prepared, outcome: Outcome) -> None:
+    async def _finish(
+        self, delivery: Delivery, prepared: Prepared, outcome: Outcome, run_ms: int | None = None
+    ) -> None:
+        """Settle the attempt's outcome; ``run_ms``: how long it ran (settled with it: the
+        queue's run-time history)."""
         m, info = delivery.message, prepared.info
         if outcome.error is None:
             try:
@@ -250,9 +252,9 @@ class TaskRunner:
                     f"the return value of {m.name!r} cannot be serialized with"
                     f" {m.serializer!r}: {exc}"
                 )
-                outcome = Outcome(error=error, retryable=False, run_ms=outcome.run_ms)
+                outcome = Outcome(error=error, retryable=False)
             else:
-                ran = self._settlement(delivery, result=payload, run_ms=outcome.run_ms)
+                ran = self._settlement(delivery, result=payload, run_ms=run_ms)
                 if await self._settle(delivery, ran):
                     log.debug("succeeded", extra=task_extra(m.id, m.name))
                     await self.events.task_event(
@@ -267,7 +269,7 @@ class TaskRunner:
         if retryable and delivery.retried < m.max_retries:
             delay = self._retry_delay_ms(prepared.policy, delivery.retried, error)
             retry = self._settlement(
-                delivery, error=task_error(error), retry_delay_ms=delay, run_ms=outcome.run_ms
+                delivery, error=task_error(error), retry_delay_ms=delay, run_ms=run_ms
             )
             if await self._settle(delivery, retry):
                 log.warning(
@@ -280,7 +282,7 @@ class TaskRunner:
                     extra=task_extra(m.id, m.name),
                 )
             return
-        final = self._settlement(delivery, error=task_error(error), run_ms=outcome.run_ms)
+        final = self._settlement(delivery, error=task_error(error), run_ms=run_ms)
         if await self._settle(delivery, final):
             log.error(
                 "failed: %s: %s",
@@ -307,7 +309,9 @@ class TaskRunner:
 
     async def _settle(self, delivery: Delivery, settlement: Settlement) -> bool:
         m = delivery.message
-        if self.trails is not None and await self.trails.finish(delivery.lease):
+        # a quiet attempt (the usual one) awaits nothing here
+        if self.trails is not None and (trail := self.trails.take(delivery.lease)) is not None:
+            await self.trails.finish(trail)
             settlement = dataclasses.replace(settlement, reported=True)
         self.leases.remove(m.queue, delivery.lease)
         held = await self.settler.settle(settlement)

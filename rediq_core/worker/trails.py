@@ -92,14 +92,15 @@ class Trails:
         if any(trail.dirty for trail in self._open.values()):
             self._round = asyncio.create_task(self._send(list(self._open.values())))
 
-    async def finish(self, lease: Lease) -> bool:
-        """Before an attempt's settlement: send the rest of its trail; whether the
-        attempt reported anything (the settlement then says so)."""
+    def take(self, lease: Lease) -> TaskTrail | None:
+        """Before an attempt's settlement: its trail if it reported anything (send the
+        rest with :meth:`finish`; the settlement then says it reported), else None."""
         trail = self._open.pop(lease, None)
-        if trail is None or not trail.used:
-            return False
+        return trail if trail is not None and trail.used else None
+
+    async def finish(self, trail: TaskTrail) -> None:
+        """Send the rest of a trail :meth:`take` gave."""
         await self._send([trail])
-        return True
 
     async def _send(self, trails: list[TaskTrail]) -> None:
         if self._broker is None:
