@@ -18,12 +18,15 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from rediq import Rediq
 
 HEADER = """\
 import asyncio, functools, os, sys, time
@@ -197,3 +200,18 @@ async def harness(
         yield h
     finally:
         await h.close()
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def app(request: pytest.FixtureRequest, rediq_namespace: str) -> AsyncIterator[Rediq]:
+    """An app on a real redis-server, then on ``memory://`` (in-process workers' tests);
+    closed at the end."""
+    if request.param == "redis":
+        url = request.getfixturevalue("rediq_redis_url")
+    else:
+        url = f"memory://{uuid.uuid4().hex}"
+    app = Rediq(redis_url=url, namespace=rediq_namespace)
+    try:
+        yield app
+    finally:
+        await app.close()

@@ -9,8 +9,7 @@ import asyncio
 import logging
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -51,19 +50,6 @@ async def until(read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what:
 
 def messages(logs: Any) -> list[str]:
     return [line.message for line in logs.lines]
-
-
-@pytest.fixture(params=["redis", "memory"])
-async def app(request: pytest.FixtureRequest, rediq_namespace: str) -> AsyncIterator[Rediq]:
-    if request.param == "redis":
-        url = request.getfixturevalue("rediq_redis_url")
-    else:
-        url = f"memory://{uuid.uuid4().hex}"
-    app = Rediq(redis_url=url, namespace=rediq_namespace)
-    try:
-        yield app
-    finally:
-        await app.close()
 
 
 async def test_progress_and_logs_are_read_while_running_and_after(app: Rediq) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,19 +17,6 @@ pytestmark = pytest.mark.timeout(90)
 WAIT_S = 20.0
 #: Heartbeats (and lease rounds) every 0.1 s: the counts reach the registry at once.
 FAST = {"lease_ms": 1_500, "lease_renew_ms": 100, "heartbeat_interval_s": 0.1}
-
-
-@pytest.fixture(params=["redis", "memory"])
-async def app(request: pytest.FixtureRequest, rediq_namespace: str) -> AsyncIterator[Rediq]:
-    if request.param == "redis":
-        url = request.getfixturevalue("rediq_redis_url")
-    else:
-        url = f"memory://{uuid.uuid4().hex}"
-    app = Rediq(redis_url=url, namespace=rediq_namespace)
-    try:
-        yield app
-    finally:
-        await app.close()
 
 
 async def test_waits_reach_the_scaling_signal_through_the_heartbeat(app: Rediq) -> None:
