@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, Unpack, overload
@@ -29,6 +30,7 @@ from .plugins.events import Event
 from .producer import ProducerPipeline
 from .retry import RetryPolicy
 from .serializer import Serializer
+from .shards import QueueShards, QueueSpec, check_shards, parse_shards_setting
 from .signing import MessageSigner
 from .sync import SyncRunner, refuse_in_event_loop
 from .task import TaskCall, TaskDefinition, refuse_partial
@@ -93,6 +95,9 @@ class Rediq:
         0 (the default) records nothing. Every process that changes tasks (producers,
         workers, control commands) writes with its own app's setting: give them the same.
     :param event_stream_lengths: queues that keep another number of events (0: none).
+    :param queue_shards: ``{queue: shards}``: queues spread over that many shards, as
+        :meth:`queue` declares them (docs/scaling.md); the environment variable
+        ``REDIQ_QUEUE_SHARDS`` (``emails=8,reports=4``) adds more.
     :param plugins: a plugin host (default: a fresh one from installed entry points).
     """
 
@@ -112,6 +117,7 @@ class Rediq:
         max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
         event_stream_length: int = defaults.EVENT_STREAM_LENGTH,
         event_stream_lengths: Mapping[str, int] | None = None,
+        queue_shards: Mapping[str, int] | None = None,
         broker_url: str | None = None,
         broker_config: Mapping[str, Any] | None = None,
         plugins: PluginHost | None = None,
@@ -143,6 +149,8 @@ class Rediq:
         self.redis_config = dict(redis_config or {})
         self.namespace = check_name(namespace, "namespace")
         self.default_options = TaskOptions(queue=default_queue)
+        #: The sharded queues (docs/scaling.md) and the producer's routing among shards.
+        self.shards = QueueShards(_shard_counts(queue_shards))
         self.plugins = plugins or make_plugin_host()
         self.serializer_name = serializer_name
         self.serializer = self.plugins.serializer(serializer_name)
@@ -261,6 +269,31 @@ class Rediq:
 
         return decorate(fn) if fn is not None else decorate
 
+    def queue(self, name: str, *, shards: int = 1) -> QueueSpec:
+        """Declare how ``name`` is stored: ``shards`` > 1 spreads it over that many
+        shards, which a Redis Cluster's masters share (docs/scaling.md). Producers of
+        this app spread its tasks over the shards (round-robin, or by the call's
+        ``shard_key``); its workers consume every shard. Declare it alike in every
+        process of the app (or set ``REDIQ_QUEUE_SHARDS``).
+
+        Raises :class:`ConfigurationError` when ``name`` was declared with another
+        number of shards.
+        """
+        count = check_shards(name, shards)
+        known = self.shards.counts.get(name)
+        if known is not None and known != count:
+            raise ConfigurationError(
+                f"queue {name!r} is declared with {known} shards already (queue_shards,"
+                f" REDIQ_QUEUE_SHARDS or app.queue); give it one number of shards"
+            )
+        self.shards.declare(name, count)
+        for key, schedule in self.schedules.items():  # declared after its schedules
+            spec = schedule.spec
+            if spec.queue == name:
+                routed = replace(spec, queue=self.shards.by_key(name, "cron:" + spec.name))
+                self.schedules[key] = replace(schedule, spec=routed)
+        return QueueSpec(name, count)
+
     @overload
     def event(self, fn: EventHandler, /) -> EventHandler: ...
 
@@ -373,7 +406,11 @@ class Rediq:
             namespace=self.namespace,
             enqueue_retry_s=self.enqueue_retry_s,
             event_stream_length=self.event_stream_length,
-            event_stream_lengths=self.event_stream_lengths,
+            event_stream_lengths={
+                shard: n
+                for queue, n in self.event_stream_lengths.items()
+                for shard in {queue, *self.shards.names(queue)}
+            },
         )
 
     def get_broker(self) -> Broker:
@@ -402,7 +439,7 @@ class Rediq:
     @property
     def control(self) -> Control:
         """The control API: inspect and operate queues, tasks and workers."""
-        return Control(self.get_broker())
+        return Control(self.get_broker(), self.shards)
 
     async def handle(self, task_id: str) -> TaskHandle[Any]:
         """A handle for any existing task, found by its id alone (in whichever queue), so
@@ -475,7 +512,9 @@ class Rediq:
         reader = roles.events(self.get_broker())
 
         async def read() -> AsyncIterator[TaskEvent]:
-            known = names if names is not None else await self.control.queues()
+            control = self.control
+            wanted = names if names is not None else await control.queues()
+            known = [shard for queue in wanted for shard in await control.shards(queue)]
             async for event in follow_events(reader, known, since, follow=follow):
                 yield event
 
@@ -554,6 +593,20 @@ class Rediq:
         if record.state is not TaskState.SUCCEEDED or record.result is None:
             return None
         return self.serializer_for(record.serializer or self.serializer_name).loads(record.result)
+
+
+def _shard_counts(given: Mapping[str, int] | None) -> dict[str, int]:
+    """``queue_shards=``, with those ``REDIQ_QUEUE_SHARDS`` adds; a queue both give
+    must have one number of shards in both."""
+    counts = {queue: check_shards(queue, n) for queue, n in (given or {}).items()}
+    setting = os.environ.get(defaults.ENV_QUEUE_SHARDS, "")
+    for queue, n in parse_shards_setting(setting, defaults.ENV_QUEUE_SHARDS).items():
+        if counts.setdefault(queue, n) != n:
+            raise ConfigurationError(
+                f"queue {queue!r} has {counts[queue]} shards in queue_shards= but {n} in"
+                f" {defaults.ENV_QUEUE_SHARDS}; give it one number of shards"
+            )
+    return counts
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -15,12 +15,14 @@ from typing import Any
 
 from . import defaults, roles
 from .broker import Broker
-from .errors import AmbiguousWorkerError
-from .flow import QueueFlow, QueueLimits, Rate
+from .errors import AmbiguousWorkerError, ConfigurationError
+from .flow import BURST_SHARE_MS, QueueFlow, QueueLimits, Rate
 from .history import history_window
 from .inspection import QueueHistory, QueueOverview, TaskPage, WorkerStatus
 from .records import CancelOutcome, TaskRecord, TaskState, WorkerRecord
 from .scaling import DEFAULT_TARGET_DRAIN_S, DEFAULT_WINDOW_MINUTES, QueueScaling, estimate
+from .shard_views import merge_histories, merge_overviews, page_across, shard_order
+from .shards import QueueShards, logical_queue, parse_shard
 from .tasklogs import TaskReport
 
 __all__ = ["PURGEABLE_STATES", "Control", "worker_status"]
@@ -44,6 +46,27 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def split_limits(queue: str, limits: QueueLimits, shards: int) -> list[QueueLimits]:
+    """A queue's own limits as its ``shards`` shards each hold them: evenly split."""
+    if shards == 1:
+        return [limits]
+    concurrency = limits.concurrency
+    if concurrency is not None and concurrency < shards:
+        raise ConfigurationError(
+            f"concurrency={concurrency} for queue {queue!r}: it has {shards} shards, each"
+            f" holding a share; give at least {shards}"
+        )
+    shares = []
+    for i in range(shards):
+        share = None if concurrency is None else concurrency // shards + (i < concurrency % shards)
+        rate = limits.rate
+        if rate is not None:  # the count over a period as many times longer
+            period = rate.period_ms * shards
+            rate = Rate(rate.count, period, max(1, rate.count * BURST_SHARE_MS // period))
+        shares.append(QueueLimits(concurrency=share, rate=rate))
+    return shares
 
 
 def worker_status(record: WorkerRecord) -> WorkerStatus:
@@ -72,11 +95,17 @@ def worker_status(record: WorkerRecord) -> WorkerStatus:
 class Control:
     """Inspect and operate the queues and workers of one broker (``app.control``).
 
+    A sharded queue (docs/scaling.md) is one queue here: its overview and counters are
+    its shards' summed, an operation on it applies to every shard, and a listing reads
+    shard after shard; a shard's own name (``emails#3of8``) addresses that shard alone.
+    The shards are those ``shards`` declares and those the broker holds.
+
     Raises :class:`~rediq_core.roles.MissingRoleError` if the broker does not declare the
     results, control and registry roles."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, shards: QueueShards | None = None) -> None:
         self.broker = broker
+        self.declared = shards or QueueShards()
         self._results = roles.results(broker)
         self._control = roles.control(broker)
         self._registry = roles.registry(broker)
@@ -85,14 +114,33 @@ class Control:
 
     async def task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
         """Everything known of a task (looked up in every queue unless ``queue`` is given)."""
-        return await self._results.get_task(task_id, queue)
+        if queue is None:
+            return await self._results.get_task(task_id, None)
+        names = await self.shards(queue)
+        if len(names) == 1:
+            return await self._results.get_task(task_id, names[0])
+        found = await self._results.get_tasks([(task_id, name) for name in names])
+        return next((record for record in found if record is not None), None)
+
+    async def _locate(self, task_id: str, queue: str | None) -> str | None:
+        """The broker queue of a task of ``queue`` (None: look in every queue, or a
+        sharded queue's shards); None when not found."""
+        if queue is not None and parse_shard(queue) is None:
+            names = await self.shards(queue)
+            if len(names) == 1:
+                return names[0]
+        record = await self.task(task_id, queue)
+        return record.queue if record is not None else None
 
     async def report(self, task_id: str, queue: str) -> TaskReport | None:
         """The task's progress and log lines (``set_progress``, logging), or None when it
         has none or the broker keeps none (no reports role)."""
         if not roles.supports(self.broker, roles.Role.REPORTS):
             return None
-        return await roles.reports(self.broker).get_report(task_id, queue)
+        found = await self._locate(task_id, queue)
+        return (
+            None if found is None else await roles.reports(self.broker).get_report(task_id, found)
+        )
 
     async def tasks(
         self,
@@ -104,48 +152,96 @@ class Control:
     ) -> TaskPage:
         """A page of ``queue``'s tasks in ``state``: pending in run order, scheduled by due
         time, active by lease deadline (with their worker), failed (dead letters) newest
-        first with their error. Pass ``page.next_cursor`` back for the next page."""
-        return await self._control.list_tasks(queue, TaskState(state), limit=limit, cursor=cursor)
+        first with their error. Pass ``page.next_cursor`` back for the next page. A sharded
+        queue is listed shard after shard (each in its order)."""
+        return await self._page(queue, TaskState(state), limit, cursor)
+
+    async def _page(self, queue: str, state: TaskState, limit: int, cursor: str | None) -> TaskPage:
+        names = await self.shards(queue)
+        if len(names) == 1:
+            return await self._control.list_tasks(names[0], state, limit=limit, cursor=cursor)
+
+        async def read(name: str, count: int, inner: str | None) -> TaskPage:
+            return await self._control.list_tasks(name, state, limit=count, cursor=inner)
+
+        return await page_across(names, read, limit, cursor)
 
     async def cancel(self, task_id: str, queue: str | None = None) -> CancelOutcome:
         """Cancel a waiting task at once, or ask its worker to cancel it if it runs."""
-        return await self._control.cancel(task_id, queue)
+        if queue is None:
+            return await self._control.cancel(task_id, None)
+        found = await self._locate(task_id, queue)
+        if found is None:
+            return CancelOutcome.NOT_FOUND
+        return await self._control.cancel(task_id, found)
 
     async def cancel_group(self, group: str, queue: str | None = None) -> dict[str, CancelOutcome]:
         """Cancel every unfinished task tagged ``group`` (see ``TaskCall.groups()``)."""
-        return await self._control.cancel_group(group, queue)
+        if queue is None:
+            return await self._control.cancel_group(group, None)
+        outcomes: dict[str, CancelOutcome] = {}
+        for name in await self.shards(queue):
+            outcomes.update(await self._control.cancel_group(group, name))
+        return outcomes
 
     async def delete(self, task_id: str, queue: str | None = None) -> bool:
         """Forget a task that is not running (its record and result); False if not found
         or running (cancel it first)."""
-        return await self._control.delete(task_id, queue)
+        if queue is None:
+            return await self._control.delete(task_id, None)
+        found = await self._locate(task_id, queue)
+        return found is not None and await self._control.delete(task_id, found)
 
     async def delete_group(self, group: str, queue: str | None = None) -> int:
         """Forget every task tagged ``group`` that is not running (waiting, dead, or ended
         with its result still kept); return how many."""
-        return await self._control.delete_group(group, queue)
+        if queue is None:
+            return await self._control.delete_group(group, None)
+        return sum([await self._control.delete_group(group, n) for n in await self.shards(queue)])
 
     # --- queues -----------------------------------------------------------------------
 
     async def queues(self) -> list[str]:
-        """Every queue that has received a task (or was paused)."""
-        return await self._control.queues()
+        """Every queue that has received a task (or was paused); a sharded queue once,
+        by its name."""
+        return sorted({logical_queue(name) for name in await self._control.queues()})
+
+    async def shards(self, queue: str) -> list[str]:
+        """The broker queues that hold ``queue``'s tasks: its shards (those declared and
+        those the broker holds, e.g. left by another number of shards), or ``[queue]``.
+        A shard's own name gives itself."""
+        if parse_shard(queue) is not None:
+            return [queue]
+        declared = self.declared.names(queue) if self.declared.count(queue) > 1 else ()
+        known = await self._control.queues()
+        found = [n for n in known if logical_queue(n) == queue and n != queue]
+        names = sorted({*declared, *found}, key=shard_order)
+        if not names:
+            return [queue]
+        return [queue, *names] if queue in known else names  # tasks from before the shards
 
     async def queue_known(self, queue: str) -> bool:
         """Whether ``queue`` was ever seen (it is listed by :meth:`queues` or the broker
         holds anything of it); False for a name never used, such as a typo."""
-        return await self._control.queue_known(queue)
+        return any([await self._control.queue_known(name) for name in await self.shards(queue)])
 
     async def forget(self, queue: str) -> bool:
         """Forget an empty queue: it leaves :meth:`queues`, its pause flag and counters go
         (its next task brings it back). False, changing nothing, while it holds pending,
-        scheduled, active or dead tasks: purge them (or let them end) first."""
-        return await self._control.forget_queue(queue)
+        scheduled, active or dead tasks: purge them (or let them end) first. A sharded
+        queue's empty shards are forgotten; True only when every one was."""
+        return all([await self._control.forget_queue(name) for name in await self.shards(queue)])
 
     async def queue(self, name: str, *, minutes: int = 15) -> QueueOverview:
         """Counts per state, oldest pending age, counters, the last ``minutes``, and how
-        many live workers consume it (``no_consumer``: tasks pending and none does)."""
+        many live workers consume it (``no_consumer``: tasks pending and none does). A
+        sharded queue's are its shards' summed (:meth:`shard_overviews` gives each)."""
         return await self._overview(name, minutes, await self.workers())
+
+    async def shard_overviews(self, name: str, *, minutes: int = 15) -> list[QueueOverview]:
+        """:meth:`queue` for each shard of ``name`` (``[queue(name)]`` when not sharded)."""
+        workers = await self.workers()
+        return [await self._overview(s, minutes, workers, [s]) for s in await self.shards(name)]
 
     async def overview(self, *, minutes: int = 15) -> list[QueueOverview]:
         """:meth:`queue` for every queue."""
@@ -153,10 +249,19 @@ class Control:
         return [await self._overview(name, minutes, workers) for name in await self.queues()]
 
     async def _overview(
-        self, name: str, minutes: int, workers: Sequence[WorkerStatus]
+        self,
+        name: str,
+        minutes: int,
+        workers: Sequence[WorkerStatus],
+        names: Sequence[str] | None = None,
     ) -> QueueOverview:
-        consumers = sum(1 for w in workers if name in w.queues and not w.stale)
-        return replace(await self._control.queue_overview(name, minutes), consumers=consumers)
+        queue = logical_queue(name)
+        consumers = sum(1 for w in workers if not w.stale and queue in map(logical_queue, w.queues))
+        parts = [
+            await self._control.queue_overview(shard, minutes)
+            for shard in (names or await self.shards(name))
+        ]
+        return replace(merge_overviews(name, parts), consumers=consumers)
 
     async def history(
         self,
@@ -173,9 +278,13 @@ class Control:
         days: a window reaching back more than a day takes steps of whole hours. Raises
         ValueError for a window it cannot answer, saying what to pass instead."""
         window = history_window(since, until, step)
-        return await self._control.queue_history(
-            queue, window.since_ms, window.until_ms, window.step_ms
-        )
+        parts = [
+            await self._control.queue_history(
+                name, window.since_ms, window.until_ms, window.step_ms
+            )
+            for name in await self.shards(queue)
+        ]
+        return merge_histories(queue, parts)
 
     async def scaling(
         self,
@@ -207,17 +316,18 @@ class Control:
         scheduled and dead letters; running tasks are never purged); return how many. A
         purged workflow step ends the steps waiting for it as cancelled."""
         chosen = PURGEABLE_STATES if states is None else tuple(TaskState(s) for s in states)
-        return await self._control.purge_tasks(queue, chosen)
+        return sum([await self._control.purge_tasks(n, chosen) for n in await self.shards(queue)])
 
     async def pause(self, queue: str) -> bool:
         """Workers stop leasing from ``queue`` within one fetch; running tasks finish.
         False if it was paused already. Any name is accepted (a queue can be paused before
-        its first task): check :meth:`queue_known` first to refuse typos."""
-        return await self._control.pause(queue)
+        its first task): check :meth:`queue_known` first to refuse typos. A sharded
+        queue's every shard is paused."""
+        return any([await self._control.pause(name) for name in await self.shards(queue)])
 
     async def resume(self, queue: str) -> bool:
         """Undo :meth:`pause`; False if the queue was not paused."""
-        return await self._control.resume(queue)
+        return any([await self._control.resume(name) for name in await self.shards(queue)])
 
     # --- limits -----------------------------------------------------------------------
 
@@ -228,12 +338,17 @@ class Control:
         ``concurrency`` running, at most ``rate`` starts (``"500/s"``, ``"10/m"``, ...).
         None removes that limit: ``set_limits(queue)`` clears both. Tasks a raised or
         cleared limit lets start do so at once. Raises
-        :class:`~rediq_core.roles.MissingRoleError` if the broker has no limits role."""
+        :class:`~rediq_core.roles.MissingRoleError` if the broker has no limits role.
+
+        A sharded queue's limits are split evenly among its shards (the producers spread
+        its tasks evenly): ``concurrency`` must be at least its number of shards."""
         limits = QueueLimits(
             concurrency=concurrency,
             rate=rate if isinstance(rate, Rate) or rate is None else Rate.parse(rate, "rate"),
         )
-        await roles.limits(self.broker).set_limits(queue, limits)
+        names = await self.shards(queue)
+        for name, share in zip(names, split_limits(queue, limits, len(names)), strict=True):
+            await roles.limits(self.broker).set_limits(name, share)
         return limits
 
     async def limits(self, queue: str | None = None) -> list[QueueFlow]:
@@ -242,7 +357,7 @@ class Control:
         rate's next start."""
         role = roles.limits(self.broker)
         names = [queue] if queue is not None else await self.queues()
-        return [await role.limits(name) for name in names]
+        return [await role.limits(shard) for name in names for shard in await self.shards(name)]
 
     # --- dead letters -----------------------------------------------------------------
 
@@ -250,15 +365,17 @@ class Control:
         self, queue: str, *, limit: int = 100, cursor: str | None = None
     ) -> TaskPage:
         """Dead-lettered tasks, newest first, each with the error that ended it."""
-        return await self._control.list_tasks(queue, TaskState.FAILED, limit=limit, cursor=cursor)
+        return await self._page(queue, TaskState.FAILED, limit, cursor)
 
     async def requeue_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
         """Move dead letters (all, or these) back to pending with fresh counters."""
-        return await self._control.requeue_dead(queue, task_ids)
+        names = await self.shards(queue)
+        return sum([await self._control.requeue_dead(name, task_ids) for name in names])
 
     async def delete_dead(self, queue: str, task_ids: Sequence[str] | None = None) -> int:
         """Delete dead letters (all, or these); return how many."""
-        return await self._control.delete_dead(queue, task_ids)
+        names = await self.shards(queue)
+        return sum([await self._control.delete_dead(name, task_ids) for name in names])
 
     # --- workers ----------------------------------------------------------------------
 

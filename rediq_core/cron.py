@@ -115,6 +115,8 @@ def make_schedule(
             f"schedule name={name!r} is invalid: expected 1-{_MAX_NAME} characters"
             " (pass a shorter name=)"
         )
+    # a sharded queue keeps a schedule's state in one shard, the one its name routes to
+    target = app.shards.by_key(target, "cron:" + name)
     call = task(*args, **kwargs)
     if priority is not None:
         call = call.options(priority=priority)

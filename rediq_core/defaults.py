@@ -110,6 +110,9 @@ CRON_REGISTER_INTERVAL_S: Final = 15
 ENV_DISABLE_PLUGINS: Final = "REDIQ_DISABLE_PLUGINS"
 ENV_DISABLE_AUTOLOAD: Final = "REDIQ_DISABLE_PLUGIN_AUTOLOAD"
 ENV_REDIS_URL: Final = "REDIQ_REDIS_URL"
+#: Sharded queues of an app, ``emails=8,reports=4`` (besides ``queue_shards=`` and
+#: ``app.queue(..., shards=N)``; docs/scaling.md).
+ENV_QUEUE_SHARDS: Final = "REDIQ_QUEUE_SHARDS"
 #: Environment variables of the control commands (``rediq queues``, ``rediq top``, ...):
 #: the app (``module:app``) and the key namespace when no app is given.
 ENV_APP: Final = "REDIQ_APP"

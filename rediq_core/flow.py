@@ -33,6 +33,7 @@ __all__ = [
     "Rate",
     "check_flow_args",
     "flow_of",
+    "shard_key_of",
 ]
 
 #: An argument name of the task, or a callable given the call's arguments (``*args``,
@@ -172,6 +173,9 @@ class FlowArgs(TypedDict, total=False):
     debounce: float | dt.timedelta | None
     #: The debounce key's argument (or a callable); default: the task alone.
     debounce_key: KeySource | None
+    #: In a sharded queue, calls with one value of this argument (or of the callable's)
+    #: go to one shard, in order (docs/scaling.md); default: spread round-robin.
+    shard_key: KeySource | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +198,8 @@ class FlowOptions:
     #: A burst of enqueues with one debounce key runs once, the last one, this long after it.
     debounce_ms: int | None = None
     debounce_key: KeySource | None = None
+    #: Routes a call in a sharded queue (not a limit: it never travels in the message).
+    shard_key: KeySource | None = None
 
     def check(self, signature: inspect.Signature | None) -> None:
         """Raise :class:`ConfigurationError` on options that cannot work together."""
@@ -218,6 +224,7 @@ class FlowOptions:
         _check_key("rate_limit_key", self.rate_limit_key, signature)
         _check_key("concurrency_key", self.concurrency_key, signature)
         _check_key("fair_key", self.fair_key, signature)
+        _check_key("shard_key", self.shard_key, signature)
 
     @property
     def limited(self) -> bool:
@@ -248,6 +255,7 @@ class FlowOptions:
             "unique_key": flow.get("unique_key"),
             "debounce_ms": _duration_ms("debounce", flow.get("debounce")),
             "debounce_key": flow.get("debounce_key"),
+            "shard_key": flow.get("shard_key"),
         }
         merged = replace(self, **{k: v for k, v in changes.items() if v is not None})
         merged.check(signature)
@@ -323,6 +331,26 @@ class Flow:
             unique=None if data.get("u") is None else (str(data["u"][0]), str(data["u"][1])),
             debounce=None if data.get("b") is None else (str(data["b"][0]), int(data["b"][1])),
         )
+
+
+def shard_key_of(
+    task_name: str,
+    options: FlowOptions,
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> str | None:
+    """The value of a call's ``shard_key`` (None when it has none); a key source that
+    fails raises :class:`ConfigurationError` at enqueue time."""
+    if options.shard_key is None:
+        return None
+    try:
+        return _key_value(options.shard_key, signature, args, kwargs)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"task {task_name!r}: the shard key could not be computed from this call's"
+            f" arguments: {exc!r}"
+        ) from exc
 
 
 def flow_of(

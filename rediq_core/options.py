@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from . import defaults
 from .errors import ConfigurationError
 from .flow import FlowOptions
+from .shards import is_queue_name
 
 NO_FLOW: Final = FlowOptions()
 
@@ -18,15 +18,14 @@ if TYPE_CHECKING:
 
 __all__ = ["TaskOptions", "check_name", "check_queue", "milliseconds", "seconds"]
 
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-
 
 def _fail(option: str, value: Any, expected: str) -> ConfigurationError:
     return ConfigurationError(f"{option}={value!r} is invalid: expected {expected}")
 
 
 def check_queue(value: Any, option: str = "task_queue") -> str:
-    if not isinstance(value, str) or not _QUEUE_NAME.match(value):
+    """A queue's name, or the name of one of its shards (``emails#3of8``)."""
+    if not is_queue_name(value):
         raise _fail(option, value, "1-128 characters among letters, digits and _ . : -")
     return value
 

@@ -26,6 +26,7 @@ from .retry import RETRY_HEADER
 
 if TYPE_CHECKING:
     from .app import Rediq
+    from .flow import Flow
     from .roles import Cron, Producer
     from .task import TaskCall
 
@@ -80,18 +81,12 @@ class ProducerPipeline:
         """Serialize a call into a message; raise :class:`SerializationError` at once."""
         app = self.app
         options = call.resolved_options
-        try:
-            payload = app.serializer.dumps([list(call.args), call.kwargs])
-        except Exception as exc:
-            raise SerializationError(
-                f"the arguments of task {call.task.name!r} cannot be serialized with"
-                f" {app.serializer_name!r}: {exc}. Pass values this serializer can carry,"
-                " or choose another serializer_name"
-            ) from exc
+        payload = self._payload(call)
+        flow = call.flow(payload)
         return TaskMessage(
             id=call.task_id or new_task_id(),
             name=call.task.name,
-            queue=options.queue,
+            queue=self._route(call, flow),
             payload=payload,
             serializer=app.serializer_name,
             priority=options.priority,
@@ -102,7 +97,34 @@ class ProducerPipeline:
             headers=_headers(call),
             eta_ms=call.eta_ms,
             delay_ms=call.delay_ms,
-            flow=call.flow(payload),
+            flow=flow,
+        )
+
+    def route(self, call: TaskCall[Any]) -> str:
+        """The queue (the shard, in a sharded queue) the call goes to; what :meth:`build`
+        puts in its message, for a call with an explicit id, a shard key or limits (a
+        workflow step's, routed before its message is built)."""
+        if self.app.shards.count(call.resolved_options.queue) == 1:
+            return call.resolved_options.queue
+        return self._route(call, call.flow(self._payload(call)))
+
+    def _payload(self, call: TaskCall[Any]) -> bytes:
+        app = self.app
+        try:
+            return app.serializer.dumps([list(call.args), call.kwargs])
+        except Exception as exc:
+            raise SerializationError(
+                f"the arguments of task {call.task.name!r} cannot be serialized with"
+                f" {app.serializer_name!r}: {exc}. Pass values this serializer can carry,"
+                " or choose another serializer_name"
+            ) from exc
+
+    def _route(self, call: TaskCall[Any], flow: Flow | None) -> str:
+        queue = call.resolved_options.queue
+        if self.app.shards.count(queue) == 1:
+            return queue
+        return self.app.shards.route(
+            queue, shard_key=call.shard_key(), flow=flow, task_id=call.task_id
         )
 
     def seal(self, message: TaskMessage) -> TaskMessage:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack
 
 from .errors import ConfigurationError
-from .flow import Flow, FlowArgs, flow_of
+from .flow import Flow, FlowArgs, flow_of, shard_key_of
 from .options import TaskOptions, check_name, check_queue, milliseconds, seconds
 
 if TYPE_CHECKING:
@@ -197,6 +197,14 @@ class TaskCall(Generic[R]):
             return None
         args = (_PARENT_RESULT, *self.args) if self.takes_parent else self.args
         return flow_of(self.task.name, options, self.task.signature, args, self.kwargs, payload)
+
+    def shard_key(self) -> str | None:
+        """The value of this call's ``shard_key`` (None when it has none)."""
+        options = self.resolved_options.flow
+        if options.shard_key is None:
+            return None
+        args = (_PARENT_RESULT, *self.args) if self.takes_parent else self.args
+        return shard_key_of(self.task.name, options, self.task.signature, args, self.kwargs)
 
     async def enqueue(self) -> TaskHandle[R]:
         """Publish the call. Returns at once with a handle (``handle.hex()`` is the id)."""

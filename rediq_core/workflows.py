@@ -32,6 +32,7 @@ from .workflow_records import (
 
 if TYPE_CHECKING:
     from .app import Rediq
+    from .task import TaskCall
 
 __all__ = [
     "StepStatus",
@@ -201,7 +202,8 @@ async def enqueue_workflow(app: Rediq, compiled: Plan) -> WorkflowHandle[Any]:
     store = roles.workflows(broker)
     producer = roles.producer(broker)
     workflow_id = new_task_id()
-    options = [s.call.resolved_options for s in compiled.steps]
+    calls = _step_calls(app, workflow_id, compiled)
+    options = [call.resolved_options for call in calls]
     record = WorkflowRecord(
         workflow_id,
         tuple(
@@ -212,7 +214,6 @@ async def enqueue_workflow(app: Rediq, compiled: Plan) -> WorkflowHandle[Any]:
         now_ms(),
         max((o.result_ttl_s for o in options), default=0) or defaults.DEFAULT_RESULT_TTL_S,
     )
-    calls = _step_calls(workflow_id, compiled)
     waiting = [call for step, call in zip(compiled.steps, calls, strict=True) if step.after]
     roots = [call for step, call in zip(compiled.steps, calls, strict=True) if not step.after]
     hooks = app.plugins.events
@@ -248,7 +249,13 @@ def _deadlines(compiled: Plan) -> dict[int, int | None]:
     return found
 
 
-def _step_calls(workflow_id: str, compiled: Plan) -> list[Any]:
+def _step_calls(app: Rediq, workflow_id: str, compiled: Plan) -> list[TaskCall[Any]]:
+    """Each step's call: its id, its link to the steps after it and its queue (its shard,
+    in a sharded queue, routed now so that the record and the links name it)."""
+    queues = [
+        app.producer.route(replace(step.call, task_id=step_id(workflow_id, step.index)))
+        for step in compiled.steps
+    ]
     calls = []
     deadlines = _deadlines(compiled)
     for step in compiled.steps:
@@ -256,12 +263,15 @@ def _step_calls(workflow_id: str, compiled: Plan) -> list[Any]:
             workflow_id,
             step.index,
             len(step.after),
-            tuple((compiled.steps[n].call.resolved_options.queue, n) for n in step.then),
+            tuple((queues[n], n) for n in step.then),
             None if step.feed is None else encode_feed(step.feed),
         )
         headers = {**step.call.headers, WORKFLOW_HEADER: link.to_header()}
         call = replace(step.call, task_id=step_id(workflow_id, step.index), headers=headers)
         options = call.resolved_options
+        if queues[step.index] != options.queue:
+            options = replace(options, queue=queues[step.index])
+            call = replace(call, task_options=options)
         deadline = deadlines[step.index]
         if deadline != options.flow.deadline_ms:  # a deadline carried from the steps before
             flow = replace(options.flow, deadline_ms=deadline)

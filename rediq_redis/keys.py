@@ -8,13 +8,18 @@ never written inside a task-state script.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
+from redis.crc import key_slot
+
+from rediq_core.shards import parse_shard
+
 from .layout import ATTEMPTS, DONE_CHANNEL, JOINED, RESULT, TRAIL, UNBLOCK
 
-__all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce"]
+__all__ = ["QUEUE_KEY_NAMES", "NamespaceKeys", "QueueKeys", "new_nonce", "shard_tag"]
 
 #: The per-queue keys, in the order every queue script receives them as KEYS[1..N]. The Lua
 #: prelude's key table is generated from this tuple: append a new key at the end.
@@ -68,7 +73,12 @@ class QueueKeys:
 
     @cached_property
     def tag(self) -> str:
-        return f"{{{self.namespace}:{self.queue}}}"
+        """``{NS:Q}``; for a shard of a sharded queue, ``{NS:Q~<salt>}`` with the salt
+        that puts it in its share of the cluster's slots (:func:`shard_tag`)."""
+        shard = parse_shard(self.queue)
+        if shard is None:
+            return f"{{{self.namespace}:{self.queue}}}"
+        return "{" + shard_tag(f"{self.namespace}:{self.queue}", shard.index, shard.count) + "}"
 
     def key(self, name: str) -> str:
         return f"{self.tag}:{name}"
@@ -115,6 +125,27 @@ class QueueKeys:
     def for_task(self, task_id: str) -> list[str]:
         """KEYS of a script about one task: the queue's keys, then its result hash."""
         return [*self.all, self.result(task_id)]
+
+
+#: Slots of a Redis Cluster (CRC16 of the hash tag, modulo this).
+CLUSTER_SLOTS = 16384
+
+
+@functools.lru_cache(maxsize=4096)
+def shard_tag(base: str, index: int, count: int) -> str:
+    """The hash tag content of shard ``index`` of ``count``: ``base``, or ``base~<n>``
+    with the smallest ``n`` that puts its slot in the middle half of the ``index``-th of
+    ``count`` equal slot ranges. A cluster whose masters own equal contiguous ranges
+    (what ``redis-cli --cluster create`` makes) thus gives each master the same number
+    of shards when ``count`` is a multiple of the masters (docs/scaling.md)."""
+    low, high = index * CLUSTER_SLOTS // count, (index + 1) * CLUSTER_SLOTS // count
+    quarter = (high - low) // 4
+    low, high = low + quarter, high - quarter
+    candidate, salt = base, 0
+    while not low <= key_slot(candidate.encode()) < high:
+        salt += 1
+        candidate = f"{base}~{salt}"
+    return candidate
 
 
 #: Maps the two bytes a nonce must not hold (record and claim-memo separators) to others.

@@ -3,12 +3,13 @@ and ``rediq task ID``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import rich_click as click
 
 from ..broker import TaskRecord, TaskState
-from ..inspection import TaskPage
+from ..inspection import QueueOverview, TaskPage
 from ..tasklogs import TaskLogs, TaskReport
 from .render import (
     console,
@@ -64,14 +65,48 @@ async def known_queue(app: Rediq, queue: str, hint: str = "") -> None:
     show_default=True,
     help="Minutes of per-minute counters to include.",
 )
+@click.option(
+    "--shards",
+    "by_shard",
+    is_flag=True,
+    help="Also show each shard of a sharded queue (docs/scaling.md).",
+)
 @control_command
-def queues(target: Target, minutes: int) -> None:
-    """Every queue: counts per state, oldest pending age, counters and recent rates."""
-    overviews = run(target, lambda app: app.control.overview(minutes=minutes))
+def queues(target: Target, minutes: int, by_shard: bool) -> None:
+    """Every queue: counts per state, oldest pending age, counters and recent rates. A
+    sharded queue is one row, its shards' sums (``--shards``: and a row per shard)."""
+
+    async def read(app: Rediq) -> tuple[list[QueueOverview], dict[str, list[QueueOverview]]]:
+        control = app.control
+        overviews = await control.overview(minutes=minutes)
+        shards: dict[str, list[QueueOverview]] = {}
+        for o in overviews:
+            names = await control.shards(o.name)
+            if len(names) > 1:
+                shards[o.name] = (
+                    await control.shard_overviews(o.name, minutes=minutes)
+                    if by_shard
+                    else [replace(o, name=n) for n in names]  # only the count is shown
+                )
+        return overviews, shards
+
+    overviews, shards = run(target, read)
     if target.as_json:
-        echo_json({"queues": [overview_json(o) for o in overviews]})
-    else:
-        console().print(overview_table(overviews))
+        found = []
+        for o in overviews:
+            row = {**overview_json(o), "shards": len(shards.get(o.name, ())) or 1}
+            if by_shard and o.name in shards:
+                row["shard_detail"] = [overview_json(s) for s in shards[o.name]]
+            found.append(row)
+        echo_json({"queues": found})
+        return
+    rows = []
+    for o in overviews:
+        count = len(shards.get(o.name, ()))
+        rows.append(replace(o, name=f"{o.name} ({count} shards)") if count else o)
+        if by_shard:
+            rows += [replace(s, name=f"  {s.name}") for s in shards.get(o.name, ())]
+    console().print(overview_table(rows))
 
 
 @click.command()

@@ -32,23 +32,58 @@ class QueueOrder(enum.StrEnum):
 
 class _Turns:
     """Picks the queue that gets the next slot: smooth weighted round-robin (nginx's)
-    among the candidates, all weights 1 when fair; the first listed one when strict."""
+    among the candidates, all weights 1 when fair; the first listed one when strict.
 
-    def __init__(self, queues: Sequence[str], order: QueueOrder, weights: Mapping[str, int]):
-        self.queues, self.order = tuple(queues), order
-        weighted = order is QueueOrder.WEIGHTED
-        self.weight = {q: weights.get(q, 1) if weighted else 1 for q in self.queues}
-        self.current = dict.fromkeys(self.queues, 0)
+    The shards of a sharded queue (docs/scaling.md) count as their queue: the turn picks
+    a queue, then the next of its shards with a fetcher waiting, round-robin."""
+
+    def __init__(
+        self,
+        queues: Sequence[str],
+        order: QueueOrder,
+        weights: Mapping[str, int],
+        groups: Mapping[str, str],
+    ):
+        self.order, self.weights = order, weights
+        #: queue (a shard's queue) -> its broker queues, in order
+        self.members: dict[str, list[str]] = {}
+        self.group: dict[str, str] = {}
+        self.weight: dict[str, int] = {}
+        self.current: dict[str, int] = {}
+        self.next_member: dict[str, int] = {}
+        for queue in queues:
+            self.add(queue, groups.get(queue, queue))
+
+    def add(self, queue: str, group: str) -> None:
+        if queue in self.group:
+            return
+        self.group[queue] = group
+        if group not in self.members:
+            self.members[group] = []
+            weighted = self.order is QueueOrder.WEIGHTED
+            self.weight[group] = self.weights.get(group, 1) if weighted else 1
+            self.current[group], self.next_member[group] = 0, 0
+        self.members[group].append(queue)
 
     def pick(self, waiting: Collection[str]) -> str:
-        candidates = [q for q in self.queues if q in waiting]
+        candidates = [g for g, qs in self.members.items() if any(q in waiting for q in qs)]
         if self.order is QueueOrder.STRICT:
-            return candidates[0]
-        for queue in candidates:
-            self.current[queue] += self.weight[queue]
-        best = max(candidates, key=self.current.__getitem__)  # the first listed on ties
-        self.current[best] -= sum(self.weight[q] for q in candidates)
-        return best
+            best = candidates[0]
+        else:
+            for group in candidates:
+                self.current[group] += self.weight[group]
+            best = max(candidates, key=self.current.__getitem__)  # the first listed on ties
+            self.current[best] -= sum(self.weight[g] for g in candidates)
+        members = self.members[best]
+        if len(members) == 1:
+            return members[0]
+        start = self.next_member[best]
+        for step in range(len(members)):
+            queue = members[(start + step) % len(members)]
+            if queue in waiting:
+                self.next_member[best] = (start + step + 1) % len(members)
+                return queue
+        raise AssertionError("a candidate queue has no waiting member")
 
 
 class Budget:
@@ -60,14 +95,22 @@ class Budget:
         queues: Sequence[str],
         order: QueueOrder = QueueOrder.FAIR,
         weights: Mapping[str, int] | None = None,
+        groups: Mapping[str, str] | None = None,
     ) -> None:
+        """``groups`` maps a shard to its queue (the turn of a sharded queue is shared by
+        its shards); ``weights`` are by queue."""
         self.size = size
         #: Slots of leased tasks (running or prefetched).
         self.held = 0
         self._granted = dict.fromkeys(queues, 0)
         self._waiting: dict[str, asyncio.Future[None]] = {}
-        self._turns = _Turns(queues, order, weights or {})
+        self._turns = _Turns(queues, order, weights or {}, groups or {})
         self._scheduled = False
+
+    def add(self, queue: str, group: str) -> None:
+        """Share the slots with one more queue (a shard of ``group`` found later)."""
+        self._granted.setdefault(queue, 0)
+        self._turns.add(queue, group)
 
     @property
     def free(self) -> int:

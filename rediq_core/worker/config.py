@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .. import defaults
 from ..errors import ConfigurationError
 from ..options import check_queue
+from ..shards import logical_queue
 from ..tasklogs import LogBounds
 from .backoff import Backoff
 from .budget import QueueOrder
@@ -74,7 +75,7 @@ def unconsumed_queues(app: Rediq, consumed: Iterable[str]) -> dict[str, list[str
     for task in app.tasks.values():
         going.setdefault(task.options.queue, set()).add(task.name)
     for schedule in app.schedules.values():
-        going.setdefault(schedule.spec.queue, set()).add(schedule.spec.task)
+        going.setdefault(logical_queue(schedule.spec.queue), set()).add(schedule.spec.task)
     for queue in consumed:
         going.pop(queue, None)
     return {queue: sorted(tasks) for queue, tasks in going.items()}
@@ -195,12 +196,21 @@ class WorkerConfig:
             return QueueOrder.WEIGHTED if self.queue_weights else QueueOrder.FAIR
         return QueueOrder(self.queue_order)
 
-    def describe_queues(self, queues: Iterable[str]) -> str:
-        """The consumed queues and their order, as the banner and the ready line say it."""
+    def describe_queues(
+        self, queues: Iterable[str], shards: Mapping[str, int] | None = None
+    ) -> str:
+        """The consumed queues and their order, as the banner and the ready line say it
+        (with the number of ``shards`` of a sharded queue)."""
         order = self.resolved_queue_order
+        queues = list(queues)
         names = list(queues)
         if order is QueueOrder.WEIGHTED:
             names = [f"{q}:{self.queue_weights.get(q, 1)}" for q in names]
+        shards = shards or {}
+        names = [
+            f"{n} ({shards[q]} shards)" if shards.get(q) else n
+            for q, n in zip(queues, names, strict=True)
+        ]
         return ", ".join(names) + (f" ({order.value} order)" if len(names) > 1 else "")
 
     def resolved_queues(self, default_queue: str) -> tuple[str, ...]:

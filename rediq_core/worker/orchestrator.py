@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from ..logs import task_extra
 from ..message import now_ms
 from ..plugins.events import Event
 from ..records import Delivery, Expired, Lease, WorkerRecord
+from ..shards import logical_queue, parse_shard
 from ..waits import WaitWindow
 from .budget import Budget
 from .config import WorkerConfig, default_worker_name, new_worker_id, unconsumed_queues
@@ -56,6 +58,8 @@ class Worker:
         self.app = app
         self.config = config = config or WorkerConfig()
         self.queues = config.resolved_queues(app.default_options.queue)
+        #: The broker queues consumed: every shard of a sharded queue (docs/scaling.md).
+        self.consumed = app.shards.expand(self.queues)
         self.name = config.worker_name or default_worker_name()
         self.id = new_worker_id(self.name)
         self.info = WorkerInfo(
@@ -74,9 +78,10 @@ class Worker:
         #: Local slots (running plus prefetched tasks) shared by every consumed queue.
         self.budget = Budget(
             config.queue_size + config.task_concurrency,
-            self.queues,
+            self.consumed,
             config.resolved_queue_order,
             config.queue_weights,
+            {q: logical_queue(q) for q in self.consumed},
         )
         self.forced = False
         self._stop = asyncio.Event()
@@ -228,7 +233,8 @@ class Worker:
 
     async def _serve(self, broker: Broker) -> None:
         consumer = roles.consumer(broker)
-        fetchers = [self._fetcher(consumer, q) for q in self.queues]
+        await self._find_shards(broker)
+        fetchers = [self._fetcher(consumer, q) for q in self.consumed]
         fetching = [self._supervised(f.run, f"fetch:{f.queue}") for f in fetchers]
         runners = [
             self._supervised(lambda: self._run_deliveries(consumer), f"runner:{i}")
@@ -240,7 +246,12 @@ class Worker:
             listen_stop_requests(roles.registry(broker), self.id, self.request_shutdown), "stop"
         )
         cron = self._start_cron(broker)
-        log.info("worker %s ready: consuming %s", self.id, self.config.describe_queues(self.queues))
+        counts = Counter(logical_queue(q) for q in self.consumed if parse_shard(q))
+        log.info(
+            "worker %s ready: consuming %s",
+            self.id,
+            self.config.describe_queues(self.queues, counts),
+        )
         self._warn_unconsumed()
         self.ready.set()
         self._maybe_check_burst()
@@ -319,14 +330,32 @@ class Worker:
         task.add_done_callback(self._background.discard)
         return task
 
+    async def _find_shards(self, broker: Broker) -> None:
+        """Consume, besides the shards this app declares, every shard of a consumed queue
+        the broker already holds (left by producers with another number of shards), so
+        that none is stranded."""
+        if not roles.supports(broker, roles.Role.CONTROL):
+            return
+        try:
+            known = await roles.control(broker).queues()
+        except BrokerUnavailableError:
+            return  # the declared shards are consumed all the same
+        consumed = set(self.queues)
+        for name in known:
+            shard = parse_shard(name)
+            if shard is not None and shard.queue in consumed and name not in self.consumed:
+                self.consumed += (name,)
+                self.budget.add(name, shard.queue)
+                log.info("worker %s: also consuming shard %s, found in the broker", self.id, name)
+
     def _start_cron(self, broker: Broker) -> asyncio.Task[None] | None:
         """The cron scheduler, when a consumed queue has schedules (the cron code is not
         even imported by a worker without any)."""
-        if not any(s.spec.queue in self.queues for s in self.app.schedules.values()):
+        if not any(s.spec.queue in self.consumed for s in self.app.schedules.values()):
             return None
         from .cron import CronScheduler
 
-        scheduler = CronScheduler(self.app, broker, self.queues)
+        scheduler = CronScheduler(self.app, broker, self.consumed)
         return self._supervised(scheduler.run, "cron", may_end=True)  # ends without the role
 
     def _supervised(
@@ -445,7 +474,7 @@ class Worker:
     async def _check_burst(self) -> None:
         """Burst mode reads the queues' counts: the control role (``queue_stats``)."""
         control = roles.control(self.app.get_broker())
-        for queue in self.queues:
+        for queue in self.consumed:
             stats = await control.queue_stats(queue)
             if stats.pending or stats.scheduled:
                 return

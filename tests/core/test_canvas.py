@@ -236,7 +236,8 @@ def test_a_step_without_a_deadline_takes_the_earliest_of_the_steps_before_it(tas
             chord(group(tasks.square(1).options(deadline=10), tasks.square(2)), tasks.total.s()),
         )
     )
-    deadlines = [c.resolved_options.flow.deadline_ms for c in _step_calls("w" * 32, compiled)]
+    calls = _step_calls(tasks.fetch.app, "w" * 32, compiled)
+    deadlines = [c.resolved_options.flow.deadline_ms for c in calls]
     # fetch 30 s; parse inherits 30 s, the other keeps its own 60 s; the chord's members
     # follow both parses (30 s), one with its own 10 s; the callback the earliest, 10 s
     assert deadlines == [30_000, 30_000, 60_000, 10_000, 30_000, 10_000]

@@ -71,6 +71,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "roles",
                 "tasklogs",
                 "task_events",
+                "shards",
+                "shard_views",
             }
         ),
     ),

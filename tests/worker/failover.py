@@ -93,12 +93,15 @@ async def drain_through_failover(
     promoted: Callable[[Any], None],
     recover: Callable[[Any], None],
     killed_queues: set[str],
+    consume: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Report:
     """See the module docstring. ``kill()`` SIGKILLs a master and returns what
-    ``promoted(it)`` (blocks until a replica took over) and ``recover(it)`` need."""
+    ``promoted(it)`` (blocks until a replica took over) and ``recover(it)`` need. The
+    worker consumes ``consume`` (default: ``queues``), with ``env`` added to its own."""
     log = harness.dir / "executions.log"
     m = harness.write_app(APP.format(config=json.dumps(config), log=str(log)), header="")
-    options = [opt for q in queues for opt in ("--queue-name", q)]
+    options = [opt for q in consume or queues for opt in ("--queue-name", q)]
     worker = harness.start(
         *options,
         "--skip-default-queue",
@@ -106,7 +109,7 @@ async def drain_through_failover(
         "20",
         "--worker-queue-size",
         "50",
-        env={"REDIQ_LEASE_MS": "3000"},
+        env={"REDIQ_LEASE_MS": "3000", **(env or {})},
     )
     acknowledged: set[str] = set()
     unconfirmed: set[str] = set()

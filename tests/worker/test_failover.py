@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
+from rediq_core.shards import shard_names
+from rediq_redis.keys import QueueKeys
 from rediq_redis.testing import RedisServer
 from rediq_redis.testing.topologies import ClusterTopology, SentinelTopology
 
@@ -97,6 +99,44 @@ async def test_cluster_master_killed_mid_run(
     finally:
         await harness.close()
     _report(record_property, f"cluster failover, durability {durability}", report, durability)
+
+
+async def test_cluster_shard_master_killed_mid_run(
+    cluster: ClusterTopology, tmp_path: Path, rediq_namespace: str, record_property: Any
+) -> None:
+    """A sharded queue (6 shards, two on each master) through the SIGKILL of the master
+    of two of its shards: the worker, consuming the queue by its name, loses nothing."""
+    shards = list(shard_names("work", 6))
+    slots = {q: key_slot(QueueKeys(rediq_namespace, q).tag.encode()) for q in shards}
+    victim = cluster.master_of_slot(slots[shards[0]])
+    replica = cluster.replica_of(victim)
+    on_victim = {q for q in shards if cluster.master_of_slot(slots[q]) is victim}
+    assert len(on_victim) == 2
+
+    def kill() -> RedisServer:
+        victim.kill()  # SIGKILL
+        return victim
+
+    def recover(server: RedisServer) -> None:
+        server.start()
+        cluster.wait_healthy()
+
+    harness = Harness(tmp_path, cluster.url(), rediq_namespace)
+    try:
+        report = await drain_through_failover(
+            harness,
+            queues=shards,
+            config=DURABILITY["on"],
+            kill=kill,
+            promoted=lambda _: cluster.wait_promoted(replica),
+            recover=recover,
+            killed_queues=on_victim,
+            consume=["work"],
+            env={"REDIQ_QUEUE_SHARDS": "work=6"},
+        )
+    finally:
+        await harness.close()
+    _report(record_property, "cluster failover of a shard's master", report, "on")
 
 
 @pytest.mark.parametrize("durability", DURABILITY)
