@@ -1,7 +1,7 @@
 """A million-task backlog: the time of each operation, and Redis memory per task, as one
 queue's pending backlog grows from 10^3 to 10^6 tasks; then, at the largest backlog, how
 long the overview answers (``app.control.overview()``, ``rediq queues``, the dashboard's
-overview page ``/``), and the purge of the whole backlog.
+overview page ``/`` and its queue page), and the purge of the whole backlog.
 
     .venv/bin/python benchmarks/backlog.py [--max 1000000] [--samples 200]
     .venv/bin/python benchmarks/backlog.py --quick      # --max 100000
@@ -241,7 +241,12 @@ async def overviews(url: str) -> dict[str, dict[str, float]]:
     """Milliseconds to answer the queue overview, each way (median of OVERVIEW_SAMPLES)."""
     shown = Rediq(redis_url=url, namespace=NAMESPACE)
     transport = httpx.ASGITransport(app=create_dashboard(shown))
-    found: dict[str, list[float]] = {"control_overview": [], "rediq_queues": [], "dashboard": []}
+    found: dict[str, list[float]] = {
+        "control_overview": [],
+        "rediq_queues": [],
+        "dashboard": [],
+        "dashboard_queue": [],
+    }
     async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
         for _ in range(OVERVIEW_SAMPLES + 1):  # the first round opens connections
             found["control_overview"].append(await timed(lambda: app.control.overview()))
@@ -250,8 +255,15 @@ async def overviews(url: str) -> dict[str, dict[str, float]]:
             response = await client.get("/")
             found["dashboard"].append((time.perf_counter() - started) * 1e6)
             assert response.status_code == 200 and QUEUE in response.text, response.status_code
+            started = time.perf_counter()
+            response = await client.get(f"/queues/{QUEUE}")
+            found["dashboard_queue"].append((time.perf_counter() - started) * 1e6)
+            assert response.status_code == 200, response.status_code
     await shown.close()
-    return {k: {m: v / 1000 for m, v in summary(t[1:]).items()} for k, t in found.items()}
+    return {
+        k: {m: v if m == "n" else v / 1000 for m, v in summary(t[1:]).items()}
+        for k, t in found.items()
+    }
 
 
 async def purge(redis: Redis, total: int) -> dict[str, Any]:
@@ -281,6 +293,14 @@ async def purge(redis: Redis, total: int) -> dict[str, Any]:
         "longest_call_ms": max(scripts, default=0) / 1000,
         "server_us_per_task_by_backlog": {k: summary(v) for k, v in buckets.items()},
     }
+
+
+_OVERVIEW_ROWS = (
+    ("`app.control.overview()`", "control_overview"),
+    ("`rediq queues` (in-process CLI)", "rediq_queues"),
+    ("dashboard overview `/`", "dashboard"),
+    (f"dashboard queue page `/queues/{QUEUE}`", "dashboard_queue"),
+)
 
 
 def _cell(figure: dict[str, float]) -> str:
@@ -330,9 +350,10 @@ def render(rows: Sequence[dict[str, Any]], overview: dict[str, Any], purged: dic
         "",
         f"| at {top:,} pending | ms, median (p95) of {OVERVIEW_SAMPLES} |",
         "|---|---:|",
-        f"| `app.control.overview()` | {overview['control_overview']['median']:.1f} ({overview['control_overview']['p95']:.1f}) |",
-        f"| `rediq queues` (in-process CLI) | {overview['rediq_queues']['median']:.1f} ({overview['rediq_queues']['p95']:.1f}) |",
-        f"| dashboard overview `/` | {overview['dashboard']['median']:.1f} ({overview['dashboard']['p95']:.1f}) |",
+        *(
+            f"| {label} | {overview[key]['median']:.1f} ({overview[key]['p95']:.1f}) |"
+            for label, key in _OVERVIEW_ROWS
+        ),
         "",
         f"purge of {purged['removed']:,} pending tasks: {purged['wall_s']:.1f} s"
         f" ({purged['per_task_us']:.1f} µs per task) in {purged['calls']} script calls;"
