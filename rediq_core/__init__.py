@@ -43,6 +43,7 @@ from .plugins import hookimpl, make_plugin_host
 from .retry import Retry, RetryPolicy
 from .scaling import QueueScaling
 from .serializer import Serializer
+from .shards import QueueSpec
 from .task import TaskCall, TaskDefinition
 from .task_events import TaskEvent, TaskEventKind
 from .tasklogs import TaskLogLine, TaskLogs, TaskProgress, TaskReport
@@ -71,6 +72,7 @@ __all__ = [
     "QueueLimits",
     "QueueOverview",
     "QueueScaling",
+    "QueueSpec",
     "Rate",
     "Rediq",
     "Retry",

@@ -21,7 +21,7 @@ from .history import history_window
 from .inspection import QueueHistory, QueueOverview, TaskPage, WorkerStatus
 from .records import CancelOutcome, TaskRecord, TaskState, WorkerRecord
 from .scaling import DEFAULT_TARGET_DRAIN_S, DEFAULT_WINDOW_MINUTES, QueueScaling, estimate
-from .shard_views import merge_histories, merge_overviews, page_across, shard_order
+from .shard_views import merge_flows, merge_histories, merge_overviews, page_across, shard_order
 from .shards import QueueShards, logical_queue, parse_shard
 from .tasklogs import TaskReport
 
@@ -354,10 +354,13 @@ class Control:
     async def limits(self, queue: str | None = None) -> list[QueueFlow]:
         """The own limits of ``queue`` (or of every queue) and the use of every limit its
         tasks hold or wait for: running tasks per concurrency limit, tasks held back, a
-        rate's next start."""
+        rate's next start. A sharded queue's are its shards' summed."""
         role = roles.limits(self.broker)
         names = [queue] if queue is not None else await self.queues()
-        return [await role.limits(shard) for name in names for shard in await self.shards(name)]
+        return [
+            merge_flows(name, [await role.limits(shard) for shard in await self.shards(name)])
+            for name in names
+        ]
 
     # --- dead letters -----------------------------------------------------------------
 

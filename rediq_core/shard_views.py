@@ -7,13 +7,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING
 
+from .flow import LimitUse, QueueFlow, QueueLimits, Rate
 from .inspection import HistoryPoint, MinuteCounts, QueueHistory, QueueOverview, TaskPage
 from .shards import parse_shard
 
 if TYPE_CHECKING:
     from .records import TaskRecord
 
-__all__ = ["merge_histories", "merge_overviews", "page_across", "shard_order"]
+__all__ = ["merge_flows", "merge_histories", "merge_overviews", "page_across", "shard_order"]
 
 _COUNTS = ("pending", "scheduled", "active", "dead", "waiting", "limited")
 
@@ -74,6 +75,45 @@ def merge_histories(queue: str, parts: Sequence[QueueHistory]) -> QueueHistory:
         for at, found in sorted(by_start.items())
     )
     return replace(first, queue=queue, points=points)
+
+
+def merge_flows(queue: str, parts: Sequence[QueueFlow]) -> QueueFlow:
+    """One view of ``queue``'s limits from its shards': its own limits summed (what
+    ``Control.set_limits`` split), each limit's use summed over the shards."""
+    if len(parts) == 1:
+        return replace(parts[0], queue=queue)
+    shares = [p.limits.concurrency for p in parts]
+    concurrency = None if None in shares else sum(s for s in shares if s is not None)
+    rates = [p.limits.rate for p in parts]
+    rate = None
+    if None not in rates:
+        first = rates[0]
+        assert first is not None
+        if all(r == first for r in rates) and first.period_ms % len(parts) == 0:
+            rate = Rate(first.count, first.period_ms // len(parts), first.burst * len(parts))
+        else:
+            counted = [r for r in rates if r is not None]
+            total = sum(r.count for r in counted)
+            rate = Rate(total, first.period_ms, sum(r.burst for r in counted))
+    uses: dict[str, LimitUse] = {}
+    for part in parts:
+        for use in part.uses:
+            seen = uses.get(use.name)
+            if seen is None:
+                uses[use.name] = use
+                continue
+            starts = [t for t in (seen.next_start_ms, use.next_start_ms) if t is not None]
+            uses[use.name] = LimitUse(
+                name=use.name,
+                running=seen.running + use.running,
+                limited=seen.limited + use.limited,
+                next_start_ms=min(starts, default=None),
+            )
+    return QueueFlow(
+        queue=queue,
+        limits=QueueLimits(concurrency=concurrency, rate=rate),
+        uses=tuple(uses.values()),
+    )
 
 
 async def page_across(

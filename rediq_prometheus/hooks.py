@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rediq_core.errors import TaskCancelledError
 from rediq_core.plugins import hookimpl
+from rediq_core.shards import logical_queue
 from rediq_core.waits import queue_wait_s
 
 from . import settings
@@ -50,19 +51,19 @@ def task_metrics() -> TaskMetrics:
 
 
 def _labels(task: TaskInfo) -> tuple[str, str]:
-    return task.task_name, task.task_queue
+    return task.task_name, logical_queue(task.task_queue)
 
 
 @hookimpl
 def rediq_after_task_enqueue(message: TaskMessage, outcome: EnqueueOutcome) -> None:
     if outcome.accepted:
-        task_metrics().enqueued.labels(message.name, message.queue).inc()
+        task_metrics().enqueued.labels(message.name, logical_queue(message.queue)).inc()
 
 
 @hookimpl
 def rediq_after_workflow_enqueue(workflow: WorkflowRecord, error: BaseException | None) -> None:
     if error is None and workflow.steps:
-        task_metrics().workflows_enqueued.labels(workflow.steps[0].queue).inc()
+        task_metrics().workflows_enqueued.labels(logical_queue(workflow.steps[0].queue)).inc()
 
 
 @hookimpl
@@ -107,7 +108,7 @@ def rediq_after_task_failure(task: TaskInfo, exception: BaseException) -> None:
 
 @hookimpl
 def rediq_after_task_expired(task_id: str, task_name: str, queue: str, reason: str) -> None:
-    task_metrics().expired.labels(task_name, queue).inc()
+    task_metrics().expired.labels(task_name, logical_queue(queue)).inc()
 
 
 @hookimpl

@@ -22,6 +22,7 @@ from ..info import TaskInfo
 from ..logs import task_extra
 from ..plugins.events import Event
 from ..retry import RETRY_HEADER, Retry, RetryPolicy
+from ..shards import logical_queue
 from ..signing import InvalidSignatureError
 from ..waits import WaitWindow, queue_wait_s
 from ..workflow_records import StepLink
@@ -115,7 +116,8 @@ class TaskRunner:
                 return
             if self.waits is not None and not delivery.retried:
                 now_s = time.time()
-                self.waits.record(message.queue, queue_wait_s(prepared.info, now_s), now_s)
+                wait_s = queue_wait_s(prepared.info, now_s)
+                self.waits.record(logical_queue(message.queue), wait_s, now_s)
             await self.events.task_event(
                 Event.BEFORE_TASK_RETRY if delivery.retried else Event.BEFORE_TASK_START,
                 prepared.info,

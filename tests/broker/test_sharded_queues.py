@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from rediq import Rediq, TaskState
+from rediq import Rate, Rediq, TaskState
+from rediq_core import roles
 from rediq_core.cli import main
 from rediq_core.errors import ConfigurationError
 from rediq_core.shards import parse_shard
@@ -91,6 +92,27 @@ async def test_a_worker_consumes_every_shard_and_leaves_nothing(
     for h in handles:
         await app.control.delete(h.id)
     await _audit(rediq_redis_cluster, rediq_namespace, app.shards.names("emails"))
+
+
+async def test_a_worker_finds_the_shards_its_app_does_not_declare(
+    app: Rediq, rediq_redis_cluster: Any, rediq_namespace: str
+) -> None:
+    """Shards left by producers with another number of shards are consumed too."""
+
+    @app.task(task_queue="emails", task_name="triple")
+    async def triple(n: int) -> int:
+        return n * 3
+
+    handles = await app.enqueue_many([triple(n) for n in range(24)])
+    other = Rediq(redis_url=rediq_redis_cluster.url(), namespace=rediq_namespace)
+    other.task(task_queue="emails", task_name="triple")(triple.fn)
+    try:
+        async with run_worker(other, queues=("emails",), skip_default_queue=True) as worker:
+            assert set(worker.consumed) == {"emails", *app.shards.names("emails")}
+            results = await asyncio.gather(*(h.result(timeout=60) for h in handles))
+    finally:
+        await other.close()
+    assert results == [n * 3 for n in range(24)]
 
 
 async def test_priority_across_shards_holds_within_the_bound(app: Rediq) -> None:
@@ -210,9 +232,11 @@ async def test_limits_on_a_sharded_queue(app: Rediq) -> None:
     assert set(most.values()) == {1}, most
 
     await app.control.set_limits("emails", concurrency=8, rate="60/s")
-    flows = await app.control.limits("emails")
-    assert [f.limits.concurrency for f in flows] == [2, 2, 1, 1, 1, 1]
-    assert {(f.limits.rate.count, f.limits.rate.period_ms) for f in flows if f.limits.rate} == {
+    [flow] = await app.control.limits("emails")
+    assert (flow.limits.concurrency, flow.limits.rate) == (8, Rate.parse("60/s"))
+    shares = [await roles.limits(app.get_broker()).limits(s) for s in app.shards.names("emails")]
+    assert [f.limits.concurrency for f in shares] == [2, 2, 1, 1, 1, 1]
+    assert {(f.limits.rate.count, f.limits.rate.period_ms) for f in shares if f.limits.rate} == {
         (60, 6000)
     }
     with pytest.raises(ConfigurationError, match="at least 6"):

@@ -86,3 +86,20 @@ async def test_an_empty_queue_can_be_forgotten_from_its_page(harness: Harness) -
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
+
+
+async def test_a_sharded_queue_is_one_row_and_one_page(harness: Harness) -> None:
+    """The dashboard (without the app: from the broker alone) shows a sharded queue as one
+    row with its shards' sums, and its page lists the tasks of every shard."""
+    tasks = harness.write_app(
+        "app.queue('mail', shards=3)\n\n@app.task(task_queue='mail')\nasync def note(n):\n    pass\n"
+    )
+    handles = await tasks.app.enqueue_many([tasks.note(n) for n in range(9)])
+    assert len({h.queue for h in handles}) == 3
+    base = start_dashboard(harness)
+    async with httpx.AsyncClient(base_url=base) as client:
+        overview = (await client.get("/")).text
+        assert "mail#" not in overview
+        assert re.search(r"<td[^>]*>9</td>", row_of(overview, "mail")), row_of(overview, "mail")
+        page = (await client.get("/queues/mail")).text
+        assert all(h.id in page for h in handles)
