@@ -344,11 +344,23 @@ def shard_key_of(
     fails raises :class:`ConfigurationError` at enqueue time."""
     if options.shard_key is None:
         return None
+    return _call_key(task_name, "shard", options.shard_key, signature, args, kwargs)
+
+
+def _call_key(
+    task_name: str,
+    what: str,
+    source: KeySource,
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> str:
+    """A key of one call, or :class:`ConfigurationError` saying which key failed."""
     try:
-        return _key_value(options.shard_key, signature, args, kwargs)
+        return _key_value(source, signature, args, kwargs)
     except Exception as exc:
         raise ConfigurationError(
-            f"task {task_name!r}: the shard key could not be computed from this call's"
+            f"task {task_name!r}: the {what} key could not be computed from this call's"
             f" arguments: {exc!r}"
         ) from exc
 
@@ -369,13 +381,7 @@ def flow_of(
     task = _key_text(task_name)
 
     def key(what: str, source: KeySource) -> str:
-        try:
-            return _key_value(source, signature, args, kwargs)
-        except Exception as exc:
-            raise ConfigurationError(
-                f"task {task_name!r}: the {what} key could not be computed from this call's"
-                f" arguments: {exc!r}"
-            ) from exc
+        return _call_key(task_name, what, source, signature, args, kwargs)
 
     def named(kind: str, what: str, source: KeySource | None) -> str:
         return f"{kind}:{task}" if source is None else f"{kind}:{task}:{key(what, source)}"

@@ -145,12 +145,12 @@ class Budget:
 
     def settle(self, queue: str, used: int) -> None:
         """The claim of ``queue``'s fetcher leased ``used`` tasks: they keep their slots;
-        the rest of its grant is free again at once."""
+        the rest of its grant is free again at once, and another shard of its queue may
+        claim."""
         granted, self._granted[queue] = self._granted[queue], 0
         assert used <= granted, f"claimed {used} tasks with {granted} slots"
         self.held += used
-        if used < granted:
-            self._schedule()
+        self._schedule()
 
     def admit(self, count: int) -> int:
         """Tasks leased without a grant (a fetch that waited for work): hold as many of
@@ -170,10 +170,21 @@ class Budget:
             asyncio.get_running_loop().call_soon(self._grant)
 
     def _grant(self) -> None:
+        """Grant the free slots one at a time by the order. The shards of one queue claim
+        one at a time: while one shard's grant is out (its claim in flight), the queue's
+        turns go to that shard alone, so its claim takes every slot the queue gets and
+        the next shard's claim, in turn, the slots freed meanwhile (claims as large as an
+        unsharded queue's: as few script calls per task)."""
         self._scheduled = False
         free = self.free
-        while free > 0 and self._waiting:
-            queue = self._turns.pick(self._waiting)
+        group = self._turns.group
+        claiming = {group[q] for q, n in self._granted.items() if n}
+        while free > 0:
+            eligible = [q for q in self._waiting if self._granted[q] or group[q] not in claiming]
+            if not eligible:
+                return
+            queue = self._turns.pick(eligible)
+            claiming.add(group[queue])
             self._granted[queue] += 1
             free -= 1
             waiter = self._waiting[queue]

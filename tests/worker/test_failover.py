@@ -50,32 +50,23 @@ def _report(record_property: Any, name: str, report: Any, durability: str) -> No
     assert report.duplicates <= 250, report.line()
 
 
-@pytest.mark.parametrize("durability", DURABILITY)
-async def test_cluster_master_killed_mid_run(
+async def _kill_master_of(
     cluster: ClusterTopology,
-    tmp_path: Path,
-    rediq_namespace: str,
+    harness: Harness,
+    queues: list[str],
     durability: str,
-    record_property: Any,
-) -> None:
-    queues = cluster.spread_queues(rediq_namespace, 6)
-    victim = cluster.master_of_slot(key_slot(f"{{{rediq_namespace}:{queues[0]}}}".encode()))
-    replica = cluster.replica_of(victim)
-    on_victim = {
-        q
+    **drain: Any,
+) -> Any:
+    """Drain ``queues`` (two on each master) through the SIGKILL of the master of the
+    first; return the report."""
+    masters = {
+        q: cluster.master_of_slot(key_slot(QueueKeys(harness.namespace, q).tag.encode()))
         for q in queues
-        if cluster.master_of_slot(key_slot(f"{{{rediq_namespace}:{q}}}".encode())) is victim
     }
-    assert (
-        len(on_victim) == 2
-        and len(
-            {
-                cluster.master_of_slot(key_slot(f"{{{rediq_namespace}:{q}}}".encode())).port
-                for q in queues
-            }
-        )
-        == 3
-    )
+    victim = masters[queues[0]]
+    replica = cluster.replica_of(victim)
+    on_victim = {q for q, master in masters.items() if master is victim}
+    assert len(on_victim) == 2 and len({m.port for m in masters.values()}) == 3
 
     def kill() -> RedisServer:
         victim.kill()  # SIGKILL
@@ -85,9 +76,8 @@ async def test_cluster_master_killed_mid_run(
         server.start()  # comes back with its nodes.conf, as a replica of the new master
         cluster.wait_healthy()
 
-    harness = Harness(tmp_path, cluster.url(), rediq_namespace)
     try:
-        report = await drain_through_failover(
+        return await drain_through_failover(
             harness,
             queues=queues,
             config=DURABILITY[durability],
@@ -95,9 +85,23 @@ async def test_cluster_master_killed_mid_run(
             promoted=lambda _: cluster.wait_promoted(replica),
             recover=recover,
             killed_queues=on_victim,
+            **drain,
         )
     finally:
         await harness.close()
+
+
+@pytest.mark.parametrize("durability", DURABILITY)
+async def test_cluster_master_killed_mid_run(
+    cluster: ClusterTopology,
+    tmp_path: Path,
+    rediq_namespace: str,
+    durability: str,
+    record_property: Any,
+) -> None:
+    harness = Harness(tmp_path, cluster.url(), rediq_namespace)
+    queues = cluster.spread_queues(rediq_namespace, 6)
+    report = await _kill_master_of(cluster, harness, queues, durability)
     _report(record_property, f"cluster failover, durability {durability}", report, durability)
 
 
@@ -106,36 +110,11 @@ async def test_cluster_shard_master_killed_mid_run(
 ) -> None:
     """A sharded queue (6 shards, two on each master) through the SIGKILL of the master
     of two of its shards: the worker, consuming the queue by its name, loses nothing."""
-    shards = list(shard_names("work", 6))
-    slots = {q: key_slot(QueueKeys(rediq_namespace, q).tag.encode()) for q in shards}
-    victim = cluster.master_of_slot(slots[shards[0]])
-    replica = cluster.replica_of(victim)
-    on_victim = {q for q in shards if cluster.master_of_slot(slots[q]) is victim}
-    assert len(on_victim) == 2
-
-    def kill() -> RedisServer:
-        victim.kill()  # SIGKILL
-        return victim
-
-    def recover(server: RedisServer) -> None:
-        server.start()
-        cluster.wait_healthy()
-
     harness = Harness(tmp_path, cluster.url(), rediq_namespace)
-    try:
-        report = await drain_through_failover(
-            harness,
-            queues=shards,
-            config=DURABILITY["on"],
-            kill=kill,
-            promoted=lambda _: cluster.wait_promoted(replica),
-            recover=recover,
-            killed_queues=on_victim,
-            consume=["work"],
-            env={"REDIQ_QUEUE_SHARDS": "work=6"},
-        )
-    finally:
-        await harness.close()
+    shards = list(shard_names("work", 6))
+    report = await _kill_master_of(
+        cluster, harness, shards, "on", consume=["work"], env={"REDIQ_QUEUE_SHARDS": "work=6"}
+    )
     _report(record_property, "cluster failover of a shard's master", report, "on")
 
 

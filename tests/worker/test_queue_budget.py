@@ -363,3 +363,24 @@ async def test_slots_freed_one_at_a_time_go_by_the_order(
             waiter.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
     assert "".join(granted) == expected
+
+
+async def test_the_shards_of_a_queue_claim_in_turn_with_every_free_slot() -> None:
+    """A sharded queue's shards take turns, and one claim of a shard at a time gets every
+    slot that is free: claims as large as an unsharded queue's (so as few script calls
+    per task), not the free slots scattered over every shard's fetcher."""
+    shards = ("q#0of3", "q#1of3", "q#2of3")
+    budget = Budget(9, (*shards, "other"), groups={s: "q" for s in shards})
+    waiting = {q: asyncio.ensure_future(budget.acquire(q)) for q in (*shards, "other")}
+    for _ in range(5):  # the acquires run, the grant runs, the granted ones resume
+        await asyncio.sleep(0)
+    done = {q for q, w in waiting.items() if w.done()}
+    assert done == {"q#0of3", "other"}, "one shard's claim at a time"
+    assert (waiting["q#0of3"].result(), waiting["other"].result()) == (5, 4)
+    budget.settle("other", 4)
+    budget.settle("q#0of3", 2)  # it found two tasks: three slots are free again
+    next_shard = await asyncio.wait_for(waiting["q#1of3"], WAIT_S)
+    assert next_shard == 3 and not waiting["q#2of3"].done(), "the next shard, in turn"
+    budget.settle("q#1of3", 3)
+    budget.give()
+    assert await asyncio.wait_for(waiting["q#2of3"], WAIT_S) == 1
