@@ -206,14 +206,15 @@ class Control:
         by its name."""
         return sorted({logical_queue(name) for name in await self._control.queues()})
 
-    async def shards(self, queue: str) -> list[str]:
+    async def shards(self, queue: str, *, known: Sequence[str] | None = None) -> list[str]:
         """The broker queues that hold ``queue``'s tasks: its shards (those declared and
         those the broker holds, e.g. left by another number of shards), or ``[queue]``.
-        A shard's own name gives itself."""
+        A shard's own name gives itself. ``known``: the broker's queues, when already read."""
         if parse_shard(queue) is not None:
             return [queue]
         declared = self.declared.names(queue) if self.declared.count(queue) > 1 else ()
-        known = await self._control.queues()
+        if known is None:
+            known = await self._control.queues()
         found = [n for n in known if logical_queue(n) == queue and n != queue]
         names = sorted({*declared, *found}, key=shard_order)
         if not names:
@@ -246,7 +247,11 @@ class Control:
     async def overview(self, *, minutes: int = 15) -> list[QueueOverview]:
         """:meth:`queue` for every queue."""
         workers = await self.workers()
-        return [await self._overview(name, minutes, workers) for name in await self.queues()]
+        known = await self._control.queues()
+        return [
+            await self._overview(name, minutes, workers, await self.shards(name, known=known))
+            for name in sorted({logical_queue(q) for q in known})
+        ]
 
     async def _overview(
         self,

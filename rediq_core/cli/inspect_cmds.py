@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import rich_click as click
 
+from .. import roles
 from ..broker import TaskRecord, TaskState
 from ..inspection import QueueOverview, TaskPage
 from ..tasklogs import TaskLogs, TaskReport
@@ -79,9 +80,10 @@ def queues(target: Target, minutes: int, by_shard: bool) -> None:
     async def read(app: Rediq) -> tuple[list[QueueOverview], dict[str, list[QueueOverview]]]:
         control = app.control
         overviews = await control.overview(minutes=minutes)
+        known = await roles.control(app.get_broker()).queues()
         shards: dict[str, list[QueueOverview]] = {}
         for o in overviews:
-            names = await control.shards(o.name)
+            names = await control.shards(o.name, known=known)
             if len(names) > 1:
                 shards[o.name] = (
                     await control.shard_overviews(o.name, minutes=minutes)
