@@ -14,11 +14,12 @@ import pytest
 from redis.asyncio import Redis
 
 from rediq import ProtocolMismatchError
-from rediq_core.broker import BrokerOptions, Settlement
+from rediq_core.broker import BrokerOptions, Delivery, Settlement
 from rediq_core.testing.contract.helpers import make_message
 from rediq_redis import RedisBroker
 from rediq_redis.keys import NamespaceKeys
 from rediq_redis.layout import PROTOCOL
+from rediq_redis.leasing import _claim_args, _handed
 
 QUEUE = "contract"
 WORKER = "worker-1"
@@ -146,3 +147,41 @@ async def test_a_worker_that_took_a_handed_task_is_handed_the_next_one_too(
             WORKER,
             [Settlement(message.id, QUEUE, result=b"1", delivery=batch.deliveries[0].deliveries)],
         )
+
+
+@pytest.mark.parametrize("end", ["settle", "release"])
+async def test_a_holder_goes_with_the_last_lease_its_worker_ends(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str, end: str
+) -> None:
+    """Once a worker settled (or released) its last lease, its holder is gone: its
+    deadline is not one every waiting worker wakes at (and claims) with nothing to
+    reclaim. The worker stays registered as waiting; the next task is handed to it under a
+    new holder, which renews."""
+    keys = NamespaceKeys(rediq_namespace).queue(QUEUE)
+    session = await broker._ready()
+
+    async def next_delay_ms() -> int:
+        """What a claim (of nothing) tells another, idle worker to wait for."""
+        claim_keys, args = _claim_args(session, keys, "idle-worker", 0, 5_000)
+        return int((await session.scripts.claim(session.client, claim_keys, args))[1])
+
+    await broker.enqueue([make_message(QUEUE)])
+    fetched = await broker.fetch(QUEUE, worker_id=WORKER, limit=1, lease_ms=60_000)
+    [delivery] = fetched.deliveries
+    assert 50_000 < await next_delay_ms() <= 60_000  # the worker's live holder
+    await session.scripts.wait(  # its fetcher waits for more while the task runs
+        session.client, [*keys.all, keys.unblock(WORKER)], [WORKER, 60_000, 30_000]
+    )
+    if end == "settle":
+        done = Settlement(delivery.message.id, QUEUE, result=b"1", delivery=delivery.deliveries)
+        assert await broker.settle(WORKER, [done]) == [True]
+    else:
+        assert await broker.release(WORKER, {QUEUE: [delivery.lease]}) == 1
+    assert await redis.zcard(keys.key("holders")) == 0
+    assert await next_delay_ms() == -1
+    assert await redis.lrange(keys.key("idle"), 0, -1) == [WORKER.encode()]
+    await broker.enqueue([make_message(QUEUE)])
+    handed = _handed((await redis.lrange(keys.unblock(WORKER), 0, -1))[0])
+    assert isinstance(handed, Delivery)
+    assert handed.lease.token not in (delivery.lease.token, "")
+    assert await broker.extend_leases(WORKER, {QUEUE: [handed.lease]}, 5_000) == set()
