@@ -747,6 +747,7 @@ end
 -- `workers` maps a worker id to its holder number and '#<number>' back to the worker id;
 -- `holders` scores each number with its deadline. A holder past its deadline never comes
 -- back: its worker gets a new number at its next claim, and a claim reclaims its tasks.
+-- A holder whose last lease its worker ended goes at once (drop_empty_holder()).
 
 local function holder_alive(n, now)
   local deadline = redis.call('ZSCORE', Q.holders, n)
@@ -786,6 +787,19 @@ local function drop_holder(n)
   if worker and redis.call('HGET', Q.workers, worker) == n then
     redis.call('HDEL', Q.workers, worker, '>' .. worker, '<' .. worker)
     redis.call('LREM', Q.idle, 0, worker)
+    holder_cache[worker] = nil
+  end
+end
+
+-- The worker's holder goes with its last lease (after a settle or release by it): a holder
+-- left to expire with no tasks is a deadline every waiting worker would wake for
+-- (earliest_deadline()) to reclaim nothing. Its registration as waiting stays; its next
+-- lease takes a new number.
+local function drop_empty_holder(worker, now)
+  local n = holder_of(worker, now)
+  if n and redis.call('ZCOUNT', Q.active, n, n) == 0 then
+    redis.call('ZREM', Q.holders, n)
+    redis.call('HDEL', Q.workers, worker, '#' .. n, '>' .. worker)
     holder_cache[worker] = nil
   end
 end

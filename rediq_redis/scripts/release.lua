@@ -10,7 +10,8 @@
 -- Invariants: only leases held by ARGV[1] under those numbers are released; a released
 -- task returns to pending at its old FIFO position and counts neither as lost nor as
 -- failed (its `deliveries` count stays: lease numbers are never reused). Idempotent: a
--- re-send finds the leases no longer held and changes nothing.
+-- re-send finds the leases no longer held and changes nothing. The worker's holder goes
+-- with its last lease.
 local worker = ARGV[1]
 local now = now_ms()
 local ids = {}
@@ -32,6 +33,7 @@ for i = 2, #ARGV, 2 do
   end
 end
 flush()
+if released > 0 then drop_empty_holder(worker, now) end
 wake_if_ready()
 if #outboxed > 0 then return { released, outboxed } end
 return released

@@ -22,7 +22,7 @@
 -- failure keeps the task's record and error in the dead-letter set (bounded by TTL and
 -- count) and records the error in its result hash for its result TTL. A re-send (lost
 -- reply) finds the task ended or moved on under this worker's lease number and answers
--- as the first send did, changing nothing.
+-- as the first send did, changing nothing. The worker's holder goes with its last lease.
 local worker, dead_ttl, dead_max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local SETTLE_ARGS = 7
 local now = now_ms()
@@ -138,6 +138,7 @@ end
 for name, n in pairs(counts) do count(name, now, n) end
 count_runs(now, runs, run_ms)
 flush()
+if worker ~= '' and #held_ids > 0 then drop_empty_holder(worker, now) end
 if dead then
   prune_dead(now, dead_ttl, dead_max)
   flush()
