@@ -185,3 +185,35 @@ async def test_a_holder_goes_with_the_last_lease_its_worker_ends(
     assert isinstance(handed, Delivery)
     assert handed.lease.token not in (delivery.lease.token, "")
     assert await broker.extend_leases(WORKER, {QUEUE: [handed.lease]}, 5_000) == set()
+
+
+async def test_a_due_time_wakes_one_waiting_worker(
+    broker: RedisBroker, redis: Redis, rediq_namespace: str
+) -> None:
+    """Of the workers about to wait, one keeps time for the queue's next deadline (here a
+    scheduled task's due time): the others are told to wait for a hand-off or a wake
+    token, so the due time wakes one worker, not all. Whoever claims next takes the role
+    from a keeper that sleeps past an earlier deadline, or that missed its own by the
+    grace (it died)."""
+    keys = NamespaceKeys(rediq_namespace).queue(QUEUE)
+    session = await broker._ready()
+
+    async def wake_delay_ms(worker: str) -> int:
+        """What a claim that leases nothing tells ``worker`` to wait for."""
+        claim_keys, args = _claim_args(session, keys, worker, 1, 5_000)
+        return int((await session.scripts.claim(session.client, claim_keys, args))[1])
+
+    await broker.enqueue([make_message(QUEUE, delay_ms=60_000)])
+    assert 50_000 < await wake_delay_ms("w1") <= 60_000
+    assert [await wake_delay_ms(w) for w in ("w2", "w3", "w4")] == [-1, -1, -1]
+    assert 50_000 < await wake_delay_ms("w1") <= 60_000  # the keeper keeps the role
+
+    await broker.enqueue([make_message(QUEUE, delay_ms=20_000)])
+    assert 10_000 < await wake_delay_ms("w2") <= 20_000  # w1 would sleep past it
+    assert await wake_delay_ms("w1") == -1
+
+    seconds, micros = await redis.time()
+    long_ago = int(seconds) * 1000 + int(micros) // 1000 - 5_000
+    await redis.hset(keys.key("workers"), "!", f"w2|{long_ago}")  # w2 missed it: dead
+    assert 10_000 < await wake_delay_ms("w3") <= 20_000
+    assert await wake_delay_ms("w2") == -1
