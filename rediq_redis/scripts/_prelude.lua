@@ -225,6 +225,49 @@ local function earliest_deadline()
   return best
 end
 
+-- The field of `workers` naming the queue's timekeeper, "<worker id>|<deadline ms>": the
+-- one waiting worker that wakes for the queue's next deadline (a due scheduled task, an
+-- expiring lease, a rate token). The others wait for a hand-off or a wake token, up to a
+-- lease, so a due time wakes one worker, not every waiting one. A keeper that does not
+-- claim within KEEPER_GRACE_MS of its deadline (it died, or it is busy) loses the role to
+-- the next worker that claims; so does one sleeping past an earlier deadline.
+local KEEPER = '!'
+local KEEPER_GRACE_MS = 1000
+
+-- How long `worker`, about to wait, sleeps before it claims again: until the next
+-- deadline if it keeps time (it takes the role when no live keeper wakes early enough),
+-- else until its own lease's deadline (a stalled worker reclaims its own lease), else -1
+-- (wait for a hand-off or a wake token); 0 when something is due now.
+local function wake_delay(worker, now)
+  local mine, earliest, own = redis.call('HGET', Q.workers, worker), nil, nil
+  for _, key in ipairs({ Q.scheduled, Q.holders, Q.limits_due }) do
+    local first = redis.call('ZRANGE', key, 0, 1, 'WITHSCORES')
+    local at = first[2]
+    if key == Q.holders and mine and first[1] == mine then
+      own, at = tonumber(first[2]), first[4]  -- the others' deadlines are what it keeps
+    end
+    at = at and tonumber(at)
+    if at and (earliest == nil or at < earliest) then earliest = at end
+  end
+  if (earliest and earliest <= now) or (own and own <= now) then return 0 end
+  if earliest then
+    local kept = redis.call('HGET', Q.workers, KEEPER)
+    local other = false
+    if kept then
+      local bar = string.find(kept, '|', 1, true)
+      local at = tonumber(string.sub(kept, bar + 1))
+      other = string.sub(kept, 1, bar - 1) ~= worker and at <= earliest
+        and at + KEEPER_GRACE_MS >= now
+    end
+    if not other then
+      redis.call('HSET', Q.workers, KEEPER, worker .. '|' .. earliest)
+      return math.min(earliest, own or earliest) - now
+    end
+  end
+  if not earliest then redis.call('HDEL', Q.workers, KEEPER) end  -- no deadline to keep
+  return own and own - now or -1
+end
+
 local before_schedule = nil  -- earliest_deadline() before this call scheduled anything
 
 -- Wake a worker if `due` comes before anything the workers sleep for (call it before the
@@ -1328,8 +1371,7 @@ local function hand_off(now)
       if #taken == 1 then
         local inbox = inbox_of(worker)
         local deadline = now + tonumber(lease_ms)
-        local earliest = earliest_deadline()
-        local next_delay = earliest and math.max(0, earliest - now) or -1
+        local next_delay = wake_delay(worker, now)  -- when it waits again
         redis.call('RPUSH', inbox, holder .. '|' .. deadline .. '|' .. next_delay .. '|' .. #id
           .. '|' .. id .. pack(records[id]))
         redis.call('PEXPIRE', inbox, UNBLOCK_TTL_MS)

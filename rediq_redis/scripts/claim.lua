@@ -9,7 +9,8 @@
 -- ARGV[1] worker id   ARGV[2] limit   ARGV[3] lease ms   ARGV[4] max lost leases
 -- ARGV[5] dead-letter TTL ms   ARGV[6] dead-letter max count   ARGV[7] batch bound
 -- ARGV[8] call nonce
--- Returns {now, next_delay_ms (-1: nothing scheduled or leased), holder, leased,
+-- Returns {now, next_delay_ms (-1: nothing scheduled or leased, or another worker keeps
+--          time: wake_delay() in the prelude), holder, leased,
 --          exhausted, cancelled, broken, handed, stale, expired} where leased is a flat
 --          list of (id, record as read, where its body starts (0-based), envelope length,
 --          retried, deliveries, lost), holder the
@@ -201,5 +202,6 @@ flush()
 -- Outbox members whose first delivery was lost (the caller delivers them again).
 local stale = redis.call('ZRANGEBYSCORE', Q.outbox, '-inf', now - OUTBOX_GRACE_MS, 'LIMIT', 0, 100)
 for _, member in ipairs(outboxed) do table.insert(stale, member) end  -- expired steps' effects
-return { now, next_delay(now), holder, leased, exhausted, cancelled, broken, handed, stale,
-  expired }
+-- a worker that leased fewer than `limit` waits next: it may keep time (wake_delay())
+local delay = (#leased / 7 + #handed < limit) and wake_delay(worker, now) or next_delay(now)
+return { now, delay, holder, leased, exhausted, cancelled, broken, handed, stale, expired }

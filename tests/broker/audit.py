@@ -238,14 +238,14 @@ async def _check_trails(redis: Redis, keys: QueueKeys, stored: set[str]) -> None
 def _check_workers(holders: dict[str, float], workers: dict[str, str], idle: list[str]) -> None:
     """``workers`` maps each holder number back to its worker ("#<n>"), each worker to
     its holder, ">"<worker> to its last claim and "<"<worker> to its registration as
-    waiting (in ``idle``, once) or "h" (a task was handed to it); every number it names
-    is a holder."""
+    waiting (in ``idle``, once) or "h" (a task was handed to it), and "!" to the queue's
+    timekeeper; every number it names is a holder."""
     numbers = {f[1:] for f in workers if f.startswith("#")}
     assert numbers == set(holders), f"holders {set(holders)} vs workers' numbers {numbers}"
     assert len(idle) == len(set(idle)), f"a worker is twice in idle: {idle}"
     waiting = {f[1:] for f, v in workers.items() if f.startswith("<") and v != "h"}
     assert waiting <= set(idle), f"waiting workers {waiting - set(idle)} not in idle"
-    names = {f for f in workers if not f.startswith(("#", ">", "<"))}
+    names = {f for f in workers if not f.startswith(("#", ">", "<", "!"))}
     for name in names:
         assert workers[name] in holders, f"worker {name} maps to a gone holder {workers[name]}"
         assert workers[f"#{workers[name]}"] == name, f"holder of {name} names another worker"
