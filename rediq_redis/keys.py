@@ -31,7 +31,8 @@ QUEUE_KEY_NAMES: tuple[str, ...] = (
     "tasks",  # HASH id -> task record (layout.RECORD_FIELDS, then envelope and payload)
     "errors",  # HASH id -> last error JSON (tasks that failed at least once)
     "holders",  # ZSET member=holder number, score=its deadline ms
-    "workers",  # HASH worker id -> holder number, "#<number>" -> worker id, ">"<id> last claim
+    "workers",  # HASH worker id -> holder number, "#<number>" -> worker id, ">"<id> last claim,
+    # "<"<id> its registration as waiting, "!" the timekeeper (wake_delay() in the prelude)
     "cancel",  # SET ids of active tasks whose cancellation was requested
     "stats",  # HASH counters: enqueued, succeeded, failed, retried
     "wake",  # LIST wake tokens (at most one)
