@@ -50,9 +50,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from benchmarks.common import stop_workers
 from rediq import Rediq
 from rediq_redis.keys import NamespaceKeys, QueueKeys
 from rediq_redis.testing import RedisServer
@@ -203,17 +206,6 @@ def _start_workers(folder: Path, args: argparse.Namespace) -> list[subprocess.Po
         ]
 
 
-def _stop_workers(workers: Sequence[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
-
-
 async def _drained(app: Rediq, tasks: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -269,7 +261,7 @@ async def run_case(
         print("\n".join(["workers.log (last lines):", *log[-20:]]), file=sys.stderr)
         raise
     finally:
-        _stop_workers(workers)
+        stop_workers(workers)
         await app.close()
         for node in nodes:
             await node.aclose()

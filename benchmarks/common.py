@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -260,3 +262,16 @@ def main(adapter: Adapter, argv: Sequence[str] | None = None) -> None:
         return
     result = asyncio.run(_produce(adapter, args.workload, args.n, args.timeout))
     sys.stdout.write(json.dumps(result) + "\n")
+
+
+def stop_workers(workers: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every worker process still running, wait for each (30 s), SIGKILL the rest."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)

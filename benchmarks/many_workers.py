@@ -43,7 +43,6 @@ import argparse
 import asyncio
 import importlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -53,8 +52,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from redis.asyncio import Redis
 
+from benchmarks.common import stop_workers
 from rediq import Rediq
 from rediq_core import defaults, roles
 from rediq_redis.testing import RedisServer
@@ -136,18 +138,6 @@ def start_workers(folder: Path, url: str, count: int, log: Path) -> list[subproc
             subprocess.Popen(command, cwd=folder, env=env, stdout=out, stderr=out)
             for _ in range(count)
         ]
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
 
 
 def tail(log: Path) -> str:
