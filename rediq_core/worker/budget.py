@@ -45,6 +45,8 @@ class _Turns:
         groups: Mapping[str, str],
     ):
         self.order, self.weights = order, weights
+        #: Some queue has several shards (else every queue is its own group).
+        self.sharded = False
         #: queue (a shard's queue) -> its broker queues, in order
         self.members: dict[str, list[str]] = {}
         self.group: dict[str, str] = {}
@@ -64,6 +66,7 @@ class _Turns:
             self.weight[group] = self.weights.get(group, 1) if weighted else 1
             self.current[group], self.next_member[group] = 0, 0
         self.members[group].append(queue)
+        self.sharded = self.sharded or len(self.members[group]) > 1
 
     def pick(self, waiting: Collection[str]) -> str:
         candidates = [g for g, qs in self.members.items() if any(q in waiting for q in qs)]
@@ -150,7 +153,8 @@ class Budget:
         granted, self._granted[queue] = self._granted[queue], 0
         assert used <= granted, f"claimed {used} tasks with {granted} slots"
         self.held += used
-        self._schedule()
+        if used < granted or self._turns.sharded:
+            self._schedule()
 
     def admit(self, count: int) -> int:
         """Tasks leased without a grant (a fetch that waited for work): hold as many of
@@ -177,9 +181,10 @@ class Budget:
         unsharded queue's: as few script calls per task)."""
         self._scheduled = False
         free = self.free
-        group = self._turns.group
-        claiming = {group[q] for q, n in self._granted.items() if n}
+        sharded, group = self._turns.sharded, self._turns.group
+        claiming = {group[q] for q, n in self._granted.items() if n} if sharded else set()
         while free > 0:
+            # without shards, a queue's group is itself: every waiting queue is eligible
             eligible = [q for q in self._waiting if self._granted[q] or group[q] not in claiming]
             if not eligible:
                 return
